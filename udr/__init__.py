@@ -1,0 +1,62 @@
+"""UDR, the Unified Data Runtime: versioned tables with cross-table ACID transactions, time travel,
+branches, content-addressed storage and change streams in one local directory, queried with DuckDB.
+
+    import udr
+    with udr.open("lake") as db:
+        with db.transaction(message="nightly refresh") as tx:
+            tx.append("orders", orders)
+            tx.overwrite("scores", scores)
+        db.sql("SELECT count(*) FROM orders").fetchall()
+"""
+
+from __future__ import annotations
+
+from udr._inputs import TableData as TableData
+from udr._lake import Lake as Lake
+from udr._lake import open as open
+from udr._transaction import Transaction as Transaction
+from udr.errors import Conflict as Conflict
+from udr.errors import ConflictError as ConflictError
+from udr.errors import CorruptionError as CorruptionError
+from udr.errors import FormatError as FormatError
+from udr.errors import GroupBusy as GroupBusy
+from udr.errors import InvalidName as InvalidName
+from udr.errors import KeyViolation as KeyViolation
+from udr.errors import MergeConflict as MergeConflict
+from udr.errors import RefNotFound as RefNotFound
+from udr.errors import SchemaError as SchemaError
+from udr.errors import SqlError as SqlError
+from udr.errors import TableNotFound as TableNotFound
+from udr.errors import UdrError as UdrError
+from udr.errors import UsageError as UsageError
+from udr.values import Commit as Commit
+from udr.values import LakeStats as LakeStats
+from udr.values import TableChange as TableChange
+from udr.values import VerifyReport as VerifyReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Commit",
+    "Conflict",
+    "ConflictError",
+    "CorruptionError",
+    "FormatError",
+    "GroupBusy",
+    "InvalidName",
+    "KeyViolation",
+    "Lake",
+    "LakeStats",
+    "MergeConflict",
+    "RefNotFound",
+    "SchemaError",
+    "SqlError",
+    "TableChange",
+    "TableData",
+    "TableNotFound",
+    "Transaction",
+    "UdrError",
+    "UsageError",
+    "VerifyReport",
+    "open",
+]

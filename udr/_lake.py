@@ -1,0 +1,354 @@
+"""The `Lake` facade: one handle on one lake directory, tying the layers together.
+
+`udr.open(path)` returns a `Lake`. It is safe to share across threads; each transaction belongs to one
+thread or task. Reads never block and see one consistent commit.
+"""
+
+from __future__ import annotations
+
+import getpass
+import heapq
+import os
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from udr._inputs import TableData
+from udr._maintenance import stats, verify
+from udr._transaction import Transaction
+from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.log.commits import CommitRecord
+from udr.log.format import CommitId
+from udr.log.refs import check_name
+from udr.log.store import LogStore
+from udr.materialize.data import RowReader
+from udr.materialize.snapshot import Materializer, TableState
+from udr.query.engine import SnapshotServer, quote_ident
+from udr.values import Commit, LakeStats, TableChange, VerifyReport
+
+Ref = str | datetime | Commit | None
+Progress = Callable[[int, int], None]
+
+_ANCESTOR = re.compile(r"^(.*?)((?:~\d*)*)$")
+_HEX = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+def default_author() -> str:
+    """`UDR_AUTHOR`, else the OS user name."""
+    author = os.environ.get("UDR_AUTHOR")
+    if author:
+        return author
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def open(path: str | os.PathLike[str] = "lake") -> Lake:  # noqa: A001 - the public name the API promises
+    """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
+
+    Raises:
+        FormatError: `path` is not a lake, or was written by a newer version of udr.
+    """
+    return Lake(Path(path))
+
+
+class Lake:
+    """A handle on one lake directory. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._log = LogStore(path)
+        self._materializer = Materializer(self._log)
+        self._rows = RowReader(self._log, self._log.get_blob)
+        self._server = SnapshotServer(self._log, self._rows)
+        self._open_transactions: set[Transaction] = set()
+        self._commit_listeners: list[Callable[[Commit], None]] = []
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lake's files. Open transactions are aborted."""
+        for tx in list(self._open_transactions):
+            tx.abort()
+        self._log.close()
+
+    def __repr__(self) -> str:
+        return f"udr.Lake({str(self.path)!r})"
+
+    # -- transactions -------------------------------------------------------------------------------
+
+    def transaction(
+        self,
+        branch: str = "main",
+        *,
+        message: str = "",
+        author: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Transaction:
+        """Begin a transaction on `branch`; use it as a context manager or call `commit()`.
+
+        Raises:
+            RefNotFound: no such branch.
+        """
+        return Transaction(self, branch=branch, message=message, author=author or default_author(),
+                           metadata=metadata or {})
+
+    def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None,
+                     branch: str = "main", message: str = "", author: str | None = None) -> Commit:
+        """Create an empty table in its own commit (see `Transaction.create_table`)."""
+        with self.transaction(branch, message=message or f"create {table}", author=author) as tx:
+            tx.create_table(table, schema, primary_key=primary_key)
+        assert tx.committed is not None
+        return tx.committed
+
+    def append(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
+               author: str | None = None, evolve: bool = False) -> Commit:
+        """Append rows in a commit of their own (see `Transaction.append`)."""
+        with self.transaction(branch, message=message or f"append to {table}", author=author) as tx:
+            tx.append(table, data, evolve=evolve)
+        assert tx.committed is not None
+        return tx.committed
+
+    def overwrite(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
+                  author: str | None = None, evolve: bool = False) -> Commit:
+        """Replace a table's rows in a commit of their own (see `Transaction.overwrite`)."""
+        with self.transaction(branch, message=message or f"overwrite {table}", author=author) as tx:
+            tx.overwrite(table, data, evolve=evolve)
+        assert tx.committed is not None
+        return tx.committed
+
+    def upsert(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
+               author: str | None = None) -> Commit:
+        """Upsert rows by key in a commit of their own (see `Transaction.upsert`)."""
+        with self.transaction(branch, message=message or f"upsert into {table}", author=author) as tx:
+            tx.upsert(table, data)
+        assert tx.committed is not None
+        return tx.committed
+
+    def delete(self, table: str, where: str | None = None, *, keys: TableData | None = None,
+               branch: str = "main", message: str = "", author: str | None = None) -> Commit:
+        """Delete rows in a commit of their own (see `Transaction.delete`)."""
+        with self.transaction(branch, message=message or f"delete from {table}", author=author) as tx:
+            tx.delete(table, where, keys=keys)
+        assert tx.committed is not None
+        return tx.committed
+
+    def drop_table(self, table: str, *, branch: str = "main", message: str = "",
+                   author: str | None = None) -> Commit:
+        """Drop a table in a commit of its own (history keeps its rows)."""
+        with self.transaction(branch, message=message or f"drop {table}", author=author) as tx:
+            tx.drop_table(table)
+        assert tx.committed is not None
+        return tx.committed
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def tables(self, branch: str = "main", at: Ref = None) -> list[str]:
+        """Names of the tables at a version (default: the head of `branch`)."""
+        return sorted(self._snapshot(branch, at))
+
+    def schema(self, table: str, branch: str = "main", at: Ref = None) -> pa.Schema:
+        """The Arrow schema of `table` at a version.
+
+        Raises:
+            TableNotFound, RefNotFound.
+        """
+        return self._rows.schema(self._table(table, branch, at).schema)
+
+    def primary_key(self, table: str, branch: str = "main", at: Ref = None) -> list[str] | None:
+        """The primary key columns of `table`, None if it has none."""
+        pk = self._table(table, branch, at).primary_key
+        return list(pk) if pk is not None else None
+
+    def read(self, table: str, branch: str = "main", at: Ref = None, *, columns: list[str] | None = None,
+             where: str | None = None) -> pa.Table:
+        """The rows of `table` at a version, optionally only some columns and rows (SQL predicate `where`).
+
+        Raises:
+            TableNotFound, RefNotFound, SqlError, CorruptionError.
+        """
+        state = self._table(table, branch, at)
+        if columns is not None:
+            schema = self._rows.schema(state.schema)
+            unknown = [c for c in columns if c not in schema.names]
+            if unknown:
+                raise UsageError(f"table {table!r} has no column(s) {', '.join(unknown)}")
+        con = duckdb.connect()
+        try:
+            self._server.register(con, table, table, state)
+            cols = ", ".join(quote_ident(c) for c in columns) if columns is not None else "*"
+            query = f"SELECT {cols} FROM {quote_ident(table)}" + (f" WHERE ({where})" if where else "")
+            return self._server.sql(con, query, self._resolver).to_arrow_table()
+        finally:
+            con.close()
+
+    def connect(self, branch: str = "main", at: Ref = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with every table of that version as a view (close it when done)."""
+        return self._server.connect(dict(self._snapshot(branch, at)))
+
+    def sql(self, query: str, branch: str = "main", at: Ref = None) -> duckdb.DuckDBPyRelation:
+        """Run SQL over the tables of a version; `"table@REF"` names a table at another version.
+
+        Returns a DuckDB relation (`.fetchall()`, `.to_arrow_table()`, `.df()`, `.pl()`).
+
+        Raises:
+            SqlError, RefNotFound, TableNotFound.
+        """
+        con = self.connect(branch, at)
+        return self._server.sql(con, query, self._resolver)
+
+    def log(self, branch: str = "main", table: str | None = None, limit: int | None = None) -> list[Commit]:
+        """Every commit reachable from `branch`'s head, newest first (optionally only those touching `table`).
+
+        Raises:
+            RefNotFound: no such branch.
+        """
+        out: list[Commit] = []
+        head = self._head(branch)
+        heap = [(-self._log.get_commit(head).seq, head)]
+        seen = {head}
+        while heap and (limit is None or len(out) < limit):
+            _, cid = heapq.heappop(heap)
+            record = self._log.get_commit(cid)
+            if table is None or table in record.tables:
+                out.append(self._commit_value(cid, record))
+            for parent in record.parents:
+                if parent not in seen:
+                    seen.add(parent)
+                    heapq.heappush(heap, (-self._log.get_commit(parent).seq, parent))
+        return out
+
+    def commit_info(self, ref: Ref) -> Commit:
+        """The commit a ref names.
+
+        Raises:
+            RefNotFound.
+        """
+        cid = self._resolve(ref, "main")
+        return self._commit_value(cid, self._log.get_commit(cid))
+
+    def resolve(self, ref: Ref, branch: str = "main") -> str:
+        """The full commit id a ref names (`None`: the head of `branch`).
+
+        Raises:
+            RefNotFound.
+        """
+        return self._resolve(ref, branch)
+
+    # -- maintenance --------------------------------------------------------------------------------
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Check every commit's hash and chain links and every referenced chunk and blob."""
+        return verify(self._log, progress)
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Discard all derived state and rebuild it by replaying the log; return commits replayed."""
+        return self._materializer.rebuild(progress)
+
+    def gc(self, progress: Callable[[int], None] | None = None) -> int:
+        """Delete chunks no commit in the log references; return bytes freed."""
+        keep = {c for tx in self._open_transactions for c in tx._chunks}
+        return self._log.collect_garbage(keep, progress)
+
+    def stats(self) -> LakeStats:
+        """Commits, chunks and bytes (logical vs stored) of the lake."""
+        return stats(self._log)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _head(self, branch: str) -> CommitId:
+        check_name(branch, "branch")
+        head = self._log.head(branch)
+        if head is None:
+            raise RefNotFound(f"branch {branch!r} does not exist" + close_matches(branch, self._log.branches()))
+        return head
+
+    def _resolve(self, ref: Ref, branch: str) -> CommitId:
+        if ref is None:
+            return self._head(branch)
+        if isinstance(ref, Commit):
+            self._log.get_commit(CommitId(ref.id))
+            return CommitId(ref.id)
+        if isinstance(ref, datetime):
+            return self._at_time(ref, branch)
+        if not isinstance(ref, str) or not ref:
+            raise UsageError(f"a ref must be a string, datetime or udr.Commit, got {ref!r}")
+        match = _ANCESTOR.match(ref)
+        assert match is not None
+        name, tildes = match.group(1), match.group(2)
+        cid = self._resolve_name(name)
+        for step in tildes.split("~")[1:]:
+            for _ in range(int(step) if step else 1):
+                record = self._log.get_commit(cid)
+                if not record.parents:
+                    raise RefNotFound(f"{ref!r} goes back past the first commit")
+                cid = record.parents[0]
+        return cid
+
+    def _resolve_name(self, name: str) -> CommitId:
+        head = self._log.head(name) if "/" not in name else None
+        if head is not None:
+            return head
+        tags = self._log.tags()
+        if name in tags:
+            return tags[name]
+        if _HEX.match(name):
+            found = self._log.find_commits(name)
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise RefNotFound(f"commit prefix {name!r} is ambiguous; give more digits")
+        known = list(self._log.branches()) + list(tags)
+        raise RefNotFound(f"no branch, tag or commit named {name!r}" + close_matches(name, known))
+
+    def _at_time(self, when: datetime, branch: str) -> CommitId:
+        target = int(when.astimezone(timezone.utc).timestamp() * 1_000_000)
+        cid: CommitId | None = self._head(branch)
+        while cid is not None:
+            record = self._log.get_commit(cid)
+            if record.time_us <= target:
+                return cid
+            cid = record.parents[0] if record.parents else None
+        raise RefNotFound(f"branch {branch!r} has no commit at or before {when.isoformat()}")
+
+    def _snapshot(self, branch: str, at: Ref) -> dict[str, TableState]:
+        return self._materializer.snapshot(self._resolve(at, branch))
+
+    def _table(self, table: str, branch: str, at: Ref) -> TableState:
+        snap = self._snapshot(branch, at)
+        if not isinstance(table, str) or table not in snap:
+            where = f"at {at}" if at is not None else f"on branch {branch!r}"
+            raise TableNotFound(f"table {table!r} does not exist {where}" + close_matches(str(table), snap))
+        return snap[table]
+
+    def _resolver(self, table: str, ref: str) -> TableState | pa.Table:
+        return self._table(table, "main", ref)
+
+    def _commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
+        return Commit(
+            id=cid,
+            parents=record.parents,
+            seq=record.seq,
+            branch=record.branch,
+            time=datetime.fromtimestamp(record.time_us / 1_000_000, tz=timezone.utc),
+            author=record.author,
+            message=record.message,
+            metadata=dict(record.metadata),
+            tables={n: TableChange(op.inserted, op.updated, op.deleted) for n, op in record.tables.items()},
+        )
+
+    def _hook_for(self, hooks: list[object]) -> None:
+        return None
+
+    def _after_commit(self, commit: Commit) -> None:
+        for listener in self._commit_listeners:
+            listener(commit)

@@ -1,0 +1,412 @@
+"""Transactions: stage table changes in isolation, then commit them atomically at the log's commit point.
+
+A transaction reads the snapshot of its branch head at `begin` and stages its changes as one `TableOp` per
+table. Data chunks are written (durably) as they are staged; small batches stay in memory as inline blobs.
+Nothing is visible to anyone else until `commit`, whose single LMDB write transaction appends the commit.
+A transaction belongs to one thread or task at a time; several may be open on one handle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from udr._inputs import TableData, conform_input, to_batches
+from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
+from udr.log.commits import CommitRecord, Deletes, TableOp, content_id
+from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.refs import check_name
+from udr.materialize.data import (
+    RowReader,
+    decode_positions,
+    encode_chunk,
+    encode_positions,
+    encode_schema,
+    rebatch,
+)
+from udr.materialize.snapshot import TableState, apply_op, fold
+from udr.query.diff import keyed_diff, matching_keys
+from udr.values import Commit
+
+if TYPE_CHECKING:
+    from udr._lake import Lake
+
+_ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
+
+
+class Transaction:
+    """A set of table changes that commits atomically or not at all.
+
+    Use as a context manager: a clean exit commits, an exception aborts. After commit, `committed` is the
+    new `udr.Commit`.
+    """
+
+    def __init__(self, lake: Lake, *, branch: str, message: str, author: str, metadata: Mapping[str, str]) -> None:
+        self._lake = lake
+        self.branch = check_name(branch, "branch")
+        self._base: CommitId = lake._head(branch)
+        self._base_tables = lake._materializer.snapshot(self._base)
+        self._message = str(message)
+        self._author = str(author)
+        self._metadata = {str(k): str(v) for k, v in metadata.items()}
+        self._ops: dict[str, TableOp] = {}
+        self._blobs: dict[BlobId, tuple[BlobKind, bytes]] = {}
+        self._chunks: set[ChunkId] = set()
+        self._hooks: list[object] = []
+        self._open = True
+        self.committed: Commit | None = None
+        self._rows = RowReader(lake._log, self._blob)
+        lake._open_transactions.add(self)
+
+    # -- context manager ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._open:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    @property
+    def base(self) -> str:
+        """The id of the commit this transaction started from."""
+        return self._base
+
+    def tables(self) -> list[str]:
+        """Names of the tables as this transaction sees them."""
+        names = set(self._base_tables) | set(self._ops)
+        return sorted(n for n in names if self._state(n) is not None)
+
+    def schema(self, table: str) -> pa.Schema:
+        """The schema of `table` as this transaction sees it.
+
+        Raises:
+            TableNotFound: no such table.
+        """
+        return self._rows.schema(self._require(table).schema)
+
+    def read(self, table: str, *, columns: list[str] | None = None) -> pa.Table:
+        """Every row of `table` including this transaction's own uncommitted changes.
+
+        Raises:
+            TableNotFound: no such table.
+        """
+        return self._rows.table(table, self._require(table), columns)
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None) -> None:
+        """Create an empty table.
+
+        Raises:
+            InvalidName: bad table name.
+            UsageError: the table already exists.
+            KeyViolation: a key column is not in the schema.
+        """
+        self._check_open()
+        check_name(table, "table")
+        if not isinstance(schema, pa.Schema):
+            raise UsageError(f"create_table({table!r}) needs a pyarrow.Schema, got {type(schema).__name__}")
+        if self._state(table) is not None:
+            raise UsageError(f"table {table!r} already exists")
+        pk = _check_key(table, schema, primary_key)
+        self._create(table, schema, pk)
+
+    def append(self, table: str, data: TableData, *, evolve: bool = False) -> None:
+        """Add rows to `table`, creating it from the data's schema if it does not exist.
+
+        Args:
+            table: table name.
+            data: a pyarrow Table/RecordBatch/RecordBatchReader (streamed), pandas or polars DataFrame,
+                or a dict of columns.
+            evolve: add the data's new columns (nullable) to the table instead of rejecting them.
+
+        Raises:
+            SchemaError: columns or types do not match.
+            KeyViolation: a keyed table would get a duplicate or null key.
+        """
+        self._check_open()
+        check_name(table, "table")
+        schema, batches = to_batches(data)
+        state = self._state(table)
+        if state is None:
+            self._create(table, schema, None)
+            state = self._require(table)
+        target, batches = self._conformed(table, state, schema, batches, evolve)
+        if state.primary_key is not None:
+            data_table = pa.Table.from_batches(list(batches), schema=target)
+            diff = keyed_diff(self._rows.table(table, self._require(table), with_position=True), data_table,
+                              list(state.primary_key), table=table, remove_missing=False)
+            if diff.updated.num_rows or diff.replaced.num_rows:
+                raise KeyViolation(f"table {table!r}: append of existing key {_first_key(diff.updated, state)}; use upsert")
+            unchanged = data_table.num_rows - diff.inserted.num_rows
+            if unchanged:
+                raise KeyViolation(f"table {table!r}: append of {unchanged} rows whose keys already exist; use upsert")
+            batches = iter(data_table.to_batches())
+        self._add_rows(table, target, batches)
+
+    def overwrite(self, table: str, data: TableData, *, evolve: bool = False) -> None:
+        """Replace every row of `table` with `data` (creating the table if needed).
+
+        On a keyed table only the difference is stored: rows identical to the current ones are kept,
+        changed rows are updated, missing keys are deleted.
+
+        Raises:
+            SchemaError: columns or types do not match.
+            KeyViolation: duplicate or null keys in `data` (keyed tables).
+        """
+        self._check_open()
+        check_name(table, "table")
+        schema, batches = to_batches(data)
+        state = self._state(table)
+        if state is None:
+            self._create(table, schema, None)
+            state = self._require(table)
+        target, batches = self._conformed(table, state, schema, batches, evolve)
+        if state.primary_key is not None:
+            self._keyed_write(table, state, pa.Table.from_batches(list(batches), schema=target), remove_missing=True)
+            return
+        own = sum(f.live_rows for f in self._own_fragments(table, state))
+        op = self._op(table)
+        self._ops[table] = replace(
+            op, truncate=True, add=(), deletes=(), inserted=op.inserted - own,
+            deleted=op.deleted + state.rows - own,
+        )
+        self._add_rows(table, target, batches)
+
+    def upsert(self, table: str, data: TableData) -> None:
+        """Insert rows with new keys and replace rows with existing keys (identical rows are no change).
+
+        Raises:
+            KeyViolation: the table has no primary key, or `data` has duplicate or null keys.
+            TableNotFound: no such table.
+        """
+        self._check_open()
+        state = self._require(table)
+        if state.primary_key is None:
+            raise KeyViolation(f"table {table!r} has no primary key; upsert needs one (create_table(..., primary_key=[...]))")
+        schema, batches = to_batches(data)
+        target, batches = self._conformed(table, state, schema, batches, False)
+        self._keyed_write(table, state, pa.Table.from_batches(list(batches), schema=target), remove_missing=False)
+
+    def delete(self, table: str, where: str | None = None, *, keys: TableData | None = None) -> int:
+        """Delete the rows matching SQL predicate `where`, or whose key is in `keys`; return rows deleted.
+
+        Raises:
+            TableNotFound: no such table.
+            SqlError: `where` is not a valid predicate.
+            KeyViolation: `keys` given for a table without a primary key.
+        """
+        self._check_open()
+        state = self._require(table)
+        if (where is None) == (keys is None):
+            raise UsageError("delete() needs exactly one of where=... or keys=...")
+        if where is not None:
+            hits = self._lake._server.positions_where(table, state, where)
+        else:
+            if state.primary_key is None:
+                raise KeyViolation(f"table {table!r} has no primary key; delete by where=... instead")
+            _, batches = to_batches(keys)
+            key_table = pa.Table.from_batches(list(batches))
+            missing = [k for k in state.primary_key if k not in key_table.column_names]
+            if missing:
+                raise KeyViolation(f"table {table!r}: keys lack key column(s) {', '.join(missing)}")
+            hits = matching_keys(self._rows.table(table, state, with_position=True), key_table,
+                                 list(state.primary_key), table=table)
+        self._delete_positions(table, state, hits, counted="deleted")
+        return hits.num_rows
+
+    def drop_table(self, table: str) -> None:
+        """Remove `table` and its rows (history keeps them).
+
+        Raises:
+            TableNotFound: no such table.
+        """
+        self._check_open()
+        self._require(table)
+        base = self._base_tables.get(table)
+        if base is None:
+            del self._ops[table]
+        else:
+            self._ops[table] = TableOp(drop=True, deleted=base.rows)
+
+    # -- finishing --------------------------------------------------------------------------------------
+
+    def commit(self) -> Commit:
+        """Commit every staged change atomically and return the new commit.
+
+        Raises:
+            ConflictError: a concurrent commit changed one of the same tables; nothing was written.
+        """
+        self._check_open()
+        try:
+            record = CommitRecord(
+                parents=(self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
+                message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
+            )
+            cid, final = self._lake._log.append(
+                record, base=self._base, rebase=True, blobs=self._blobs, hook=self._lake._hook_for(self._hooks),
+            )
+        finally:
+            self._close()
+        parent = self._lake._materializer.snapshot(final.parents[0])
+        self._lake._materializer.remember_commit(cid, fold(parent, final))
+        self.committed = self._lake._commit_value(cid, final)
+        self._lake._after_commit(self.committed)
+        return self.committed
+
+    def abort(self) -> None:
+        """Discard every staged change. Chunks already written are reclaimed by `gc`."""
+        if self._open:
+            self._close()
+
+    def _close(self) -> None:
+        self._open = False
+        self._lake._open_transactions.discard(self)
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise UsageError("this transaction is already committed or aborted")
+
+    def _blob(self, blob: BlobId, kind: BlobKind) -> bytes:
+        staged = self._blobs.get(blob)
+        return staged[1] if staged is not None else self._lake._log.get_blob(blob, kind)
+
+    def _state(self, table: str) -> TableState | None:
+        op = self._ops.get(table)
+        base = self._base_tables.get(table)
+        return apply_op(base, op) if op is not None else base
+
+    def _require(self, table: str) -> TableState:
+        state = self._state(table) if isinstance(table, str) else None
+        if state is None:
+            raise TableNotFound(
+                f"table {table!r} does not exist on branch {self.branch!r}" + close_matches(str(table), self.tables())
+            )
+        return state
+
+    def _op(self, table: str) -> TableOp:
+        return self._ops.get(table) or TableOp()
+
+    def _own_fragments(self, table: str, state: TableState) -> list:
+        own = {f.chunk for f in self._op(table).add}
+        return [f for f in state.fragments if f.chunk in own]
+
+    def _create(self, table: str, schema: pa.Schema, pk: tuple[str, ...] | None) -> None:
+        schema_id, payload = encode_schema(schema)
+        self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
+        base = self._base_tables.get(table)
+        self._ops[table] = TableOp(create=True, schema=schema_id, primary_key=pk,
+                                   deleted=base.rows if base is not None else 0)
+
+    def _conformed(self, table: str, state: TableState, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
+                   evolve: bool) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        current = self._rows.schema(state.schema)
+        target, convert = conform_input(table, current, schema, evolve=evolve)
+        if not target.equals(current):
+            schema_id, payload = encode_schema(target)
+            self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
+            self._ops[table] = replace(self._op(table), schema=schema_id)
+        return target, (convert(b) for b in batches)
+
+    def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
+                  counted: str = "inserted") -> int:
+        schema_id = self._require(table).schema
+        chunks = rebatch(batches)
+        fragments = []
+        with ThreadPoolExecutor(_ENCODE_THREADS) as pool:
+            pending = []
+            for piece in chunks:
+                pending.append(pool.submit(encode_chunk, piece.cast(schema), schema_id, self._store_file))
+                # Bound memory: at most one encoded chunk waiting per thread.
+                while len(pending) > _ENCODE_THREADS:
+                    fragments.append(pending.pop(0).result())
+            fragments.extend(p.result() for p in pending)
+        for encoded in fragments:
+            if encoded.payload is not None:
+                self._blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
+        rows = sum(e.fragment.rows for e in fragments)
+        op = self._op(table)
+        self._ops[table] = replace(
+            op, add=op.add + tuple(e.fragment for e in fragments),
+            **{counted: getattr(op, counted) + rows},
+        )
+        return rows
+
+    def _store_file(self, data: bytes) -> ChunkId:
+        chunk = ChunkId(content_id(data))
+        # The intent is durable before the file exists, so a concurrent gc never deletes a chunk in flight.
+        self._lake._log.register_intents([chunk])
+        self._chunks.add(chunk)
+        return self._lake._log.chunks.put(data)
+
+    def _keyed_write(self, table: str, state: TableState, data: pa.Table, *, remove_missing: bool) -> None:
+        old = self._rows.table(table, state, with_position=True)
+        diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing)
+        self._delete_positions(table, state, diff.replaced, counted=None)
+        self._delete_positions(table, state, diff.removed, counted="deleted")
+        if diff.updated.num_rows:
+            self._add_rows(table, data.schema, iter(diff.updated.to_batches()), counted="updated")
+        if diff.inserted.num_rows:
+            self._add_rows(table, data.schema, iter(diff.inserted.to_batches()))
+
+    def _delete_positions(self, table: str, state: TableState, hits: pa.Table, *, counted: str | None) -> None:
+        if hits.num_rows == 0:
+            return
+        op = self._op(table)
+        deletes = {d.chunk: d for d in op.deletes}
+        frags = hits.column("__frag").to_numpy()
+        positions = hits.column("__pos")
+        for index in sorted(set(int(i) for i in frags)):
+            frag = state.fragments[index]
+            new = positions.filter(pc.equal(hits.column("__frag"), index))
+            earlier = deletes.get(frag.chunk)
+            if earlier is not None and earlier.vector is None:
+                continue
+            old = (self._rows.deleted_positions(frag) if earlier is None
+                   else decode_positions(self._blob(earlier.vector, BlobKind.DELETES)))
+            merged = pa.concat_arrays([old, new.combine_chunks().cast(pa.uint32())])
+            payload = encode_positions(merged)
+            count = len(payload) // 4
+            if count == frag.rows:
+                deletes[frag.chunk] = Deletes(frag.chunk, None, count)
+            else:
+                blob = BlobId(content_id(payload))
+                self._blobs[blob] = (BlobKind.DELETES, payload)
+                deletes[frag.chunk] = Deletes(frag.chunk, blob, count)
+        changes = {"deletes": tuple(deletes.values())}
+        if counted is not None:
+            changes[counted] = getattr(op, counted) + hits.num_rows
+        self._ops[table] = replace(op, **changes)
+
+
+def _check_key(table: str, schema: pa.Schema, key: list[str] | None) -> tuple[str, ...] | None:
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = [key]
+    missing = [k for k in key if k not in schema.names]
+    if not key or missing:
+        raise KeyViolation(f"table {table!r}: primary key column(s) {', '.join(missing) or '(none)'} not in the schema")
+    return tuple(key)
+
+
+def _first_key(rows: pa.Table, state: TableState) -> dict[str, object]:
+    if rows.num_rows == 0:
+        return {}
+    return {k: rows.column(k)[0].as_py() for k in state.primary_key or ()}
+

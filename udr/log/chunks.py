@@ -1,0 +1,178 @@
+"""The content-addressed chunk store: Parquet files named by the BLAKE3 hash of their bytes.
+
+Durability: a chunk is written to `tmp/`, fsynced, renamed into `chunks/xx/`, and the directory is
+fsynced, so after `put` returns the chunk survives a crash under its final name, whole. Writing bytes
+that are already stored is a no-op (same bytes, same name). Safe across threads and processes: a rename
+is atomic and two writers of one chunk write identical bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from udr.errors import CorruptionError
+from udr.log.commits import content_id
+from udr.log.format import CHUNK_DIR, CHUNK_SUFFIX, TMP_DIR, ChunkId
+
+
+class ChunkStore(Protocol):
+    """Where chunk bytes live, addressed by content."""
+
+    def put(self, data: bytes) -> ChunkId:
+        """Store `data` durably and return its id."""
+        ...
+
+    def get(self, chunk: ChunkId, *, verify: bool = True) -> bytes:
+        """Return the bytes of `chunk`, checked against the id when `verify`."""
+        ...
+
+    def exists(self, chunk: ChunkId) -> bool:
+        """Whether `chunk` is stored."""
+        ...
+
+    def size(self, chunk: ChunkId) -> int:
+        """The stored size of `chunk` in bytes."""
+        ...
+
+    def delete(self, chunk: ChunkId) -> int:
+        """Remove `chunk`; return the bytes freed."""
+        ...
+
+    def all_ids(self) -> Iterator[ChunkId]:
+        """Every stored chunk id, for garbage collection only (never to discover live data)."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileChunkStore:
+    """Chunks as files under `root/chunks/`, the layout DuckDB reads directly."""
+
+    def __init__(self, root: Path) -> None:
+        self._chunks = root / CHUNK_DIR
+        self._tmp = root / TMP_DIR
+
+    def path(self, chunk: ChunkId) -> Path:
+        """The file holding `chunk`."""
+        return self._chunks / chunk[:2] / (chunk[2:] + CHUNK_SUFFIX)
+
+    def put(self, data: bytes) -> ChunkId:
+        """Store `data` durably (temp file, fsync, rename, fsync dir) and return its id."""
+        chunk = ChunkId(content_id(data))
+        final = self.path(chunk)
+        if final.exists():
+            return chunk
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / f"{chunk}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            # fsync before rename: otherwise a crash can leave the final name pointing at empty blocks.
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        # fsync the directory so the rename itself survives a crash before the commit point.
+        _fsync_dir(final.parent)
+        return chunk
+
+    def get(self, chunk: ChunkId, *, verify: bool = True) -> bytes:
+        """Return the bytes of `chunk`.
+
+        Raises:
+            CorruptionError: the chunk is missing or its bytes do not hash to its name.
+        """
+        try:
+            data = self.path(chunk).read_bytes()
+        except FileNotFoundError as exc:
+            raise CorruptionError(f"chunk {chunk} is missing") from exc
+        if verify and content_id(data) != chunk:
+            raise CorruptionError(f"chunk {chunk} does not hash to its name")
+        return data
+
+    def exists(self, chunk: ChunkId) -> bool:
+        """Whether the chunk file is present."""
+        return self.path(chunk).exists()
+
+    def size(self, chunk: ChunkId) -> int:
+        """The chunk file's size, 0 when missing."""
+        try:
+            return self.path(chunk).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def delete(self, chunk: ChunkId) -> int:
+        """Unlink the chunk file; return the bytes freed."""
+        size = self.size(chunk)
+        self.path(chunk).unlink(missing_ok=True)
+        return size
+
+    def all_ids(self) -> Iterator[ChunkId]:
+        """Every chunk file present, for garbage collection only."""
+        if not self._chunks.exists():
+            return
+        for sub in sorted(self._chunks.iterdir()):
+            for file in sorted(sub.glob("*" + CHUNK_SUFFIX)):
+                yield ChunkId(sub.name + file.name[: -len(CHUNK_SUFFIX)])
+
+    def clear_tmp(self, busy: set[ChunkId]) -> int:
+        """Remove temp files of crashed writers (all but those of chunks in `busy`); return bytes freed."""
+        freed = 0
+        if self._tmp.exists():
+            for file in self._tmp.iterdir():
+                if file.name.split(".", 1)[0] in busy:
+                    continue
+                freed += file.stat().st_size
+                file.unlink(missing_ok=True)
+        return freed
+
+
+class MemoryChunkStore:
+    """Chunks in a dict: the same contract without a disk, for tests of the layers above."""
+
+    def __init__(self) -> None:
+        self._data: dict[ChunkId, bytes] = {}
+
+    def put(self, data: bytes) -> ChunkId:
+        """Store `data` and return its id."""
+        chunk = ChunkId(content_id(data))
+        self._data.setdefault(chunk, bytes(data))
+        return chunk
+
+    def get(self, chunk: ChunkId, *, verify: bool = True) -> bytes:
+        """Return the bytes of `chunk`.
+
+        Raises:
+            CorruptionError: the chunk is missing or its bytes do not hash to its name.
+        """
+        if chunk not in self._data:
+            raise CorruptionError(f"chunk {chunk} is missing")
+        data = self._data[chunk]
+        if verify and content_id(data) != chunk:
+            raise CorruptionError(f"chunk {chunk} does not hash to its name")
+        return data
+
+    def exists(self, chunk: ChunkId) -> bool:
+        """Whether `chunk` is stored."""
+        return chunk in self._data
+
+    def size(self, chunk: ChunkId) -> int:
+        """The stored size of `chunk`, 0 when missing."""
+        return len(self._data.get(chunk, b""))
+
+    def delete(self, chunk: ChunkId) -> int:
+        """Remove `chunk`; return the bytes freed."""
+        return len(self._data.pop(chunk, b""))
+
+    def all_ids(self) -> Iterator[ChunkId]:
+        """Every stored chunk id."""
+        yield from sorted(self._data)

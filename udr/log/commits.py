@@ -1,0 +1,168 @@
+"""Commit records and their canonical encoding: the bytes whose BLAKE3 hash is the commit id.
+
+A commit is data: a frozen record of typed table changes. Its canonical encoding is JSON with sorted keys,
+no insignificant whitespace and UTF-8 text; it includes the parent ids, so the log is a hash chain.
+Pure functions only: safe from any thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+import blake3
+
+from udr.errors import CorruptionError
+from udr.log.format import BlobId, ChunkId, CommitId
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """A chunk of rows added to a table: a Parquet file, or an Arrow IPC blob inlined in the log."""
+
+    chunk: ChunkId
+    rows: int
+    inline: bool
+    schema: BlobId
+
+
+@dataclass(frozen=True, slots=True)
+class Deletes:
+    """The cumulative deletion vector of one fragment after this commit (`vector` None: all rows gone)."""
+
+    chunk: ChunkId
+    vector: BlobId | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TableOp:
+    """Everything one commit does to one table, applied to the table as of the commit's first parent.
+
+    `create` starts a new table (dropping any old one of that name), `drop` removes it. `truncate` removes
+    every existing row before `add`. `deletes` replaces fragments' deletion vectors. `rewrite` marks a
+    compaction or a merge's re-encoding: the table's rows do not change, so no row-level change is reported.
+    """
+
+    create: bool = False
+    drop: bool = False
+    schema: BlobId | None = None
+    primary_key: tuple[str, ...] | None = None
+    truncate: bool = False
+    add: tuple[Fragment, ...] = ()
+    deletes: tuple[Deletes, ...] = ()
+    rewrite: bool = False
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    """One entry of the log. `time_us` is UTC microseconds since the epoch."""
+
+    parents: tuple[CommitId, ...]
+    seq: int
+    branch: str
+    time_us: int
+    author: str
+    message: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    tables: Mapping[str, TableOp] = field(default_factory=dict)
+
+
+def _op_to_json(op: TableOp) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if op.create:
+        out["create"] = True
+    if op.drop:
+        out["drop"] = True
+    if op.schema is not None:
+        out["schema"] = op.schema
+    if op.primary_key is not None:
+        out["primary_key"] = list(op.primary_key)
+    if op.truncate:
+        out["truncate"] = True
+    if op.add:
+        out["add"] = [[f.chunk, f.rows, int(f.inline), f.schema] for f in op.add]
+    if op.deletes:
+        out["deletes"] = [[d.chunk, d.vector, d.count] for d in op.deletes]
+    if op.rewrite:
+        out["rewrite"] = True
+    out["counts"] = [op.inserted, op.updated, op.deleted]
+    return out
+
+
+def _op_from_json(raw: Mapping[str, object]) -> TableOp:
+    add = cast(list[list[object]], raw.get("add", []))
+    deletes = cast(list[list[object]], raw.get("deletes", []))
+    counts = cast(list[int], raw["counts"])
+    pk = raw.get("primary_key")
+    return TableOp(
+        create=bool(raw.get("create", False)),
+        drop=bool(raw.get("drop", False)),
+        schema=cast("BlobId | None", raw.get("schema")),
+        primary_key=tuple(cast(list[str], pk)) if pk is not None else None,
+        truncate=bool(raw.get("truncate", False)),
+        add=tuple(
+            Fragment(ChunkId(str(c)), int(cast(int, n)), bool(i), BlobId(str(s))) for c, n, i, s in add
+        ),
+        deletes=tuple(
+            Deletes(ChunkId(str(c)), BlobId(str(v)) if v is not None else None, int(cast(int, n)))
+            for c, v, n in deletes
+        ),
+        rewrite=bool(raw.get("rewrite", False)),
+        inserted=counts[0],
+        updated=counts[1],
+        deleted=counts[2],
+    )
+
+
+def encode_commit(record: CommitRecord) -> bytes:
+    """Return the canonical bytes of `record`: the bytes that are stored and hashed."""
+    doc = {
+        "v": 1,
+        "parents": list(record.parents),
+        "seq": record.seq,
+        "branch": record.branch,
+        "time_us": record.time_us,
+        "author": record.author,
+        "message": record.message,
+        "metadata": dict(record.metadata),
+        "tables": {name: _op_to_json(op) for name, op in record.tables.items()},
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_commit(data: bytes, commit_id: str) -> CommitRecord:
+    """Parse canonical bytes back into a record.
+
+    Raises:
+        CorruptionError: the bytes are not a well-formed commit record.
+    """
+    try:
+        doc = json.loads(data)
+        return CommitRecord(
+            parents=tuple(CommitId(p) for p in doc["parents"]),
+            seq=int(doc["seq"]),
+            branch=str(doc["branch"]),
+            time_us=int(doc["time_us"]),
+            author=str(doc["author"]),
+            message=str(doc["message"]),
+            metadata={str(k): str(v) for k, v in doc["metadata"].items()},
+            tables={str(k): _op_from_json(v) for k, v in doc["tables"].items()},
+        )
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise CorruptionError(f"commit {commit_id} is not a well-formed commit record: {exc}") from exc
+
+
+def commit_id(canonical: bytes) -> CommitId:
+    """Return the id of a commit: the BLAKE3 hash (hex) of its canonical bytes."""
+    return CommitId(blake3.blake3(canonical).hexdigest())
+
+
+def content_id(data: bytes) -> str:
+    """Return the BLAKE3 hex digest used to name chunks and blobs."""
+    return str(blake3.blake3(data, max_threads=blake3.blake3.AUTO if len(data) > 1 << 20 else 1).hexdigest())

@@ -1,0 +1,84 @@
+"""On-disk format constants: every magic value, version and codec id the lake's bytes depend on.
+
+`docs/FORMAT.md` is the contract these constants implement; change both together and bump
+`FORMAT_VERSION` when a reader of the old version could misread the new bytes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NewType
+
+FORMAT_NAME = "udr-lake"
+FORMAT_VERSION = 1
+READABLE_VERSIONS = frozenset({1})
+
+FORMAT_FILE = "FORMAT"
+LOG_DIR = "log"
+CACHE_DIR = "cache"
+CHUNK_DIR = "chunks"
+TMP_DIR = "tmp"
+CHUNK_SUFFIX = ".parquet"
+
+# LMDB reserves the whole map as address space only; the file grows with the data.
+LOG_MAP_SIZE = 1 << 40
+CACHE_MAP_SIZE = 1 << 40
+MAX_DBS = 32
+
+# Sub-databases of the log environment (durable, the source of truth).
+DB_META = b"meta"
+DB_COMMITS = b"commits"
+DB_SEQS = b"seqs"
+DB_REFS = b"refs"
+DB_BLOBS = b"blobs"
+DB_INTENTS = b"intents"
+DB_GROUPS = b"groups"
+LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS)
+
+# Sub-databases of the cache environment (derived: deleting them loses nothing).
+DB_SNAPSHOTS = b"snapshots"
+DB_TABLESTATES = b"tablestates"
+CACHE_DBS = (DB_SNAPSHOTS, DB_TABLESTATES)
+
+REF_BRANCH = b"branch:"
+REF_TAG = b"tag:"
+
+BLOB_MAGIC = b"U"
+
+
+class BlobKind(IntEnum):
+    """What a framed blob holds; the first byte after the magic."""
+
+    COMMIT = 1
+    ROWS = 2
+    DELETES = 3
+    SCHEMA = 4
+    STATE = 5
+
+
+class Codec(IntEnum):
+    """How a framed blob's payload is stored; ids hash the logical (decoded) payload."""
+
+    RAW = 0
+    ZSTD = 1
+
+
+# Payloads below this size are stored raw: zstd does not pay for its frame header.
+ZSTD_MIN_BYTES = 128
+ZSTD_LEVEL = 3
+
+# Parquet chunk layout (measured in bench/; see bench/RESULTS.md).
+CHUNK_ROWS = 1_048_576
+ROW_GROUP_ROWS = 131_072
+PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION_LEVEL = 1
+
+# Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.
+INLINE_MAX_BYTES = 256 * 1024
+# A table whose inline fragments pass either bound is compacted into one Parquet chunk.
+INLINE_COMPACT_FRAGMENTS = 64
+INLINE_COMPACT_BYTES = 16 * 1024 * 1024
+
+CommitId = NewType("CommitId", str)
+ChunkId = NewType("ChunkId", str)
+BlobId = NewType("BlobId", str)

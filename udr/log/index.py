@@ -1,0 +1,167 @@
+"""The LMDB environments of a lake: `log/` (durable, the source of truth) and `cache/` (derived).
+
+LMDB forbids opening one environment twice in a process (a second open shares and then breaks the
+first one's locks), so environments are shared through a process-wide registry with reference counts;
+this is the one piece of module-level state in UDR and it exists for that rule. Environments are safe
+across threads: each thread uses its own transactions, and write transactions are serialized by LMDB
+across threads and processes.
+
+The log environment is fully durable (fsync at every write commit). The cache environment skips fsync:
+its contents are keyed by immutable ids and can be rebuilt by replay, so a lost write only costs time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+import zstandard
+
+from udr.errors import CorruptionError, FormatError, UdrError
+from udr.log.commits import content_id
+from udr.log.format import (
+    BLOB_MAGIC,
+    CACHE_DBS,
+    CACHE_MAP_SIZE,
+    LOG_DBS,
+    LOG_MAP_SIZE,
+    MAX_DBS,
+    ZSTD_LEVEL,
+    ZSTD_MIN_BYTES,
+    BlobKind,
+    Codec,
+)
+
+
+@dataclass(slots=True)
+class _Shared:
+    env: lmdb.Environment
+    dbs: dict[bytes, object]
+    users: int
+
+
+_registry: dict[str, _Shared] = {}
+_registry_lock = threading.Lock()
+
+
+class Environment:
+    """One LMDB environment with its named sub-databases, shared within the process."""
+
+    def __init__(self, path: Path, names: tuple[bytes, ...], *, durable: bool, map_size: int) -> None:
+        self._key = str(path.resolve())
+        with _registry_lock:
+            shared = _registry.get(self._key)
+            if shared is None:
+                try:
+                    env = lmdb.open(
+                        self._key,
+                        map_size=map_size,
+                        max_dbs=MAX_DBS,
+                        sync=durable,
+                        metasync=durable,
+                        max_readers=1024,
+                        max_spare_txns=4,
+                    )
+                    dbs = {name: env.open_db(name) for name in names}
+                except lmdb.Error as exc:
+                    raise FormatError(f"cannot open the index at {path}: {exc}") from exc
+                shared = _Shared(env, dbs, 0)
+                _registry[self._key] = shared
+            shared.users += 1
+        self._shared: _Shared | None = shared
+
+    @property
+    def _live(self) -> _Shared:
+        if self._shared is None:
+            raise UdrError("this lake handle is closed")
+        return self._shared
+
+    def db(self, name: bytes) -> object:
+        """Return the handle of sub-database `name`."""
+        return self._live.dbs[name]
+
+    @contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        """A read-only snapshot transaction: never blocks, sees one consistent state."""
+        try:
+            with self._live.env.begin(buffers=False) as txn:
+                yield txn
+        except lmdb.Error as exc:
+            raise UdrError(f"index read failed: {exc}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[lmdb.Transaction]:
+        """A write transaction; committed (and, for the log, fsynced) on clean exit, aborted on error."""
+        try:
+            with self._live.env.begin(write=True) as txn:
+                yield txn
+        except lmdb.Error as exc:
+            raise UdrError(f"index write failed: {exc}") from exc
+
+    def clear(self) -> None:
+        """Empty every sub-database (used to throw derived state away before a rebuild)."""
+        with self.write() as txn:
+            for handle in self._live.dbs.values():
+                txn.drop(handle, delete=False)
+
+    def close(self) -> None:
+        """Release this handle; the environment closes when its last user in the process closes."""
+        if self._shared is None:
+            return
+        with _registry_lock:
+            self._shared.users -= 1
+            if self._shared.users == 0:
+                self._shared.env.close()
+                del _registry[self._key]
+        self._shared = None
+
+
+def open_log_env(path: Path) -> Environment:
+    """Open (creating if needed) the durable log environment."""
+    path.mkdir(parents=True, exist_ok=True)
+    return Environment(path, LOG_DBS, durable=True, map_size=LOG_MAP_SIZE)
+
+
+def open_cache_env(path: Path) -> Environment:
+    """Open (creating if needed) the derived-state cache environment."""
+    path.mkdir(parents=True, exist_ok=True)
+    return Environment(path, CACHE_DBS, durable=False, map_size=CACHE_MAP_SIZE)
+
+
+def frame_blob(kind: BlobKind, payload: bytes) -> tuple[str, bytes]:
+    """Return (id, stored bytes) of a blob: id hashes the payload; stored bytes carry kind and codec."""
+    blob_id = content_id(payload)
+    if len(payload) >= ZSTD_MIN_BYTES:
+        packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(payload)
+        if len(packed) < len(payload):
+            return blob_id, BLOB_MAGIC + bytes([kind, Codec.ZSTD]) + packed
+    return blob_id, BLOB_MAGIC + bytes([kind, Codec.RAW]) + payload
+
+
+def unframe_blob(blob_id: str, stored: bytes, *, expect: BlobKind, verify: bool = True) -> bytes:
+    """Decode stored blob bytes, checking magic, kind and (if `verify`) that the payload hashes to its id.
+
+    Raises:
+        CorruptionError: the bytes are damaged or of another kind.
+    """
+    if len(stored) < 3 or stored[:1] != BLOB_MAGIC:
+        raise CorruptionError(f"blob {blob_id} has a damaged header")
+    if stored[1] != expect:
+        raise CorruptionError(f"blob {blob_id} holds kind {stored[1]}, expected {expect.name}")
+    codec = stored[2]
+    try:
+        if codec == Codec.RAW:
+            payload = bytes(stored[3:])
+        elif codec == Codec.ZSTD:
+            payload = zstandard.ZstdDecompressor().decompress(stored[3:])
+        else:
+            raise CorruptionError(f"blob {blob_id} uses unknown codec {codec}")
+    except zstandard.ZstdError as exc:
+        raise CorruptionError(f"blob {blob_id} does not decompress: {exc}") from exc
+    if verify and content_id(payload) != blob_id:
+        raise CorruptionError(f"blob {blob_id} does not hash to its name")
+    return payload

@@ -1,0 +1,47 @@
+"""Branch and tag names: validation and their keys in the `refs` sub-database.
+
+A branch head moves only by compare-and-swap inside a log write transaction (see `store.LogStore`);
+tags never move once written.
+"""
+
+from __future__ import annotations
+
+from udr.errors import InvalidName
+from udr.log.format import REF_BRANCH, REF_TAG
+
+MAX_NAME = 255
+
+
+def check_name(name: object, what: str) -> str:
+    """Return `name` if it is a valid table, branch, tag or group name.
+
+    Raises:
+        InvalidName: empty, over 255 characters, or containing '/', '\\', '..', '@', '~' (refs only) or
+            a control character.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidName(f"{what} name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME:
+        raise InvalidName(f"{what} name is {len(name)} characters long; the limit is {MAX_NAME}")
+    bad = [c for c in ("/", "\\", "..") if c in name]
+    if what != "table":
+        bad += [c for c in ("~", "@", ":", "^") if c in name]
+    else:
+        bad += [c for c in ("@", '"') if c in name]
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        bad.append("a control character")
+    if name.strip() != name:
+        bad.append("leading or trailing spaces")
+    if bad:
+        raise InvalidName(f"{what} name {name!r} contains {', '.join(repr(b) if len(b) < 3 else b for b in bad)}")
+    return name
+
+
+def branch_key(name: str) -> bytes:
+    """The `refs` key of a branch."""
+    return REF_BRANCH + name.encode()
+
+
+def tag_key(name: str) -> bytes:
+    """The `refs` key of a tag."""
+    return REF_TAG + name.encode()

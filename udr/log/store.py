@@ -1,0 +1,407 @@
+"""The transaction log of one lake: commits, refs, blobs and chunk intents in LMDB, chunks in files.
+
+Invariants:
+- A commit becomes visible only in `LogStore.append`'s single LMDB write transaction, which stores its
+  inline blobs, its record, its sequence number and moves the branch head by compare-and-swap. A crash
+  at any instant leaves all of that or none of it.
+- Every data chunk file is registered as an *intent* (owner pid) before it is written, and the intent
+  is cleared by the commit that references it; `collect_garbage` only removes files that no commit
+  references and that no live process intends to commit.
+- Bytes read back are verified against their ids; damage raises `CorruptionError`.
+Safe across threads and processes (LMDB serializes writers; readers see a consistent snapshot).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import lmdb
+
+from udr.errors import ConflictError, CorruptionError, FormatError, RefNotFound, close_matches
+from udr.log.chunks import FileChunkStore
+from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
+from udr.log.format import (
+    CACHE_DIR,
+    DB_BLOBS,
+    DB_COMMITS,
+    DB_INTENTS,
+    DB_META,
+    DB_REFS,
+    DB_SEQS,
+    FORMAT_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LOG_DIR,
+    READABLE_VERSIONS,
+    REF_BRANCH,
+    REF_TAG,
+    BlobId,
+    BlobKind,
+    ChunkId,
+    CommitId,
+)
+from udr.log.index import Environment, frame_blob, open_cache_env, open_log_env, unframe_blob
+from udr.log.refs import branch_key, tag_key
+
+CommitHook = Callable[[lmdb.Transaction, Environment], None]
+
+
+def _seq_key(seq: int) -> bytes:
+    return struct.pack(">Q", seq)
+
+
+def read_format(root: Path) -> int | None:
+    """Return the lake format version stored at `root`, None if `root` holds no lake.
+
+    Raises:
+        FormatError: `root` is a file, has a damaged FORMAT file, or is a lake of a newer format.
+    """
+    if root.exists() and not root.is_dir():
+        raise FormatError(f"{root} is a file, not a UDR lake directory")
+    marker = root / FORMAT_FILE
+    if not marker.exists():
+        if root.exists() and any(root.iterdir()):
+            raise FormatError(f"{root} is not empty and is not a UDR lake (no {FORMAT_FILE} file)")
+        return None
+    try:
+        doc = json.loads(marker.read_text())
+        name, version = doc["format"], int(doc["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{marker} is damaged: {exc}") from exc
+    if name != FORMAT_NAME:
+        raise FormatError(f"{root} is not a UDR lake (format {name!r})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(
+            f"lake {root} uses format version {version}; this udr reads version "
+            f"{max(READABLE_VERSIONS)} and older: upgrade udr"
+        )
+    return version
+
+
+class LogStore:
+    """The log of one lake directory: append commits, read them back, move refs."""
+
+    def __init__(self, root: Path) -> None:
+        """Open the lake at `root`, creating an empty one if the directory is missing or empty.
+
+        Raises:
+            FormatError: `root` is not a lake or was written by a newer udr.
+        """
+        self.root = root
+        # Read the version before taking any lock or writing a byte: a newer lake stays untouched.
+        version = read_format(root)
+        root.mkdir(parents=True, exist_ok=True)
+        self.env = open_log_env(root / LOG_DIR)
+        self.cache = open_cache_env(root / CACHE_DIR)
+        self.chunks = FileChunkStore(root)
+        if version is None:
+            self._initialize()
+
+    def _initialize(self) -> None:
+        root_record = CommitRecord(
+            parents=(), seq=0, branch="main", time_us=time.time_ns() // 1000, author="udr", message="create lake"
+        )
+        with self.env.write() as txn:
+            if txn.get(branch_key("main"), db=self.env.db(DB_REFS)) is None:
+                self._store_commit(txn, root_record, "main", None)
+                txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
+        # The FORMAT file is written last and atomically: its presence means the lake is complete.
+        tmp = self.root / (FORMAT_FILE + ".tmp")
+        tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.root / FORMAT_FILE)
+
+    def close(self) -> None:
+        """Release the LMDB environments."""
+        self.env.close()
+        self.cache.close()
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def get_commit(self, cid: CommitId, txn: lmdb.Transaction | None = None) -> CommitRecord:
+        """Return the record of commit `cid`, verified against its id.
+
+        Raises:
+            RefNotFound: no such commit.
+            CorruptionError: the stored bytes do not hash to `cid`.
+        """
+        if txn is None:
+            with self.env.read() as own:
+                stored = own.get(cid.encode(), db=self.env.db(DB_COMMITS))
+        else:
+            stored = txn.get(cid.encode(), db=self.env.db(DB_COMMITS))
+        if stored is None:
+            raise RefNotFound(f"commit {cid} is not in the log")
+        canonical = unframe_blob(cid, stored, expect=BlobKind.COMMIT, verify=False)
+        if commit_id(canonical) != cid:
+            raise CorruptionError(f"commit {cid} does not hash to its id: the log is damaged")
+        return decode_commit(canonical, cid)
+
+    def head(self, branch: str, txn: lmdb.Transaction | None = None) -> CommitId | None:
+        """The head commit of `branch`, or None if there is no such branch."""
+        if txn is None:
+            with self.env.read() as own:
+                raw = own.get(branch_key(branch), db=self.env.db(DB_REFS))
+        else:
+            raw = txn.get(branch_key(branch), db=self.env.db(DB_REFS))
+        return CommitId(raw.decode()) if raw is not None else None
+
+    def refs(self, prefix: bytes) -> dict[str, CommitId]:
+        """All refs of one kind (`REF_BRANCH` or `REF_TAG`): name -> commit id."""
+        out: dict[str, CommitId] = {}
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self.env.db(DB_REFS))
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    out[key[len(prefix) :].decode()] = CommitId(value.decode())
+        return out
+
+    def branches(self) -> dict[str, CommitId]:
+        """Every branch: name -> head commit id."""
+        return self.refs(REF_BRANCH)
+
+    def tags(self) -> dict[str, CommitId]:
+        """Every tag: name -> commit id."""
+        return self.refs(REF_TAG)
+
+    def find_commits(self, prefix: str) -> list[CommitId]:
+        """Ids of the commits whose hex id starts with `prefix` (at most two, enough to spot ambiguity)."""
+        found: list[CommitId] = []
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self.env.db(DB_COMMITS))
+            if cursor.set_range(prefix.encode()):
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.startswith(prefix.encode()) or len(found) == 2:
+                        break
+                    found.append(CommitId(key.decode()))
+        return found
+
+    def last_seq(self) -> int:
+        """The sequence number of the newest commit in the log."""
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self.env.db(DB_SEQS))
+            if not cursor.last():
+                raise CorruptionError("the log has no commits: the lake is damaged")
+            return int(struct.unpack(">Q", cursor.key())[0])
+
+    def commits_from(self, seq: int) -> Iterator[tuple[int, CommitId]]:
+        """(seq, id) of every commit with sequence number >= `seq`, in log order."""
+        entries: list[tuple[int, CommitId]] = []
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self.env.db(DB_SEQS))
+            if cursor.set_range(_seq_key(seq)):
+                entries = [(int(struct.unpack(">Q", k)[0]), CommitId(v.decode())) for k, v in cursor]
+        yield from entries
+
+    def commit_at_seq(self, seq: int) -> CommitId | None:
+        """The id of the commit at log position `seq`."""
+        with self.env.read() as txn:
+            raw = txn.get(_seq_key(seq), db=self.env.db(DB_SEQS))
+        return CommitId(raw.decode()) if raw is not None else None
+
+    def get_blob(self, blob: BlobId, kind: BlobKind) -> bytes:
+        """Return the payload of a blob stored in the log.
+
+        Raises:
+            CorruptionError: missing, or does not hash to its id.
+        """
+        with self.env.read() as txn:
+            stored = txn.get(blob.encode(), db=self.env.db(DB_BLOBS))
+        if stored is None:
+            raise CorruptionError(f"blob {blob} ({kind.name.lower()}) is missing from the log")
+        return unframe_blob(blob, stored, expect=kind)
+
+    def has_blob(self, blob: BlobId) -> bool:
+        """Whether blob `blob` is stored in the log."""
+        with self.env.read() as txn:
+            return txn.get(blob.encode(), db=self.env.db(DB_BLOBS)) is not None
+
+    def blob_size(self, blob: BlobId) -> int:
+        """Stored size of a log blob, 0 when missing."""
+        with self.env.read() as txn:
+            stored = txn.get(blob.encode(), db=self.env.db(DB_BLOBS))
+        return len(stored) if stored is not None else 0
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def put_blobs_now(self, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> None:
+        """Store blobs in their own durable write (for blobs needed before a commit, e.g. schemas)."""
+        with self.env.write() as txn:
+            self._put_blobs(txn, blobs)
+
+    def _put_blobs(self, txn: lmdb.Transaction, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> None:
+        db = self.env.db(DB_BLOBS)
+        for blob, (kind, payload) in blobs.items():
+            key = blob.encode()
+            if txn.get(key, db=db) is None:
+                framed_id, stored = frame_blob(kind, payload)
+                if framed_id != blob:
+                    raise CorruptionError(f"blob {blob} was staged with bytes that hash to {framed_id}")
+                txn.put(key, stored, db=db)
+
+    def register_intents(self, chunks: Iterable[ChunkId]) -> None:
+        """Record that this process is about to write `chunks`, so a concurrent gc leaves them alone."""
+        value = json.dumps({"pid": os.getpid(), "time_us": time.time_ns() // 1000}).encode()
+        with self.env.write() as txn:
+            for chunk in chunks:
+                txn.put(chunk.encode(), value, db=self.env.db(DB_INTENTS))
+
+    def append(
+        self,
+        record: CommitRecord,
+        *,
+        base: CommitId,
+        rebase: bool,
+        blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
+        hook: CommitHook | None = None,
+    ) -> tuple[CommitId, CommitRecord]:
+        """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
+
+        `base` is the head the writer started from. If the branch moved since, the commit is placed on
+        top of the new head when `rebase` is true and no commit in between touched one of its tables;
+        otherwise `ConflictError`. The record's first parent, seq and time are assigned here.
+
+        Raises:
+            ConflictError: the branch moved and the commit cannot be placed on the new head.
+            RefNotFound: the branch does not exist.
+        """
+        with self.env.write() as txn:
+            head = self.head(record.branch, txn)
+            if head is None:
+                raise RefNotFound(f"branch {record.branch!r} does not exist" + close_matches(record.branch, self.branches()))
+            if head != base:
+                if not rebase:
+                    raise ConflictError(
+                        f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} after this operation "
+                        "began; reload and retry"
+                    )
+                self._check_rebase(txn, record, base, head)
+            parents = (head, *record.parents[1:])
+            parent_time = self.get_commit(head, txn).time_us
+            final = replace(
+                record,
+                parents=parents,
+                time_us=max(time.time_ns() // 1000, parent_time + 1),
+            )
+            self._put_blobs(txn, blobs)
+            for op in final.tables.values():
+                for frag in op.add:
+                    if not frag.inline:
+                        if not self.chunks.exists(frag.chunk):
+                            raise ConflictError(f"chunk {frag.chunk} vanished before commit (concurrent gc?); retry")
+                        txn.delete(frag.chunk.encode(), db=self.env.db(DB_INTENTS))
+            if hook is not None:
+                hook(txn, self.env)
+            cid, final = self._store_commit(txn, final, record.branch, head)
+        return cid, final
+
+    def _check_rebase(self, txn: lmdb.Transaction, record: CommitRecord, base: CommitId, head: CommitId) -> None:
+        mine = set(record.tables)
+        cursor: CommitId = head
+        while cursor != base:
+            other = self.get_commit(cursor, txn)
+            clash = mine & set(other.tables)
+            if clash:
+                raise ConflictError(
+                    f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} and commit {cursor[:7]} "
+                    f"also changed {', '.join(sorted(clash))}; reload and retry"
+                )
+            if not other.parents:
+                raise ConflictError(
+                    f"branch {record.branch!r} was reset from {base[:7]} to {head[:7]}, which does not "
+                    "descend from it; reload and retry"
+                )
+            cursor = other.parents[0]
+
+    def _store_commit(
+        self, txn: lmdb.Transaction, record: CommitRecord, branch: str, expected: CommitId | None
+    ) -> tuple[CommitId, CommitRecord]:
+        cursor = txn.cursor(db=self.env.db(DB_SEQS))
+        seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
+        final = replace(record, seq=seq)
+        canonical = encode_commit(final)
+        cid = commit_id(canonical)
+        _, stored = frame_blob(BlobKind.COMMIT, canonical)
+        txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
+        txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
+        self.set_ref(txn, branch_key(branch), cid, expected)
+        return cid, final
+
+    def set_ref(self, txn: lmdb.Transaction, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
+        """Compare-and-swap a ref inside `txn` (`new` None deletes it).
+
+        Raises:
+            ConflictError: the ref no longer holds `expected`.
+        """
+        db = self.env.db(DB_REFS)
+        raw = txn.get(key, db=db)
+        current = raw.decode() if raw is not None else None
+        if current != expected:
+            name = key.decode()
+            raise ConflictError(
+                f"{name.replace(':', ' ', 1)!r} moved from {str(expected)[:7]} to {str(current)[:7]} "
+                "after this operation began; reload and retry"
+            )
+        if new is None:
+            txn.delete(key, db=db)
+        else:
+            txn.put(key, new.encode(), db=db)
+
+    def update_ref(self, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
+        """Compare-and-swap a ref in its own durable write transaction."""
+        with self.env.write() as txn:
+            self.set_ref(txn, key, new, expected)
+
+    # -- garbage ------------------------------------------------------------------------------------
+
+    def referenced_chunks(self) -> set[ChunkId]:
+        """Every file chunk that some commit in the log adds (reachable from a ref or not)."""
+        out: set[ChunkId] = set()
+        for _, cid in self.commits_from(0):
+            for op in self.get_commit(cid).tables.values():
+                out.update(f.chunk for f in op.add if not f.inline)
+        return out
+
+    def collect_garbage(self, keep: set[ChunkId], progress: Callable[[int], None] | None = None) -> int:
+        """Delete chunk files no commit references and no live writer intends to commit; return bytes freed.
+
+        `keep` adds chunks this process's own open transactions hold. Runs inside one log write
+        transaction, so no commit can land between deciding a chunk is garbage and unlinking it.
+        """
+        referenced = self.referenced_chunks() | keep
+        freed = 0
+        with self.env.write() as txn:
+            intents = self.env.db(DB_INTENTS)
+            live_intents: set[ChunkId] = set()
+            for key, value in list(txn.cursor(db=intents)):
+                owner = int(json.loads(value)["pid"])
+                if owner != os.getpid() and _alive(owner):
+                    live_intents.add(ChunkId(key.decode()))
+                else:
+                    txn.delete(key, db=intents)
+            freed += self.chunks.clear_tmp(live_intents | keep)
+            for n, chunk in enumerate(self.chunks.all_ids()):
+                if chunk not in referenced and chunk not in live_intents:
+                    freed += self.chunks.delete(chunk)
+                if progress is not None:
+                    progress(n)
+        return freed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

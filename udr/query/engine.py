@@ -1,0 +1,158 @@
+"""Serving snapshots to DuckDB: every table becomes a view over its Parquet chunks and inline rows.
+
+Parquet chunks are scanned in place (projection and filter pushdown apply); deleted rows are removed by
+an anti-join on (file, row number) against the deletion vectors; inline rows are registered as Arrow
+tables. Each chunk file is hashed once per `SnapshotServer` before DuckDB reads it, so a damaged or
+missing chunk raises `CorruptionError` instead of a wrong answer. Connections are not shared between
+threads; the server itself is safe across threads.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+
+import duckdb
+import pyarrow as pa
+
+from udr.errors import CorruptionError, SqlError
+from udr.log.commits import content_id
+from udr.log.store import LogStore
+from udr.materialize.data import RowReader, conform
+from udr.materialize.snapshot import TableState
+
+# "name@REF" or "name@A..B" inside double quotes names a table at another version.
+VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
+
+Resolver = Callable[[str, str], "TableState | pa.Table"]
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier literal."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class SnapshotServer:
+    """Builds DuckDB connections whose views are the tables of a snapshot."""
+
+    def __init__(self, log: LogStore, rows: RowReader) -> None:
+        self._log = log
+        self._rows = rows
+        self._verified: set[tuple[str, int, int]] = set()
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    def connect(self, tables: dict[str, TableState]) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with one view per table."""
+        con = duckdb.connect()
+        for name, state in sorted(tables.items()):
+            self.register(con, name, name, state)
+        return con
+
+    def register(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState | pa.Table) -> None:
+        """Create view `view` on `con` showing `state` (a table snapshot, or a ready Arrow table)."""
+        if isinstance(state, pa.Table):
+            hidden = self._hidden("arrow")
+            con.register(hidden, state)
+            con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS SELECT * FROM {hidden}")
+            return
+        schema = self._rows.schema(state.schema)
+        cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
+        parts: list[str] = []
+        plain = [f for f in state.fragments if not f.inline and f.deletes is None]
+        pruned = [f for f in state.fragments if not f.inline and f.deletes is not None]
+        inline = [f for f in state.fragments if f.inline]
+        if plain:
+            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema)}")
+        if pruned:
+            positions = pa.table({
+                "f": pa.concat_arrays([
+                    pa.array([str(self._log.chunks.path(f.chunk))] * f.deleted, pa.string()) for f in pruned
+                ]),
+                "p": pa.concat_arrays([self._rows.deleted_positions(f).cast(pa.int64()) for f in pruned]),
+            })
+            dv = self._hidden("dv")
+            con.register(dv, positions)
+            scan = self._scan(con, table, pruned, state, schema, positions=True)
+            parts.append(
+                f"SELECT {cols} FROM {scan} ANTI JOIN {dv} ON t.filename = {dv}.f AND t.file_row_number = {dv}.p"
+            )
+        if inline:
+            rows = [conform(self._rows.live(f, schema.names, table=table), schema) for f in inline]
+            hidden = self._hidden("inline")
+            con.register(hidden, pa.concat_tables(rows))
+            parts.append(f"SELECT {cols} FROM {hidden}")
+        if not parts:
+            hidden = self._hidden("empty")
+            con.register(hidden, schema.empty_table())
+            parts.append(f"SELECT {cols} FROM {hidden}")
+        con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS " + " UNION ALL ".join(parts))
+
+    def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list, state: TableState,
+              schema: pa.Schema, *, positions: bool = False) -> str:
+        paths = [self._verified_path(f.chunk, table) for f in frags]
+        files = "[" + ", ".join(_quote_str(p) for p in paths) + "]"
+        opts = ", filename=true, file_row_number=true" if positions else ""
+        if all(f.schema == state.schema for f in frags):
+            return f"read_parquet({files}{opts}) AS t"
+        # Older chunks lack evolved columns: union by name with an empty table of the full schema.
+        hidden = self._hidden("schema")
+        extra = schema
+        if positions:
+            extra = extra.append(pa.field("filename", pa.string())).append(pa.field("file_row_number", pa.int64()))
+        con.register(hidden, extra.empty_table())
+        return f"(SELECT * FROM read_parquet({files}{opts}, union_by_name=true) UNION ALL BY NAME SELECT * FROM {hidden}) AS t"
+
+    def _verified_path(self, chunk: str, table: str) -> str:
+        path = self._log.chunks.path(chunk)  # type: ignore[arg-type]
+        try:
+            stat = path.stat()
+        except FileNotFoundError as exc:
+            raise CorruptionError(f"table {table!r}: chunk {chunk} is missing") from exc
+        key = (chunk, stat.st_size, stat.st_mtime_ns)
+        if key not in self._verified:
+            if content_id(path.read_bytes()) != chunk:
+                raise CorruptionError(f"table {table!r}: chunk {chunk} does not hash to its name")
+            with self._lock:
+                self._verified.add(key)
+        return str(path)
+
+    def _hidden(self, kind: str) -> str:
+        with self._lock:
+            self._counter += 1
+            return f"__udr_{kind}_{self._counter}"
+
+    def sql(self, con: duckdb.DuckDBPyConnection, query: str, resolve: Resolver) -> duckdb.DuckDBPyRelation:
+        """Run `query` on `con`, first registering every quoted `"table@REF"` it names via `resolve`.
+
+        Raises:
+            SqlError: DuckDB rejected the query.
+        """
+        for match in sorted(set(VERSIONED_NAME.finditer(query)), key=lambda m: m.group(0)):
+            table, ref = match.group(1), match.group(2)
+            self.register(con, f"{table}@{ref}", table, resolve(table, ref))
+        try:
+            return con.sql(query)
+        except duckdb.Error as exc:
+            raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+    def positions_where(self, name: str, state: TableState, where: str) -> pa.Table:
+        """(__frag, __pos) of the live rows of a table matching SQL predicate `where`.
+
+        Raises:
+            SqlError: the predicate is not valid SQL over the table's columns.
+        """
+        data = self._rows.table(name, state, with_position=True)
+        con = duckdb.connect()
+        try:
+            con.register("__udr_rows", data)
+            return con.sql(f"SELECT __frag, __pos FROM __udr_rows WHERE ({where})").to_arrow_table()
+        except duckdb.Error as exc:
+            raise SqlError(f"bad predicate for table {name!r}: {str(exc).splitlines()[0]}") from exc
+        finally:
+            con.close()

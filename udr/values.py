@@ -1,0 +1,83 @@
+"""Public value types returned by the API: commits, per-table change counts, reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TableChange:
+    """Row counts one commit (or a diff) changed in one table."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One commit of the log.
+
+    Attributes:
+        id: 64 hex digits, the BLAKE3 hash of the commit's canonical bytes.
+        parents: ids of the parent commits (two for a merge, none for the root).
+        seq: position in the lake's log.
+        branch: the branch the commit was made on.
+        time: commit time, UTC, timezone-aware.
+        author, message, metadata: as given by the writer.
+        tables: table name -> row counts changed.
+    """
+
+    id: str
+    parents: tuple[str, ...]
+    seq: int
+    branch: str
+    time: datetime
+    author: str
+    message: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, TableChange] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        """The first 10 hex digits of the id."""
+        return self.id[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of `Lake.verify`: `ok` is True when `problems` is empty."""
+
+    commits_checked: int
+    chunks_checked: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class LakeStats:
+    """Storage figures of a lake.
+
+    Attributes:
+        commits: commits in the log.
+        chunks: distinct data chunks (files and inline blobs) referenced by the log.
+        logical_bytes: bytes of all chunk references summed over every commit's snapshot-level adds,
+            as if every add were stored separately.
+        stored_bytes: bytes actually on disk for those chunks (each stored once).
+        dedup_ratio: logical_bytes / stored_bytes (1.0 when nothing is shared).
+    """
+
+    commits: int
+    chunks: int
+    logical_bytes: int
+    stored_bytes: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        """How many times bigger the data would be without content addressing."""
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
