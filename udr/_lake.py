@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from udr import _history
 from udr._inputs import TableData
 from udr._maintenance import stats, verify
 from udr._transaction import Transaction
@@ -244,6 +245,55 @@ class Lake:
         """
         return self._resolve(ref, branch)
 
+    # -- row-level history -----------------------------------------------------------------------------
+
+    def changes(self, table: str, since: Ref = None, until: Ref = None, branch: str = "main") -> pa.Table:
+        """Every row-level change to `table` by the commits after `since` up to and including `until`.
+
+        Returns the table's columns plus `_change` (`insert`, `update_before`, `update_after`, `delete`),
+        `_commit_id`, `_commit_seq` and `_commit_time`, in commit order. Updates of keyed tables come as
+        `update_before` + `update_after` pairs; compactions change nothing. `since=None` starts at the
+        beginning of the lake; `until=None` is the head of `branch`.
+
+        Raises:
+            TableNotFound, RefNotFound.
+        """
+        start = self._resolve(since, branch) if since is not None else None
+        return _history.changes(self, table, start, self._resolve(until, branch))
+
+    def history(self, table: str, key: Mapping[str, object], branch: str = "main") -> pa.Table:
+        """Every version of one row (by primary key), oldest first, with `_change`, `_commit_id`,
+        `_commit_time`, `_author` and `_message`.
+
+        Raises:
+            TableNotFound, RefNotFound, UsageError (key columns do not match the table's key).
+        """
+        return _history.history(self, table, dict(key), self._head(branch))
+
+    def diff(self, table: str, a: Ref, b: Ref = None, *, branch: str = "main") -> pa.Table:
+        """The net row changes to `table` from ref `a` to ref `b` (same columns as `changes`).
+
+        Raises:
+            TableNotFound, RefNotFound.
+        """
+        return _history.diff(self, table, self._resolve(a, branch), self._resolve(b, branch))
+
+    def diff_summary(self, a: Ref, b: Ref = None, *, branch: str = "main") -> dict[str, TableChange]:
+        """Per changed table, the net rows inserted, updated and deleted from ref `a` to ref `b`."""
+        return _history.diff_summary(self, self._resolve(a, branch), self._resolve(b, branch))
+
+    def compact(self, table: str, *, branch: str = "main", author: str | None = None) -> Commit:
+        """Rewrite `table`'s live rows into fresh chunks (dropping deletion vectors and small inline
+        fragments) as a new commit that changes no row and no query answer.
+
+        Raises:
+            TableNotFound, ConflictError.
+        """
+        with self.transaction(branch, message=f"compact {table}", author=author or "udr") as tx:
+            tx.compact(table)
+        assert tx.committed is not None
+        return tx.committed
+
     # -- maintenance --------------------------------------------------------------------------------
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
@@ -331,6 +381,9 @@ class Lake:
         return snap[table]
 
     def _resolver(self, table: str, ref: str) -> TableState | pa.Table:
+        if ".." in ref:
+            since, until = ref.split("..", 1)
+            return self.changes(table, since=since or None, until=until or None)
         return self._table(table, "main", ref)
 
     def _commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:

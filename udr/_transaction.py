@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -19,10 +19,11 @@ import pyarrow.compute as pc
 
 from udr._inputs import TableData, conform_input, to_batches
 from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
-from udr.log.commits import CommitRecord, Deletes, TableOp, content_id
+from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.refs import check_name
 from udr.materialize.data import (
+    EncodedChunk,
     RowReader,
     decode_positions,
     encode_chunk,
@@ -242,6 +243,21 @@ class Transaction:
         else:
             self._ops[table] = TableOp(drop=True, deleted=base.rows)
 
+    def compact(self, table: str) -> None:
+        """Rewrite `table`'s live rows into fresh chunks; no row changes, so no change is reported.
+
+        Raises:
+            TableNotFound: no such table.
+        """
+        self._check_open()
+        state = self._require(table)
+        if table in self._ops:
+            raise UsageError(f"compact table {table!r} in a transaction of its own, not after changing it")
+        data = self._rows.table(table, state)
+        self._ops[table] = TableOp(truncate=True, rewrite=True)
+        self._add_rows(table, data.schema, iter(data.to_batches()), counted="inserted")
+        self._ops[table] = replace(self._ops[table], inserted=0)
+
     # -- finishing --------------------------------------------------------------------------------------
 
     def commit(self) -> Commit:
@@ -326,25 +342,33 @@ class Transaction:
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
                   counted: str = "inserted") -> int:
         schema_id = self._require(table).schema
-        chunks = rebatch(batches)
-        fragments = []
-        with ThreadPoolExecutor(_ENCODE_THREADS) as pool:
-            pending = []
-            for piece in chunks:
-                pending.append(pool.submit(encode_chunk, piece.cast(schema), schema_id, self._store_file))
-                # Bound memory: at most one encoded chunk waiting per thread.
-                while len(pending) > _ENCODE_THREADS:
-                    fragments.append(pending.pop(0).result())
-            fragments.extend(p.result() for p in pending)
-        for encoded in fragments:
+        present = {f.chunk for f in self._require(table).fragments}
+        fragments: list[Fragment] = []
+
+        def collect(piece: pa.Table, encoded: EncodedChunk) -> None:
+            copy = 0
+            while encoded.fragment.chunk in present:
+                copy += 1
+                encoded = encode_chunk(piece, schema_id, self._store_file, copy=copy)
+            present.add(encoded.fragment.chunk)
             if encoded.payload is not None:
                 self._blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
-        rows = sum(e.fragment.rows for e in fragments)
+            fragments.append(encoded.fragment)
+
+        with ThreadPoolExecutor(_ENCODE_THREADS) as pool:
+            pending: list[tuple[pa.Table, Future[EncodedChunk]]] = []
+            for piece in rebatch(batches):
+                piece = piece.cast(schema)
+                pending.append((piece, pool.submit(encode_chunk, piece, schema_id, self._store_file)))
+                # Bound memory: at most one chunk waiting per encoding thread.
+                while len(pending) > _ENCODE_THREADS:
+                    done, future = pending.pop(0)
+                    collect(done, future.result())
+            for done, future in pending:
+                collect(done, future.result())
+        rows = sum(f.rows for f in fragments)
         op = self._op(table)
-        self._ops[table] = replace(
-            op, add=op.add + tuple(e.fragment for e in fragments),
-            **{counted: getattr(op, counted) + rows},
-        )
+        self._ops[table] = replace(op, add=op.add + tuple(fragments), **{counted: getattr(op, counted) + rows})
         return rows
 
     def _store_file(self, data: bytes) -> ChunkId:

@@ -9,6 +9,7 @@ is atomic and two writers of one chunk write identical bytes.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,8 @@ class FileChunkStore:
     def __init__(self, root: Path) -> None:
         self._chunks = root / CHUNK_DIR
         self._tmp = root / TMP_DIR
+        self._verified: set[tuple[str, int, int]] = set()
+        self._lock = threading.Lock()
 
     def path(self, chunk: ChunkId) -> Path:
         """The file holding `chunk`."""
@@ -98,6 +101,28 @@ class FileChunkStore:
         if verify and content_id(data) != chunk:
             raise CorruptionError(f"chunk {chunk} does not hash to its name")
         return data
+
+    def verified_path(self, chunk: ChunkId) -> Path:
+        """The path of `chunk` after checking once (per file version) that its bytes hash to its name.
+
+        Readers that hand the path to another engine (DuckDB, Parquet readers) call this first, so damage
+        surfaces as `CorruptionError` rather than as wrong rows.
+
+        Raises:
+            CorruptionError: missing, or the bytes do not hash to the name.
+        """
+        path = self.path(chunk)
+        try:
+            stat = path.stat()
+        except FileNotFoundError as exc:
+            raise CorruptionError(f"chunk {chunk} is missing") from exc
+        key = (chunk, stat.st_size, stat.st_mtime_ns)
+        if key not in self._verified:
+            if content_id(path.read_bytes()) != chunk:
+                raise CorruptionError(f"chunk {chunk} does not hash to its name")
+            with self._lock:
+                self._verified.add(key)
+        return path
 
     def exists(self, chunk: ChunkId) -> bool:
         """Whether the chunk file is present."""

@@ -108,9 +108,15 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterat
         yield pa.Table.from_batches(pending)
 
 
-def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: Callable[[bytes], ChunkId]) -> EncodedChunk:
-    """Encode one chunk: inline if its IPC bytes are small, else a Parquet file via `store_file`."""
-    table = table.replace_schema_metadata(None).combine_chunks()
+def encode_chunk(
+    table: pa.Table, schema_id: BlobId, store_file: Callable[[bytes], ChunkId], *, copy: int = 0
+) -> EncodedChunk:
+    """Encode one chunk: inline if its IPC bytes are small, else a Parquet file via `store_file`.
+
+    A table never holds one chunk twice (deletion vectors are keyed by chunk id), so a batch identical to
+    a chunk already in the table is re-encoded with `copy` > 0, which only changes schema metadata.
+    """
+    table = table.replace_schema_metadata({"udr.copy": str(copy)} if copy else None).combine_chunks()
     if table.nbytes <= INLINE_MAX_BYTES:
         payload = encode_ipc(table)
         if len(payload) <= INLINE_MAX_BYTES:
@@ -126,6 +132,7 @@ class RowReader:
     def __init__(self, log: LogStore, blobs: BlobGetter) -> None:
         self._log = log
         self._blobs = blobs
+        self._schemas: dict[BlobId, pa.Schema] = {}
 
     def fragment(self, frag: FragmentState, columns: list[str] | None = None, *, table: str = "?") -> pa.Table:
         """All rows of one fragment (deleted ones included), optionally only some columns."""
@@ -133,8 +140,8 @@ class RowReader:
             if frag.inline:
                 data = decode_ipc(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
             else:
-                raw = self._log.chunks.get(frag.chunk)
-                data = pq.read_table(pa.BufferReader(raw))
+                present = None if columns is None else [c for c in columns if c in self.schema(frag.schema).names]
+                data = pq.read_table(self._log.chunks.verified_path(frag.chunk), columns=present, memory_map=True)
         except CorruptionError as exc:
             raise CorruptionError(f"table {table!r}: {exc}") from exc
         except pa.ArrowInvalid as exc:
@@ -145,6 +152,26 @@ class RowReader:
             data = data.select([c for c in columns if c in data.column_names])
         return data
 
+    def rows_at(self, frag: FragmentState, positions: np.ndarray, *, table: str = "?") -> pa.Table:
+        """The rows of a fragment at the given sorted positions (deleted or not), reading only the
+        Parquet row groups that hold them."""
+        if frag.inline:
+            return self.fragment(frag, table=table).take(pa.array(positions))
+        try:
+            reader = pq.ParquetFile(self._log.chunks.verified_path(frag.chunk), memory_map=True)
+        except CorruptionError as exc:
+            raise CorruptionError(f"table {table!r}: {exc}") from exc
+        meta = reader.metadata
+        starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        groups = sorted(set(np.searchsorted(starts, positions, side="right") - 1))
+        data = reader.read_row_groups(groups)
+        offsets = np.concatenate([[0], np.cumsum([starts[g + 1] - starts[g] for g in groups])])
+        local = np.empty(len(positions), dtype=np.int64)
+        for n, g in enumerate(groups):
+            mask = (positions >= starts[g]) & (positions < starts[g + 1])
+            local[mask] = positions[mask] - starts[g] + offsets[n]
+        return data.take(pa.array(local))
+
     def deleted_positions(self, frag: FragmentState) -> pa.Array:
         """Row positions deleted from a fragment (empty if none)."""
         if frag.deletes is None:
@@ -153,7 +180,10 @@ class RowReader:
 
     def schema(self, schema_id: BlobId) -> pa.Schema:
         """The Arrow schema stored as blob `schema_id`."""
-        return decode_schema(self._blobs(schema_id, BlobKind.SCHEMA))
+        schema = self._schemas.get(schema_id)
+        if schema is None:
+            schema = self._schemas[schema_id] = decode_schema(self._blobs(schema_id, BlobKind.SCHEMA))
+        return schema
 
     def live(self, frag: FragmentState, columns: list[str] | None = None, *, table: str = "?",
              with_position: bool = False) -> pa.Table:

@@ -17,10 +17,10 @@ import duckdb
 import pyarrow as pa
 
 from udr.errors import CorruptionError, SqlError
-from udr.log.commits import content_id
+from udr.log.format import ChunkId
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader, conform
-from udr.materialize.snapshot import TableState
+from udr.materialize.snapshot import FragmentState, TableState
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
 VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
@@ -43,7 +43,6 @@ class SnapshotServer:
     def __init__(self, log: LogStore, rows: RowReader) -> None:
         self._log = log
         self._rows = rows
-        self._verified: set[tuple[str, int, int]] = set()
         self._lock = threading.Lock()
         self._counter = 0
 
@@ -93,7 +92,7 @@ class SnapshotServer:
             parts.append(f"SELECT {cols} FROM {hidden}")
         con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS " + " UNION ALL ".join(parts))
 
-    def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list, state: TableState,
+    def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
               schema: pa.Schema, *, positions: bool = False) -> str:
         paths = [self._verified_path(f.chunk, table) for f in frags]
         files = "[" + ", ".join(_quote_str(p) for p in paths) + "]"
@@ -108,19 +107,11 @@ class SnapshotServer:
         con.register(hidden, extra.empty_table())
         return f"(SELECT * FROM read_parquet({files}{opts}, union_by_name=true) UNION ALL BY NAME SELECT * FROM {hidden}) AS t"
 
-    def _verified_path(self, chunk: str, table: str) -> str:
-        path = self._log.chunks.path(chunk)  # type: ignore[arg-type]
+    def _verified_path(self, chunk: ChunkId, table: str) -> str:
         try:
-            stat = path.stat()
-        except FileNotFoundError as exc:
-            raise CorruptionError(f"table {table!r}: chunk {chunk} is missing") from exc
-        key = (chunk, stat.st_size, stat.st_mtime_ns)
-        if key not in self._verified:
-            if content_id(path.read_bytes()) != chunk:
-                raise CorruptionError(f"table {table!r}: chunk {chunk} does not hash to its name")
-            with self._lock:
-                self._verified.add(key)
-        return str(path)
+            return str(self._log.chunks.verified_path(chunk))
+        except CorruptionError as exc:
+            raise CorruptionError(f"table {table!r}: {exc}") from exc
 
     def _hidden(self, kind: str) -> str:
         with self._lock:
@@ -133,8 +124,7 @@ class SnapshotServer:
         Raises:
             SqlError: DuckDB rejected the query.
         """
-        for match in sorted(set(VERSIONED_NAME.finditer(query)), key=lambda m: m.group(0)):
-            table, ref = match.group(1), match.group(2)
+        for table, ref in sorted({(m.group(1), m.group(2)) for m in VERSIONED_NAME.finditer(query)}):
             self.register(con, f"{table}@{ref}", table, resolve(table, ref))
         try:
             return con.sql(query)

@@ -1,0 +1,154 @@
+"""Row-level history: the change feed of a table, the versions of one row, and diffs between refs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.log.commits import CommitRecord
+from udr.log.format import CommitId
+from udr.materialize.changes import state_delta
+from udr.materialize.snapshot import TableState
+from udr.query.changefeed import CHANGE, pair_changes
+from udr.values import TableChange
+
+if TYPE_CHECKING:
+    from udr._lake import Lake
+
+_TIME = pa.timestamp("us", tz="UTC")
+
+
+def first_parent_range(lake: Lake, since: CommitId | None, until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
+    """Commits after `since` up to and including `until` along first parents, oldest first.
+
+    Raises:
+        RefNotFound: `since` is not a first-parent ancestor of `until`.
+    """
+    chain: list[tuple[CommitId, CommitRecord]] = []
+    cursor: CommitId | None = until
+    while cursor is not None and cursor != since:
+        record = lake._log.get_commit(cursor)
+        chain.append((cursor, record))
+        cursor = record.parents[0] if record.parents else None
+    if since is not None and cursor != since:
+        raise RefNotFound(f"commit {since[:10]} is not an ancestor of {until[:10]} on its first-parent history")
+    chain.reverse()
+    return chain
+
+
+def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
+    """The change rows one commit made to `table` (None if it did not touch it or only re-encoded it)."""
+    op = record.tables.get(table)
+    if op is None or op.rewrite:
+        return None
+    old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
+    new = lake._materializer.snapshot(cid).get(table)
+    return _paired(lake, table, old, new)
+
+
+def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None) -> pa.Table:
+    delta = state_delta(lake._rows, table, old, new)
+    ref = new if new is not None else old
+    key = list(ref.primary_key) if ref is not None and ref.primary_key else None
+    return pair_changes(delta.schema, delta.removed, delta.added, key)
+
+
+def _stamp(rows: pa.Table, cid: CommitId, record: CommitRecord) -> pa.Table:
+    n = rows.num_rows
+    rows = rows.append_column("_commit_id", pa.array([cid] * n, pa.string()))
+    rows = rows.append_column("_commit_seq", pa.array([record.seq] * n, pa.int64()))
+    return rows.append_column("_commit_time", pa.array([record.time_us] * n, pa.int64()).cast(_TIME))
+
+
+def _unify(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    if not parts:
+        return schema.empty_table()
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _change_schema(lake: Lake, table: str, cid: CommitId) -> pa.Schema:
+    state = lake._materializer.snapshot(cid).get(table)
+    base = lake._rows.schema(state.schema) if state is not None else pa.schema([])
+    return (base.append(pa.field(CHANGE, pa.string())).append(pa.field("_commit_id", pa.string()))
+            .append(pa.field("_commit_seq", pa.int64())).append(pa.field("_commit_time", _TIME)))
+
+
+def _commits_touching(lake: Lake, table: str, chain: list[tuple[CommitId, CommitRecord]]) -> Iterator[
+        tuple[CommitId, CommitRecord, pa.Table]]:
+    for cid, record in chain:
+        rows = commit_changes(lake, table, cid, record)
+        if rows is not None and rows.num_rows:
+            yield cid, record, rows
+
+
+def _check_table_known(lake: Lake, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId) -> None:
+    if table in lake._materializer.snapshot(until) or any(table in r.tables for _, r in chain):
+        return
+    raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, lake._materializer.snapshot(until)))
+
+
+def changes(lake: Lake, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
+    """Every row-level change to `table` by the commits after `since` up to `until`, in commit order."""
+    chain = first_parent_range(lake, since, until)
+    _check_table_known(lake, table, chain, until)
+    parts = [_stamp(rows, cid, record) for cid, record, rows in _commits_touching(lake, table, chain)]
+    return _unify(parts, _change_schema(lake, table, until))
+
+
+def history(lake: Lake, table: str, key: Mapping[str, object], until: CommitId) -> pa.Table:
+    """Every version of the row with primary key `key`, oldest first, with who changed it and why."""
+    state = lake._materializer.snapshot(until).get(table)
+    chain = first_parent_range(lake, None, until)
+    _check_table_known(lake, table, chain, until)
+    pk = state.primary_key if state is not None else None
+    if pk is not None and set(key) != set(pk):
+        raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; history needs exactly those columns")
+    parts = []
+    for cid, record, rows in _commits_touching(lake, table, chain):
+        mask = None
+        for column, value in key.items():
+            if column not in rows.column_names:
+                raise UsageError(f"table {table!r} has no column {column!r}")
+            hit = pc.equal(rows.column(column), pa.scalar(value).cast(rows.schema.field(column).type))
+            mask = hit if mask is None else pc.and_(mask, hit)
+        picked = rows.filter(pc.fill_null(mask, False))
+        if picked.num_rows:
+            picked = _stamp(picked, cid, record).drop_columns(["_commit_seq"])
+            n = picked.num_rows
+            picked = picked.append_column("_author", pa.array([record.author] * n, pa.string()))
+            parts.append(picked.append_column("_message", pa.array([record.message] * n, pa.string())))
+    schema = _change_schema(lake, table, until).remove(_change_schema(lake, table, until).get_field_index("_commit_seq"))
+    schema = schema.append(pa.field("_author", pa.string())).append(pa.field("_message", pa.string()))
+    return _unify(parts, schema)
+
+
+def diff(lake: Lake, table: str, a: CommitId, b: CommitId) -> pa.Table:
+    """The net row changes to `table` from commit `a` to commit `b` (any two commits, any branches)."""
+    old = lake._materializer.snapshot(a).get(table)
+    new = lake._materializer.snapshot(b).get(table)
+    if old is None and new is None:
+        known = set(lake._materializer.snapshot(a)) | set(lake._materializer.snapshot(b))
+        raise TableNotFound(f"table {table!r} exists at neither version" + close_matches(table, known))
+    record = lake._log.get_commit(b)
+    return _stamp(_paired(lake, table, old, new), b, record)
+
+
+def diff_summary(lake: Lake, a: CommitId, b: CommitId) -> dict[str, TableChange]:
+    """Per table, the net rows inserted, updated and deleted from `a` to `b` (unchanged tables left out)."""
+    snap_a = lake._materializer.snapshot(a)
+    snap_b = lake._materializer.snapshot(b)
+    out: dict[str, TableChange] = {}
+    for table in sorted(set(snap_a) | set(snap_b)):
+        if snap_a.get(table) == snap_b.get(table):
+            continue
+        kinds = _paired(lake, table, snap_a.get(table), snap_b.get(table)).column(CHANGE)
+        counts = pc.value_counts(kinds).to_pylist() if len(kinds) else []
+        found = {c["values"]: c["counts"] for c in counts}
+        change = TableChange(found.get("insert", 0), found.get("update_after", 0), found.get("delete", 0))
+        if change != TableChange():
+            out[table] = change
+    return out
