@@ -12,6 +12,7 @@ from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
 from udr.materialize.changes import state_delta
+from udr.materialize.data import RowReader
 from udr.materialize.snapshot import TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
@@ -50,8 +51,9 @@ def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) 
     return _paired(lake, table, old, new)
 
 
-def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None) -> pa.Table:
-    delta = state_delta(lake._rows, table, old, new)
+def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None,
+            rows: RowReader | None = None) -> pa.Table:
+    delta = state_delta(rows or lake._rows, table, old, new)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
     return pair_changes(delta.schema, delta.removed, delta.added, key)
@@ -137,6 +139,14 @@ def diff(lake: Lake, table: str, a: CommitId, b: CommitId) -> pa.Table:
     return _stamp(_paired(lake, table, old, new), b, record)
 
 
+def count_changes(lake: Lake, table: str, old: TableState | None, new: TableState | None,
+                  rows: RowReader | None = None) -> TableChange:
+    """Net rows inserted, updated and deleted between two states of a table."""
+    kinds = _paired(lake, table, old, new, rows).column(CHANGE)
+    found = {c["values"]: c["counts"] for c in pc.value_counts(kinds).to_pylist()} if len(kinds) else {}
+    return TableChange(found.get("insert", 0), found.get("update_after", 0), found.get("delete", 0))
+
+
 def diff_summary(lake: Lake, a: CommitId, b: CommitId) -> dict[str, TableChange]:
     """Per table, the net rows inserted, updated and deleted from `a` to `b` (unchanged tables left out)."""
     snap_a = lake._materializer.snapshot(a)
@@ -145,10 +155,7 @@ def diff_summary(lake: Lake, a: CommitId, b: CommitId) -> dict[str, TableChange]
     for table in sorted(set(snap_a) | set(snap_b)):
         if snap_a.get(table) == snap_b.get(table):
             continue
-        kinds = _paired(lake, table, snap_a.get(table), snap_b.get(table)).column(CHANGE)
-        counts = pc.value_counts(kinds).to_pylist() if len(kinds) else []
-        found = {c["values"]: c["counts"] for c in counts}
-        change = TableChange(found.get("insert", 0), found.get("update_after", 0), found.get("delete", 0))
+        change = count_changes(lake, table, snap_a.get(table), snap_b.get(table))
         if change != TableChange():
             out[table] = change
     return out

@@ -17,14 +17,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from udr import _history
+from udr import _branches, _history
 from udr._inputs import TableData
 from udr._maintenance import stats, verify
 from udr._transaction import Transaction
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
-from udr.log.refs import check_name
+from udr.log.refs import branch_key, check_name
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
@@ -293,6 +293,108 @@ class Lake:
             tx.compact(table)
         assert tx.committed is not None
         return tx.committed
+
+    # -- branches and tags -----------------------------------------------------------------------------
+
+    def create_branch(self, name: str, from_: str = "main", at: Ref = None) -> Commit:
+        """Create branch `name` at `at` (default: the head of `from_`); O(1), no data is copied.
+
+        Returns the new branch's head commit.
+
+        Raises:
+            InvalidName, RefNotFound, UsageError (the branch exists).
+        """
+        source = self._resolve(at, from_) if at is not None else self._resolve(from_, from_)
+        _branches.create_branch(self, name, source)
+        return self.commit_info(source)
+
+    def branches(self) -> dict[str, str]:
+        """Every branch: name -> head commit id."""
+        return dict(self._log.branches())
+
+    def delete_branch(self, name: str, *, force: bool = False) -> None:
+        """Delete a branch; its commits stay in the log and reachable by id.
+
+        Raises:
+            RefNotFound, UsageError (`main`, or unmerged work without `force=True`).
+        """
+        _branches.delete_branch(self, name, force=force)
+
+    def tag(self, name: str, ref: Ref = None) -> Commit:
+        """Tag the commit `ref` names (default: head of main); tags never move.
+
+        Raises:
+            InvalidName, RefNotFound, UsageError (the tag exists).
+        """
+        target = self._resolve(ref, "main")
+        _branches.create_tag(self, name, target)
+        return self.commit_info(target)
+
+    def tags(self) -> dict[str, str]:
+        """Every tag: name -> commit id."""
+        return dict(self._log.tags())
+
+    def delete_tag(self, name: str) -> None:
+        """Delete a tag.
+
+        Raises:
+            RefNotFound.
+        """
+        _branches.delete_tag(self, name)
+
+    def merge(self, source: str, into: str = "main", *, message: str | None = None, author: str | None = None,
+              strategy: str | None = None) -> Commit:
+        """Merge `source` (a branch or any ref) into branch `into`.
+
+        Fast-forwards when `into` has no commits of its own; otherwise makes a two-parent merge commit
+        from a three-way merge per table, per row and per column for keyed tables.
+
+        Raises:
+            MergeConflict: conflicting changes (`.conflicts`); nothing was written. Pass
+                `strategy="ours"` or `"theirs"` to resolve every conflict one way.
+            ConflictError: `into` moved while merging; retry.
+        """
+        ours = self._head(into)
+        theirs = self._resolve(source, into)
+        base = _branches.merge_base(self, ours, theirs)
+        if base == theirs:
+            return self.commit_info(ours)
+        if base == ours:
+            self._log.update_ref(branch_key(into), theirs, ours)
+            return self.commit_info(theirs)
+        tx = _branches.three_way(
+            self, branch=into, base=base, ours=ours, theirs=theirs, parents=(ours, theirs),
+            message=message or f"merge {source} into {into}", author=author or default_author(), strategy=strategy,
+        )
+        return tx.commit()
+
+    def reset(self, branch: str, to: Ref) -> Commit:
+        """Move `branch`'s head to `to` (the old head stays in the log, reachable by id).
+
+        Raises:
+            RefNotFound, ConflictError (the branch moved meanwhile).
+        """
+        head = self._head(branch)
+        target = self._resolve(to, branch)
+        self._log.update_ref(branch_key(branch), target, head)
+        return self.commit_info(target)
+
+    def revert(self, commit: Ref, branch: str = "main", *, author: str | None = None) -> Commit:
+        """Commit the inverse of one commit on `branch` (a three-way merge of its parent over it).
+
+        Raises:
+            RefNotFound, MergeConflict (later commits changed the same cells).
+        """
+        target = self._resolve(commit, branch)
+        record = self._log.get_commit(target)
+        if not record.parents:
+            raise UsageError("the root commit cannot be reverted")
+        head = self._head(branch)
+        tx = _branches.three_way(
+            self, branch=branch, base=target, ours=head, theirs=record.parents[0], parents=(),
+            message=f"revert {target[:10]}: {record.message}", author=author or default_author(), strategy=None,
+        )
+        return tx.commit()
 
     # -- maintenance --------------------------------------------------------------------------------
 

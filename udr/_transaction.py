@@ -60,6 +60,8 @@ class Transaction:
         self._blobs: dict[BlobId, tuple[BlobKind, bytes]] = {}
         self._chunks: set[ChunkId] = set()
         self._hooks: list[object] = []
+        # A merge sets both parents and must not be rebased onto a moved head.
+        self._parents: tuple[CommitId, ...] = ()
         self._open = True
         self.committed: Commit | None = None
         self._rows = RowReader(lake._log, self._blob)
@@ -269,11 +271,11 @@ class Transaction:
         self._check_open()
         try:
             record = CommitRecord(
-                parents=(self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
+                parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
                 message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
             )
             cid, final = self._lake._log.append(
-                record, base=self._base, rebase=True, blobs=self._blobs, hook=self._lake._hook_for(self._hooks),
+                record, base=self._base, rebase=not self._parents, blobs=self._blobs, hook=self._lake._hook_for(self._hooks),
             )
         finally:
             self._close()

@@ -1,0 +1,215 @@
+"""Git for data: branches, tags, merge (fast-forward or three-way, row- and cell-level), reset, revert.
+
+Branches and tags are refs into the one log: creating one writes a single LMDB record and no chunk.
+A merge or revert is staged as an ordinary transaction on the target branch, reusing chunks wherever a
+table is taken whole from one side, and commits with compare-and-swap on the target's head.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from udr import _history
+from udr._transaction import Transaction
+from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError, close_matches
+from udr.log.commits import Deletes, Fragment, TableOp
+from udr.log.format import CommitId
+from udr.log.refs import branch_key, check_name, tag_key
+from udr.materialize.merge import merge_rows
+from udr.materialize.snapshot import TableState
+from udr.query.diff import matching_keys
+
+if TYPE_CHECKING:
+    from udr._lake import Lake
+
+
+def ancestors(lake: Lake, start: CommitId) -> set[CommitId]:
+    """Every commit reachable from `start` through any parent, `start` included."""
+    seen = {start}
+    stack = [start]
+    while stack:
+        for parent in lake._log.get_commit(stack.pop()).parents:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def merge_base(lake: Lake, a: CommitId, b: CommitId) -> CommitId:
+    """The newest common ancestor of `a` and `b` (by log position)."""
+    of_a = ancestors(lake, a)
+    heap = [(-lake._log.get_commit(b).seq, b)]
+    seen = {b}
+    while heap:
+        _, cid = heapq.heappop(heap)
+        if cid in of_a:
+            return cid
+        for parent in lake._log.get_commit(cid).parents:
+            if parent not in seen:
+                seen.add(parent)
+                heapq.heappush(heap, (-lake._log.get_commit(parent).seq, parent))
+    raise UsageError(f"commits {a[:10]} and {b[:10]} share no history")
+
+
+def create_branch(lake: Lake, name: str, source: CommitId) -> None:
+    """Point a new branch at `source`.
+
+    Raises:
+        UsageError: the branch exists.
+    """
+    check_name(name, "branch")
+    if lake._log.head(name) is not None:
+        raise UsageError(f"branch {name!r} already exists; delete it first or pick another name")
+    lake._log.update_ref(branch_key(name), source, None)
+
+
+def delete_branch(lake: Lake, name: str, *, force: bool) -> None:
+    """Delete a branch (its commits stay in the log).
+
+    Raises:
+        UsageError: `main`, or the branch has commits no other branch contains (without `force`).
+    """
+    head = lake._head(name)
+    if name == "main":
+        raise UsageError("branch 'main' cannot be deleted")
+    if not force:
+        others = [h for b, h in lake._log.branches().items() if b != name]
+        if not any(head in ancestors(lake, h) for h in others):
+            raise UsageError(
+                f"branch {name!r} has commits no other branch contains (head {head[:10]}); merge it or "
+                "pass force=True"
+            )
+    lake._log.update_ref(branch_key(name), None, head)
+
+
+def create_tag(lake: Lake, name: str, target: CommitId) -> None:
+    """Create a tag; tags never move.
+
+    Raises:
+        UsageError: the tag exists.
+    """
+    check_name(name, "tag")
+    existing = lake._log.tags().get(name)
+    if existing is not None:
+        raise UsageError(f"tag {name!r} already points to {existing[:10]}; tags never move (delete it first)")
+    lake._log.update_ref(tag_key(name), target, None)
+
+
+def delete_tag(lake: Lake, name: str) -> None:
+    """Delete a tag.
+
+    Raises:
+        RefNotFound: no such tag.
+    """
+    tags = lake._log.tags()
+    if name not in tags:
+        raise RefNotFound(f"tag {name!r} does not exist" + close_matches(name, tags))
+    lake._log.update_ref(tag_key(name), None, tags[name])
+
+
+def _replace_table(tx: Transaction, table: str, target: TableState | None) -> None:
+    """Stage `table` to become exactly `target` (zero-copy: the target's chunks are reused)."""
+    if target is None:
+        if tx._state(table) is not None:
+            tx.drop_table(table)
+        return
+    tx._ops[table] = TableOp(
+        create=True,
+        schema=target.schema,
+        primary_key=target.primary_key,
+        add=tuple(Fragment(f.chunk, f.rows, f.inline, f.schema) for f in target.fragments),
+        deletes=tuple(Deletes(f.chunk, f.deletes, f.deleted) for f in target.fragments if f.deletes is not None),
+    )
+
+
+def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | None, ours: TableState | None,
+                 theirs: TableState | None, strategy: str | None, conflicts: list[Conflict]) -> None:
+    if ours == theirs or theirs == base:
+        return
+    if ours == base:
+        _replace_table(tx, table, theirs)
+        return
+
+    def whole(reason: str) -> None:
+        if strategy == "theirs":
+            _replace_table(tx, table, theirs)
+        elif strategy != "ours":
+            conflicts.append(Conflict(table, None, None, reason, "changed", "changed"))
+
+    if base is None or ours is None or theirs is None:
+        whole("created or dropped on one side and changed on the other")
+        return
+    if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
+        whole("schema changed on both sides")
+        return
+    key = ours.primary_key
+    if key is None or key != theirs.primary_key:
+        whole("table without a primary key changed on both sides")
+        return
+    schema = lake._rows.schema(theirs.schema if ours.schema == base.schema else ours.schema)
+    mine = _history._paired(lake, table, base, ours)
+    other = _history._paired(lake, table, base, theirs)
+    result = merge_rows(table, schema, key, mine, other, strategy=strategy)
+    conflicts.extend(result.conflicts)
+    if result.conflicts:
+        return
+    if schema != lake._rows.schema(ours.schema):
+        tx._conformed(table, ours, schema, iter(()), True)
+    if result.remove.num_rows:
+        state = tx._require(table)
+        hits = matching_keys(tx._rows.table(table, state, with_position=True), result.remove, list(key), table=table)
+        tx._delete_positions(table, state, hits, counted=None)
+    if result.add.num_rows:
+        tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")
+
+
+def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
+              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None) -> Transaction:
+    """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch`.
+
+    Raises:
+        MergeConflict: conflicting changes (and no `strategy`); nothing is staged.
+    """
+    if strategy not in (None, "ours", "theirs"):
+        raise UsageError(f"strategy must be 'ours' or 'theirs', not {strategy!r}")
+    snaps = [lake._materializer.snapshot(c) for c in (base, ours, theirs)]
+    tx = Transaction(lake, branch=branch, message=message, author=author, metadata={})
+    if tx.base != ours:
+        tx.abort()
+        raise UsageError(f"branch {branch!r} moved during the merge; retry")
+    tx._parents = parents
+    conflicts: list[Conflict] = []
+    try:
+        for table in sorted(set().union(*snaps)):
+            b, o, t = (s.get(table) for s in snaps)
+            _merge_table(lake, tx, table, b, o, t, strategy, conflicts)
+        if conflicts:
+            raise MergeConflict(
+                f"{len(conflicts)} conflict(s) merging {theirs[:10]} into {branch!r}: "
+                + "; ".join(_describe(c) for c in conflicts[:5])
+                + ("; ..." if len(conflicts) > 5 else "")
+                + ". Resolve them, or pass strategy='ours' or 'theirs'",
+                conflicts,
+            )
+        for table, op in list(tx._ops.items()):
+            counts = _history.count_changes(lake, table, snaps[1].get(table), tx._state(table), tx._rows)
+            tx._ops[table] = replace(op, inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted)
+    except BaseException:
+        tx.abort()
+        raise
+    return tx
+
+
+def _describe(c: Conflict) -> str:
+    where = f"table {c.table!r}"
+    if c.key is not None:
+        where += f" key {c.key}"
+    if c.column is not None:
+        where += f" column {c.column!r}: base {c.base!r}, ours {c.ours!r}, theirs {c.theirs!r}"
+    elif c.key is not None:
+        where += " deleted on one side and changed on the other"
+    else:
+        where += f": {c.base}"
+    return where

@@ -1,0 +1,113 @@
+"""Three-way merge of one keyed table, row by row and cell by cell.
+
+Input: the paired change tables base->ours and base->theirs (as built by the change feed: `_change` is
+`insert`, `update_before`, `update_after` or `delete`). Output: what must be applied on top of *ours* to
+include *theirs*: keys to remove from ours, rows to add, and the conflicts. Pure and deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from udr.errors import Conflict
+
+CHANGE = "_change"
+
+
+@dataclass(frozen=True, slots=True)
+class RowMerge:
+    """The effect of merging theirs into ours for one table.
+
+    `remove` holds the key columns of rows of ours to delete (deleted by theirs, or replaced by `add`);
+    `add` holds full rows to insert.
+    """
+
+    remove: pa.Table
+    add: pa.Table
+    conflicts: list[Conflict]
+
+
+def _sides(changes: pa.Table, key: Sequence[str]) -> dict[tuple[object, ...], tuple[dict[str, object] | None, dict[str, object] | None]]:
+    """key -> (row before, row after); None for "did not exist"."""
+    out: dict[tuple[object, ...], tuple[dict[str, object] | None, dict[str, object] | None]] = {}
+    columns = [c for c in changes.column_names if not c.startswith("_")]
+    kinds = changes.column(CHANGE).to_pylist()
+    rows = changes.select(columns).to_pylist()
+    for kind, row in zip(kinds, rows):
+        k = tuple(row[c] for c in key)
+        before, after = out.get(k, (None, None))
+        if kind in ("delete", "update_before"):
+            before = row
+        else:
+            after = row
+        out[k] = (before, after)
+    return out
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return a == b
+
+
+def merge_rows(
+    table: str, schema: pa.Schema, key: Sequence[str], ours: pa.Table, theirs: pa.Table, *, strategy: str | None
+) -> RowMerge:
+    """Merge `theirs` changes into `ours` for a keyed table.
+
+    Two sides changing different rows, or different columns of one row, merge cleanly; the same cell
+    changed to different values, or a row deleted on one side and changed on the other, is a conflict,
+    unless `strategy` is "ours" or "theirs".
+    """
+    mine = _sides(ours, key)
+    other = _sides(theirs, key)
+    columns = list(schema.names)
+    remove: list[dict[str, object]] = []
+    add: list[dict[str, object]] = []
+    conflicts: list[Conflict] = []
+    for k, (base_row, their_row) in other.items():
+        keydict = dict(zip(key, k))
+        if k not in mine:
+            if base_row is not None:
+                remove.append(keydict)
+            if their_row is not None:
+                add.append(their_row)
+            continue
+        _, my_row = mine[k]
+        if my_row is None and their_row is None:
+            continue
+        if my_row is None or their_row is None:
+            if strategy == "theirs":
+                if my_row is not None:
+                    remove.append(keydict)
+                if their_row is not None:
+                    add.append(their_row)
+            elif strategy != "ours":
+                conflicts.append(Conflict(table, keydict, None, base_row, my_row, their_row))
+            continue
+        merged = dict(my_row)
+        clash = False
+        for c in columns:
+            b = base_row.get(c) if base_row is not None else None
+            o, t = my_row.get(c), their_row.get(c)
+            if _same(o, t) or _same(t, b):
+                continue
+            if _same(o, b) and base_row is not None:
+                merged[c] = t
+            elif strategy == "theirs":
+                merged[c] = t
+            elif strategy != "ours":
+                conflicts.append(Conflict(table, keydict, c, b, o, t))
+                clash = True
+        if not clash and any(not _same(merged[c], my_row.get(c)) for c in columns):
+            remove.append(keydict)
+            add.append(merged)
+    key_schema = pa.schema([schema.field(c) for c in key])
+    return RowMerge(
+        remove=pa.Table.from_pylist(remove, schema=key_schema),
+        add=pa.Table.from_pylist(add, schema=schema),
+        conflicts=conflicts,
+    )
