@@ -15,6 +15,7 @@ from udr._inputs import TableData as TableData
 from udr._lake import Lake as Lake
 from udr._lake import open as open
 from udr._transaction import Transaction as Transaction
+from udr.errors import AckError as AckError
 from udr.errors import Conflict as Conflict
 from udr.errors import ConflictError as ConflictError
 from udr.errors import CorruptionError as CorruptionError
@@ -29,7 +30,10 @@ from udr.errors import SqlError as SqlError
 from udr.errors import TableNotFound as TableNotFound
 from udr.errors import UdrError as UdrError
 from udr.errors import UsageError as UsageError
+from udr.stream.subscription import Subscription as Subscription
+from udr.values import ChangeBatch as ChangeBatch
 from udr.values import Commit as Commit
+from udr.values import GroupInfo as GroupInfo
 from udr.values import LakeStats as LakeStats
 from udr.values import TableChange as TableChange
 from udr.values import VerifyReport as VerifyReport
@@ -37,12 +41,15 @@ from udr.values import VerifyReport as VerifyReport
 __version__ = "0.1.0"
 
 __all__ = [
+    "AckError",
+    "ChangeBatch",
     "Commit",
     "Conflict",
     "ConflictError",
     "CorruptionError",
     "FormatError",
     "GroupBusy",
+    "GroupInfo",
     "InvalidName",
     "KeyViolation",
     "Lake",
@@ -51,6 +58,7 @@ __all__ = [
     "RefNotFound",
     "SchemaError",
     "SqlError",
+    "Subscription",
     "TableChange",
     "TableData",
     "TableNotFound",

@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
-from udr.materialize.changes import state_delta
-from udr.materialize.data import RowReader
+from udr.log.format import BlobKind
+from udr.materialize.changes import changes_from_before, state_delta
+from udr.materialize.data import RowReader, decode_ipc
 from udr.materialize.snapshot import TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
@@ -46,8 +47,11 @@ def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) 
     op = record.tables.get(table)
     if op is None or op.rewrite:
         return None
-    old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     new = lake._materializer.snapshot(cid).get(table)
+    if op.before is not None and new is not None and new.primary_key:
+        image = decode_ipc(lake._log.get_blob(op.before, BlobKind.ROWS))
+        return changes_from_before(lake._rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
+    old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     return _paired(lake, table, old, new)
 
 
@@ -59,11 +63,17 @@ def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | No
     return pair_changes(delta.schema, delta.removed, delta.added, key)
 
 
+def stamped_commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
+    """`commit_changes` plus `_commit_id`, `_commit_seq` and `_commit_time` (None when no row changed)."""
+    rows = commit_changes(lake, table, cid, record)
+    return _stamp(rows, cid, record) if rows is not None and rows.num_rows else None
+
+
 def _stamp(rows: pa.Table, cid: CommitId, record: CommitRecord) -> pa.Table:
     n = rows.num_rows
-    rows = rows.append_column("_commit_id", pa.array([cid] * n, pa.string()))
-    rows = rows.append_column("_commit_seq", pa.array([record.seq] * n, pa.int64()))
-    return rows.append_column("_commit_time", pa.array([record.time_us] * n, pa.int64()).cast(_TIME))
+    rows = rows.append_column("_commit_id", pa.repeat(pa.scalar(cid, pa.string()), n))
+    rows = rows.append_column("_commit_seq", pa.repeat(pa.scalar(record.seq, pa.int64()), n))
+    return rows.append_column("_commit_time", pa.repeat(pa.scalar(record.time_us, _TIME), n))
 
 
 def _unify(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -121,8 +131,8 @@ def history(lake: Lake, table: str, key: Mapping[str, object], until: CommitId) 
         if picked.num_rows:
             picked = _stamp(picked, cid, record).drop_columns(["_commit_seq"])
             n = picked.num_rows
-            picked = picked.append_column("_author", pa.array([record.author] * n, pa.string()))
-            parts.append(picked.append_column("_message", pa.array([record.message] * n, pa.string())))
+            picked = picked.append_column("_author", pa.repeat(pa.scalar(record.author, pa.string()), n))
+            parts.append(picked.append_column("_message", pa.repeat(pa.scalar(record.message, pa.string()), n)))
     schema = _change_schema(lake, table, until).remove(_change_schema(lake, table, until).get_field_index("_commit_seq"))
     schema = schema.append(pa.field("_author", pa.string())).append(pa.field("_message", pa.string()))
     return _unify(parts, schema)

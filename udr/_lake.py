@@ -24,12 +24,15 @@ from udr._transaction import Transaction
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
+from udr.log.groups import Cursor, GroupStore, ack_hook
 from udr.log.refs import branch_key, check_name
-from udr.log.store import LogStore
+from udr.log.store import CommitHook, LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
 from udr.query.engine import SnapshotServer, quote_ident
-from udr.values import Commit, LakeStats, TableChange, VerifyReport
+from udr.stream.admin import group_infos, reset_group
+from udr.stream.subscription import PendingAck, Subscription
+from udr.values import Commit, GroupInfo, LakeStats, TableChange, VerifyReport
 
 Ref = str | datetime | Commit | None
 Progress = Callable[[int, int], None]
@@ -188,7 +191,7 @@ class Lake:
             self._server.register(con, table, table, state)
             cols = ", ".join(quote_ident(c) for c in columns) if columns is not None else "*"
             query = f"SELECT {cols} FROM {quote_ident(table)}" + (f" WHERE ({where})" if where else "")
-            return self._server.sql(con, query, self._resolver).to_arrow_table()
+            return self._server.fetch(con, query, self._resolver)
         finally:
             con.close()
 
@@ -206,6 +209,29 @@ class Lake:
         """
         con = self.connect(branch, at)
         return self._server.sql(con, query, self._resolver)
+
+    def query(self, query: str, branch: str = "main", at: Ref = None) -> pa.Table:
+        """Run SQL like `sql` and return the whole result as a pyarrow Table.
+
+        Unlike a lazy relation, every DuckDB error (including ones raised while rows are produced, such as
+        a failed cast) surfaces here as `SqlError`.
+
+        Raises:
+            SqlError, RefNotFound, TableNotFound.
+        """
+        con = self.connect(branch, at)
+        try:
+            return self._server.fetch(con, query, self._resolver)
+        finally:
+            con.close()
+
+    def row_count(self, table: str, branch: str = "main", at: Ref = None) -> int:
+        """The number of rows of `table` at a version, from the snapshot alone (no data is read).
+
+        Raises:
+            TableNotFound, RefNotFound.
+        """
+        return self._table(table, branch, at).rows
 
     def log(self, branch: str = "main", table: str | None = None, limit: int | None = None) -> list[Commit]:
         """Every commit reachable from `branch`'s head, newest first (optionally only those touching `table`).
@@ -396,6 +422,61 @@ class Lake:
         )
         return tx.commit()
 
+    # -- change streams --------------------------------------------------------------------------------
+
+    def subscribe(self, tables: list[str] | str | None = None, *, group: str | None = None,
+                  start: Ref = "earliest", branch: str = "main") -> Subscription:
+        """Follow the row changes committed to `branch`: one `udr.ChangeBatch` per commit and table.
+
+        Use as `async with db.subscribe(...) as sub: async for batch in sub: ...; await sub.ack(batch)`.
+        Commits by any process on this machine arrive promptly; an idle subscriber uses no CPU.
+
+        Args:
+            tables: the tables to follow (None: every table).
+            group: a consumer group: acks are durable, the group resumes after its last ack (ignoring
+                `start`), and only one live subscriber may consume it. None: an ephemeral subscription.
+            start: `"earliest"`, `"latest"` (the head now), or a ref: delivery begins after that commit.
+            branch: the branch whose first-parent history is delivered.
+
+        Raises:
+            TableNotFound, RefNotFound, InvalidName.
+            GroupBusy: another live subscriber consumes `group`.
+        """
+        head = self._head(branch)
+        if group is not None:
+            check_name(group, "group")
+        if start == "earliest":
+            after = Cursor(-1)
+        else:
+            first = head if start == "latest" else self._resolve(start, branch)
+            after = Cursor(self._log.get_commit(first).seq)
+        wanted: frozenset[str] | None = None
+        if tables is not None:
+            names = [tables] if isinstance(tables, str) else list(tables)
+            stored = GroupStore(self._log.env).position(group) if group is not None else None
+            self._check_streamed_tables(names, head, stored.cursor if stored is not None else after)
+            wanted = frozenset(names)
+        return Subscription(
+            self._log, branch=branch, tables=wanted, group=group, start=after,
+            changes=lambda table, cid, record: _history.stamped_commit_changes(self, table, cid, record),
+            commit_value=self._commit_value, listeners=self._commit_listeners,
+        )
+
+    def groups(self) -> list[GroupInfo]:
+        """Every consumer group (that acknowledged a batch or was reset), with its position and lag."""
+        return group_infos(self._log)
+
+    def reset_group(self, name: str, to: Ref, *, branch: str = "main") -> None:
+        """Make group `name` resume after commit `to` on `branch`: rewind (redeliver) or skip ahead.
+
+        Raises:
+            RefNotFound, InvalidName.
+            GroupBusy: a live subscriber consumes the group; close it first.
+        """
+        check_name(name, "group")
+        self._head(branch)
+        reset_group(self._log, name, seq=self._log.get_commit(self._resolve(to, branch)).seq, branch=branch)
+
     # -- maintenance --------------------------------------------------------------------------------
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
@@ -501,8 +582,24 @@ class Lake:
             tables={n: TableChange(op.inserted, op.updated, op.deleted) for n, op in record.tables.items()},
         )
 
-    def _hook_for(self, hooks: list[object]) -> None:
-        return None
+    def _check_streamed_tables(self, names: list[str], head: CommitId, after: Cursor) -> None:
+        # A table counts if it exists now or some commit after `after` touched it (e.g. dropped it).
+        known = set(self._materializer.snapshot(head))
+        missing = [n for n in names if not isinstance(n, str) or n not in known]
+        cursor: CommitId | None = head
+        while missing and cursor is not None:
+            record = self._log.get_commit(cursor)
+            if record.seq < after.seq:
+                break
+            known |= set(record.tables)
+            missing = [n for n in missing if n not in known]
+            cursor = record.parents[0] if record.parents else None
+        if missing:
+            name = missing[0]
+            raise TableNotFound(f"table {name!r} does not exist on this branch" + close_matches(str(name), known))
+
+    def _hook_for(self, hooks: list[PendingAck]) -> CommitHook | None:
+        return ack_hook([pending.ack for pending in hooks]) if hooks else None
 
     def _after_commit(self, commit: Commit) -> None:
         for listener in self._commit_listeners:

@@ -9,7 +9,8 @@ A transaction belongs to one thread or task at a time; several may be open on on
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -20,20 +21,22 @@ import pyarrow.compute as pc
 from udr._inputs import TableData, conform_input, to_batches
 from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
-from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import INLINE_MAX_BYTES, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.refs import check_name
 from udr.materialize.data import (
     EncodedChunk,
     RowReader,
     decode_positions,
     encode_chunk,
+    encode_ipc,
     encode_positions,
     encode_schema,
     rebatch,
 )
 from udr.materialize.snapshot import TableState, apply_op, fold
 from udr.query.diff import keyed_diff, matching_keys
-from udr.values import Commit
+from udr.stream.subscription import PendingAck, Subscription
+from udr.values import ChangeBatch, Commit
 
 if TYPE_CHECKING:
     from udr._lake import Lake
@@ -58,8 +61,11 @@ class Transaction:
         self._metadata = {str(k): str(v) for k, v in metadata.items()}
         self._ops: dict[str, TableOp] = {}
         self._blobs: dict[BlobId, tuple[BlobKind, bytes]] = {}
+        # Before-images of keyed writes, kept only while that write is the table's sole change here.
+        self._before: dict[str, pa.Table] = {}
+        self._before_ops: dict[str, TableOp] = {}
         self._chunks: set[ChunkId] = set()
-        self._hooks: list[object] = []
+        self._hooks: list[PendingAck] = []
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
         self._open = True
@@ -158,7 +164,7 @@ class Transaction:
             if unchanged:
                 raise KeyViolation(f"table {table!r}: append of {unchanged} rows whose keys already exist; use upsert")
             batches = iter(data_table.to_batches())
-        self._add_rows(table, target, batches)
+        self._add_rows(table, target, batches, streaming=isinstance(data, pa.RecordBatchReader))
 
     def overwrite(self, table: str, data: TableData, *, evolve: bool = False) -> None:
         """Replace every row of `table` with `data` (creating the table if needed).
@@ -187,7 +193,7 @@ class Transaction:
             op, truncate=True, add=(), deletes=(), inserted=op.inserted - own,
             deleted=op.deleted + state.rows - own,
         )
-        self._add_rows(table, target, batches)
+        self._add_rows(table, target, batches, streaming=isinstance(data, pa.RecordBatchReader))
 
     def upsert(self, table: str, data: TableData) -> None:
         """Insert rows with new keys and replace rows with existing keys (identical rows are no change).
@@ -260,16 +266,47 @@ class Transaction:
         self._add_rows(table, data.schema, iter(data.to_batches()), counted="inserted")
         self._ops[table] = replace(self._ops[table], inserted=0)
 
+    def ack(self, subscription: Subscription, batch: ChangeBatch) -> None:
+        """Acknowledge `batch` of a group subscription in this transaction's commit: exactly-once outputs.
+
+        The group's new position commits atomically with this transaction's writes, so after a crash
+        the consumer neither loses nor repeats an effect. Acks in one transaction follow delivery order.
+
+        Raises:
+            AckError: the subscription has no group, or `batch` is not its next unacknowledged batch.
+            UsageError: the subscription belongs to another lake.
+            ConflictError, GroupBusy (at commit): the group moved or its lease was lost; nothing commits.
+        """
+        self._check_open()
+        if not isinstance(subscription, Subscription) or subscription._log.root.resolve() != self._lake.path.resolve():
+            raise UsageError("ack() needs a subscription of this transaction's lake (udr.Lake.subscribe)")
+        earlier = sum(1 for pending in self._hooks if pending.subscription is subscription)
+        self._hooks.append(subscription.stage_ack(batch, earlier=earlier))
+
     # -- finishing --------------------------------------------------------------------------------------
 
     def commit(self) -> Commit:
         """Commit every staged change atomically and return the new commit.
 
+        A transaction that changed nothing writes no commit and returns the commit it started from.
+
         Raises:
             ConflictError: a concurrent commit changed one of the same tables; nothing was written.
         """
         self._check_open()
+        if not self._ops and not self._hooks:
+            # Nothing changed (e.g. an upsert of identical rows): no empty commit clutters the log.
+            self._close()
+            self.committed = self._lake.commit_info(self._base)
+            return self.committed
         try:
+            for table, image in self._before.items():
+                op = self._ops.get(table)
+                if op is not None and self._before_ops.get(table) is op:
+                    payload = encode_ipc(image)
+                    blob = BlobId(content_id(payload))
+                    self._blobs[blob] = (BlobKind.ROWS, payload)
+                    self._ops[table] = replace(op, before=blob)
             record = CommitRecord(
                 parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
                 message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
@@ -279,8 +316,10 @@ class Transaction:
             )
         finally:
             self._close()
+        for pending in self._hooks:
+            pending.done()
         parent = self._lake._materializer.snapshot(final.parents[0])
-        self._lake._materializer.remember_commit(cid, fold(parent, final))
+        self._lake._materializer.remember_commit(cid, final.parents[0], fold(parent, final))
         self.committed = self._lake._commit_value(cid, final)
         self._lake._after_commit(self.committed)
         return self.committed
@@ -342,13 +381,14 @@ class Transaction:
         return target, (convert(b) for b in batches)
 
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
-                  counted: str = "inserted") -> int:
+                  counted: str = "inserted", streaming: bool = False) -> int:
         schema_id = self._require(table).schema
         present = {f.chunk for f in self._require(table).fragments}
         fragments: list[Fragment] = []
 
         def collect(piece: pa.Table, encoded: EncodedChunk) -> None:
-            copy = 0
+            # Start past the table's fragment count so repeated identical appends collide at most once.
+            copy = len(present)
             while encoded.fragment.chunk in present:
                 copy += 1
                 encoded = encode_chunk(piece, schema_id, self._store_file, copy=copy)
@@ -357,38 +397,63 @@ class Transaction:
                 self._blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
             fragments.append(encoded.fragment)
 
-        with ThreadPoolExecutor(_ENCODE_THREADS) as pool:
+        pool: ThreadPoolExecutor | None = None
+        try:
             pending: list[tuple[pa.Table, Future[EncodedChunk]]] = []
             for piece in rebatch(batches):
                 piece = piece.cast(schema)
+                if piece.nbytes <= INLINE_MAX_BYTES and not pending:
+                    # Small batches are inlined; a thread hop would cost more than the encoding.
+                    collect(piece, encode_chunk(piece, schema_id, self._store_file))
+                    continue
+                pool = pool or ThreadPoolExecutor(_ENCODE_THREADS)
                 pending.append((piece, pool.submit(encode_chunk, piece, schema_id, self._store_file)))
-                # Bound memory: at most one chunk waiting per encoding thread.
-                while len(pending) > _ENCODE_THREADS:
+                # Bound memory: in-memory input may keep every encoding thread busy; a stream keeps one
+                # chunk encoding while the next is read, so peak memory stays near two chunks.
+                while len(pending) > (1 if streaming else _ENCODE_THREADS):
                     done, future = pending.pop(0)
                     collect(done, future.result())
             for done, future in pending:
                 collect(done, future.result())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         rows = sum(f.rows for f in fragments)
         op = self._op(table)
         self._ops[table] = replace(op, add=op.add + tuple(fragments), **{counted: getattr(op, counted) + rows})
         return rows
 
-    def _store_file(self, data: bytes) -> ChunkId:
-        chunk = ChunkId(content_id(data))
-        # The intent is durable before the file exists, so a concurrent gc never deletes a chunk in flight.
-        self._lake._log.register_intents([chunk])
-        self._chunks.add(chunk)
-        return self._lake._log.chunks.put(data)
+    def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
+        log = self._lake._log
+
+        def announce(chunk: ChunkId) -> None:
+            # The intent is durable before the chunk has its final name, so a concurrent gc never
+            # deletes a chunk this transaction is about to commit.
+            log.register_intents([chunk])
+            self._chunks.add(chunk)
+
+        return log.chunks.put_written(write, announce)
 
     def _keyed_write(self, table: str, state: TableState, data: pa.Table, *, remove_missing: bool) -> None:
+        first = table not in self._ops
         old = self._rows.table(table, state, with_position=True)
         diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing)
+        if first and diff.before is not None:
+            self._before[table] = diff.before
         self._delete_positions(table, state, diff.replaced, counted=None)
         self._delete_positions(table, state, diff.removed, counted="deleted")
         if diff.updated.num_rows:
             self._add_rows(table, data.schema, iter(diff.updated.to_batches()), counted="updated")
         if diff.inserted.num_rows:
             self._add_rows(table, data.schema, iter(diff.inserted.to_batches()))
+        self._note_keyed_write(table, first and diff.before is not None)
+
+    def _note_keyed_write(self, table: str, keep: bool) -> None:
+        """Remember the op a before-image describes; any later change to the table makes it stale."""
+        if keep:
+            self._before_ops[table] = self._op(table)
+        else:
+            self._before.pop(table, None)
 
     def _delete_positions(self, table: str, state: TableState, hits: pa.Table, *, counted: str | None) -> None:
         if hits.num_rows == 0:

@@ -1,7 +1,7 @@
 """Every exception UDR raises on purpose: one root, `UdrError`, grouped by what the caller does next.
 
 - Fix the input: `InvalidName`, `TableNotFound`, `RefNotFound`, `SchemaError`, `KeyViolation`, `SqlError`,
-  `UsageError`.
+  `UsageError`, `AckError`.
 - Retry: `ConflictError` (and its `retryable` flag), `GroupBusy`.
 - Resolve by hand: `MergeConflict`.
 - Repair or upgrade: `CorruptionError`, `FormatError`.
@@ -40,6 +40,11 @@ class KeyViolation(UsageError):
 
 class SqlError(UsageError):
     """DuckDB rejected a query or a predicate; the message is DuckDB's."""
+
+
+class AckError(UsageError):
+    """An ack names a batch that is not the subscription's next unacknowledged one (acked twice, out of
+    order, never delivered, or the subscription has no group for a transactional ack)."""
 
 
 class TableNotFound(UdrError, LookupError):

@@ -1,9 +1,11 @@
-"""Public value types returned by the API: commits, per-table change counts, reports."""
+"""Public value types returned by the API: commits, per-table change counts, reports, change batches."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import pyarrow as pa
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +83,42 @@ class LakeStats:
     def dedup_ratio(self) -> float:
         """How many times bigger the data would be without content addressing."""
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """The row changes one commit made to one table, as delivered by a `udr.Subscription`.
+
+    Attributes:
+        commit: the commit.
+        table: the table it changed.
+        changes: the table's columns plus `_change` (`insert`, `update_before`, `update_after`, `delete`),
+            `_commit_id`, `_commit_seq` and `_commit_time`.
+    """
+
+    commit: Commit
+    table: str
+    changes: pa.Table
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A consumer group: where it is and how far behind its branch it is.
+
+    Attributes:
+        name: the group name.
+        position: id of the commit of the group's last acknowledged batch (or of the ref it was reset to).
+        lag_commits: commits on the branch after the position that change a table the group consumes.
+        lag_rows: rows those commits changed in those tables (from the commits' counts).
+        last_ack: when the position last moved, UTC.
+        branch: the branch the group consumes.
+        active: whether a live subscriber holds the group now.
+    """
+
+    name: str
+    position: str
+    lag_commits: int
+    lag_rows: int
+    last_ack: datetime
+    branch: str = "main"
+    active: bool = False

@@ -9,11 +9,14 @@ is atomic and two writers of one chunk write identical bytes.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
+
+import blake3
 
 from udr.errors import CorruptionError
 from udr.log.commits import content_id
@@ -25,6 +28,10 @@ class ChunkStore(Protocol):
 
     def put(self, data: bytes) -> ChunkId:
         """Store `data` durably and return its id."""
+        ...
+
+    def put_written(self, write: Callable[[Path], None], announce: Callable[[ChunkId], None] | None = None) -> ChunkId:
+        """Store the file `write` produces at the path it is given; `announce` gets the id first."""
         ...
 
     def get(self, chunk: ChunkId, *, verify: bool = True) -> bytes:
@@ -71,22 +78,42 @@ class FileChunkStore:
 
     def put(self, data: bytes) -> ChunkId:
         """Store `data` durably (temp file, fsync, rename, fsync dir) and return its id."""
-        chunk = ChunkId(content_id(data))
-        final = self.path(chunk)
-        if final.exists():
-            return chunk
-        final.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(path: Path) -> None:
+            path.write_bytes(data)
+
+        return self.put_written(write)
+
+    def put_written(self, write: Callable[[Path], None], announce: Callable[[ChunkId], None] | None = None) -> ChunkId:
+        """Store the file `write` produces at the path it is given, durably, under its content id.
+
+        The bytes go straight to a temp file (no copy in memory) and are hashed by memory map. `announce`
+        is called with the id before the chunk gets its final name (to register a gc intent).
+        """
         self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"{chunk}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            # fsync before rename: otherwise a crash can leave the final name pointing at empty blocks.
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        # fsync the directory so the rename itself survives a crash before the commit point.
-        _fsync_dir(final.parent)
-        return chunk
+        # The writer's pid in the temp name lets gc tell a crashed writer's leftovers from live work.
+        tmp = self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        try:
+            write(tmp)
+            hasher = blake3.blake3(max_threads=1)
+            hasher.update_mmap(tmp)
+            chunk = ChunkId(hasher.hexdigest())
+            if announce is not None:
+                announce(chunk)
+            final = self.path(chunk)
+            if final.exists():
+                tmp.unlink()
+                return chunk
+            with open(tmp, "rb+") as fh:
+                # fsync before rename: otherwise a crash can leave the final name pointing at empty blocks.
+                os.fsync(fh.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            # fsync the directory so the rename itself survives a crash before the commit point.
+            _fsync_dir(final.parent)
+            return chunk
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get(self, chunk: ChunkId, *, verify: bool = True) -> bytes:
         """Return the bytes of `chunk`.
@@ -149,12 +176,13 @@ class FileChunkStore:
             for file in sorted(sub.glob("*" + CHUNK_SUFFIX)):
                 yield ChunkId(sub.name + file.name[: -len(CHUNK_SUFFIX)])
 
-    def clear_tmp(self, busy: set[ChunkId]) -> int:
-        """Remove temp files of crashed writers (all but those of chunks in `busy`); return bytes freed."""
+    def clear_tmp(self, busy: Callable[[int], bool]) -> int:
+        """Remove temp files of writers for which `busy(pid)` is false (crashed ones); return bytes freed."""
         freed = 0
         if self._tmp.exists():
             for file in self._tmp.iterdir():
-                if file.name.split(".", 1)[0] in busy:
+                owner = file.name.split("-", 1)[0]
+                if owner.isdigit() and busy(int(owner)):
                     continue
                 freed += file.stat().st_size
                 file.unlink(missing_ok=True)
@@ -172,6 +200,16 @@ class MemoryChunkStore:
         chunk = ChunkId(content_id(data))
         self._data.setdefault(chunk, bytes(data))
         return chunk
+
+    def put_written(self, write: Callable[[Path], None], announce: Callable[[ChunkId], None] | None = None) -> ChunkId:
+        """Store the bytes `write` puts in a scratch file; `announce` gets the id first."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "chunk"
+            write(path)
+            data = path.read_bytes()
+        if announce is not None:
+            announce(ChunkId(content_id(data)))
+        return self.put(data)
 
     def get(self, chunk: ChunkId, *, verify: bool = True) -> bytes:
         """Return the bytes of `chunk`.

@@ -44,6 +44,8 @@ class TableOp:
     `create` starts a new table (dropping any old one of that name), `drop` removes it. `truncate` removes
     every existing row before `add`. `deletes` replaces fragments' deletion vectors. `rewrite` marks a
     compaction or a merge's re-encoding: the table's rows do not change, so no row-level change is reported.
+    `before` optionally names a ROWS blob holding the before-image of a keyed write (old values of changed
+    cells and of removed rows), so the change feed need not read the old chunks.
     """
 
     create: bool = False
@@ -54,6 +56,7 @@ class TableOp:
     add: tuple[Fragment, ...] = ()
     deletes: tuple[Deletes, ...] = ()
     rewrite: bool = False
+    before: BlobId | None = None
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
@@ -91,6 +94,8 @@ def _op_to_json(op: TableOp) -> dict[str, object]:
         out["deletes"] = [[d.chunk, d.vector, d.count] for d in op.deletes]
     if op.rewrite:
         out["rewrite"] = True
+    if op.before is not None:
+        out["before"] = op.before
     out["counts"] = [op.inserted, op.updated, op.deleted]
     return out
 
@@ -114,6 +119,7 @@ def _op_from_json(raw: Mapping[str, object]) -> TableOp:
             for c, v, n in deletes
         ),
         rewrite=bool(raw.get("rewrite", False)),
+        before=BlobId(str(raw["before"])) if raw.get("before") is not None else None,
         inserted=counts[0],
         updated=counts[1],
         deleted=counts[2],

@@ -384,11 +384,14 @@ class LogStore:
             live_intents: set[ChunkId] = set()
             for key, value in list(txn.cursor(db=intents)):
                 owner = int(json.loads(value)["pid"])
-                if owner != os.getpid() and _alive(owner):
+                if owner != os.getpid() and process_alive(owner):
                     live_intents.add(ChunkId(key.decode()))
                 else:
                     txn.delete(key, db=intents)
-            freed += self.chunks.clear_tmp(live_intents | keep)
+            own_busy = bool(keep)
+            freed += self.chunks.clear_tmp(
+                lambda pid: (pid == os.getpid() and own_busy) or (pid != os.getpid() and process_alive(pid))
+            )
             for n, chunk in enumerate(self.chunks.all_ids()):
                 if chunk not in referenced and chunk not in live_intents:
                     freed += self.chunks.delete(chunk)
@@ -397,7 +400,8 @@ class LogStore:
         return freed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with id `pid` exists on this machine (used to free a dead owner's records)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

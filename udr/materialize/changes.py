@@ -12,9 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from udr.log.format import ChunkId
 from udr.materialize.data import RowReader, conform
 from udr.materialize.snapshot import FragmentState, TableState
+
+
+CHANGE = "_change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +66,51 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
 def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
     conformed = [conform(p, schema) for p in parts if p.num_rows]
     return pa.concat_tables(conformed) if conformed else schema.empty_table()
+
+
+def changes_from_before(rows: RowReader, name: str, new: TableState, added: set[ChunkId], before: pa.Table,
+                        key: list[str]) -> pa.Table:
+    """The change rows of a keyed write, from its before-image and the rows it added (no old chunk read).
+
+    Order matches the general path: deletes, then `update_before`/`update_after` pairs by key, then inserts.
+    """
+    schema = rows.schema(new.schema)
+    after = _concat([rows.live(f, table=name) for f in new.fragments if f.chunk in added], schema)
+    deleted = pc.fill_null(before.column("__deleted"), False)
+    gone = before.filter(deleted)
+    updates = before.filter(pc.invert(deleted))
+    values = [c for c in before.column_names if c not in key and not c.startswith("__")]
+    tagged = after.append_column("__row", pa.array(np.arange(after.num_rows, dtype=np.int64)))
+    image = updates.append_column("__img", pa.array(np.arange(updates.num_rows, dtype=np.int64)))
+    pairs = tagged.select([*key, "__row"]).join(image.select([*key, "__img"]), keys=key, join_type="inner")
+    pairs = pairs.sort_by([(k, "ascending") for k in key])
+    new_rows = after.take(pairs.column("__row"))
+    old_cells = updates.take(pairs.column("__img"))
+    mask = old_cells.column("__mask")
+    old_rows = new_rows
+    for bit, column in enumerate(values):
+        if column not in schema.names:
+            continue
+        hit = pc.not_equal(pc.bit_wise_and(mask, pa.scalar(1 << bit, pa.uint64())), pa.scalar(0, pa.uint64()))
+        index = schema.get_field_index(column)
+        merged = pc.if_else(hit, old_cells.column(column).cast(schema.field(column).type), new_rows.column(column))
+        old_rows = old_rows.set_column(index, schema.field(column), merged)
+    is_update = np.zeros(after.num_rows, dtype=bool)
+    is_update[np.asarray(pairs.column("__row"), dtype=np.int64)] = True
+    inserts = after.filter(pa.array(~is_update))
+    n = pairs.num_rows
+    order = np.empty(2 * n, dtype=np.int64)
+    order[0::2] = np.arange(n)
+    order[1::2] = np.arange(n, 2 * n)
+    pairs_table = pa.concat_tables([old_rows, new_rows]).take(pa.array(order))
+    kinds = pa.array(np.tile(np.array(["update_before", "update_after"], dtype=object), n), pa.string())
+    deleted_rows = _concat([gone.select([c for c in gone.column_names if not c.startswith("__")])], schema)
+    return pa.concat_tables([
+        _labelled(deleted_rows, "delete"),
+        pairs_table.append_column(CHANGE, kinds),
+        _labelled(inserts.sort_by([(k, "ascending") for k in key]), "insert"),
+    ])
+
+
+def _labelled(data: pa.Table, change: str) -> pa.Table:
+    return data.append_column(CHANGE, pa.repeat(pa.scalar(change, pa.string()), data.num_rows))

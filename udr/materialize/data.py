@@ -8,6 +8,7 @@ with pushdown); small ones become Arrow IPC blobs inlined in the log, written at
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -22,7 +23,6 @@ from udr.log.format import (
     CHUNK_ROWS,
     INLINE_MAX_BYTES,
     PARQUET_COMPRESSION,
-    PARQUET_COMPRESSION_LEVEL,
     ROW_GROUP_ROWS,
     BlobId,
     BlobKind,
@@ -58,29 +58,29 @@ def decode_ipc(payload: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
-def encode_parquet(table: pa.Table) -> bytes:
-    """Parquet bytes of one chunk, with the row-group size and codec measured in bench/."""
-    sink = pa.BufferOutputStream()
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write one chunk as Parquet with the layout measured in bench/ (codec, row groups, integer decimals)."""
     pq.write_table(
         table,
-        sink,
+        path,
         row_group_size=ROW_GROUP_ROWS,
         compression=PARQUET_COMPRESSION,
-        compression_level=PARQUET_COMPRESSION_LEVEL,
+        use_dictionary=True,
         write_statistics=True,
+        store_decimal_as_integer=True,
     )
-    return sink.getvalue().to_pybytes()
 
 
-def encode_positions(positions: pa.Array) -> bytes:
-    """Payload of a deletion vector: sorted, distinct row positions as little-endian uint32."""
-    values = np.unique(np.asarray(positions.cast(pa.uint32()), dtype=np.uint32))
-    return values.astype("<u4").tobytes()
+def encode_positions(positions: pa.Array | np.ndarray) -> bytes:
+    """Payload of a deletion vector: sorted distinct row positions, delta-encoded as little-endian uint32
+    (first value absolute), so the blob's zstd framing shrinks them to about a byte each."""
+    values = np.unique(np.asarray(positions, dtype=np.uint32))
+    return np.diff(values, prepend=np.uint32(0)).astype("<u4").tobytes()
 
 
 def decode_positions(payload: bytes) -> pa.Array:
-    """Parse a deletion vector payload into a uint32 array."""
-    return pa.array(np.frombuffer(payload, dtype="<u4"), pa.uint32())
+    """Parse a deletion vector payload into a sorted uint32 array."""
+    return pa.array(np.cumsum(np.frombuffer(payload, dtype="<u4"), dtype=np.uint32), pa.uint32())
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +109,10 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterat
 
 
 def encode_chunk(
-    table: pa.Table, schema_id: BlobId, store_file: Callable[[bytes], ChunkId], *, copy: int = 0
+    table: pa.Table, schema_id: BlobId, store_file: Callable[[Callable[[Path], None]], ChunkId], *, copy: int = 0
 ) -> EncodedChunk:
-    """Encode one chunk: inline if its IPC bytes are small, else a Parquet file via `store_file`.
+    """Encode one chunk: inline if its IPC bytes are small, else a Parquet file via `store_file` (which
+    calls the writer it is given with a temp path and returns the stored chunk's id).
 
     A table never holds one chunk twice (deletion vectors are keyed by chunk id), so a batch identical to
     a chunk already in the table is re-encoded with `copy` > 0, which only changes schema metadata.
@@ -122,7 +123,7 @@ def encode_chunk(
         if len(payload) <= INLINE_MAX_BYTES:
             chunk = ChunkId(content_id(payload))
             return EncodedChunk(Fragment(chunk, table.num_rows, True, schema_id), payload)
-    chunk = store_file(encode_parquet(table))
+    chunk = store_file(lambda path: write_parquet(table, path))
     return EncodedChunk(Fragment(chunk, table.num_rows, False, schema_id), None)
 
 
@@ -190,11 +191,11 @@ class RowReader:
         """The live rows of one fragment; `with_position` adds `__pos` (row position in the chunk)."""
         data = self.fragment(frag, columns, table=table)
         if with_position:
-            data = data.append_column("__pos", pa.array(range(frag.rows), pa.uint32()))
+            data = data.append_column("__pos", pa.array(np.arange(frag.rows, dtype=np.uint32)))
         if frag.deletes is not None:
-            gone = self.deleted_positions(frag)
-            mask = pc.invert(pc.is_in(pa.array(range(frag.rows), pa.uint32()), value_set=gone))
-            data = data.filter(mask)
+            keep = np.ones(frag.rows, dtype=bool)
+            keep[np.asarray(self.deleted_positions(frag), dtype=np.int64)] = False
+            data = data.filter(pa.array(keep))
         return data
 
     def table(self, name: str, state: TableState, columns: list[str] | None = None,
@@ -211,7 +212,7 @@ class RowReader:
             part = conform(self.live(frag, schema.names, table=name, with_position=with_position), schema,
                            extra=with_position)
             if with_position:
-                part = part.append_column("__frag", pa.array([index] * part.num_rows, pa.uint32()))
+                part = part.append_column("__frag", pa.array(np.full(part.num_rows, index, dtype=np.uint32)))
             parts.append(part)
         if not parts:
             empty = schema

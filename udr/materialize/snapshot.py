@@ -18,6 +18,8 @@ from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES, BlobId, ChunkId, Commit
 from udr.log.store import LogStore
 
 _MEMORY_CACHE = 512
+# A snapshot is stored in the cache environment every this many first-parent steps.
+CHECKPOINT_EVERY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,46 +120,64 @@ def decode_state(data: bytes) -> TableState:
 
 
 class Materializer:
-    """Folds the log into snapshots on demand, caching them by commit id."""
+    """Folds the log into snapshots on demand, caching them by commit id.
+
+    Every snapshot is kept in memory (bounded); a snapshot is written to the cache environment only when
+    it is `CHECKPOINT_EVERY` first-parent steps past the last stored one, so each commit costs O(1) cache
+    work however big its tables' manifests grow, and opening any version folds at most that many commits.
+    """
 
     def __init__(self, log: LogStore) -> None:
         self._log = log
-        self._memory: dict[CommitId, dict[str, TableState]] = {}
+        self._memory: dict[CommitId, tuple[dict[str, TableState], int]] = {}
 
     def snapshot(self, cid: CommitId) -> dict[str, TableState]:
-        """The snapshot at commit `cid` (folding and caching any missing ancestors first)."""
+        """The snapshot at commit `cid` (folding from the nearest cached ancestor)."""
         found = self._memory.get(cid)
         if found is not None:
-            return found
-        cached = self._load(cid)
-        if cached is not None:
-            return self._remember(cid, cached)
-        # Walk first parents back to the nearest cached snapshot, then fold forward.
+            return found[0]
         chain: list[tuple[CommitId, CommitRecord]] = []
         cursor: CommitId | None = cid
         base: dict[str, TableState] = {}
+        depth = CHECKPOINT_EVERY
         while cursor is not None:
-            hit = self._memory.get(cursor) or self._load(cursor)
+            hit = self._memory.get(cursor)
             if hit is not None:
-                base = hit
+                base, depth = hit
+                break
+            stored = self._load(cursor)
+            if stored is not None:
+                base, depth = stored, 0
+                self._remember(cursor, base, 0)
                 break
             record = self._log.get_commit(cursor)
             chain.append((cursor, record))
             cursor = record.parents[0] if record.parents else None
         for commit, record in reversed(chain):
             base = fold(base, record)
-            self._store(commit, base)
-        return self._remember(cid, base)
+            depth = self._keep(commit, base, depth + 1)
+        return base
 
     def table(self, cid: CommitId, name: str) -> TableState | None:
         """The state of table `name` at commit `cid`, None if it does not exist there."""
         return self.snapshot(cid).get(name)
 
-    def _remember(self, cid: CommitId, snap: dict[str, TableState]) -> dict[str, TableState]:
+    def remember_commit(self, cid: CommitId, parent: CommitId, snap: dict[str, TableState]) -> None:
+        """Keep the snapshot a writer already folded for the commit it just made."""
+        known = self._memory.get(parent)
+        self._keep(cid, snap, (known[1] if known is not None else CHECKPOINT_EVERY) + 1)
+
+    def _keep(self, cid: CommitId, snap: dict[str, TableState], depth: int) -> int:
+        if depth >= CHECKPOINT_EVERY:
+            self._store(cid, snap)
+            depth = 0
+        self._remember(cid, snap, depth)
+        return depth
+
+    def _remember(self, cid: CommitId, snap: dict[str, TableState], depth: int) -> None:
         if len(self._memory) >= _MEMORY_CACHE:
             self._memory.pop(next(iter(self._memory)))
-        self._memory[cid] = snap
-        return snap
+        self._memory[cid] = (snap, depth)
 
     def _load(self, cid: CommitId) -> dict[str, TableState] | None:
         cache = self._log.cache
@@ -191,15 +211,8 @@ class Materializer:
         total = self._log.last_seq() + 1
         done = 0
         for seq, cid in self._log.commits_from(0):
-            record = self._log.get_commit(cid)
-            parent = self.snapshot(record.parents[0]) if record.parents else {}
-            self._store(cid, fold(parent, record))
+            self.snapshot(cid)
             done = seq + 1
             if progress is not None:
                 progress(done, total)
         return done
-
-    def remember_commit(self, cid: CommitId, snap: dict[str, TableState]) -> None:
-        """Cache the snapshot a writer already folded for the commit it just made."""
-        self._store(cid, snap)
-        self._remember(cid, snap)

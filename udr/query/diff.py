@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,16 +23,25 @@ class KeyedDiff:
 
     `inserted` and `updated` are rows of the new data to write; `replaced` and `removed` are
     (`__frag`, `__pos`) of current rows to delete (the old versions of `updated`, and rows to remove).
+    `before` is the before-image of the change (see `udr.materialize.changes.BEFORE_KIND`): per updated row
+    its key, the old value of each changed cell and a bit mask of changed columns; per removed row all of
+    its old values. None when the table has too many columns for the mask.
     """
 
     inserted: pa.Table
     updated: pa.Table
     replaced: pa.Table
     removed: pa.Table
+    before: pa.Table | None
 
 
-def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table: str) -> None:
+def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table: str,
+               data: pa.Table | None = None) -> None:
     """Raise `KeyViolation` if `view` has a null or duplicate key."""
+    if data is not None and len(key) == 1 and data.column(key[0]).null_count == 0:
+        # One non-null key column: a distinct count settles it without a GROUP BY.
+        if pc.count_distinct(data.column(key[0])).as_py() == data.num_rows:
+            return
     keys = ", ".join(quote_ident(k) for k in key)
     nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in key)
     row = con.execute(f"SELECT {keys} FROM {view} WHERE {nulls} LIMIT 1").fetchone()
@@ -45,23 +55,131 @@ def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table:
 def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool) -> KeyedDiff:
     """Compare `new` rows with `old` rows (which carry `__frag`, `__pos`) by `key`.
 
-    Rows of `new` identical to the current row are no change. With `remove_missing`, current rows whose
-    key is absent from `new` are removed (a keyed overwrite).
+    Rows of `new` identical to the current row are no change (NULL equals NULL, NaN equals NaN, as
+    `IS DISTINCT FROM`). With `remove_missing`, current rows whose key is absent from `new` are removed
+    (a keyed overwrite).
 
     Raises:
         KeyViolation: `new` has a null or duplicate key.
     """
+    if len(key) == 1 and all(_flat(f.type) for f in new.schema):
+        try:
+            return _single_key_diff(old, new, key[0], table=table, remove_missing=remove_missing)
+        except pa.ArrowNotImplementedError:
+            pass  # a type the vectorized comparison lacks: DuckDB below handles every type
+    return _duckdb_diff(old, new, key, table=table, remove_missing=remove_missing)
+
+
+def _flat(t: pa.DataType) -> bool:
+    return not (pa.types.is_nested(t) or pa.types.is_dictionary(t) or isinstance(t, pa.ExtensionType))
+
+
+def _distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Element-wise `a IS DISTINCT FROM b`, with NaN equal to NaN."""
+    one_null = pc.xor(a.is_null(), b.is_null())
+    differs = pc.fill_null(pc.not_equal(a, b), False)
+    if pa.types.is_floating(a.type):
+        differs = pc.and_not(differs, pc.and_(pc.fill_null(pc.is_nan(a), False), pc.fill_null(pc.is_nan(b), False)))
+    return pc.or_(one_null, differs)
+
+
+def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
+    column = new.column(key)
+    if column.null_count:
+        raise KeyViolation(f"table {table!r}: null primary key in the written data")
+    where, kept = _match(column, old.column(key), table=table, key=key)
+    is_new = pa.array(where < 0)
+    where = pa.array(where[where >= 0])
+    inserted = new.filter(is_new)
+    matched = pc.invert(is_new)
+    candidates = new.filter(matched)
+    old_rows = old.take(where)
+    values = [c for c in new.column_names if c != key]
+    flags = [_distinct(candidates.column(c), old_rows.column(c).cast(new.schema.field(c).type)) for c in values]
+    changed = flags[0] if flags else pa.chunked_array([pa.array([False] * candidates.num_rows)])
+    for flag in flags[1:]:
+        changed = pc.or_(changed, flag)
+    updated = candidates.filter(changed)
+    prior = old_rows.filter(changed)
+    replaced = prior.select(["__frag", "__pos"])
+    if remove_missing:
+        gone = old.filter(pa.array(~kept))
+    else:
+        gone = old.slice(0, 0)
+    before = None
+    if len(values) < 64:
+        mask = np.zeros(updated.num_rows, dtype=np.uint64)
+        olds = []
+        for bit, (c, flag) in enumerate(zip(values, flags)):
+            hit = flag.filter(changed)
+            mask |= np.asarray(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit,
+                               dtype=bool).astype(np.uint64) << np.uint64(bit)
+            olds.append(pc.if_else(hit, prior.column(c), pa.scalar(None, prior.column(c).type)))
+        image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
+        before = _before_image(image, gone, new.schema, [key], values)
+    return KeyedDiff(inserted, updated, replaced, gone.select(["__frag", "__pos"]), before)
+
+
+def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, *, table: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """For each new key the row index of the same key in `old` (-1: none), and for each old key whether
+    it is among the new keys.
+
+    Raises:
+        KeyViolation: a key repeats in `new`.
+    """
+    kind = new.type
+    numeric = pa.types.is_integer(kind) or pa.types.is_temporal(kind)
+    if numeric:
+        # Sort-based matching: linear on already sorted keys, the common case for nightly refreshes.
+        n = np.asarray(new.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
+        o = np.asarray(old.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
+        n_order = np.argsort(n, kind="stable")
+        n_sorted = n[n_order]
+        repeats = np.flatnonzero(n_sorted[1:] == n_sorted[:-1])
+        if len(repeats):
+            raise KeyViolation(
+                f"table {table!r}: duplicate primary key {{{key!r}: {n_sorted[repeats[0]].item()!r}}} in the written data"
+            )
+        o_order = np.argsort(o, kind="stable")
+        o_sorted = o[o_order]
+        pos = np.searchsorted(o_sorted, n)
+        pos_clipped = np.minimum(pos, len(o_sorted) - 1) if len(o_sorted) else pos
+        found = (pos < len(o_sorted)) & (o_sorted[pos_clipped] == n) if len(o_sorted) else np.zeros(len(n), bool)
+        where = np.where(found, o_order[pos_clipped] if len(o_sorted) else -1, -1).astype(np.int64)
+        back = np.searchsorted(n_sorted, o)
+        back_clipped = np.minimum(back, len(n_sorted) - 1) if len(n_sorted) else back
+        kept = (back < len(n_sorted)) & (n_sorted[back_clipped] == o) if len(n_sorted) else np.zeros(len(o), bool)
+        return where, kept
+    if pc.count_distinct(new).as_py() != len(new):
+        counts = pc.value_counts(new)
+        dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        raise KeyViolation(f"table {table!r}: duplicate primary key {{{key!r}: {dup!r}}} in the written data")
+    index = pc.index_in(new, value_set=old.combine_chunks())
+    where = np.asarray(pc.fill_null(index, -1).combine_chunks(), dtype=np.int64)
+    kept = np.asarray(pc.is_in(old, value_set=new.combine_chunks()).combine_chunks(), dtype=bool)
+    return where, kept
+
+
+def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool) -> KeyedDiff:
     con = duckdb.connect()
     try:
         con.register("n", new)
         con.register("o", old)
-        check_keys(con, "n", key, table)
+        check_keys(con, "n", key, table, new)
         on = " AND ".join(f"n.{quote_ident(k)} = o.{quote_ident(k)}" for k in key)
         values = [c for c in new.column_names if c not in key]
-        differs = " OR ".join(f"n.{quote_ident(c)} IS DISTINCT FROM o.{quote_ident(c)}" for c in values) or "false"
+        distinct = [f"n.{quote_ident(c)} IS DISTINCT FROM o.{quote_ident(c)}" for c in values]
+        differs = " OR ".join(distinct) or "false"
         cols = ", ".join(f"n.{quote_ident(c)}" for c in new.column_names)
+        with_before = len(values) < 64
+        old_cells = "".join(
+            f", CASE WHEN {d} THEN o.{quote_ident(c)} END AS {quote_ident('__old_' + c)}"
+            for c, d in zip(values, distinct)
+        ) if with_before else ""
+        mask = (", (" + " + ".join(f"(CASE WHEN {d} THEN {1 << i} ELSE 0 END)::UBIGINT" for i, d in enumerate(distinct))
+                + ")::UBIGINT AS __mask") if with_before and values else ", 0::UBIGINT AS __mask"
         changed = con.sql(
-            f"SELECT {cols}, o.__frag AS __ofrag, o.__pos AS __opos FROM n LEFT JOIN o ON {on} "
+            f"SELECT {cols}, o.__frag AS __ofrag, o.__pos AS __opos{old_cells}{mask} FROM n LEFT JOIN o ON {on} "
             f"WHERE o.__pos IS NULL OR {differs}"
         ).to_arrow_table()
         is_new = changed.column("__opos").is_null()
@@ -69,17 +187,39 @@ def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remo
         updates = changed.filter(pc.invert(is_new))
         updated = updates.select(new.column_names)
         replaced = pa.table({"__frag": updates.column("__ofrag"), "__pos": updates.column("__opos")})
+        ocols = ", ".join(f"o.{quote_ident(c)}" for c in new.column_names)
         if remove_missing:
-            removed = con.sql(
-                f"SELECT o.__frag, o.__pos FROM o ANTI JOIN n ON {on}"
-            ).to_arrow_table()
+            gone = con.sql(f"SELECT {ocols}, o.__frag, o.__pos FROM o ANTI JOIN n ON {on}").to_arrow_table()
         else:
-            removed = pa.table({"__frag": pa.array([], pa.uint32()), "__pos": pa.array([], pa.uint32())})
-        return KeyedDiff(inserted, updated, replaced, removed)
+            gone = con.sql(f"SELECT {ocols}, o.__frag, o.__pos FROM o LIMIT 0").to_arrow_table()
+        removed = gone.select(["__frag", "__pos"])
+        before = _before_image(updates, gone, new.schema, key, values) if with_before else None
+        return KeyedDiff(inserted, updated, replaced, removed, before)
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key comparison failed: {str(exc).splitlines()[0]}") from exc
     finally:
         con.close()
+
+
+def _before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list[str],
+                  values: list[str]) -> pa.Table:
+    """Key, changed-column mask, deleted flag and old values of every updated or removed row."""
+    image_schema = pa.schema(
+        [schema.field(k) for k in key]
+        + [pa.field("__mask", pa.uint64()), pa.field("__deleted", pa.bool_())]
+        + [schema.field(c).with_nullable(True) for c in values]
+    )
+    changed = [updates.column(k) for k in key] + [
+        updates.column("__mask").cast(pa.uint64()), pa.array([False] * updates.num_rows)
+    ] + [updates.column("__old_" + c) for c in values]
+    full = (1 << len(values)) - 1
+    removed = [gone.column(k) for k in key] + [
+        pa.array([full] * gone.num_rows, pa.uint64()), pa.array([True] * gone.num_rows)
+    ] + [gone.column(c) for c in values]
+    return pa.concat_tables([
+        pa.Table.from_arrays([a.cast(f.type) for a, f in zip(changed, image_schema)], schema=image_schema),
+        pa.Table.from_arrays([a.cast(f.type) for a, f in zip(removed, image_schema)], schema=image_schema),
+    ])
 
 
 def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str) -> pa.Table:

@@ -131,6 +131,18 @@ class SnapshotServer:
         except duckdb.Error as exc:
             raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
+    def fetch(self, con: duckdb.DuckDBPyConnection, query: str, resolve: Resolver) -> pa.Table:
+        """Run `query` to completion and return its rows.
+
+        Raises:
+            SqlError: DuckDB rejected the query or failed while producing rows.
+        """
+        relation = self.sql(con, query, resolve)
+        try:
+            return relation.to_arrow_table()
+        except duckdb.Error as exc:
+            raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
     def positions_where(self, name: str, state: TableState, where: str) -> pa.Table:
         """(__frag, __pos) of the live rows of a table matching SQL predicate `where`.
 

@@ -1,0 +1,93 @@
+"""W5 nightly keyed refresh (storage and time), W6 change feed latency, and query cost of deletes."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import udr
+from common import dir_bytes, median_time, remove, report, scratch
+
+ROWS = 1_000_000
+
+
+def initial(n: int, rng: np.random.Generator) -> pa.Table:
+    return pa.table({
+        "id": pa.array(np.arange(n, dtype=np.int64)),
+        "owner": pa.array([f"owner-{i % 50_000}" for i in range(n)]),
+        "area": pa.array(rng.random(n) * 1000),
+        "value": pa.array(rng.integers(10_000, 2_000_000, n)),
+        "zone": pa.array(rng.integers(0, 40, n).astype(np.int32)),
+        "built": pa.array(rng.integers(1900, 2025, n).astype(np.int16)),
+        "active": pa.array(rng.random(n) < 0.9),
+        "updated": pa.array(np.full(n, 1_700_000_000_000_000, dtype="datetime64[us]")),
+        "tax": pa.array(rng.random(n) * 5000),
+    })
+
+
+def refreshed(table: pa.Table, rng: np.random.Generator, next_id: int) -> tuple[pa.Table, int]:
+    n = table.num_rows
+    keep = np.ones(n, dtype=bool)
+    keep[rng.choice(n, n // 1000, replace=False)] = False           # 0.1% deleted
+    value = table.column("value").to_numpy().copy()
+    changed = rng.choice(n, n // 100, replace=False)                # 1% changed in one column
+    value[changed] += 1
+    table = table.set_column(table.schema.get_field_index("value"), "value", pa.array(value)).filter(keep)
+    new = initial(n // 1000, rng)                                   # 0.1% new
+    new = new.set_column(0, "id", pa.array(np.arange(next_id, next_id + new.num_rows, dtype=np.int64)))
+    return pa.concat_tables([table, new]), next_id + new.num_rows
+
+
+def main(refreshes: int = 10) -> None:
+    rng = np.random.default_rng(42)
+    path = scratch("w5")
+    data = initial(ROWS, rng)
+    parquet_time = median_time(lambda: pq.write_table(data, path / "once.parquet", compression="zstd"), 3)
+    db = udr.open(path / "lake")
+    with db.transaction(message="first load") as tx:
+        tx.create_table("parcels", data.schema, primary_key=["id"])
+        tx.append("parcels", data)
+    first = dir_bytes(path / "lake")
+    times = []
+    next_id = ROWS
+    last = None
+    for i in range(refreshes):
+        data, next_id = refreshed(data, rng, next_id)
+        start = time.perf_counter()
+        last = db.overwrite("parcels", data, message=f"refresh {i}")
+        times.append(time.perf_counter() - start)
+    after = dir_bytes(path / "lake")
+    report("W5", f"bytes after {refreshes} keyed refreshes", after / 1e6, "MB", baseline=first / 1e6,
+           baseline_name="first load", target="<= 1.2x", ok=after <= 1.2 * first)
+    median = statistics.median(times)
+    report("W5", "median refresh time (tx.overwrite, keyed)", median, "s", baseline=parquet_time,
+           baseline_name="pq.write_table zstd", target="<= 1.0x", ok=median <= parquet_time)
+    assert last is not None
+    counts = last.tables["parcels"]
+    feed = db.changes("parcels", since="main~1")
+    elapsed = median_time(lambda: db.changes("parcels", since="main~1"), 5)
+    kinds = {k: v for k, v in zip(*np.unique(feed.column("_change").to_numpy(zero_copy_only=False), return_counts=True))}
+    exact = (kinds.get("insert", 0), kinds.get("update_after", 0), kinds.get("delete", 0)) == (
+        counts.inserted, counts.updated, counts.deleted)
+    report("W6", f"changes(last two versions) {counts.inserted}i/{counts.updated}u/{counts.deleted}d exact={exact}",
+           elapsed * 1000, "ms", target="<= 50 ms and exact", ok=elapsed <= 0.050 and exact)
+    query = "SELECT zone, count(*), sum(value), avg(area) FROM parcels WHERE active GROUP BY zone ORDER BY zone"
+    con = db.connect()
+    with_deletes = median_time(lambda: con.sql(query).fetchall(), 5)
+    con.close()
+    db.compact("parcels")
+    con = db.connect()
+    compacted = median_time(lambda: con.sql(query).fetchall(), 5)
+    con.close()
+    report("W5", "query on table with deletes vs compacted", with_deletes, "s", baseline=compacted,
+           baseline_name="after compact", target="<= 1.3x", ok=with_deletes <= 1.3 * compacted)
+    db.close()
+    remove(path)
+
+
+if __name__ == "__main__":
+    main()

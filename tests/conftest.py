@@ -1,0 +1,77 @@
+"""Shared fixtures: a fresh lake per test, rows big enough to become Parquet chunk files, and a byte-level
+picture of a lake directory for the "a rejected call changes nothing on disk" checks.
+
+Real LMDB files in `tmp_path` and real DuckDB throughout; nothing of UDR is mocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import blake3
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import udr
+
+# 100k rows of 4 int64 columns: 3.2 MB of Arrow, far above the 256 KiB below which rows are inlined
+# in the log, so a write of this many rows produces a chunk file under <lake>/chunks/.
+BIG_ROWS = 100_000
+
+DiskState = dict[str, str]
+
+
+def _disk_state(root: Path) -> DiskState:
+    """Relative path -> BLAKE3 of every file under `root`, except LMDB's lock files (readers touch them)."""
+    return {
+        str(path.relative_to(root)): blake3.blake3(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.name != "lock.mdb"
+    }
+
+
+def _chunk_files(root: Path) -> list[Path]:
+    """Every Parquet chunk file of the lake at `root`."""
+    return sorted((root / "chunks").rglob("*.parquet"))
+
+
+def _big_table(seed: int = 0, rows: int = BIG_ROWS) -> pa.Table:
+    """Random int64 columns a..d: incompressible enough that the chunk file is megabytes."""
+    rng = np.random.default_rng(seed)
+    return pa.table({name: rng.integers(0, 2**62, rows, dtype=np.int64) for name in "abcd"})
+
+
+@pytest.fixture
+def disk_state() -> Callable[[Path], DiskState]:
+    """A function giving the byte-level state of a lake directory."""
+    return _disk_state
+
+
+@pytest.fixture
+def chunk_files() -> Callable[[Path], list[Path]]:
+    """A function listing a lake's chunk files."""
+    return _chunk_files
+
+
+@pytest.fixture
+def make_big() -> Callable[..., pa.Table]:
+    """A function making a table big enough to be stored as a chunk file (`seed` varies the rows)."""
+    return _big_table
+
+
+@pytest.fixture
+def lake_path(tmp_path: Path) -> Path:
+    """Where the test's lake lives (not created yet)."""
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def db(lake_path: Path) -> Iterator[udr.Lake]:
+    """A new, empty lake, closed after the test."""
+    lake = udr.open(lake_path)
+    try:
+        yield lake
+    finally:
+        lake.close()

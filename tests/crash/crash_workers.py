@@ -1,0 +1,323 @@
+"""Child processes for the crash and multi-process tests, run as `python crash_workers.py COMMAND LAKE ...`.
+
+Each command is one real writer or reader process. Acknowledgements go to stdout, one line each, flushed
+before the next step, so a parent that kills the process knows exactly which commits were promised.
+
+The bank workload: `accounts_a` and `accounts_b` (keyed by `id`) hold balances whose total never changes;
+every transaction moves an amount from a row of one table to a row of the other, and records what it did
+in the commit metadata, so a checker can replay each commit against its parent. Some transactions also
+append to the `transfers` ledger and some append a batch big enough to become a Parquet chunk file in
+`blobs`, so kills land inside chunk writes too.
+
+The module is also imported by tests in this directory for `setup_bank` and the workload constants.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+import pyarrow as pa
+
+import udr
+
+ACCOUNTS = ("accounts_a", "accounts_b")
+ROWS_PER_TABLE = 8
+START_BALANCE = 1_000
+TOTAL = len(ACCOUNTS) * ROWS_PER_TABLE * START_BALANCE
+# Above the inline limit (256 KiB of Arrow data), so every batch is written as a Parquet chunk file.
+BIG_ROWS = 310_000
+CRASH_EXIT = 77
+
+ACCOUNT_SCHEMA = pa.schema([("id", pa.int64()), ("balance", pa.int64())])
+TRANSFER_SCHEMA = pa.schema([("src", pa.string()), ("dst", pa.string()), ("amount", pa.int64())])
+BLOB_SCHEMA = pa.schema([("x", pa.int64())])
+
+TOTAL_QUERY = "SELECT (SELECT sum(balance) FROM accounts_a) + (SELECT sum(balance) FROM accounts_b)"
+
+
+def setup_bank(lake: Path) -> str:
+    """Create the bank tables with their opening balances; return the id of the setup commit."""
+    ids = list(range(ROWS_PER_TABLE))
+    with udr.open(lake) as db, db.transaction(message="open accounts") as tx:
+        for table in ACCOUNTS:
+            tx.create_table(table, ACCOUNT_SCHEMA, primary_key=["id"])
+            tx.append(table, {"id": ids, "balance": [START_BALANCE] * ROWS_PER_TABLE})
+        tx.create_table("transfers", TRANSFER_SCHEMA)
+        tx.create_table("blobs", BLOB_SCHEMA)
+    assert tx.committed is not None
+    return tx.committed.id
+
+
+def big_batch(rng: np.random.Generator) -> pa.Table:
+    """Random integers: incompressible enough that each batch is a distinct chunk file."""
+    return pa.table({"x": rng.integers(0, 1 << 62, BIG_ROWS, dtype=np.int64)}, schema=BLOB_SCHEMA)
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """One planned transaction of the bank workload; `metadata` records it in the commit."""
+
+    src: str
+    dst: str
+    amount: int
+    ledger: bool
+    blobs: bool
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"src": self.src, "dst": self.dst, "amount": str(self.amount),
+                "ledger": str(int(self.ledger)), "blobs": str(int(self.blobs))}
+
+
+def plan_transfer(rng: np.random.Generator, *, ledger: bool, blobs: bool) -> Transfer:
+    """Pick a random move of money from a row of one accounts table to a row of the other."""
+    src_table, dst_table = ACCOUNTS if rng.random() < 0.5 else ACCOUNTS[::-1]
+    src_id, dst_id = int(rng.integers(ROWS_PER_TABLE)), int(rng.integers(ROWS_PER_TABLE))
+    return Transfer(f"{src_table}:{src_id}", f"{dst_table}:{dst_id}", int(rng.integers(1, 100)), ledger, blobs)
+
+
+def stage(tx: udr.Transaction, move: Transfer, batch: pa.Table | None) -> None:
+    """Stage `batch` (if any), then `move`: read both balances, upsert both rows, add the ledger row.
+
+    The big batch goes first: its chunk file is durable while the rest is staged, which widens the window
+    in which a kill leaves an orphan chunk behind.
+    """
+    if batch is not None:
+        tx.append("blobs", batch)
+    for account, delta in ((move.src, -move.amount), (move.dst, move.amount)):
+        table, key = account.split(":")
+        rows = tx.read(table).to_pydict()
+        balance = rows["balance"][rows["id"].index(int(key))]
+        tx.upsert(table, {"id": [int(key)], "balance": [balance + delta]})
+    if move.ledger:
+        tx.append("transfers", {"src": [move.src], "dst": [move.dst], "amount": [move.amount]})
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.001)
+
+
+def _warm_up() -> None:
+    """Run one transfer on a scratch lake, so lazy imports and first-call costs are paid before timing starts."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        setup_bank(Path(scratch) / "lake")
+        with udr.open(Path(scratch) / "lake") as db, db.transaction() as tx:
+            stage(tx, plan_transfer(rng, ledger=True, blobs=False), None)
+
+
+def bank(lake: str, seed: str, count: str = "0", go: str = "") -> None:
+    """Run transfers forever (or `count` of them), printing `ready` and then each acknowledged commit id.
+
+    With `go`, first warm up, print `warm` and wait until the file `go` exists before opening the lake.
+    """
+    rng = np.random.default_rng(int(seed))
+    limit = int(count) or None
+    if go:
+        _warm_up()
+        print("warm", flush=True)
+        _wait_for(Path(go))
+    with udr.open(lake) as db:
+        print("ready", flush=True)
+        done = 0
+        while limit is None or done < limit:
+            move = plan_transfer(rng, ledger=rng.random() < 0.5, blobs=rng.random() < 0.3)
+            with db.transaction(message="transfer", metadata=move.metadata) as tx:
+                stage(tx, move, big_batch(rng) if move.blobs else None)
+            assert tx.committed is not None
+            print(tx.committed.id, flush=True)
+            done += 1
+
+
+@dataclass(frozen=True, slots=True)
+class CrashPoint:
+    """A profile event at which `crash` exits: `event` of `name` happening in code from `module`.
+
+    `name` is a builtin's name for `c_call`/`c_return` (the caller's module counts), else a function's
+    qualified name; `RENAMER` names whichever function renamed a chunk into place.
+    """
+
+    event: str
+    name: str
+    module: str
+
+
+RENAMER = "(the function that renamed the chunk)"
+_CHUNKS = os.path.join("udr", "log", "chunks.py")
+_STORE = os.path.join("udr", "log", "store.py")
+_ANY = "udr"
+
+CRASH_POINTS: dict[str, CrashPoint] = {
+    # Creating a lake: the log holds the root commit; the FORMAT file is not in place yet.
+    "lake-created": CrashPoint("c_call", "replace", _STORE),
+    # Chunk bytes are in tmp/ and fsynced; the rename into chunks/ has not happened.
+    "chunk-tmp-written": CrashPoint("c_call", "replace", _CHUNKS),
+    # The rename happened; the directory is not yet fsynced.
+    "chunk-renamed": CrashPoint("c_return", "replace", _CHUNKS),
+    # The chunk is durable under its final name; nothing references it.
+    "chunk-durable": CrashPoint("return", RENAMER, _CHUNKS),
+    # Every change is staged and every chunk durable; the log write transaction has not begun.
+    "before-commit-txn": CrashPoint("call", "LogStore.append", _STORE),
+    # Inside the log write transaction: the commit record and head are written but not committed.
+    "inside-commit-txn": CrashPoint("return", "LogStore._store_commit", _STORE),
+    # The commit point has passed; the snapshot cache has not been told.
+    "after-commit-point": CrashPoint("return", "LogStore.append", _STORE),
+    # The new snapshot is about to be written to the cache.
+    "during-cache-update": CrashPoint("call", "Materializer.remember_commit", _ANY),
+    # The commit and cache update are done; the caller never got its acknowledgement.
+    "before-ack": CrashPoint("return", "Transaction.commit", _ANY),
+}
+
+
+def _crash_hook(point: CrashPoint) -> Callable[[FrameType, str, object], None]:
+    renamers: set[FrameType] = set()
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        code = frame.f_code
+        if code.co_filename.find(point.module) < 0:
+            return
+        if event == "c_return" and getattr(arg, "__name__", None) == "replace":
+            renamers.add(frame)
+        if event != point.event:
+            return
+        if event.startswith("c_"):
+            hit = getattr(arg, "__name__", None) == point.name
+        elif point.name == RENAMER:
+            hit = frame in renamers
+        else:
+            hit = code.co_qualname == point.name
+        if hit:
+            os._exit(CRASH_EXIT)
+
+    return hook
+
+
+def crash_plan(seed: int) -> tuple[Transfer, pa.Table]:
+    """The transaction `crash` runs for `seed`: a transfer with a ledger row and a big batch."""
+    rng = np.random.default_rng(seed)
+    return plan_transfer(rng, ledger=True, blobs=True), big_batch(rng)
+
+
+def crash(lake: str, point: str, seed: str) -> None:
+    """Run the `crash_plan` transaction and die (exit `CRASH_EXIT`) at `point` of its commit.
+
+    Chunks are written while a transaction is staged, so the hook is armed before the lake is even
+    opened, on this thread and on the pool threads that encode chunks.
+    """
+    move, batch = crash_plan(int(seed))
+    hook = _crash_hook(CRASH_POINTS[point])
+    threading.setprofile(hook)
+    sys.setprofile(hook)
+    with udr.open(lake) as db, db.transaction(message=f"crash at {point}", metadata=move.metadata) as tx:
+        stage(tx, move, batch)
+    sys.setprofile(None)
+    threading.setprofile(None)
+    print("point not reached", flush=True)
+
+
+def append_rows(lake: str, table: str, count: str, rows: str = "1") -> None:
+    """Commit `count` appends of `rows` rows each to `table`, printing each commit id or `conflict ...`.
+
+    One-row batches are inlined in the log; batches of 40_000 random rows or more become chunk files.
+    """
+    rng = np.random.default_rng(list(table.encode()))
+    with udr.open(lake) as db:
+        print("ready", flush=True)
+        for i in range(int(count)):
+            batch = {"i": np.full(int(rows), i), "x": rng.integers(0, 1 << 62, int(rows), dtype=np.int64)}
+            try:
+                commit = db.append(table, batch)
+            except udr.ConflictError as exc:
+                print(f"conflict {exc}", flush=True)
+            else:
+                print(commit.id, flush=True)
+
+
+def race(lake: str, table: str, sync_dir: str, name: str) -> None:
+    """Stage a big append to `table`, signal `<name>.ready`, wait for `go`, commit; print the outcome."""
+    sync = Path(sync_dir)
+    with udr.open(lake) as db:
+        tx = db.transaction(message=f"race {name}")
+        tx.append(table, big_batch(np.random.default_rng(list(name.encode()))))
+        print(f"base {tx.base}", flush=True)
+        (sync / f"{name}.ready").touch()
+        _wait_for(sync / "go")
+        try:
+            commit = tx.commit()
+        except udr.ConflictError as exc:
+            print(f"conflict {exc}", flush=True)
+        else:
+            print(f"committed {commit.id}", flush=True)
+
+
+def reader(lake: str, stop: str) -> None:
+    """Until `stop` exists, print `<commit id> <total>` read from one pinned version per line."""
+    with udr.open(lake) as db:
+        print("ready", flush=True)
+        while True:
+            last = Path(stop).exists()
+            head = db.resolve(None)
+            [(total,)] = db.sql(TOTAL_QUERY, at=head).fetchall()
+            a = db.read(ACCOUNTS[0], at=head).column("balance").to_pylist()
+            b = db.read(ACCOUNTS[1], at=head).column("balance").to_pylist()
+            print(f"{head} {total} {sum(a) + sum(b)}", flush=True)
+            if last:
+                return
+
+
+def collect(lake: str, seconds: str) -> None:
+    """Run `gc` in a loop for `seconds`; print how many runs."""
+    deadline = time.monotonic() + float(seconds)
+    runs = 0
+    with udr.open(lake) as db:
+        print("ready", flush=True)
+        while time.monotonic() < deadline:
+            db.gc()
+            runs += 1
+    print(f"runs {runs}", flush=True)
+
+
+def create(prefix: str, sync_dir: str, rounds: str) -> None:
+    """For each round, wait for `go<round>` and open the fresh lake `<prefix><round>`; print ok or the error."""
+    sync = Path(sync_dir)
+    print("ready", flush=True)
+    for n in range(int(rounds)):
+        _wait_for(sync / f"go{n}")
+        try:
+            with udr.open(f"{prefix}{n}") as db:
+                print(f"ok {db.resolve(None)}", flush=True)
+        except (udr.UdrError, OSError) as exc:
+            print(f"error {type(exc).__name__}: {exc}", flush=True)
+
+
+def setup(lake: str) -> None:
+    """Create the bank tables (see `setup_bank`); print the setup commit id and the bank's total."""
+    print(setup_bank(Path(lake)), TOTAL, flush=True)
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "setup": setup,
+    "bank": bank,
+    "crash": crash,
+    "append": append_rows,
+    "race": race,
+    "reader": reader,
+    "gc": collect,
+    "create": create,
+}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[1]](*sys.argv[2:])

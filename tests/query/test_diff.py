@@ -1,0 +1,117 @@
+"""udr.query.diff: what a keyed write changes, row by row, with NULL and NaN compared as equal to themselves."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from udr.errors import KeyViolation
+from udr.query.diff import keyed_diff, matching_keys
+
+NAN = math.nan
+
+
+def old_rows(**columns: list[object]) -> pa.Table:
+    """Current rows: every row sits in fragment 0 at its index."""
+    n = len(next(iter(columns.values())))
+    table = pa.table(columns)  # type: ignore[arg-type]
+    return table.append_column("__pos", pa.array(range(n), pa.uint32())).append_column(
+        "__frag", pa.array([0] * n, pa.uint32())
+    )
+
+
+def positions(table: pa.Table) -> list[tuple[int, int]]:
+    return sorted(zip(table.column("__frag").to_pylist(), table.column("__pos").to_pylist(), strict=True))
+
+
+OLD = old_rows(id=[1, 2, 3], v=["a", "b", "c"])
+
+
+def test_identical_rows_are_no_change() -> None:
+    diff = keyed_diff(OLD, pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"]}), ["id"], table="t", remove_missing=True)
+    counts = (diff.inserted.num_rows, diff.updated.num_rows, diff.replaced.num_rows, diff.removed.num_rows)
+    assert counts == (0, 0, 0, 0)
+
+
+def test_new_keys_are_inserted_changed_rows_updated_and_their_old_versions_replaced() -> None:
+    new = pa.table({"id": [2, 4, 1], "v": ["B", "d", "a"]})
+    diff = keyed_diff(OLD, new, ["id"], table="t", remove_missing=False)
+    assert diff.inserted.to_pylist() == [{"id": 4, "v": "d"}]
+    assert diff.updated.to_pylist() == [{"id": 2, "v": "B"}]
+    assert positions(diff.replaced) == [(0, 1)]
+    assert diff.removed.num_rows == 0
+    assert diff.inserted.schema.equals(new.schema)
+
+
+def test_remove_missing_removes_keys_absent_from_the_new_rows() -> None:
+    diff = keyed_diff(OLD, pa.table({"id": [2], "v": ["b"]}), ["id"], table="t", remove_missing=True)
+    assert positions(diff.removed) == [(0, 0), (0, 2)]
+    assert diff.inserted.num_rows == diff.updated.num_rows == 0
+
+
+def test_null_equals_null_and_differs_from_a_value() -> None:
+    old = old_rows(id=[1, 2, 3], v=[None, None, "c"])
+    diff = keyed_diff(old, pa.table({"id": [1, 2, 3], "v": [None, "now set", None]}), ["id"], table="t",
+                      remove_missing=True)
+    assert sorted(diff.updated.column("id").to_pylist()) == [2, 3]
+    assert positions(diff.replaced) == [(0, 1), (0, 2)]
+
+
+def test_nan_equals_nan_and_differs_from_a_number_and_from_null() -> None:
+    old = old_rows(id=[1, 2, 3, 4], x=[NAN, NAN, NAN, 1.5])
+    new = pa.table({"id": [1, 2, 3, 4], "x": pa.array([NAN, 0.0, None, 1.5], pa.float64())})
+    diff = keyed_diff(old, new, ["id"], table="t", remove_missing=True)
+    assert sorted(diff.updated.column("id").to_pylist()) == [2, 3]
+    assert diff.inserted.num_rows == 0
+
+
+def test_nan_key_matches_nan_key() -> None:
+    old = old_rows(k=[NAN, 1.0], v=[1, 2])
+    diff = keyed_diff(old, pa.table({"k": [NAN, 1.0], "v": [1, 3]}), ["k"], table="t", remove_missing=True)
+    assert diff.inserted.num_rows == 0
+    assert diff.updated.to_pylist() == [{"k": 1.0, "v": 3}]
+    assert diff.removed.num_rows == 0
+
+
+def test_composite_keys_match_on_every_column() -> None:
+    old = old_rows(a=[1, 1, 2], b=["x", "y", "x"], v=[10, 20, 30])
+    new = pa.table({"a": [1, 2, 2], "b": ["y", "x", "y"], "v": [20, 31, 40]})
+    diff = keyed_diff(old, new, ["a", "b"], table="t", remove_missing=True)
+    assert diff.inserted.to_pylist() == [{"a": 2, "b": "y", "v": 40}]
+    assert diff.updated.to_pylist() == [{"a": 2, "b": "x", "v": 31}]
+    assert positions(diff.replaced) == [(0, 2)]
+    assert positions(diff.removed) == [(0, 0)]
+
+
+def test_a_table_of_only_key_columns_has_no_updates() -> None:
+    old = old_rows(id=[1, 2])
+    diff = keyed_diff(old, pa.table({"id": [2, 3]}), ["id"], table="t", remove_missing=True)
+    assert diff.inserted.to_pylist() == [{"id": 3}]
+    assert diff.updated.num_rows == 0
+    assert positions(diff.removed) == [(0, 0)]
+
+
+def test_diff_against_an_empty_table_inserts_everything() -> None:
+    empty = old_rows(id=pa.array([], pa.int64()), v=pa.array([], pa.string()))  # type: ignore[arg-type]
+    new = pa.table({"id": [1, 2], "v": ["a", "b"]})
+    diff = keyed_diff(empty, new, ["id"], table="t", remove_missing=True)
+    assert diff.inserted.num_rows == 2 and diff.removed.num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        (pa.table({"id": [1, None], "v": ["a", "b"]}), "null"),
+        (pa.table({"id": [5, 5], "v": ["a", "b"]}), "duplicate"),
+    ],
+)
+def test_bad_keys_in_the_new_rows_are_a_key_violation_naming_the_table(new: pa.Table, message: str) -> None:
+    with pytest.raises(KeyViolation, match=f"'orders'.*{message}|{message}.*'orders'"):
+        keyed_diff(OLD, new, ["id"], table="orders", remove_missing=False)
+
+
+def test_matching_keys_finds_rows_by_key() -> None:
+    hits = matching_keys(OLD, pa.table({"id": [3, 1, 99], "ignored": [0, 0, 0]}), ["id"], table="t")
+    assert positions(hits) == [(0, 0), (0, 2)]

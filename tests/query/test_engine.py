@@ -1,0 +1,218 @@
+"""udr.query.engine: every table of a snapshot is a DuckDB view over its chunks; "table@REF" names resolve
+through the caller; positions_where finds live rows by SQL predicate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from udr.errors import CorruptionError, SqlError
+from udr.log.commits import content_id
+from udr.log.format import BlobId, BlobKind, ChunkId
+from udr.log.store import LogStore
+from udr.materialize.data import RowReader, encode_chunk, encode_positions, encode_schema
+from udr.materialize.snapshot import FragmentState, TableState
+from udr.query.engine import VERSIONED_NAME, SnapshotServer, quote_ident
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[LogStore]:
+    store = LogStore(tmp_path / "lake")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def server(log: LogStore) -> SnapshotServer:
+    return SnapshotServer(log, RowReader(log, log.get_blob))
+
+
+def _schema(log: LogStore, schema: pa.Schema) -> BlobId:
+    schema_id, payload = encode_schema(schema)
+    log.put_blobs_now({schema_id: (BlobKind.SCHEMA, payload)})
+    return schema_id
+
+
+def _fragment(log: LogStore, table: pa.Table, schema_id: BlobId) -> FragmentState:
+    encoded = encode_chunk(table, schema_id, log.chunks.put_written)
+    if encoded.payload is not None:
+        log.put_blobs_now({BlobId(encoded.fragment.chunk): (BlobKind.ROWS, encoded.payload)})
+    f = encoded.fragment
+    return FragmentState(f.chunk, f.rows, f.inline, f.schema)
+
+
+def _deleted(log: LogStore, frag: FragmentState, positions: list[int]) -> FragmentState:
+    payload = encode_positions(pa.array(positions, pa.uint32()))
+    blob = BlobId(content_id(payload))
+    log.put_blobs_now({blob: (BlobKind.DELETES, payload)})
+    return FragmentState(frag.chunk, frag.rows, frag.inline, frag.schema, blob, len(positions))
+
+
+def _ids(rows: int, start: int = 0) -> pa.Table:
+    return pa.table({"id": pa.array(range(start, start + rows), pa.int64()),
+                     "v": pa.array([i % 7 for i in range(rows)], pa.int64())})
+
+
+BIG = 60_000  # two int64 columns: 960 kB, stored as a Parquet file
+
+
+@pytest.fixture
+def mixed(log: LogStore) -> TableState:
+    """A table with a file fragment (some rows deleted), a plain file fragment and an inline fragment."""
+    schema_id = _schema(log, _ids(1).schema)
+    pruned = _deleted(log, _fragment(log, _ids(BIG), schema_id), [0, 5, BIG - 1])
+    plain = _fragment(log, _ids(BIG, start=BIG), schema_id)
+    inline = _fragment(log, _ids(3, start=2 * BIG), schema_id)
+    assert (pruned.inline, plain.inline, inline.inline) == (False, False, True)
+    return TableState(schema_id, None, (pruned, plain, inline))
+
+
+def test_views_show_exactly_the_live_rows(server: SnapshotServer, mixed: TableState) -> None:
+    con = server.connect({"t": mixed})
+    try:
+        [(count, total)] = con.sql("SELECT count(*), sum(id) FROM t").fetchall()
+        expected = [i for i in range(2 * BIG + 3) if i not in (0, 5, BIG - 1)]
+        assert count == len(expected)
+        assert total == sum(expected)
+        assert con.sql("SELECT count(*) FROM t WHERE id IN (0, 5, 59999)").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+
+def test_tables_are_views_reading_chunk_files_in_place(
+    server: SnapshotServer, mixed: TableState, log: LogStore
+) -> None:
+    con = server.connect({"t": mixed, "other": mixed})
+    try:
+        views = dict(con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+        assert {"t", "other"} <= set(views)
+        assert str(log.chunks.path(mixed.fragments[1].chunk)) in views["t"]
+        kinds = dict(con.sql("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+        assert kinds["t"] == "VIEW"
+    finally:
+        con.close()
+
+
+def test_view_of_an_empty_table_has_its_columns(server: SnapshotServer, log: LogStore) -> None:
+    schema_id = _schema(log, _ids(1).schema)
+    con = server.connect({"empty": TableState(schema_id, None)})
+    try:
+        rel = con.sql("SELECT * FROM empty")
+        assert rel.columns == ["id", "v"]
+        assert rel.fetchall() == []
+    finally:
+        con.close()
+
+
+def test_view_over_chunks_of_an_older_schema_fills_new_columns_with_nulls(
+    server: SnapshotServer, log: LogStore
+) -> None:
+    old_id = _schema(log, _ids(1).schema)
+    old = _deleted(log, _fragment(log, _ids(BIG), old_id), [1])
+    evolved = _ids(BIG, start=BIG).append_column("note", pa.array(["x"] * BIG))
+    new_id = _schema(log, evolved.schema)
+    new = _fragment(log, evolved, new_id)
+    plain_old = _fragment(log, _ids(BIG, start=2 * BIG), old_id)
+    con = server.connect({"t": TableState(new_id, None, (old, new, plain_old))})
+    try:
+        assert con.sql("SELECT count(*), count(note) FROM t").fetchall() == [(3 * BIG - 1, BIG)]
+        assert con.sql("SELECT * FROM t").columns == ["id", "v", "note"]
+    finally:
+        con.close()
+
+
+def test_a_damaged_chunk_is_corruption_naming_table_and_chunk(server: SnapshotServer, mixed: TableState,
+                                                             log: LogStore) -> None:
+    chunk = mixed.fragments[1].chunk
+    path = log.chunks.path(chunk)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match=f"'orders'.*{chunk}"):
+        server.connect({"orders": mixed})
+
+
+# -- versioned names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ('SELECT * FROM "orders@main~1"', [("orders", "main~1")]),
+        ('SELECT * FROM "orders@v1" JOIN "users@abc1234" USING (id)', [("orders", "v1"), ("users", "abc1234")]),
+        ('SELECT * FROM "orders@a..b"', [("orders", "a..b")]),
+        ('SELECT * FROM "orders" WHERE x = \'a@b\'', []),
+        ("SELECT * FROM orders", []),
+    ],
+)
+def test_versioned_name_pattern(query: str, found: list[tuple[str, str]]) -> None:
+    assert [(m.group(1), m.group(2)) for m in VERSIONED_NAME.finditer(query)] == found
+
+
+def test_sql_registers_each_versioned_name_through_the_resolver(server: SnapshotServer, mixed: TableState) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def resolve(table: str, ref: str) -> TableState | pa.Table:
+        asked.append((table, ref))
+        return mixed if ref == "old" else pa.table({"id": [1, 2], "v": [0, 0]})
+
+    con = duckdb.connect()
+    try:
+        rel = server.sql(con, 'SELECT (SELECT count(*) FROM "t@old"), (SELECT count(*) FROM "t@new"), '
+                              '(SELECT count(*) FROM "t@old")', resolve)
+        assert rel.fetchall() == [(2 * BIG, 2, 2 * BIG)]
+        assert sorted(asked) == [("t", "new"), ("t", "old")]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("query", ["SELEC 1", "SELECT * FROM nowhere", "SELECT 1 +"])
+def test_sql_errors_become_sql_error(server: SnapshotServer, query: str) -> None:
+    con = duckdb.connect()
+    try:
+        with pytest.raises(SqlError):
+            server.sql(con, query, lambda t, r: pa.table({}))
+    finally:
+        con.close()
+
+
+# -- positions_where ------------------------------------------------------------------------------------
+
+
+def test_positions_where_finds_live_matching_rows(server: SnapshotServer, mixed: TableState) -> None:
+    hits = server.positions_where("t", mixed, "id < 10 OR id >= 120000")
+    assert hits.column_names == ["__frag", "__pos"]
+    found = sorted(zip(hits.column("__frag").to_pylist(), hits.column("__pos").to_pylist(), strict=True))
+    assert found == [(0, p) for p in range(10) if p not in (0, 5)] + [(2, 0), (2, 1), (2, 2)]
+
+
+def test_positions_where_with_no_match_is_empty(server: SnapshotServer, mixed: TableState) -> None:
+    assert server.positions_where("t", mixed, "id < 0").num_rows == 0
+
+
+@pytest.mark.parametrize("where", ["nope = 1", "id = ", "id = 'x' AND"])
+def test_a_bad_predicate_is_sql_error_naming_the_table(server: SnapshotServer, mixed: TableState, where: str) -> None:
+    with pytest.raises(SqlError, match="'orders'"):
+        server.positions_where("orders", mixed, where)
+
+
+def test_quote_ident_escapes_quotes() -> None:
+    con = duckdb.connect()
+    try:
+        name = 'we"ird'
+        con.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT 1 AS x")
+        assert con.sql(f"SELECT x FROM {quote_ident(name)}").fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
+def test_chunk_ids_are_typed(log: LogStore, mixed: TableState) -> None:
+    # Sanity of the fixture: file fragments' chunks exist on disk under their ids.
+    for frag in mixed.fragments[:2]:
+        assert log.chunks.exists(ChunkId(frag.chunk))

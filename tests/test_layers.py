@@ -1,0 +1,158 @@
+"""Imports point one way: udr.log <- udr.materialize <- udr.query / udr.stream, with the facade on top.
+
+Every module under udr/ is parsed with `ast` (no import executed), every import is resolved to an absolute
+module name (relative ones too, imports inside functions and `if TYPE_CHECKING:` blocks too) and checked
+against the rules of STYLE.md section 1.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import udr
+
+PACKAGE = Path(udr.__file__).parent
+
+# What each layer may import from udr (besides itself).
+ALLOWED = {
+    "errors": set(),
+    "values": {"errors"},
+    "log": {"errors", "values"},
+    "materialize": {"errors", "values", "log"},
+    "query": {"errors", "values", "log", "materialize"},
+    "stream": {"errors", "values", "log", "materialize"},
+}
+
+# Third-party libraries with one home: the layers (and facade modules) allowed to import them.
+DEPENDENCY_HOMES = {
+    "lmdb": {"log"},
+    "blake3": {"log"},
+    "zstandard": {"log"},
+    "duckdb": {"query", "facade"},
+    "anyio": {"stream", "facade"},
+}
+
+
+def module_name(path: Path) -> str:
+    """`udr/log/store.py` -> `udr.log.store`; `udr/log/__init__.py` -> `udr.log`."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> str:
+    """The layer a udr module belongs to: errors, values, log, materialize, query, stream or facade."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "facade"  # `udr` itself, i.e. udr/__init__.py
+    if parts[1] in ALLOWED:
+        return parts[1]
+    return "facade"  # udr/_*.py, udr/cli.py
+
+
+def imports_of(source: str, module: str, *, is_package: bool) -> list[str]:
+    """Absolute names of everything `source` imports (module names; `from a import b` gives `a.b` too)."""
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target != "udr":
+                out.append(target)
+            # `from udr import log` imports udr.log; `from udr import Lake` imports the facade's udr.Lake.
+            out.extend(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
+    return out
+
+
+def violations(source: str, module: str, *, is_package: bool = False) -> list[str]:
+    """Every import of `module` (with source `source`) that breaks the layering or dependency rules."""
+    layer = layer_of(module)
+    found: list[str] = []
+    for target in imports_of(source, module, is_package=is_package):
+        root = target.split(".")[0]
+        if root == "udr":
+            if layer == "facade":
+                continue
+            target_layer = layer_of(target)
+            if target_layer != layer and target_layer not in ALLOWED[layer]:
+                found.append(f"{module} ({layer}) imports {target} ({target_layer})")
+        elif root in DEPENDENCY_HOMES and layer not in DEPENDENCY_HOMES[root]:
+            found.append(f"{module} ({layer}) imports {root}, which belongs in {sorted(DEPENDENCY_HOMES[root])}")
+    return sorted(set(found))
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_the_checker_sees_the_whole_package() -> None:
+    names = {module_name(p) for p in _modules()}
+    assert {"udr", "udr.errors", "udr.values", "udr.log.store", "udr.materialize.snapshot", "udr.query.engine"} <= names
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_module_imports_respect_the_layers(path: Path) -> None:
+    module = module_name(path)
+    assert violations(path.read_text(), module, is_package=path.name == "__init__.py") == []
+
+
+# -- the checker itself must be able to fail ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("udr.log.store", "from udr.materialize.snapshot import fold"),
+        ("udr.log.store", "import udr.query.engine"),
+        ("udr.log.store", "from udr import Lake"),
+        ("udr.log.store", "from udr._lake import Lake"),
+        ("udr.log.store", "from ..materialize import snapshot"),
+        ("udr.materialize.data", "from udr.query.engine import quote_ident"),
+        ("udr.materialize.data", "from udr import stream"),
+        ("udr.query.engine", "from udr.stream.x import y"),
+        ("udr.stream.x", "from udr.query import engine"),
+        ("udr.stream.x", "from ..query.engine import quote_ident"),
+        ("udr.errors", "from udr.values import Commit"),
+        ("udr.errors", "from udr.log.format import CommitId"),
+        ("udr.values", "from udr.log.format import CommitId"),
+        ("udr.materialize.data", "import lmdb"),
+        ("udr.query.engine", "import blake3"),
+        ("udr.materialize.data", "import zstandard"),
+        ("udr.materialize.data", "import duckdb"),
+        ("udr.log.store", "def f():\n    import duckdb\n"),
+        ("udr.query.engine", "import anyio"),
+        ("udr.log.store", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from udr._lake import Lake\n"),
+    ],
+)
+def test_checker_flags_a_bad_import(module: str, source: str) -> None:
+    assert violations(source, module) != []
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("udr.log.store", "from udr.log.format import CommitId\nfrom .commits import encode_commit"),
+        ("udr.log.store", "from udr.errors import CorruptionError\nimport lmdb, blake3, zstandard"),
+        ("udr.materialize.data", "from udr.log.store import LogStore\nfrom udr.values import Commit"),
+        ("udr.query.engine", "import duckdb\nfrom udr.materialize.data import RowReader"),
+        ("udr.stream.x", "import anyio\nfrom udr.materialize import snapshot"),
+        ("udr.values", "from udr.errors import UdrError"),
+        ("udr.materialize.data", "from udr import log\nfrom .. import errors"),
+        ("udr._lake", "import duckdb\nimport anyio\nfrom udr.query.engine import SnapshotServer"),
+        ("udr", "from udr._lake import Lake as Lake"),
+    ],
+)
+def test_checker_accepts_a_good_import(module: str, source: str) -> None:
+    assert violations(source, module) == []

@@ -1,0 +1,256 @@
+"""Consumer groups' durable records in the log's `groups` sub-database: positions and leases.
+
+A group's *position* is where its consumers resume: the sequence number of the commit of its last
+acknowledged change batch, plus the table of that batch (a commit delivers one batch per table, in sorted
+table order; `table` None means the whole commit is done). A position moves only by compare-and-swap inside
+a log write transaction: its own (`GroupStore.ack`) or a commit's (`ack_hook`), so a consumer's outputs
+and the position that covers them become durable in the same LMDB transaction, or neither does.
+
+A *lease* names the one subscriber that may consume a group: the holder's pid, the start time of that
+process (so a recycled pid is not mistaken for the holder) and a random token. A lease whose process is
+gone is free; a live holder, even in the calling process, makes `acquire` raise `GroupBusy`.
+
+Keys: `GROUP_POSITION + name` -> JSON `{"seq", "table", "time_us", "branch", "tables"}`;
+`GROUP_LEASE + name` -> JSON `{"pid", "started", "token", "time_us"}`. Each public method is one LMDB
+transaction; safe across threads and processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+
+from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy
+from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_POSITION
+from udr.log.index import Environment
+from udr.log.store import CommitHook, process_alive
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A point in a branch's change stream: after commit `seq`'s batch for `table` (None: the whole commit)."""
+
+    seq: int
+    table: str | None = None
+
+    def __str__(self) -> str:
+        return f"seq {self.seq}" + (f" table {self.table!r}" if self.table is not None else "")
+
+    def sort_key(self) -> tuple[int, int, str]:
+        """Orders cursors along a stream: by commit, then table; `table` None (whole commit) comes last."""
+        return (self.seq, 1 if self.table is None else 0, self.table or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A group's durable position, when it was written, and what the group consumes."""
+
+    cursor: Cursor
+    time_us: int
+    branch: str
+    tables: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who consumes a group now."""
+
+    pid: int
+    started: int | None
+    token: str
+    time_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Move group `group` from `expected` (None: it has no position yet) to `new`, for the lease `token`."""
+
+    group: str
+    token: str
+    expected: Cursor | None
+    new: Position
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def lease_alive(lease: Lease) -> bool:
+    """Whether the process holding `lease` still runs (a recycled pid with another start time does not)."""
+    if not process_alive(lease.pid):
+        return False
+    started = process_start(lease.pid)
+    return lease.started is None or started is None or started == lease.started
+
+
+class GroupStore:
+    """Reads and writes group records in a log environment."""
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def position(self, group: str) -> Position | None:
+        """The durable position of `group`, None if it never acknowledged anything nor was reset."""
+        with self._env.read() as txn:
+            return self._position(txn, group)
+
+    def positions(self) -> dict[str, Position]:
+        """Every group with a position: name -> position."""
+        with self._env.read() as txn:
+            return {name: _decode_position(name, raw) for name, raw in self._scan(txn, GROUP_POSITION)}
+
+    def leases(self) -> dict[str, Lease]:
+        """Every recorded lease, live or not: name -> lease."""
+        with self._env.read() as txn:
+            return {name: _decode_lease(name, raw) for name, raw in self._scan(txn, GROUP_LEASE)}
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def acquire(self, group: str, token: str) -> Position | None:
+        """Take `group`'s lease for this process under `token` and return the group's position.
+
+        Raises:
+            GroupBusy: a live process holds the lease.
+        """
+        with self._env.write() as txn:
+            held = self._lease(txn, group)
+            if held is not None and lease_alive(held):
+                raise GroupBusy(_busy(group, held))
+            lease = Lease(os.getpid(), process_start(os.getpid()), token, time.time_ns() // 1000)
+            doc = {"pid": lease.pid, "started": lease.started, "token": lease.token, "time_us": lease.time_us}
+            txn.put(GROUP_LEASE + group.encode(), _dump(doc), db=self._env.db(DB_GROUPS))
+            return self._position(txn, group)
+
+    def release(self, group: str, token: str) -> None:
+        """Give `group`'s lease back, if `token` still holds it."""
+        with self._env.write() as txn:
+            held = self._lease(txn, group)
+            if held is not None and held.token == token:
+                txn.delete(GROUP_LEASE + group.encode(), db=self._env.db(DB_GROUPS))
+
+    def ack(self, ack: Ack) -> None:
+        """Move a group's position by compare-and-swap, in a durable write of its own.
+
+        Raises:
+            AckError: the position already is (or is past) the new one: the batch was acknowledged.
+            ConflictError: the position moved elsewhere (for example `reset`) since the subscriber read it.
+            GroupBusy: the lease is no longer held by `ack.token`.
+        """
+        with self._env.write() as txn:
+            self._ack(txn, ack)
+
+    def reset(self, group: str, position: Position) -> None:
+        """Set `group`'s position outright (rewind or skip).
+
+        Raises:
+            GroupBusy: a live subscriber consumes the group; close it first.
+        """
+        with self._env.write() as txn:
+            held = self._lease(txn, group)
+            if held is not None and lease_alive(held):
+                raise GroupBusy(_busy(group, held) + "; close it before resetting the group")
+            self._put_position(txn, group, position)
+
+    # -- inside a given transaction ---------------------------------------------------------------------
+
+    def _ack(self, txn: lmdb.Transaction, ack: Ack) -> None:
+        held = self._lease(txn, ack.group)
+        if held is None or held.token != ack.token:
+            raise GroupBusy(f"this subscriber no longer holds the lease of group {ack.group!r}; subscribe again")
+        stored = self._position(txn, ack.group)
+        current = stored.cursor if stored is not None else None
+        if current != ack.expected:
+            if current is not None and current.sort_key() >= ack.new.cursor.sort_key():
+                raise AckError(f"group {ack.group!r} already acknowledged {ack.new.cursor} (it is at {current})")
+            raise ConflictError(
+                f"group {ack.group!r} moved from {ack.expected} to {current} after this subscriber read it; "
+                "subscribe again"
+            )
+        self._put_position(txn, ack.group, ack.new)
+
+    def _position(self, txn: lmdb.Transaction, group: str) -> Position | None:
+        raw = txn.get(GROUP_POSITION + group.encode(), db=self._env.db(DB_GROUPS))
+        return _decode_position(group, raw) if raw is not None else None
+
+    def _lease(self, txn: lmdb.Transaction, group: str) -> Lease | None:
+        raw = txn.get(GROUP_LEASE + group.encode(), db=self._env.db(DB_GROUPS))
+        return _decode_lease(group, raw) if raw is not None else None
+
+    def _put_position(self, txn: lmdb.Transaction, group: str, position: Position) -> None:
+        doc = {
+            "seq": position.cursor.seq,
+            "table": position.cursor.table,
+            "time_us": position.time_us,
+            "branch": position.branch,
+            "tables": list(position.tables) if position.tables is not None else None,
+        }
+        txn.put(GROUP_POSITION + group.encode(), _dump(doc), db=self._env.db(DB_GROUPS))
+
+    def _scan(self, txn: lmdb.Transaction, prefix: bytes) -> list[tuple[str, bytes]]:
+        out: list[tuple[str, bytes]] = []
+        cursor = txn.cursor(db=self._env.db(DB_GROUPS))
+        if cursor.set_range(prefix):
+            for raw_key, value in cursor:
+                key = bytes(raw_key)
+                if not key.startswith(prefix):
+                    break
+                out.append((key[len(prefix):].decode(), bytes(value)))
+        return out
+
+
+def ack_hook(acks: Sequence[Ack]) -> CommitHook:
+    """A `LogStore.append` hook that moves group positions inside the commit's own write transaction."""
+    pending = tuple(acks)
+
+    def hook(txn: lmdb.Transaction, env: Environment) -> None:
+        store = GroupStore(env)
+        for ack in pending:
+            store._ack(txn, ack)
+
+    return hook
+
+
+def _busy(group: str, held: Lease) -> str:
+    who = "this process" if held.pid == os.getpid() else f"process {held.pid}"
+    return f"group {group!r} is consumed by a live subscriber in {who}; one subscriber per group at a time"
+
+
+def _dump(doc: Mapping[str, object]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _decode_position(group: str, raw: bytes) -> Position:
+    try:
+        doc = json.loads(raw)
+        tables = doc["tables"]
+        return Position(
+            Cursor(int(doc["seq"]), str(doc["table"]) if doc["table"] is not None else None),
+            int(doc["time_us"]),
+            str(doc["branch"]),
+            tuple(str(t) for t in tables) if tables is not None else None,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptionError(f"the position record of group {group!r} is damaged: {exc}") from exc
+
+
+def _decode_lease(group: str, raw: bytes) -> Lease:
+    try:
+        doc = json.loads(raw)
+        started = doc["started"]
+        return Lease(int(doc["pid"]), int(started) if started is not None else None, str(doc["token"]),
+                     int(doc["time_us"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptionError(f"the lease record of group {group!r} is damaged: {exc}") from exc

@@ -1,0 +1,154 @@
+"""A branch's change stream after a cursor, pulled from the log one batch at a time.
+
+The stream of a branch is the first-parent chain of its head, oldest first: a fast-forward merge brings
+the merged commits into it, and a merge commit contributes its net effect relative to its first parent.
+Each commit yields one batch per table it changed (in the sorted table order of the commit record) whose
+row changes are not empty. A cursor (`udr.log.groups.Cursor`) says what is already delivered: commits up
+to its seq, and within commit `seq` the tables up to and including its `table`.
+
+Nothing is buffered beyond the commit in hand and the sequence numbers of the commits still to visit
+(8 bytes each), so a slow consumer costs no memory however far behind it is; writers never wait for it.
+A `Feed` belongs to one thread at a time. Row changes and commit values come from callables the facade
+supplies, so this layer never depends on how they are computed.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from udr.errors import RefNotFound
+from udr.log.commits import CommitRecord
+from udr.log.format import CommitId
+from udr.log.groups import Cursor
+from udr.log.store import LogStore
+from udr.values import ChangeBatch, Commit
+
+ChangeFn = Callable[[str, CommitId, CommitRecord], pa.Table | None]
+CommitFn = Callable[[CommitId, CommitRecord], Commit]
+
+# Records met while walking back from a new head are kept for the delivery that follows when the walk is
+# short (the live case); a long walk (catching up) keeps only sequence numbers and re-reads each record.
+_KEEP_RECORDS = 256
+
+
+class Feed:
+    """The change batches of `branch` after a cursor, for every table or only `tables`."""
+
+    def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, after: Cursor,
+                 changes: ChangeFn, commit_value: CommitFn) -> None:
+        self._log = log
+        self._branch = branch
+        self._tables = set(tables) if tables is not None else None
+        self._changes = changes
+        self._commit_value = commit_value
+        self._seen_head: CommitId | None = None
+        self._scanned_seq = after.seq
+        self._scanned_id = log.commit_at_seq(after.seq) if after.seq >= 0 else None
+        self._plan = array("q")
+        self._next = 0
+        self._records: dict[int, tuple[CommitId, CommitRecord]] = {}
+        self._commit: tuple[CommitId, CommitRecord, Commit] | None = None
+        self._todo: list[str] = []
+        if after.table is not None and self._scanned_id is not None:
+            # Resume inside a commit whose earlier tables were delivered.
+            self._start_commit(self._scanned_id, log.get_commit(self._scanned_id), after.table)
+
+    @property
+    def finished(self) -> bool:
+        """True once every table the feed follows was dropped: nothing more can come."""
+        return self._tables is not None and not self._tables and not self._todo
+
+    def next_batch(self) -> tuple[ChangeBatch, Cursor] | None:
+        """The next batch and the cursor just after it, or None when the stream has nothing more now.
+
+        Raises:
+            RefNotFound: the branch was deleted.
+        """
+        while True:
+            while self._todo:
+                table = self._todo.pop(0)
+                assert self._commit is not None
+                cid, record, commit = self._commit
+                rows = self._changes(table, cid, record)
+                if record.tables[table].drop and self._tables is not None:
+                    # The drop is the table's last batch: all its rows as deletes, then nothing more.
+                    self._tables.discard(table)
+                if rows is not None and rows.num_rows:
+                    return ChangeBatch(commit, table, rows), Cursor(record.seq, table)
+            if self._next >= len(self._plan) and not self._walk():
+                return None
+            seq = self._plan[self._next]
+            self._next += 1
+            kept = self._records.pop(seq, None)
+            cid, record = kept if kept is not None else self._at(seq)
+            self._scanned_seq, self._scanned_id = seq, cid
+            self._start_commit(cid, record, None)
+
+    def _start_commit(self, cid: CommitId, record: CommitRecord, after_table: str | None) -> None:
+        todo = [t for t in sorted(record.tables) if self._tables is None or t in self._tables]
+        if after_table is not None:
+            todo = [t for t in todo if t > after_table]
+        self._todo = todo
+        self._commit = (cid, record, self._commit_value(cid, record)) if todo else None
+
+    def _walk(self) -> bool:
+        """Plan the commits between the last one visited and the branch head; False if there are none."""
+        head = self._log.head(self._branch)
+        if head is None:
+            raise RefNotFound(f"branch {self._branch!r} was deleted while a subscriber followed it")
+        if head == self._seen_head:
+            return False
+        plan = array("q")
+        records: dict[int, tuple[CommitId, CommitRecord]] = {}
+        cursor: CommitId | None = head
+        while cursor is not None and cursor != self._scanned_id:
+            record = self._log.get_commit(cursor)
+            if record.seq <= self._scanned_seq:
+                break  # the head moved to a line that does not pass the last commit visited
+            plan.append(record.seq)
+            if len(records) < _KEEP_RECORDS:
+                records[record.seq] = (cursor, record)
+            cursor = record.parents[0] if record.parents else None
+        plan.reverse()
+        self._seen_head = head
+        self._plan, self._next = plan, 0
+        self._records = records if len(plan) <= _KEEP_RECORDS else {}
+        return len(plan) > 0
+
+    def _at(self, seq: int) -> tuple[CommitId, CommitRecord]:
+        cid = self._log.commit_at_seq(seq)
+        if cid is None:
+            raise RefNotFound(f"commit seq {seq} vanished from the log")
+        return cid, self._log.get_commit(cid)
+
+
+def lag(log: LogStore, branch: str, tables: tuple[str, ...] | None, after: Cursor) -> tuple[int, int]:
+    """(commits, rows) of `branch`'s stream after `after` for `tables` (None: all), from the commits' counts.
+
+    Raises:
+        RefNotFound: no such branch.
+    """
+    head = log.head(branch)
+    if head is None:
+        raise RefNotFound(f"branch {branch!r} does not exist")
+    wanted = set(tables) if tables is not None else None
+    commits = rows = 0
+    cursor: CommitId | None = head
+    while cursor is not None:
+        record = log.get_commit(cursor)
+        if record.seq < after.seq:
+            break
+        changed = sum(
+            op.inserted + op.updated + op.deleted
+            for name, op in record.tables.items()
+            if (wanted is None or name in wanted) and not op.rewrite
+            and (record.seq > after.seq or (after.table is not None and name > after.table))
+        )
+        if changed:
+            commits += 1
+            rows += changed
+        cursor = record.parents[0] if record.parents else None
+    return commits, rows

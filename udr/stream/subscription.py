@@ -1,0 +1,234 @@
+"""`Subscription`: an async iterator over a branch's change batches, with ordered, durable acks.
+
+A subscription pulls batches from the log (`feed.Feed`) one at a time and, when the log has nothing new,
+sleeps on a `notify.Waiter` until some process commits. Log reads and LMDB writes run in worker threads,
+so the event loop never waits on a disk.
+
+Invariants:
+- Acks come in delivery order, each batch once; anything else raises `AckError` and changes nothing.
+- With a group, the lease is taken when the subscription is made and given back by `aclose()`. The
+  group's position moves only by compare-and-swap from the position this subscriber last acknowledged:
+  in a write of its own (`ack`) or inside the commit of a transaction (`stage_ack`, via
+  `Transaction.ack`), so outputs and position are durable together. After a crash the group resumes just
+  after its last acknowledged batch: unacknowledged batches come again (at-least-once), and outputs
+  committed with their ack are neither lost nor repeated (exactly-once).
+- Without a group nothing is written; acks only check the order, and batches more than
+  `EPHEMERAL_WINDOW` deliveries old count as acknowledged, so an ephemeral consumer that never acks
+  holds no growing state.
+- One task iterates at a time; acks are serialized. `wake` (the commit listener) is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import anyio
+import anyio.to_thread
+
+from udr.errors import AckError, UsageError
+from udr.log.format import LOG_DATA_FILE, LOG_DIR
+from udr.log.groups import Ack, Cursor, GroupStore, Position
+from udr.log.store import LogStore
+from udr.stream.feed import ChangeFn, CommitFn, Feed
+from udr.stream.notify import open_waiter
+from udr.values import ChangeBatch, Commit
+
+EPHEMERAL_WINDOW = 4096
+
+Listeners = list[Callable[[Commit], None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAck:
+    """An ack staged in a transaction: `ack` runs inside its commit, `done()` after the commit succeeded."""
+
+    subscription: Subscription
+    ack: Ack
+
+    def done(self) -> None:
+        """Tell the subscription its batch is now durably acknowledged."""
+        self.subscription._acknowledged(self.ack.new.cursor)
+
+
+class Subscription:
+    """The change batches of one branch, as an async iterator: `async for batch in sub: ...`.
+
+    Made by `udr.Lake.subscribe`. Use as an async context manager or call `aclose()`; closing gives a
+    group's lease back.
+    """
+
+    def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
+                 start: Cursor, changes: ChangeFn, commit_value: CommitFn, listeners: Listeners) -> None:
+        """Open a subscription that delivers what follows `start` (a group resumes from its own position).
+
+        Raises:
+            GroupBusy: another live subscriber consumes `group`.
+        """
+        self.branch = branch
+        self.group = group
+        self.tables = tuple(sorted(tables)) if tables is not None else None
+        self._log = log
+        self._groups = GroupStore(log.env)
+        self._token = secrets.token_hex(16)
+        after = start
+        stored = self._groups.acquire(group, self._token) if group is not None else None
+        if stored is not None:
+            after = stored.cursor
+        try:
+            self._feed = Feed(log, branch=branch, tables=tables, after=after, changes=changes,
+                              commit_value=commit_value)
+            self._waiter = open_waiter(log.root / LOG_DIR / LOG_DATA_FILE)
+        except BaseException:
+            if group is not None:
+                self._groups.release(group, self._token)
+            raise
+        self._acked = after
+        # A group's first ack creates its position; later ones compare-and-swap it.
+        self._has_position = stored is not None
+        self._unacked: deque[Cursor] = deque()
+        self._listeners = listeners
+        listeners.append(self._on_commit)
+        self._iterating = False
+        self._ack_lock: anyio.Lock | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        what = ", ".join(self.tables) if self.tables is not None else "all tables"
+        return f"udr.Subscription(branch={self.branch!r}, group={self.group!r}, tables=[{what}])"
+
+    # -- async context manager and iterator ------------------------------------------------------------
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ChangeBatch:
+        """Wait for the next batch; the iteration ends when the subscription is closed or every table it
+        follows was dropped.
+
+        Raises:
+            RefNotFound: the branch was deleted.
+            UsageError: another task is already waiting on this subscription.
+        """
+        if self._iterating:
+            raise UsageError("another task is already waiting on this subscription; iterate from one task")
+        self._iterating = True
+        try:
+            while not self._closed:
+                found = await anyio.to_thread.run_sync(self._feed.next_batch)
+                if found is not None:
+                    batch, cursor = found
+                    self._delivered(cursor)
+                    return batch
+                if self._feed.finished:
+                    break
+                try:
+                    await self._waiter.wait()
+                except anyio.ClosedResourceError:
+                    break  # aclose() from another task
+            raise StopAsyncIteration
+        finally:
+            self._iterating = False
+
+    # -- acknowledging --------------------------------------------------------------------------------
+
+    async def ack(self, batch: ChangeBatch) -> None:
+        """Acknowledge `batch`, the oldest delivered batch not yet acknowledged.
+
+        With a group the new position is durable when this returns: the group resumes after `batch`,
+        even after a crash. To commit outputs and the ack atomically use `Transaction.ack` instead.
+
+        Raises:
+            AckError: `batch` was acknowledged already, comes after an unacknowledged batch, or was never
+                delivered by this subscription.
+            ConflictError: the group was reset since this subscriber read its position.
+            GroupBusy: this subscriber lost the group's lease.
+        """
+        if self._ack_lock is None:
+            self._ack_lock = anyio.Lock()
+        async with self._ack_lock:
+            cursor = self._expect(batch, 0)
+            if self.group is not None:
+                await anyio.to_thread.run_sync(self._groups.ack, self._ack_record(cursor, self._durable()))
+            self._acknowledged(cursor)
+
+    def stage_ack(self, batch: ChangeBatch, *, earlier: int) -> PendingAck:
+        """Prepare acknowledging `batch` inside a transaction that already stages `earlier` acks of this
+        subscription (used by `Transaction.ack`).
+
+        Raises:
+            AckError: as for `ack`, or the subscription has no group.
+        """
+        if self.group is None:
+            raise AckError("a transactional ack needs a durable position: subscribe with group=...")
+        if self._closed:
+            raise UsageError("this subscription is closed")
+        cursor = self._expect(batch, earlier)
+        expected = self._durable() if earlier == 0 else self._unacked[earlier - 1]
+        return PendingAck(self, self._ack_record(cursor, expected))
+
+    # -- closing --------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop the subscription and give its group's lease back. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_commit in self._listeners:
+            self._listeners.remove(self._on_commit)
+        # Shielded: closing on cancellation (Ctrl-C, a timeout) must still give the lease back.
+        with anyio.CancelScope(shield=True):
+            await self._waiter.aclose()
+            if self.group is not None:
+                await anyio.to_thread.run_sync(self._groups.release, self.group, self._token)
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _on_commit(self, commit: Commit) -> None:
+        self._waiter.wake()
+
+    def _delivered(self, cursor: Cursor) -> None:
+        self._unacked.append(cursor)
+        if self.group is None and len(self._unacked) > EPHEMERAL_WINDOW:
+            self._acked = self._unacked.popleft()
+
+    def _expect(self, batch: ChangeBatch, earlier: int) -> Cursor:
+        if not isinstance(batch, ChangeBatch):
+            raise AckError(f"ack() needs a udr.ChangeBatch, got {type(batch).__name__}")
+        cursor = Cursor(batch.commit.seq, batch.table)
+        if earlier < len(self._unacked) and self._unacked[earlier] == cursor:
+            return cursor
+        where = f"batch of table {batch.table!r} in commit {batch.commit.short_id} (seq {batch.commit.seq})"
+        if cursor in self._unacked:
+            if list(self._unacked).index(cursor) < earlier:
+                raise AckError(f"{where} is already acknowledged in this transaction")
+            raise AckError(f"{where} is acknowledged out of order: acknowledge {self._unacked[earlier]} first")
+        if cursor.sort_key() <= self._acked.sort_key():
+            raise AckError(f"{where} is already acknowledged")
+        raise AckError(f"{where} was not delivered by this subscription")
+
+    def _acknowledged(self, cursor: Cursor) -> None:
+        while self._unacked:
+            if self._unacked.popleft() == cursor:
+                break
+        self._acked = cursor
+        self._has_position = True
+
+    def _durable(self) -> Cursor | None:
+        return self._acked if self._has_position else None
+
+    def _ack_record(self, cursor: Cursor, expected: Cursor | None) -> Ack:
+        assert self.group is not None
+        position = Position(cursor, time.time_ns() // 1000, self.branch, self.tables)
+        return Ack(self.group, self._token, expected, position)
