@@ -16,9 +16,9 @@ import pytest
 
 import udr
 
-# 100k rows of 4 int64 columns: 3.2 MB of Arrow, far above the 256 KiB below which rows are inlined
-# in the log, so a write of this many rows produces a chunk file under <lake>/chunks/.
-BIG_ROWS = 100_000
+# 20k rows of 4 int64 columns: 640 kB of Arrow, well above the 256 KiB below which rows are inlined in
+# the log, so a write of this many rows produces a chunk file under <lake>/chunks/ (and stays fast).
+BIG_ROWS = 20_000
 
 DiskState = dict[str, str]
 

@@ -110,6 +110,8 @@ def conform_input(
             target = target.append(pa.field(f.name, f.type if not pa.types.is_null(f.type) else pa.string(), True))
 
     def convert(batch: pa.RecordBatch) -> pa.RecordBatch:
+        if batch.schema.equals(target):
+            return batch
         columns = []
         for field in target:
             index = batch.schema.get_field_index(field.name)

@@ -41,11 +41,8 @@ _ANCESTOR = re.compile(r"^(.*?)((?:~\d*)*)$")
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
 
 
-def default_author() -> str:
-    """`UDR_AUTHOR`, else the OS user name."""
-    author = os.environ.get("UDR_AUTHOR")
-    if author:
-        return author
+def os_user() -> str:
+    """The OS user name ("unknown" if the system cannot tell)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -71,6 +68,7 @@ class Lake:
         self._rows = RowReader(self._log, self._log.get_blob)
         self._server = SnapshotServer(self._log, self._rows)
         self._open_transactions: set[Transaction] = set()
+        self._os_user: str | None = None
         self._commit_listeners: list[Callable[[Commit], None]] = []
 
     def __enter__(self) -> Lake:
@@ -103,7 +101,7 @@ class Lake:
         Raises:
             RefNotFound: no such branch.
         """
-        return Transaction(self, branch=branch, message=message, author=author or default_author(),
+        return Transaction(self, branch=branch, message=message, author=author or self._default_author(),
                            metadata=metadata or {})
 
     def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None,
@@ -390,7 +388,7 @@ class Lake:
             return self.commit_info(theirs)
         tx = _branches.three_way(
             self, branch=into, base=base, ours=ours, theirs=theirs, parents=(ours, theirs),
-            message=message or f"merge {source} into {into}", author=author or default_author(), strategy=strategy,
+            message=message or f"merge {source} into {into}", author=author or self._default_author(), strategy=strategy,
         )
         return tx.commit()
 
@@ -418,7 +416,7 @@ class Lake:
         head = self._head(branch)
         tx = _branches.three_way(
             self, branch=branch, base=target, ours=head, theirs=record.parents[0], parents=(),
-            message=f"revert {target[:10]}: {record.message}", author=author or default_author(), strategy=None,
+            message=f"revert {target[:10]}: {record.message}", author=author or self._default_author(), strategy=None,
         )
         return tx.commit()
 
@@ -497,6 +495,15 @@ class Lake:
         return stats(self._log)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _default_author(self) -> str:
+        """`UDR_AUTHOR`, else the OS user name (looked up once per handle: it costs a passwd read)."""
+        author = os.environ.get("UDR_AUTHOR")
+        if author:
+            return author
+        if self._os_user is None:
+            self._os_user = os_user()
+        return self._os_user
 
     def _head(self, branch: str) -> CommitId:
         check_name(branch, "branch")

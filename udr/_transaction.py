@@ -70,7 +70,7 @@ class Transaction:
         self._parents: tuple[CommitId, ...] = ()
         self._open = True
         self.committed: Commit | None = None
-        self._rows = RowReader(lake._log, self._blob)
+        self._rows = lake._rows.with_blobs(self._blob)
         lake._open_transactions.add(self)
 
     # -- context manager ------------------------------------------------------------------------------
@@ -382,8 +382,9 @@ class Transaction:
 
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
                   counted: str = "inserted", streaming: bool = False) -> int:
-        schema_id = self._require(table).schema
-        present = {f.chunk for f in self._require(table).fragments}
+        state = self._require(table)
+        schema_id = state.schema
+        present = set(state.chunk_ids())
         fragments: list[Fragment] = []
 
         def collect(piece: pa.Table, encoded: EncodedChunk) -> None:
@@ -401,7 +402,8 @@ class Transaction:
         try:
             pending: list[tuple[pa.Table, Future[EncodedChunk]]] = []
             for piece in rebatch(batches):
-                piece = piece.cast(schema)
+                if not piece.schema.equals(schema):
+                    piece = piece.cast(schema)
                 if piece.nbytes <= INLINE_MAX_BYTES and not pending:
                     # Small batches are inlined; a thread hop would cost more than the encoding.
                     collect(piece, encode_chunk(piece, schema_id, self._store_file))

@@ -52,25 +52,28 @@ class Worker:
         assert self.proc.stderr is not None
         self._errors.extend(self.proc.stderr)
 
-    def expect(self, prefix: str, timeout: float = 60) -> str:
-        """Wait for the next line; fail unless it starts with `prefix`, or if the process ends first."""
+    def next_line(self, timeout: float = 60) -> str | None:
+        """The next complete line, or None if the process ends or `timeout` passes first."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                line = self._lines.get(timeout=0.05)
+                return self._lines.get(timeout=0.05)
             except queue.Empty:
                 if self.proc.poll() is not None:
                     self.wait()  # joins the readers: every line printed is queued now
-                    if not self._lines.empty():
-                        continue
-                    raise AssertionError(
-                        f"worker exited ({self.proc.returncode}) before printing {prefix!r}; stderr: {self.stderr()}"
-                    ) from None
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"worker printed no {prefix!r} within {timeout}s") from None
-                continue
-            assert line.startswith(prefix), f"expected {prefix!r}, got {line!r}; stderr: {self.stderr()}"
-            return line
+                    if self._lines.empty():
+                        return None
+                elif time.monotonic() > deadline:
+                    return None
+
+    def expect(self, prefix: str, timeout: float = 60) -> str:
+        """Wait for the next line; fail unless it starts with `prefix`."""
+        line = self.next_line(timeout)
+        if line is None:
+            state = "is still running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+            raise AssertionError(f"no {prefix!r} line in {timeout}s: worker {state}; stderr: {self.stderr()}")
+        assert line.startswith(prefix), f"expected {prefix!r}, got {line!r}; stderr: {self.stderr()}"
+        return line
 
     def kill(self) -> None:
         """SIGKILL the process and reap it (a zombie would still count as a live intent owner)."""

@@ -182,12 +182,14 @@ CRASH_POINTS: dict[str, CrashPoint] = {
 }
 
 
-def _crash_hook(point: CrashPoint) -> Callable[[FrameType, str, object], None]:
+def _arm(point: CrashPoint, action: Callable[[], None]) -> None:
+    """Call `action` the first time `point` happens, in this thread or any thread started later."""
     renamers: set[FrameType] = set()
+    fired = threading.Event()
 
     def hook(frame: FrameType, event: str, arg: object) -> None:
         code = frame.f_code
-        if code.co_filename.find(point.module) < 0:
+        if fired.is_set() or code.co_filename.find(point.module) < 0:
             return
         if event == "c_return" and getattr(arg, "__name__", None) == "replace":
             renamers.add(frame)
@@ -200,9 +202,28 @@ def _crash_hook(point: CrashPoint) -> Callable[[FrameType, str, object], None]:
         else:
             hit = code.co_qualname == point.name
         if hit:
-            os._exit(CRASH_EXIT)
+            fired.set()
+            action()
 
-    return hook
+    threading.setprofile(hook)
+    sys.setprofile(hook)
+
+
+def _disarm() -> None:
+    sys.setprofile(None)
+    threading.setprofile(None)
+
+
+def _die() -> None:
+    os._exit(CRASH_EXIT)
+
+
+def _pause(sync_dir: str) -> Callable[[], None]:
+    def pause() -> None:
+        print("paused", flush=True)
+        _wait_for(Path(sync_dir) / "resume")
+
+    return pause
 
 
 def crash_plan(seed: int) -> tuple[Transfer, pa.Table]:
@@ -211,21 +232,29 @@ def crash_plan(seed: int) -> tuple[Transfer, pa.Table]:
     return plan_transfer(rng, ledger=True, blobs=True), big_batch(rng)
 
 
-def crash(lake: str, point: str, seed: str) -> None:
+def crash(lake: str, point: str, seed: str, pause_dir: str = "") -> None:
     """Run the `crash_plan` transaction and die (exit `CRASH_EXIT`) at `point` of its commit.
 
-    Chunks are written while a transaction is staged, so the hook is armed before the lake is even
-    opened, on this thread and on the pool threads that encode chunks.
+    With `pause_dir`, print `paused` at `point` instead, wait for `pause_dir/resume`, then finish and
+    print `committed <id>`. Chunks are written while a transaction is staged, so the hook is armed
+    before the lake is even opened, on this thread and on the pool threads that encode chunks.
     """
     move, batch = crash_plan(int(seed))
-    hook = _crash_hook(CRASH_POINTS[point])
-    threading.setprofile(hook)
-    sys.setprofile(hook)
+    _arm(CRASH_POINTS[point], _pause(pause_dir) if pause_dir else _die)
     with udr.open(lake) as db, db.transaction(message=f"crash at {point}", metadata=move.metadata) as tx:
         stage(tx, move, batch)
-    sys.setprofile(None)
-    threading.setprofile(None)
-    print("point not reached", flush=True)
+    _disarm()
+    assert tx.committed is not None
+    print(f"committed {tx.committed.id}" if pause_dir else "point not reached", flush=True)
+
+
+def paused_gc(lake: str, sync_dir: str) -> None:
+    """Run `gc`, pausing (`paused`, then wait for `sync_dir/resume`) once it has listed referenced chunks."""
+    _arm(CrashPoint("return", "LogStore.referenced_chunks", _STORE), _pause(sync_dir))
+    with udr.open(lake) as db:
+        freed = db.gc()
+    _disarm()
+    print(f"freed {freed}", flush=True)
 
 
 def append_rows(lake: str, table: str, count: str, rows: str = "1") -> None:
@@ -316,6 +345,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "race": race,
     "reader": reader,
     "gc": collect,
+    "paused-gc": paused_gc,
     "create": create,
 }
 

@@ -154,3 +154,44 @@ def test_crash_while_creating_a_lake_can_be_reopened(crashed: dict[str, Crashed]
         assert [c.message for c in db.log()] == ["create lake"]
         report = db.verify()
         assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("point", ["chunk-tmp-written", "before-commit-txn"])
+def test_gc_leaves_a_live_writers_files_alone(tmp_path: Path, workers: Workers, point: str) -> None:
+    lake = tmp_path / "lake"
+    setup = setup_bank(lake)
+    writer = workers.start("crash", lake, point, SEED, tmp_path)
+    writer.expect("paused")
+    in_flight = (chunk_files(lake), tmp_files(lake))
+    assert in_flight[0] or in_flight[1]
+    with udr.open(lake) as db:
+        db.gc()
+    assert (chunk_files(lake), tmp_files(lake)) == in_flight
+
+    (tmp_path / "resume").touch()
+    committed = writer.expect("committed").split()[1]
+    assert writer.wait() == 0
+    with udr.open(lake) as db:
+        _check_committed(db, lake, db.commit_info(committed), setup)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: gc lists referenced chunks before it locks the log, "
+                                       "so it deletes the chunk of a commit that lands in between")
+def test_gc_keeps_the_chunk_of_a_commit_that_lands_while_it_runs(tmp_path: Path, workers: Workers) -> None:
+    lake = tmp_path / "lake"
+    setup_bank(lake)
+    gc = workers.start("paused-gc", lake, tmp_path)
+    gc.expect("paused")
+    writer = workers.start("append", lake, "big", 1, 40_000)
+    writer.expect("ready")
+    # A gc that decides under the log's write lock holds this commit back until it resumes.
+    landed = writer.next_line(timeout=5)
+    (tmp_path / "resume").touch()
+    gc.expect("freed")
+    committed = landed or writer.expect("")
+    assert writer.wait() == 0 and gc.wait() == 0
+    with udr.open(lake) as db:
+        assert db.resolve(None) == committed
+        report = db.verify()
+        assert report.ok, report.problems
+        assert db.read("big").num_rows == 40_000

@@ -18,6 +18,7 @@ from udr.log.store import LogStore
 
 DiskState = dict[str, str]
 ORDERS = {"id": [1, 2, 3], "status": ["ok", "void", "ok"]}
+BIG_ROWS = 20_000  # 4 int64 columns: 640 kB, above the 256 KiB inline limit, so stored as a chunk file
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[udr.Lake,
     db = udr.open(path)
     try:
         db.append("orders", ORDERS)
-        db.append("big", pa.table({name: pa.array(range(100_000), pa.int64()) for name in "abcd"}))
+        db.append("big", pa.table({name: pa.array(range(BIG_ROWS), pa.int64()) for name in "abcd"}))
         for ref in ("main", "main~1", "main~2"):
             for table in db.tables(at=ref):
                 db.read(table, at=ref)
@@ -194,9 +195,9 @@ def test_a_ref_of_the_wrong_type_is_a_usage_error(seeded: tuple[udr.Lake, Path],
         ("orders", {"id": [4.5], "status": ["ok"]}, ["id", "double"]),
         ("orders", pa.table([pa.array([1]), pa.array(["ok"]), pa.array([2])], names=["id", "status", "id"]),
          ["duplicate"]),
-        ("big", pa.table({name: pa.array(range(100_000), pa.int64()) for name in "abce"}), ["e", "d"]),
-        ("big", pa.table({**{n: pa.array(range(100_000), pa.int64()) for n in "abc"},
-                          "d": pa.array(["x"] * 100_000)}), ["d", "string"]),
+        ("big", pa.table({name: pa.array(range(BIG_ROWS), pa.int64()) for name in "abce"}), ["e", "d"]),
+        ("big", pa.table({**{n: pa.array(range(BIG_ROWS), pa.int64()) for n in "abc"},
+                          "d": pa.array(["x"] * BIG_ROWS)}), ["d", "string"]),
     ],
     ids=["type", "missing column", "extra column", "float into int", "duplicate columns", "big renamed",
          "big type"],
@@ -355,7 +356,7 @@ def damaged(tmp_path: Path, chunk_files: Callable[[Path], list[Path]]) -> Callab
     def make(how: str) -> tuple[Path, str]:
         path = tmp_path / "lake"
         with udr.open(path) as db:
-            db.append("big", pa.table({name: pa.array(range(100_000), pa.int64()) for name in "abcd"}))
+            db.append("big", pa.table({name: pa.array(range(BIG_ROWS), pa.int64()) for name in "abcd"}))
             db.append("small", ORDERS)
         [chunk_file] = chunk_files(path)
         if how == "flip":
@@ -405,6 +406,25 @@ def test_reading_a_damaged_chunk_raises_corruption_error_naming_chunk_and_table(
         assert chunk in str(info.value) and "'big'" in str(info.value)
         assert db.read("small").num_rows == 3, "an undamaged table must stay readable"
         assert disk_state(path) == before
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a handle hashes a chunk file once per (size, mtime); bit rot that keeps "
+                                       "both (as real bit rot does) is then served by db.sql/db.read as wrong rows")
+def test_a_chunk_damaged_after_a_handle_read_it_is_still_detected(tmp_path: Path,
+                                                                  chunk_files: Callable[[Path], list[Path]]) -> None:
+    path = tmp_path / "lake"
+    with udr.open(path) as db:
+        db.append("big", pa.table({name: pa.array(range(BIG_ROWS), pa.int64()) for name in "abcd"}))
+        assert db.sql("SELECT sum(b) FROM big").fetchall() == [(sum(range(BIG_ROWS)),)]
+        [chunk_file] = chunk_files(path)
+        stat = chunk_file.stat()
+        data = bytearray(chunk_file.read_bytes())
+        data[len(data) // 3] ^= 0x01
+        chunk_file.write_bytes(bytes(data))
+        os.utime(chunk_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert not db.verify().ok
+        with pytest.raises(udr.CorruptionError):
+            db.sql("SELECT sum(a), sum(b), sum(c), sum(d) FROM big").fetchall()
 
 
 def test_a_damaged_inline_blob_is_corruption_naming_blob_and_table(tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ class LogStore:
         self.env = open_log_env(root / LOG_DIR)
         self.cache = open_cache_env(root / CACHE_DIR)
         self.chunks = FileChunkStore(root)
+        self._times: dict[CommitId, int] = {}
         if version is None:
             self._initialize()
 
@@ -286,7 +287,9 @@ class LogStore:
                     )
                 self._check_rebase(txn, record, base, head)
             parents = (head, *record.parents[1:])
-            parent_time = self.get_commit(head, txn).time_us
+            parent_time = self._times.get(head)
+            if parent_time is None:
+                parent_time = self.get_commit(head, txn).time_us
             final = replace(
                 record,
                 parents=parents,
@@ -334,6 +337,8 @@ class LogStore:
         txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
         self.set_ref(txn, branch_key(branch), cid, expected)
+        # Commit times are immutable: remembering the newest lets the next commit skip decoding its parent.
+        self._times = {cid: final.time_us}
         return cid, final
 
     def set_ref(self, txn: lmdb.Transaction, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:

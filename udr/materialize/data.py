@@ -7,7 +7,6 @@ with pushdown); small ones become Arrow IPC blobs inlined in the log, written at
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from udr.log.store import LogStore
 from udr.materialize.snapshot import FragmentState, TableState
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 
 
 def encode_schema(schema: pa.Schema) -> tuple[BlobId, bytes]:
@@ -47,10 +47,11 @@ def decode_schema(payload: bytes) -> pa.Schema:
 
 def encode_ipc(table: pa.Table) -> bytes:
     """Arrow IPC stream bytes of `table` (uncompressed: the log's blob framing compresses)."""
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    sink = pa.BufferOutputStream()
+    # Explicit options: `pa.ipc.new_stream` consults environment variables on every call.
+    with pa.ipc.RecordBatchStreamWriter(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 def decode_ipc(payload: bytes) -> pa.Table:
@@ -134,6 +135,13 @@ class RowReader:
         self._log = log
         self._blobs = blobs
         self._schemas: dict[BlobId, pa.Schema] = {}
+
+    def with_blobs(self, blobs: BlobGetter) -> RowReader:
+        """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
+        this reader's decoded-schema cache."""
+        reader = RowReader(self._log, blobs)
+        reader._schemas = self._schemas
+        return reader
 
     def fragment(self, frag: FragmentState, columns: list[str] | None = None, *, table: str = "?") -> pa.Table:
         """All rows of one fragment (deleted ones included), optionally only some columns."""

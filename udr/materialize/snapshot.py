@@ -52,6 +52,10 @@ class TableState:
         """Live rows in the table."""
         return sum(f.live_rows for f in self.fragments)
 
+    def chunk_ids(self) -> frozenset[ChunkId]:
+        """The chunk ids of the table's fragments (a table never holds one chunk twice)."""
+        return frozenset(f.chunk for f in self.fragments)
+
 
 Snapshot = Mapping[str, TableState]
 
