@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from itertools import chain, islice
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -21,19 +22,30 @@ import pyarrow.compute as pc
 from udr._inputs import TableData, conform_input, to_batches
 from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
-from udr.log.format import INLINE_MAX_BYTES, BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import (
+    INLINE_MAX_BYTES,
+    ROW_GROUP_ROWS,
+    ROW_GROUPS_PER_CHUNK,
+    BlobId,
+    BlobKind,
+    ChunkId,
+    CommitId,
+)
 from udr.log.refs import check_name
 from udr.materialize.data import (
     EncodedChunk,
     RowReader,
+    decode_ipc,
     decode_positions,
     encode_chunk,
+    encode_inline,
     encode_ipc,
     encode_positions,
     encode_schema,
     rebatch,
+    store_parquet,
 )
-from udr.materialize.snapshot import TableState, apply_op, fold
+from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
 from udr.query.diff import keyed_diff, matching_keys
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import ChangeBatch, Commit
@@ -382,41 +394,49 @@ class Transaction:
 
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
                   counted: str = "inserted", streaming: bool = False) -> int:
+        """Encode rows as chunks (inline or Parquet) and stage them as fragments of `table`.
+
+        In-memory input is written by a thread pool, one chunk per thread. A stream is written as it is
+        read, one row group at a time, so its memory stays near one row group whatever its length.
+        """
         state = self._require(table)
         schema_id = state.schema
         present = set(state.chunk_ids())
         fragments: list[Fragment] = []
 
-        def collect(piece: pa.Table, encoded: EncodedChunk) -> None:
+        def collect(encoded: EncodedChunk) -> None:
             # Start past the table's fragment count so repeated identical appends collide at most once.
             copy = len(present)
             while encoded.fragment.chunk in present:
                 copy += 1
-                encoded = encode_chunk(piece, schema_id, self._store_file, copy=copy)
+                rows = self._staged_rows(encoded)
+                encoded = encode_chunk(rows, schema_id, self._store_file, copy=copy)
             present.add(encoded.fragment.chunk)
             if encoded.payload is not None:
                 self._blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
             fragments.append(encoded.fragment)
 
+        pieces = (p if p.schema.equals(schema) else p.cast(schema) for p in rebatch(batches, ROW_GROUP_ROWS))
         pool: ThreadPoolExecutor | None = None
         try:
-            pending: list[tuple[pa.Table, Future[EncodedChunk]]] = []
-            for piece in rebatch(batches):
-                if not piece.schema.equals(schema):
-                    piece = piece.cast(schema)
-                if piece.nbytes <= INLINE_MAX_BYTES and not pending:
-                    # Small batches are inlined; a thread hop would cost more than the encoding.
-                    collect(piece, encode_chunk(piece, schema_id, self._store_file))
+            pending: list[Future[EncodedChunk]] = []
+            while True:
+                head = _inline_candidate(pieces)
+                if not head:
+                    break
+                if sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
+                    collect(encode_inline(pa.concat_tables(head), schema_id))
+                    continue
+                rest = islice(pieces, ROW_GROUPS_PER_CHUNK - len(head))
+                if streaming:
+                    collect(store_parquet(chain(head, rest), schema, schema_id, self._store_file))
                     continue
                 pool = pool or ThreadPoolExecutor(_ENCODE_THREADS)
-                pending.append((piece, pool.submit(encode_chunk, piece, schema_id, self._store_file)))
-                # Bound memory: in-memory input may keep every encoding thread busy; a stream keeps one
-                # chunk encoding while the next is read, so peak memory stays near two chunks.
-                while len(pending) > (1 if streaming else _ENCODE_THREADS):
-                    done, future = pending.pop(0)
-                    collect(done, future.result())
-            for done, future in pending:
-                collect(done, future.result())
+                pending.append(pool.submit(store_parquet, head + list(rest), schema, schema_id, self._store_file))
+                while len(pending) > _ENCODE_THREADS:
+                    collect(pending.pop(0).result())
+            for future in pending:
+                collect(future.result())
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -424,6 +444,13 @@ class Transaction:
         op = self._op(table)
         self._ops[table] = replace(op, add=op.add + tuple(fragments), **{counted: getattr(op, counted) + rows})
         return rows
+
+    def _staged_rows(self, encoded: EncodedChunk) -> pa.Table:
+        """The rows of a chunk this transaction just encoded (read back from its payload or file)."""
+        frag = encoded.fragment
+        if encoded.payload is not None:
+            return decode_ipc(encoded.payload)
+        return self._rows.fragment(FragmentState(frag.chunk, frag.rows, False, frag.schema))
 
     def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
         log = self._lake._log
@@ -485,6 +512,18 @@ class Transaction:
         if counted is not None:
             changes[counted] = getattr(op, counted) + hits.num_rows
         self._ops[table] = replace(op, **changes)
+
+
+def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:
+    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out."""
+    head: list[pa.Table] = []
+    size = 0
+    for piece in pieces:
+        head.append(piece)
+        size += piece.nbytes
+        if size > INLINE_MAX_BYTES or len(head) == ROW_GROUPS_PER_CHUNK:
+            break
+    return head
 
 
 def _check_key(table: str, schema: pa.Schema, key: list[str] | None) -> tuple[str, ...] | None:

@@ -220,7 +220,8 @@ def import_file(lake: Path, table: str, file: Path, mode: str, key: str | None, 
 def _open_input(stack: contextlib.ExitStack, file: Path, fmt: str) -> tuple[pa.RecordBatchReader, int | None]:
     """Return a streaming reader over `file` and its row count when the file says it up front."""
     if fmt == "parquet":
-        parquet = stack.enter_context(pq.ParquetFile(file))
+        # pre_buffer=False: otherwise the reader fetches the whole file ahead of iteration.
+        parquet = stack.enter_context(pq.ParquetFile(file, pre_buffer=False))
         batches = parquet.iter_batches(batch_size=_READ_BATCH_ROWS)
         return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches), parquet.metadata.num_rows
     if fmt == "csv":

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import udr
 from crash_workers import ACCOUNTS, BIG_ROWS, ROWS_PER_TABLE, START_BALANCE, TOTAL
+
+import udr
 from udr.log.format import CHUNK_DIR, CHUNK_SUFFIX, TMP_DIR
 from udr.log.store import LogStore
 

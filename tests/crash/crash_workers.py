@@ -257,14 +257,17 @@ def paused_gc(lake: str, sync_dir: str) -> None:
     print(f"freed {freed}", flush=True)
 
 
-def append_rows(lake: str, table: str, count: str, rows: str = "1") -> None:
+def append_rows(lake: str, table: str, count: str, rows: str = "1", go: str = "") -> None:
     """Commit `count` appends of `rows` rows each to `table`, printing each commit id or `conflict ...`.
 
     One-row batches are inlined in the log; batches of 40_000 random rows or more become chunk files.
+    Prints `ready` once the lake is open; with `go`, then waits for that file before writing.
     """
     rng = np.random.default_rng(list(table.encode()))
     with udr.open(lake) as db:
         print("ready", flush=True)
+        if go:
+            _wait_for(Path(go))
         for i in range(int(count)):
             batch = {"i": np.full(int(rows), i), "x": rng.integers(0, 1 << 62, int(rows), dtype=np.int64)}
             try:
@@ -293,16 +296,17 @@ def race(lake: str, table: str, sync_dir: str, name: str) -> None:
 
 
 def reader(lake: str, stop: str) -> None:
-    """Until `stop` exists, print `<commit id> <total>` read from one pinned version per line."""
+    """Until `stop` exists, print `<head> <total by one sql> <total by two reads at head>` per read."""
     with udr.open(lake) as db:
         print("ready", flush=True)
         while True:
             last = Path(stop).exists()
+            # One `sql` call reads one version, whatever commits meanwhile.
+            [(by_sql,)] = db.sql(TOTAL_QUERY).fetchall()
+            # Two `read` calls are consistent only when pinned to one commit.
             head = db.resolve(None)
-            [(total,)] = db.sql(TOTAL_QUERY, at=head).fetchall()
-            a = db.read(ACCOUNTS[0], at=head).column("balance").to_pylist()
-            b = db.read(ACCOUNTS[1], at=head).column("balance").to_pylist()
-            print(f"{head} {total} {sum(a) + sum(b)}", flush=True)
+            by_read = sum(sum(db.read(t, at=head).column("balance").to_pylist()) for t in ACCOUNTS)
+            print(f"{head} {by_sql} {by_read}", flush=True)
             if last:
                 return
 

@@ -17,10 +17,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from crash_checks import (
+    OPENING,
+    Worker,
+    Workers,
+    apply_transfer,
+    bank_state,
+    chunk_files,
+    referenced_chunks,
+    tmp_files,
+)
+from crash_workers import CRASH_EXIT, CRASH_POINTS, crash_plan, setup_bank, stage
 
 import udr
-from crash_checks import OPENING, Worker, Workers, apply_transfer, bank_state, chunk_files, referenced_chunks, tmp_files
-from crash_workers import CRASH_EXIT, CRASH_POINTS, crash_plan, setup_bank, stage
 
 SEED = 7
 BEFORE_COMMIT_POINT = ["chunk-tmp-written", "chunk-renamed", "chunk-durable", "before-commit-txn", "inside-commit-txn"]

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-import udr
 from crash_checks import (
     Worker,
     Workers,
@@ -29,6 +27,8 @@ from crash_checks import (
     tmp_files,
 )
 from crash_workers import ACCOUNTS, plan_transfer, setup_bank, stage
+
+import udr
 
 SEED = 20240611
 MIN_ACKNOWLEDGED = 50

@@ -25,11 +25,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from crash_checks import (
+    BankState,
+    check_bank_history,
+    chunk_files,
+    referenced_chunks,
+    tmp_files,
+)
+from crash_workers import crash_plan, plan_transfer, setup_bank, stage
 
 import udr
-from crash_checks import BankState, check_bank_history, chunk_files, referenced_chunks, tmp_files
-from crash_workers import crash_plan, plan_transfer, setup_bank, stage
-from udr.log.format import CACHE_DIR, CHUNK_DIR, CHUNK_SUFFIX, DB_INTENTS, LOG_DIR, LOG_MAP_SIZE, MAX_DBS, TMP_DIR
+from udr.log.format import (
+    CACHE_DIR,
+    CHUNK_DIR,
+    CHUNK_SUFFIX,
+    DB_INTENTS,
+    LOG_DIR,
+    LOG_MAP_SIZE,
+    MAX_DBS,
+    TMP_DIR,
+)
 
 SEED = 11
 

@@ -7,6 +7,7 @@ environments itself, so LMDB's locks and snapshots are what keeps them apart.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -66,18 +67,26 @@ def test_writers_of_disjoint_tables_both_land(tmp_path: Path, start: Start) -> N
     lake = tmp_path / "lake"
     udr.open(lake).close()
     count = 30
-    writers = {table: start("append", lake, table, count) for table in ("left", "right")}
-    acknowledged = {table: _finish(proc)[1:] for table, proc in writers.items()}
+    go = tmp_path / "go"
+    writers = {table: start("append", lake, table, count, 1, go) for table in ("left", "right")}
+    for proc in writers.values():
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    go.touch()
+    acknowledged = {table: _finish(proc) for table, proc in writers.items()}
 
     with udr.open(lake) as db:
-        log = {c.id for c in db.log()}
+        log = db.log()
         assert len(log) == 1 + 2 * count
         for table, lines in acknowledged.items():
             assert not [line for line in lines if line.startswith("conflict")], lines
-            assert set(lines) <= log
+            assert set(lines) <= {c.id for c in log}
             assert sorted(db.read(table).column("i").to_pylist()) == list(range(count))
         report = db.verify()
         assert report.ok, report.problems
+    # The commits really interleaved: each writer committed on top of the other's commits.
+    order = [next(iter(c.tables)) for c in reversed(log[:-1])]
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(order))
+    assert runs >= 3, order
 
 
 def test_two_writers_of_one_table_from_one_head_exactly_one_conflicts(

@@ -78,8 +78,10 @@ ZSTD_LEVEL = 3
 # Parquet chunk layout (measured in bench/; see bench/RESULTS.md).
 # Snappy, not zstd: with zstd DuckDB's Q1/Q6 ran 1.3-1.8x slower than on tpchgen's snappy files, while
 # snappy ties them and still ingests faster than a single zstd write_table (bench/RESULTS.md).
-CHUNK_ROWS = 1_000_000
 ROW_GROUP_ROWS = 122_880
+# Chunks are whole row groups, so a streamed chunk and an in-memory one are laid out (and named) alike.
+ROW_GROUPS_PER_CHUNK = 8
+CHUNK_ROWS = ROW_GROUP_ROWS * ROW_GROUPS_PER_CHUNK
 PARQUET_COMPRESSION = "snappy"
 
 # Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.

@@ -8,7 +8,7 @@ with pushdown); small ones become Arrow IPC blobs inlined in the log, written at
 from __future__ import annotations
 
 from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,17 +59,30 @@ def decode_ipc(payload: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write one chunk as Parquet with the layout measured in bench/ (codec, row groups, integer decimals)."""
-    pq.write_table(
-        table,
+def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
+    return schema.with_metadata({"udr.copy": str(copy)}) if copy else schema.remove_metadata()
+
+
+def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, copy: int = 0) -> int:
+    """Write row-group-sized `pieces` as one Parquet chunk at `path`; return the rows written.
+
+    Pieces are consumed one at a time, so a streamed chunk never sits whole in memory, and a chunk has
+    the same bytes whether its rows arrived as one table or as a stream.
+    """
+    target = _salted(schema, copy)
+    rows = 0
+    with pq.ParquetWriter(
         path,
-        row_group_size=ROW_GROUP_ROWS,
+        target,
         compression=PARQUET_COMPRESSION,
         use_dictionary=True,
         write_statistics=True,
         store_decimal_as_integer=True,
-    )
+    ) as writer:
+        for piece in pieces:
+            writer.write_table(piece.replace_schema_metadata(target.metadata), row_group_size=ROW_GROUP_ROWS)
+            rows += piece.num_rows
+    return rows
 
 
 def encode_positions(positions: pa.Array | np.ndarray) -> bytes:
@@ -109,23 +122,39 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterat
         yield pa.Table.from_batches(pending)
 
 
-def encode_chunk(
-    table: pa.Table, schema_id: BlobId, store_file: Callable[[Callable[[Path], None]], ChunkId], *, copy: int = 0
-) -> EncodedChunk:
-    """Encode one chunk: inline if its IPC bytes are small, else a Parquet file via `store_file` (which
-    calls the writer it is given with a temp path and returns the stored chunk's id).
+StoreFile = Callable[[Callable[[Path], None]], ChunkId]
+"""Stores the file a writer callback produces at the temp path it is given; returns the chunk id."""
 
-    A table never holds one chunk twice (deletion vectors are keyed by chunk id), so a batch identical to
-    a chunk already in the table is re-encoded with `copy` > 0, which only changes schema metadata.
+
+def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0) -> EncodedChunk:
+    """Encode a small chunk as an Arrow IPC blob to inline in the log."""
+    payload = encode_ipc(table.replace_schema_metadata(_salted(table.schema, copy).metadata))
+    return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload)
+
+
+def store_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, schema_id: BlobId, store_file: StoreFile, *,
+                  copy: int = 0) -> EncodedChunk:
+    """Write `pieces` as one Parquet chunk file through `store_file`."""
+    rows = 0
+
+    def write(path: Path) -> None:
+        nonlocal rows
+        rows = write_parquet(pieces, schema, path, copy=copy)
+
+    chunk = store_file(write)
+    return EncodedChunk(Fragment(chunk, rows, False, schema_id), None)
+
+
+def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, copy: int = 0) -> EncodedChunk:
+    """Encode at most one chunk's rows: inline if small, else a Parquet file via `store_file`.
+
+    A table never holds one chunk twice (deletion vectors are keyed by chunk id), so rows identical to a
+    chunk already in the table are re-encoded with `copy` > 0, which only changes schema metadata.
     """
-    table = table.replace_schema_metadata({"udr.copy": str(copy)} if copy else None).combine_chunks()
     if table.nbytes <= INLINE_MAX_BYTES:
-        payload = encode_ipc(table)
-        if len(payload) <= INLINE_MAX_BYTES:
-            chunk = ChunkId(content_id(payload))
-            return EncodedChunk(Fragment(chunk, table.num_rows, True, schema_id), payload)
-    chunk = store_file(lambda path: write_parquet(table, path))
-    return EncodedChunk(Fragment(chunk, table.num_rows, False, schema_id), None)
+        return encode_inline(table, schema_id, copy=copy)
+    return store_parquet(rebatch(iter(table.to_batches()), ROW_GROUP_ROWS), table.schema, schema_id, store_file,
+                         copy=copy)
 
 
 class RowReader:
