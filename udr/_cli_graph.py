@@ -1,6 +1,7 @@
-"""The ASCII lanes of `udr log --graph`: one pure function from commits and parents to rows of text.
+"""`udr log --graph`: ASCII lanes of the branch and merge structure, like `git log --graph`.
 
-`graph_rows` knows nothing of lakes or terminals, so it can be tested with made-up ids. Lanes sit on even
+`graph_rows` is pure, from commit ids and parents to rows of text: it knows nothing of lakes or terminals,
+so it can be tested with made-up ids; `log_graph` gathers a lake's commits, branches and tags for it. Lanes sit on even
 character columns; `/` and `\\` between them move an edge one lane per row, so edges never need more than
 the four characters `*`, `|`, `/`, `\\`. A lane may pass a stationary lane (drawn beside it, as git does),
 which keeps every layout drawable at the cost of an occasional crossing.
@@ -9,6 +10,9 @@ which keeps every layout drawable at the cost of an occasional crossing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import udr
+from udr._cli_output import when
 
 Node = tuple[str, Sequence[str]]
 
@@ -75,3 +79,37 @@ def _text(cells: dict[int, str]) -> str:
     for pos, char in cells.items():
         line[pos] = char
     return "".join(line).rstrip()
+
+
+def log_graph(db: udr.Lake, branch: str | None, limit: int | None) -> list[str]:
+    """The lines of `udr log --graph`: the commits reachable from `branch` (None: from every branch),
+    newest first, each decorated with the branches and tags pointing at it.
+
+    Raises:
+        RefNotFound: no such branch.
+    """
+    heads = db.branches()
+    commits: dict[str, udr.Commit] = {}
+    for name in heads if branch is None else [branch]:
+        for commit in db.log(name):
+            commits.setdefault(commit.id, commit)
+    names: dict[str, list[str]] = {}
+    for name, head in sorted(heads.items(), key=lambda item: (item[0] != "main", item[0])):
+        names.setdefault(head, []).append(name)
+    for name, target in sorted(db.tags().items()):
+        names.setdefault(target, []).append(f"tag: {name}")
+    ordered = sorted(commits.values(), key=lambda c: c.seq, reverse=True)
+    lines: list[str] = []
+    shown = 0
+    for drawing, cid in graph_rows([(c.id, c.parents) for c in ordered]):
+        if cid is None:
+            lines.append(drawing)
+            continue
+        commit = commits[cid]
+        decoration = f" ({', '.join(names[cid])})" if cid in names else ""
+        subject = commit.message.splitlines()[0] if commit.message else ""
+        lines.append(f"{drawing} {commit.short_id}{decoration} {subject} [{commit.author}, {when(commit.time)}]")
+        shown += 1
+        if shown == limit:
+            break
+    return lines

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pyarrow as pa
 from rich.console import Console
 from rich.panel import Panel
@@ -24,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 import udr
+from udr._cli_graph import log_graph
 
 PITCH = "if you ever held your breath during a pipeline run, this is for you"
 
@@ -61,7 +64,7 @@ def run_demo(path: Path | None, console: Console) -> None:
     lake = shlex.quote(str(path))
     # Unwrapped, so the commands stay copyable on a narrow terminal.
     console.print(Text(f'  udr --lake {lake} sql "SELECT status, count(*) FROM orders GROUP BY status"'), soft_wrap=True)
-    console.print(Text(f"  udr --lake {lake} log"), soft_wrap=True)
+    console.print(Text(f"  udr --lake {lake} log --graph"), soft_wrap=True)
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -206,6 +209,108 @@ def _time_travel(db: udr.Lake, console: Console) -> None:
     console.print("Old versions stay readable until you decide otherwise: audit, debug or reproduce any run.")
 
 
+_DISCOUNT = """
+SELECT o.order_id, o.customer_id, round(o.amount * 0.9, 2) AS amount, o.status, o.ordered_on
+FROM orders o JOIN customers c USING (customer_id)
+WHERE c.country = 'DE'
+"""
+
+_BRANCH_VS_MAIN = """
+SELECT c.country, round(sum(m.amount), 2) AS main, round(sum(e.amount), 2) AS experiment
+FROM orders m JOIN "orders@experiment" e USING (order_id)
+JOIN customers c ON c.customer_id = m.customer_id
+WHERE c.country IN ('DE', 'FR')
+GROUP BY c.country ORDER BY c.country
+"""
+
+_CHANGED_ON_BOTH_SIDES = """
+SELECT o.order_id, fork.amount AS "amount was", o.amount, fork.status AS "status was", o.status
+FROM orders o JOIN "orders@{fork}" fork USING (order_id)
+WHERE o.amount <> fork.amount AND o.status <> fork.status
+ORDER BY o.order_id
+LIMIT 3
+"""
+
+
+def _branching(db: udr.Lake, console: Console) -> None:
+    chunks = db.stats().chunks
+    fork = db.create_branch("experiment")
+    console.print(f'db.create_branch("experiment") gave commit {fork.short_id} a second name: the lake holds '
+                  f"{chunks} chunks before and {db.stats().chunks} after. Nothing was copied.")
+    commit = db.upsert("orders", db.sql(_DISCOUNT, "experiment").to_arrow_table(), branch="experiment",
+                       message="experiment: 10% off for DE customers")
+    console.print(f"On the branch, commit {commit.short_id} upserted {commit.tables['orders'].updated:,} orders "
+                  "with a recomputed amount. In SQL, \"orders@experiment\" is the branch's table:")
+    _show_sql(console, _BRANCH_VS_MAIN)
+    _print_relation(console, db.sql(_BRANCH_VS_MAIN).to_arrow_table())
+    if db.resolve("main") == fork.id:
+        console.print(f"[green]main is unchanged[/green]: still at {fork.short_id}, its readers never saw the "
+                      "experiment.")
+    else:
+        console.print("[red]main moved while only the branch was written: this is a bug in udr, please report "
+                      "it.[/red]")
+    current = db.read("orders", where="status = 'shipped'")
+    delivered = current.set_column(current.schema.get_field_index("status"), "status",
+                                   pa.array(["delivered"] * current.num_rows))
+    day3 = db.upsert("orders", delivered, message="day 3: shipped orders delivered")
+    console.print(f"Meanwhile main moved on: commit {day3.short_id} marked {day3.tables['orders'].updated:,} "
+                  "shipped orders delivered.")
+    merge = db.merge("experiment")
+    console.print(f'db.merge("experiment") made merge commit [bold]{merge.short_id}[/bold] with parents '
+                  f"{merge.parents[0][:10]} (main) and {merge.parents[1][:10]} (experiment). It merges per row "
+                  "and per column, so orders changed on both sides keep both changes:")
+    query = _CHANGED_ON_BOTH_SIDES.format(fork=fork.short_id)
+    _show_sql(console, query)
+    _print_relation(console, db.sql(query).to_arrow_table())
+    console.print("Had both sides changed the same cell, the merge would raise udr.MergeConflict and write "
+                  "nothing. `udr log --graph` draws the result:")
+    for line in log_graph(db, None, 4):
+        console.print(Text(line), soft_wrap=True)
+
+
+_SUBSCRIBER = """
+async with db.subscribe(["customers", "orders"], start="latest") as sub:
+    async for batch in sub:  # one udr.ChangeBatch per commit and table
+        react(batch.table, batch.changes)
+"""
+
+
+def _react_in_real_time(db: udr.Lake, console: Console) -> None:
+    console.print(Syntax(_SUBSCRIBER.strip(), "python", theme="ansi_dark", background_color="default"))
+    seen = anyio.run(_watch_new_customer, db)
+    grid = Table("commit", "table", "change rows", "delivered after the commit")
+    for batch, delivered in seen:
+        delay = (delivered - batch.commit.time.timestamp()) * 1000
+        grid.add_row(batch.commit.short_id, batch.table, f"{batch.changes.num_rows:,}", f"{delay:.1f} ms")
+    console.print(grid)
+    console.print("The subscriber woke the moment the transaction committed and got both tables' changes of "
+                  "that one commit, in order. Consumer groups (group=...) resume after their last ack, and "
+                  "tx.ack(sub, batch) commits a consumer's outputs with its position: exactly-once, no broker.")
+
+
+async def _watch_new_customer(db: udr.Lake) -> list[tuple[udr.ChangeBatch, float]]:
+    rng = random.Random(5)
+    customer_id = _CUSTOMERS + 1_000
+    customer = _customers(rng, customer_id, 1)
+    orders = _orders(rng, _ORDERS + 1_000, 3, _CUSTOMERS)
+    orders = orders.set_column(1, "customer_id", pa.array([customer_id] * orders.num_rows, pa.int64()))
+
+    def new_customer_with_orders() -> None:
+        with db.transaction(message="new customer with first orders") as tx:
+            tx.append("customers", customer)
+            tx.append("orders", orders)
+
+    seen: list[tuple[udr.ChangeBatch, float]] = []
+    async with db.subscribe(["customers", "orders"], start="latest") as sub, anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, new_customer_with_orders)
+        with anyio.fail_after(60):
+            async for batch in sub:
+                seen.append((batch, time.time()))
+                if len(seen) == 2:
+                    break
+    return seen
+
+
 def _log_verify_stats(db: udr.Lake, console: Console) -> None:
     grid = Table("commit", "message", "changes (+ins ~upd -del)")
     for commit in db.log():
@@ -238,6 +343,12 @@ STEPS: tuple[tuple[str, str, Callable[[udr.Lake, Console], None]], ...] = (
     ("Time travel",
      "When a number looks wrong, you need to see what the data was before the last run.",
      _time_travel),
+    ("Zero-copy branches and a three-way merge",
+     "Trying a change on production data should neither copy the data nor put production at risk.",
+     _branching),
+    ("Reacting to a commit in real time",
+     "Downstream jobs should react to new data at once, without polling or running a broker.",
+     _react_in_real_time),
     ("The log, verify and stats",
      "Every change is a commit you can name, and every byte can be checked against its hash.",
      _log_verify_stats),

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
-from udr.log.format import BlobKind
+from udr.log.format import BlobKind, ChunkId
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_ipc
 from udr.materialize.snapshot import TableState
@@ -52,12 +52,14 @@ def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) 
         image = decode_ipc(lake._log.get_blob(op.before, BlobKind.ROWS))
         return changes_from_before(lake._rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
     old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
-    return _paired(lake, table, old, new)
+    # Outside a create, drop or truncate, only the fragments the op adds or re-deletes can differ.
+    touched = None if op.create or op.drop or op.truncate else {f.chunk for f in op.add} | {d.chunk for d in op.deletes}
+    return _paired(lake, table, old, new, touched=touched)
 
 
 def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None,
-            rows: RowReader | None = None) -> pa.Table:
-    delta = state_delta(rows or lake._rows, table, old, new)
+            rows: RowReader | None = None, *, touched: set[ChunkId] | None = None) -> pa.Table:
+    delta = state_delta(rows or lake._rows, table, old, new, touched=touched)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
     return pair_changes(delta.schema, delta.removed, delta.added, key)

@@ -14,12 +14,22 @@ TableData = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, Mapping[str, o
 DataFrame, a dict of columns, or any object exporting the Arrow C stream interface."""
 
 
-def to_batches(data: TableData) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+def to_batches(data: TableData, table: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """Return the schema and a (possibly streaming) iterator of record batches of `data`.
 
     Raises:
         UsageError: `data` is not something Arrow can convert.
+        SchemaError: `data` has two columns of one name.
     """
+    schema, batches = _to_batches(data)
+    seen: set[str] = set()
+    repeated = sorted({n for n in schema.names if n in seen or seen.add(n)})
+    if repeated:
+        raise SchemaError(f"table {table!r}: the data has duplicate column name(s) {', '.join(repeated)}")
+    return schema, batches
+
+
+def _to_batches(data: TableData) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     if isinstance(data, pa.Table):
         return data.schema, iter(data.to_batches())
     if isinstance(data, pa.RecordBatch):

@@ -160,7 +160,7 @@ class Transaction:
         """
         self._check_open()
         check_name(table, "table")
-        schema, batches = to_batches(data)
+        schema, batches = to_batches(data, table)
         state = self._state(table)
         if state is None:
             self._create(table, schema, None)
@@ -190,7 +190,7 @@ class Transaction:
         """
         self._check_open()
         check_name(table, "table")
-        schema, batches = to_batches(data)
+        schema, batches = to_batches(data, table)
         state = self._state(table)
         if state is None:
             self._create(table, schema, None)
@@ -218,7 +218,7 @@ class Transaction:
         state = self._require(table)
         if state.primary_key is None:
             raise KeyViolation(f"table {table!r} has no primary key; upsert needs one (create_table(..., primary_key=[...]))")
-        schema, batches = to_batches(data)
+        schema, batches = to_batches(data, table)
         target, batches = self._conformed(table, state, schema, batches, False)
         self._keyed_write(table, state, pa.Table.from_batches(list(batches), schema=target), remove_missing=False)
 
@@ -235,11 +235,11 @@ class Transaction:
         if (where is None) == (keys is None):
             raise UsageError("delete() needs exactly one of where=... or keys=...")
         if where is not None:
-            hits = self._lake._server.positions_where(table, state, where)
+            hits = self._lake._server.positions_where(table, state, where, self._rows)
         else:
             if state.primary_key is None:
                 raise KeyViolation(f"table {table!r} has no primary key; delete by where=... instead")
-            _, batches = to_batches(keys)
+            _, batches = to_batches(keys, table)
             key_table = pa.Table.from_batches(list(batches))
             missing = [k for k in state.primary_key if k not in key_table.column_names]
             if missing:
@@ -508,9 +508,13 @@ class Transaction:
                 blob = BlobId(content_id(payload))
                 self._blobs[blob] = (BlobKind.DELETES, payload)
                 deletes[frag.chunk] = Deletes(frag.chunk, blob, count)
-        changes = {"deletes": tuple(deletes.values())}
+        changes: dict[str, object] = {"deletes": tuple(deletes.values())}
         if counted is not None:
-            changes[counted] = getattr(op, counted) + hits.num_rows
+            # Rows this transaction added itself were never visible: deleting them un-inserts them.
+            own = {f.chunk for f in op.add}
+            mine = sum(1 for i in frags if state.fragments[int(i)].chunk in own)
+            changes["inserted"] = op.inserted - mine
+            changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self._ops[table] = replace(op, **changes)
 
 

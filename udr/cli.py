@@ -1,4 +1,5 @@
-"""The `udr` command line: import files, query with SQL, read the log, check and repair a lake.
+"""The `udr` command line: import files, query with SQL, read the log and row history, branch, tag and
+merge, check and repair a lake.
 
 It sits above every layer and uses only the public `udr` API (plus `read_format`, to refuse to create a
 lake by accident). It is the one place that turns a `udr.UdrError` into one line on stderr and exit code
@@ -9,25 +10,24 @@ command never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import json
-import math
 import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import anyio
 import click
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+from click.core import ParameterSource
 from rich import filesize
 from rich.console import Console
 from rich.progress import (
@@ -42,6 +42,18 @@ from rich.table import Table
 from rich.text import Text
 
 import udr
+from udr._cli_graph import log_graph
+from udr._cli_output import (
+    WRITERS,
+    change_counts,
+    conflicts_table,
+    json_scalar,
+    json_value,
+    print_rows,
+    say,
+    versions_table,
+    when,
+)
 from udr._demo import run_demo
 from udr.log.store import read_format
 
@@ -54,7 +66,6 @@ _INPUT_FORMATS = {
     ".feather": "arrow",
 }
 _READ_BATCH_ROWS = 65_536
-_TABLE_MAX_ROWS = 1_000
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ].*)?$")
 
 Update = Callable[[int, "int | None"], None]
@@ -143,27 +154,14 @@ def _progress(console: Console, description: str, total: int | None = None) -> I
         yield update
 
 
-def _say(console: Console, message: str) -> None:
-    """One plain line: no markup (names may hold brackets) and no wrapping, so scripts can grep it."""
-    console.print(Text(message), soft_wrap=True)
-
-
-def _ref(at: str | None) -> str | datetime | None:
-    """Return `at` as a ref string, or as a datetime when it looks like an ISO date or time."""
+def _ref(at: str | None, option: str = "--at") -> str | datetime | None:
+    """Return `at` (given as `option`) as a ref string, or as a datetime when it looks like an ISO date or time."""
     if at is None or not _ISO_TIME.match(at):
         return at
     try:
         return datetime.fromisoformat(at)
     except ValueError as exc:
-        raise click.BadParameter(f"{at!r} looks like a time but is not ISO 8601: {exc}", param_hint="--at") from exc
-
-
-def _changes(change: udr.TableChange) -> str:
-    return f"+{change.inserted:,} ~{change.updated:,} -{change.deleted:,}"
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise click.BadParameter(f"{at!r} looks like a time but is not ISO 8601: {exc}", param_hint=option) from exc
 
 
 # -- init, import ---------------------------------------------------------------------------------------
@@ -177,7 +175,7 @@ def init(lake: Path) -> None:
     with udr.open(lake) as db:
         head = db.commit_info("main")
     state = "already holds a lake" if existed else "now holds an empty lake"
-    _say(_console(), f"{lake} {state} (main at {head.short_id})")
+    say(_console(), f"{lake} {state} (main at {head.short_id})")
 
 
 @cli.command("import")
@@ -208,12 +206,15 @@ def import_file(lake: Path, table: str, file: Path, mode: str, key: str | None, 
         except (pa.ArrowException, OSError) as exc:
             raise _Failure(f"cannot read {file}: {exc}") from exc
         with _progress(console, f"importing {file.name}", total) as update:
-            commit = _import(
+            commit, changed = _import(
                 db, table, _guarded(reader, file, update), mode=mode, key=key_columns, branch=branch,
                 message=message or f"import {file.name} into {table} ({mode})",
             )
+    if not changed:
+        say(console, f"{table}: no row changed, so no commit was made ({branch} stays at {commit.short_id})")
+        return
     change = commit.tables.get(table, udr.TableChange())
-    _say(console, f"{table}: {change.inserted:,} inserted, {change.updated:,} updated, {change.deleted:,} deleted "
+    say(console, f"{table}: {change.inserted:,} inserted, {change.updated:,} updated, {change.deleted:,} deleted "
                   f"in commit {commit.short_id} on {commit.branch}")
 
 
@@ -255,7 +256,8 @@ def _guarded(reader: pa.RecordBatchReader, file: Path, update: Update | None) ->
 
 
 def _import(db: udr.Lake, table: str, reader: pa.RecordBatchReader, *, mode: str, key: list[str] | None,
-            branch: str, message: str) -> udr.Commit:
+            branch: str, message: str) -> tuple[udr.Commit, bool]:
+    """Commit the rows; return the commit and whether one was made (rows identical to the table's make none)."""
     with db.transaction(branch, message=message) as tx:
         if table in tx.tables():
             current = db.primary_key(table, branch, at=tx.base)
@@ -274,7 +276,8 @@ def _import(db: udr.Lake, table: str, reader: pa.RecordBatchReader, *, mode: str
             tx.overwrite(table, reader)
         else:
             tx.upsert(table, reader)
-        return tx.commit()
+        commit = tx.commit()
+        return commit, commit.id != tx.base
 
 
 # -- sql ------------------------------------------------------------------------------------------------
@@ -299,11 +302,11 @@ def sql(lake: Path, query: str, branch: str, at: str | None, fmt: str, output: P
         relation = db.sql(query, branch, version)
         with relation.to_arrow_reader(_READ_BATCH_ROWS) as reader:
             if fmt == "table" and output is None:
-                _print_rows(reader, console)
+                print_rows(reader, console)
                 return
             with _sink(output) as sink:
                 try:
-                    _WRITERS[fmt](reader, sink)
+                    WRITERS[fmt](reader, sink)
                 except pa.ArrowException as exc:
                     raise _Failure(f"cannot write the result as {fmt}: {exc}") from exc
 
@@ -329,100 +332,6 @@ def _sink(output: Path | None) -> Iterator[IO[bytes]]:
         tmp.unlink(missing_ok=True)
 
 
-def _rows_table(reader: pa.RecordBatchReader) -> tuple[Table, int, bool]:
-    """Return a rich table of at most `_TABLE_MAX_ROWS` rows, the rows shown, and whether more were left out."""
-    grid = Table()
-    for field in reader.schema:
-        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_decimal(field.type)
-        grid.add_column(field.name, justify="right" if numeric else "left")
-    shown = 0
-    for batch in reader:
-        room = _TABLE_MAX_ROWS - shown
-        if room == 0 and batch.num_rows:
-            return grid, shown, True
-        # Column-wise, not `to_pylist()` dicts, so duplicate column names (`SELECT a, a`) keep every value.
-        columns = [column.to_pylist() for column in batch.slice(0, room).columns]
-        for values in zip(*columns, strict=True):
-            grid.add_row(*(Text("NULL", style="dim") if v is None else Text(str(v)) for v in values))
-        shown += min(room, batch.num_rows)
-        if batch.num_rows > room:
-            return grid, shown, True
-    return grid, shown, False
-
-
-def _print_rows(reader: pa.RecordBatchReader, console: Console) -> None:
-    grid, shown, more = _rows_table(reader)
-    console.print(grid)
-    if more:
-        _say(console, f"(showing the first {shown:,} rows; use --format csv, json or parquet for all of them)")
-    else:
-        _say(console, f"({shown:,} row{'s' if shown != 1 else ''})")
-
-
-def _write_table(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
-    grid, _, _ = _rows_table(reader)
-    width = Console(file=io.StringIO()).measure(grid).maximum
-    text = io.StringIO()
-    Console(file=text, width=max(width, 20), no_color=True, highlight=False).print(grid)
-    sink.write(text.getvalue().encode())
-
-
-def _write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
-    with pa_csv.CSVWriter(sink, reader.schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
-
-
-def _write_parquet(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
-    with pq.ParquetWriter(sink, reader.schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
-
-
-def _write_json(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
-    """Write a JSON array of row objects, a batch at a time."""
-    sink.write(b"[")
-    first = True
-    for batch in reader:
-        for row in batch.to_pylist():
-            sink.write((b"\n" if first else b",\n") + json.dumps(_json_value(row), default=_json_scalar).encode())
-            first = False
-    sink.write(b"\n]\n" if not first else b"]\n")
-
-
-def _json_value(value: object) -> object:
-    """Return `value` with NaN and infinities as null, which JSON cannot spell."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, pa.MonthDayNano):
-        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def _json_scalar(value: object) -> object:
-    """Spell a value json cannot: times in ISO 8601, durations in seconds, bytes in base64, decimals as text."""
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    # Decimals (exact, unlike a JSON number), UUIDs and anything else: their text.
-    return str(value)
-
-
-_WRITERS: dict[str, Callable[[pa.RecordBatchReader, IO[bytes]], None]] = {
-    "table": _write_table,
-    "csv": _write_csv,
-    "json": _write_json,
-    "parquet": _write_parquet,
-}
-
-
 # -- tables, log, show ----------------------------------------------------------------------------------
 
 
@@ -437,7 +346,7 @@ def tables(lake: Path, branch: str, at: str | None) -> None:
     with _open_lake(lake) as db:
         names = db.tables(branch, version)
         if not names:
-            _say(console, "no tables yet; add one with: udr import TABLE FILE")
+            say(console, "no tables yet; add one with: udr import TABLE FILE")
             return
         counts = dict(db.sql(_count_query(names), branch, version).fetchall())
         grid = Table("table", "rows", "primary key", "columns")
@@ -462,19 +371,29 @@ def _count_query(names: list[str]) -> str:
 @click.option("--branch", default="main", show_default=True, help="Branch whose history to show.")
 @click.option("--table", help="Only commits that changed this table.")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="At most this many commits.")
-@click.pass_obj
-def log(lake: Path, branch: str, table: str | None, limit: int | None) -> None:
+@click.option("--graph", is_flag=True,
+              help="Draw the commits of every branch (or only --branch) as lanes with merges, like git log --graph.")
+@click.pass_context
+def log(ctx: click.Context, branch: str, table: str | None, limit: int | None, graph: bool) -> None:
     """Show the commits of a branch, newest first."""
     console = _console()
-    with _open_lake(lake) as db:
+    if graph:
+        if table is not None:
+            raise click.UsageError("--graph draws whole commits; it does not combine with --table")
+        only = branch if ctx.get_parameter_source("branch") is not ParameterSource.DEFAULT else None
+        with _open_lake(ctx.obj) as db:
+            for line in log_graph(db, only, limit):
+                say(console, line)
+        return
+    with _open_lake(ctx.obj) as db:
         commits = db.log(branch, table=table, limit=limit)
     if not commits:
-        _say(console, f"no commits on {branch} touch table {table!r}")
+        say(console, f"no commits on {branch} touch table {table!r}")
         return
     grid = Table("commit", "time", "author", "message", "changes (+ins ~upd -del)")
     for commit in commits:
-        changes = "\n".join(f"{name} {_changes(c)}" for name, c in sorted(commit.tables.items()))
-        grid.add_row(commit.short_id, _when(commit.time), Text(commit.author), Text(commit.message), Text(changes))
+        changes = "\n".join(f"{name} {change_counts(c)}" for name, c in sorted(commit.tables.items()))
+        grid.add_row(commit.short_id, when(commit.time), Text(commit.author), Text(commit.message), Text(changes))
     console.print(grid)
 
 
@@ -492,7 +411,7 @@ def show(lake: Path, ref: str) -> None:
     head.add_row("commit", commit.id)
     head.add_row("seq", str(commit.seq))
     head.add_row("branch", Text(commit.branch))
-    head.add_row("time", _when(commit.time))
+    head.add_row("time", when(commit.time))
     head.add_row("author", Text(commit.author))
     head.add_row("message", Text(commit.message))
     head.add_row("parents", "\n".join(commit.parents) or "(none: the first commit)")
@@ -500,12 +419,272 @@ def show(lake: Path, ref: str) -> None:
         head.add_row("metadata", Text(f"{name} = {value}"))
     console.print(head)
     if not commit.tables:
-        _say(console, "no table changes")
+        say(console, "no table changes")
         return
     grid = Table("table", "inserted", "updated", "deleted")
     for name, change in sorted(commit.tables.items()):
         grid.add_row(Text(name), f"{change.inserted:,}", f"{change.updated:,}", f"{change.deleted:,}")
     console.print(grid)
+
+
+# -- row history ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--key", "keys", multiple=True, required=True, metavar="COL=VALUE",
+              help="A primary key column and its value; repeat it for each column of a composite key.")
+@click.option("--branch", default="main", show_default=True, help="Branch whose history to read.")
+@click.pass_obj
+def history(lake: Path, table: str, keys: tuple[str, ...], branch: str) -> None:
+    """Show every version of one row of TABLE, oldest first, with the commit, time, author and message."""
+    texts = _key_texts(keys)
+    console = _console()
+    with _open_lake(lake) as db:
+        key = _typed_key(db, table, branch, texts)
+        versions = db.history(table, key, branch)
+    described = ", ".join(f"{name}={value}" for name, value in key.items())
+    if not versions.num_rows:
+        say(console, f"no version of the row {described} in {table} on {branch}")
+        return
+    print_rows(versions_table(versions).to_reader(), console)
+
+
+def _key_texts(keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Split each `--key COL=VALUE` (the value stays text until the column's type is known)."""
+    pairs: list[tuple[str, str]] = []
+    for item in keys:
+        name, equals, text = item.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"{item!r} is not COL=VALUE", param_hint="--key")
+        if name.strip() in (seen for seen, _ in pairs):
+            raise click.BadParameter(f"column {name.strip()!r} is given twice", param_hint="--key")
+        pairs.append((name.strip(), text))
+    return pairs
+
+
+def _typed_key(db: udr.Lake, table: str, branch: str, texts: list[tuple[str, str]]) -> dict[str, object]:
+    """Cast each `--key` value to its column's type; the columns must be the table's whole primary key."""
+    schema = db.schema(table, branch)
+    primary = db.primary_key(table, branch)
+    if primary is not None and sorted(name for name, _ in texts) != sorted(primary):
+        raise udr.UsageError(f"table {table!r} is keyed by ({', '.join(primary)}); "
+                             "give one --key COL=VALUE for each of those columns")
+    key: dict[str, object] = {}
+    for name, text in texts:
+        if name not in schema.names:
+            raise udr.UsageError(f"table {table!r} has no column {name!r}")
+        column_type = schema.field(name).type
+        try:
+            key[name] = pa.array([text]).cast(column_type)[0].as_py()
+        except pa.ArrowException as exc:
+            raise udr.UsageError(f"--key {name}={text}: cannot read {text!r} as {column_type} ({exc})") from exc
+    return key
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--since", metavar="REF|TIME", help="Start after this commit (default: the first commit).")
+@click.option("--until", metavar="REF|TIME", help="End at this commit, included (default: the head of --branch).")
+@click.option("--branch", default="main", show_default=True, help="Branch whose first-parent history is read.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output format (csv and json keep full commit ids).")
+@click.pass_obj
+def changes(lake: Path, table: str, since: str | None, until: str | None, branch: str, fmt: str) -> None:
+    """Print every row change to TABLE (insert, update_before/update_after, delete) in commit order."""
+    start, end = _ref(since, "--since"), _ref(until, "--until")
+    with _open_lake(lake) as db:
+        rows = db.changes(table, since=start, until=end, branch=branch)
+    _emit(rows, fmt, _console())
+
+
+def _emit(rows: pa.Table, fmt: str, console: Console) -> None:
+    """Print change rows as a table (with short commit ids), or write every column as CSV or JSON."""
+    if fmt != "table":
+        with _sink(None) as sink:
+            WRITERS[fmt](rows.to_reader(), sink)
+        return
+    if "_commit_id" in rows.column_names:
+        index = rows.schema.get_field_index("_commit_id")
+        rows = rows.set_column(index, "_commit_id", pc.utf8_slice_codeunits(rows.column(index), 0, 10))
+        index = rows.schema.get_field_index("_commit_time")
+        times = pa.array([when(moment) for moment in rows.column(index).to_pylist()], pa.string())
+        rows = rows.set_column(index, "_commit_time", times)
+    print_rows(rows.to_reader(), console)
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--branch", default="main", show_default=True, help="Branch to commit to.")
+@click.pass_obj
+def compact(lake: Path, table: str, branch: str) -> None:
+    """Rewrite TABLE's live rows into fresh chunks, in a commit that changes no row and no query answer."""
+    with _open_lake(lake) as db:
+        commit = db.compact(table, branch=branch)
+        rows = db.row_count(table, branch)
+    say(_console(), f"compacted {table} ({rows:,} rows) in commit {commit.short_id} on {branch}; no row changed")
+
+
+# -- branches, tags, merges -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--from", "start", metavar="REF|TIME",
+              help="Where the new branch starts: a branch, tag, commit id, REF~N or time (default: main).")
+@click.option("-d", "--delete", is_flag=True, help="Delete branch NAME; its commits stay in the log.")
+@click.option("--force", is_flag=True, help="With -d: delete even if no other branch holds its commits.")
+@click.pass_obj
+def branch(lake: Path, name: str | None, start: str | None, delete: bool, force: bool) -> None:
+    """List the branches, create branch NAME (no data is copied), or delete it with -d."""
+    if (delete or force) and name is None:
+        raise click.UsageError("give the NAME of the branch to delete")
+    if force and not delete:
+        raise click.UsageError("--force only applies with -d")
+    if start is not None and (delete or name is None):
+        raise click.UsageError("--from only applies when creating branch NAME")
+    console = _console()
+    with _open_lake(lake) as db:
+        if name is None:
+            heads = {branch: db.commit_info(head) for branch, head in db.branches().items()}
+        elif delete:
+            old = db.resolve(None, name)
+            db.delete_branch(name, force=force)
+            say(console, f"deleted branch {name} (was {old[:10]}; its commits stay reachable by id)")
+            return
+        else:
+            head = db.create_branch(name, at=_ref(start, "--from"))
+            say(console, f"created branch {name} at {head.short_id} ({head.message}); no data was copied")
+            return
+    width = max(len(branch) for branch in heads)
+    for branch_name, commit in sorted(heads.items()):
+        mark = "*" if branch_name == "main" else " "
+        say(console, f"{mark} {branch_name:<{width}}  {commit.short_id}  {commit.message}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.argument("ref", required=False)
+@click.option("-d", "--delete", is_flag=True, help="Delete tag NAME.")
+@click.pass_obj
+def tag(lake: Path, name: str | None, ref: str | None, delete: bool) -> None:
+    """List the tags, tag REF (default: the head of main) as NAME, or delete tag NAME with -d. Tags never move."""
+    if delete and (name is None or ref is not None):
+        raise click.UsageError("-d takes the NAME of the tag to delete, and nothing else")
+    console = _console()
+    with _open_lake(lake) as db:
+        if name is None:
+            tagged = {tag_name: db.commit_info(target) for tag_name, target in db.tags().items()}
+        elif delete:
+            old = db.resolve(name)
+            db.delete_tag(name)
+            say(console, f"deleted tag {name} (was {old[:10]})")
+            return
+        else:
+            commit = db.tag(name, _ref(ref, "REF"))
+            say(console, f"tagged {commit.short_id} ({commit.message}) as {name}")
+            return
+    if not tagged:
+        say(console, "no tags yet; add one with: udr tag NAME REF")
+        return
+    width = max(len(tag_name) for tag_name in tagged)
+    for tag_name, commit in sorted(tagged.items()):
+        say(console, f"{tag_name:<{width}}  {commit.short_id}  {commit.message}")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--into", default="main", show_default=True, help="Branch to merge into.")
+@click.option("--strategy", type=click.Choice(["ours", "theirs"]),
+              help="Resolve every conflict by taking this side (ours: --into, theirs: SOURCE).")
+@click.option("-m", "--message", help="Message of the merge commit.")
+@click.pass_obj
+def merge(lake: Path, source: str, into: str, strategy: str | None, message: str | None) -> None:
+    """Merge SOURCE (a branch or any ref) into a branch: fast-forward, or a three-way merge commit."""
+    console = _console()
+    with _open_lake(lake) as db:
+        before = db.resolve(None, into)
+        try:
+            commit = db.merge(source, into, message=message, strategy=strategy)
+        except udr.MergeConflict as exc:
+            raise _conflicts(console, exc, f"merging {source} into {into}",
+                             "make both sides agree, or retry with --strategy ours or theirs") from exc
+        net = db.diff_summary(before, commit.id)
+    if commit.id == before:
+        say(console, f"{into} already has every change of {source}; no merge commit was made")
+        return
+    if len(commit.parents) > 1 and commit.parents[0] == before:
+        say(console, f"merged {source} into {into}: merge commit {commit.short_id} "
+                     f"(parents {commit.parents[0][:10]} and {commit.parents[1][:10]})")
+    else:
+        say(console, f"fast-forwarded {into} from {before[:10]} to {commit.short_id}: no merge commit needed")
+    for name, change in sorted(net.items()):
+        say(console, f"  {name} {change_counts(change)}")
+
+
+def _conflicts(console: Console, exc: udr.MergeConflict, doing: str, hint: str) -> _Failure:
+    """Print the conflicts as a table; return the one-line error that ends the command."""
+    console.print(conflicts_table(exc.conflicts))
+    count = len(exc.conflicts)
+    return _Failure(f"{count} conflict{'s' if count != 1 else ''} {doing}; nothing was written: {hint}")
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--table", help="Show this table's changed rows instead of counts per table.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output format.")
+@click.pass_obj
+def diff(lake: Path, a: str, b: str, table: str | None, fmt: str) -> None:
+    """Compare versions A and B (branches, tags, commit ids, REF~N, times): rows changed from A to B."""
+    old, new = _ref(a, "A"), _ref(b, "B")
+    console = _console()
+    with _open_lake(lake) as db:
+        if table is not None:
+            _emit(db.diff(table, old, new), fmt, console)
+            return
+        summary = db.diff_summary(old, new)
+    if not summary and fmt == "table":
+        say(console, f"no row differs between {a} and {b}")
+        return
+    _emit(pa.Table.from_pylist(
+        [{"table": name, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted}
+         for name, c in sorted(summary.items())],
+        schema=pa.schema([("table", pa.string()), ("inserted", pa.int64()), ("updated", pa.int64()),
+                          ("deleted", pa.int64())]),
+    ), fmt, console)
+
+
+@cli.command()
+@click.argument("branch")
+@click.argument("ref")
+@click.pass_obj
+def reset(lake: Path, branch: str, ref: str) -> None:
+    """Move BRANCH's head to REF; the old head stays in the log, reachable by its id."""
+    with _open_lake(lake) as db:
+        before = db.resolve(None, branch)
+        commit = db.reset(branch, _ref(ref, "REF"))
+    say(_console(), f"moved {branch} from {before[:10]} to {commit.short_id} ({commit.message}); "
+                    f"undo with: udr reset {branch} {before[:10]}")
+
+
+@cli.command()
+@click.argument("commit")
+@click.option("--branch", default="main", show_default=True, help="Branch to commit the inverse to.")
+@click.pass_obj
+def revert(lake: Path, commit: str, branch: str) -> None:
+    """Commit the inverse of COMMIT on a branch; later changes to other rows and cells stay."""
+    console = _console()
+    with _open_lake(lake) as db:
+        try:
+            done = db.revert(commit, branch)
+        except udr.MergeConflict as exc:
+            raise _conflicts(console, exc, f"reverting {commit} on {branch}",
+                             "later commits changed the same cells; revert or change those first") from exc
+    say(console, f"reverted {commit} on {branch} in commit {done.short_id}")
+    for name, change in sorted(done.tables.items()):
+        say(console, f"  {name} {change_counts(change)}")
 
 
 # -- change streams -------------------------------------------------------------------------------------
@@ -537,12 +716,12 @@ async def _tail(sub: udr.Subscription, fmt: str, console: Console) -> None:
             if fmt == "json":
                 for row in batch.changes.to_pylist():
                     line = {"table": batch.table, **row}
-                    console.file.write(json.dumps(_json_value(line), default=_json_scalar) + "\n")
+                    console.file.write(json.dumps(json_value(line), default=json_scalar) + "\n")
             else:
                 commit = batch.commit
-                _say(console, f"{commit.short_id} seq {commit.seq} {_when(commit.time)} {commit.author}: "
+                say(console, f"{commit.short_id} seq {commit.seq} {when(commit.time)} {commit.author}: "
                               f"{batch.table} ({batch.changes.num_rows:,} change rows) {commit.message}")
-                _print_rows(pa.RecordBatchReader.from_batches(batch.changes.schema, batch.changes.to_batches()),
+                print_rows(pa.RecordBatchReader.from_batches(batch.changes.schema, batch.changes.to_batches()),
                             console)
             console.file.flush()
             await sub.ack(batch)
@@ -556,12 +735,12 @@ def groups(lake: Path) -> None:
     with _open_lake(lake) as db:
         infos = db.groups()
     if not infos:
-        _say(console, "no consumer groups")
+        say(console, "no consumer groups")
         return
     grid = Table("group", "branch", "position", "lag commits", "lag rows", "last ack", "active")
     for info in infos:
         grid.add_row(Text(info.name), Text(info.branch), info.position[:10], f"{info.lag_commits:,}",
-                     f"{info.lag_rows:,}", _when(info.last_ack), "yes" if info.active else "no")
+                     f"{info.lag_rows:,}", when(info.last_ack), "yes" if info.active else "no")
     console.print(grid)
 
 
@@ -576,10 +755,10 @@ def verify(ctx: click.Context) -> None:
     with _open_lake(ctx.obj) as db, _progress(console, "verifying") as update:
         report = db.verify(progress=update)
     if report.ok:
-        _say(console, f"ok: {report.commits_checked:,} commits and {report.chunks_checked:,} chunks verified")
+        say(console, f"ok: {report.commits_checked:,} commits and {report.chunks_checked:,} chunks verified")
         return
     for problem in report.problems:
-        _say(console, f"problem: {problem}")
+        say(console, f"problem: {problem}")
     count = len(report.problems)
     click.echo(f"error: verify found {count} problem{'s' if count != 1 else ''} in {ctx.obj}", err=True)
     ctx.exit(1)
@@ -592,7 +771,7 @@ def rebuild(lake: Path) -> None:
     console = _console()
     with _open_lake(lake) as db, _progress(console, "rebuilding") as update:
         replayed = db.rebuild(progress=update)
-    _say(console, f"rebuilt derived state from {replayed:,} commits")
+    say(console, f"rebuilt derived state from {replayed:,} commits")
 
 
 @cli.command()
@@ -602,7 +781,7 @@ def gc(lake: Path) -> None:
     console = _console()
     with _open_lake(lake) as db, _progress(console, "collecting garbage") as update:
         freed = db.gc(progress=(lambda n: update(n + 1, None)) if update is not None else None)
-    _say(console, f"freed {freed:,} bytes ({filesize.decimal(freed)})")
+    say(console, f"freed {freed:,} bytes ({filesize.decimal(freed)})")
 
 
 @cli.command()

@@ -9,7 +9,10 @@ in the commit metadata, so a checker can replay each commit against its parent. 
 append to the `transfers` ledger and some append a batch big enough to become a Parquet chunk file in
 `blobs`, so kills land inside chunk writes too.
 
-The module is also imported by tests in this directory for `setup_bank` and the workload constants.
+Commands (see each function): `setup`, `bank` (the writer the SIGKILL test kills), `crash` and `crash-all`
+(stop a commit at a named step), `paused-gc`, `append`, `race`, `reader`, `create`.
+
+The module is also imported by the tests in this directory for the workload and the crash points.
 """
 
 from __future__ import annotations
@@ -119,13 +122,15 @@ def _warm_up() -> None:
             stage(tx, plan_transfer(rng, ledger=True, blobs=False), None)
 
 
-def bank(lake: str, seed: str, count: str = "0", go: str = "") -> None:
+def bank(lake: str, seed: str, count: str = "0", go: str = "", blob_share: str = "0.3") -> None:
     """Run transfers forever (or `count` of them), printing `ready` and then each acknowledged commit id.
 
     With `go`, first warm up, print `warm` and wait until the file `go` exists before opening the lake.
+    A `blob_share` of the transfers also append a big batch (a chunk file) to `blobs`.
     """
     rng = np.random.default_rng(int(seed))
     limit = int(count) or None
+    share = float(blob_share)
     if go:
         _warm_up()
         print("warm", flush=True)
@@ -134,7 +139,7 @@ def bank(lake: str, seed: str, count: str = "0", go: str = "") -> None:
         print("ready", flush=True)
         done = 0
         while limit is None or done < limit:
-            move = plan_transfer(rng, ledger=rng.random() < 0.5, blobs=rng.random() < 0.3)
+            move = plan_transfer(rng, ledger=rng.random() < 0.5, blobs=rng.random() < share)
             with db.transaction(message="transfer", metadata=move.metadata) as tx:
                 stage(tx, move, big_batch(rng) if move.blobs else None)
             assert tx.committed is not None
@@ -144,7 +149,7 @@ def bank(lake: str, seed: str, count: str = "0", go: str = "") -> None:
 
 @dataclass(frozen=True, slots=True)
 class CrashPoint:
-    """A profile event at which `crash` exits: `event` of `name` happening in code from `module`.
+    """A step of the write path, as a profile event: `event` of `name` happening in code from `module`.
 
     `name` is a builtin's name for `c_call`/`c_return` (the caller's module counts), else a function's
     qualified name; `RENAMER` names whichever function renamed a chunk into place.
@@ -158,7 +163,7 @@ class CrashPoint:
 RENAMER = "(the function that renamed the chunk)"
 _CHUNKS = os.path.join("udr", "log", "chunks.py")
 _STORE = os.path.join("udr", "log", "store.py")
-_ANY = "udr"
+_ANY = "udr" + os.sep
 
 CRASH_POINTS: dict[str, CrashPoint] = {
     # Creating a lake: the log holds the root commit; the FORMAT file is not in place yet.
@@ -248,6 +253,30 @@ def crash(lake: str, point: str, seed: str, pause_dir: str = "") -> None:
     print(f"committed {tx.committed.id}" if pause_dir else "point not reached", flush=True)
 
 
+def crash_all(seed: str, *specs: str) -> None:
+    """Run `crash` for every `LAKE=POINT` at once, each in a process forked from this one.
+
+    Forking after the imports spares each crash the interpreter start. Prints `LAKE EXIT_CODE` per spec.
+    """
+    children: dict[int, str] = {}
+    for spec in specs:
+        lake, point = spec.rsplit("=", 1)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                crash(lake, point, seed)
+                code = 0
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = lake
+    for pid, lake in children.items():
+        _, status = os.waitpid(pid, 0)
+        print(lake, os.waitstatus_to_exitcode(status), flush=True)
+
+
 def paused_gc(lake: str, sync_dir: str) -> None:
     """Run `gc`, pausing (`paused`, then wait for `sync_dir/resume`) once it has listed referenced chunks."""
     _arm(CrashPoint("return", "LogStore.referenced_chunks", _STORE), _pause(sync_dir))
@@ -311,18 +340,6 @@ def reader(lake: str, stop: str) -> None:
                 return
 
 
-def collect(lake: str, seconds: str) -> None:
-    """Run `gc` in a loop for `seconds`; print how many runs."""
-    deadline = time.monotonic() + float(seconds)
-    runs = 0
-    with udr.open(lake) as db:
-        print("ready", flush=True)
-        while time.monotonic() < deadline:
-            db.gc()
-            runs += 1
-    print(f"runs {runs}", flush=True)
-
-
 def create(prefix: str, sync_dir: str, rounds: str) -> None:
     """For each round, wait for `go<round>` and open the fresh lake `<prefix><round>`; print ok or the error."""
     sync = Path(sync_dir)
@@ -348,7 +365,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "append": append_rows,
     "race": race,
     "reader": reader,
-    "gc": collect,
+    "crash-all": crash_all,
     "paused-gc": paused_gc,
     "create": create,
 }

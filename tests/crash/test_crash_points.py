@@ -1,11 +1,15 @@
-"""Injected-hook depth: stop a real writer process after each step of the commit and reopen the lake.
+"""Injected-hook depth: stop a real writer process at each step of the commit and reopen the lake.
 
-`crash_workers.py crash` arms a profile hook that calls `os._exit` at a named point of the write path
-(see `CRASH_POINTS`): after the chunk reaches tmp/, after its rename, once it is durable, before the log
-write transaction, inside it, after the commit point, during the snapshot-cache update, and before the
-caller is told. Every crash runs at once in its own lake (module fixture); each test then reopens one.
-Before the commit point nothing may be visible and gc reclaims the orphan; from the commit point on, the
-commit is whole and readable. Either way `verify()` is clean and the lake takes the retried transaction.
+`crash_workers.py crash` arms a profile hook that calls `os._exit` at a named step of the write path
+(see `CRASH_POINTS`): chunk bytes in tmp/, chunk renamed, chunk durable, before the log write transaction,
+inside it, after the commit point, during the snapshot-cache update, before the caller is told; and, when
+creating a lake, before the FORMAT file. All crashes run at once, one lake each (`crash-all` forks them
+from one process); each test then reopens its lake. Before the commit point nothing may be visible and gc
+reclaims the orphan; from the commit point on, the commit is whole and readable. Either way `verify()` is
+clean and the lake takes the retried transaction.
+
+The same hook can pause a process instead: gc must leave a paused writer's files alone, and a commit that
+lands while gc is paused between its steps must keep its chunk.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import pyarrow.compute as pc
 import pytest
 from crash_checks import (
     OPENING,
-    Worker,
     Workers,
     apply_transfer,
     bank_state,
@@ -39,33 +42,33 @@ assert set(BEFORE_COMMIT_POINT + AFTER_COMMIT_POINT + ["lake-created"]) == set(C
 
 @dataclass(frozen=True, slots=True)
 class Crashed:
-    """A lake whose writer died at `point`."""
+    """A lake whose writer was stopped at a crash point, and how that writer exited."""
 
     lake: Path
     setup: str
-    worker: Worker
+    exit_code: int
+    stderr: str
 
     def check_exit(self) -> None:
         """The writer really died at its crash point (not earlier, not never)."""
-        assert self.worker.proc.returncode == CRASH_EXIT, (
-            f"writer exited {self.worker.proc.returncode}: {self.worker.lines} {self.worker.stderr()}"
-        )
+        assert self.exit_code == CRASH_EXIT, f"writer exited {self.exit_code}: {self.stderr}"
 
 
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Crashed]]:
     """Every crash point (plus a second `chunk-durable` lake, `retry-first`) crashed in its own lake."""
+    lakes: dict[str, tuple[Path, str, str]] = {}
+    for name in [*BEFORE_COMMIT_POINT, *AFTER_COMMIT_POINT, "retry-first", "lake-created"]:
+        lake = tmp_path_factory.mktemp(name) / "lake"
+        setup = setup_bank(lake) if name != "lake-created" else ""
+        lakes[name] = (lake, setup, "chunk-durable" if name == "retry-first" else name)
     pool = Workers()
-    out: dict[str, Crashed] = {}
     try:
-        for name in [*BEFORE_COMMIT_POINT, *AFTER_COMMIT_POINT, "retry-first", "lake-created"]:
-            lake = tmp_path_factory.mktemp(name) / "lake"
-            setup = setup_bank(lake) if name != "lake-created" else ""
-            point = "chunk-durable" if name == "retry-first" else name
-            out[name] = Crashed(lake, setup, pool.start("crash", lake, point, SEED))
-        for crash in out.values():
-            crash.worker.wait()
-        yield out
+        worker = pool.run("crash-all", SEED, *(f"{lake}={point}" for lake, _, point in lakes.values()))
+        assert worker.proc.returncode == 0, worker.stderr()
+        codes = dict(line.rsplit(" ", 1) for line in worker.lines)
+        yield {name: Crashed(lake, setup, int(codes[str(lake)]), worker.stderr())
+               for name, (lake, setup, _) in lakes.items()}
     finally:
         pool.close()
 

@@ -192,28 +192,30 @@ def test_intents_of_dead_processes_pin_nothing(lake: Path) -> None:
 
 
 @pytest.fixture
-def live_pid() -> Iterator[int]:
-    """The pid of a process that stays alive for the test."""
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that stays alive until the test kills it."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        yield sleeper.pid
+        yield proc
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        proc.kill()
+        proc.wait()
 
 
-def test_intent_of_a_live_process_protects_its_chunk_until_the_process_dies(lake: Path, live_pid: int) -> None:
+def test_intent_of_a_live_process_protects_its_chunk_until_the_process_dies(
+    lake: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
     history = _history(lake)
     [referenced] = chunk_files(lake)
     in_flight = _put_chunk_file(lake, _parquet_bytes([7, 8, 9]))
-    _put_intent(lake, in_flight, live_pid)
+    _put_intent(lake, in_flight, sleeper.pid)
 
     with udr.open(lake) as db:
         assert db.gc() == 0
         assert chunk_files(lake) == {referenced, in_flight}
         assert _history(lake) == history
-        os.kill(live_pid, 9)
-        os.waitpid(live_pid, 0)
+        sleeper.kill()
+        sleeper.wait()
         assert db.gc() > 0
     assert _intents(lake) == {}
     _check_recovered(lake, history)

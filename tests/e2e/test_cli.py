@@ -269,14 +269,17 @@ def test_demo(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert "if you ever held your breath during a pipeline run, this is for you" in text
-    for step in ("Step 1/5: An atomic transaction", "Step 2/5: A transaction that fails midway",
-                 "Step 3/5: SQL across tables", "Step 4/5: Time travel", "Step 5/5: The log, verify and stats"):
+    for step in ("Step 1/7: An atomic transaction", "Step 2/7: A transaction that fails midway",
+                 "Step 3/7: SQL across tables", "Step 4/7: Time travel", "Step 5/7: Zero-copy branches",
+                 "Step 6/7: Reacting to a commit in real time", "Step 7/7: The log, verify and stats"):
         assert step in text
     assert "Nothing of the failed transaction is visible" in text
     assert '"orders@main~1"' in text and "db.verify(): ok" in text
     with udr.open(path) as db:
         messages = [c.message for c in db.log()]
-    assert messages == ["day 2: shipments and new orders", "load customers and orders", "create lake"]
+    assert messages == ["new customer with first orders", "merge experiment into main",
+                        "day 3: shipped orders delivered", "experiment: 10% off for DE customers",
+                        "day 2: shipments and new orders", "load customers and orders", "create lake"]
     assert "not empty" in fails(tmp_path, "demo", str(path))
 
 
@@ -321,7 +324,7 @@ def test_process_ctrl_c_exits_130_and_leaves_a_sound_lake(tmp_path: Path) -> Non
                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert child.stdout is not None
     for line in child.stdout:
-        if "Step 2/5" in line:
+        if "Step 2/7" in line:
             break
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)

@@ -1,4 +1,4 @@
-"""Several real processes on one lake: concurrent writers, a write race, readers during commits, gc.
+"""Several real processes on one lake: concurrent writers, a write race, a reader during commits.
 
 The processes are `tests/crash/crash_workers.py` commands started with `sys.executable`; they meet through
 files (`ready`, `go`, `stop`) and report on stdout. Nothing is mocked: each process opens the lake's LMDB
@@ -127,33 +127,17 @@ def test_a_reader_sees_a_consistent_state_while_a_writer_commits(tmp_path: Path,
     stop = tmp_path / "stop"
     reader = start("reader", lake, stop)
     assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
-    writer = start("bank", lake, 5, 25)
+    writer = start("bank", lake, 5, 30, "", 0)
     commits = _finish(writer)[1:]
     stop.touch()
     reads = [line.split() for line in _finish(reader)]
 
-    assert len(commits) == 25
+    assert len(commits) == 30
     assert all(int(by_sql) == total and int(by_read) == total for _, by_sql, by_read in reads), reads
     seen = {head for head, _, _ in reads}
     assert len(seen & set(commits)) >= 2, "the reader never read while the writer was committing"
     with udr.open(lake) as db:
         assert seen <= {c.id for c in db.log()}
-
-
-@pytest.mark.xfail(strict=True, reason="bug: gc lists referenced chunks before it locks the log, "
-                                       "so it deletes the chunks of commits landing meanwhile")
-def test_gc_running_beside_a_writer_deletes_no_committed_chunk(tmp_path: Path, start: Start) -> None:
-    lake = tmp_path / "lake"
-    udr.open(lake).close()
-    collector = start("gc", lake, 3)
-    assert collector.stdout is not None and collector.stdout.readline() == "ready\n"
-    commits = _finish(start("append", lake, "big", 15, 40_000))[1:]
-    _finish(collector)
-
-    with udr.open(lake) as db:
-        assert set(commits) <= {c.id for c in db.log()}
-        report = db.verify()
-        assert report.ok, report.problems
 
 
 @pytest.mark.xfail(strict=True, reason="bug: processes creating one new lake at once fail with FormatError")

@@ -34,7 +34,8 @@ def _schema_blob(n: int = 0) -> tuple[BlobId, bytes]:
     return BlobId(content_id(payload)), payload
 
 
-def _record(*tables: str, parent: CommitId, branch: str = "main", message: str = "") -> tuple[CommitRecord, dict]:
+def _record(*tables: str, parent: CommitId, branch: str = "main", message: str = ""
+            ) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:
     """A commit creating each of `tables`, plus the blobs it needs."""
     schema, payload = _schema_blob()
     record = CommitRecord(

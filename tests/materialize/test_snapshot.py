@@ -17,6 +17,7 @@ from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
 from udr.materialize.snapshot import (
+    CHECKPOINT_EVERY,
     FragmentState,
     Materializer,
     TableState,
@@ -233,6 +234,20 @@ def _history(log: LogStore) -> list[CommitId]:
     ]
 
 
+def _long_history(log: LogStore) -> list[CommitId]:
+    """More than two checkpoints' worth of commits: appends to `a`, with every third commit deleting a row."""
+    ids = _history(log)
+    for n in range(2 * CHECKPOINT_EVERY + 5):
+        rows_id, rows = _blob(f"more rows {n}")
+        vector_id, vector = _blob(f"more vector {n}")
+        payloads = {rows_id: rows, vector_id: vector}
+        op = TableOp(add=(Fragment(ChunkId(rows_id), 4, True, S1),))
+        if n % 3 == 2:
+            op = TableOp(add=op.add, deletes=(Deletes(ChunkId(rows_id), BlobId(vector_id), 1),))
+        ids.append(_commit(log, {"a": op}, payloads))
+    return ids
+
+
 def _encodings(materializer: Materializer, ids: list[CommitId]) -> list[dict[str, bytes]]:
     return [{n: encode_state(s) for n, s in materializer.snapshot(c).items()} for c in ids]
 
@@ -292,5 +307,27 @@ def test_deleting_the_cache_directory_loses_nothing(tmp_path: Path) -> None:
         assert _encodings(Materializer(log), ids) == expected
         Materializer(log).rebuild()
         assert _cache_contents(log) == cache
+    finally:
+        log.close()
+
+
+def test_a_long_log_materializes_identically_fresh_from_checkpoints_and_after_rebuild(tmp_path: Path) -> None:
+    log = LogStore(tmp_path / "lake")
+    try:
+        ids = _long_history(log)
+        live = _encodings(Materializer(log), ids)
+        assert live[-1]["a"] != live[-2]["a"]
+        # A new materializer starts from the checkpoints the first one stored in the cache environment.
+        assert len(_cache_contents(log)["snapshots"]) >= 3
+        assert _encodings(Materializer(log), list(reversed(ids)))[::-1] == live
+        rebuilt = Materializer(log)
+        assert rebuilt.rebuild() == len(ids) + 1
+        assert _encodings(rebuilt, ids) == live
+    finally:
+        log.close()
+    shutil.rmtree(tmp_path / "lake" / "cache")
+    log = LogStore(tmp_path / "lake")
+    try:
+        assert _encodings(Materializer(log), ids) == live
     finally:
         log.close()

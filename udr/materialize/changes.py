@@ -8,6 +8,7 @@ pairing removed and added rows into updates (by key) happens in the query layer.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,15 +36,21 @@ def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
     return np.asarray(rows.deleted_positions(frag), dtype=np.uint32)
 
 
-def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None) -> RowDelta:
-    """The rows that differ between two states of table `name` (None: the table does not exist)."""
+def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
+                touched: Collection[ChunkId] | None = None) -> RowDelta:
+    """The rows that differ between two states of table `name` (None: the table does not exist).
+
+    `touched`, when the caller knows it (a commit's added and re-deleted chunks), names the only fragments
+    that may differ; the others are taken as unchanged without comparing them, so the cost follows the
+    commit's size rather than the table's fragment count.
+    """
     ref = new if new is not None else old
     if ref is None:
         empty = pa.schema([])
         return RowDelta(empty, empty.empty_table(), empty.empty_table())
     schema = rows.schema(ref.schema)
-    old_frags = {f.chunk: f for f in old.fragments} if old is not None else {}
-    new_frags = {f.chunk: f for f in new.fragments} if new is not None else {}
+    old_frags = {f.chunk: f for f in old.fragments if touched is None or f.chunk in touched} if old is not None else {}
+    new_frags = {f.chunk: f for f in new.fragments if touched is None or f.chunk in touched} if new is not None else {}
     removed: list[pa.Table] = []
     added: list[pa.Table] = []
     for chunk, frag in old_frags.items():

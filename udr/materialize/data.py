@@ -128,7 +128,8 @@ StoreFile = Callable[[Callable[[Path], None]], ChunkId]
 
 def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0) -> EncodedChunk:
     """Encode a small chunk as an Arrow IPC blob to inline in the log."""
-    payload = encode_ipc(table.replace_schema_metadata(_salted(table.schema, copy).metadata))
+    # One record batch whatever the input's batching, so the same rows always give the same bytes.
+    payload = encode_ipc(table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks())
     return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload)
 
 

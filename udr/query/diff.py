@@ -62,7 +62,9 @@ def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remo
     Raises:
         KeyViolation: `new` has a null or duplicate key.
     """
-    if len(key) == 1 and all(_flat(f.type) for f in new.schema):
+    # Float keys go to DuckDB, which (unlike Arrow's hashing) equates -0.0 with 0.0.
+    if len(key) == 1 and not pa.types.is_floating(new.schema.field(key[0]).type) and all(
+            _flat(f.type) for f in new.schema):
         try:
             return _single_key_diff(old, new, key[0], table=table, remove_missing=remove_missing)
         except pa.ArrowNotImplementedError:
@@ -196,7 +198,7 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         before = _before_image(updates, gone, new.schema, key, values) if with_before else None
         return KeyedDiff(inserted, updated, replaced, removed, before)
     except duckdb.Error as exc:
-        raise SqlError(f"table {table!r}: key comparison failed: {str(exc).splitlines()[0]}") from exc
+        raise SqlError(f"table {table!r}: key comparison failed: {' '.join(str(exc).split())}") from exc
     finally:
         con.close()
 

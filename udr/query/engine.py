@@ -28,6 +28,12 @@ VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
 Resolver = Callable[[str, str], "TableState | pa.Table"]
 
 
+def _one_line(exc: Exception) -> str:
+    """DuckDB's message on one line (its hints, like "Did you mean ...", included)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def quote_ident(name: str) -> str:
     """A DuckDB identifier literal."""
     return '"' + name.replace('"', '""') + '"'
@@ -129,7 +135,7 @@ class SnapshotServer:
         try:
             return con.sql(query)
         except duckdb.Error as exc:
-            raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise SqlError(_one_line(exc)) from exc
 
     def fetch(self, con: duckdb.DuckDBPyConnection, query: str, resolve: Resolver) -> pa.Table:
         """Run `query` to completion and return its rows.
@@ -141,20 +147,22 @@ class SnapshotServer:
         try:
             return relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise SqlError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise SqlError(_one_line(exc)) from exc
 
-    def positions_where(self, name: str, state: TableState, where: str) -> pa.Table:
+    def positions_where(self, name: str, state: TableState, where: str, rows: RowReader | None = None) -> pa.Table:
         """(__frag, __pos) of the live rows of a table matching SQL predicate `where`.
+
+        `rows` reads the table (a transaction passes its own, which sees its staged blobs).
 
         Raises:
             SqlError: the predicate is not valid SQL over the table's columns.
         """
-        data = self._rows.table(name, state, with_position=True)
+        data = (rows or self._rows).table(name, state, with_position=True)
         con = duckdb.connect()
         try:
             con.register("__udr_rows", data)
             return con.sql(f"SELECT __frag, __pos FROM __udr_rows WHERE ({where})").to_arrow_table()
         except duckdb.Error as exc:
-            raise SqlError(f"bad predicate for table {name!r}: {str(exc).splitlines()[0]}") from exc
+            raise SqlError(f"bad predicate for table {name!r}: {_one_line(exc)}") from exc
         finally:
             con.close()

@@ -1,0 +1,235 @@
+"""Three-way merge of a keyed table (issue #4) against a model: random edits on `main` and on a branch from a
+common base; the model computes, row by row and cell by cell, either the merged table or the exact set
+of conflicts (table, key, column), and what `strategy="ours"` / `"theirs"` must produce instead.
+
+Rule of the model: a row changed on one side only takes that side; a row changed on both sides merges
+cell by cell (a cell changed on one side takes that side, the same cell changed to different values is a
+conflict on that column); a row deleted on one side and changed on the other is a whole-row conflict
+(column None); both sides making the same change is no conflict.
+
+The generator never lets both branches insert the same *new* key with a NULL cell: that case hits a
+known bug (a NULL inserted by "theirs" is treated as "unchanged", see `test_both_sides_inserting_a_key_*`
+in tests/materialize/test_merge.py and tests/e2e/test_branches.py), which is tested there explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+
+import udr
+
+with warnings.catch_warnings():
+    # On a failure hypothesis imports libcst (to print a patch), whose import warns; with the suite's
+    # `filterwarnings = error` that turns every failing example into an INTERNALERROR. Import it quietly now.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:  # pragma: no cover - libcst missing: nothing to pre-import
+        pass
+
+SCHEMA = pa.schema([("id", pa.int64()), ("s", pa.string()), ("f", pa.float64()), ("n", pa.int64())])
+VALUES = [c for c in SCHEMA.names if c != "id"]
+NAN = ("NaN",)
+BASE_KEYS = range(0, 4)
+NEW_KEYS = range(4, 6)
+
+Row = tuple[object, ...]
+Model = dict[int, Row]
+
+
+def norm(value: object) -> object:
+    return NAN if isinstance(value, float) and math.isnan(value) else value
+
+
+def denorm(value: object) -> object:
+    return math.nan if value == NAN else value
+
+
+def as_model(table: pa.Table) -> Model:
+    return {r["id"]: tuple(norm(r[c]) for c in VALUES) for r in table.to_pylist()}
+
+
+def batch(rows: dict[int, Row]) -> pa.Table:
+    columns: dict[str, list[object]] = {"id": list(rows)}
+    for i, name in enumerate(VALUES):
+        columns[name] = [denorm(r[i]) for r in rows.values()]
+    return pa.table(columns, schema=SCHEMA)
+
+
+# -- the model ----------------------------------------------------------------------------------------------
+
+
+def merge_model(base: Model, ours: Model, theirs: Model) -> tuple[Model, set[tuple[int, str | None]], Model, Model]:
+    """(merged, conflicts as (key, column), result with strategy "ours", result with strategy "theirs")."""
+    merged: Model = {}
+    conflicts: set[tuple[int, str | None]] = set()
+    pick = {"ours": {}, "theirs": {}}  # type: dict[str, Model]
+    for key in sorted(set(base) | set(ours) | set(theirs)):
+        b, o, t = base.get(key), ours.get(key), theirs.get(key)
+        if o == t:
+            rows = {"merged": o, "ours": o, "theirs": o}
+        elif o == b:
+            rows = {"merged": t, "ours": t, "theirs": t}
+        elif t == b:
+            rows = {"merged": o, "ours": o, "theirs": o}
+        elif o is None or t is None:
+            conflicts.add((key, None))
+            rows = {"merged": None, "ours": o, "theirs": t}
+        else:
+            cells: dict[str, list[object]] = {"merged": [], "ours": [], "theirs": []}
+            for i, column in enumerate(VALUES):
+                oc, tc = o[i], t[i]
+                if oc == tc or (b is not None and tc == b[i]):
+                    chosen = [oc, oc, oc]
+                elif b is not None and oc == b[i]:
+                    chosen = [tc, tc, tc]
+                else:
+                    conflicts.add((key, column))
+                    chosen = [None, oc, tc]
+                for side, value in zip(cells, chosen):
+                    cells[side].append(value)
+            rows = {side: tuple(values) for side, values in cells.items()}
+        for side, target in (("merged", merged), ("ours", pick["ours"]), ("theirs", pick["theirs"])):
+            if rows[side] is not None:
+                target[key] = rows[side]  # type: ignore[assignment]
+    return merged, conflicts, pick["ours"], pick["theirs"]
+
+
+def counts(old: Model, new: Model) -> udr.TableChange:
+    return udr.TableChange(
+        inserted=len(set(new) - set(old)),
+        updated=sum(1 for k in set(new) & set(old) if new[k] != old[k]),
+        deleted=len(set(old) - set(new)),
+    )
+
+
+def apply_edit(db: udr.Lake, branch: str, model: Model, edit: tuple) -> Model:
+    """Commit one edit on `branch` (or nothing, if it changes nothing); return the branch's new model."""
+    kind = edit[0]
+    new = dict(model)
+    if kind == "set":  # change one cell of an existing row
+        _, key, column, value = edit
+        if key not in new:
+            return model
+        row = list(new[key])
+        row[column] = value
+        new[key] = tuple(row)
+        db.upsert("t", batch({key: new[key]}), branch=branch)
+    elif kind == "upsert":
+        new.update(edit[1])
+        db.upsert("t", batch(edit[1]), branch=branch)
+    else:
+        for key in edit[1]:
+            new.pop(key, None)
+        db.delete("t", keys={"id": pa.array(edit[1], pa.int64())}, branch=branch)
+    return new
+
+
+# -- strategies ----------------------------------------------------------------------------------------------
+
+CELLS = (["a", "b", None], [None, NAN, 0.0, 1.5], [None, 0, 7])
+any_row = st.tuples(*(st.sampled_from(c) for c in CELLS))
+# New keys get NULL-free rows (see the module docstring).
+full_row = st.tuples(*(st.sampled_from([v for v in c if v is not None]) for c in CELLS))
+base_rows = st.dictionaries(st.sampled_from(list(BASE_KEYS)), any_row, min_size=3)
+edit = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(list(BASE_KEYS)), st.integers(0, len(VALUES) - 1),
+              st.sampled_from(["a", "b", None, NAN, 0.0, 2.5, 0, 7])),
+    st.tuples(st.just("upsert"), st.dictionaries(st.sampled_from(list(BASE_KEYS)), any_row, min_size=1, max_size=2)),
+    st.tuples(st.just("upsert"), st.dictionaries(st.sampled_from(list(NEW_KEYS)), full_row, min_size=1, max_size=2)),
+    st.tuples(st.just("delete"), st.lists(st.sampled_from(list(BASE_KEYS) + list(NEW_KEYS)), min_size=1, max_size=2)),
+)
+
+
+def fix_types(edit_: tuple) -> tuple:
+    """`set` draws a value for any column; make it one the column can hold."""
+    if edit_[0] != "set":
+        return edit_
+    _, key, column, value = edit_
+    kind = VALUES[column]
+    ok = {"s": lambda v: v is None or isinstance(v, str),
+          "f": lambda v: v is None or v == NAN or isinstance(v, float),
+          "n": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))}[kind]
+    return edit_ if ok(value) else ("set", key, column, None)
+
+
+edits = st.lists(edit.map(fix_types), min_size=1, max_size=3)
+
+
+def check_merge_commit(commit: udr.Commit, ours_head: str, theirs_head: str, ours: Model, merged: Model) -> None:
+    """A three-way merge commits with parents (ours, theirs) and counts its net changes to main.
+
+    When the merge changes no row of main (both sides made the same changes, or strategy "ours" kept
+    everything), UDR writes no merge commit at all (bug, see `test_a_merge_that_changes_no_row_*` in
+    tests/e2e/test_branches.py); the model check of the rows still applies then, this one cannot.
+    """
+    if merged != ours:
+        assert commit.parents == (ours_head, theirs_head)
+        assert commit.tables.get("t", udr.TableChange()) == counts(ours, merged)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@given(base=base_rows, mine=edits, other=edits)
+def test_a_keyed_merge_gives_the_models_rows_or_exactly_its_conflicts(
+    tmp_path_factory: pytest.TempPathFactory, base: Model, mine: list[tuple], other: list[tuple]
+) -> None:
+    path: Path = tmp_path_factory.mktemp("merge") / "lake"
+    with udr.open(path) as db:
+        db.create_table("t", SCHEMA, primary_key=["id"])
+        start = db.append("t", batch(base))
+        db.create_branch("b")
+        ours, theirs = dict(base), dict(base)
+        for e in mine:
+            ours = apply_edit(db, "main", ours, e)
+        for e in other:
+            theirs = apply_edit(db, "b", theirs, e)
+        ours_head, theirs_head = db.resolve("main"), db.resolve("b")
+        db.create_branch("copy", from_="main")
+        merged, conflicts, with_ours, with_theirs = merge_model(base, ours, theirs)
+
+        event("conflicts" if conflicts else "clean" if ours_head != start.id != theirs_head else "one side only")
+        if theirs_head == start.id:  # nothing to merge
+            assert db.merge("b").id == ours_head
+            assert db.resolve("main") == ours_head
+            return
+        if ours_head == start.id:  # main has no commit of its own: a fast-forward
+            assert db.merge("b").id == theirs_head
+            assert db.resolve("main") == theirs_head
+            assert as_model(db.read("t")) == theirs
+            return
+
+        if conflicts:
+            with pytest.raises(udr.MergeConflict) as info:
+                db.merge("b")
+            found = info.value.conflicts
+            assert all(isinstance(c, udr.Conflict) and c.table == "t" for c in found)
+            assert {(c.key["id"], c.column) for c in found if c.key is not None} == conflicts
+            assert len(found) == len(conflicts), "a conflict was reported twice, or without a key"
+            for c in found:
+                k = c.key["id"]
+                if c.column is not None:
+                    i = VALUES.index(c.column)
+                    assert (norm(c.ours), norm(c.theirs)) == (ours[k][i], theirs[k][i])
+                    assert norm(c.base) == (base[k][i] if k in base else None)
+            assert db.resolve("main") == ours_head, "a failed merge moved main"
+            for strategy, branch, expected in (("ours", "main", with_ours), ("theirs", "copy", with_theirs)):
+                commit = db.merge("b", into=branch, strategy=strategy)
+                check_merge_commit(commit, ours_head, theirs_head, ours, expected)
+                assert as_model(db.read("t", branch=branch)) == expected, strategy
+        else:
+            commit = db.merge("b")
+            check_merge_commit(commit, ours_head, theirs_head, ours, merged)
+            assert db.resolve("main") == commit.id
+            assert as_model(db.read("t")) == merged
+            if merged != ours:
+                assert db.merge("b").id == commit.id, "merging the same branch again is not a no-op"
+        assert as_model(db.read("t", branch="b")) == theirs, "merging changed the source branch"
+        assert db.verify().ok
