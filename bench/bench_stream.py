@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -29,9 +28,9 @@ from typing import Any
 import anyio
 import numpy as np
 import pyarrow as pa
+from common import remove, report, scratch
 
 import udr
-from common import remove, report, scratch
 
 MESSAGES = 2_000
 WARMUP = 20

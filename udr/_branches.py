@@ -159,7 +159,9 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
         tx._conformed(table, ours, schema, iter(()), True)
     if result.remove.num_rows:
         state = tx._require(table)
-        hits = matching_keys(tx._rows.table(table, state, with_position=True), result.remove, list(key), table=table)
+        with lake._server.session() as con:
+            hits = matching_keys(tx._rows.table(table, state, with_position=True), result.remove, list(key),
+                                 table=table, con=con)
         tx._delete_positions(table, state, hits, counted=None)
     if result.add.num_rows:
         tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")

@@ -152,6 +152,26 @@ def versions_table(history: pa.Table) -> pa.Table:
     return shown
 
 
+def changes_table(rows: pa.Table) -> pa.Table:
+    """Change rows (`Lake.changes`, `Lake.diff`) as shown: commit ids cut to 10 digits, times as `when`."""
+    if "_commit_id" not in rows.column_names:
+        return rows
+    index = rows.schema.get_field_index("_commit_id")
+    rows = rows.set_column(index, "_commit_id", pc.utf8_slice_codeunits(rows.column(index), 0, 10))
+    index = rows.schema.get_field_index("_commit_time")
+    times = pa.array([when(moment) for moment in rows.column(index).to_pylist()], pa.string())
+    return rows.set_column(index, "_commit_time", times)
+
+
+def summary_table(summary: dict[str, udr.TableChange]) -> pa.Table:
+    """Net rows changed per table (`Lake.diff_summary`) as rows: table, inserted, updated, deleted."""
+    schema = pa.schema([("table", pa.string()), ("inserted", pa.int64()), ("updated", pa.int64()),
+                        ("deleted", pa.int64())])
+    rows = [{"table": name, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted}
+            for name, c in sorted(summary.items())]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 WRITERS: dict[str, Callable[[pa.RecordBatchReader, IO[bytes]], None]] = {
     "table": write_table,
     "csv": write_csv,

@@ -62,7 +62,8 @@ def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | No
     delta = state_delta(rows or lake._rows, table, old, new, touched=touched)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
-    return pair_changes(delta.schema, delta.removed, delta.added, key)
+    with lake._server.session() as con:
+        return pair_changes(delta.schema, delta.removed, delta.added, key, con)
 
 
 def stamped_commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:

@@ -81,6 +81,7 @@ class Lake:
         """Release the lake's files. Open transactions are aborted."""
         for tx in list(self._open_transactions):
             tx.abort()
+        self._server.close()
         self._log.close()
 
     def __repr__(self) -> str:
@@ -184,7 +185,7 @@ class Lake:
             unknown = [c for c in columns if c not in schema.names]
             if unknown:
                 raise UsageError(f"table {table!r} has no column(s) {', '.join(unknown)}")
-        con = duckdb.connect()
+        con = self._server.cursor()
         try:
             self._server.register(con, table, table, state)
             cols = ", ".join(quote_ident(c) for c in columns) if columns is not None else "*"
@@ -438,11 +439,14 @@ class Lake:
 
         Raises:
             TableNotFound, RefNotFound, InvalidName.
+            UsageError: no table named, or `group` consumes another branch.
             GroupBusy: another live subscriber consumes `group`.
         """
         head = self._head(branch)
-        if group is not None:
-            check_name(group, "group")
+        stored = GroupStore(self._log.env).position(check_name(group, "group")) if group is not None else None
+        if stored is not None and stored.branch != branch:
+            raise UsageError(f"group {group!r} consumes branch {stored.branch!r}, not {branch!r}; use another group "
+                             f"or move it with reset_group({group!r}, to=..., branch={branch!r})")
         if start == "earliest":
             after = Cursor(-1)
         else:
@@ -451,7 +455,8 @@ class Lake:
         wanted: frozenset[str] | None = None
         if tables is not None:
             names = [tables] if isinstance(tables, str) else list(tables)
-            stored = GroupStore(self._log.env).position(group) if group is not None else None
+            if not names:
+                raise UsageError("subscribe() needs at least one table name, or tables=None for every table")
             self._check_streamed_tables(names, head, stored.cursor if stored is not None else after)
             wanted = frozenset(names)
         return Subscription(
@@ -487,8 +492,7 @@ class Lake:
 
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunks no commit in the log references; return bytes freed."""
-        keep = {c for tx in self._open_transactions for c in tx._chunks}
-        return self._log.collect_garbage(keep, progress)
+        return self._log.collect_garbage(progress)
 
     def stats(self) -> LakeStats:
         """Commits, chunks and bytes (logical vs stored) of the lake."""

@@ -168,8 +168,9 @@ class Transaction:
         target, batches = self._conformed(table, state, schema, batches, evolve)
         if state.primary_key is not None:
             data_table = pa.Table.from_batches(list(batches), schema=target)
-            diff = keyed_diff(self._rows.table(table, self._require(table), with_position=True), data_table,
-                              list(state.primary_key), table=table, remove_missing=False)
+            with self._lake._server.session() as con:
+                diff = keyed_diff(self._rows.table(table, self._require(table), with_position=True), data_table,
+                                  list(state.primary_key), table=table, remove_missing=False, con=con)
             if diff.updated.num_rows or diff.replaced.num_rows:
                 raise KeyViolation(f"table {table!r}: append of existing key {_first_key(diff.updated, state)}; use upsert")
             unchanged = data_table.num_rows - diff.inserted.num_rows
@@ -244,8 +245,9 @@ class Transaction:
             missing = [k for k in state.primary_key if k not in key_table.column_names]
             if missing:
                 raise KeyViolation(f"table {table!r}: keys lack key column(s) {', '.join(missing)}")
-            hits = matching_keys(self._rows.table(table, state, with_position=True), key_table,
-                                 list(state.primary_key), table=table)
+            with self._lake._server.session() as con:
+                hits = matching_keys(self._rows.table(table, state, with_position=True), key_table,
+                                     list(state.primary_key), table=table, con=con)
         self._delete_positions(table, state, hits, counted="deleted")
         return hits.num_rows
 
@@ -343,6 +345,7 @@ class Transaction:
 
     def _close(self) -> None:
         self._open = False
+        self._lake._log.env.release(self._chunks)
         self._lake._open_transactions.discard(self)
 
     # -- internals --------------------------------------------------------------------------------------
@@ -459,14 +462,18 @@ class Transaction:
             # The intent is durable before the chunk has its final name, so a concurrent gc never
             # deletes a chunk this transaction is about to commit.
             log.register_intents([chunk])
-            self._chunks.add(chunk)
+            if chunk not in self._chunks:
+                self._chunks.add(chunk)
+                log.env.hold(chunk)
 
         return log.chunks.put_written(write, announce)
 
     def _keyed_write(self, table: str, state: TableState, data: pa.Table, *, remove_missing: bool) -> None:
         first = table not in self._ops
         old = self._rows.table(table, state, with_position=True)
-        diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing)
+        with self._lake._server.session() as con:
+            diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
+                              con=con)
         if first and diff.before is not None:
             self._before[table] = diff.before
         self._delete_positions(table, state, diff.replaced, counted=None)

@@ -23,7 +23,6 @@ from typing import IO, Any
 import anyio
 import click
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
@@ -46,11 +45,13 @@ from udr._cli_graph import log_graph
 from udr._cli_output import (
     WRITERS,
     change_counts,
+    changes_table,
     conflicts_table,
     json_scalar,
     json_value,
     print_rows,
     say,
+    summary_table,
     versions_table,
     when,
 )
@@ -375,7 +376,7 @@ def _count_query(names: list[str]) -> str:
               help="Draw the commits of every branch (or only --branch) as lanes with merges, like git log --graph.")
 @click.pass_context
 def log(ctx: click.Context, branch: str, table: str | None, limit: int | None, graph: bool) -> None:
-    """Show the commits of a branch, newest first."""
+    """Show the commits of a branch, newest first, or (--graph) of every branch with their merges."""
     console = _console()
     if graph:
         if table is not None:
@@ -499,18 +500,12 @@ def changes(lake: Path, table: str, since: str | None, until: str | None, branch
 
 
 def _emit(rows: pa.Table, fmt: str, console: Console) -> None:
-    """Print change rows as a table (with short commit ids), or write every column as CSV or JSON."""
-    if fmt != "table":
-        with _sink(None) as sink:
-            WRITERS[fmt](rows.to_reader(), sink)
+    """Print rows as a table (with short commit ids), or write every column as CSV or JSON."""
+    if fmt == "table":
+        print_rows(changes_table(rows).to_reader(), console)
         return
-    if "_commit_id" in rows.column_names:
-        index = rows.schema.get_field_index("_commit_id")
-        rows = rows.set_column(index, "_commit_id", pc.utf8_slice_codeunits(rows.column(index), 0, 10))
-        index = rows.schema.get_field_index("_commit_time")
-        times = pa.array([when(moment) for moment in rows.column(index).to_pylist()], pa.string())
-        rows = rows.set_column(index, "_commit_time", times)
-    print_rows(rows.to_reader(), console)
+    with _sink(None) as sink:
+        WRITERS[fmt](rows.to_reader(), sink)
 
 
 @cli.command()
@@ -537,29 +532,28 @@ def compact(lake: Path, table: str, branch: str) -> None:
 @click.pass_obj
 def branch(lake: Path, name: str | None, start: str | None, delete: bool, force: bool) -> None:
     """List the branches, create branch NAME (no data is copied), or delete it with -d."""
-    if (delete or force) and name is None:
-        raise click.UsageError("give the NAME of the branch to delete")
     if force and not delete:
         raise click.UsageError("--force only applies with -d")
+    if delete and name is None:
+        raise click.UsageError("give the NAME of the branch to delete")
     if start is not None and (delete or name is None):
         raise click.UsageError("--from only applies when creating branch NAME")
     console = _console()
     with _open_lake(lake) as db:
-        if name is None:
-            heads = {branch: db.commit_info(head) for branch, head in db.branches().items()}
-        elif delete:
+        if delete and name is not None:
             old = db.resolve(None, name)
             db.delete_branch(name, force=force)
             say(console, f"deleted branch {name} (was {old[:10]}; its commits stay reachable by id)")
             return
-        else:
+        if name is not None:
             head = db.create_branch(name, at=_ref(start, "--from"))
             say(console, f"created branch {name} at {head.short_id} ({head.message}); no data was copied")
             return
-    width = max(len(branch) for branch in heads)
-    for branch_name, commit in sorted(heads.items()):
-        mark = "*" if branch_name == "main" else " "
-        say(console, f"{mark} {branch_name:<{width}}  {commit.short_id}  {commit.message}")
+        heads = {each: db.commit_info(cid) for each, cid in db.branches().items()}
+    width = max(len(each) for each in heads)
+    # There is no checked-out branch; `*` marks main, the default of every command.
+    for each, commit in sorted(heads.items()):
+        say(console, f"{'*' if each == 'main' else ' '} {each:<{width}}  {commit.short_id}  {commit.message}")
 
 
 @cli.command()
@@ -573,23 +567,22 @@ def tag(lake: Path, name: str | None, ref: str | None, delete: bool) -> None:
         raise click.UsageError("-d takes the NAME of the tag to delete, and nothing else")
     console = _console()
     with _open_lake(lake) as db:
-        if name is None:
-            tagged = {tag_name: db.commit_info(target) for tag_name, target in db.tags().items()}
-        elif delete:
-            old = db.resolve(name)
+        if delete and name is not None:
+            old = db.tags().get(name, "")  # not `resolve`: a branch of the same name would shadow the tag
             db.delete_tag(name)
             say(console, f"deleted tag {name} (was {old[:10]})")
             return
-        else:
+        if name is not None:
             commit = db.tag(name, _ref(ref, "REF"))
             say(console, f"tagged {commit.short_id} ({commit.message}) as {name}")
             return
+        tagged = {each: db.commit_info(cid) for each, cid in db.tags().items()}
     if not tagged:
         say(console, "no tags yet; add one with: udr tag NAME REF")
         return
-    width = max(len(tag_name) for tag_name in tagged)
-    for tag_name, commit in sorted(tagged.items()):
-        say(console, f"{tag_name:<{width}}  {commit.short_id}  {commit.message}")
+    width = max(len(each) for each in tagged)
+    for each, commit in sorted(tagged.items()):
+        say(console, f"{each:<{width}}  {commit.short_id}  {commit.message}")
 
 
 @cli.command()
@@ -611,7 +604,8 @@ def merge(lake: Path, source: str, into: str, strategy: str | None, message: str
                              "make both sides agree, or retry with --strategy ours or theirs") from exc
         net = db.diff_summary(before, commit.id)
     if commit.id == before:
-        say(console, f"{into} already has every change of {source}; no merge commit was made")
+        say(console, f"merging {source} changed no row of {into}, so no merge commit was made ({into} stays at "
+                     f"{before[:10]})")
         return
     if len(commit.parents) > 1 and commit.parents[0] == before:
         say(console, f"merged {source} into {into}: merge commit {commit.short_id} "
@@ -648,12 +642,7 @@ def diff(lake: Path, a: str, b: str, table: str | None, fmt: str) -> None:
     if not summary and fmt == "table":
         say(console, f"no row differs between {a} and {b}")
         return
-    _emit(pa.Table.from_pylist(
-        [{"table": name, "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted}
-         for name, c in sorted(summary.items())],
-        schema=pa.schema([("table", pa.string()), ("inserted", pa.int64()), ("updated", pa.int64()),
-                          ("deleted", pa.int64())]),
-    ), fmt, console)
+    _emit(summary_table(summary), fmt, console)
 
 
 @cli.command()
@@ -805,7 +794,7 @@ def stats(lake: Path) -> None:
 @cli.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 def demo(path: Path | None) -> None:
-    """Walk through atomic transactions, failure, SQL and time travel on a fresh lake (PATH or a temp dir)."""
+    """Tour transactions, failure, SQL, time travel, branches and change streams on a new lake (PATH or temp)."""
     run_demo(path, _console())
 
 

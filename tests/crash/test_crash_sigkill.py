@@ -54,7 +54,7 @@ def _kill_writers_until_enough_acknowledged(lake: Path, workers: Workers) -> lis
         lake.with_name(f"go{rounds}").touch()
         writer.expect("ready")
         spare = start(rounds + 1)
-        for _ in range(plan.randint(0, 9)):
+        for _ in range(plan.randint(1, 12)):
             writer.expect("")
         # A transfer takes tens of milliseconds, one with a chunk file about a hundred.
         time.sleep(plan.uniform(0.0, 0.15))

@@ -243,14 +243,12 @@ def _damage_cache(lake: Path) -> None:
         fh.write(b"\xa5" * 8192)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a damaged snapshot cache (derived state) makes udr.open fail")
 def test_damaged_snapshot_cache_is_rebuilt_from_the_log(lake: Path) -> None:
     history = _history(lake)
     _damage_cache(lake)
     _check_recovered(lake, history)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a failed udr.open leaks its log environment to later opens")
 def test_a_failed_open_leaves_nothing_behind_in_the_process(lake: Path) -> None:
     _damage_cache(lake)
     try:

@@ -113,6 +113,13 @@ def expect(op: tuple, model: Model) -> tuple[Model, Counts] | None:
     kind = op[0]
     new = dict(model)
     counts = Counts()
+    if kind == "tx":  # several writes in one transaction: the net effect (counts: see the test)
+        for sub in op[1]:
+            step = expect(sub, new)
+            if step is None:
+                return None
+            new = step[0]
+        return new, counts
     if kind in ("append", "upsert", "overwrite"):
         rows = op[1]
         if not keys_ok(rows):
@@ -139,6 +146,12 @@ def expect(op: tuple, model: Model) -> tuple[Model, Counts] | None:
 
 def run(db: udr.Lake, op: tuple) -> udr.Commit:
     kind = op[0]
+    if kind == "tx":
+        with db.transaction(message="several writes") as tx:
+            for sub in op[1]:
+                stage(tx, sub)
+        assert tx.committed is not None
+        return tx.committed
     if kind in ("append", "upsert", "overwrite"):
         return getattr(db, kind)("t", batch(op[1]))
     if kind == "delete_where":
@@ -147,6 +160,16 @@ def run(db: udr.Lake, op: tuple) -> udr.Commit:
         return db.delete("t", keys=pa.table({"id": pa.array(op[1], pa.int64()), "junk": [0] * len(op[1])}))
     assert kind == "compact"
     return db.compact("t")
+
+
+def stage(tx: udr.Transaction, op: tuple) -> None:
+    kind = op[0]
+    if kind in ("append", "upsert", "overwrite"):
+        getattr(tx, kind)("t", batch(op[1]))
+    elif kind == "delete_where":
+        tx.delete("t", op[1])
+    else:
+        tx.delete("t", keys={"id": pa.array(op[1], pa.int64())})
 
 
 # -- what the change feed implies -------------------------------------------------------------------------
@@ -202,14 +225,18 @@ rows_values = st.tuples(
     st.one_of(st.none(), st.integers(-2, 3)),
 )
 keyed_rows = st.lists(st.tuples(keys, rows_values), min_size=1, max_size=5)
-ops = st.one_of(
+write_ops = [
     st.tuples(st.just("append"), keyed_rows),
     st.tuples(st.just("upsert"), keyed_rows),
     st.tuples(st.just("overwrite"), st.lists(st.tuples(keys, rows_values), max_size=9)),
     st.tuples(st.just("delete_where"), st.sampled_from(sorted(PREDICATES))),
     # An empty key list is left out: it raises a raw ValueError (bug; see test_keyed.py).
     st.tuples(st.just("delete_keys"), st.lists(st.integers(0, 14), min_size=1, max_size=4)),
+]
+ops = st.one_of(
+    *write_ops,
     st.tuples(st.just("compact")),
+    st.tuples(st.just("tx"), st.lists(st.one_of(*write_ops), min_size=2, max_size=3)),
 )
 
 
@@ -233,6 +260,15 @@ def test_keyed_writes_match_a_dict_model_at_every_commit(tmp_path_factory: pytes
                 continue
             model, counts = expected
             commit = run(db, op)
+            if op[0] == "tx":
+                # Several writes in one transaction: rows and change feed must be the net effect. Their
+                # commit counts add the writes up instead (bug, see test_keyed.py), so they are not checked.
+                if commit.id != head:
+                    assert commit.parents == (head,)
+                    states.append((commit.id, model))
+                else:
+                    assert model == states[-1][1], "a transaction that changed rows wrote no commit"
+                continue
             if op[0] != "compact" and counts.change() == udr.TableChange():
                 assert commit.id == head, f"{op[0]} that changes no row wrote a commit"
                 continue

@@ -68,7 +68,7 @@ def test_writers_of_disjoint_tables_both_land(tmp_path: Path, start: Start) -> N
     udr.open(lake).close()
     count = 30
     go = tmp_path / "go"
-    writers = {table: start("append", lake, table, count, 1, go) for table in ("left", "right")}
+    writers = {table: start("append", lake, table, count, 1, go, 0.01) for table in ("left", "right")}
     for proc in writers.values():
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     go.touch()
@@ -140,7 +140,6 @@ def test_a_reader_sees_a_consistent_state_while_a_writer_commits(tmp_path: Path,
         assert seen <= {c.id for c in db.log()}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: processes creating one new lake at once fail with FormatError")
 def test_processes_creating_one_lake_at_once_all_open_it(tmp_path: Path, start: Start) -> None:
     rounds = 10
     creators = [start("create", tmp_path / "lake", tmp_path, rounds) for _ in range(3)]

@@ -289,16 +289,33 @@ def _commit_chunk(log: LogStore, table: str, data: bytes) -> ChunkId:
 def test_gc_deletes_only_unreferenced_chunks(log: LogStore) -> None:
     kept = _commit_chunk(log, "a", b"referenced" * 100)
     garbage = log.chunks.put(b"garbage" * 100)
-    assert log.collect_garbage(set()) == 700
+    assert log.collect_garbage() == 700
     assert not log.chunks.exists(garbage)
     assert log.chunks.get(kept) == b"referenced" * 100
-    assert log.collect_garbage(set()) == 0
+    assert log.collect_garbage() == 0
 
 
-def test_gc_keeps_what_the_caller_holds(log: LogStore) -> None:
+def test_gc_keeps_chunks_held_in_this_process_until_released(log: LogStore) -> None:
     held = log.chunks.put(b"held by an open transaction")
-    assert log.collect_garbage({held}) == 0
+    log.register_intents([held])
+    log.env.hold(held)
+    assert log.collect_garbage() == 0
     assert log.chunks.exists(held)
+    log.env.release([held])
+    assert log.collect_garbage() == len(b"held by an open transaction")
+    assert not log.chunks.exists(held)
+
+
+def test_held_chunks_are_shared_by_every_handle_of_the_process(log: LogStore) -> None:
+    other = LogStore(log.root)
+    try:
+        held = log.chunks.put(b"held through the other handle")
+        other.env.hold(held)
+        assert log.collect_garbage() == 0
+        other.env.release([held])
+        assert log.collect_garbage() > 0
+    finally:
+        other.close()
 
 
 def test_gc_keeps_chunks_a_live_process_intends_to_commit_and_drops_dead_intents(log: LogStore) -> None:
@@ -312,7 +329,7 @@ def test_gc_keeps_chunks_a_live_process_intends_to_commit_and_drops_dead_intents
         with log.env.write() as txn:
             for chunk, pid in ((live, sleeper.pid), (dead, dead_pid)):
                 txn.put(chunk.encode(), json.dumps({"pid": pid, "time_us": 0}).encode(), db=log.env.db(DB_INTENTS))
-        assert log.collect_garbage(set()) == len(b"dead writer's chunk")
+        assert log.collect_garbage() == len(b"dead writer's chunk")
         assert log.chunks.exists(live)
         assert not log.chunks.exists(dead)
     finally:
@@ -324,7 +341,7 @@ def test_gc_removes_temp_files_of_crashed_writers(log: LogStore) -> None:
     tmp = log.root / "tmp"
     tmp.mkdir(exist_ok=True)
     (tmp / "abcd.123.tmp").write_bytes(b"half written")
-    assert log.collect_garbage(set()) == len(b"half written")
+    assert log.collect_garbage() == len(b"half written")
     assert list(tmp.iterdir()) == []
 
 

@@ -313,3 +313,15 @@ def test_unknown_tables_refs_and_names_are_rejected_before_anything_is_written(d
     with pytest.raises(udr.RefNotFound):
         db.reset_group("g", to="nope")
     assert db.groups() == []
+
+
+def test_a_group_stays_on_its_branch_and_an_empty_table_list_is_refused(db: udr.Lake) -> None:
+    _order(db, 1)
+    db.create_branch("dev")
+    db.reset_group("g", to="main")
+    with pytest.raises(udr.UsageError, match="consumes branch 'main'"):
+        db.subscribe(group="g", branch="dev")
+    with pytest.raises(udr.UsageError, match="at least one table"):
+        db.subscribe([])
+    db.reset_group("g", to="main", branch="dev")
+    anyio.run(db.subscribe(group="g", branch="dev").aclose)

@@ -13,7 +13,8 @@ its contents are keyed by immutable ids and can be rebuilt by replay, so a lost 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ class _Shared:
     env: lmdb.Environment
     dbs: dict[bytes, object]
     users: int
+    # Chunks that open transactions of this process (any handle) are about to commit.
+    held: Counter[str]
 
 
 _registry: dict[str, _Shared] = {}
@@ -56,6 +59,7 @@ class Environment:
         with _registry_lock:
             shared = _registry.get(self._key)
             if shared is None:
+                env = None
                 try:
                     env = lmdb.open(
                         self._key,
@@ -68,8 +72,10 @@ class Environment:
                     )
                     dbs = {name: env.open_db(name) for name in names}
                 except lmdb.Error as exc:
+                    if env is not None:
+                        env.close()
                     raise FormatError(f"cannot open the index at {path}: {exc}") from exc
-                shared = _Shared(env, dbs, 0)
+                shared = _Shared(env, dbs, 0, Counter())
                 _registry[self._key] = shared
             shared.users += 1
         self._shared: _Shared | None = shared
@@ -101,6 +107,25 @@ class Environment:
                 yield txn
         except lmdb.Error as exc:
             raise UdrError(f"index write failed: {exc}") from exc
+
+    def hold(self, chunk: str) -> None:
+        """Note that an open transaction of this process will commit `chunk` (gc keeps it)."""
+        with _registry_lock:
+            self._live.held[chunk] += 1
+
+    def release(self, chunks: Iterable[str]) -> None:
+        """The transaction holding `chunks` ended."""
+        with _registry_lock:
+            held = self._live.held
+            for chunk in chunks:
+                held[chunk] -= 1
+                if held[chunk] <= 0:
+                    del held[chunk]
+
+    def held(self) -> set[str]:
+        """Chunks held by open transactions of this process, through any handle."""
+        with _registry_lock:
+            return set(self._live.held)
 
     def clear(self) -> None:
         """Empty every sub-database (used to throw derived state away before a rebuild)."""

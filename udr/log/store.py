@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,6 +29,7 @@ from udr.log.chunks import FileChunkStore
 from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
 from udr.log.format import (
     CACHE_DIR,
+    CHUNK_DIR,
     DB_BLOBS,
     DB_COMMITS,
     DB_INTENTS,
@@ -41,6 +43,7 @@ from udr.log.format import (
     READABLE_VERSIONS,
     REF_BRANCH,
     REF_TAG,
+    TMP_DIR,
     BlobId,
     BlobKind,
     ChunkId,
@@ -56,6 +59,19 @@ def _seq_key(seq: int) -> bytes:
     return struct.pack(">Q", seq)
 
 
+_LAYOUT = re.compile(rf"^({LOG_DIR}|{CACHE_DIR}|{CHUNK_DIR}|{TMP_DIR}|{FORMAT_FILE}\.\d+\.tmp)$")
+
+
+def _open_cache(path: Path) -> Environment:
+    """Open the derived-state cache, starting it afresh if it is damaged (it is never fsynced)."""
+    try:
+        return open_cache_env(path)
+    except FormatError:
+        for name in ("data.mdb", "lock.mdb"):
+            (path / name).unlink(missing_ok=True)
+        return open_cache_env(path)
+
+
 def read_format(root: Path) -> int | None:
     """Return the lake format version stored at `root`, None if `root` holds no lake.
 
@@ -66,7 +82,9 @@ def read_format(root: Path) -> int | None:
         raise FormatError(f"{root} is a file, not a UDR lake directory")
     marker = root / FORMAT_FILE
     if not marker.exists():
-        if root.exists() and any(root.iterdir()):
+        # Only UDR's own entries and no FORMAT file: a creation that crashed or is under way elsewhere.
+        strangers = [p.name for p in root.iterdir() if not _LAYOUT.match(p.name)] if root.exists() else []
+        if strangers:
             raise FormatError(f"{root} is not empty and is not a UDR lake (no {FORMAT_FILE} file)")
         return None
     try:
@@ -98,11 +116,15 @@ class LogStore:
         version = read_format(root)
         root.mkdir(parents=True, exist_ok=True)
         self.env = open_log_env(root / LOG_DIR)
-        self.cache = open_cache_env(root / CACHE_DIR)
-        self.chunks = FileChunkStore(root)
-        self._times: dict[CommitId, int] = {}
-        if version is None:
-            self._initialize()
+        try:
+            self.cache = _open_cache(root / CACHE_DIR)
+            self.chunks = FileChunkStore(root)
+            self._times: dict[CommitId, int] = {}
+            if version is None:
+                self._initialize()
+        except BaseException:
+            self.env.close()
+            raise
 
     def _initialize(self) -> None:
         root_record = CommitRecord(
@@ -113,7 +135,8 @@ class LogStore:
                 self._store_commit(txn, root_record, "main", None)
                 txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
         # The FORMAT file is written last and atomically: its presence means the lake is complete.
-        tmp = self.root / (FORMAT_FILE + ".tmp")
+        # A per-process temp name: processes creating one lake at once must not rename each other's file.
+        tmp = self.root / f"{FORMAT_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -368,32 +391,38 @@ class LogStore:
 
     # -- garbage ------------------------------------------------------------------------------------
 
-    def referenced_chunks(self) -> set[ChunkId]:
+    def referenced_chunks(self, txn: lmdb.Transaction | None = None) -> set[ChunkId]:
         """Every file chunk that some commit in the log adds (reachable from a ref or not)."""
+        if txn is None:
+            with self.env.read() as own:
+                return self.referenced_chunks(own)
         out: set[ChunkId] = set()
-        for _, cid in self.commits_from(0):
-            for op in self.get_commit(cid).tables.values():
+        for _, raw in txn.cursor(db=self.env.db(DB_SEQS)):
+            for op in self.get_commit(CommitId(raw.decode()), txn).tables.values():
                 out.update(f.chunk for f in op.add if not f.inline)
         return out
 
-    def collect_garbage(self, keep: set[ChunkId], progress: Callable[[int], None] | None = None) -> int:
+    def collect_garbage(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunk files no commit references and no live writer intends to commit; return bytes freed.
 
-        `keep` adds chunks this process's own open transactions hold. Runs inside one log write
-        transaction, so no commit can land between deciding a chunk is garbage and unlinking it.
+        Everything happens inside one log write transaction, so no commit can land between deciding a
+        chunk is garbage and unlinking it. Chunks held by open transactions of this process (any handle)
+        and intents of other live processes are kept.
         """
-        referenced = self.referenced_chunks() | keep
         freed = 0
         with self.env.write() as txn:
+            held = self.env.held()
+            referenced = self.referenced_chunks(txn) | held
             intents = self.env.db(DB_INTENTS)
             live_intents: set[ChunkId] = set()
             for key, value in list(txn.cursor(db=intents)):
+                chunk = ChunkId(key.decode())
                 owner = int(json.loads(value)["pid"])
-                if owner != os.getpid() and process_alive(owner):
-                    live_intents.add(ChunkId(key.decode()))
+                if (owner == os.getpid() and chunk in held) or (owner != os.getpid() and process_alive(owner)):
+                    live_intents.add(chunk)
                 else:
                     txn.delete(key, db=intents)
-            own_busy = bool(keep)
+            own_busy = bool(held)
             freed += self.chunks.clear_tmp(
                 lambda pid: (pid == os.getpid() and own_busy) or (pid != os.getpid() and process_alive(pid))
             )

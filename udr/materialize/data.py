@@ -63,6 +63,22 @@ def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
     return schema.with_metadata({"udr.copy": str(copy)}) if copy else schema.remove_metadata()
 
 
+def _delta_encoded(t: pa.DataType) -> bool:
+    # Types stored as Parquet INT32/INT64 (decimals up to 18 digits are, with store_decimal_as_integer).
+    return (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t)
+            or (pa.types.is_decimal(t) and t.precision <= 18))
+
+
+def _column_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
+    """Per-column encodings, from the schema alone (so chunk bytes stay deterministic).
+
+    Integer-like columns use DELTA_BINARY_PACKED instead of a dictionary: DuckDB decodes them faster
+    (TPC-H Q1/Q6 0.6-0.8x the source files' time instead of ~1.05x) and the files are smaller.
+    """
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _delta_encoded(f.type)}
+    return [f.name for f in schema if f.name not in delta], delta
+
+
 def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, copy: int = 0) -> int:
     """Write row-group-sized `pieces` as one Parquet chunk at `path`; return the rows written.
 
@@ -70,12 +86,14 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, 
     the same bytes whether its rows arrived as one table or as a stream.
     """
     target = _salted(schema, copy)
+    dictionary, delta = _column_encodings(target)
     rows = 0
     with pq.ParquetWriter(
         path,
         target,
         compression=PARQUET_COMPRESSION,
-        use_dictionary=True,
+        use_dictionary=dictionary,
+        column_encoding=delta or None,
         write_statistics=True,
         store_decimal_as_integer=True,
     ) as writer:

@@ -190,11 +190,15 @@ class Materializer:
             if raw is None:
                 return None
             out: dict[str, TableState] = {}
-            for name, state_id in json.loads(raw).items():
-                data = txn.get(state_id.encode(), db=cache.db(DB_TABLESTATES))
-                if data is None:
-                    return None
-                out[name] = decode_state(data)
+            try:
+                for name, state_id in json.loads(raw).items():
+                    data = txn.get(state_id.encode(), db=cache.db(DB_TABLESTATES))
+                    if data is None:
+                        return None
+                    out[name] = decode_state(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # A damaged cache entry is only lost work: fold the snapshot from the log instead.
+                return None
         return out
 
     def _store(self, cid: CommitId, snap: Mapping[str, TableState]) -> None:

@@ -12,12 +12,13 @@ import pyarrow as pa
 
 from udr.errors import SqlError
 from udr.materialize.data import conform
-from udr.query.engine import quote_ident
+from udr.query.engine import own_or_given, quote_ident
 
 CHANGE = "_change"
 
 
-def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: list[str] | None) -> pa.Table:
+def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: list[str] | None,
+                 con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """The change rows taking a table from `removed` to `added`, deletes first, then update pairs, then inserts."""
     out_schema = schema.append(pa.field(CHANGE, pa.string()))
     if removed.num_rows == 0 and added.num_rows == 0:
@@ -26,7 +27,12 @@ def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: lis
         return _label(added, "insert", out_schema)
     if added.num_rows == 0:
         return _label(removed, "delete", out_schema)
-    con = duckdb.connect()
+    with own_or_given(con) as con:
+        return _paired(schema, out_schema, removed, added, key, con)
+
+
+def _paired(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Table, added: pa.Table, key: list[str] | None,
+            con: duckdb.DuckDBPyConnection) -> pa.Table:
     try:
         con.register("r", removed)
         con.register("a", added)
@@ -57,8 +63,6 @@ def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: lis
         result = con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"computing row changes failed: {str(exc).splitlines()[0]}") from exc
-    finally:
-        con.close()
     return conform(result, out_schema)
 
 

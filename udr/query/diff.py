@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
-from udr.query.engine import quote_ident
+from udr.query.engine import own_or_given, quote_ident
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,8 @@ def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table:
         raise KeyViolation(f"table {table!r}: duplicate primary key {dict(zip(key, row))} in the written data")
 
 
-def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool) -> KeyedDiff:
+def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
+               con: duckdb.DuckDBPyConnection | None = None) -> KeyedDiff:
     """Compare `new` rows with `old` rows (which carry `__frag`, `__pos`) by `key`.
 
     Rows of `new` identical to the current row are no change (NULL equals NULL, NaN equals NaN, as
@@ -69,7 +70,8 @@ def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remo
             return _single_key_diff(old, new, key[0], table=table, remove_missing=remove_missing)
         except pa.ArrowNotImplementedError:
             pass  # a type the vectorized comparison lacks: DuckDB below handles every type
-    return _duckdb_diff(old, new, key, table=table, remove_missing=remove_missing)
+    with own_or_given(con) as con:
+        return _duckdb_diff(old, new, key, table=table, remove_missing=remove_missing, con=con)
 
 
 def _flat(t: pa.DataType) -> bool:
@@ -162,8 +164,8 @@ def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, *, table: str, key: str) 
     return where, kept
 
 
-def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool) -> KeyedDiff:
-    con = duckdb.connect()
+def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
+                 con: duckdb.DuckDBPyConnection) -> KeyedDiff:
     try:
         con.register("n", new)
         con.register("o", old)
@@ -199,8 +201,6 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         return KeyedDiff(inserted, updated, replaced, removed, before)
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key comparison failed: {' '.join(str(exc).split())}") from exc
-    finally:
-        con.close()
 
 
 def _before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list[str],
@@ -224,9 +224,15 @@ def _before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: lis
     ])
 
 
-def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str) -> pa.Table:
-    """(`__frag`, `__pos`) of the rows of `old` whose key appears in `keys`."""
-    con = duckdb.connect()
+def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
+                  con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """(`__frag`, `__pos`) of the rows of `old` whose key appears in `keys` (`con`: a cursor to use)."""
+    with own_or_given(con) as con:
+        return _matching_keys(old, keys, key, table=table, con=con)
+
+
+def _matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
+                   con: duckdb.DuckDBPyConnection) -> pa.Table:
     try:
         con.register("o", old)
         con.register("k", keys.select(key))
@@ -234,5 +240,3 @@ def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str) 
         return con.sql(f"SELECT o.__frag, o.__pos FROM o SEMI JOIN k ON {on}").to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key lookup failed: {str(exc).splitlines()[0]}") from exc
-    finally:
-        con.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +35,19 @@ def _one_line(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
+@contextmanager
+def own_or_given(con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`con` if given (the caller closes it), else a private in-memory connection closed on exit."""
+    if con is not None:
+        yield con
+        return
+    own = duckdb.connect()
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def quote_ident(name: str) -> str:
     """A DuckDB identifier literal."""
     return '"' + name.replace('"', '""') + '"'
@@ -51,10 +65,38 @@ class SnapshotServer:
         self._rows = rows
         self._lock = threading.Lock()
         self._counter = 0
+        self._database: duckdb.DuckDBPyConnection | None = None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection (cursor) to this server's in-memory DuckDB database.
+
+        Opening a DuckDB database costs tens of milliseconds; a cursor costs microseconds. Views and
+        registered Arrow tables are created TEMP, so each cursor sees only its own.
+        """
+        with self._lock:
+            if self._database is None:
+                self._database = duckdb.connect()
+            return self._database.cursor()
+
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor closed on exit (for work whose results are fetched inside the block)."""
+        con = self.cursor()
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        """Close the DuckDB database (cursors handed out stop working)."""
+        with self._lock:
+            if self._database is not None:
+                self._database.close()
+                self._database = None
 
     def connect(self, tables: dict[str, TableState]) -> duckdb.DuckDBPyConnection:
-        """A new in-memory DuckDB connection with one view per table."""
-        con = duckdb.connect()
+        """A new DuckDB cursor with one view per table."""
+        con = self.cursor()
         for name, state in sorted(tables.items()):
             self.register(con, name, name, state)
         return con
@@ -64,7 +106,7 @@ class SnapshotServer:
         if isinstance(state, pa.Table):
             hidden = self._hidden("arrow")
             con.register(hidden, state)
-            con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS SELECT * FROM {hidden}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT * FROM {hidden}")
             return
         schema = self._rows.schema(state.schema)
         cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
@@ -96,7 +138,7 @@ class SnapshotServer:
             hidden = self._hidden("empty")
             con.register(hidden, schema.empty_table())
             parts.append(f"SELECT {cols} FROM {hidden}")
-        con.execute(f"CREATE OR REPLACE VIEW {quote_ident(view)} AS " + " UNION ALL ".join(parts))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS " + " UNION ALL ".join(parts))
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
               schema: pa.Schema, *, positions: bool = False) -> str:
@@ -158,11 +200,9 @@ class SnapshotServer:
             SqlError: the predicate is not valid SQL over the table's columns.
         """
         data = (rows or self._rows).table(name, state, with_position=True)
-        con = duckdb.connect()
-        try:
-            con.register("__udr_rows", data)
-            return con.sql(f"SELECT __frag, __pos FROM __udr_rows WHERE ({where})").to_arrow_table()
-        except duckdb.Error as exc:
-            raise SqlError(f"bad predicate for table {name!r}: {_one_line(exc)}") from exc
-        finally:
-            con.close()
+        with self.session() as con:
+            try:
+                con.register("__udr_rows", data)
+                return con.sql(f"SELECT __frag, __pos FROM __udr_rows WHERE ({where})").to_arrow_table()
+            except duckdb.Error as exc:
+                raise SqlError(f"bad predicate for table {name!r}: {_one_line(exc)}") from exc

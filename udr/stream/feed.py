@@ -6,8 +6,9 @@ Each commit yields one batch per table it changed (in the sorted table order of 
 row changes are not empty. A cursor (`udr.log.groups.Cursor`) says what is already delivered: commits up
 to its seq, and within commit `seq` the tables up to and including its `table`.
 
-Nothing is buffered beyond the commit in hand and the sequence numbers of the commits still to visit
-(8 bytes each), so a slow consumer costs no memory however far behind it is; writers never wait for it.
+Nothing is buffered beyond the commit in hand, the sequence numbers of the commits still to visit (8 bytes
+each) and at most `_KEEP_RECORDS` commit records, so a slow consumer's memory stays bounded however far
+behind it is (its batches wait in the log, not in memory), and writers never wait for it.
 A `Feed` belongs to one thread at a time. Row changes and commit values come from callables the facade
 supplies, so this layer never depends on how they are computed.
 """
@@ -29,9 +30,9 @@ from udr.values import ChangeBatch, Commit
 ChangeFn = Callable[[str, CommitId, CommitRecord], pa.Table | None]
 CommitFn = Callable[[CommitId, CommitRecord], Commit]
 
-# Records met while walking back from a new head are kept for the delivery that follows when the walk is
-# short (the live case); a long walk (catching up) keeps only sequence numbers and re-reads each record.
-_KEEP_RECORDS = 256
+# Records met while walking back from a new head are kept for the deliveries that follow: all of them when
+# the walk is short (the live case), else the oldest ones, which are delivered first; the rest are re-read.
+_KEEP_RECORDS = 1024
 
 
 class Feed:
@@ -69,10 +70,12 @@ class Feed:
         """
         while True:
             while self._todo:
-                table = self._todo.pop(0)
+                table = self._todo[0]
                 assert self._commit is not None
                 cid, record, commit = self._commit
                 rows = self._changes(table, cid, record)
+                # Only now is the table done: if computing its changes raised, the next call retries it.
+                self._todo.pop(0)
                 if record.tables[table].drop and self._tables is not None:
                     # The drop is the table's last batch: all its rows as deletes, then nothing more.
                     self._tables.discard(table)
@@ -109,13 +112,14 @@ class Feed:
             if record.seq <= self._scanned_seq:
                 break  # the head moved to a line that does not pass the last commit visited
             plan.append(record.seq)
-            if len(records) < _KEEP_RECORDS:
-                records[record.seq] = (cursor, record)
+            records[record.seq] = (cursor, record)
+            if len(records) > _KEEP_RECORDS:
+                records.pop(next(iter(records)))  # the newest: delivered last, re-read then
             cursor = record.parents[0] if record.parents else None
         plan.reverse()
         self._seen_head = head
         self._plan, self._next = plan, 0
-        self._records = records if len(plan) <= _KEEP_RECORDS else {}
+        self._records = records
         return len(plan) > 0
 
     def _at(self, seq: int) -> tuple[CommitId, CommitRecord]:
