@@ -8,6 +8,7 @@ table is taken whole from one side, and commits with compare-and-swap on the tar
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from udr.log.format import CommitId
 from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
 from udr.materialize.snapshot import TableState
+from udr.values import TableChange
 from udr.query.diff import matching_keys
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ def create_branch(lake: Lake, name: str, source: CommitId) -> None:
     check_name(name, "branch")
     if lake._log.head(name) is not None:
         raise UsageError(f"branch {name!r} already exists; delete it first or pick another name")
+    if name in lake._log.tags():
+        raise UsageError(f"{name!r} is already a tag; a branch of that name would hide it")
     lake._log.update_ref(branch_key(name), source, None)
 
 
@@ -91,6 +95,8 @@ def create_tag(lake: Lake, name: str, target: CommitId) -> None:
         UsageError: the tag exists.
     """
     check_name(name, "tag")
+    if lake._log.head(name) is not None:
+        raise UsageError(f"{name!r} is already a branch; a tag of that name would be hidden by it")
     existing = lake._log.tags().get(name)
     if existing is not None:
         raise UsageError(f"tag {name!r} already points to {existing[:10]}; tags never move (delete it first)")
@@ -124,47 +130,61 @@ def _replace_table(tx: Transaction, table: str, target: TableState | None) -> No
     )
 
 
-def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | None, ours: TableState | None,
-                 theirs: TableState | None, strategy: str | None, conflicts: list[Conflict]) -> None:
-    if ours == theirs or theirs == base:
-        return
-    if ours == base:
-        _replace_table(tx, table, theirs)
-        return
+Apply = Callable[[], None]
 
-    def whole(reason: str) -> None:
+
+def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | None, ours: TableState | None,
+                 theirs: TableState | None, strategy: str | None, conflicts: list[Conflict]) -> Apply | None:
+    """Plan the merge of one table: record conflicts, return the staging step (run only if none)."""
+    if ours == theirs or theirs == base or (theirs is not None and base is not None and _same_rows(lake, table, base, theirs)):
+        return None
+    if ours == base or (ours is not None and base is not None and _same_rows(lake, table, base, ours)):
+        return lambda: _replace_table(tx, table, theirs)
+
+    def whole(reason: str) -> Apply | None:
         if strategy == "theirs":
-            _replace_table(tx, table, theirs)
-        elif strategy != "ours":
+            return lambda: _replace_table(tx, table, theirs)
+        if strategy != "ours":
             conflicts.append(Conflict(table, None, None, reason, "changed", "changed"))
+        return None
 
     if base is None or ours is None or theirs is None:
-        whole("created or dropped on one side and changed on the other")
-        return
+        return whole("created or dropped on one side and changed on the other")
     if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
-        whole("schema changed on both sides")
-        return
+        return whole("schema changed on both sides")
     key = ours.primary_key
     if key is None or key != theirs.primary_key:
-        whole("table without a primary key changed on both sides")
-        return
+        return whole("table without a primary key changed on both sides")
     schema = lake._rows.schema(theirs.schema if ours.schema == base.schema else ours.schema)
     mine = _history._paired(lake, table, base, ours)
     other = _history._paired(lake, table, base, theirs)
     result = merge_rows(table, schema, key, mine, other, strategy=strategy)
     conflicts.extend(result.conflicts)
-    if result.conflicts:
-        return
-    if schema != lake._rows.schema(ours.schema):
-        tx._conformed(table, ours, schema, iter(()), True)
-    if result.remove.num_rows:
-        state = tx._require(table)
-        with lake._server.session() as con:
-            hits = matching_keys(tx._rows.table(table, state, with_position=True), result.remove, list(key),
-                                 table=table, con=con)
-        tx._delete_positions(table, state, hits, counted=None)
-    if result.add.num_rows:
-        tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")
+
+    def apply() -> None:
+        if schema != lake._rows.schema(ours.schema):
+            tx._conformed(table, ours, schema, iter(()), True)
+        if result.remove.num_rows:
+            state = tx._require(table)
+            with lake._server.session() as con:
+                hits = matching_keys(tx._rows.table(table, state, with_position=True), result.remove, list(key),
+                                     table=table, con=con)
+            tx._delete_positions(table, state, hits, counted=None)
+        if result.add.num_rows:
+            tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")
+
+    return apply
+
+
+def _same_rows(lake: Lake, table: str, a: TableState, b: TableState) -> bool:
+    """Whether two states of a table hold the same rows (e.g. one is a compaction of the other)."""
+    return a.schema == b.schema and _history.count_changes(lake, table, a, b) == TableChange()
+
+
+def check_strategy(strategy: str | None) -> None:
+    """Raise `UsageError` unless `strategy` is None, "ours" or "theirs"."""
+    if strategy not in (None, "ours", "theirs"):
+        raise UsageError(f"strategy must be 'ours' or 'theirs', not {strategy!r}")
 
 
 def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
@@ -174,8 +194,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
     Raises:
         MergeConflict: conflicting changes (and no `strategy`); nothing is staged.
     """
-    if strategy not in (None, "ours", "theirs"):
-        raise UsageError(f"strategy must be 'ours' or 'theirs', not {strategy!r}")
+    check_strategy(strategy)
     snaps = [lake._materializer.snapshot(c) for c in (base, ours, theirs)]
     tx = Transaction(lake, branch=branch, message=message, author=author, metadata={})
     if tx.base != ours:
@@ -184,9 +203,9 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
     tx._parents = parents
     conflicts: list[Conflict] = []
     try:
-        for table in sorted(set().union(*snaps)):
-            b, o, t = (s.get(table) for s in snaps)
-            _merge_table(lake, tx, table, b, o, t, strategy, conflicts)
+        # Plan every table before staging any: a conflict anywhere must leave no chunk written.
+        plans = [_merge_table(lake, tx, table, *(s.get(table) for s in snaps), strategy, conflicts)
+                 for table in sorted(set().union(*snaps))]
         if conflicts:
             raise MergeConflict(
                 f"{len(conflicts)} conflict(s) merging {theirs[:10]} into {branch!r}: "
@@ -195,6 +214,9 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
                 + ". Resolve them, or pass strategy='ours' or 'theirs'",
                 conflicts,
             )
+        for plan in plans:
+            if plan is not None:
+                plan()
         for table, op in list(tx._ops.items()):
             counts = _history.count_changes(lake, table, snaps[1].get(table), tx._state(table), tx._rows)
             tx._ops[table] = replace(op, inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted)

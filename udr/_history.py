@@ -13,7 +13,7 @@ from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
 from udr.log.format import BlobKind, ChunkId
 from udr.materialize.changes import changes_from_before, state_delta
-from udr.materialize.data import RowReader, decode_ipc
+from udr.materialize.data import RowReader, decode_before
 from udr.materialize.snapshot import TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
@@ -49,7 +49,7 @@ def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) 
         return None
     new = lake._materializer.snapshot(cid).get(table)
     if op.before is not None and new is not None and new.primary_key:
-        image = decode_ipc(lake._log.get_blob(op.before, BlobKind.ROWS))
+        image = decode_before(lake._log.get_blob(op.before, BlobKind.BEFORE))
         return changes_from_before(lake._rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
     old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     # Outside a create, drop or truncate, only the fragments the op adds or re-deletes can differ.

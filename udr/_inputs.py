@@ -81,6 +81,8 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
         return True
     if pa.types.is_dictionary(source):
         return _castable(source.value_type, target)
+    if _kind(source) == "int" and _kind(target) == "float":
+        return True  # whole numbers in a float column (a CSV column that happens to hold no fraction)
     return _kind(source) == _kind(target) and _kind(source) in {"int", "float", "string", "binary", "date", "timestamp"}
 
 

@@ -379,6 +379,7 @@ class Lake:
                 `strategy="ours"` or `"theirs"` to resolve every conflict one way.
             ConflictError: `into` moved while merging; retry.
         """
+        _branches.check_strategy(strategy)
         ours = self._head(into)
         theirs = self._resolve(source, into)
         base = _branches.merge_base(self, ours, theirs)
@@ -415,6 +416,8 @@ class Lake:
         if not record.parents:
             raise UsageError("the root commit cannot be reverted")
         head = self._head(branch)
+        if target not in _branches.ancestors(self, head):
+            raise UsageError(f"commit {target[:10]} is not in the history of branch {branch!r}; nothing to revert")
         tx = _branches.three_way(
             self, branch=branch, base=target, ours=head, theirs=record.parents[0], parents=(),
             message=f"revert {target[:10]}: {record.message}", author=author or self._default_author(), strategy=None,

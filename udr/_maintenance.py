@@ -44,7 +44,7 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
                 blobs.append((op.schema, BlobKind.SCHEMA))
             blobs += [(d.vector, BlobKind.DELETES) for d in op.deletes if d.vector is not None]
             if op.before is not None:
-                blobs.append((op.before, BlobKind.ROWS))
+                blobs.append((op.before, BlobKind.BEFORE))
             for frag in op.add:
                 if frag.inline:
                     blobs.append((BlobId(frag.chunk), BlobKind.ROWS))

@@ -9,6 +9,7 @@ A transaction belongs to one thread or task at a time; several may be open on on
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from udr import _history
 from udr._inputs import TableData, conform_input, to_batches
 from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
@@ -38,8 +40,8 @@ from udr.materialize.data import (
     decode_ipc,
     decode_positions,
     encode_chunk,
+    encode_before,
     encode_inline,
-    encode_ipc,
     encode_positions,
     encode_schema,
     rebatch,
@@ -76,6 +78,8 @@ class Transaction:
         # Before-images of keyed writes, kept only while that write is the table's sole change here.
         self._before: dict[str, pa.Table] = {}
         self._before_ops: dict[str, TableOp] = {}
+        # Write calls per table: counts accumulated over several calls are recomputed as the net change.
+        self._writes: Counter[str] = Counter()
         self._chunks: set[ChunkId] = set()
         self._hooks: list[PendingAck] = []
         # A merge sets both parents and must not be rebased onto a moved head.
@@ -143,6 +147,7 @@ class Transaction:
         if self._state(table) is not None:
             raise UsageError(f"table {table!r} already exists")
         pk = _check_key(table, schema, primary_key)
+        self._writes[table] += 1
         self._create(table, schema, pk)
 
     def append(self, table: str, data: TableData, *, evolve: bool = False) -> None:
@@ -161,6 +166,7 @@ class Transaction:
         self._check_open()
         check_name(table, "table")
         schema, batches = to_batches(data, table)
+        self._writes[table] += 1
         state = self._state(table)
         if state is None:
             self._create(table, schema, None)
@@ -175,7 +181,11 @@ class Transaction:
                 raise KeyViolation(f"table {table!r}: append of existing key {_first_key(diff.updated, state)}; use upsert")
             unchanged = data_table.num_rows - diff.inserted.num_rows
             if unchanged:
-                raise KeyViolation(f"table {table!r}: append of {unchanged} rows whose keys already exist; use upsert")
+                key = list(state.primary_key)
+                new_keys = set(zip(*(diff.inserted.column(k).to_pylist() for k in key)))
+                first = next(k for k in zip(*(data_table.column(c).to_pylist() for c in key)) if k not in new_keys)
+                raise KeyViolation(f"table {table!r}: append of {unchanged} row(s) whose key already exists, e.g. "
+                                   f"{dict(zip(key, first))}; use upsert")
             batches = iter(data_table.to_batches())
         self._add_rows(table, target, batches, streaming=isinstance(data, pa.RecordBatchReader))
 
@@ -192,13 +202,15 @@ class Transaction:
         self._check_open()
         check_name(table, "table")
         schema, batches = to_batches(data, table)
+        self._writes[table] += 1
         state = self._state(table)
         if state is None:
             self._create(table, schema, None)
             state = self._require(table)
         target, batches = self._conformed(table, state, schema, batches, evolve)
         if state.primary_key is not None:
-            self._keyed_write(table, state, pa.Table.from_batches(list(batches), schema=target), remove_missing=True)
+            self._keyed_write(table, self._require(table), pa.Table.from_batches(list(batches), schema=target),
+                              remove_missing=True)
             return
         own = sum(f.live_rows for f in self._own_fragments(table, state))
         op = self._op(table)
@@ -220,8 +232,10 @@ class Transaction:
         if state.primary_key is None:
             raise KeyViolation(f"table {table!r} has no primary key; upsert needs one (create_table(..., primary_key=[...]))")
         schema, batches = to_batches(data, table)
+        self._writes[table] += 1
         target, batches = self._conformed(table, state, schema, batches, False)
-        self._keyed_write(table, state, pa.Table.from_batches(list(batches), schema=target), remove_missing=False)
+        self._keyed_write(table, self._require(table), pa.Table.from_batches(list(batches), schema=target),
+                          remove_missing=False)
 
     def delete(self, table: str, where: str | None = None, *, keys: TableData | None = None) -> int:
         """Delete the rows matching SQL predicate `where`, or whose key is in `keys`; return rows deleted.
@@ -235,13 +249,14 @@ class Transaction:
         state = self._require(table)
         if (where is None) == (keys is None):
             raise UsageError("delete() needs exactly one of where=... or keys=...")
+        self._writes[table] += 1
         if where is not None:
             hits = self._lake._server.positions_where(table, state, where, self._rows)
         else:
             if state.primary_key is None:
                 raise KeyViolation(f"table {table!r} has no primary key; delete by where=... instead")
-            _, batches = to_batches(keys, table)
-            key_table = pa.Table.from_batches(list(batches))
+            key_schema, batches = to_batches(keys, table)
+            key_table = pa.Table.from_batches(list(batches), schema=key_schema)
             missing = [k for k in state.primary_key if k not in key_table.column_names]
             if missing:
                 raise KeyViolation(f"table {table!r}: keys lack key column(s) {', '.join(missing)}")
@@ -259,6 +274,7 @@ class Transaction:
         """
         self._check_open()
         self._require(table)
+        self._writes[table] += 1
         base = self._base_tables.get(table)
         if base is None:
             del self._ops[table]
@@ -308,7 +324,7 @@ class Transaction:
             ConflictError: a concurrent commit changed one of the same tables; nothing was written.
         """
         self._check_open()
-        if not self._ops and not self._hooks:
+        if not self._ops and not self._hooks and not self._parents:
             # Nothing changed (e.g. an upsert of identical rows): no empty commit clutters the log.
             self._close()
             self.committed = self._lake.commit_info(self._base)
@@ -317,10 +333,16 @@ class Transaction:
             for table, image in self._before.items():
                 op = self._ops.get(table)
                 if op is not None and self._before_ops.get(table) is op:
-                    payload = encode_ipc(image)
+                    payload = encode_before(image)
                     blob = BlobId(content_id(payload))
-                    self._blobs[blob] = (BlobKind.ROWS, payload)
+                    self._blobs[blob] = (BlobKind.BEFORE, payload)
                     self._ops[table] = replace(op, before=blob)
+            for table, writes in self._writes.items():
+                op = self._ops.get(table)
+                if writes > 1 and op is not None and not op.drop:
+                    net = _history.count_changes(self._lake, table, self._base_tables.get(table), self._state(table),
+                                                 self._rows)
+                    self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
             record = CommitRecord(
                 parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
                 message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
@@ -404,7 +426,10 @@ class Transaction:
         """
         state = self._require(table)
         schema_id = state.schema
-        present = set(state.chunk_ids())
+        op = self._op(table)
+        # Chunks this transaction already adds or removes count too: a fragment it deleted whole must
+        # not share an id with rows it writes again.
+        present = set(state.chunk_ids()) | {f.chunk for f in op.add} | {d.chunk for d in op.deletes}
         fragments: list[Fragment] = []
 
         def collect(encoded: EncodedChunk) -> None:
@@ -478,10 +503,13 @@ class Transaction:
             self._before[table] = diff.before
         self._delete_positions(table, state, diff.replaced, counted=None)
         self._delete_positions(table, state, diff.removed, counted="deleted")
-        if diff.updated.num_rows:
-            self._add_rows(table, data.schema, iter(diff.updated.to_batches()), counted="updated")
-        if diff.inserted.num_rows:
-            self._add_rows(table, data.schema, iter(diff.inserted.to_batches()))
+        if diff.updated.num_rows or diff.inserted.num_rows:
+            # New versions of updated rows and new rows share chunks: fewer, better-compressed files.
+            rows = pa.concat_tables([diff.updated, diff.inserted])
+            self._add_rows(table, data.schema, iter(rows.to_batches()))
+            op = self._op(table)
+            self._ops[table] = replace(op, inserted=op.inserted - diff.updated.num_rows,
+                                       updated=op.updated + diff.updated.num_rows)
         self._note_keyed_write(table, first and diff.before is not None)
 
     def _note_keyed_write(self, table: str, keep: bool) -> None:
@@ -508,7 +536,7 @@ class Transaction:
                    else decode_positions(self._blob(earlier.vector, BlobKind.DELETES)))
             merged = pa.concat_arrays([old, new.combine_chunks().cast(pa.uint32())])
             payload = encode_positions(merged)
-            count = len(payload) // 4
+            count = len(pc.unique(merged))
             if count == frag.rows:
                 deletes[frag.chunk] = Deletes(frag.chunk, None, count)
             else:

@@ -604,8 +604,7 @@ def merge(lake: Path, source: str, into: str, strategy: str | None, message: str
                              "make both sides agree, or retry with --strategy ours or theirs") from exc
         net = db.diff_summary(before, commit.id)
     if commit.id == before:
-        say(console, f"merging {source} changed no row of {into}, so no merge commit was made ({into} stays at "
-                     f"{before[:10]})")
+        say(console, f"{into} already contains {source}: nothing to merge ({into} stays at {before[:10]})")
         return
     if len(commit.parents) > 1 and commit.parents[0] == before:
         say(console, f"merged {source} into {into}: merge commit {commit.short_id} "

@@ -202,7 +202,8 @@ def kill_writers(lake: Path, started: list[Writer]) -> list[str]:
     spares = [start(0), start(1)]
     for n in range(KILLS):
         current = spares.pop(0)
-        spares.append(start(n + 2)) if n + 2 < KILLS else None
+        if n + 2 < KILLS:
+            spares.append(start(n + 2))
         current.expect("warm")
         current.go.touch()
         current.expect("ready")

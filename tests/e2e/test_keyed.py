@@ -136,15 +136,11 @@ def test_a_key_violation_inside_a_transaction_leaves_its_other_writes_staged(key
     assert sorted(keyed.read("orders").column("id").to_pylist()) == [1, 2, 3, 4]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a null single-column key's KeyViolation does not name the key column "
-                                       "('null primary key in the written data'; composite keys do name theirs)")
 def test_a_null_key_violation_names_the_key_column(keyed: udr.Lake) -> None:
     with pytest.raises(udr.KeyViolation, match="'id'"):
         keyed.upsert("orders", orders((None, "a", 1.0)))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: appending a row identical to an existing one says '1 rows whose keys "
-                                       "already exist' without naming the key")
 def test_appending_an_existing_identical_row_names_the_key(keyed: udr.Lake) -> None:
     with pytest.raises(udr.KeyViolation, match="'id': 1"):
         keyed.append("orders", orders((1, "new", 10.0)))
@@ -243,9 +239,6 @@ def test_keyed_overwrite_of_big_data_stores_only_the_difference(
     assert db.read("big", at="main~1").sort_by("a").equals(big.sort_by("a"))
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="bug: a keyed overwrite with evolve=True and a new column raises a raw KeyError "
-                          "(the keyed diff reads the old rows with the old schema)")
 def test_keyed_overwrite_can_evolve_the_schema(keyed: udr.Lake) -> None:
     data = orders((1, "new", 10.0), (2, "new", 20.0)).append_column("note", pa.array(["n1", None]))
     commit = keyed.overwrite("orders", data, evolve=True)
@@ -299,8 +292,6 @@ def test_delete_by_predicate_sees_rows_staged_in_the_same_transaction(keyed: udr
     assert changed(keyed.changes("orders", since="main~1")) == [(1, "delete")]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: deleting a row the same transaction updated subtracts it from "
-                                       "`inserted` (counts become inserted=-1, updated=1, deleted=0)")
 def test_deleting_a_row_updated_in_the_same_transaction_counts_one_delete(keyed: udr.Lake) -> None:
     with keyed.transaction() as tx:
         tx.upsert("orders", orders((1, "changed", 10.0)))
@@ -309,16 +300,11 @@ def test_deleting_a_row_updated_in_the_same_transaction_counts_one_delete(keyed:
     assert tx.committed is not None and tx.committed.tables["orders"] == udr.TableChange(deleted=1)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="bug: delete(keys=<a table with no rows>) raises a raw pyarrow ValueError ('Must pass "
-                          "schema, or at least one RecordBatch') instead of deleting nothing")
 def test_deleting_an_empty_key_table_deletes_nothing(keyed: udr.Lake) -> None:
     head = keyed.resolve(None)
     assert keyed.delete("orders", keys=pa.table({"id": pa.array([], pa.int64())})).id == head
 
 
-@pytest.mark.xfail(strict=True, reason="bug: commit counts of a transaction with several keyed writes to one table "
-                                       "add up the writes (insert 1 + update 1) instead of the net change (insert 1)")
 def test_commit_counts_of_a_multi_write_transaction_are_the_net_change(keyed: udr.Lake) -> None:
     with keyed.transaction() as tx:
         tx.upsert("orders", orders((5, "new", 1.0), (1, "x", 1.0)))
@@ -329,6 +315,25 @@ def test_commit_counts_of_a_multi_write_transaction_are_the_net_change(keyed: ud
     feed = keyed.changes("orders", since="main~1")
     assert changed(feed) == [(2, "update_before"), (2, "update_after"), (5, "insert")]
     assert tx.committed.tables["orders"] == udr.TableChange(inserted=1, updated=1, deleted=0)
+
+
+@pytest.mark.parametrize("again", ["append", "upsert"])
+def test_rows_deleted_and_written_again_in_one_transaction_are_kept(keyed: udr.Lake, again: str) -> None:
+    with keyed.transaction() as tx:
+        tx.append("orders", orders((6, "new", 6.0)))
+        tx.delete("orders", keys={"id": [6]})
+        getattr(tx, again)("orders", orders((6, "new", 6.0)))
+        assert 6 in tx.read("orders").column("id").to_pylist()
+    assert 6 in keyed.read("orders").column("id").to_pylist()
+
+
+def test_unkeyed_rows_deleted_and_appended_again_in_one_transaction_are_kept(db: udr.Lake) -> None:
+    db.append("log", {"x": [0]})
+    with db.transaction() as tx:
+        tx.append("log", {"x": [6]})
+        tx.delete("log", "x = 6")
+        tx.append("log", {"x": [6]})
+    assert sorted(db.read("log").column("x").to_pylist()) == [0, 6]
 
 
 def test_the_change_feed_of_a_multi_write_transaction_is_its_net_change(keyed: udr.Lake) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from udr.log.store import LogStore
 from udr.stream.notify import InotifyWaiter, PollWaiter, Waiter, open_waiter
 
 pytestmark = pytest.mark.anyio
@@ -117,3 +118,13 @@ async def test_aclose_is_idempotent(watched: Path) -> None:
     await waiter.aclose()
     await waiter.aclose()
     waiter.wake()  # after close: ignored, never raises
+
+
+def test_wait_published_returns_at_once_when_every_write_is_visible(tmp_path: Path) -> None:
+    log = LogStore(tmp_path / "lake")
+    try:
+        started = time.monotonic()
+        log.env.wait_published()
+        assert time.monotonic() - started < 0.5
+    finally:
+        log.close()

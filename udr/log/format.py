@@ -62,6 +62,7 @@ class BlobKind(IntEnum):
     DELETES = 3
     SCHEMA = 4
     STATE = 5
+    BEFORE = 6
 
 
 class Codec(IntEnum):

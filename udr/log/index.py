@@ -13,6 +13,7 @@ its contents are keyed by immutable ids and can be rebuilt by replay, so a lost 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -126,6 +127,25 @@ class Environment:
         """Chunks held by open transactions of this process, through any handle."""
         with _registry_lock:
             return set(self._live.held)
+
+    def wait_published(self, limit: float = 1.0) -> None:
+        """Wait (at most `limit` seconds) until new readers see every write transaction in the data file.
+
+        LMDB writes a commit's meta page, the write that wakes a watcher of the data file, a moment before
+        it publishes the commit to readers (the transaction id in the lock file); a watcher reading in that
+        gap would miss the commit and sleep until the next one. The limit covers a writer that died there.
+        """
+        written = int(self._live.env.info()["last_txnid"])
+        deadline = time.monotonic() + limit
+        pause = 0.0001
+        while True:
+            with self.read() as txn:
+                if txn.id() >= written:
+                    return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
 
     def clear(self) -> None:
         """Empty every sub-database (used to throw derived state away before a rebuild)."""

@@ -141,6 +141,10 @@ class LogStore:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.root / FORMAT_FILE)
+        for stale in self.root.glob(f"{FORMAT_FILE}.*.tmp"):
+            # Left by a process that crashed while creating this lake.
+            if not process_alive(int(stale.name.split(".")[1])):
+                stale.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Release the LMDB environments."""

@@ -15,6 +15,7 @@ import pyarrow as pa
 from udr.errors import Conflict
 
 CHANGE = "_change"
+_ABSENT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +92,17 @@ def merge_rows(
         merged = dict(my_row)
         clash = False
         for c in columns:
-            b = base_row.get(c) if base_row is not None else None
+            # With no base row (both sides inserted the key) every differing cell is a conflict, NULLs too.
+            b = base_row.get(c, _ABSENT) if base_row is not None else _ABSENT
             o, t = my_row.get(c), their_row.get(c)
             if _same(o, t) or _same(t, b):
                 continue
-            if _same(o, b) and base_row is not None:
+            if _same(o, b):
                 merged[c] = t
             elif strategy == "theirs":
                 merged[c] = t
             elif strategy != "ours":
-                conflicts.append(Conflict(table, keydict, c, b, o, t))
+                conflicts.append(Conflict(table, keydict, c, None if b is _ABSENT else b, o, t))
                 clash = True
         if not clash and any(not _same(merged[c], my_row.get(c)) for c in columns):
             remove.append(keydict)

@@ -90,7 +90,7 @@ def _distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
 def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
     column = new.column(key)
     if column.null_count:
-        raise KeyViolation(f"table {table!r}: null primary key in the written data")
+        raise KeyViolation(f"table {table!r}: null in primary key column {key!r} of the written data")
     where, kept = _match(column, old.column(key), table=table, key=key)
     is_new = pa.array(where < 0)
     where = pa.array(where[where >= 0])

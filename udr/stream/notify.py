@@ -7,9 +7,11 @@ one epoll set, so a single `anyio.wait_readable` covers them and an idle subscri
 inotify is missing (not Linux) or fails, `PollWaiter` checks every 50 ms, still woken at once in-process.
 
 A wake-up is a hint, never a promise: it may come with nothing new (a lease or ack write, a commit to
-another branch, a write before the commit point), so callers re-read the log after every `wait()`. The rule
-that loses no wake-up: `wait()` drains pending notifications *before* returning, and the caller reads the
-log after that; a commit landing after the drain leaves a notification that ends the next `wait()`.
+another branch, a write before the commit point), so callers re-read the log after every `wait()`. The rules
+that lose no wake-up: `wait()` drains pending notifications *before* returning, and the caller reads the
+log after that, so a commit landing after the drain leaves a notification that ends the next `wait()`; and
+since LMDB writes a commit's last page a moment before readers can see it, the caller first lets what was
+written become visible (`Environment.wait_published`).
 
 `wake()` is safe from any thread; `wait()` and `aclose()` belong to the one task that owns the waiter.
 """

@@ -126,7 +126,7 @@ class Subscription:
         self._iterating = True
         try:
             while not self._closed:
-                found = await anyio.to_thread.run_sync(self._feed.next_batch)
+                found = await anyio.to_thread.run_sync(self._look)
                 if found is not None:
                     batch, cursor = found
                     self._delivered(cursor)
@@ -197,6 +197,11 @@ class Subscription:
 
     def _on_commit(self, commit: Commit) -> None:
         self._waiter.wake()
+
+    def _look(self) -> tuple[ChangeBatch, Cursor] | None:
+        # A wake-up may come from a commit LMDB has written but not yet shown to readers: let it land first.
+        self._log.env.wait_published()
+        return self._feed.next_batch()
 
     def _delivered(self, cursor: Cursor) -> None:
         self._unacked.append(cursor)
