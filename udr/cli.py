@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -316,7 +317,7 @@ def sql(lake: Path, query: str, branch: str, at: str | None, fmt: str, output: P
 def _sink(output: Path | None) -> Iterator[IO[bytes]]:
     """Yield stdout, or a temp file beside `output` that is renamed over it only when writing succeeded."""
     if output is None:
-        stdout = click.get_binary_stream("stdout")
+        stdout = sys.stdout.buffer
         yield stdout
         stdout.flush()
         return

@@ -14,7 +14,6 @@ This file is also the writer: `python test_crash_keyed.py LAKE SEED GO_FILE`.
 
 from __future__ import annotations
 
-import os
 import queue
 import random
 import re
@@ -24,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np

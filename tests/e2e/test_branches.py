@@ -437,7 +437,7 @@ def test_a_schema_change_on_one_side_merges_with_row_changes_on_the_other(lake: 
 
 
 @pytest.mark.parametrize("evolver", [
-    pytest.param("main", marks=pytest.mark.xfail(strict=True, raises=udr.MergeConflict, reason="bug: a base row without the column (added on our side) counts as absent, so our new value against theirs' missing one is reported as a conflict on `note`")),
+    "main",
     "dev",
 ])
 def test_a_column_added_and_filled_on_one_side_merges_with_an_update_of_the_same_row(lake: udr.Lake,
@@ -652,8 +652,8 @@ def test_a_branch_written_by_another_process_is_invisible_on_main(lake: udr.Lake
     lake.create_branch("feature")
     main_before = lake.resolve("main")
     lake.read("items", branch="feature")
-    done = subprocess.run([sys.executable, "-c", BRANCH_WRITER, str(lake_path)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", BRANCH_WRITER, str(lake_path)], check=False, capture_output=True,
+                          text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     feature_head, main_seen = done.stdout.split()
     assert main_seen == main_before

@@ -14,6 +14,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
@@ -214,7 +215,7 @@ def replay(model: Model, changes: pa.Table) -> Model:
 def key_versions(states: list[tuple[str, Model]], key: int) -> list[tuple[str, str, Row]]:
     """(commit, change, row) for every version of `key`, oldest first, as `history` must list them."""
     out = []
-    for (_, before), (cid, after) in zip(states, states[1:]):
+    for (_, before), (cid, after) in pairwise(states):
         old, new = before.get(key), after.get(key)
         if old is None and new is not None:
             out.append((cid, "insert", new))
@@ -250,7 +251,7 @@ ops = st.one_of(
 )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=st.lists(ops, min_size=1, max_size=7), probe=st.integers(0, 11))
 def test_keyed_writes_match_a_dict_model_at_every_commit(tmp_path_factory: pytest.TempPathFactory,
                                                          script: list[tuple], probe: int) -> None:
@@ -294,7 +295,7 @@ def test_keyed_writes_match_a_dict_model_at_every_commit(tmp_path_factory: pytes
             assert as_model(db.read("t", at=cid)) == expected_rows, f"rows at commit {cid[:10]}"
 
         # Commit by commit, the change feed takes the previous version to the next; compactions change nothing.
-        for (before_id, before), (cid, after) in zip(states, states[1:]):
+        for (before_id, before), (cid, after) in pairwise(states):
             feed = db.changes("t", since=before_id, until=cid)
             assert set(feed.column("_commit_id").to_pylist()) <= {cid}
             assert replay(before, feed) == after

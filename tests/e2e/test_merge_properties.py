@@ -7,6 +7,9 @@ cell by cell (a cell changed on one side takes that side, the same cell changed 
 conflict on that column); a row deleted on one side and changed on the other is a whole-row conflict
 (column None); both sides making the same change is no conflict.
 
+A revert is the same three-way merge (of a commit's parent over it): reverting a commit that later commits
+did not touch must restore exactly its rows, and reverting the revert must bring them back.
+
 Both sides may insert the same new key (then every differing cell conflicts, NULLs included: there is
 no base value for either side to have kept), and keys may be missing from the base.
 """
@@ -36,7 +39,7 @@ with warnings.catch_warnings():
 SCHEMA = pa.schema([("id", pa.int64()), ("s", pa.string()), ("f", pa.float64()), ("n", pa.int64())])
 VALUES = [c for c in SCHEMA.names if c != "id"]
 NAN = ("NaN",)
-BASE_KEYS = range(0, 4)
+BASE_KEYS = range(4)
 NEW_KEYS = range(4, 6)
 
 Row = tuple[object, ...]
@@ -224,3 +227,71 @@ def test_a_keyed_merge_gives_the_models_rows_or_exactly_its_conflicts(
             assert db.merge("b").id == commit.id, "merging the same branch again is not a no-op"
         assert as_model(db.read("t", branch="b")) == theirs, "merging changed the source branch"
         assert db.verify().ok
+
+
+# -- revert is a three-way merge too ----------------------------------------------------------------------------
+
+key_sets = st.sets(st.integers(0, 7), min_size=1, max_size=4)
+
+
+@st.composite
+def revert_scripts(draw: st.DrawFn) -> tuple[Model, dict[int, Row | None], list[dict[int, Row | None]]]:
+    """A base table, one commit's changes to a set of keys, and later commits touching only other keys
+    (row -> None deletes the key)."""
+    base = draw(st.dictionaries(st.integers(0, 7), any_row, min_size=2))
+    touched = draw(key_sets)
+    change = {k: draw(st.one_of(st.none(), any_row)) for k in touched}
+    others = sorted(set(range(8)) - touched)
+    later = draw(st.lists(st.dictionaries(st.sampled_from(others), st.one_of(st.none(), any_row), min_size=1,
+                                          max_size=3), max_size=3)) if others else []
+    return base, change, later
+
+
+def commit_edit(db: udr.Lake, model: Model, edit: dict[int, Row | None]) -> Model:
+    new = dict(model)
+    upserts = {k: r for k, r in edit.items() if r is not None}
+    deletes = [k for k, r in edit.items() if r is None]
+    with db.transaction() as tx:
+        if upserts:
+            tx.upsert("t", batch(upserts))
+        if deletes:
+            tx.delete("t", keys={"id": pa.array(deletes, pa.int64())})
+    new.update(upserts)
+    for k in deletes:
+        new.pop(k, None)
+    return new
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
+@given(script=revert_scripts())
+def test_revert_restores_exactly_the_cells_of_its_commit_when_later_commits_touched_other_rows(
+    tmp_path_factory: pytest.TempPathFactory, script: tuple[Model, dict[int, Row | None], list[dict]]
+) -> None:
+    base, change, later = script
+    path: Path = tmp_path_factory.mktemp("revert") / "lake"
+    with udr.open(path) as db:
+        db.create_table("t", SCHEMA, primary_key=["id"])
+        db.append("t", batch(base))
+        before = db.resolve(None)
+        model = commit_edit(db, base, change)
+        target = db.resolve(None)
+        for edit in later:
+            model = commit_edit(db, model, edit)
+        head = db.resolve(None)
+        expected = {k: r for k, r in model.items() if k not in change}
+        expected.update({k: base[k] for k in change if k in base})
+        if target == before:  # the change was a no-op: there is no commit to revert
+            assert expected == model
+            return
+        reverted = db.revert(target)
+        assert as_model(db.read("t")) == expected
+        if reverted.id != head:
+            assert reverted.parents == (head,)
+            assert reverted.tables.get("t", udr.TableChange()) == counts(model, expected)
+        else:
+            assert expected == model
+        # Reverting the revert brings the change back.
+        if reverted.id != head:
+            db.revert(reverted)
+            assert as_model(db.read("t")) == model

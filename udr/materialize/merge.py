@@ -93,7 +93,7 @@ def merge_rows(
         clash = False
         for c in columns:
             # With no base row (both sides inserted the key) every differing cell is a conflict, NULLs too.
-            b = base_row.get(c, _ABSENT) if base_row is not None else _ABSENT
+            b = base_row.get(c) if base_row is not None else _ABSENT
             o, t = my_row.get(c), their_row.get(c)
             if _same(o, t) or _same(t, b):
                 continue
