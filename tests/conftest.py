@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 import udr
+from udr.log.store import LogStore
 
 # 20k rows of 4 int64 columns: 640 kB of Arrow, well above the 256 KiB below which rows are inlined in
 # the log, so a write of this many rows produces a chunk file under <lake>/chunks/ (and stays fast).
@@ -75,3 +76,13 @@ def db(lake_path: Path) -> Iterator[udr.Lake]:
         yield lake
     finally:
         lake.close()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[LogStore]:
+    """A bare `LogStore` on a fresh lake, for the layer tests."""
+    store = LogStore(tmp_path / "lake")
+    try:
+        yield store
+    finally:
+        store.close()

@@ -20,8 +20,8 @@ from udr.log.format import CommitId
 from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
 from udr.materialize.snapshot import TableState
-from udr.values import TableChange
 from udr.query.diff import matching_keys
+from udr.values import TableChange
 
 if TYPE_CHECKING:
     from udr._lake import Lake

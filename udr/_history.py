@@ -10,8 +10,7 @@ import pyarrow.compute as pc
 
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord
-from udr.log.format import CommitId
-from udr.log.format import BlobKind, ChunkId
+from udr.log.format import BlobKind, ChunkId, CommitId
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
 from udr.materialize.snapshot import TableState

@@ -49,7 +49,7 @@ def os_user() -> str:
         return "unknown"
 
 
-def open(path: str | os.PathLike[str] = "lake") -> Lake:  # noqa: A001 - the public name the API promises
+def open(path: str | os.PathLike[str] = "lake") -> Lake:
     """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
 
     Raises:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import chain, islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -36,11 +36,10 @@ from udr.log.format import (
 from udr.log.refs import check_name
 from udr.materialize.data import (
     EncodedChunk,
-    RowReader,
     decode_ipc,
     decode_positions,
-    encode_chunk,
     encode_before,
+    encode_chunk,
     encode_inline,
     encode_positions,
     encode_schema,
@@ -526,7 +525,7 @@ class Transaction:
         deletes = {d.chunk: d for d in op.deletes}
         frags = hits.column("__frag").to_numpy()
         positions = hits.column("__pos")
-        for index in sorted(set(int(i) for i in frags)):
+        for index in sorted({int(i) for i in frags}):
             frag = state.fragments[index]
             new = positions.filter(pc.equal(hits.column("__frag"), index))
             earlier = deletes.get(frag.chunk)

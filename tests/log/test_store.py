@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ from udr.log.format import DB_COMMITS, DB_INTENTS, FORMAT_VERSION, BlobId, BlobK
 from udr.log.index import frame_blob
 from udr.log.refs import branch_key, tag_key
 from udr.log.store import LogStore, read_format
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    store = LogStore(tmp_path / "lake")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _schema_blob(n: int = 0) -> tuple[BlobId, bytes]:

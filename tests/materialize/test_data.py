@@ -4,7 +4,6 @@ back through RowReader are the rows written, minus deletions, conformed to the t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -154,15 +153,6 @@ def test_conform_reorders_adds_null_columns_and_keeps_markers_on_request() -> No
 
 
 # -- RowReader over a real log --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    store = LogStore(tmp_path / "lake")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _store_inline(log: LogStore, table: pa.Table, schema_id: BlobId) -> FragmentState:

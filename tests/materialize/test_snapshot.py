@@ -4,7 +4,6 @@ or after `rebuild`, or after throwing the cache directory away, gives byte-ident
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -190,15 +189,6 @@ def test_state_encoding_round_trips_and_is_deterministic() -> None:
 
 
 # -- the materializer over a real log -------------------------------------------------------------------
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    store = LogStore(tmp_path / "lake")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _blob(text: str) -> tuple[str, bytes]:

@@ -3,8 +3,6 @@ through the caller; positions_where finds live rows by SQL predicate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -17,15 +15,6 @@ from udr.log.store import LogStore
 from udr.materialize.data import RowReader, encode_chunk, encode_positions, encode_schema
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.query.engine import VERSIONED_NAME, SnapshotServer, quote_ident
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    store = LogStore(tmp_path / "lake")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @pytest.fixture

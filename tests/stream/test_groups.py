@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,15 +19,6 @@ from udr.log.groups import (
     process_start,
 )
 from udr.log.store import LogStore
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    store = LogStore(tmp_path / "lake")
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _position(seq: int, table: str | None = None) -> Position:

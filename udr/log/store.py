@@ -24,7 +24,13 @@ from pathlib import Path
 
 import lmdb
 
-from udr.errors import ConflictError, CorruptionError, FormatError, RefNotFound, close_matches
+from udr.errors import (
+    ConflictError,
+    CorruptionError,
+    FormatError,
+    RefNotFound,
+    close_matches,
+)
 from udr.log.chunks import FileChunkStore
 from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
 from udr.log.format import (
@@ -49,8 +55,14 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
-from udr.log.index import Environment, frame_blob, open_cache_env, open_log_env, unframe_blob
-from udr.log.refs import branch_key, tag_key
+from udr.log.index import (
+    Environment,
+    frame_blob,
+    open_cache_env,
+    open_log_env,
+    unframe_blob,
+)
+from udr.log.refs import branch_key
 
 CommitHook = Callable[[lmdb.Transaction, Environment], None]
 

@@ -19,7 +19,6 @@ from udr.log.format import ChunkId
 from udr.materialize.data import RowReader, conform
 from udr.materialize.snapshot import FragmentState, TableState
 
-
 CHANGE = "_change"
 
 

@@ -7,13 +7,12 @@ with pushdown); small ones become Arrow IPC blobs inlined in the log, written at
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError

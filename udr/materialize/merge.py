@@ -7,6 +7,7 @@ include *theirs*: keys to remove from ours, rows to add, and the conflicts. Pure
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ def _sides(changes: pa.Table, key: Sequence[str]) -> dict[tuple[object, ...], tu
 
 
 def _same(a: object, b: object) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return a == b
 

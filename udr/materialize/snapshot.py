@@ -13,6 +13,7 @@ import marshal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from udr.errors import CorruptionError
@@ -60,7 +61,7 @@ class TableState:
 
     def chunk_ids(self) -> frozenset[ChunkId]:
         """The chunk ids of the table's fragments (a table never holds one chunk twice)."""
-        return frozenset(f.chunk for f in self.fragments)
+        return frozenset(map(itemgetter(0), self.fragments))
 
 
 Snapshot = Mapping[str, TableState]

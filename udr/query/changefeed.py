@@ -27,8 +27,8 @@ def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: lis
         return _label(added, "insert", out_schema)
     if added.num_rows == 0:
         return _label(removed, "delete", out_schema)
-    with own_or_given(con) as con:
-        return _paired(schema, out_schema, removed, added, key, con)
+    with own_or_given(con) as cursor:
+        return _paired(schema, out_schema, removed, added, key, cursor)
 
 
 def _paired(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Table, added: pa.Table, key: list[str] | None,

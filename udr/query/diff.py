@@ -70,8 +70,8 @@ def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remo
             return _single_key_diff(old, new, key[0], table=table, remove_missing=remove_missing)
         except pa.ArrowNotImplementedError:
             pass  # a type the vectorized comparison lacks: DuckDB below handles every type
-    with own_or_given(con) as con:
-        return _duckdb_diff(old, new, key, table=table, remove_missing=remove_missing, con=con)
+    with own_or_given(con) as cursor:
+        return _duckdb_diff(old, new, key, table=table, remove_missing=remove_missing, con=cursor)
 
 
 def _flat(t: pa.DataType) -> bool:
@@ -227,8 +227,8 @@ def _before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: lis
 def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
                   con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """(`__frag`, `__pos`) of the rows of `old` whose key appears in `keys` (`con`: a cursor to use)."""
-    with own_or_given(con) as con:
-        return _matching_keys(old, keys, key, table=table, con=con)
+    with own_or_given(con) as cursor:
+        return _matching_keys(old, keys, key, table=table, con=cursor)
 
 
 def _matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
