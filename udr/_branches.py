@@ -21,7 +21,6 @@ from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
 from udr.materialize.snapshot import TableState
 from udr.query.diff import matching_keys
-from udr.values import TableChange
 
 if TYPE_CHECKING:
     from udr._lake import Lake
@@ -136,9 +135,9 @@ Apply = Callable[[], None]
 def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | None, ours: TableState | None,
                  theirs: TableState | None, strategy: str | None, conflicts: list[Conflict]) -> Apply | None:
     """Plan the merge of one table: record conflicts, return the staging step (run only if none)."""
-    if ours == theirs or theirs == base or (theirs is not None and base is not None and _same_rows(lake, table, base, theirs)):
+    if ours == theirs or theirs == base:
         return None
-    if ours == base or (ours is not None and base is not None and _same_rows(lake, table, base, ours)):
+    if ours == base:
         return lambda: _replace_table(tx, table, theirs)
 
     def whole(reason: str) -> Apply | None:
@@ -150,14 +149,19 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
 
     if base is None or ours is None or theirs is None:
         return whole("created or dropped on one side and changed on the other")
+    # A side whose rows did not change (it only compacted, say) counts as unchanged.
+    other = _history._paired(lake, table, base, theirs)
+    if other.num_rows == 0 and theirs.schema == base.schema:
+        return None
+    mine = _history._paired(lake, table, base, ours)
+    if mine.num_rows == 0 and ours.schema == base.schema:
+        return lambda: _replace_table(tx, table, theirs)
     if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
         return whole("schema changed on both sides")
     key = ours.primary_key
     if key is None or key != theirs.primary_key:
         return whole("table without a primary key changed on both sides")
     schema = lake._rows.schema(theirs.schema if ours.schema == base.schema else ours.schema)
-    mine = _history._paired(lake, table, base, ours)
-    other = _history._paired(lake, table, base, theirs)
     result = merge_rows(table, schema, key, mine, other, strategy=strategy)
     conflicts.extend(result.conflicts)
 
@@ -174,11 +178,6 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
             tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")
 
     return apply
-
-
-def _same_rows(lake: Lake, table: str, a: TableState, b: TableState) -> bool:
-    """Whether two states of a table hold the same rows (e.g. one is a compaction of the other)."""
-    return a.schema == b.schema and _history.count_changes(lake, table, a, b) == TableChange()
 
 
 def check_strategy(strategy: str | None) -> None:

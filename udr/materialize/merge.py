@@ -12,11 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from udr.errors import Conflict
+from udr.materialize.data import conform
 
 CHANGE = "_change"
 _ABSENT = object()
+_BEFORE = pa.array(["delete", "update_before"])
+_AFTER = pa.array(["insert", "update_after"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +68,19 @@ def merge_rows(
     changed to different values, or a row deleted on one side and changed on the other, is a conflict,
     unless `strategy` is "ours" or "theirs".
     """
-    mine = _sides(ours, key)
-    other = _sides(theirs, key)
+    # Keys only theirs changed merge without looking at cells: take their after-rows, drop their
+    # before-rows. Only keys both sides changed go through the cell-by-cell loop below.
+    our_keys = set(_keys(ours, key))
+    shared = pa.array([k in our_keys for k in _keys(theirs, key)], pa.bool_())
+    clean = theirs.filter(pc.invert(shared))
+    kinds = clean.column(CHANGE)
+    key_schema = pa.schema([schema.field(c) for c in key])
+    clean_remove = conform(clean.filter(pc.is_in(kinds, value_set=_BEFORE)).select(list(key)), key_schema)
+    clean_add = conform(clean.filter(pc.is_in(kinds, value_set=_AFTER)), schema)
+    contested = theirs.filter(shared)
+    their_keys = set(_keys(contested, key))
+    mine = _sides(ours.filter(pa.array([k in their_keys for k in _keys(ours, key)], pa.bool_())), key)
+    other = _sides(contested, key)
     columns = list(schema.names)
     remove: list[dict[str, object]] = []
     add: list[dict[str, object]] = []
@@ -108,9 +123,12 @@ def merge_rows(
         if not clash and any(not _same(merged[c], my_row.get(c)) for c in columns):
             remove.append(keydict)
             add.append(merged)
-    key_schema = pa.schema([schema.field(c) for c in key])
     return RowMerge(
-        remove=pa.Table.from_pylist(remove, schema=key_schema),
-        add=pa.Table.from_pylist(add, schema=schema),
+        remove=pa.concat_tables([clean_remove, pa.Table.from_pylist(remove, schema=key_schema)]),
+        add=pa.concat_tables([clean_add, pa.Table.from_pylist(add, schema=schema)]),
         conflicts=conflicts,
     )
+
+
+def _keys(changes: pa.Table, key: Sequence[str]) -> list[tuple[object, ...]]:
+    return list(zip(*(changes.column(k).to_pylist() for k in key))) if changes.num_rows else []
