@@ -22,6 +22,8 @@ from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES, BlobId, ChunkId, Commit
 from udr.log.store import LogStore
 
 _MEMORY_CACHE = 512
+_MEMORY_SEGMENTS = 100_000
+_SEGMENT_MARK = 64
 # A snapshot is stored in the cache environment every this many first-parent steps.
 CHECKPOINT_EVERY = 32
 
@@ -118,13 +120,52 @@ def encode_state(state: TableState) -> bytes:
     return _STATE_TAG + b"\0" + marshal.dumps((state.schema, state.primary_key, fragments))
 
 
-def decode_state(data: bytes) -> TableState | None:
+def split_segments(fragments: tuple[FragmentState, ...]) -> list[tuple[FragmentState, ...]]:
+    """Cut a manifest where a fragment's chunk id ends a segment (about one in 64, decided by the id).
+
+    Boundaries depend on the fragments themselves, not their positions, so the snapshots of a table at
+    successive versions share all segments but the ones that changed: the cache stores each segment once
+    and a process decodes it once.
+    """
+    out: list[tuple[FragmentState, ...]] = []
+    start = 0
+    for end, fragment in enumerate(fragments, 1):
+        if int(fragment.chunk[-4:], 16) % _SEGMENT_MARK == 0:
+            out.append(fragments[start:end])
+            start = end
+    if start < len(fragments):
+        out.append(fragments[start:])
+    return out
+
+
+def _untag(data: bytes | None) -> bytes | None:
+    if data is None:
+        return None
+    tag, _, body = bytes(data).partition(b"\0")
+    return body if tag == _STATE_TAG else None
+
+
+class FragmentPool(dict[tuple[object, ...], FragmentState]):
+    """Interns fragment records: snapshots decoded from the cache share one object per fragment.
+
+    Consecutive snapshots of a table repeat almost all of their fragments; without sharing, opening many
+    versions keeps hundreds of thousands of duplicate objects alive and Python's cyclic collector then
+    stalls for tens of milliseconds walking them.
+    """
+
+    def __missing__(self, key: tuple[object, ...]) -> FragmentState:
+        value = self[key] = FragmentState._make(key)
+        return value
+
+
+def decode_state(data: bytes, pool: FragmentPool | None = None) -> TableState | None:
     """Parse a cached table state; None if another Python version wrote it."""
     tag, _, body = bytes(data).partition(b"\0")
     if tag != _STATE_TAG:
         return None
     schema, pk, fragments = marshal.loads(body)
-    return TableState(schema, pk, tuple(map(FragmentState._make, fragments)))
+    make = pool.__getitem__ if pool is not None else FragmentState._make
+    return TableState(schema, pk, tuple(map(make, fragments)))
 
 
 class Materializer:
@@ -138,6 +179,8 @@ class Materializer:
     def __init__(self, log: LogStore) -> None:
         self._log = log
         self._memory: dict[CommitId, tuple[dict[str, TableState], int]] = {}
+        self._pool = FragmentPool()
+        self._segments: dict[str, tuple[FragmentState, ...]] = {}
 
     def snapshot(self, cid: CommitId) -> dict[str, TableState]:
         """The snapshot at commit `cid` (folding from the nearest cached ancestor)."""
@@ -196,24 +239,50 @@ class Materializer:
             out: dict[str, TableState] = {}
             try:
                 for name, state_id in json.loads(raw).items():
-                    data = txn.get(state_id.encode(), db=cache.db(DB_TABLESTATES))
-                    state = decode_state(data) if data is not None else None
-                    if state is None:
+                    record = _untag(txn.get(state_id.encode(), db=cache.db(DB_TABLESTATES)))
+                    if record is None:
                         return None
-                    out[name] = state
+                    schema, pk, segment_ids = marshal.loads(record)
+                    fragments: tuple[FragmentState, ...] = ()
+                    for segment_id in segment_ids:
+                        segment = self._segment(txn, segment_id)
+                        if segment is None:
+                            return None
+                        fragments += segment
+                    out[name] = TableState(schema, pk, fragments)
             except (ValueError, KeyError, TypeError, AttributeError, EOFError):
                 # A damaged cache entry is only lost work: fold the snapshot from the log instead.
                 return None
         return out
 
+    def _segment(self, txn: object, segment_id: str) -> tuple[FragmentState, ...] | None:
+        found = self._segments.get(segment_id)
+        if found is None:
+            data = _untag(txn.get(segment_id.encode(), db=self._log.cache.db(DB_TABLESTATES)))  # type: ignore[attr-defined]
+            if data is None:
+                return None
+            found = self._segments[segment_id] = tuple(map(self._pool.__getitem__, marshal.loads(data)))
+        return found
+
     def _store(self, cid: CommitId, snap: Mapping[str, TableState]) -> None:
         cache = self._log.cache
+        db = cache.db(DB_TABLESTATES)
+        if len(self._segments) > _MEMORY_SEGMENTS:
+            self._segments.clear()
+            self._pool.clear()
         with cache.write() as txn:
             ids: dict[str, str] = {}
             for name, state in snap.items():
-                data = encode_state(state)
-                state_id = content_id(data)
-                txn.put(state_id.encode(), data, db=cache.db(DB_TABLESTATES), overwrite=False)
+                segment_ids = []
+                for segment in split_segments(state.fragments):
+                    data = _STATE_TAG + b"\0" + marshal.dumps(tuple(map(tuple, segment)))
+                    segment_id = content_id(data)
+                    txn.put(segment_id.encode(), data, db=db, overwrite=False)
+                    self._segments.setdefault(segment_id, segment)
+                    segment_ids.append(segment_id)
+                record = _STATE_TAG + b"\0" + marshal.dumps((state.schema, state.primary_key, tuple(segment_ids)))
+                state_id = content_id(record)
+                txn.put(state_id.encode(), record, db=db, overwrite=False)
                 ids[name] = state_id
             txn.put(cid.encode(), json.dumps(ids, sort_keys=True).encode(), db=cache.db(DB_SNAPSHOTS))
 
@@ -221,6 +290,8 @@ class Materializer:
         """Throw every cached snapshot away and fold the whole log again; return commits replayed."""
         self._log.cache.clear()
         self._memory.clear()
+        self._pool.clear()
+        self._segments.clear()
         total = self._log.last_seq() + 1
         done = 0
         for seq, cid in self._log.commits_from(0):
