@@ -25,7 +25,7 @@ _MEMORY_CACHE = 512
 _MEMORY_SEGMENTS = 100_000
 _SEGMENT_MARK = 64
 # A snapshot is stored in the cache environment every this many first-parent steps.
-CHECKPOINT_EVERY = 32
+CHECKPOINT_EVERY = 16
 
 
 class FragmentState(NamedTuple):
