@@ -61,6 +61,9 @@ def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | No
     delta = state_delta(rows or lake._rows, table, old, new, touched=touched)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
+    if not (delta.removed.num_rows and delta.added.num_rows):
+        # Only inserts or only deletes: nothing to pair, so no DuckDB cursor is needed.
+        return pair_changes(delta.schema, delta.removed, delta.added, key)
     with lake._server.session() as con:
         return pair_changes(delta.schema, delta.removed, delta.added, key, con)
 

@@ -300,6 +300,8 @@ class RowReader:
 
 def conform(data: pa.Table, schema: pa.Schema, *, extra: bool = False) -> pa.Table:
     """Reorder `data`'s columns to `schema`, adding missing (nullable) ones as nulls; keeps `__*` if `extra`."""
+    if data.schema.equals(schema):
+        return data
     columns = []
     for field in schema:
         if field.name in data.column_names:
