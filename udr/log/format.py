@@ -87,9 +87,6 @@ PARQUET_COMPRESSION = "snappy"
 
 # Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.
 INLINE_MAX_BYTES = 256 * 1024
-# A table whose inline fragments pass either bound is compacted into one Parquet chunk.
-INLINE_COMPACT_FRAGMENTS = 64
-INLINE_COMPACT_BYTES = 16 * 1024 * 1024
 
 CommitId = NewType("CommitId", str)
 ChunkId = NewType("ChunkId", str)
