@@ -6,6 +6,7 @@ Real LMDB files in `tmp_path` and real DuckDB throughout; nothing of UDR is mock
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,15 @@ import pytest
 
 import udr
 from udr.log.store import LogStore
+
+with warnings.catch_warnings():
+    # On a failure hypothesis imports libcst (to print a patch), whose import warns; with the suite's
+    # `filterwarnings = error` that turns every failing example into an INTERNALERROR. Import it quietly now.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:  # pragma: no cover - libcst missing: nothing to pre-import
+        pass
 
 # 20k rows of 4 int64 columns: 640 kB of Arrow, well above the 256 KiB below which rows are inlined in
 # the log, so a write of this many rows produces a chunk file under <lake>/chunks/ (and stays fast).

@@ -16,42 +16,18 @@ no base value for either side to have kept), and keys may be missing from the ba
 
 from __future__ import annotations
 
-import math
-import warnings
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
+from row_model import NAN, SCHEMA, VALUES, Model, Row, denorm, norm
 
 import udr
 
-with warnings.catch_warnings():
-    # On a failure hypothesis imports libcst (to print a patch), whose import warns; with the suite's
-    # `filterwarnings = error` that turns every failing example into an INTERNALERROR. Import it quietly now.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # pragma: no cover - libcst missing: nothing to pre-import
-        pass
-
-SCHEMA = pa.schema([("id", pa.int64()), ("s", pa.string()), ("f", pa.float64()), ("n", pa.int64())])
-VALUES = [c for c in SCHEMA.names if c != "id"]
-NAN = ("NaN",)
 BASE_KEYS = range(4)
 NEW_KEYS = range(4, 6)
-
-Row = tuple[object, ...]
-Model = dict[int, Row]
-
-
-def norm(value: object) -> object:
-    return NAN if isinstance(value, float) and math.isnan(value) else value
-
-
-def denorm(value: object) -> object:
-    return math.nan if value == NAN else value
 
 
 def as_model(table: pa.Table) -> Model:

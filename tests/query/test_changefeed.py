@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter
 
 import pyarrow as pa
@@ -12,15 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udr.query.changefeed import pair_changes
-
-with warnings.catch_warnings():
-    # On a failure hypothesis imports libcst (to print a patch), whose import warns; with the suite's
-    # `filterwarnings = error` that turns every failing example into an INTERNALERROR. Import it quietly now.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # pragma: no cover - libcst missing: nothing to pre-import
-        pass
 
 SCHEMA = pa.schema([("id", pa.int64()), ("s", pa.string()), ("f", pa.float64())])
 NAN = ("NaN",)

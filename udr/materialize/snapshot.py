@@ -114,10 +114,14 @@ def fold(snapshot: Snapshot, record: CommitRecord) -> dict[str, TableState]:
 _STATE_TAG = f"udr-state-py{sys.version_info[0]}.{sys.version_info[1]}".encode()
 
 
+def _pack(value: object) -> bytes:
+    return _STATE_TAG + b"\0" + marshal.dumps(value)
+
+
 def encode_state(state: TableState) -> bytes:
-    """Bytes of a table state for the cache (its key is their hash)."""
-    fragments = tuple((f.chunk, f.rows, f.inline, f.schema, f.deletes, f.deleted) for f in state.fragments)
-    return _STATE_TAG + b"\0" + marshal.dumps((state.schema, state.primary_key, fragments))
+    """The canonical bytes of a whole table state (materializations are compared by them; the cache
+    stores the same records cut into segments)."""
+    return _pack((state.schema, state.primary_key, tuple(map(tuple, state.fragments))))
 
 
 def split_segments(fragments: tuple[FragmentState, ...]) -> list[tuple[FragmentState, ...]]:
@@ -160,8 +164,8 @@ class FragmentPool(dict[tuple[object, ...], FragmentState]):
 
 def decode_state(data: bytes, pool: FragmentPool | None = None) -> TableState | None:
     """Parse a cached table state; None if another Python version wrote it."""
-    tag, _, body = bytes(data).partition(b"\0")
-    if tag != _STATE_TAG:
+    body = _untag(data)
+    if body is None:
         return None
     schema, pk, fragments = marshal.loads(body)
     make = pool.__getitem__ if pool is not None else FragmentState._make
@@ -275,12 +279,12 @@ class Materializer:
             for name, state in snap.items():
                 segment_ids = []
                 for segment in split_segments(state.fragments):
-                    data = _STATE_TAG + b"\0" + marshal.dumps(tuple(map(tuple, segment)))
+                    data = _pack(tuple(map(tuple, segment)))
                     segment_id = content_id(data)
                     txn.put(segment_id.encode(), data, db=db, overwrite=False)
                     self._segments.setdefault(segment_id, segment)
                     segment_ids.append(segment_id)
-                record = _STATE_TAG + b"\0" + marshal.dumps((state.schema, state.primary_key, tuple(segment_ids)))
+                record = _pack((state.schema, state.primary_key, tuple(segment_ids)))
                 state_id = content_id(record)
                 txn.put(state_id.encode(), record, db=db, overwrite=False)
                 ids[name] = state_id
