@@ -15,7 +15,7 @@ def _records(log: LogStore, problems: list[str]) -> list[tuple[int, CommitId, Co
     out = []
     for seq, cid in log.commits_from(0):
         try:
-            record = log.get_commit(cid)
+            record = log.get_commit(cid, cached=False)
         except (CorruptionError, RefNotFound) as exc:
             problems.append(str(exc))
             continue

@@ -231,8 +231,16 @@ def test_a_damaged_commit_record_is_detected(log: LogStore) -> None:
     _, stored = frame_blob(BlobKind.COMMIT, forged)
     with log.env.write() as txn:
         txn.put(cid.encode(), stored, db=log.env.db(DB_COMMITS))
+    # A record this handle already verified is served from memory; re-reading the bytes finds the damage.
+    assert log.get_commit(cid).message == "original"
     with pytest.raises(CorruptionError, match=cid):
-        log.get_commit(cid)
+        log.get_commit(cid, cached=False)
+    fresh = LogStore(log.root)
+    try:
+        with pytest.raises(CorruptionError, match=cid):
+            fresh.get_commit(cid)
+    finally:
+        fresh.close()
 
 
 # -- blobs ----------------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def _seq_key(seq: int) -> bytes:
     return struct.pack(">Q", seq)
 
 
+_RECORDS_KEPT = 4096
 _LAYOUT = re.compile(rf"^({LOG_DIR}|{CACHE_DIR}|{CHUNK_DIR}|{TMP_DIR}|{FORMAT_FILE}\.\d+\.tmp)$")
 
 
@@ -131,7 +132,8 @@ class LogStore:
         try:
             self.cache = _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
-            self._times: dict[CommitId, int] = {}
+            # Decoded records by id: a record is immutable and verified against its id when first read.
+            self._records: dict[CommitId, CommitRecord] = {}
             if version is None:
                 self._initialize()
         except BaseException:
@@ -165,13 +167,18 @@ class LogStore:
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def get_commit(self, cid: CommitId, txn: lmdb.Transaction | None = None) -> CommitRecord:
-        """Return the record of commit `cid`, verified against its id.
+    def get_commit(self, cid: CommitId, txn: lmdb.Transaction | None = None, *, cached: bool = True) -> CommitRecord:
+        """Return the record of commit `cid`, verified against its id (`cached=False`: read and verify the
+        stored bytes again even if this process already decoded them).
 
         Raises:
             RefNotFound: no such commit.
             CorruptionError: the stored bytes do not hash to `cid`.
         """
+        if cached:
+            found = self._records.get(cid)
+            if found is not None:
+                return found
         if txn is None:
             with self.env.read() as own:
                 stored = own.get(cid.encode(), db=self.env.db(DB_COMMITS))
@@ -182,7 +189,18 @@ class LogStore:
         canonical = unframe_blob(cid, stored, expect=BlobKind.COMMIT, verify=False)
         if commit_id(canonical) != cid:
             raise CorruptionError(f"commit {cid} does not hash to its id: the log is damaged")
-        return decode_commit(canonical, cid)
+        record = decode_commit(canonical, cid)
+        self._remember(cid, record)
+        return record
+
+    def _remember(self, cid: CommitId, record: CommitRecord) -> None:
+        records = self._records
+        if len(records) >= _RECORDS_KEPT:
+            try:
+                del records[next(iter(records))]
+            except (KeyError, StopIteration, RuntimeError):
+                pass  # another thread evicted or inserted at the same moment: the bound holds loosely
+        records[cid] = record
 
     def head(self, branch: str, txn: lmdb.Transaction | None = None) -> CommitId | None:
         """The head commit of `branch`, or None if there is no such branch."""
@@ -326,9 +344,7 @@ class LogStore:
                     )
                 self._check_rebase(txn, record, base, head)
             parents = (head, *record.parents[1:])
-            parent_time = self._times.get(head)
-            if parent_time is None:
-                parent_time = self.get_commit(head, txn).time_us
+            parent_time = self.get_commit(head, txn).time_us
             final = replace(
                 record,
                 parents=parents,
@@ -344,6 +360,7 @@ class LogStore:
             if hook is not None:
                 hook(txn, self.env)
             cid, final = self._store_commit(txn, final, record.branch, head)
+        self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
     def _check_rebase(self, txn: lmdb.Transaction, record: CommitRecord, base: CommitId, head: CommitId) -> None:
@@ -376,8 +393,6 @@ class LogStore:
         txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
         self.set_ref(txn, branch_key(branch), cid, expected)
-        # Commit times are immutable: remembering the newest lets the next commit skip decoding its parent.
-        self._times = {cid: final.time_us}
         return cid, final
 
     def set_ref(self, txn: lmdb.Transaction, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
