@@ -51,14 +51,16 @@ def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) 
         image = decode_before(lake._log.get_blob(op.before, BlobKind.BEFORE))
         return changes_from_before(lake._rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
     old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
-    # Outside a create, drop or truncate, only the fragments the op adds or re-deletes can differ.
-    touched = None if op.create or op.drop or op.truncate else {f.chunk for f in op.add} | {d.chunk for d in op.deletes}
-    return _paired(lake, table, old, new, touched=touched)
+    if op.create or op.drop or op.truncate:
+        return _paired(lake, table, old, new)
+    # Otherwise only the fragments the op adds or re-deletes can differ.
+    return _paired(lake, table, old, new, added={f.chunk for f in op.add}, redeleted={d.chunk for d in op.deletes})
 
 
 def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None,
-            rows: RowReader | None = None, *, touched: set[ChunkId] | None = None) -> pa.Table:
-    delta = state_delta(rows or lake._rows, table, old, new, touched=touched)
+            rows: RowReader | None = None, *, added: set[ChunkId] | None = None,
+            redeleted: set[ChunkId] | frozenset[ChunkId] = frozenset()) -> pa.Table:
+    delta = state_delta(rows or lake._rows, table, old, new, added=added, redeleted=redeleted)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
     if not (delta.removed.num_rows and delta.added.num_rows):

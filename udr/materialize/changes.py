@@ -36,20 +36,26 @@ def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
 
 
 def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
-                touched: Collection[ChunkId] | None = None) -> RowDelta:
+                added: Collection[ChunkId] | None = None, redeleted: Collection[ChunkId] = ()) -> RowDelta:
     """The rows that differ between two states of table `name` (None: the table does not exist).
 
-    `touched`, when the caller knows it (a commit's added and re-deleted chunks), names the only fragments
-    that may differ; the others are taken as unchanged without comparing them, so the cost follows the
-    commit's size rather than the table's fragment count.
+    When `new` is `old` after one commit that neither created nor truncated the table, the caller may
+    name the commit's `added` chunks and the chunks whose deletion vectors it `redeleted`: only those
+    fragments can differ, the others are taken as unchanged without comparing them, and a commit that
+    only appends costs the same however many fragments the table has.
     """
     ref = new if new is not None else old
     if ref is None:
         empty = pa.schema([])
         return RowDelta(empty, empty.empty_table(), empty.empty_table())
     schema = rows.schema(ref.schema)
-    old_frags = {f.chunk: f for f in old.fragments if touched is None or f.chunk in touched} if old is not None else {}
-    new_frags = {f.chunk: f for f in new.fragments if touched is None or f.chunk in touched} if new is not None else {}
+    if added is None:
+        old_frags = {f.chunk: f for f in old.fragments} if old is not None else {}
+        new_frags = {f.chunk: f for f in new.fragments} if new is not None else {}
+    else:
+        old_frags = _picked(old, redeleted)
+        new_frags = _picked(new, redeleted)
+        new_frags.update((f.chunk, f) for f in (new.appended(added) if new is not None else ()))
     removed: list[pa.Table] = []
     added: list[pa.Table] = []
     for chunk, frag in old_frags.items():
@@ -69,6 +75,12 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
     return RowDelta(schema, _concat(removed, schema), _concat(added, schema))
 
 
+def _picked(state: TableState | None, chunks: Collection[ChunkId]) -> dict[ChunkId, FragmentState]:
+    if state is None or not chunks:
+        return {}
+    return {f.chunk: f for f in state.fragments if f.chunk in chunks}
+
+
 def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
     conformed = [conform(p, schema) for p in parts if p.num_rows]
     return pa.concat_tables(conformed) if conformed else schema.empty_table()
@@ -81,7 +93,7 @@ def changes_from_before(rows: RowReader, name: str, new: TableState, added: set[
     Order matches the general path: deletes, then `update_before`/`update_after` pairs by key, then inserts.
     """
     schema = rows.schema(new.schema)
-    after = _concat([rows.live(f, table=name) for f in new.fragments if f.chunk in added], schema)
+    after = _concat([rows.live(f, table=name) for f in new.appended(added)], schema)
     deleted = pc.fill_null(before.column("__deleted"), False)
     gone = before.filter(deleted)
     updates = before.filter(pc.invert(deleted))

@@ -1,8 +1,10 @@
 """`Subscription`: an async iterator over a branch's change batches, with ordered, durable acks.
 
-A subscription pulls batches from the log (`feed.Feed`) one at a time and, when the log has nothing new,
-sleeps on a `notify.Waiter` until some process commits. Log reads and LMDB writes run in worker threads,
-so the event loop never waits on a disk.
+A subscription pulls batches from the log (`feed.Feed`) and, when the log has nothing new, sleeps on a
+`notify.Waiter` until some process commits. Log reads and LMDB writes run in worker threads, so the event
+loop never waits on a disk. One trip to a worker thread reads ahead what is already committed, up to
+`READ_AHEAD_BATCHES` batches or `READ_AHEAD_ROWS` rows, so draining a backlog does not pay a thread
+hand-off per batch while memory stays bounded.
 
 Invariants:
 - Acks come in delivery order, each batch once; anything else raises `AckError` and changes nothing.
@@ -39,6 +41,8 @@ from udr.stream.notify import open_waiter
 from udr.values import ChangeBatch, Commit
 
 EPHEMERAL_WINDOW = 4096
+READ_AHEAD_BATCHES = 64
+READ_AHEAD_ROWS = 65_536
 
 Listeners = list[Callable[[Commit], None]]
 
@@ -93,6 +97,7 @@ class Subscription:
         self._unacked: deque[Cursor] = deque()
         self._listeners = listeners
         listeners.append(self._on_commit)
+        self._ready: deque[tuple[ChangeBatch, Cursor]] = deque()
         self._iterating = False
         self._ack_lock: anyio.Lock | None = None
         self._closed = False
@@ -126,9 +131,10 @@ class Subscription:
         self._iterating = True
         try:
             while not self._closed:
-                found = await anyio.to_thread.run_sync(self._look)
-                if found is not None:
-                    batch, cursor = found
+                if not self._ready:
+                    self._ready.extend(await anyio.to_thread.run_sync(self._look))
+                if self._ready:
+                    batch, cursor = self._ready.popleft()
                     self._delivered(cursor)
                     return batch
                 if self._feed.finished:
@@ -198,10 +204,23 @@ class Subscription:
     def _on_commit(self, commit: Commit) -> None:
         self._waiter.wake()
 
-    def _look(self) -> tuple[ChangeBatch, Cursor] | None:
+    def _look(self) -> list[tuple[ChangeBatch, Cursor]]:
         # A wake-up may come from a commit LMDB has written but not yet shown to readers: let it land first.
         self._log.env.wait_published()
-        return self._feed.next_batch()
+        found: list[tuple[ChangeBatch, Cursor]] = []
+        rows = 0
+        while len(found) < READ_AHEAD_BATCHES and rows < READ_AHEAD_ROWS:
+            try:
+                item = self._feed.next_batch()
+            except Exception:
+                if found:
+                    break  # deliver what was read; the feed raises again (it retries) on the next read
+                raise
+            if item is None:
+                break
+            found.append(item)
+            rows += item[0].changes.num_rows
+        return found
 
     def _delivered(self, cursor: Cursor) -> None:
         self._unacked.append(cursor)
