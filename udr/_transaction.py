@@ -428,17 +428,26 @@ class Transaction:
         op = self._op(table)
         # Chunks this transaction already adds or removes count too: a fragment it deleted whole must
         # not share an id with rows it writes again.
-        present = set(state.chunk_ids()) | {f.chunk for f in op.add} | {d.chunk for d in op.deletes}
+        staged = {f.chunk for f in op.add} | {d.chunk for d in op.deletes}
+        present: set[ChunkId] = set()  # the table's chunks and `staged`, gathered only when needed
         fragments: list[Fragment] = []
 
         def collect(encoded: EncodedChunk) -> None:
-            # Start past the table's fragment count so repeated identical appends collide at most once.
-            copy = len(present)
-            while encoded.fragment.chunk in present:
-                copy += 1
-                rows = self._staged_rows(encoded)
-                encoded = encode_chunk(rows, schema_id, self._store_file, copy=copy)
-            present.add(encoded.fragment.chunk)
+            chunk = encoded.fragment.chunk
+            # Only bytes stored before can be in the table already: a new inline chunk (the common small
+            # write) is not in the log, so a long table's chunk ids are not gathered for it.
+            if chunk in staged or encoded.payload is None or self._lake._log.has_blob(BlobId(chunk)):
+                if not present:
+                    present.update(state.chunk_ids())
+                present.update(staged)
+                # Start past the table's fragment count so repeated identical appends collide at most once.
+                copy = len(present)
+                while encoded.fragment.chunk in present:
+                    copy += 1
+                    rows = self._staged_rows(encoded)
+                    encoded = encode_chunk(rows, schema_id, self._store_file, copy=copy)
+                present.add(encoded.fragment.chunk)
+            staged.add(encoded.fragment.chunk)
             if encoded.payload is not None:
                 self._blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
             fragments.append(encoded.fragment)
