@@ -75,6 +75,13 @@ _RECORDS_KEPT = 4096
 _LAYOUT = re.compile(rf"^({LOG_DIR}|{CACHE_DIR}|{CHUNK_DIR}|{TMP_DIR}|{FORMAT_FILE}\.\d+\.tmp)$")
 
 
+def _framed_blob(blob: BlobId, kind: BlobKind, payload: bytes) -> bytes:
+    framed_id, stored = frame_blob(kind, payload)
+    if framed_id != blob:
+        raise CorruptionError(f"blob {blob} was staged with bytes that hash to {framed_id}")
+    return stored
+
+
 def _open_cache(path: Path) -> Environment:
     """Open the derived-state cache, starting it afresh if it is damaged (it is never fsynced)."""
     try:
@@ -293,18 +300,29 @@ class LogStore:
 
     def put_blobs_now(self, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> None:
         """Store blobs in their own durable write (for blobs needed before a commit, e.g. schemas)."""
+        framed = self._framed(blobs)
         with self.env.write() as txn:
-            self._put_blobs(txn, blobs)
+            self._put_blobs(txn, blobs, framed)
 
-    def _put_blobs(self, txn: lmdb.Transaction, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> None:
+    def _framed(self, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> dict[BlobId, bytes]:
+        """The stored form of the blobs not yet in the log: compressed and hashed before the write lock
+        is taken, so the lock is held (and a commit's time runs) only for the writes."""
+        db = self.env.db(DB_BLOBS)
+        with self.env.read() as txn:
+            missing = [blob for blob in blobs if txn.get(blob.encode(), db=db) is None]
+        return {blob: _framed_blob(blob, *blobs[blob]) for blob in missing}
+
+    def _put_blobs(self, txn: lmdb.Transaction, blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
+                   framed: Mapping[BlobId, bytes]) -> None:
         db = self.env.db(DB_BLOBS)
         for blob, (kind, payload) in blobs.items():
             key = blob.encode()
-            if txn.get(key, db=db) is None:
-                framed_id, stored = frame_blob(kind, payload)
-                if framed_id != blob:
-                    raise CorruptionError(f"blob {blob} was staged with bytes that hash to {framed_id}")
-                txn.put(key, stored, db=db)
+            stored = framed.get(blob)
+            if stored is not None:
+                txn.put(key, stored, db=db, overwrite=False)  # one stored meanwhile holds the same bytes
+            elif txn.get(key, db=db) is None:
+                # Present when framing began but gone now (a gc of unreferenced blobs ran in between).
+                txn.put(key, _framed_blob(blob, kind, payload), db=db)
 
     def register_intents(self, chunks: Iterable[ChunkId]) -> None:
         """Record that this process is about to write `chunks`, so a concurrent gc leaves them alone."""
@@ -332,6 +350,7 @@ class LogStore:
             ConflictError: the branch moved and the commit cannot be placed on the new head.
             RefNotFound: the branch does not exist.
         """
+        framed = self._framed(blobs)
         with self.env.write() as txn:
             head = self.head(record.branch, txn)
             if head is None:
@@ -343,15 +362,8 @@ class LogStore:
                         "began; reload and retry"
                     )
                 self._check_rebase(txn, record, base, head)
-            parents = (head, *record.parents[1:])
-            parent_time = self.get_commit(head, txn).time_us
-            final = replace(
-                record,
-                parents=parents,
-                time_us=max(time.time_ns() // 1000, parent_time + 1),
-            )
-            self._put_blobs(txn, blobs)
-            for op in final.tables.values():
+            self._put_blobs(txn, blobs, framed)
+            for op in record.tables.values():
                 for frag in op.add:
                     if not frag.inline:
                         if not self.chunks.exists(frag.chunk):
@@ -359,6 +371,13 @@ class LogStore:
                         txn.delete(frag.chunk.encode(), db=self.env.db(DB_INTENTS))
             if hook is not None:
                 hook(txn, self.env)
+            # Stamped last, so the time is as close as possible to the moment the commit becomes durable.
+            parent_time = self.get_commit(head, txn).time_us
+            final = replace(
+                record,
+                parents=(head, *record.parents[1:]),
+                time_us=max(time.time_ns() // 1000, parent_time + 1),
+            )
             cid, final = self._store_commit(txn, final, record.branch, head)
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
