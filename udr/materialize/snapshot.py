@@ -24,6 +24,8 @@ from udr.log.store import LogStore
 _MEMORY_CACHE = 512
 _MEMORY_SEGMENTS = 100_000
 _SEGMENT_MARK = 64
+# The two-hex-digit endings of chunk ids that end a segment (their value is a multiple of _SEGMENT_MARK).
+_SEGMENT_ENDS = frozenset(f"{v:02x}" for v in range(0, 256, _SEGMENT_MARK))
 # A snapshot is stored in the cache environment every this many first-parent steps.
 CHECKPOINT_EVERY = 16
 
@@ -144,8 +146,8 @@ def split_segments(fragments: tuple[FragmentState, ...]) -> list[tuple[FragmentS
     """
     out: list[tuple[FragmentState, ...]] = []
     start = 0
-    for end, fragment in enumerate(fragments, 1):
-        if int(fragment.chunk[-4:], 16) % _SEGMENT_MARK == 0:
+    for end, chunk in enumerate(map(itemgetter(0), fragments), 1):
+        if chunk[-2:] in _SEGMENT_ENDS:
             out.append(fragments[start:end])
             start = end
     if start < len(fragments):
@@ -196,6 +198,9 @@ class Materializer:
         self._memory: dict[CommitId, tuple[dict[str, TableState], int]] = {}
         self._pool = FragmentPool()
         self._segments: dict[str, tuple[FragmentState, ...]] = {}
+        # The reverse, for segments this process stored or loaded: storing a checkpoint re-encodes and
+        # re-hashes only the segments that changed since.
+        self._segment_ids: dict[tuple[FragmentState, ...], str] = {}
 
     def snapshot(self, cid: CommitId) -> dict[str, TableState]:
         """The snapshot at commit `cid` (folding from the nearest cached ancestor)."""
@@ -235,7 +240,10 @@ class Materializer:
 
     def _keep(self, cid: CommitId, snap: dict[str, TableState], depth: int) -> int:
         if depth >= CHECKPOINT_EVERY:
-            self._store(cid, snap)
+            # Processes folding the same history (a writer and its subscribers) reach the same
+            # checkpoints: the first one stores it, the others find it there.
+            if not self._stored(cid):
+                self._store(cid, snap)
             depth = 0
         self._remember(cid, snap, depth)
         return depth
@@ -244,6 +252,16 @@ class Materializer:
         if len(self._memory) >= _MEMORY_CACHE:
             self._memory.pop(next(iter(self._memory)))
         self._memory[cid] = (snap, depth)
+
+    def _forget_segments(self) -> None:
+        self._segments.clear()
+        self._segment_ids.clear()
+        self._pool.clear()
+
+    def _stored(self, cid: CommitId) -> bool:
+        cache = self._log.cache
+        with cache.read() as txn:
+            return txn.get(cid.encode(), db=cache.db(DB_SNAPSHOTS)) is not None
 
     def _load(self, cid: CommitId) -> dict[str, TableState] | None:
         cache = self._log.cache
@@ -277,23 +295,26 @@ class Materializer:
             if data is None:
                 return None
             found = self._segments[segment_id] = tuple(map(self._pool.__getitem__, marshal.loads(data)))
+            self._segment_ids[found] = segment_id
         return found
 
     def _store(self, cid: CommitId, snap: Mapping[str, TableState]) -> None:
         cache = self._log.cache
         db = cache.db(DB_TABLESTATES)
         if len(self._segments) > _MEMORY_SEGMENTS:
-            self._segments.clear()
-            self._pool.clear()
+            self._forget_segments()
         with cache.write() as txn:
             ids: dict[str, str] = {}
             for name, state in snap.items():
                 segment_ids = []
                 for segment in split_segments(state.fragments):
-                    data = _pack(tuple(map(tuple, segment)))
-                    segment_id = content_id(data)
-                    txn.put(segment_id.encode(), data, db=db, overwrite=False)
-                    self._segments.setdefault(segment_id, segment)
+                    segment_id = self._segment_ids.get(segment)
+                    if segment_id is None:
+                        data = _pack(tuple(map(tuple, segment)))
+                        segment_id = content_id(data)
+                        txn.put(segment_id.encode(), data, db=db, overwrite=False)
+                        self._segments.setdefault(segment_id, segment)
+                        self._segment_ids[segment] = segment_id
                     segment_ids.append(segment_id)
                 record = _pack((state.schema, state.primary_key, tuple(segment_ids)))
                 state_id = content_id(record)
@@ -305,8 +326,7 @@ class Materializer:
         """Throw every cached snapshot away and fold the whole log again; return commits replayed."""
         self._log.cache.clear()
         self._memory.clear()
-        self._pool.clear()
-        self._segments.clear()
+        self._forget_segments()
         total = self._log.last_seq() + 1
         done = 0
         for seq, cid in self._log.commits_from(0):
