@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from udr._lake import Lake
 
 _TIME = pa.timestamp("us", tz="UTC")
+_STAMPS = ("_commit_id", "_commit_seq", "_commit_time")
 
 
 def first_parent_range(lake: Lake, since: CommitId | None, until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
@@ -78,9 +79,9 @@ def stamped_commit_changes(lake: Lake, table: str, cid: CommitId, record: Commit
 
 def _stamp(rows: pa.Table, cid: CommitId, record: CommitRecord) -> pa.Table:
     n = rows.num_rows
-    rows = rows.append_column("_commit_id", pa.repeat(pa.scalar(cid, pa.string()), n))
-    rows = rows.append_column("_commit_seq", pa.repeat(pa.scalar(record.seq, pa.int64()), n))
-    return rows.append_column("_commit_time", pa.repeat(pa.scalar(record.time_us, _TIME), n))
+    stamps = [pa.repeat(pa.scalar(cid, pa.string()), n), pa.repeat(pa.scalar(record.seq, pa.int64()), n),
+              pa.repeat(pa.scalar(record.time_us, _TIME), n)]
+    return pa.Table.from_arrays([*rows.columns, *stamps], names=[*rows.column_names, *_STAMPS])
 
 
 def _unify(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -12,13 +12,14 @@ its contents are keyed by immutable ids and can be rebuilt by replay, so a lost 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import lmdb
 import zstandard
@@ -38,6 +39,9 @@ from udr.log.format import (
     Codec,
 )
 
+# How many times `wait_published` yields the CPU before it starts sleeping between looks.
+_PUBLISH_SPINS = 200
+
 
 @dataclass(slots=True)
 class _Shared:
@@ -50,6 +54,42 @@ class _Shared:
 
 _registry: dict[str, _Shared] = {}
 _registry_lock = threading.Lock()
+
+
+class _Txn:
+    """One LMDB transaction as a context manager that reports LMDB failures as `UdrError`.
+
+    A class rather than a generator-based context manager: a change-feed look opens several read
+    transactions, and this costs a third as much per transaction.
+    """
+
+    __slots__ = ("_env", "_write", "_txn")
+
+    def __init__(self, env: lmdb.Environment, *, write: bool) -> None:
+        self._env = env
+        self._write = write
+
+    def __enter__(self) -> lmdb.Transaction:
+        try:
+            self._txn = self._env.begin(write=self._write)
+        except lmdb.Error as exc:
+            raise self._failed(exc) from exc
+        return self._txn
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None and self._write:
+            try:
+                self._txn.commit()
+            except lmdb.Error as failed:
+                raise self._failed(failed) from failed
+            return
+        self._txn.abort()
+        if isinstance(exc, lmdb.Error):
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: lmdb.Error) -> UdrError:
+        return UdrError(f"index {'write' if self._write else 'read'} failed: {exc}")
 
 
 class Environment:
@@ -91,23 +131,14 @@ class Environment:
         """Return the handle of sub-database `name`."""
         return self._live.dbs[name]
 
-    @contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
-        """A read-only snapshot transaction: never blocks, sees one consistent state."""
-        try:
-            with self._live.env.begin(buffers=False) as txn:
-                yield txn
-        except lmdb.Error as exc:
-            raise UdrError(f"index read failed: {exc}") from exc
+    def read(self) -> _Txn:
+        """A read-only snapshot transaction (a context manager): never blocks, sees one consistent state."""
+        return _Txn(self._live.env, write=False)
 
-    @contextmanager
-    def write(self) -> Iterator[lmdb.Transaction]:
-        """A write transaction; committed (and, for the log, fsynced) on clean exit, aborted on error."""
-        try:
-            with self._live.env.begin(write=True) as txn:
-                yield txn
-        except lmdb.Error as exc:
-            raise UdrError(f"index write failed: {exc}") from exc
+    def write(self) -> _Txn:
+        """A write transaction (a context manager); committed (and, for the log, fsynced) on clean exit,
+        aborted on error."""
+        return _Txn(self._live.env, write=True)
 
     def hold(self, chunk: str) -> None:
         """Note that an open transaction of this process will commit `chunk` (gc keeps it)."""
@@ -128,6 +159,11 @@ class Environment:
         with _registry_lock:
             return set(self._live.held)
 
+    def last_txnid(self) -> int:
+        """The id of the newest write transaction in the data file, read from its meta pages in memory
+        (no disk access, never blocks): a change means some process committed a write since."""
+        return int(self._live.env.info()["last_txnid"])
+
     def wait_published(self, limit: float = 1.0) -> None:
         """Wait (at most `limit` seconds) until new readers see every write transaction in the data file.
 
@@ -135,15 +171,20 @@ class Environment:
         it publishes the commit to readers (the transaction id in the lock file); a watcher reading in that
         gap would miss the commit and sleep until the next one. The limit covers a writer that died there.
         """
-        written = int(self._live.env.info()["last_txnid"])
+        written = self.last_txnid()
         deadline = time.monotonic() + limit
         pause = 0.0001
+        spins = _PUBLISH_SPINS  # the gap is usually microseconds: yield the CPU before sleeping
         while True:
             with self.read() as txn:
                 if txn.id() >= written:
                     return
             if time.monotonic() > deadline:
                 return
+            if spins:
+                spins -= 1
+                os.sched_yield()
+                continue
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
 

@@ -83,6 +83,8 @@ def _picked(state: TableState | None, chunks: Collection[ChunkId]) -> dict[Chunk
 
 def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
     conformed = [conform(p, schema) for p in parts if p.num_rows]
+    if len(conformed) == 1:
+        return conformed[0]
     return pa.concat_tables(conformed) if conformed else schema.empty_table()
 
 

@@ -98,6 +98,9 @@ class Subscription:
         self._listeners = listeners
         listeners.append(self._on_commit)
         self._ready: deque[tuple[ChangeBatch, Cursor]] = deque()
+        # The log's newest write transaction when the last look began (-1: look again at once): with no
+        # newer one, the log holds nothing that look did not read.
+        self._looked_at = -1
         self._iterating = False
         self._ack_lock: anyio.Lock | None = None
         self._closed = False
@@ -131,7 +134,7 @@ class Subscription:
         self._iterating = True
         try:
             while not self._closed:
-                if not self._ready:
+                if not self._ready and self._log.env.last_txnid() != self._looked_at:
                     self._ready.extend(await anyio.to_thread.run_sync(self._look))
                 if self._ready:
                     batch, cursor = self._ready.popleft()
@@ -140,12 +143,20 @@ class Subscription:
                 if self._feed.finished:
                     break
                 try:
-                    await self._waiter.wait()
+                    await self._wait_for_commit()
                 except anyio.ClosedResourceError:
                     break  # aclose() from another task
             raise StopAsyncIteration
         finally:
             self._iterating = False
+
+    async def _wait_for_commit(self) -> None:
+        # LMDB writes a commit's data pages before its meta page, and each write wakes the waiter: a wake
+        # with no write transaction newer than the last look started from has nothing to read yet.
+        while True:
+            await self._waiter.wait()
+            if self._closed or self._log.env.last_txnid() != self._looked_at:
+                return
 
     # -- acknowledging --------------------------------------------------------------------------------
 
@@ -205,16 +216,21 @@ class Subscription:
         self._waiter.wake()
 
     def _look(self) -> list[tuple[ChangeBatch, Cursor]]:
+        self._looked_at = self._log.env.last_txnid()
         # A wake-up may come from a commit LMDB has written but not yet shown to readers: let it land first.
         self._log.env.wait_published()
         found: list[tuple[ChangeBatch, Cursor]] = []
         rows = 0
-        while len(found) < READ_AHEAD_BATCHES and rows < READ_AHEAD_ROWS:
+        while True:
+            if len(found) >= READ_AHEAD_BATCHES or rows >= READ_AHEAD_ROWS:
+                self._looked_at = -1  # stopped early: the next look must not wait for a new commit
+                break
             try:
                 item = self._feed.next_batch()
             except Exception:
                 if found:
-                    break  # deliver what was read; the feed raises again (it retries) on the next read
+                    self._looked_at = -1  # deliver what was read; the feed raises again on the next read
+                    break
                 raise
             if item is None:
                 break
