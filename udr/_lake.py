@@ -10,6 +10,7 @@ import getpass
 import heapq
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +22,7 @@ from udr import _branches, _history
 from udr._inputs import TableData
 from udr._maintenance import stats, verify
 from udr._transaction import Transaction
-from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.errors import ConflictError, RefNotFound, TableNotFound, UdrError, UsageError, close_matches
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
 from udr.log.groups import Cursor, GroupStore, ack_hook
@@ -39,6 +40,8 @@ Progress = Callable[[int, int], None]
 
 _ANCESTOR = re.compile(r"^(.*?)((?:~\d*)*)$")
 _HEX = re.compile(r"^[0-9a-f]{7,64}$")
+# A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
+INLINE_FLUSH_FRAGMENTS = 256
 
 
 def os_user() -> str:
@@ -618,3 +621,28 @@ class Lake:
     def _after_commit(self, commit: Commit) -> None:
         for listener in self._commit_listeners:
             listener(commit)
+
+    def _flush_small_writes(self, branch: str, tables: list[str]) -> None:
+        """After a commit, flush the tables whose run of inline writes reached `INLINE_FLUSH_FRAGMENTS`
+        into Parquet, in a maintenance commit of its own (see `Transaction._flush_inline`).
+
+        Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
+        raised would be retried and applied twice), and a concurrent writer's move means the next commit
+        flushes instead.
+        """
+        snapshot = self._materializer.snapshot(self._head(branch))
+        due = [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= INLINE_FLUSH_FRAGMENTS]
+        if not due:
+            return
+        try:
+            tx = self.transaction(branch, message=f"flush small writes of {', '.join(due)}", author="udr",
+                                  metadata={"udr.maintenance": "flush-inline"})
+            tx._maintenance = True
+            with tx:
+                for table in due:
+                    tx._flush_inline(table)
+        except ConflictError:
+            pass
+        except (UdrError, OSError) as exc:
+            warnings.warn(f"udr: flushing the small writes of {', '.join(due)} failed ({exc}); "
+                          "the data is intact and stays inlined", RuntimeWarning, stacklevel=3)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from udr import _history
 from udr._inputs import TableData, conform_input, to_batches
-from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
+from udr.errors import CorruptionError, KeyViolation, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
     INLINE_MAX_BYTES,
@@ -36,6 +36,7 @@ from udr.log.format import (
 from udr.log.refs import check_name
 from udr.materialize.data import (
     EncodedChunk,
+    conform,
     decode_ipc,
     decode_positions,
     encode_before,
@@ -84,6 +85,8 @@ class Transaction:
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
         self._open = True
+        # A maintenance transaction (the flush of small writes) does not trigger another flush.
+        self._maintenance = False
         self.committed: Commit | None = None
         self._rows = lake._rows.with_blobs(self._blob)
         lake._open_transactions.add(self)
@@ -295,6 +298,28 @@ class Transaction:
         self._add_rows(table, data.schema, iter(data.to_batches()), counted="inserted")
         self._ops[table] = replace(self._ops[table], inserted=0)
 
+    def _flush_inline(self, table: str) -> None:
+        """Rewrite the trailing run of inline fragments of `table` as Parquet chunk(s); no row changes
+        (a `rewrite`). Used by `Lake._flush_small_writes`.
+
+        Small writes are inlined in the log, one fragment each. Flushing them keeps a table's manifest,
+        its snapshot opens, queries and change-feed looks from growing with the number of tiny commits;
+        the log still holds every inline write. Only a trailing run is taken, so row order is kept.
+        """
+        state = self._require(table)
+        run = state.inline_tail()
+        if len(run) < 2 or table in self._ops:
+            return
+        schema = self._rows.schema(state.schema)
+        payloads = self._lake._log.get_blobs([BlobId(f.chunk) for f in run], BlobKind.ROWS)
+        parts = [conform(self._rows.live(f, table=table) if f.deletes is not None else decode_ipc(payload), schema)
+                 for f, payload in zip(run, payloads)]
+        if sum(p.num_rows for p in parts) != sum(f.live_rows for f in run):
+            raise CorruptionError(f"table {table!r}: inline rows do not match their fragments' row counts")
+        self._ops[table] = TableOp(rewrite=True, deletes=tuple(Deletes(f.chunk, None, f.rows) for f in run))
+        self._add_rows(table, schema, (b for part in parts for b in part.to_batches()), inline=False)
+        self._ops[table] = replace(self._ops[table], inserted=0)
+
     def ack(self, subscription: Subscription, batch: ChangeBatch) -> None:
         """Acknowledge `batch` of a group subscription in this transaction's commit: exactly-once outputs.
 
@@ -357,6 +382,8 @@ class Transaction:
         self._lake._materializer.remember_commit(cid, final.parents[0], fold(parent, final))
         self.committed = self._lake._commit_value(cid, final)
         self._lake._after_commit(self.committed)
+        if not self._maintenance:
+            self._lake._flush_small_writes(self.branch, [t for t, op in final.tables.items() if op.add])
         return self.committed
 
     def abort(self) -> None:
@@ -417,7 +444,7 @@ class Transaction:
         return target, (convert(b) for b in batches)
 
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
-                  counted: str = "inserted", streaming: bool = False) -> int:
+                  counted: str = "inserted", streaming: bool = False, inline: bool = True) -> int:
         """Encode rows as chunks (inline or Parquet) and stage them as fragments of `table`.
 
         In-memory input is written by a thread pool, one chunk per thread. A stream is written as it is
@@ -460,7 +487,7 @@ class Transaction:
                 head = _inline_candidate(pieces)
                 if not head:
                     break
-                if sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
+                if inline and sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
                     collect(encode_inline(pa.concat_tables(head), schema_id))
                     continue
                 rest = islice(pieces, ROW_GROUPS_PER_CHUNK - len(head))

@@ -13,6 +13,7 @@ import marshal
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import partial
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -70,6 +71,13 @@ class TableState:
             return ()
         wanted = chunks if isinstance(chunks, (set, frozenset)) else set(chunks)
         return tuple(f for f in self.fragments[-len(wanted):] if f.chunk in wanted)
+
+    def inline_tail(self) -> tuple[FragmentState, ...]:
+        """The inline fragments at the end of the manifest: the small writes since the last larger one."""
+        start = len(self.fragments)
+        while start and self.fragments[start - 1].inline:
+            start -= 1
+        return self.fragments[start:]
 
     def chunk_ids(self) -> frozenset[ChunkId]:
         """The chunk ids of the table's fragments (a table never holds one chunk twice)."""
@@ -162,6 +170,16 @@ def _untag(data: bytes | None) -> bytes | None:
     return body if tag == _STATE_TAG else None
 
 
+_new_fragment = partial(tuple.__new__, FragmentState)
+
+
+def _fragments(rows: list[tuple[object, ...]]) -> tuple[FragmentState, ...]:
+    """Fragment records from decoded field tuples (C-speed: a cold open decodes thousands)."""
+    if set(map(len, rows)) - {len(FragmentState._fields)}:
+        raise ValueError("a cached fragment record has the wrong number of fields")
+    return tuple(map(_new_fragment, rows))
+
+
 class FragmentPool(dict[tuple[object, ...], FragmentState]):
     """Interns fragment records: snapshots decoded from the cache share one object per fragment.
 
@@ -170,9 +188,9 @@ class FragmentPool(dict[tuple[object, ...], FragmentState]):
     stalls for tens of milliseconds walking them.
     """
 
-    def __missing__(self, key: tuple[object, ...]) -> FragmentState:
-        value = self[key] = FragmentState._make(key)
-        return value
+    def intern_all(self, rows: list[tuple[object, ...]]) -> tuple[FragmentState, ...]:
+        """The pooled record of each decoded field tuple (added to the pool when new)."""
+        return tuple(map(self.setdefault, rows, _fragments(rows)))
 
 
 def decode_state(data: bytes, pool: FragmentPool | None = None) -> TableState | None:
@@ -181,8 +199,7 @@ def decode_state(data: bytes, pool: FragmentPool | None = None) -> TableState | 
     if body is None:
         return None
     schema, pk, fragments = marshal.loads(body)
-    make = pool.__getitem__ if pool is not None else FragmentState._make
-    return TableState(schema, pk, tuple(map(make, fragments)))
+    return TableState(schema, pk, pool.intern_all(fragments) if pool is not None else _fragments(fragments))
 
 
 class Materializer:
@@ -198,8 +215,9 @@ class Materializer:
         self._memory: dict[CommitId, tuple[dict[str, TableState], int]] = {}
         self._pool = FragmentPool()
         self._segments: dict[str, tuple[FragmentState, ...]] = {}
-        # The reverse, for segments this process stored or loaded: storing a checkpoint re-encodes and
-        # re-hashes only the segments that changed since.
+        # The reverse, for segments this process stored: storing the next checkpoint re-encodes and
+        # re-hashes only the segments that changed since (loads do not fill it: that would hash every
+        # fragment of a cold open).
         self._segment_ids: dict[tuple[FragmentState, ...], str] = {}
 
     def snapshot(self, cid: CommitId) -> dict[str, TableState]:
@@ -294,8 +312,7 @@ class Materializer:
             data = _untag(txn.get(segment_id.encode(), db=self._log.cache.db(DB_TABLESTATES)))  # type: ignore[attr-defined]
             if data is None:
                 return None
-            found = self._segments[segment_id] = tuple(map(self._pool.__getitem__, marshal.loads(data)))
-            self._segment_ids[found] = segment_id
+            found = self._segments[segment_id] = self._pool.intern_all(marshal.loads(data))
         return found
 
     def _store(self, cid: CommitId, snap: Mapping[str, TableState]) -> None:
