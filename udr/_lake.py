@@ -22,7 +22,14 @@ from udr import _branches, _history
 from udr._inputs import TableData
 from udr._maintenance import stats, verify
 from udr._transaction import Transaction
-from udr.errors import ConflictError, RefNotFound, TableNotFound, UdrError, UsageError, close_matches
+from udr.errors import (
+    ConflictError,
+    RefNotFound,
+    TableNotFound,
+    UdrError,
+    UsageError,
+    close_matches,
+)
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
 from udr.log.groups import Cursor, GroupStore, ack_hook

@@ -22,7 +22,13 @@ import pyarrow.compute as pc
 
 from udr import _history
 from udr._inputs import TableData, conform_input, to_batches
-from udr.errors import CorruptionError, KeyViolation, TableNotFound, UsageError, close_matches
+from udr.errors import (
+    CorruptionError,
+    KeyViolation,
+    TableNotFound,
+    UsageError,
+    close_matches,
+)
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
     INLINE_MAX_BYTES,

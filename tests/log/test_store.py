@@ -12,8 +12,23 @@ from pathlib import Path
 import pytest
 
 from udr.errors import ConflictError, CorruptionError, FormatError, RefNotFound
-from udr.log.commits import CommitRecord, Fragment, TableOp, commit_id, content_id, encode_commit
-from udr.log.format import DB_COMMITS, DB_INTENTS, FORMAT_VERSION, BlobId, BlobKind, ChunkId, CommitId
+from udr.log.commits import (
+    CommitRecord,
+    Fragment,
+    TableOp,
+    commit_id,
+    content_id,
+    encode_commit,
+)
+from udr.log.format import (
+    DB_COMMITS,
+    DB_INTENTS,
+    FORMAT_VERSION,
+    BlobId,
+    BlobKind,
+    ChunkId,
+    CommitId,
+)
 from udr.log.index import frame_blob
 from udr.log.refs import branch_key, tag_key
 from udr.log.store import LogStore, read_format

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
-from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES, BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import (
+    DB_SNAPSHOTS,
+    DB_TABLESTATES,
+    BlobId,
+    BlobKind,
+    ChunkId,
+    CommitId,
+)
 from udr.log.store import LogStore
 from udr.materialize.snapshot import (
     CHECKPOINT_EVERY,

@@ -3,7 +3,6 @@ through the caller; positions_where finds live rows by SQL predicate."""
 
 from __future__ import annotations
 
-
 import duckdb
 import pyarrow as pa
 import pytest
@@ -12,7 +11,12 @@ from udr.errors import CorruptionError, SqlError
 from udr.log.commits import content_id
 from udr.log.format import BlobId, BlobKind, ChunkId
 from udr.log.store import LogStore
-from udr.materialize.data import RowReader, encode_chunk, encode_positions, encode_schema
+from udr.materialize.data import (
+    RowReader,
+    encode_chunk,
+    encode_positions,
+    encode_schema,
+)
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.query.engine import VERSIONED_NAME, SnapshotServer, quote_ident
 

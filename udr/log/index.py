@@ -63,7 +63,7 @@ class _Txn:
     transactions, and this costs a third as much per transaction.
     """
 
-    __slots__ = ("_env", "_write", "_txn")
+    __slots__ = ("_env", "_txn", "_write")
 
     def __init__(self, env: lmdb.Environment, *, write: bool) -> None:
         self._env = env
