@@ -218,11 +218,23 @@ def open_cache_env(path: Path) -> Environment:
     return Environment(path, CACHE_DBS, durable=False, map_size=CACHE_MAP_SIZE)
 
 
+class _Codecs(threading.local):
+    """zstd contexts, one set per thread (they are not thread-safe); making one per blob cost more than
+    compressing a small blob."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_codecs = _Codecs()
+
+
 def frame_blob(kind: BlobKind, payload: bytes) -> tuple[str, bytes]:
     """Return (id, stored bytes) of a blob: id hashes the payload; stored bytes carry kind and codec."""
     blob_id = content_id(payload)
     if len(payload) >= ZSTD_MIN_BYTES:
-        packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(payload)
+        packed = _codecs.compressor.compress(payload)
         if len(packed) < len(payload):
             return blob_id, BLOB_MAGIC + bytes([kind, Codec.ZSTD]) + packed
     return blob_id, BLOB_MAGIC + bytes([kind, Codec.RAW]) + payload
@@ -243,7 +255,7 @@ def unframe_blob(blob_id: str, stored: bytes, *, expect: BlobKind, verify: bool 
         if codec == Codec.RAW:
             payload = bytes(stored[3:])
         elif codec == Codec.ZSTD:
-            payload = zstandard.ZstdDecompressor().decompress(stored[3:])
+            payload = _codecs.decompressor.decompress(stored[3:])
         else:
             raise CorruptionError(f"blob {blob_id} uses unknown codec {codec}")
     except zstandard.ZstdError as exc:

@@ -6,6 +6,8 @@ tags never move once written.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from udr.errors import InvalidName
 from udr.log.format import REF_BRANCH, REF_TAG
 
@@ -21,6 +23,12 @@ def check_name(name: object, what: str) -> str:
     """
     if not isinstance(name, str) or not name:
         raise InvalidName(f"{what} name must be a non-empty string, got {name!r}")
+    return _checked(name, what)
+
+
+@lru_cache(maxsize=4096)
+def _checked(name: str, what: str) -> str:
+    # Cached: every write checks its table and branch names, and a program uses the same few again and again.
     if len(name) > MAX_NAME:
         raise InvalidName(f"{what} name is {len(name)} characters long; the limit is {MAX_NAME}")
     bad = [c for c in ("/", "\\", "..") if c in name]
