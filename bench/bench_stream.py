@@ -80,6 +80,8 @@ async def udr_subscriber(lake: Path, count: int) -> None:
             print("ready", flush=True)
             async for batch in sub:
                 now = time.time()
+                if not delivered:
+                    before_first = batch.commit.parents[0]  # not main~count: flush commits count there
                 delivered.append((batch.commit.seq, now, now - batch.commit.time.timestamp()))
                 if len(delivered) == count:
                     break
@@ -90,7 +92,7 @@ async def udr_subscriber(lake: Path, count: int) -> None:
             idle_cpu = (time.process_time() - cpu) / (time.monotonic() - wall)
         started = time.perf_counter()
         drained = 0
-        async with db.subscribe("t", start=f"main~{count}") as sub:
+        async with db.subscribe("t", start=before_first) as sub:
             async for _ in sub:
                 drained += 1
                 if drained == count:

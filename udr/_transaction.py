@@ -22,13 +22,7 @@ import pyarrow.compute as pc
 
 from udr import _history
 from udr._inputs import TableData, conform_input, to_batches
-from udr.errors import (
-    CorruptionError,
-    KeyViolation,
-    TableNotFound,
-    UsageError,
-    close_matches,
-)
+from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
     INLINE_MAX_BYTES,
@@ -87,6 +81,8 @@ class Transaction:
         # Write calls per table: counts accumulated over several calls are recomputed as the net change.
         self._writes: Counter[str] = Counter()
         self._chunks: set[ChunkId] = set()
+        # Rows of the inline chunks staged here, handed to the lake's reader once committed.
+        self._inline_rows: dict[ChunkId, pa.Table] = {}
         self._hooks: list[PendingAck] = []
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
@@ -317,11 +313,7 @@ class Transaction:
         if len(run) < 2 or table in self._ops:
             return
         schema = self._rows.schema(state.schema)
-        payloads = self._lake._log.get_blobs([BlobId(f.chunk) for f in run], BlobKind.ROWS)
-        parts = [conform(self._rows.live(f, table=table) if f.deletes is not None else decode_ipc(payload), schema)
-                 for f, payload in zip(run, payloads)]
-        if sum(p.num_rows for p in parts) != sum(f.live_rows for f in run):
-            raise CorruptionError(f"table {table!r}: inline rows do not match their fragments' row counts")
+        parts = [conform(self._rows.live(f, table=table), schema) for f in run]
         self._ops[table] = TableOp(rewrite=True, deletes=tuple(Deletes(f.chunk, None, f.rows) for f in run))
         self._add_rows(table, schema, (b for part in parts for b in part.to_batches()), inline=False)
         self._ops[table] = replace(self._ops[table], inserted=0)
@@ -384,6 +376,11 @@ class Transaction:
             self._close()
         for pending in self._hooks:
             pending.done()
+        for op in final.tables.values():
+            for frag in op.add:
+                rows = self._inline_rows.get(frag.chunk)
+                if rows is not None:
+                    self._lake._rows.remember_inline(frag.chunk, rows)
         parent = self._lake._materializer.snapshot(final.parents[0])
         self._lake._materializer.remember_commit(cid, final.parents[0], fold(parent, final))
         self.committed = self._lake._commit_value(cid, final)
@@ -483,6 +480,8 @@ class Transaction:
             staged.add(encoded.fragment.chunk)
             if encoded.payload is not None:
                 self._blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
+                if encoded.rows is not None:
+                    self._inline_rows[encoded.fragment.chunk] = encoded.rows
             fragments.append(encoded.fragment)
 
         pieces = (p if p.schema.equals(schema) else p.cast(schema) for p in rebatch(batches, ROW_GROUP_ROWS))

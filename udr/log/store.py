@@ -285,21 +285,6 @@ class LogStore:
             raise CorruptionError(f"blob {blob} ({kind.name.lower()}) is missing from the log")
         return unframe_blob(blob, stored, expect=kind)
 
-    def get_blobs(self, blobs: list[BlobId], kind: BlobKind) -> list[bytes]:
-        """The payloads of many blobs, read in one transaction.
-
-        Raises:
-            CorruptionError: one is missing or does not hash to its id.
-        """
-        with self.env.read() as txn:
-            stored = [txn.get(blob.encode(), db=self.env.db(DB_BLOBS)) for blob in blobs]
-        out = []
-        for blob, data in zip(blobs, stored):
-            if data is None:
-                raise CorruptionError(f"blob {blob} ({kind.name.lower()}) is missing from the log")
-            out.append(unframe_blob(blob, data, expect=kind))
-        return out
-
     def has_blob(self, blob: BlobId) -> bool:
         """Whether blob `blob` is stored in the log."""
         with self.env.read() as txn:

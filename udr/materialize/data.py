@@ -7,6 +7,8 @@ with pushdown); small ones become Arrow IPC blobs inlined in the log, written at
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from udr.materialize.snapshot import FragmentState, TableState
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
+# Decoded inline chunks a reader keeps (see `_InlineCache`).
+INLINE_CACHE_BYTES = 64 << 20
 
 
 def encode_schema(schema: pa.Schema) -> tuple[BlobId, bytes]:
@@ -141,6 +145,8 @@ class EncodedChunk:
 
     fragment: Fragment
     payload: bytes | None
+    # For inline chunks, the rows exactly as the payload decodes (kept by readers of this process).
+    rows: pa.Table | None = None
 
 
 def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
@@ -167,8 +173,9 @@ StoreFile = Callable[[Callable[[Path], None]], ChunkId]
 def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0) -> EncodedChunk:
     """Encode a small chunk as an Arrow IPC blob to inline in the log."""
     # One record batch whatever the input's batching, so the same rows always give the same bytes.
-    payload = encode_ipc(table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks())
-    return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload)
+    rows = table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks()
+    payload = encode_ipc(rows)
+    return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload, rows)
 
 
 def store_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, schema_id: BlobId, store_file: StoreFile, *,
@@ -196,6 +203,37 @@ def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, c
                          copy=copy)
 
 
+class _InlineCache:
+    """Decoded inline chunks, newest kept, within a byte budget; shared by threads.
+
+    Chunks are immutable and named by their bytes, so a decoded one stays right. Many small writes make
+    many inline chunks: queries, change feeds and the flush into Parquet then decode each once.
+    """
+
+    def __init__(self, budget: int = INLINE_CACHE_BYTES) -> None:
+        self._budget = budget
+        self._tables: OrderedDict[ChunkId, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, chunk: ChunkId) -> pa.Table | None:
+        with self._lock:
+            return self._tables.get(chunk)
+
+    def put(self, chunk: ChunkId, rows: pa.Table) -> None:
+        size = rows.nbytes
+        if size > self._budget:
+            return
+        with self._lock:
+            if chunk in self._tables:
+                return
+            self._tables[chunk] = rows
+            self._bytes += size
+            while self._bytes > self._budget:
+                _, old = self._tables.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
 class RowReader:
     """Reads table fragments back as Arrow, verifying what it reads."""
 
@@ -203,19 +241,28 @@ class RowReader:
         self._log = log
         self._blobs = blobs
         self._schemas: dict[BlobId, pa.Schema] = {}
+        self._inline = _InlineCache()
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
-        this reader's decoded-schema cache."""
+        this reader's caches of decoded schemas and inline rows."""
         reader = RowReader(self._log, blobs)
         reader._schemas = self._schemas
+        reader._inline = self._inline
         return reader
+
+    def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
+        """Keep the rows of an inline chunk this process just committed, as its blob decodes."""
+        self._inline.put(chunk, rows)
 
     def fragment(self, frag: FragmentState, columns: list[str] | None = None, *, table: str = "?") -> pa.Table:
         """All rows of one fragment (deleted ones included), optionally only some columns."""
         try:
             if frag.inline:
-                data = decode_ipc(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
+                data = self._inline.get(frag.chunk)
+                if data is None:
+                    data = decode_ipc(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
+                    self._inline.put(frag.chunk, data)
             else:
                 present = None if columns is None else [c for c in columns if c in self.schema(frag.schema).names]
                 data = pq.read_table(self._log.chunks.verified_path(frag.chunk), columns=present, memory_map=True)
