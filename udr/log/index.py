@@ -164,6 +164,11 @@ class Environment:
         (no disk access, never blocks): a change means some process committed a write since."""
         return int(self._live.env.info()["last_txnid"])
 
+    def published(self, txnid: int) -> bool:
+        """Whether new readers already see write transaction `txnid` (see `wait_published`)."""
+        with self.read() as txn:
+            return int(txn.id()) >= txnid
+
     def wait_published(self, limit: float = 1.0) -> None:
         """Wait (at most `limit` seconds) until new readers see every write transaction in the data file.
 
@@ -176,9 +181,8 @@ class Environment:
         pause = 0.0001
         spins = _PUBLISH_SPINS  # the gap is usually microseconds: yield the CPU before sleeping
         while True:
-            with self.read() as txn:
-                if txn.id() >= written:
-                    return
+            if self.published(written):
+                return
             if time.monotonic() > deadline:
                 return
             if spins:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -85,7 +86,13 @@ def _concat(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
     conformed = [conform(p, schema) for p in parts if p.num_rows]
     if len(conformed) == 1:
         return conformed[0]
-    return pa.concat_tables(conformed) if conformed else schema.empty_table()
+    return pa.concat_tables(conformed) if conformed else _empty(schema)
+
+
+@lru_cache(maxsize=64)
+def _empty(schema: pa.Schema) -> pa.Table:
+    # Most commits only add rows: every change-feed batch would otherwise build an empty "removed" table.
+    return schema.empty_table()
 
 
 def changes_from_before(rows: RowReader, name: str, new: TableState, added: set[ChunkId], before: pa.Table,

@@ -221,7 +221,7 @@ class _InlineCache:
             return self._tables.get(chunk)
 
     def put(self, chunk: ChunkId, rows: pa.Table) -> None:
-        size = rows.nbytes
+        size = rows.get_total_buffer_size()
         if size > self._budget:
             return
         with self._lock:
@@ -231,7 +231,7 @@ class _InlineCache:
             self._bytes += size
             while self._bytes > self._budget:
                 _, old = self._tables.popitem(last=False)
-                self._bytes -= old.nbytes
+                self._bytes -= old.get_total_buffer_size()
 
 
 class RowReader:

@@ -90,6 +90,22 @@ class Feed:
             self._scanned_seq, self._scanned_id = seq, cid
             self._start_commit(cid, record, None)
 
+    def next_is_light(self) -> bool:
+        """Whether the next batch (if any) comes from the log alone: inline rows added to existing tables,
+        or a rewrite, so computing it reads no chunk file and no old rows. Reads only commit records."""
+        if self._todo:
+            assert self._commit is not None
+            ops = [self._commit[1].tables[self._todo[0]]]
+        else:
+            if self._next >= len(self._plan) and not self._walk():
+                return True
+            seq = self._plan[self._next]
+            kept = self._records.get(seq)
+            record = kept[1] if kept is not None else self._at(seq)[1]
+            ops = [op for table, op in record.tables.items() if self._tables is None or table in self._tables]
+        return all(op.rewrite or (not (op.create or op.drop or op.truncate or op.deletes or op.before)
+                                  and all(f.inline for f in op.add)) for op in ops)
+
     def _start_commit(self, cid: CommitId, record: CommitRecord, after_table: str | None) -> None:
         todo = [t for t in sorted(record.tables) if self._tables is None or t in self._tables]
         if after_table is not None:
