@@ -105,6 +105,22 @@ async def test_start_latest_and_start_ref_skip_what_came_before(db: udr.Lake) ->
         assert [b.changes.column("id").to_pylist() for b in await _take(from_ref, 2)] == [[2], [3]]
 
 
+async def test_inline_file_and_keyed_commits_interleave_in_order(db: udr.Lake) -> None:
+    # Inline appends are read on the event loop, Parquet chunks and keyed rewrites in a worker thread.
+    big = 40_000  # over the inline limit: a Parquet chunk
+    async with db.subscribe(["orders", "payments"], start="latest") as sub:
+        db.append("payments", {"id": [1], "amount": [5]})
+        db.append("payments", {"id": list(range(2, 2 + big)), "amount": [7] * big})
+        _order(db, 1)
+        _order(db, 1, amount=11)
+        db.append("payments", {"id": [0], "amount": [9]})
+        batches = await _take(sub, 5)
+    assert [(b.table, b.changes.num_rows) for b in batches] == [
+        ("payments", 1), ("payments", big), ("orders", 1), ("orders", 2), ("payments", 1)]
+    assert [b.commit.seq for b in batches] == sorted(b.commit.seq for b in batches)
+    assert batches[3].changes.column("_change").to_pylist() == ["update_before", "update_after"]
+
+
 async def test_a_commit_made_while_waiting_is_delivered_promptly(db: udr.Lake) -> None:
     async def commit_later() -> None:
         await anyio.sleep(0.1)
