@@ -11,6 +11,7 @@ import heapq
 import os
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,6 +81,7 @@ class Lake:
         self._open_transactions: set[Transaction] = set()
         self._os_user: str | None = None
         self._commit_listeners: list[Callable[[Commit], None]] = []
+        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
 
     def __enter__(self) -> Lake:
         return self
@@ -88,9 +90,12 @@ class Lake:
         self.close()
 
     def close(self) -> None:
-        """Release the lake's files. Open transactions are aborted."""
+        """Release the lake's files. Open transactions are aborted; subscriptions end (their iteration
+        stops) and give their groups' leases back."""
         for tx in list(self._open_transactions):
             tx.abort()
+        for sub in list(self._subscriptions):
+            sub._detach()
         self._server.close()
         self._log.close()
 
@@ -472,11 +477,13 @@ class Lake:
                 raise UsageError("subscribe() needs at least one table name, or tables=None for every table")
             self._check_streamed_tables(names, head, stored.cursor if stored is not None else after)
             wanted = frozenset(names)
-        return Subscription(
+        sub = Subscription(
             self._log, branch=branch, tables=wanted, group=group, start=after,
             changes=lambda table, cid, record: _history.stamped_commit_changes(self, table, cid, record),
             commit_value=self._commit_value, listeners=self._commit_listeners,
         )
+        self._subscriptions.add(sub)
+        return sub
 
     def groups(self) -> list[GroupInfo]:
         """Every consumer group (that acknowledged a batch or was reset), with its position and lag."""

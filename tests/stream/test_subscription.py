@@ -199,6 +199,29 @@ async def test_aclose_from_another_task_ends_the_iteration(db: udr.Lake) -> None
 # -- acks and groups ---------------------------------------------------------------------------------
 
 
+async def test_closing_the_lake_ends_its_subscriptions_and_frees_their_groups(tmp_path: Path) -> None:
+    lake = udr.open(tmp_path / "lake")
+    lake.append("t", {"a": [1]})
+    sub = lake.subscribe("t", group="g", start="earliest")
+    ended = anyio.Event()
+
+    async def consume() -> None:
+        async for _ in sub:
+            pass
+        ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await anyio.sleep(0.1)  # the consumer took the batch and waits for the next commit
+        lake.close()
+        with anyio.fail_after(5):
+            await ended.wait()
+    await sub.aclose()
+    with udr.open(tmp_path / "lake") as again:
+        async with again.subscribe("t", group="g") as other:  # the lease was given back
+            assert other.group == "g"
+
+
 async def test_a_group_resumes_after_its_last_ack_and_redelivers_the_rest(db: udr.Lake) -> None:
     _order(db, 1)
     both = _both(db, 2)

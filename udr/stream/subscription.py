@@ -107,6 +107,8 @@ class Subscription:
         self._iterating = False
         self._ack_lock: anyio.Lock | None = None
         self._closed = False
+        self._waiter_closed = False
+        self._released = False
 
     def __repr__(self) -> str:
         what = ", ".join(self.tables) if self.tables is not None else "all tables"
@@ -203,16 +205,30 @@ class Subscription:
 
     async def aclose(self) -> None:
         """Stop the subscription and give its group's lease back. Idempotent."""
-        if self._closed:
+        if self._waiter_closed:
             return
-        self._closed = True
+        self._closed = self._waiter_closed = True
         if self._on_commit in self._listeners:
             self._listeners.remove(self._on_commit)
         # Shielded: closing on cancellation (Ctrl-C, a timeout) must still give the lease back.
         with anyio.CancelScope(shield=True):
             await self._waiter.aclose()
-            if self.group is not None:
+            if self.group is not None and not self._released:
+                self._released = True
                 await anyio.to_thread.run_sync(self._groups.release, self.group, self._token)
+
+    def _detach(self) -> None:
+        """The lake handle is closing: end the iteration and give the group's lease back now, while the
+        log is still open (`aclose` then only releases the waiter)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_commit in self._listeners:
+            self._listeners.remove(self._on_commit)
+        if self.group is not None and not self._released:
+            self._released = True
+            self._groups.release(self.group, self._token)
+        self._waiter.wake()  # a task waiting for a commit sees the subscription closed
 
     # -- internals ------------------------------------------------------------------------------------
 
