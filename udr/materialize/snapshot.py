@@ -234,14 +234,18 @@ class Materializer:
             if hit is not None:
                 base, depth = hit
                 break
-            stored = self._load(cursor)
-            if stored is not None:
-                base, depth = stored, 0
-                self._remember(cursor, base, 0)
-                break
             record = self._log.get_commit(cursor)
+            parent = record.parents[0] if record.parents else None
+            # A commit whose parent is in memory (the next commit on a followed branch) folds from it
+            # without looking for a stored checkpoint.
+            if parent not in self._memory:
+                stored = self._load(cursor)
+                if stored is not None:
+                    base, depth = stored, 0
+                    self._remember(cursor, base, 0)
+                    break
             chain.append((cursor, record))
-            cursor = record.parents[0] if record.parents else None
+            cursor = parent
         for commit, record in reversed(chain):
             base = fold(base, record)
             depth = self._keep(commit, base, depth + 1)
