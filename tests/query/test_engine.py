@@ -103,6 +103,27 @@ def test_view_of_an_empty_table_has_its_columns(server: SnapshotServer, log: Log
         con.close()
 
 
+def test_deletes_in_several_file_fragments_and_schemas_hide_exactly_those_rows(
+    server: SnapshotServer, log: LogStore
+) -> None:
+    # Fragments of the current schema share one positional join: each mask must line up with its file.
+    old_id = _schema(log, _ids(1).schema)
+    old = _deleted(log, _fragment(log, _ids(BIG), old_id), [3, BIG - 2])
+    evolved = _ids(BIG, start=BIG).append_column("note", pa.array(["x"] * BIG))
+    new_id = _schema(log, evolved.schema)
+    first = _deleted(log, _fragment(log, evolved, new_id), [0, 1, 7])
+    second_rows = _ids(BIG, start=2 * BIG).append_column("note", pa.array(["y"] * BIG))
+    second = _deleted(log, _fragment(log, second_rows, new_id), [BIG - 1])
+    con = server.connect({"t": TableState(new_id, None, (old, first, second))})
+    gone = {3, BIG - 2, BIG, BIG + 1, BIG + 7, 3 * BIG - 1}
+    try:
+        ids = [row[0] for row in con.sql("SELECT id FROM t ORDER BY id").fetchall()]
+        assert ids == [i for i in range(3 * BIG) if i not in gone]
+        assert con.sql("SELECT count(*) FROM t WHERE note = 'y'").fetchall() == [(BIG - 1,)]
+    finally:
+        con.close()
+
+
 def test_view_over_chunks_of_an_older_schema_fills_new_columns_with_nulls(
     server: SnapshotServer, log: LogStore
 ) -> None:

@@ -119,14 +119,19 @@ class SnapshotServer:
         inline = [f for f in state.fragments if f.inline]
         if plain:
             parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema)}")
-        for frag in pruned:
-            # A positional join with a keep-mask drops deleted rows without hashing: about 1.25x a plain
-            # scan, where an anti-join on file_row_number cost about 1.8x.
-            keep = np.ones(frag.rows, dtype=bool)
-            keep[np.asarray(self._rows.deleted_positions(frag), dtype=np.int64)] = False
+        # A positional join with a keep-mask drops deleted rows without hashing (an anti-join on
+        # file_row_number cost more). DuckDB runs each positional join on one thread, so the fragments of
+        # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
+        current = [f for f in pruned if f.schema == state.schema]
+        for group in ([current] if current else []) + [[f] for f in pruned if f.schema != state.schema]:
+            keep = np.ones(sum(f.rows for f in group), dtype=bool)
+            start = 0
+            for frag in group:
+                keep[start + np.asarray(self._rows.deleted_positions(frag), dtype=np.int64)] = False
+                start += frag.rows
             mask = self._hidden("keep")
             con.register(mask, pa.table({"__udr_keep": keep}))
-            scan = self._scan(con, table, [frag], state, schema)
+            scan = self._scan(con, table, group, state, schema)
             parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN {mask} WHERE {mask}.__udr_keep")
         if inline:
             rows = [conform(self._rows.live(f, schema.names, table=table), schema) for f in inline]
