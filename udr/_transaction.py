@@ -340,15 +340,26 @@ class Transaction:
     def commit(self) -> Commit:
         """Commit every staged change atomically and return the new commit.
 
-        A transaction that changed nothing writes no commit and returns the commit it started from.
+        A transaction that changed nothing writes no commit and returns the commit it started from; if
+        it only acknowledged batches (`ack`), their groups' positions are written on their own.
 
         Raises:
             ConflictError: a concurrent commit changed one of the same tables; nothing was written.
         """
         self._check_open()
-        if not self._ops and not self._hooks and not self._parents:
-            # Nothing changed (e.g. an upsert of identical rows): no empty commit clutters the log.
-            self._close()
+        if not self._ops and not self._parents:
+            # Nothing changed (e.g. an upsert of identical rows): no empty commit clutters the log. Acks
+            # alone move their groups in a write of their own, as `Subscription.ack` would.
+            try:
+                hook = self._lake._hook_for(self._hooks)
+                if hook is not None:
+                    log = self._lake._log
+                    with log.env.write() as txn:
+                        hook(txn, log.env)
+            finally:
+                self._close()
+            for pending in self._hooks:
+                pending.done()
             self.committed = self._lake.commit_info(self._base)
             return self.committed
         try:

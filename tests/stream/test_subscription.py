@@ -328,6 +328,23 @@ async def test_transaction_ack_of_several_batches_follows_delivery_order(db: udr
         assert await _nothing_within(sub)
 
 
+async def test_a_transaction_that_only_acks_moves_the_group_without_a_commit(db: udr.Lake) -> None:
+    _order(db, 1)
+    _order(db, 2)
+    head = db.commit_info("main")
+    async with db.subscribe("orders", group="g", start="earliest") as sub:
+        first, _ = await _take(sub, 2)
+        with db.transaction() as tx:
+            tx.ack(sub, first)
+        assert tx.committed == head
+        assert db.commit_info("main") == head
+        [info] = db.groups()
+        assert info.position == first.commit.id
+    async with db.subscribe("orders", group="g") as sub:
+        [again] = await _take(sub, 1)
+        assert again.changes.column("id").to_pylist() == [2]
+
+
 async def test_transaction_ack_needs_a_group(db: udr.Lake) -> None:
     _order(db, 1)
     async with db.subscribe() as sub:
