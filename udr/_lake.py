@@ -636,15 +636,15 @@ class Lake:
         for listener in self._commit_listeners:
             listener(commit)
 
-    def _flush_small_writes(self, branch: str, tables: list[str]) -> None:
-        """After a commit, flush the tables whose run of inline writes reached `INLINE_FLUSH_FRAGMENTS`
-        into Parquet, in a maintenance commit of its own (see `Transaction._flush_inline`).
+    def _flush_small_writes(self, branch: str, snapshot: Mapping[str, TableState], tables: list[str]) -> None:
+        """After a commit (whose `snapshot` the writer folded), flush the tables whose run of inline writes
+        reached `INLINE_FLUSH_FRAGMENTS` into Parquet, in a maintenance commit of its own (see
+        `Transaction._flush_inline`).
 
         Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
         raised would be retried and applied twice), and a concurrent writer's move means the next commit
         flushes instead.
         """
-        snapshot = self._materializer.snapshot(self._head(branch))
         due = [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= INLINE_FLUSH_FRAGMENTS]
         if not due:
             return

@@ -392,12 +392,12 @@ class Transaction:
                 rows = self._inline_rows.get(frag.chunk)
                 if rows is not None:
                     self._lake._rows.remember_inline(frag.chunk, rows)
-        parent = self._lake._materializer.snapshot(final.parents[0])
-        self._lake._materializer.remember_commit(cid, final.parents[0], fold(parent, final))
+        snapshot = fold(self._lake._materializer.snapshot(final.parents[0]), final)
+        self._lake._materializer.remember_commit(cid, final.parents[0], snapshot)
         self.committed = self._lake._commit_value(cid, final)
         self._lake._after_commit(self.committed)
         if not self._maintenance:
-            self._lake._flush_small_writes(self.branch, [t for t, op in final.tables.items() if op.add])
+            self._lake._flush_small_writes(self.branch, snapshot, [t for t, op in final.tables.items() if op.add])
         return self.committed
 
     def abort(self) -> None:

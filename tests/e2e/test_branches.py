@@ -287,16 +287,10 @@ def test_strategies_resolve_every_conflict_one_way_and_keep_clean_changes(lake: 
     assert table_rows(lake, branch="main2") == [(1, "apple", 12, 1.0), (2, "pear", 22, 2.0), (3, "PLUM", 30, 9.0)]
 
 
-def test_an_unknown_strategy_is_a_usage_error(lake: udr.Lake) -> None:
-    lake.upsert("items", items((1, "apple", 11, 1.0)))
-    lake.upsert("items", items((2, "pear", 22, 2.0)), branch="dev")
-    head = lake.resolve("main")
-    with pytest.raises(udr.UsageError, match="strategy"):
-        lake.merge("dev", strategy="mine")
-    assert lake.resolve("main") == head
-
-
-def test_an_unknown_strategy_is_refused_even_for_a_fast_forward(lake: udr.Lake) -> None:
+@pytest.mark.parametrize("fast_forward", [False, True])
+def test_an_unknown_strategy_is_a_usage_error_even_for_a_fast_forward(lake: udr.Lake, fast_forward: bool) -> None:
+    if not fast_forward:
+        lake.upsert("items", items((1, "apple", 11, 1.0)))
     lake.upsert("items", items((2, "pear", 22, 2.0)), branch="dev")
     head = lake.resolve("main")
     with pytest.raises(udr.UsageError, match="strategy"):

@@ -216,12 +216,17 @@ def test_keyed_overwrite_counts_exactly_inserted_updated_and_deleted_rows(keyed:
     assert keyed.overwrite("orders", orders((9, "new", 90.0), (2, "void", 20.0), (1, "new", 10.0))).id == head
 
 
+def _keyed_big(db: udr.Lake, big: pa.Table) -> pa.Table:
+    """Load `big` into a new table "big" keyed by column a; return it."""
+    db.create_table("big", big.schema, primary_key=["a"])
+    db.append("big", big)
+    return big
+
+
 def test_keyed_overwrite_of_big_data_stores_only_the_difference(
     db: udr.Lake, lake_path: Path, make_big: Callable[..., pa.Table], chunk_files: Callable[[Path], list[Path]]
 ) -> None:
-    big = make_big(1)
-    db.create_table("big", big.schema, primary_key=["a"])
-    db.append("big", big)
+    big = _keyed_big(db, make_big(1))
     files = chunk_files(lake_path)
     assert len(files) >= 1
     stored = db.stats().stored_bytes
@@ -265,9 +270,7 @@ def test_delete_by_predicate_and_by_keys_counts_and_returns_the_rows_deleted(key
 def test_deletes_write_deletion_vectors_not_new_data_files(
     db: udr.Lake, lake_path: Path, make_big: Callable[..., pa.Table], chunk_files: Callable[[Path], list[Path]]
 ) -> None:
-    big = make_big(2)
-    db.create_table("big", big.schema, primary_key=["a"])
-    db.append("big", big)
+    big = _keyed_big(db, make_big(2))
     files = chunk_files(lake_path)
     stored = db.stats().stored_bytes
     victims = big.column("a").to_pylist()[:500]

@@ -9,6 +9,7 @@ pairing removed and added rows into updates (by key) happens in the query layer.
 from __future__ import annotations
 
 from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,7 +38,7 @@ def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
 
 
 def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
-                added: Collection[ChunkId] | None = None, redeleted: Collection[ChunkId] = ()) -> RowDelta:
+                added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = ()) -> RowDelta:
     """The rows that differ between two states of table `name` (None: the table does not exist).
 
     When `new` is `old` after one commit that neither created nor truncated the table, the caller may

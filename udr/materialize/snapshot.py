@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import marshal
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
@@ -64,13 +65,12 @@ class TableState:
         """Live rows in the table."""
         return sum(f.live_rows for f in self.fragments)
 
-    def appended(self, chunks: Collection[ChunkId]) -> tuple[FragmentState, ...]:
+    def appended(self, chunks: AbstractSet[ChunkId]) -> tuple[FragmentState, ...]:
         """The fragments of `chunks`, which the commit that made this state added: adds go to the end of
         the manifest, so they are found in its tail without scanning a long table."""
         if not chunks:
             return ()
-        wanted = chunks if isinstance(chunks, (set, frozenset)) else set(chunks)
-        return tuple(f for f in self.fragments[-len(wanted):] if f.chunk in wanted)
+        return tuple(f for f in self.fragments[-len(chunks):] if f.chunk in chunks)
 
     def inline_tail(self) -> tuple[FragmentState, ...]:
         """The inline fragments at the end of the manifest: the small writes since the last larger one."""
@@ -193,13 +193,13 @@ class FragmentPool(dict[tuple[object, ...], FragmentState]):
         return tuple(map(self.setdefault, rows, _fragments(rows)))
 
 
-def decode_state(data: bytes, pool: FragmentPool | None = None) -> TableState | None:
-    """Parse a cached table state; None if another Python version wrote it."""
+def decode_state(data: bytes) -> TableState | None:
+    """Parse `encode_state` bytes; None if another Python version wrote them."""
     body = _untag(data)
     if body is None:
         return None
     schema, pk, fragments = marshal.loads(body)
-    return TableState(schema, pk, pool.intern_all(fragments) if pool is not None else _fragments(fragments))
+    return TableState(schema, pk, _fragments(fragments))
 
 
 class Materializer:

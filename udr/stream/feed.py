@@ -100,8 +100,9 @@ class Feed:
             if self._next >= len(self._plan) and not self._walk():
                 return True
             seq = self._plan[self._next]
-            kept = self._records.get(seq)
-            record = kept[1] if kept is not None else self._at(seq)[1]
+            if seq not in self._records:
+                self._records[seq] = self._at(seq)  # for `next_batch`, which takes it from there
+            record = self._records[seq][1]
             ops = [op for table, op in record.tables.items() if self._tables is None or table in self._tables]
         return all(op.rewrite or (not (op.create or op.drop or op.truncate or op.deletes or op.before)
                                   and all(f.inline for f in op.add)) for op in ops)

@@ -139,8 +139,9 @@ class Subscription:
         self._iterating = True
         try:
             while not self._closed:
-                if not self._ready and self._log.env.last_txnid() != self._looked_at:
-                    quick = self._quick_look()
+                newest = self._log.env.last_txnid()
+                if not self._ready and newest != self._looked_at:
+                    quick = self._quick_look(newest)
                     self._ready.extend(quick if quick is not None else await anyio.to_thread.run_sync(self._look))
                 if self._ready:
                     batch, cursor = self._ready.popleft()
@@ -207,9 +208,8 @@ class Subscription:
         """Stop the subscription and give its group's lease back. Idempotent."""
         if self._waiter_closed:
             return
-        self._closed = self._waiter_closed = True
-        if self._on_commit in self._listeners:
-            self._listeners.remove(self._on_commit)
+        self._waiter_closed = True
+        self._stop_following()
         # Shielded: closing on cancellation (Ctrl-C, a timeout) must still give the lease back.
         with anyio.CancelScope(shield=True):
             await self._waiter.aclose()
@@ -222,22 +222,25 @@ class Subscription:
         log is still open (`aclose` then only releases the waiter)."""
         if self._closed:
             return
-        self._closed = True
-        if self._on_commit in self._listeners:
-            self._listeners.remove(self._on_commit)
+        self._stop_following()
         if self.group is not None and not self._released:
             self._released = True
             self._groups.release(self.group, self._token)
         self._waiter.wake()  # a task waiting for a commit sees the subscription closed
+
+    def _stop_following(self) -> None:
+        self._closed = True
+        if self._on_commit in self._listeners:
+            self._listeners.remove(self._on_commit)
 
     # -- internals ------------------------------------------------------------------------------------
 
     def _on_commit(self, commit: Commit) -> None:
         self._waiter.wake()
 
-    def _quick_look(self) -> list[tuple[ChangeBatch, Cursor]] | None:
-        """Read the next batch here when that needs no file and no waiting, else None (use `_look`)."""
-        looked_at = self._log.env.last_txnid()
+    def _quick_look(self, looked_at: int) -> list[tuple[ChangeBatch, Cursor]] | None:
+        """Read the next batch here when that needs no file and no waiting, else None (use `_look`).
+        `looked_at` is the log's newest write transaction, read just before."""
         if not self._log.env.published(looked_at) or not self._feed.next_is_light():
             return None
         item = self._feed.next_batch()
