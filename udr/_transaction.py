@@ -39,6 +39,7 @@ from udr.materialize.data import (
     conform,
     decode_ipc,
     decode_positions,
+    distinct_positions,
     encode_before,
     encode_chunk,
     encode_inline,
@@ -585,12 +586,12 @@ class Transaction:
                 continue
             old = (self._rows.deleted_positions(frag) if earlier is None
                    else decode_positions(self._blob(earlier.vector, BlobKind.DELETES)))
-            merged = pa.concat_arrays([old, new.combine_chunks().cast(pa.uint32())])
-            payload = encode_positions(merged)
-            count = len(pc.unique(merged))
+            merged = distinct_positions(old, new)
+            count = len(merged)
             if count == frag.rows:
                 deletes[frag.chunk] = Deletes(frag.chunk, None, count)
             else:
+                payload = encode_positions(merged)
                 blob = BlobId(content_id(payload))
                 self._blobs[blob] = (BlobKind.DELETES, payload)
                 deletes[frag.chunk] = Deletes(frag.chunk, blob, count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -19,6 +20,7 @@ from udr.materialize.data import (
     decode_ipc,
     decode_positions,
     decode_schema,
+    distinct_positions,
     encode_chunk,
     encode_ipc,
     encode_positions,
@@ -138,6 +140,12 @@ def test_positions_decode_sorted_and_distinct_whatever_the_input_order() -> None
     assert decode_positions(payload).type == pa.uint32()
     assert encode_positions(pa.array([3, 5, 1], pa.uint32())) == encode_positions(pa.array([1, 3, 5, 5], pa.uint32()))
     assert decode_positions(encode_positions(pa.array([], pa.uint32()))).to_pylist() == []
+
+
+def test_distinct_positions_merges_parts_into_sorted_distinct_uint32() -> None:
+    merged = distinct_positions(pa.array([9, 2, 2], pa.uint32()), pa.chunked_array([[7, 9], [0]], pa.uint32()))
+    assert merged.tolist() == [0, 2, 7, 9] and merged.dtype == np.uint32
+    assert distinct_positions(pa.array([], pa.uint32())).tolist() == []
 
 
 # -- conform --------------------------------------------------------------------------------------------

@@ -114,6 +114,13 @@ def test_bad_keys_in_the_new_rows_are_a_key_violation_naming_the_table(new: pa.T
         keyed_diff(OLD, new, ["id"], table="orders", remove_missing=False)
 
 
+@pytest.mark.parametrize("keys", [[7, -3, 7], [2**62, -(2**62), 2**62]], ids=["dense", "sparse"])
+def test_a_repeated_integer_key_is_named(keys: list[int]) -> None:
+    old = old_rows(id=[1, 2, 3], v=["a", "b", "c"])
+    with pytest.raises(KeyViolation, match=f"duplicate primary key {{'id': {keys[0]}}}"):
+        keyed_diff(old, pa.table({"id": keys, "v": ["x", "y", "z"]}), ["id"], table="t", remove_missing=True)
+
+
 def test_matching_keys_finds_rows_by_key() -> None:
     hits = matching_keys(OLD, pa.table({"id": [3, 1, 99], "ignored": [0, 0, 0]}), ["id"], table="t")
     assert positions(hits) == [(0, 0), (0, 2)]
@@ -157,7 +164,9 @@ def _observed(diff: object) -> tuple[set[object], set[object], set[int], set[int
 
 
 _key_kinds = {
-    "int": (pa.int64(), st.integers(-3, 6)),
+    "int": (pa.int64(), st.integers(-3, 6)),  # dense: matched through a direct-address table
+    "sparse int": (pa.int64(), st.sampled_from([-(2**63), -5, 0, 3, 2**40, 2**63 - 1])),  # matched by sorting
+    "uint": (pa.uint64(), st.sampled_from([0, 1, 2**63 + 5, 2**64 - 1])),
     "string": (pa.string(), st.sampled_from(["a", "b", "c", "", "é", "z"])),
     "float": (pa.float64(), st.sampled_from([0.0, 1.5, -2.0, math.inf, math.nan])),
 }

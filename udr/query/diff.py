@@ -1,4 +1,4 @@
-"""Row-level differences by primary key, computed by DuckDB (multi-threaded, NULL- and NaN-aware).
+"""Row-level differences by primary key (NULL- and NaN-aware): Arrow and numpy for one flat key, DuckDB otherwise.
 
 Used by keyed writes (upsert, keyed overwrite, delete by keys) to find exactly the rows that change.
 Pure functions over Arrow tables; safe from any thread (each call owns its DuckDB connection).
@@ -6,6 +6,7 @@ Pure functions over Arrow tables; safe from any thread (each call owns its DuckD
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -88,26 +89,40 @@ def _distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.or_(pc.xor(a.is_null(), b.is_null()), pc.fill_null(differs, False))
 
 
+def _any(flags: list[pa.ChunkedArray], rows: int) -> pa.ChunkedArray:
+    """Element-wise OR of `flags` (all false when there are none)."""
+    if not flags:
+        return pa.chunked_array([pa.array(np.zeros(rows, dtype=bool))])
+    result = flags[0]
+    for flag in flags[1:]:
+        result = pc.or_(result, flag)
+    return result
+
+
 def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
-    # Contiguous columns: take/filter on many-chunk columns is several times slower than the copy.
-    old, new = old.combine_chunks(), new.combine_chunks()
+    # A contiguous old table: take on many-chunk columns is several times slower than the copy.
+    old = old.combine_chunks()
     column = new.column(key)
     if column.null_count:
         raise KeyViolation(f"table {table!r}: null in primary key column {key!r} of the written data")
     where, kept = _match(column, old.column(key), table=table, key=key)
     is_new = pa.array(where < 0)
-    where = pa.array(where[where >= 0])
-    inserted = new.filter(is_new)
-    matched = pc.invert(is_new)
-    candidates = new.filter(matched)
-    old_rows = old.take(where)
+    # The old row of each new row, aligned with `new` (which is then never copied whole). New keys point
+    # at row 0, a stand-in whose comparison `is_new` masks out; nulls there would cost every comparison
+    # its NULL bookkeeping.
+    aligned = pa.array(np.maximum(where, 0)) if old.num_rows else pa.nulls(len(where), pa.int64())
     values = [c for c in new.column_names if c != key]
-    flags = [_distinct(candidates.column(c), old_rows.column(c).cast(new.schema.field(c).type)) for c in values]
-    changed = flags[0] if flags else pa.chunked_array([pa.array([False] * candidates.num_rows)])
-    for flag in flags[1:]:
-        changed = pc.or_(changed, flag)
-    updated = candidates.filter(changed)
-    prior = old_rows.filter(changed)
+
+    def differs(c: str) -> pa.ChunkedArray:
+        return _distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
+
+    # Arrow's kernels release the GIL: the columns compare side by side.
+    with ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))) as pool:
+        flags = list(pool.map(differs, values))
+    changed = pc.and_not(_any(flags, new.num_rows), is_new)
+    inserted = new.filter(is_new)
+    updated = new.filter(changed)
+    prior = old.take(aligned.filter(changed))
     replaced = prior.select(["__frag", "__pos"])
     if remove_missing:
         gone = old.filter(pa.array(~kept))
@@ -140,6 +155,12 @@ def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, *, table: str, key: str) 
         # Sort-based matching: linear on already sorted keys, the common case for nightly refreshes.
         n = np.asarray(new.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
         o = np.asarray(old.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
+        dense = _dense_match(n, o) if pa.types.is_integer(kind) and len(n) and len(o) else None
+        if dense is not None:
+            where, kept, repeated = dense
+            if repeated is None:
+                return where, kept
+            raise KeyViolation(f"table {table!r}: duplicate primary key {{{key!r}: {repeated!r}}} in the written data")
         n_order = np.argsort(n, kind="stable")
         n_sorted = n[n_order]
         repeats = np.flatnonzero(n_sorted[1:] == n_sorted[:-1])
@@ -169,6 +190,27 @@ def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, *, table: str, key: str) 
     where = np.asarray(pc.fill_null(index, -1).combine_chunks(), dtype=np.int64)
     kept = np.asarray(pc.is_in(old, value_set=new.combine_chunks()).combine_chunks(), dtype=bool)
     return where, kept
+
+
+def _dense_match(new: np.ndarray, old: np.ndarray) -> tuple[np.ndarray, np.ndarray, object] | None:
+    """`_match` for integer keys spanning a range at most a few times their count (ids, the common case):
+    a direct-address table instead of sorting, about 5x faster. None when the keys are too sparse.
+
+    Returns where, kept and the first repeated new key (None if there is none).
+    """
+    low = min(int(new.min()), int(old.min()))
+    span = max(int(new.max()), int(old.max())) - low + 1
+    if span > 4 * (len(new) + len(old)):
+        return None
+    new_slot = (new - low).astype(np.intp, copy=False) if low >= 0 else (new.astype(np.int64) - low).astype(np.intp)
+    old_slot = (old - low).astype(np.intp, copy=False) if low >= 0 else (old.astype(np.int64) - low).astype(np.intp)
+    counts = np.bincount(new_slot, minlength=span)
+    repeated = np.flatnonzero(counts > 1)
+    if len(repeated):
+        return np.empty(0, np.int64), np.empty(0, bool), int(repeated[0]) + low
+    row = np.full(span, -1, dtype=np.int64)
+    row[old_slot] = np.arange(len(old), dtype=np.int64)
+    return row[new_slot], counts[old_slot] > 0, None
 
 
 def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
