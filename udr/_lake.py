@@ -210,8 +210,13 @@ class Lake:
             con.close()
 
     def connect(self, branch: str = "main", at: Ref = None) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with every table of that version as a view (close it when done)."""
-        return self._server.connect(dict(self._snapshot(branch, at)))
+        """A DuckDB connection with every table of that version as a view (close it when done).
+
+        A table whose stored data is damaged still has its view, but reading it raises a DuckDB error
+        naming the damage (`verify()` lists it); the other tables stay readable.
+        """
+        con, _ = self._server.connect(dict(self._snapshot(branch, at)))
+        return con
 
     def sql(self, query: str, branch: str = "main", at: Ref = None) -> duckdb.DuckDBPyRelation:
         """Run SQL over the tables of a version; `"table@REF"` names a table at another version.
@@ -220,9 +225,9 @@ class Lake:
 
         Raises:
             SqlError, RefNotFound, TableNotFound.
+            CorruptionError: the query names a table whose stored data is damaged.
         """
-        con = self.connect(branch, at)
-        return self._server.sql(con, query, self._resolver)
+        return self._server.sql(self._connect_for(query, branch, at), query, self._resolver)
 
     def query(self, query: str, branch: str = "main", at: Ref = None) -> pa.Table:
         """Run SQL like `sql` and return the whole result as a pyarrow Table.
@@ -232,12 +237,28 @@ class Lake:
 
         Raises:
             SqlError, RefNotFound, TableNotFound.
+            CorruptionError: the query names a table whose stored data is damaged.
         """
-        con = self.connect(branch, at)
+        con = self._connect_for(query, branch, at)
         try:
             return self._server.fetch(con, query, self._resolver)
         finally:
             con.close()
+
+    def _connect_for(self, query: str, branch: str, at: Ref) -> duckdb.DuckDBPyConnection:
+        """`connect`, raising `CorruptionError` now if `query` names a damaged table (rather than a
+        DuckDB error when its rows are fetched)."""
+        con, damaged = self._server.connect(dict(self._snapshot(branch, at)))
+        if damaged:
+            try:
+                named = duckdb.get_table_names(query)
+            except duckdb.Error:
+                named = set()  # not valid SQL: running it reports that as SqlError
+            hit = sorted(set(damaged) & named)
+            if hit:
+                con.close()
+                raise damaged[hit[0]]
+        return con
 
     def row_count(self, table: str, branch: str = "main", at: Ref = None) -> int:
         """The number of rows of `table` at a version, from the snapshot alone (no data is read).

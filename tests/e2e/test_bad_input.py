@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -413,6 +414,27 @@ def test_reading_a_damaged_chunk_raises_corruption_error_naming_chunk_and_table(
         assert chunk in str(info.value) and "'big'" in str(info.value)
         assert db.read("small").num_rows == 3, "an undamaged table must stay readable"
         assert disk_state(path) == before
+
+
+@pytest.mark.parametrize("how", ["flip", "delete"])
+def test_a_damaged_table_leaves_the_other_tables_queryable_in_sql(
+    damaged: Callable[[str], tuple[Path, str]], how: str,
+) -> None:
+    path, chunk = damaged(how)
+    with udr.open(path) as db:
+        assert db.sql("SELECT count(*) FROM small").fetchall() == [(3,)]
+        assert db.query("SELECT count(*) AS n FROM small").column("n").to_pylist() == [3]
+        with pytest.raises(udr.CorruptionError, match=chunk):
+            db.query("WITH b AS (SELECT a FROM big) SELECT count(*) FROM small, b")
+        con = db.connect()
+        try:
+            assert con.sql("SELECT count(*) FROM small").fetchall() == [(3,)]
+            assert [c[0] for c in con.sql("DESCRIBE big").fetchall()] == ["a", "b", "c", "d"]
+            for query in ("SELECT count(*) FROM big", "SELECT a FROM big WHERE a > 3", "SELECT * FROM big"):
+                with pytest.raises(duckdb.Error, match=f"'big'.*{chunk}"):
+                    con.sql(query).fetchall()
+        finally:
+            con.close()
 
 
 @pytest.mark.xfail(strict=True, reason="bug: a handle hashes a chunk file once per (size, mtime); bit rot that keeps "

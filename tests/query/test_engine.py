@@ -67,7 +67,7 @@ def mixed(log: LogStore) -> TableState:
 
 
 def test_views_show_exactly_the_live_rows(server: SnapshotServer, mixed: TableState) -> None:
-    con = server.connect({"t": mixed})
+    con, _ = server.connect({"t": mixed})
     try:
         [(count, total)] = con.sql("SELECT count(*), sum(id) FROM t").fetchall()
         expected = [i for i in range(2 * BIG + 3) if i not in (0, 5, BIG - 1)]
@@ -81,7 +81,7 @@ def test_views_show_exactly_the_live_rows(server: SnapshotServer, mixed: TableSt
 def test_tables_are_views_reading_chunk_files_in_place(
     server: SnapshotServer, mixed: TableState, log: LogStore
 ) -> None:
-    con = server.connect({"t": mixed, "other": mixed})
+    con, _ = server.connect({"t": mixed, "other": mixed})
     try:
         views = dict(con.sql("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
         assert {"t", "other"} <= set(views)
@@ -94,7 +94,7 @@ def test_tables_are_views_reading_chunk_files_in_place(
 
 def test_view_of_an_empty_table_has_its_columns(server: SnapshotServer, log: LogStore) -> None:
     schema_id = _schema(log, _ids(1).schema)
-    con = server.connect({"empty": TableState(schema_id, None)})
+    con, _ = server.connect({"empty": TableState(schema_id, None)})
     try:
         rel = con.sql("SELECT * FROM empty")
         assert rel.columns == ["id", "v"]
@@ -114,7 +114,7 @@ def test_deletes_in_several_file_fragments_and_schemas_hide_exactly_those_rows(
     first = _deleted(log, _fragment(log, evolved, new_id), [0, 1, 7])
     second_rows = _ids(BIG, start=2 * BIG).append_column("note", pa.array(["y"] * BIG))
     second = _deleted(log, _fragment(log, second_rows, new_id), [BIG - 1])
-    con = server.connect({"t": TableState(new_id, None, (old, first, second))})
+    con, _ = server.connect({"t": TableState(new_id, None, (old, first, second))})
     gone = {3, BIG - 2, BIG, BIG + 1, BIG + 7, 3 * BIG - 1}
     try:
         ids = [row[0] for row in con.sql("SELECT id FROM t ORDER BY id").fetchall()]
@@ -133,7 +133,7 @@ def test_view_over_chunks_of_an_older_schema_fills_new_columns_with_nulls(
     new_id = _schema(log, evolved.schema)
     new = _fragment(log, evolved, new_id)
     plain_old = _fragment(log, _ids(BIG, start=2 * BIG), old_id)
-    con = server.connect({"t": TableState(new_id, None, (old, new, plain_old))})
+    con, _ = server.connect({"t": TableState(new_id, None, (old, new, plain_old))})
     try:
         assert con.sql("SELECT count(*), count(note) FROM t").fetchall() == [(3 * BIG - 1, BIG)]
         assert con.sql("SELECT * FROM t").columns == ["id", "v", "note"]
@@ -141,15 +141,22 @@ def test_view_over_chunks_of_an_older_schema_fills_new_columns_with_nulls(
         con.close()
 
 
-def test_a_damaged_chunk_is_corruption_naming_table_and_chunk(server: SnapshotServer, mixed: TableState,
+def test_a_damaged_chunk_is_reported_and_its_view_fails_naming_table_and_chunk(server: SnapshotServer, mixed: TableState,
                                                              log: LogStore) -> None:
     chunk = mixed.fragments[1].chunk
     path = log.chunks.path(chunk)
     data = bytearray(path.read_bytes())
     data[100] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(CorruptionError, match=f"'orders'.*{chunk}"):
-        server.connect({"orders": mixed})
+    con, damaged = server.connect({"orders": mixed, "other": TableState(mixed.schema, None)})
+    try:
+        assert list(damaged) == ["orders"] and isinstance(damaged["orders"], CorruptionError)
+        assert chunk in str(damaged["orders"]) and "'orders'" in str(damaged["orders"])
+        assert con.sql("SELECT count(*) FROM other").fetchall() == [(0,)]
+        with pytest.raises(duckdb.Error, match=f"'orders'.*{chunk}"):
+            con.sql("SELECT count(*) FROM orders").fetchall()
+    finally:
+        con.close()
 
 
 # -- versioned names ------------------------------------------------------------------------------------

@@ -97,12 +97,33 @@ class SnapshotServer:
                 self._database.close()
                 self._database = None
 
-    def connect(self, tables: dict[str, TableState]) -> duckdb.DuckDBPyConnection:
-        """A new DuckDB cursor with one view per table."""
+    def connect(self, tables: dict[str, TableState]) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
+        """A new DuckDB cursor with one view per table, and the tables whose data is damaged.
+
+        A damaged table's view raises the `CorruptionError` message as a DuckDB error whenever it is
+        scanned, so one damaged chunk leaves every other table queryable.
+        """
         con = self.cursor()
+        damaged: dict[str, CorruptionError] = {}
         for name, state in sorted(tables.items()):
-            self.register(con, name, name, state)
-        return con
+            try:
+                self.register(con, name, name, state)
+            except CorruptionError as exc:
+                damaged[name] = exc
+                self._register_damaged(con, name, state, exc)
+        return con, damaged
+
+    def _register_damaged(self, con: duckdb.DuckDBPyConnection, view: str, state: TableState,
+                          exc: CorruptionError) -> None:
+        # Every column and the filter call error(): DuckDB folds neither away, so any query that reads
+        # the view (even count(*) or a filter on a column) fails instead of returning no rows.
+        fail = f"error({_quote_str(f'udr: {exc}')})"
+        hidden = self._hidden("schema")
+        con.register(hidden, self._rows.schema(state.schema).empty_table())
+        relation = con.sql(f"SELECT * FROM {hidden}")
+        cols = ", ".join(f"CAST({fail} AS {kind}) AS {quote_ident(name)}"
+                         for name, kind in zip(relation.columns, relation.types)) or "1"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT {cols} WHERE {fail} IS NULL")
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState | pa.Table) -> None:
         """Create view `view` on `con` showing `state` (a table snapshot, or a ready Arrow table)."""
