@@ -203,7 +203,8 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
     conflicts: list[Conflict] = []
     try:
         # Plan every table before staging any: a conflict anywhere must leave no chunk written.
-        plans = [_merge_table(lake, tx, table, *(s.get(table) for s in snaps), strategy, conflicts)
+        plans = [_merge_table(lake, tx, table, snaps[0].get(table), snaps[1].get(table), snaps[2].get(table),
+                              strategy, conflicts)
                  for table in sorted(set().union(*snaps))]
         if conflicts:
             raise MergeConflict(

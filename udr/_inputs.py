@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Union
+from typing import Protocol, Union, cast
 
 import pyarrow as pa
 
@@ -14,6 +15,11 @@ TableData = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, Mapping[str, o
 DataFrame, a dict of columns, or any object exporting the Arrow C stream interface."""
 
 
+# The one method of a polars DataFrame used here: polars is not a dependency, so it is not imported.
+class _PolarsFrame(Protocol):
+    def to_arrow(self) -> pa.Table: ...
+
+
 def to_batches(data: TableData, table: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """Return the schema and a (possibly streaming) iterator of record batches of `data`.
 
@@ -22,8 +28,7 @@ def to_batches(data: TableData, table: str) -> tuple[pa.Schema, Iterator[pa.Reco
         SchemaError: `data` has two columns of one name.
     """
     schema, batches = _to_batches(data)
-    seen: set[str] = set()
-    repeated = sorted({n for n in schema.names if n in seen or seen.add(n)})
+    repeated = sorted(name for name, count in Counter(schema.names).items() if count > 1)
     if repeated:
         raise SchemaError(f"table {table!r}: the data has duplicate column name(s) {', '.join(repeated)}")
     return schema, batches
@@ -47,7 +52,8 @@ def _to_batches(data: TableData) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         if module == "pandas":
             table = pa.Table.from_pandas(data, preserve_index=False)
         elif module == "polars":
-            table = data.to_arrow()  # type: ignore[attr-defined]
+            # The module check above is the narrowing: this is a polars DataFrame.
+            table = cast(_PolarsFrame, data).to_arrow()
         elif hasattr(data, "__arrow_c_stream__"):
             table = pa.table(data)
         else:

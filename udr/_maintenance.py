@@ -64,10 +64,10 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
                     problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
         if progress is not None:
             progress(n + 1, total)
-    for kind, refs in (("branch", log.branches()), ("tag", log.tags())):
+    for ref_kind, refs in (("branch", log.branches()), ("tag", log.tags())):
         for name, target in refs.items():
             if target not in seqs:
-                problems.append(f"{kind} {name!r} points to {target}, which is not in the log")
+                problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
     return VerifyReport(commits_checked=len(records), chunks_checked=len(checked_chunks), problems=problems)
 
 

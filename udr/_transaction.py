@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,6 +57,17 @@ if TYPE_CHECKING:
     from udr._lake import Lake
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
+
+# The row counters of a `TableOp` that a staged write adds to.
+_CountField = Literal["inserted", "updated", "deleted"]
+
+
+# The fields of a `TableOp` that `_delete_positions` replaces, so `replace(op, **changes)` type-checks.
+class _DeleteChanges(TypedDict, total=False):
+    deletes: tuple[Deletes, ...]
+    inserted: int
+    updated: int
+    deleted: int
 
 
 class Transaction:
@@ -269,7 +280,7 @@ class Transaction:
                 hits = matching_keys(self._rows.table(table, state, with_position=True), key_table,
                                      list(state.primary_key), table=table, con=con)
         self._delete_positions(table, state, hits, counted="deleted")
-        return hits.num_rows
+        return cast(int, hits.num_rows)  # pyarrow is untyped: its attributes are Any
 
     def drop_table(self, table: str) -> None:
         """Remove `table` and its rows (history keeps them).
@@ -437,7 +448,7 @@ class Transaction:
     def _op(self, table: str) -> TableOp:
         return self._ops.get(table) or TableOp()
 
-    def _own_fragments(self, table: str, state: TableState) -> list:
+    def _own_fragments(self, table: str, state: TableState) -> list[FragmentState]:
         own = {f.chunk for f in self._op(table).add}
         return [f for f in state.fragments if f.chunk in own]
 
@@ -459,7 +470,7 @@ class Transaction:
         return target, (convert(b) for b in batches)
 
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
-                  counted: str = "inserted", streaming: bool = False, inline: bool = True) -> int:
+                  counted: _CountField = "inserted", streaming: bool = False, inline: bool = True) -> int:
         """Encode rows as chunks (inline or Parquet) and stage them as fragments of `table`.
 
         In-memory input is written by a thread pool, one chunk per thread. A stream is written as it is
@@ -571,7 +582,7 @@ class Transaction:
         else:
             self._before.pop(table, None)
 
-    def _delete_positions(self, table: str, state: TableState, hits: pa.Table, *, counted: str | None) -> None:
+    def _delete_positions(self, table: str, state: TableState, hits: pa.Table, *, counted: _CountField | None) -> None:
         if hits.num_rows == 0:
             return
         op = self._op(table)
@@ -582,10 +593,12 @@ class Transaction:
             frag = state.fragments[index]
             new = positions.filter(pc.equal(hits.column("__frag"), index))
             earlier = deletes.get(frag.chunk)
-            if earlier is not None and earlier.vector is None:
-                continue
-            old = (self._rows.deleted_positions(frag) if earlier is None
-                   else decode_positions(self._blob(earlier.vector, BlobKind.DELETES)))
+            if earlier is None:
+                old = self._rows.deleted_positions(frag)
+            elif earlier.vector is None:
+                continue  # every row of the fragment is deleted already
+            else:
+                old = decode_positions(self._blob(earlier.vector, BlobKind.DELETES))
             merged = distinct_positions(old, new)
             count = len(merged)
             if count == frag.rows:
@@ -595,7 +608,7 @@ class Transaction:
                 blob = BlobId(content_id(payload))
                 self._blobs[blob] = (BlobKind.DELETES, payload)
                 deletes[frag.chunk] = Deletes(frag.chunk, blob, count)
-        changes: dict[str, object] = {"deletes": tuple(deletes.values())}
+        changes: _DeleteChanges = {"deletes": tuple(deletes.values())}
         if counted is not None:
             # Rows this transaction added itself were never visible: deleting them un-inserts them.
             own = {f.chunk for f in op.add}

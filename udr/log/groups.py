@@ -24,11 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lmdb
-
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_POSITION
-from udr.log.index import Environment
+from udr.log.index import Environment, IndexTxn
 from udr.log.store import CommitHook, process_alive
 
 
@@ -166,7 +164,7 @@ class GroupStore:
 
     # -- inside a given transaction ---------------------------------------------------------------------
 
-    def _ack(self, txn: lmdb.Transaction, ack: Ack) -> None:
+    def _ack(self, txn: IndexTxn, ack: Ack) -> None:
         held = self._lease(txn, ack.group)
         if held is None or held.token != ack.token:
             raise GroupBusy(f"this subscriber no longer holds the lease of group {ack.group!r}; subscribe again")
@@ -181,15 +179,15 @@ class GroupStore:
             )
         self._put_position(txn, ack.group, ack.new)
 
-    def _position(self, txn: lmdb.Transaction, group: str) -> Position | None:
+    def _position(self, txn: IndexTxn, group: str) -> Position | None:
         raw = txn.get(GROUP_POSITION + group.encode(), db=self._env.db(DB_GROUPS))
         return _decode_position(group, raw) if raw is not None else None
 
-    def _lease(self, txn: lmdb.Transaction, group: str) -> Lease | None:
+    def _lease(self, txn: IndexTxn, group: str) -> Lease | None:
         raw = txn.get(GROUP_LEASE + group.encode(), db=self._env.db(DB_GROUPS))
         return _decode_lease(group, raw) if raw is not None else None
 
-    def _put_position(self, txn: lmdb.Transaction, group: str, position: Position) -> None:
+    def _put_position(self, txn: IndexTxn, group: str, position: Position) -> None:
         doc = {
             "seq": position.cursor.seq,
             "table": position.cursor.table,
@@ -199,7 +197,7 @@ class GroupStore:
         }
         txn.put(GROUP_POSITION + group.encode(), _dump(doc), db=self._env.db(DB_GROUPS))
 
-    def _scan(self, txn: lmdb.Transaction, prefix: bytes) -> list[tuple[str, bytes]]:
+    def _scan(self, txn: IndexTxn, prefix: bytes) -> list[tuple[str, bytes]]:
         out: list[tuple[str, bytes]] = []
         cursor = txn.cursor(db=self._env.db(DB_GROUPS))
         if cursor.set_range(prefix):
@@ -215,7 +213,7 @@ def ack_hook(acks: Sequence[Ack]) -> CommitHook:
     """A `LogStore.append` hook that moves group positions inside the commit's own write transaction."""
     pending = tuple(acks)
 
-    def hook(txn: lmdb.Transaction, env: Environment) -> None:
+    def hook(txn: IndexTxn, env: Environment) -> None:
         store = GroupStore(env)
         for ack in pending:
             store._ack(txn, ack)

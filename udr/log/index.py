@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeAlias
 
 import lmdb
 import zstandard
@@ -39,6 +40,11 @@ from udr.log.format import (
     Codec,
 )
 
+# What `Environment.read()` and `write()` yield. They begin transactions without `buffers=True`, so every
+# key and value LMDB returns through one is `bytes`, never a `memoryview`. A string because
+# `lmdb.Transaction` cannot be subscripted at runtime.
+IndexTxn: TypeAlias = "lmdb.Transaction[bytes]"
+
 # How many times `wait_published` yields the CPU before it starts sleeping between looks.
 _PUBLISH_SPINS = 200
 
@@ -46,7 +52,7 @@ _PUBLISH_SPINS = 200
 @dataclass(slots=True)
 class _Shared:
     env: lmdb.Environment
-    dbs: dict[bytes, object]
+    dbs: dict[bytes, lmdb._Database]
     users: int
     # Chunks that open transactions of this process (any handle) are about to commit.
     held: Counter[str]
@@ -69,7 +75,7 @@ class _Txn:
         self._env = env
         self._write = write
 
-    def __enter__(self) -> lmdb.Transaction:
+    def __enter__(self) -> IndexTxn:
         try:
             self._txn = self._env.begin(write=self._write)
         except lmdb.Error as exc:
@@ -127,7 +133,7 @@ class Environment:
             raise UdrError("this lake handle is closed")
         return self._shared
 
-    def db(self, name: bytes) -> object:
+    def db(self, name: bytes) -> lmdb._Database:
         """Return the handle of sub-database `name`."""
         return self._live.dbs[name]
 

@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-import lmdb
-
 from udr.errors import (
     ConflictError,
     CorruptionError,
@@ -57,6 +55,7 @@ from udr.log.format import (
 )
 from udr.log.index import (
     Environment,
+    IndexTxn,
     frame_blob,
     open_cache_env,
     open_log_env,
@@ -64,7 +63,7 @@ from udr.log.index import (
 )
 from udr.log.refs import branch_key
 
-CommitHook = Callable[[lmdb.Transaction, Environment], None]
+CommitHook = Callable[[IndexTxn, Environment], None]
 
 
 def _seq_key(seq: int) -> bytes:
@@ -174,7 +173,7 @@ class LogStore:
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def get_commit(self, cid: CommitId, txn: lmdb.Transaction | None = None, *, cached: bool = True) -> CommitRecord:
+    def get_commit(self, cid: CommitId, txn: IndexTxn | None = None, *, cached: bool = True) -> CommitRecord:
         """Return the record of commit `cid`, verified against its id (`cached=False`: read and verify the
         stored bytes again even if this process already decoded them).
 
@@ -209,7 +208,7 @@ class LogStore:
                 pass  # another thread evicted or inserted at the same moment: the bound holds loosely
         records[cid] = record
 
-    def head(self, branch: str, txn: lmdb.Transaction | None = None) -> CommitId | None:
+    def head(self, branch: str, txn: IndexTxn | None = None) -> CommitId | None:
         """The head commit of `branch`, or None if there is no such branch."""
         if txn is None:
             with self.env.read() as own:
@@ -312,7 +311,7 @@ class LogStore:
             missing = [blob for blob in blobs if txn.get(blob.encode(), db=db) is None]
         return {blob: _framed_blob(blob, *blobs[blob]) for blob in missing}
 
-    def _put_blobs(self, txn: lmdb.Transaction, blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
+    def _put_blobs(self, txn: IndexTxn, blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
                    framed: Mapping[BlobId, bytes]) -> None:
         db = self.env.db(DB_BLOBS)
         for blob, (kind, payload) in blobs.items():
@@ -382,7 +381,7 @@ class LogStore:
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
-    def _check_rebase(self, txn: lmdb.Transaction, record: CommitRecord, base: CommitId, head: CommitId) -> None:
+    def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId) -> None:
         mine = set(record.tables)
         cursor: CommitId = head
         while cursor != base:
@@ -401,7 +400,7 @@ class LogStore:
             cursor = other.parents[0]
 
     def _store_commit(
-        self, txn: lmdb.Transaction, record: CommitRecord, branch: str, expected: CommitId | None
+        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None
     ) -> tuple[CommitId, CommitRecord]:
         cursor = txn.cursor(db=self.env.db(DB_SEQS))
         seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
@@ -414,7 +413,7 @@ class LogStore:
         self.set_ref(txn, branch_key(branch), cid, expected)
         return cid, final
 
-    def set_ref(self, txn: lmdb.Transaction, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
+    def set_ref(self, txn: IndexTxn, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
         """Compare-and-swap a ref inside `txn` (`new` None deletes it).
 
         Raises:
@@ -441,7 +440,7 @@ class LogStore:
 
     # -- garbage ------------------------------------------------------------------------------------
 
-    def referenced_chunks(self, txn: lmdb.Transaction | None = None) -> set[ChunkId]:
+    def referenced_chunks(self, txn: IndexTxn | None = None) -> set[ChunkId]:
         """Every file chunk that some commit in the log adds (reachable from a ref or not)."""
         if txn is None:
             with self.env.read() as own:

@@ -59,7 +59,7 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
         new_frags = _picked(new, redeleted)
         new_frags.update((f.chunk, f) for f in (new.appended(added) if new is not None else ()))
     removed: list[pa.Table] = []
-    added: list[pa.Table] = []
+    added_rows: list[pa.Table] = []
     for chunk, frag in old_frags.items():
         other = new_frags.get(chunk)
         if other is None:
@@ -70,11 +70,11 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
             if len(gone):
                 removed.append(rows.rows_at(frag, gone, table=name))
             if len(back):
-                added.append(rows.rows_at(frag, back, table=name))
+                added_rows.append(rows.rows_at(frag, back, table=name))
     for chunk, frag in new_frags.items():
         if chunk not in old_frags:
-            added.append(rows.live(frag, table=name))
-    return RowDelta(schema, _concat(removed, schema), _concat(added, schema))
+            added_rows.append(rows.live(frag, table=name))
+    return RowDelta(schema, _concat(removed, schema), _concat(added_rows, schema))
 
 
 def _picked(state: TableState | None, chunks: Collection[ChunkId]) -> dict[ChunkId, FragmentState]:

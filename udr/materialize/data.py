@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -54,7 +55,7 @@ def encode_ipc(table: pa.Table) -> bytes:
     # Explicit options: `pa.ipc.new_stream` consults environment variables on every call.
     with pa.ipc.RecordBatchStreamWriter(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
 
 
 def decode_ipc(payload: bytes) -> pa.Table:
@@ -68,8 +69,9 @@ def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
 
 def _delta_encoded(t: pa.DataType) -> bool:
     # Types stored as Parquet INT32/INT64 (decimals up to 18 digits are, with store_decimal_as_integer).
-    return (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t)
-            or (pa.types.is_decimal(t) and t.precision <= 18))
+    # pyarrow is untyped: its calls return Any.
+    return cast(bool, pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)
+                or pa.types.is_time(t) or (pa.types.is_decimal(t) and t.precision <= 18))
 
 
 def _column_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
@@ -116,7 +118,7 @@ def encode_before(image: pa.Table) -> bytes:
     dictionary, delta = _column_encodings(image.schema)
     pq.write_table(image, sink, compression="zstd", use_dictionary=dictionary, column_encoding=delta or None,
                    store_decimal_as_integer=True)
-    return sink.getvalue().to_pybytes()
+    return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
 
 
 def decode_before(payload: bytes) -> pa.Table:
@@ -138,7 +140,7 @@ def encode_positions(positions: pa.Array | np.ndarray) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table({"p": values}), sink, compression="zstd", use_dictionary=False,
                    column_encoding={"p": "DELTA_BINARY_PACKED"}, write_statistics=False)
-    return sink.getvalue().to_pybytes()
+    return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
 
 
 def decode_positions(payload: bytes) -> pa.Array:

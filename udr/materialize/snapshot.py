@@ -16,11 +16,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, TableOp, content_id
 from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES, BlobId, ChunkId, CommitId
+from udr.log.index import IndexTxn
 from udr.log.store import LogStore
 
 _MEMORY_CACHE = 512
@@ -133,9 +134,11 @@ def fold(snapshot: Snapshot, record: CommitRecord) -> dict[str, TableState]:
 # happen to be shared (their reference counts), and equal states must encode to equal bytes.
 _STATE_TAG = f"udr-state-py{sys.version_info[0]}.{sys.version_info[1]}".encode()
 _MARSHAL_VERSION = 2
+# What a cached state record holds: nested tuples of ids, names, counts and flags, all types marshal encodes.
+_CacheRecord: TypeAlias = str | int | bool | None | tuple["_CacheRecord", ...]
 
 
-def _pack(value: object) -> bytes:
+def _pack(value: _CacheRecord) -> bytes:
     return _STATE_TAG + b"\0" + marshal.dumps(value, _MARSHAL_VERSION)
 
 
@@ -310,10 +313,10 @@ class Materializer:
                 return None
         return out
 
-    def _segment(self, txn: object, segment_id: str) -> tuple[FragmentState, ...] | None:
+    def _segment(self, txn: IndexTxn, segment_id: str) -> tuple[FragmentState, ...] | None:
         found = self._segments.get(segment_id)
         if found is None:
-            data = _untag(txn.get(segment_id.encode(), db=self._log.cache.db(DB_TABLESTATES)))  # type: ignore[attr-defined]
+            data = _untag(txn.get(segment_id.encode(), db=self._log.cache.db(DB_TABLESTATES)))
             if data is None:
                 return None
             found = self._segments[segment_id] = self._pool.intern_all(marshal.loads(data))
