@@ -134,7 +134,7 @@ def _console() -> Console:
 def _open_lake(path: Path) -> Iterator[udr.Lake]:
     # `udr.open` creates a missing lake; only `init` may do that, so a mistyped --lake changes nothing.
     if read_format(path) is None:
-        raise udr.FormatError(f"there is no lake at {path}; create one with: udr --lake {path} init")
+        raise udr.FormatError(f"there is no lake at {path}; create one with: udr init {path}")
     with udr.open(path) as db:
         yield db
 
@@ -170,9 +170,11 @@ def _ref(at: str | None, option: str = "--at") -> str | datetime | None:
 
 
 @cli.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_obj
-def init(lake: Path) -> None:
-    """Create an empty lake (a directory) at --lake."""
+def init(lake: Path, path: Path | None) -> None:
+    """Create an empty lake (a directory) at PATH, else at --lake."""
+    lake = path if path is not None else lake
     existed = read_format(lake) is not None
     with udr.open(lake) as db:
         head = db.commit_info("main")

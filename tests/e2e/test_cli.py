@@ -87,12 +87,19 @@ def loaded(lake: Path, tmp_path: Path) -> Path:
 # -- init and import ---------------------------------------------------------------------------------------
 
 
+def test_init_takes_the_lake_as_an_argument_too(tmp_path: Path) -> None:
+    where = tmp_path / "mine"
+    assert str(where) in ok(tmp_path / "elsewhere", "init", str(where))
+    assert (where / "FORMAT").is_file() and not (tmp_path / "elsewhere").exists()
+    assert "already holds a lake" in ok(where, "init")
+
+
 def test_init_is_idempotent_and_other_commands_never_create_a_lake(lake: Path, tmp_path: Path) -> None:
     assert (lake / "FORMAT").is_file()
     assert "already holds a lake" in ok(lake, "init")
     assert len(ok(lake, "log").splitlines()) > 1
     missing = tmp_path / "typo"
-    assert "udr --lake" in fails(missing, "tables")
+    assert f"udr init {missing}" in fails(missing, "tables")
     assert not missing.exists()
 
 
