@@ -251,10 +251,11 @@ class Lake:
         con, damaged = self._server.connect(dict(self._snapshot(branch, at)))
         if damaged:
             try:
-                named = duckdb.get_table_names(query)
+                # DuckDB matches names case-insensitively, quoted or not.
+                named = {name.lower() for name in duckdb.get_table_names(query)}
             except duckdb.Error:
                 named = set()  # not valid SQL: running it reports that as SqlError
-            hit = sorted(set(damaged) & named)
+            hit = sorted(name for name in damaged if name.lower() in named)
             if hit:
                 con.close()
                 raise damaged[hit[0]]

@@ -214,6 +214,12 @@ def test_single_and_composite_keys_follow_the_same_rules(
         assert _observed(diff) == expected, "composite" if composite else "single"
 
 
+def test_negative_zero_and_zero_keys_in_one_write_are_a_duplicate() -> None:
+    with pytest.raises(KeyViolation, match="duplicate"):
+        keyed_diff(old_rows(k=[1.0], v=[1]), pa.table({"k": [0.0, -0.0], "v": [1, 2]}), ["k"], table="t",
+                   remove_missing=False)
+
+
 def test_negative_zero_key_matches_zero_as_in_sql() -> None:
     old = old_rows(k=[0.0], v=[1])
     diff = keyed_diff(old, pa.table({"k": [-0.0], "v": [1]}), ["k"], table="t", remove_missing=False)
