@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -133,7 +134,7 @@ def history(lake: Lake, table: str, key: Mapping[str, object], until: CommitId) 
         for column, value in key.items():
             if column not in rows.column_names:
                 raise UsageError(f"table {table!r} has no column {column!r}")
-            hit = pc.equal(rows.column(column), pa.scalar(value).cast(rows.schema.field(column).type))
+            hit = pc.equal(rows.column(column), _key_scalar(value, rows.schema.field(column).type))
             mask = hit if mask is None else pc.and_(mask, hit)
         picked = rows.filter(pc.fill_null(mask, False))
         if picked.num_rows:
@@ -144,6 +145,14 @@ def history(lake: Lake, table: str, key: Mapping[str, object], until: CommitId) 
     schema = _change_schema(lake, table, until).remove(_change_schema(lake, table, until).get_field_index("_commit_seq"))
     schema = schema.append(pa.field("_author", pa.string())).append(pa.field("_message", pa.string()))
     return _unify(parts, schema)
+
+
+def _key_scalar(value: object, kind: pa.DataType) -> pa.Scalar:
+    # Typed directly: inferring first would overflow uint64 keys above 2**63 and drop nanoseconds.
+    try:
+        return pa.scalar(value, type=kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.scalar(value).cast(kind)  # e.g. "2024-05-01" for a date key
 
 
 def diff(lake: Lake, table: str, a: CommitId, b: CommitId) -> pa.Table:
@@ -167,13 +176,30 @@ def count_changes(lake: Lake, table: str, old: TableState | None, new: TableStat
 
 def diff_summary(lake: Lake, a: CommitId, b: CommitId) -> dict[str, TableChange]:
     """Per table, the net rows inserted, updated and deleted from `a` to `b` (unchanged tables left out)."""
-    snap_a = lake._materializer.snapshot(a)
-    snap_b = lake._materializer.snapshot(b)
     out: dict[str, TableChange] = {}
-    for table in sorted(set(snap_a) | set(snap_b)):
-        if snap_a.get(table) == snap_b.get(table):
-            continue
-        change = count_changes(lake, table, snap_a.get(table), snap_b.get(table))
+    for table, old, new in _differing(lake, a, b):
+        change = count_changes(lake, table, old, new)
         if change != TableChange():
             out[table] = change
     return out
+
+
+def net_changes(lake: Lake, a: CommitId, b: CommitId, tables: AbstractSet[str] | None) -> dict[str, pa.Table]:
+    """Per table of `tables` (None: all) that differs, the change rows taking it from `a` to `b`, stamped
+    as changes of commit `b` (for a change stream whose branch jumped to another line of history)."""
+    record = lake._log.get_commit(b)
+    out: dict[str, pa.Table] = {}
+    for table, old, new in _differing(lake, a, b):
+        if tables is None or table in tables:
+            rows = _paired(lake, table, old, new)
+            if rows.num_rows:
+                out[table] = _stamp(rows, b, record)
+    return out
+
+
+def _differing(lake: Lake, a: CommitId, b: CommitId) -> Iterator[tuple[str, TableState | None, TableState | None]]:
+    snap_a = lake._materializer.snapshot(a)
+    snap_b = lake._materializer.snapshot(b)
+    for table in sorted(set(snap_a) | set(snap_b)):
+        if snap_a.get(table) != snap_b.get(table):
+            yield table, snap_a.get(table), snap_b.get(table)

@@ -205,7 +205,7 @@ class Lake:
             self._server.register(con, table, table, state)
             cols = ", ".join(quote_ident(c) for c in columns) if columns is not None else "*"
             query = f"SELECT {cols} FROM {quote_ident(table)}" + (f" WHERE ({where})" if where else "")
-            return self._server.fetch(con, query, self._resolver)
+            return self._server.fetch(con, query, self._resolver(branch))
         finally:
             con.close()
 
@@ -227,7 +227,7 @@ class Lake:
             SqlError, RefNotFound, TableNotFound.
             CorruptionError: the query names a table whose stored data is damaged.
         """
-        return self._server.sql(self._connect_for(query, branch, at), query, self._resolver)
+        return self._server.sql(self._connect_for(query, branch, at), query, self._resolver(branch))
 
     def query(self, query: str, branch: str = "main", at: Ref = None) -> pa.Table:
         """Run SQL like `sql` and return the whole result as a pyarrow Table.
@@ -241,7 +241,7 @@ class Lake:
         """
         con = self._connect_for(query, branch, at)
         try:
-            return self._server.fetch(con, query, self._resolver)
+            return self._server.fetch(con, query, self._resolver(branch))
         finally:
             con.close()
 
@@ -502,6 +502,7 @@ class Lake:
         sub = Subscription(
             self._log, branch=branch, tables=wanted, group=group, start=after,
             changes=lambda table, cid, record: _history.stamped_commit_changes(self, table, cid, record),
+            jump=lambda a, b: _history.net_changes(self, a, b, wanted),
             commit_value=self._commit_value, listeners=self._commit_listeners,
         )
         self._subscriptions.add(sub)
@@ -616,11 +617,16 @@ class Lake:
             raise TableNotFound(f"table {table!r} does not exist {where}" + close_matches(str(table), snap))
         return snap[table]
 
-    def _resolver(self, table: str, ref: str) -> TableState | pa.Table:
-        if ".." in ref:
-            since, until = ref.split("..", 1)
-            return self.changes(table, since=since or None, until=until or None)
-        return self._table(table, "main", ref)
+    def _resolver(self, branch: str) -> Callable[[str, str], TableState | pa.Table]:
+        """How a query on `branch` reads a quoted `"table@REF"` or `"table@A..B"` (B defaults to its head)."""
+
+        def resolve(table: str, ref: str) -> TableState | pa.Table:
+            if ".." in ref:
+                since, until = ref.split("..", 1)
+                return self.changes(table, since=since or None, until=until or None, branch=branch)
+            return self._table(table, branch, ref)
+
+        return resolve
 
     def _commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
         return Commit(

@@ -549,3 +549,54 @@ def test_diff_gives_net_changes_between_two_refs(keyed: udr.Lake) -> None:
     assert [(r["id"], r["_change"]) for r in back.to_pylist()] == [(4, "delete"), (2, "insert")]
     assert keyed.diff_summary(start) == {"orders": udr.TableChange(inserted=1, updated=0, deleted=1)}
     assert keyed.diff_summary(start, start) == {}
+
+
+# -- key types and values that Arrow and Parquet treat specially (found by a QA pass) ----------------------
+
+
+@pytest.mark.parametrize("kind", [pa.timestamp("s"), pa.date64(), pa.time32("s"), pa.timestamp("s", tz="UTC")],
+                         ids=str)
+def test_changes_of_keys_parquet_stores_wider_read_back(tmp_path: Path, kind: pa.DataType) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.create_table("t", pa.schema([("k", kind), ("v", pa.int64())]), primary_key=["k"])
+        raw = [86_400_000, 2 * 86_400_000] if kind == pa.date64() else [1_000, 2_000]  # date64: whole days
+        keys = pa.array(raw, pa.int32() if kind == pa.time32("s") else pa.int64())
+        db.upsert("t", pa.table({"k": keys.cast(kind), "v": [1, 2]}))
+        db.upsert("t", pa.table({"k": keys.cast(kind), "v": [1, 3]}))
+        assert db.changes("t").column("_change").to_pylist() == ["insert", "insert", "update_before", "update_after"]
+        assert db.history("t", key={"k": keys.cast(kind)[1].as_py()}).column("_change").to_pylist() == [
+            "insert", "update_before", "update_after"]
+
+
+@pytest.mark.parametrize("key", [pa.array(["a", "b"]).dictionary_encode(), pa.array(["a", "b"], pa.string_view())],
+                         ids=["dictionary", "string_view"])
+def test_keys_arrow_cannot_count_are_checked_by_duckdb(tmp_path: Path, key: pa.Array) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.create_table("t", pa.schema([("k", key.type), ("v", pa.int64())]), primary_key=["k"])
+        db.append("t", pa.table({"k": key, "v": [1, 2]}))
+        with pytest.raises(udr.KeyViolation, match="duplicate"):
+            db.append("t", pa.table({"k": pa.array(["c", "c"]).cast(key.type), "v": [3, 4]}))
+        assert db.row_count("t") == 2
+
+
+@pytest.mark.parametrize(("kind", "value"), [(pa.uint64(), 2**64 - 1), (pa.timestamp("ns"), 1_000_000_123)],
+                         ids=["uint64 max", "nanoseconds"])
+def test_history_finds_keys_that_inferring_a_type_would_change(tmp_path: Path, kind: pa.DataType,
+                                                                value: int) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.create_table("t", pa.schema([("k", kind), ("v", pa.int64())]), primary_key=["k"])
+        db.append("t", pa.table({"k": pa.array([value], pa.uint64() if kind == pa.uint64() else pa.int64()).cast(kind),
+                                 "v": [1]}))
+        key = db.read("t").column("k")[0].as_py()
+        assert db.history("t", key={"k": key}).num_rows == 1
+
+
+def test_an_open_ended_sql_range_follows_the_branch_queried(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.create_table("t", pa.schema([("k", pa.int64()), ("v", pa.int64())]), primary_key=["k"])
+        first = db.append("t", {"k": [1, 2], "v": [1, 2]})
+        db.create_branch("dev")
+        db.upsert("t", {"k": [1, 3], "v": [10, 3]}, branch="dev")
+        ranged = db.query(f'SELECT * FROM "t@{first.id}.."', branch="dev")
+        assert ranged.num_rows == db.changes("t", since=first.id, branch="dev").num_rows == 3
+        assert db.query(f'SELECT * FROM "t@{first.id}.."').num_rows == 0

@@ -26,7 +26,28 @@ def db(tmp_path: Path) -> Iterator[udr.Lake]:
 
 def _feed(db: udr.Lake, after: Cursor, tables: frozenset[str] | None = None) -> Feed:
     return Feed(db._log, branch="main", tables=tables, after=after,
-                changes=lambda t, c, r: _history.stamped_commit_changes(db, t, c, r), commit_value=db._commit_value)
+                changes=lambda t, c, r: _history.stamped_commit_changes(db, t, c, r),
+                jump=lambda a, b: _history.net_changes(db, a, b, tables), commit_value=db._commit_value)
+
+
+def _drain(feed: Feed) -> list[tuple[str, str, int]]:
+    """(table, change, id) of every row the feed has now, in delivery order."""
+    rows = []
+    while (item := feed.next_batch()) is not None:
+        batch = item[0]
+        rows += [(batch.table, c, i) for c, i in zip(batch.changes.column("_change").to_pylist(),
+                                                      batch.changes.column("id").to_pylist(), strict=True)]
+    return rows
+
+
+def _replayed(changes: list[tuple[str, str, int]]) -> set[int]:
+    ids: set[int] = set()
+    for _, change, i in changes:
+        if change in ("insert", "update_after"):
+            ids.add(i)
+        elif change in ("delete", "update_before"):
+            ids.discard(i)
+    return ids
 
 
 def test_a_long_backlog_is_delivered_in_order_holding_few_records(db: udr.Lake,
@@ -69,3 +90,36 @@ def test_lag_counts_the_commits_and_rows_after_a_cursor(db: udr.Lake) -> None:
     assert lag(db._log, "main", ("b",), Cursor(start)) == (1, 3)
     assert lag(db._log, "main", None, Cursor(seq, "a")) == (1, 3)
     assert lag(db._log, "main", None, Cursor(seq)) == (0, 0)
+
+
+def test_a_fast_forward_to_a_merge_holding_the_last_commit_as_second_parent_delivers_the_net_change(
+        db: udr.Lake) -> None:
+    db.create_table("t", pa.schema([("id", pa.int64()), ("v", pa.string())]), primary_key=["id"])
+    db.upsert("t", {"id": [1], "v": ["base"]})
+    feed = _feed(db, Cursor(-1))
+    db.create_branch("feature")
+    db.upsert("t", {"id": [2], "v": ["feature-1"]}, branch="feature")
+    db.upsert("t", {"id": [3], "v": ["feature-2"]}, branch="feature")
+    db.upsert("t", {"id": [4], "v": ["main-1"]})
+    seen = _drain(feed)
+    assert _replayed(seen) == {1, 4}
+    db.merge("main", into="feature")
+    db.merge("feature", into="main")  # a fast-forward: main-1 is only the merge's second parent
+    jumped = _drain(feed)
+    assert sorted(jumped) == [("t", "insert", 2), ("t", "insert", 3)]
+    assert _replayed(seen + jumped) == {1, 2, 3, 4} == set(db.read("t").column("id").to_pylist())
+    db.upsert("t", {"id": [5], "v": ["after"]})
+    assert _drain(feed) == [("t", "insert", 5)], "after the jump the feed follows first parents again"
+
+
+def test_new_commits_after_a_reset_come_with_the_retraction_of_what_the_reset_undid(db: udr.Lake) -> None:
+    db.append("t", {"id": [1]})
+    kept = db.commit_info("main").id
+    feed = _feed(db, Cursor(-1))
+    db.append("t", {"id": [2]})
+    seen = _drain(feed)
+    db.reset("main", kept)
+    db.append("t", {"id": [3]})
+    after = _drain(feed)
+    assert sorted(after) == [("t", "delete", 2), ("t", "insert", 3)]
+    assert _replayed(seen + after) == {1, 3} == set(db.read("t").column("id").to_pylist())

@@ -491,4 +491,9 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed process its parent has not reaped yet (a zombie) still answers kill(0) but holds nothing.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux) or it just exited: the lease's own expiry still frees it
+    return stat[stat.rfind(")") + 2:][:1] != "Z"

@@ -110,7 +110,10 @@ def changes_from_before(rows: RowReader, name: str, new: TableState, added: set[
     values = [c for c in before.column_names if c not in key and not c.startswith("__")]
     tagged = after.append_column("__row", pa.array(np.arange(after.num_rows, dtype=np.int64)))
     image = updates.append_column("__img", pa.array(np.arange(updates.num_rows, dtype=np.int64)))
-    pairs = tagged.select([*key, "__row"]).join(image.select([*key, "__img"]), keys=key, join_type="inner")
+    # Parquet stores some types wider (timestamp[s] as [ms], date64 as date32): join on the table's types.
+    image_keys = pa.table([*(image.column(k).cast(schema.field(k).type) for k in key), image.column("__img")],
+                          names=[*key, "__img"])
+    pairs = tagged.select([*key, "__row"]).join(image_keys, keys=key, join_type="inner")
     pairs = pairs.sort_by([(k, "ascending") for k in key])
     new_rows = after.take(pairs.column("__row"))
     old_cells = updates.take(pairs.column("__img"))

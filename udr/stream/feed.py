@@ -21,29 +21,38 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from udr.errors import RefNotFound
-from udr.log.commits import CommitRecord
+from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
 from udr.log.groups import Cursor
 from udr.log.store import LogStore
 from udr.values import ChangeBatch, Commit
 
 ChangeFn = Callable[[str, CommitId, CommitRecord], pa.Table | None]
+# The net row changes of every table that differs from one commit to another, stamped with the second.
+JumpFn = Callable[[CommitId, CommitId], dict[str, pa.Table]]
 CommitFn = Callable[[CommitId, CommitRecord], Commit]
 
 # Records met while walking back from a new head are kept for the deliveries that follow: all of them when
 # the walk is short (the live case), else the oldest ones, which are delivered first; the rest are re-read.
 _KEEP_RECORDS = 1024
+# How many commits `next_is_light` looks through: a longer stretch is a backlog for a worker thread.
+_LIGHT_COMMITS = 16
 
 
 class Feed:
     """The change batches of `branch` after a cursor, for every table or only `tables`."""
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, after: Cursor,
-                 changes: ChangeFn, commit_value: CommitFn) -> None:
+                 changes: ChangeFn, jump: JumpFn, commit_value: CommitFn) -> None:
         self._log = log
         self._branch = branch
         self._tables = set(tables) if tables is not None else None
         self._changes = changes
+        self._jump = jump
+        # Set by `_walk` when the head's first-parent line does not pass the last commit visited: the next
+        # commit (the head) is then delivered as the net change from this commit, not from its parent.
+        self._jump_from: CommitId | None = None
+        self._jumped: dict[str, pa.Table] | None = None
         self._commit_value = commit_value
         self._seen_head: CommitId | None = None
         self._scanned_seq = after.seq
@@ -73,10 +82,11 @@ class Feed:
                 table = self._todo[0]
                 assert self._commit is not None
                 cid, record, commit = self._commit
-                rows = self._changes(table, cid, record)
+                rows = self._jumped.get(table) if self._jumped is not None else self._changes(table, cid, record)
                 # Only now is the table done: if computing its changes raised, the next call retries it.
                 self._todo.pop(0)
-                if record.tables[table].drop and self._tables is not None:
+                op = record.tables.get(table)
+                if op is not None and op.drop and self._tables is not None:
                     # The drop is the table's last batch: all its rows as deletes, then nothing more.
                     self._tables.discard(table)
                 if rows is not None and rows.num_rows:
@@ -87,28 +97,40 @@ class Feed:
             self._next += 1
             kept = self._records.pop(seq, None)
             cid, record = kept if kept is not None else self._at(seq)
+            jump_from, self._jump_from = self._jump_from, None
+            self._jumped = self._jump(jump_from, cid) if jump_from is not None else None
             self._scanned_seq, self._scanned_id = seq, cid
             self._start_commit(cid, record, None)
 
     def next_is_light(self) -> bool:
-        """Whether the next batch (if any) comes from the log alone: inline rows added to existing tables,
-        or a rewrite, so computing it reads no chunk file and no old rows. Reads only commit records."""
+        """Whether `next_batch` is cheap now: the next commit with followed tables (if any) only adds
+        inline rows to existing tables or rewrites them, so computing it reads no chunk file and no old
+        rows, and at most `_LIGHT_COMMITS` commits lie before it. Reads only commit records."""
         if self._todo:
             assert self._commit is not None
-            ops = [self._commit[1].tables[self._todo[0]]]
-        else:
-            if self._next >= len(self._plan) and not self._walk():
+            return self._jumped is not None or all(_light(self._commit[1].tables[t]) for t in self._todo)
+        if self._next >= len(self._plan):
+            head = self._log.head(self._branch)
+            if head is None or head == self._seen_head:
+                return True  # nothing new (or a deleted branch, which `next_batch` reports)
+            if self._log.get_commit(head).seq - self._scanned_seq > _LIGHT_COMMITS:
+                return False  # a backlog: walking it is work for a worker thread
+            if not self._walk():
                 return True
-            seq = self._plan[self._next]
+        if self._jump_from is not None:
+            return False  # a net change between two lines of history reads old rows
+        for seq in self._plan[self._next:self._next + _LIGHT_COMMITS]:
             if seq not in self._records:
                 self._records[seq] = self._at(seq)  # for `next_batch`, which takes it from there
-            record = self._records[seq][1]
-            ops = [op for table, op in record.tables.items() if self._tables is None or table in self._tables]
-        return all(op.rewrite or (not (op.create or op.drop or op.truncate or op.deletes or op.before)
-                                  and all(f.inline for f in op.add)) for op in ops)
+            ops = [op for table, op in self._records[seq][1].tables.items()
+                   if self._tables is None or table in self._tables]
+            if ops:
+                return all(_light(op) for op in ops)
+        return len(self._plan) - self._next <= _LIGHT_COMMITS
 
     def _start_commit(self, cid: CommitId, record: CommitRecord, after_table: str | None) -> None:
-        todo = [t for t in sorted(record.tables) if self._tables is None or t in self._tables]
+        touched = self._jumped if self._jumped is not None else record.tables
+        todo = [t for t in sorted(touched) if self._tables is None or t in self._tables]
         if after_table is not None:
             todo = [t for t in todo if t > after_table]
         self._todo = todo
@@ -133,6 +155,13 @@ class Feed:
             if len(records) > _KEEP_RECORDS:
                 records.pop(next(iter(records)))  # the newest: delivered last, re-read then
             cursor = record.parents[0] if record.parents else None
+        if cursor != self._scanned_id and plan:
+            # E.g. a fast-forward to a merge that holds the last commit visited only as a second parent, or
+            # new commits after a reset: that line's commits were never applied to what was delivered, so
+            # deliver the net change from the last commit visited to the head, as the head's batches.
+            plan = plan[:1]
+            records = {plan[0]: records[plan[0]]} if plan[0] in records else {}
+            self._jump_from = self._scanned_id
         plan.reverse()
         self._seen_head = head
         self._plan, self._next = plan, 0
@@ -144,6 +173,11 @@ class Feed:
         if cid is None:
             raise RefNotFound(f"commit seq {seq} vanished from the log")
         return cid, self._log.get_commit(cid)
+
+
+def _light(op: TableOp) -> bool:
+    return op.rewrite or (not (op.create or op.drop or op.truncate or op.deletes or op.before)
+                          and all(f.inline for f in op.add))
 
 
 def lag(log: LogStore, branch: str, tables: tuple[str, ...] | None, after: Cursor) -> tuple[int, int]:

@@ -26,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,13 +34,14 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from udr.errors import AckError, UsageError
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupStore, Position
 from udr.log.store import LogStore
-from udr.stream.feed import ChangeFn, CommitFn, Feed
+from udr.stream.feed import ChangeFn, CommitFn, Feed, JumpFn
 from udr.stream.notify import open_waiter
 from udr.values import ChangeBatch, Commit
 
@@ -70,7 +72,7 @@ class Subscription:
     """
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
-                 start: Cursor, changes: ChangeFn, commit_value: CommitFn, listeners: Listeners) -> None:
+                 start: Cursor, changes: ChangeFn, jump: JumpFn, commit_value: CommitFn, listeners: Listeners) -> None:
         """Open a subscription that delivers what follows `start` (a group resumes from its own position).
 
         Raises:
@@ -87,7 +89,7 @@ class Subscription:
         if stored is not None:
             after = stored.cursor
         try:
-            self._feed = Feed(log, branch=branch, tables=tables, after=after, changes=changes,
+            self._feed = Feed(log, branch=branch, tables=tables, after=after, changes=changes, jump=jump,
                               commit_value=commit_value)
             self._waiter = open_waiter(log.root / LOG_DIR / LOG_DATA_FILE)
         except BaseException:
@@ -106,6 +108,11 @@ class Subscription:
         self._looked_at = -1
         self._iterating = False
         self._ack_lock: anyio.Lock | None = None
+        # Set while no worker-thread step (a look or an ack) runs: a step whose awaiting task was cancelled
+        # by asyncio itself (which anyio's shielding cannot stop) keeps running, and applies its own
+        # result, so the next step waits for it instead of losing or racing it.
+        self._worker_idle = threading.Event()
+        self._worker_idle.set()
         self._closed = False
         self._waiter_closed = False
         self._released = False
@@ -139,10 +146,16 @@ class Subscription:
         self._iterating = True
         try:
             while not self._closed:
+                await self._settled()
                 newest = self._log.env.last_txnid()
                 if not self._ready and newest != self._looked_at:
                     quick = self._quick_look(newest)
-                    self._ready.extend(quick if quick is not None else await anyio.to_thread.run_sync(self._look))
+                    if quick is None:
+                        await self._in_worker(self._look)
+                    else:
+                        self._ready.extend(quick)
+                        # Read on the event loop: give other tasks and cancel scopes their turn.
+                        await anyio.lowlevel.checkpoint()
                 if self._ready:
                     batch, cursor = self._ready.popleft()
                     self._delivered(cursor)
@@ -182,10 +195,18 @@ class Subscription:
         if self._ack_lock is None:
             self._ack_lock = anyio.Lock()
         async with self._ack_lock:
+            await self._settled()
             cursor = self._expect(batch, 0)
-            if self.group is not None:
-                await anyio.to_thread.run_sync(self._groups.ack, self._ack_record(cursor, self._durable()))
-            self._acknowledged(cursor)
+            if self.group is None:
+                self._acknowledged(cursor)
+                return
+            record = self._ack_record(cursor, self._durable())
+
+            def write() -> None:
+                self._groups.ack(record)
+                self._acknowledged(cursor)
+
+            await self._in_worker(write)
 
     def stage_ack(self, batch: ChangeBatch, *, earlier: int) -> PendingAck:
         """Prepare acknowledging `batch` inside a transaction that already stages `earlier` acks of this
@@ -210,12 +231,15 @@ class Subscription:
             return
         self._waiter_closed = True
         self._stop_following()
-        # Shielded: closing on cancellation (Ctrl-C, a timeout) must still give the lease back.
+        # Shielded: closing on cancellation (Ctrl-C, a timeout) must still give the lease back. asyncio's
+        # own cancellation gets through a shield, so the release itself does not await.
         with anyio.CancelScope(shield=True):
-            await self._waiter.aclose()
-            if self.group is not None and not self._released:
-                self._released = True
-                await anyio.to_thread.run_sync(self._groups.release, self.group, self._token)
+            try:
+                await self._waiter.aclose()
+            finally:
+                if self.group is not None and not self._released:
+                    self._released = True
+                    self._groups.release(self.group, self._token)
 
     def _detach(self) -> None:
         """The lake handle is closing: end the iteration and give the group's lease back now, while the
@@ -235,6 +259,39 @@ class Subscription:
 
     # -- internals ------------------------------------------------------------------------------------
 
+    async def _settled(self) -> None:
+        """Wait until no worker-thread step left behind by a cancelled task is still running."""
+        if not self._worker_idle.is_set():
+            await anyio.to_thread.run_sync(self._worker_idle.wait)
+
+    async def _in_worker(self, step: Callable[[], None]) -> None:
+        """Run `step` in a worker thread; it applies its own result, so cancelling the wait loses nothing."""
+        await self._settled()
+        self._worker_idle.clear()
+        # A cancelled wait may keep the worker from ever calling `run`: whichever side claims first decides
+        # whether the step runs, and the idle flag is set either way.
+        claim = threading.Lock()
+        claimed: list[str] = []
+
+        def run() -> None:
+            with claim:
+                if claimed:
+                    return
+                claimed.append("worker")
+            try:
+                step()
+            finally:
+                self._worker_idle.set()
+
+        try:
+            await anyio.to_thread.run_sync(run)
+        except BaseException:
+            with claim:
+                if not claimed:
+                    claimed.append("caller")
+                    self._worker_idle.set()
+            raise
+
     def _on_commit(self, commit: Commit) -> None:
         self._waiter.wake()
 
@@ -248,7 +305,8 @@ class Subscription:
         self._looked_at = -1 if item is not None else looked_at
         return [item] if item is not None else []
 
-    def _look(self) -> list[tuple[ChangeBatch, Cursor]]:
+    def _look(self) -> None:
+        """Read ahead into the ready queue (in a worker thread)."""
         self._looked_at = self._log.env.last_txnid()
         # A wake-up may come from a commit LMDB has written but not yet shown to readers: let it land first.
         self._log.env.wait_published()
@@ -269,7 +327,7 @@ class Subscription:
                 break
             found.append(item)
             rows += item[0].changes.num_rows
-        return found
+        self._ready.extend(found)
 
     def _delivered(self, cursor: Cursor) -> None:
         self._unacked.append(cursor)
