@@ -79,6 +79,17 @@ def test_unkeyed_tables_cancel_identical_rows_as_multisets_and_never_pair_update
                                             (1, "changed", 1.0, "insert")], key=repr)
 
 
+def test_unkeyed_changes_come_in_one_order_deletes_then_inserts_each_by_value() -> None:
+    n = 50_000  # enough rows for DuckDB to run EXCEPT ALL on several threads
+    removed = pa.table({"id": pa.array(range(n), pa.int64())})
+    added = pa.table({"id": pa.array(range(n // 2, n + n // 2), pa.int64())})
+    schema = removed.schema
+    reads = [pair_changes(schema, removed, added, None) for _ in range(3)]
+    assert reads[0].column("id").to_pylist() == [*range(n // 2), *range(n, n + n // 2)]
+    assert reads[0].column("_change").to_pylist() == ["delete"] * (n // 2) + ["insert"] * (n // 2)
+    assert all(r.equals(reads[0]) for r in reads[1:])
+
+
 def test_columns_keep_their_types_and_awkward_names_work() -> None:
     schema = pa.schema([("select", pa.int32()), ("a b", pa.timestamp("us")), ('q"uote', pa.decimal128(10, 2))])
     removed = pa.Table.from_pylist([{"select": 1, "a b": 0, 'q"uote': 1}], schema=schema)

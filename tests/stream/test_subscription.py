@@ -172,6 +172,39 @@ async def test_a_dropped_table_comes_as_a_final_batch_of_deletes(db: udr.Lake) -
     assert sorted(batches[-1].changes.column("id").to_pylist()) == [1, 2]
 
 
+async def test_a_group_restarted_after_a_drop_does_not_follow_a_table_re_created_under_that_name(
+        db: udr.Lake) -> None:
+    schema = pa.schema([("id", pa.int64())])
+    start = db.commit_info("main").id
+    db.create_table("c", schema)
+    db.append("c", {"id": [1]})
+    db.drop_table("c")
+    dropped = db.commit_info("main").id
+    db.create_table("c", schema)
+    db.append("c", {"id": [2]})
+    _order(db, 10)
+
+    def seen(batches: list[udr.ChangeBatch]) -> list[tuple[str, str, int]]:
+        return [(b.table, b.changes.column("_change")[0].as_py(), b.changes.column("id")[0].as_py())
+                for b in batches]
+
+    async with db.subscribe(["orders", "c"], group="continuous", start=start) as sub:
+        continuous = await _take(sub, 3)
+        assert await _nothing_within(sub)
+    async with db.subscribe(["orders", "c"], group="restarted", start=start) as sub:
+        first = await _take(sub, 2)
+        for batch in first:
+            await sub.ack(batch)
+    async with db.subscribe(["orders", "c"], group="restarted", start=start) as sub:
+        rest = await _take(sub, 1)
+        assert await _nothing_within(sub)
+    assert seen(first + rest) == seen(continuous) == [("c", "insert", 1), ("c", "delete", 1), ("orders", "insert", 10)]
+    assert {g.name: g.lag_commits for g in db.groups()}["restarted"] == 1
+    db.reset_group("restarted", to=dropped)  # a fresh start: it follows every table named again
+    async with db.subscribe(["orders", "c"], group="restarted") as sub:
+        assert seen(await _take(sub, 2)) == [("c", "insert", 2), ("orders", "insert", 10)]
+
+
 async def test_following_every_table_survives_a_drop(db: udr.Lake) -> None:
     _order(db, 1)
     async with db.subscribe() as sub:

@@ -53,6 +53,9 @@ class Position:
     time_us: int
     branch: str
     tables: tuple[str, ...] | None
+    # Tables of `tables` dropped at or before `cursor`: the group no longer follows them, even if a table
+    # of that name is created again (as a subscriber that never stopped would not).
+    dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,8 @@ class GroupStore:
             "branch": position.branch,
             "tables": list(position.tables) if position.tables is not None else None,
         }
+        if position.dropped:
+            doc["dropped"] = list(position.dropped)
         txn.put(GROUP_POSITION + group.encode(), _dump(doc), db=self._env.db(DB_GROUPS))
 
     def _scan(self, txn: IndexTxn, prefix: bytes) -> list[tuple[str, bytes]]:
@@ -239,6 +244,7 @@ def _decode_position(group: str, raw: bytes) -> Position:
             int(doc["time_us"]),
             str(doc["branch"]),
             tuple(str(t) for t in tables) if tables is not None else None,
+            tuple(str(t) for t in doc.get("dropped", ())),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptionError(f"the position record of group {group!r} is damaged: {exc}") from exc

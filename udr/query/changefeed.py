@@ -56,10 +56,14 @@ def _paired(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Table, added: 
                     SELECT {acols}, 'insert', 2, 0 FROM a ANTI JOIN r ON {on}
                 ) ORDER BY __g, {order}, __o"""
         else:
+            # Sorted by value within deletes and inserts: EXCEPT ALL's own order varies from run to run, and a
+            # batch delivered again (or read through `changes`) must list its rows alike.
             query = f"""
-                SELECT {cols}, 'delete' AS {CHANGE} FROM (SELECT {cols} FROM r EXCEPT ALL SELECT {cols} FROM a)
-                UNION ALL
-                SELECT {cols}, 'insert' FROM (SELECT {cols} FROM a EXCEPT ALL SELECT {cols} FROM r)"""
+                SELECT {cols}, {CHANGE} FROM (
+                    SELECT {cols}, 'delete' AS {CHANGE} FROM (SELECT {cols} FROM r EXCEPT ALL SELECT {cols} FROM a)
+                    UNION ALL
+                    SELECT {cols}, 'insert' FROM (SELECT {cols} FROM a EXCEPT ALL SELECT {cols} FROM r)
+                ) ORDER BY {CHANGE} = 'insert', {cols}"""
         result = con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"computing row changes failed: {str(exc).splitlines()[0]}") from exc

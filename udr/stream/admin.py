@@ -20,7 +20,8 @@ def group_infos(log: LogStore) -> list[GroupInfo]:
     leases = store.leases()
     out: list[GroupInfo] = []
     for name, position in sorted(store.positions().items()):
-        behind = lag(log, position.branch, position.tables, position.cursor) if log.head(position.branch) else (0, 0)
+        followed = tuple(t for t in position.tables if t not in position.dropped) if position.tables is not None else None
+        behind = lag(log, position.branch, followed, position.cursor) if log.head(position.branch) else (0, 0)
         lease = leases.get(name)
         out.append(GroupInfo(
             name=name,
@@ -35,7 +36,8 @@ def group_infos(log: LogStore) -> list[GroupInfo]:
 
 
 def reset_group(log: LogStore, group: str, *, seq: int, branch: str) -> None:
-    """Make `group` resume after the commit at `seq` on `branch` (keeping the tables it follows).
+    """Make `group` resume after the commit at `seq` on `branch` (keeping the tables it was made for, and
+    following again any it stopped following because they were dropped: a reset is a fresh start).
 
     Raises:
         GroupBusy: a live subscriber consumes the group.

@@ -47,6 +47,8 @@ class Feed:
         self._log = log
         self._branch = branch
         self._tables = set(tables) if tables is not None else None
+        # Followed tables dropped so far, with the cursor of their final batch.
+        self.dropped: dict[str, Cursor] = {}
         self._changes = changes
         self._jump = jump
         # Set by `_walk` when the head's first-parent line does not pass the last commit visited: the next
@@ -89,6 +91,7 @@ class Feed:
                 if op is not None and op.drop and self._tables is not None:
                     # The drop is the table's last batch: all its rows as deletes, then nothing more.
                     self._tables.discard(table)
+                    self.dropped[table] = Cursor(record.seq, table)
                 if rows is not None and rows.num_rows:
                     return ChangeBatch(commit, table, rows), Cursor(record.seq, table)
             if self._next >= len(self._plan) and not self._walk():

@@ -86,8 +86,12 @@ class Subscription:
         self._token = secrets.token_hex(16)
         after = start
         stored = self._groups.acquire(group, self._token) if group is not None else None
+        # Tables the group stopped following when they were dropped: not followed again on resume.
+        self._dropped_before = stored.dropped if stored is not None else ()
         if stored is not None:
             after = stored.cursor
+            if tables is not None:
+                tables = tables - set(self._dropped_before)
         try:
             self._feed = Feed(log, branch=branch, tables=tables, after=after, changes=changes, jump=jump,
                               commit_value=commit_value)
@@ -361,5 +365,7 @@ class Subscription:
 
     def _ack_record(self, cursor: Cursor, expected: Cursor | None) -> Ack:
         assert self.group is not None
-        position = Position(cursor, time.time_ns() // 1000, self.branch, self.tables)
+        dropped = {*self._dropped_before,
+                   *(t for t, at in self._feed.dropped.items() if at.sort_key() <= cursor.sort_key())}
+        position = Position(cursor, time.time_ns() // 1000, self.branch, self.tables, tuple(sorted(dropped)))
         return Ack(self.group, self._token, expected, position)
