@@ -61,7 +61,7 @@ def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) 
 
 def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None,
             rows: RowReader | None = None, *, added: set[ChunkId] | None = None,
-            redeleted: set[ChunkId] | frozenset[ChunkId] = frozenset()) -> pa.Table:
+            redeleted: set[ChunkId] | frozenset[ChunkId] = frozenset(), ordered: bool = True) -> pa.Table:
     delta = state_delta(rows or lake._rows, table, old, new, added=added, redeleted=redeleted)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
@@ -69,7 +69,7 @@ def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | No
         # Only inserts or only deletes: nothing to pair, so no DuckDB cursor is needed.
         return pair_changes(delta.schema, delta.removed, delta.added, key)
     with lake._server.session() as con:
-        return pair_changes(delta.schema, delta.removed, delta.added, key, con)
+        return pair_changes(delta.schema, delta.removed, delta.added, key, con, ordered=ordered)
 
 
 def stamped_commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
@@ -169,7 +169,7 @@ def diff(lake: Lake, table: str, a: CommitId, b: CommitId) -> pa.Table:
 def count_changes(lake: Lake, table: str, old: TableState | None, new: TableState | None,
                   rows: RowReader | None = None) -> TableChange:
     """Net rows inserted, updated and deleted between two states of a table."""
-    kinds = _paired(lake, table, old, new, rows).column(CHANGE)
+    kinds = _paired(lake, table, old, new, rows, ordered=False).column(CHANGE)
     found = {c["values"]: c["counts"] for c in pc.value_counts(kinds).to_pylist()} if len(kinds) else {}
     return TableChange(found.get("insert", 0), found.get("update_after", 0), found.get("delete", 0))
 

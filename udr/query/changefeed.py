@@ -18,8 +18,11 @@ CHANGE = "_change"
 
 
 def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: list[str] | None,
-                 con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """The change rows taking a table from `removed` to `added`, deletes first, then update pairs, then inserts."""
+                 con: duckdb.DuckDBPyConnection | None = None, *, ordered: bool = True) -> pa.Table:
+    """The change rows taking a table from `removed` to `added`, deletes first, then update pairs, then inserts.
+
+    Without a key, rows are sorted by value within deletes and inserts unless `ordered` is false (for
+    callers that only count them)."""
     out_schema = schema.append(pa.field(CHANGE, pa.string()))
     if removed.num_rows == 0 and added.num_rows == 0:
         return out_schema.empty_table()
@@ -28,11 +31,11 @@ def pair_changes(schema: pa.Schema, removed: pa.Table, added: pa.Table, key: lis
     if added.num_rows == 0:
         return _label(removed, "delete", out_schema)
     with own_or_given(con) as cursor:
-        return _paired(schema, out_schema, removed, added, key, cursor)
+        return _paired(schema, out_schema, removed, added, key, cursor, ordered)
 
 
 def _paired(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Table, added: pa.Table, key: list[str] | None,
-            con: duckdb.DuckDBPyConnection) -> pa.Table:
+            con: duckdb.DuckDBPyConnection, ordered: bool) -> pa.Table:
     try:
         con.register("r", removed)
         con.register("a", added)
@@ -63,7 +66,7 @@ def _paired(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Table, added: 
                     SELECT {cols}, 'delete' AS {CHANGE} FROM (SELECT {cols} FROM r EXCEPT ALL SELECT {cols} FROM a)
                     UNION ALL
                     SELECT {cols}, 'insert' FROM (SELECT {cols} FROM a EXCEPT ALL SELECT {cols} FROM r)
-                ) ORDER BY {CHANGE} = 'insert', {cols}"""
+                ){f" ORDER BY {CHANGE} = 'insert', {cols}" if ordered else ""}"""
         result = con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"computing row changes failed: {str(exc).splitlines()[0]}") from exc
