@@ -73,9 +73,12 @@ def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | No
 
 
 def stamped_commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
-    """`commit_changes` plus `_commit_id`, `_commit_seq` and `_commit_time` (None when no row changed)."""
+    """`commit_changes` plus `_commit_id`, `_commit_seq` and `_commit_time` (None when no row changed,
+    except for a drop: a table dropped empty still gets its final batch, with no rows)."""
     rows = commit_changes(lake, table, cid, record)
-    return _stamp(rows, cid, record) if rows is not None and rows.num_rows else None
+    if rows is None or not (rows.num_rows or record.tables[table].drop):
+        return None
+    return _stamp(rows, cid, record)
 
 
 def _stamp(rows: pa.Table, cid: CommitId, record: CommitRecord) -> pa.Table:

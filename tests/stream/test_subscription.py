@@ -172,6 +172,15 @@ async def test_a_dropped_table_comes_as_a_final_batch_of_deletes(db: udr.Lake) -
     assert sorted(batches[-1].changes.column("id").to_pylist()) == [1, 2]
 
 
+async def test_a_table_dropped_empty_still_comes_as_a_final_batch_without_rows(db: udr.Lake) -> None:
+    db.create_table("empty", pa.schema([("id", pa.int64())]))
+    dropped = db.drop_table("empty")
+    async with db.subscribe("empty", start="earliest") as sub:
+        batches = [b async for b in sub]
+    assert [(b.commit, b.changes.num_rows) for b in batches] == [(dropped, 0)]
+    assert batches[0].changes.column_names == ["id", "_change", "_commit_id", "_commit_seq", "_commit_time"]
+
+
 async def test_a_group_restarted_after_a_drop_does_not_follow_a_table_re_created_under_that_name(
         db: udr.Lake) -> None:
     schema = pa.schema([("id", pa.int64())])

@@ -92,7 +92,7 @@ class Feed:
                     # The drop is the table's last batch: all its rows as deletes, then nothing more.
                     self._tables.discard(table)
                     self.dropped[table] = Cursor(record.seq, table)
-                if rows is not None and rows.num_rows:
+                if rows is not None and (rows.num_rows or (op is not None and op.drop)):
                     return ChangeBatch(commit, table, rows), Cursor(record.seq, table)
             if self._next >= len(self._plan) and not self._walk():
                 return None
