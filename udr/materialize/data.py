@@ -325,10 +325,14 @@ class RowReader:
         if with_position:
             data = data.append_column("__pos", pa.array(np.arange(frag.rows, dtype=np.uint32)))
         if frag.deletes is not None:
-            keep = np.ones(frag.rows, dtype=bool)
-            keep[np.asarray(self.deleted_positions(frag), dtype=np.int64)] = False
-            data = data.filter(pa.array(keep))
+            data = data.filter(pa.array(self.keep_mask(frag)))
         return data
+
+    def keep_mask(self, frag: FragmentState) -> np.ndarray:
+        """One bool per row of the fragment: True for the rows not deleted."""
+        keep = np.ones(frag.rows, dtype=bool)
+        keep[np.asarray(self.deleted_positions(frag), dtype=np.int64)] = False
+        return keep
 
     def table(self, name: str, state: TableState, columns: list[str] | None = None,
               with_position: bool = False) -> pa.Table:

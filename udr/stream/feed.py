@@ -118,7 +118,7 @@ class Feed:
                 return True  # nothing new (or a deleted branch, which `next_batch` reports)
             if self._log.get_commit(head).seq - self._scanned_seq > _LIGHT_COMMITS:
                 return False  # a backlog: walking it is work for a worker thread
-            if not self._walk():
+            if not self._plan_to(head):
                 return True
         if self._jump_from is not None:
             return False  # a net change between two lines of history reads old rows
@@ -146,6 +146,10 @@ class Feed:
             raise RefNotFound(f"branch {self._branch!r} was deleted while a subscriber followed it")
         if head == self._seen_head:
             return False
+        return self._plan_to(head)
+
+    def _plan_to(self, head: CommitId) -> bool:
+        """Plan the commits between the last one visited and `head`, a new head of the branch."""
         plan = array("q")
         records: dict[int, tuple[CommitId, CommitRecord]] = {}
         cursor: CommitId | None = head

@@ -241,9 +241,7 @@ class Subscription:
             try:
                 await self._waiter.aclose()
             finally:
-                if self.group is not None and not self._released:
-                    self._released = True
-                    self._groups.release(self.group, self._token)
+                self._release()
 
     def _detach(self) -> None:
         """The lake handle is closing: end the iteration and give the group's lease back now, while the
@@ -251,10 +249,14 @@ class Subscription:
         if self._closed:
             return
         self._stop_following()
+        self._release()
+        self._waiter.wake()  # a task waiting for a commit sees the subscription closed
+
+    def _release(self) -> None:
+        """Give the group's lease back (once)."""
         if self.group is not None and not self._released:
             self._released = True
             self._groups.release(self.group, self._token)
-        self._waiter.wake()  # a task waiting for a commit sees the subscription closed
 
     def _stop_following(self) -> None:
         self._closed = True
