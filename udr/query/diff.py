@@ -294,3 +294,40 @@ def _matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
         return con.sql(f"SELECT o.__frag, o.__pos FROM o SEMI JOIN k ON {on}").to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key lookup failed: {str(exc).splitlines()[0]}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class MultisetDiff:
+    """What replacing the rows of an unkeyed table changes: rows compared as a multiset (NULL equals NULL).
+
+    `removed` is (`__frag`, `__pos`) of current rows to delete; `added` the new rows to write.
+    """
+
+    removed: pa.Table
+    added: pa.Table
+
+
+def multiset_diff(old: pa.Table, new: pa.Table, *, table: str, con: duckdb.DuckDBPyConnection) -> MultisetDiff:
+    """Compare `new` rows with `old` rows (which carry `__frag`, `__pos`) as multisets.
+
+    The n-th copy of a row in `old` matches the n-th copy in `new`; rows left unmatched in `old` are
+    removed and those left in `new` are added, so an unchanged row is never rewritten.
+
+    Raises:
+        SqlError: DuckDB cannot compare the columns.
+    """
+    cols = [quote_ident(c) for c in new.column_names]
+    numbered = ", ".join(cols)
+    on = " AND ".join([f"a.{c} IS NOT DISTINCT FROM b.{c}" for c in cols] + ["a.__n = b.__n"])
+    try:
+        con.register("__udr_old", old)
+        con.register("__udr_new", new)
+        rank = f"row_number() OVER (PARTITION BY {numbered})" if cols else "row_number() OVER ()"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __udr_o AS SELECT *, {rank} AS __n FROM __udr_old")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __udr_n AS SELECT *, {rank} AS __n FROM __udr_new")
+        removed = con.sql(f"SELECT a.__frag, a.__pos FROM __udr_o a ANTI JOIN __udr_n b ON {on}").to_arrow_table()
+        added = con.sql(f"SELECT {', '.join('a.' + c for c in cols)} FROM __udr_n a ANTI JOIN __udr_o b ON {on}"
+                        ).to_arrow_table()
+    except duckdb.Error as exc:
+        raise SqlError(f"table {table!r}: row comparison failed: {' '.join(str(exc).split())}") from exc
+    return MultisetDiff(removed, added.cast(new.schema))

@@ -30,7 +30,7 @@ VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
 Resolver = Callable[[str, str], "TableState | pa.Table"]
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     """DuckDB's message on one line (its hints, like "Did you mean ...", included)."""
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return text or type(exc).__name__
@@ -97,42 +97,47 @@ class SnapshotServer:
                 self._database.close()
                 self._database = None
 
-    def connect(self, tables: dict[str, TableState]) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
+    def connect(self, tables: dict[str, TableState], rows: RowReader | None = None,
+                ) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
         """A new DuckDB cursor with one view per table, and the tables whose data is damaged.
 
         A damaged table's view raises the `CorruptionError` message as a DuckDB error whenever it is
-        scanned, so one damaged chunk leaves every other table queryable.
+        scanned, so one damaged chunk leaves every other table queryable. `rows` reads the tables (a
+        transaction passes its own, which sees its staged blobs).
         """
         con = self.cursor()
         damaged: dict[str, CorruptionError] = {}
         for name, state in sorted(tables.items()):
             try:
-                self.register(con, name, name, state)
+                self.register(con, name, name, state, rows)
             except CorruptionError as exc:
                 damaged[name] = exc
-                self._register_damaged(con, name, state, exc)
+                self._register_damaged(con, name, (rows or self._rows).schema(state.schema), exc)
         return con, damaged
 
-    def _register_damaged(self, con: duckdb.DuckDBPyConnection, view: str, state: TableState,
+    def _register_damaged(self, con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema,
                           exc: CorruptionError) -> None:
         # Every column and the filter call error(): DuckDB folds neither away, so any query that reads
         # the view (even count(*) or a filter on a column) fails instead of returning no rows.
         fail = f"error({_quote_str(f'udr: {exc}')})"
         hidden = self._hidden("schema")
-        con.register(hidden, self._rows.schema(state.schema).empty_table())
+        con.register(hidden, schema.empty_table())
         relation = con.sql(f"SELECT * FROM {hidden}")
         cols = ", ".join(f"CAST({fail} AS {kind}) AS {quote_ident(name)}"
                          for name, kind in zip(relation.columns, relation.types)) or "1"
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT {cols} WHERE {fail} IS NULL")
 
-    def register(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState | pa.Table) -> None:
-        """Create view `view` on `con` showing `state` (a table snapshot, or a ready Arrow table)."""
+    def register(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState | pa.Table,
+                 rows: RowReader | None = None) -> None:
+        """Create view `view` on `con` showing `state` (a table snapshot, or a ready Arrow table), read
+        through `rows` (default: the server's reader)."""
+        reader = rows or self._rows
         if isinstance(state, pa.Table):
             hidden = self._hidden("arrow")
             con.register(hidden, state)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT * FROM {hidden}")
             return
-        schema = self._rows.schema(state.schema)
+        schema = reader.schema(state.schema)
         cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
         parts: list[str] = []
         plain = [f for f in state.fragments if not f.inline and f.deletes is None]
@@ -145,15 +150,15 @@ class SnapshotServer:
         # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
         current = [f for f in pruned if f.schema == state.schema]
         for group in ([current] if current else []) + [[f] for f in pruned if f.schema != state.schema]:
-            keep = np.concatenate([self._rows.keep_mask(f) for f in group])
+            keep = np.concatenate([reader.keep_mask(f) for f in group])
             mask = self._hidden("keep")
             con.register(mask, pa.table({"__udr_keep": keep}))
             scan = self._scan(con, table, group, state, schema)
             parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN {mask} WHERE {mask}.__udr_keep")
         if inline:
-            rows = [conform(self._rows.live(f, schema.names, table=table), schema) for f in inline]
+            data = [conform(reader.live(f, schema.names, table=table), schema) for f in inline]
             hidden = self._hidden("inline")
-            con.register(hidden, pa.concat_tables(rows))
+            con.register(hidden, pa.concat_tables(data))
             parts.append(f"SELECT {cols} FROM {hidden}")
         if not parts:
             hidden = self._hidden("empty")
@@ -189,12 +194,16 @@ class SnapshotServer:
         Raises:
             SqlError: DuckDB rejected the query.
         """
-        for table, ref in sorted({(m.group(1), m.group(2)) for m in VERSIONED_NAME.finditer(query)}):
-            self.register(con, f"{table}@{ref}", table, resolve(table, ref))
+        self.register_versions(con, query, resolve)
         try:
             return con.sql(query)
         except duckdb.Error as exc:
-            raise SqlError(_one_line(exc)) from exc
+            raise SqlError(one_line(exc)) from exc
+
+    def register_versions(self, con: duckdb.DuckDBPyConnection, query: str, resolve: Resolver) -> None:
+        """Register a view for every quoted `"table@REF"` that `query` names, via `resolve`."""
+        for table, ref in sorted({(m.group(1), m.group(2)) for m in VERSIONED_NAME.finditer(query)}):
+            self.register(con, f"{table}@{ref}", table, resolve(table, ref))
 
     def fetch(self, con: duckdb.DuckDBPyConnection, query: str, resolve: Resolver) -> pa.Table:
         """Run `query` to completion and return its rows.
@@ -206,7 +215,7 @@ class SnapshotServer:
         try:
             return relation.to_arrow_table()
         except duckdb.Error as exc:
-            raise SqlError(_one_line(exc)) from exc
+            raise SqlError(one_line(exc)) from exc
 
     def positions_where(self, name: str, state: TableState, where: str, rows: RowReader | None = None) -> pa.Table:
         """(__frag, __pos) of the live rows of a table matching SQL predicate `where`.
@@ -222,4 +231,4 @@ class SnapshotServer:
                 con.register("__udr_rows", data)
                 return con.sql(f"SELECT __frag, __pos FROM __udr_rows WHERE ({where})").to_arrow_table()
             except duckdb.Error as exc:
-                raise SqlError(f"bad predicate for table {name!r}: {_one_line(exc)}") from exc
+                raise SqlError(f"bad predicate for table {name!r}: {one_line(exc)}") from exc

@@ -1,0 +1,95 @@
+"""Schema evolution rules: the new schema of a table after adding, dropping, renaming or widening a column.
+
+Pure functions over Arrow schemas; they check the change and raise `SchemaError` before anything is
+written. Where the rows are stored is not their concern (see `Transaction`).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from udr.errors import SchemaError
+
+
+def _index(table: str, schema: pa.Schema, name: str) -> int:
+    index = int(schema.get_field_index(name))
+    if index < 0:
+        raise SchemaError(f"table {table!r} has no column {name!r} (it has {', '.join(schema.names)})")
+    return index
+
+
+def with_column(table: str, schema: pa.Schema, name: str, kind: pa.DataType) -> pa.Schema:
+    """`schema` plus a nullable column `name` of type `kind`.
+
+    Raises:
+        SchemaError: the column exists already.
+    """
+    if name in schema.names:
+        raise SchemaError(f"table {table!r} already has a column {name!r}")
+    return schema.append(pa.field(name, kind, True))
+
+
+def without_column(table: str, schema: pa.Schema, name: str, key: tuple[str, ...] | None) -> pa.Schema:
+    """`schema` without column `name`.
+
+    Raises:
+        SchemaError: no such column, it is a key column, or it is the only column.
+    """
+    index = _index(table, schema, name)
+    if key is not None and name in key:
+        raise SchemaError(f"column {name!r} is part of the primary key of table {table!r}; it cannot be dropped")
+    if len(schema) == 1:
+        raise SchemaError(f"column {name!r} is the only column of table {table!r}; drop the table instead")
+    return schema.remove(index)
+
+
+def renamed(table: str, schema: pa.Schema, old: str, new: str) -> pa.Schema:
+    """`schema` with column `old` named `new`.
+
+    Raises:
+        SchemaError: no column `old`, or a column `new` exists already.
+    """
+    index = _index(table, schema, old)
+    if new in schema.names:
+        raise SchemaError(f"table {table!r} already has a column {new!r}")
+    return schema.set(index, schema.field(index).with_name(new))
+
+
+def _int_bits(t: pa.DataType) -> tuple[bool, int] | None:
+    return (pa.types.is_signed_integer(t), t.bit_width) if pa.types.is_integer(t) else None
+
+
+def widens(old: pa.DataType, new: pa.DataType) -> bool:
+    """Whether every value of type `old` is exactly a value of type `new` (a widening cast)."""
+    if old.equals(new):
+        return True
+    a, b = _int_bits(old), _int_bits(new)
+    if a is not None and b is not None:
+        # Signed to signed or unsigned to unsigned widen; unsigned fits a strictly wider signed type.
+        return bool((a[0] == b[0] and b[1] > a[1]) or (not a[0] and b[0] and b[1] > a[1]))
+    if a is not None and pa.types.is_floating(new):
+        return bool(a[1] < new.bit_width - (11 if new.bit_width == 64 else 8))  # fits the mantissa exactly
+    if pa.types.is_floating(old) and pa.types.is_floating(new):
+        return bool(new.bit_width > old.bit_width)
+    if pa.types.is_decimal(old) and pa.types.is_decimal(new):
+        return bool(new.scale >= old.scale and new.precision - new.scale >= old.precision - old.scale)
+    if a is not None and pa.types.is_decimal(new):
+        digits = len(str(2 ** a[1]))
+        return bool(new.precision - new.scale >= digits)
+    strings = (pa.types.is_string(old) or pa.types.is_large_string(old), pa.types.is_large_string(new))
+    return strings == (True, True)
+
+
+def with_type(table: str, schema: pa.Schema, name: str, kind: pa.DataType) -> pa.Schema:
+    """`schema` with column `name` of the wider type `kind`.
+
+    Raises:
+        SchemaError: no such column, or `kind` does not hold every value of the current type.
+    """
+    index = _index(table, schema, name)
+    current = schema.field(index).type
+    if not widens(current, kind):
+        raise SchemaError(f"table {table!r}: column {name!r} cannot change from {current} to {kind}: only widening "
+                          "changes are allowed (integers and floats to wider ones, decimals to more digits, "
+                          "strings to large strings); add a new column and fill it with an UPDATE instead")
+    return schema.set(index, schema.field(index).with_type(kind))

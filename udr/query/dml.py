@@ -1,0 +1,340 @@
+"""Running writing SQL (DML and DDL) as UDR writes: each statement becomes calls on a `WriteTarget`.
+
+Rows a statement leaves are the rows DuckDB leaves for it. Three ways, fastest first:
+- keyed `UPDATE` (keys untouched) and `DELETE` are rewritten (sqlglot) into a `SELECT` of the affected rows
+  over the target's views, then applied as an upsert or a delete by keys: no table is materialized;
+- `INSERT` (plain or `OR REPLACE`) not reading its own table, and `CREATE TABLE [AS]`, run unchanged in a
+  scratch in-memory catalog against an empty table, and the rows they produce are appended or upserted;
+- anything else (`MERGE`, `ON CONFLICT`, unkeyed `UPDATE`/`DELETE`, self-reading `INSERT`) copies the
+  target table into the scratch catalog (with its primary key), runs the real statement, and replaces
+  the table's rows with the result, which stores only the rows that differ.
+The scratch catalog is attached per statement under a unique name and detached after; the target's view
+is renamed away in that cursor so the statement's name binds to the scratch table. Not thread-safe per
+target (a transaction belongs to one thread).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from udr.errors import SqlError, UsageError
+from udr.query.engine import one_line, quote_ident
+from udr.query.statements import Statement, column_name, parse_script, reads_table, writing_kind
+
+
+class WriteTarget(Protocol):
+    """What a transaction offers the SQL writer: its tables as it sees them, and its write methods."""
+
+    def tables(self) -> list[str]: ...
+
+    def schema(self, table: str) -> pa.Schema: ...
+
+    def primary_key(self, table: str) -> list[str] | None: ...
+
+    def connect(self, sql: str = "") -> duckdb.DuckDBPyConnection: ...
+
+    def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None) -> None: ...
+
+    def drop_table(self, table: str) -> None: ...
+
+    def append(self, table: str, data: pa.Table, *, evolve: bool = False) -> None: ...
+
+    def upsert(self, table: str, data: pa.Table) -> None: ...
+
+    def delete(self, table: str, where: str | None = None, *, keys: pa.Table | None = None) -> int: ...
+
+    def replace_rows(self, table: str, data: pa.Table) -> None: ...
+
+    def add_column(self, table: str, name: str, type: pa.DataType, default: object = None) -> None: ...
+
+    def drop_column(self, table: str, name: str) -> None: ...
+
+    def rename_column(self, table: str, old: str, new: str) -> None: ...
+
+    def alter_column_type(self, table: str, name: str, type: pa.DataType) -> None: ...
+
+    def set_primary_key(self, table: str, columns: list[str]) -> None: ...
+
+
+def execute_script(target: WriteTarget, sql: str) -> None:
+    """Run every statement of `sql` against `target`, in order; all are checked before the first runs.
+
+    Raises:
+        UsageError: a statement UDR cannot run (nothing ran).
+        SqlError: DuckDB rejected a statement.
+        TableNotFound, SchemaError, KeyViolation: as the corresponding write method.
+    """
+    for statement in parse_script(sql):
+        _run(target, statement)
+
+
+def _run(target: WriteTarget, st: Statement) -> None:
+    table = _lake_name(target, st.table)
+    if st.kind == "CREATE TABLE":
+        _create(target, st, table)
+        return
+    if table not in target.tables():
+        if st.kind == "DROP TABLE" and st.tree.args.get("exists"):
+            return
+        target.schema(table)  # raises TableNotFound, naming close matches
+    if st.kind == "DROP TABLE":
+        target.drop_table(table)
+    elif st.kind == "ALTER TABLE":
+        _alter(target, st, table)
+    elif st.kind == "INSERT" and _insert(target, st, table):
+        return
+    elif st.kind == "UPDATE" and _keyed_update(target, st, table):
+        return
+    elif st.kind == "DELETE" and _keyed_delete(target, st, table):
+        return
+    elif st.kind in {"INSERT", "UPDATE", "DELETE", "MERGE"}:
+        with _scratch(target, st, table) as (con, scratch):
+            _copy_in(con, target, table)
+            _sql(con, st.text)
+            rows = _fetch(con, f"SELECT * FROM {scratch}")
+        target.replace_rows(table, rows)
+
+
+def _lake_name(target: WriteTarget, name: str) -> str:
+    """The lake's table that DuckDB would bind `name` to (identifiers match case-insensitively)."""
+    tables = target.tables()
+    if name in tables:
+        return name
+    matches = [t for t in tables if t.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else name
+
+
+def _sql(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    try:
+        con.execute(text)
+    except duckdb.Error as exc:
+        raise SqlError(one_line(exc)) from exc
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, text: str) -> pa.Table:
+    try:
+        return con.sql(text).to_arrow_table()
+    except duckdb.Error as exc:
+        raise SqlError(one_line(exc)) from exc
+
+
+@contextmanager
+def _scratch(target: WriteTarget, st: Statement, table: str | None) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A cursor over the target's views using a fresh scratch catalog, and the scratch table's full name.
+
+    `table`'s own view is renamed to `__udr_src` so that the statement's unqualified name binds to the
+    scratch table (DuckDB searches temp objects first).
+    """
+    con = target.connect(st.text)
+    catalog = f"__udr_w_{uuid.uuid4().hex}"
+    try:
+        _sql(con, f"ATTACH ':memory:' AS {catalog}")
+        try:
+            if table is not None and table in target.tables():
+                _sql(con, f"ALTER VIEW temp.main.{quote_ident(table)} RENAME TO __udr_src")
+            _sql(con, f"USE {catalog}")
+            yield con, f"{catalog}.main.{quote_ident(st.table)}"
+        finally:
+            con.execute("USE memory")
+            con.execute(f"DETACH {catalog}")
+    finally:
+        con.close()
+
+
+def _copy_in(con: duckdb.DuckDBPyConnection, target: WriteTarget, table: str, *, empty: bool = False,
+             keyed: bool = True) -> None:
+    """Create the scratch copy of `table` (its rows unless `empty`), with its primary key if `keyed`."""
+    relation = con.sql("SELECT * FROM temp.main.__udr_src")
+    cols = [f"{quote_ident(n)} {t}" for n, t in zip(relation.columns, relation.types)]
+    key = target.primary_key(table) if keyed else None
+    if key:
+        cols.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in key)})")
+    _sql(con, f"CREATE TABLE {quote_ident(table)} ({', '.join(cols)})")
+    if not empty:
+        _sql(con, f"INSERT INTO {quote_ident(table)} SELECT * FROM temp.main.__udr_src")
+
+
+def _create(target: WriteTarget, st: Statement, table: str) -> None:
+    tree = st.tree
+    exists = table in target.tables()
+    if exists and tree.args.get("exists"):
+        return
+    if exists and not tree.args.get("replace"):
+        raise UsageError(f"table {table!r} already exists; use CREATE OR REPLACE TABLE, or DROP TABLE first")
+    _check_constraints(tree)
+    with _scratch(target, st, None) as (con, scratch):
+        _sql(con, st.text)
+        rows = _fetch(con, f"SELECT * FROM {scratch}")
+        catalog = scratch.split(".")[0]
+        found = con.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
+            "AND constraint_type = 'PRIMARY KEY'", [catalog]).fetchone()
+    key = list(found[0]) if found else None
+    if exists:
+        old = target.schema(table)
+        same = old.names == rows.schema.names and all(a.type.equals(b.type) for a, b in zip(old, rows.schema))
+        if same and tree.args.get("expression") is not None and key in (None, target.primary_key(table)):
+            # A keyed (or multiset) overwrite keeps the table and stores only the rows that changed.
+            target.replace_rows(table, rows)
+            return
+        target.drop_table(table)
+    target.create_table(table, rows.schema, primary_key=key)
+    if rows.num_rows:
+        target.append(table, rows)
+
+
+def _check_constraints(tree: exp.Expr) -> None:
+    for constraint in tree.find_all(exp.ColumnConstraint):
+        if not isinstance(constraint.args.get("kind"), exp.PrimaryKeyColumnConstraint):
+            raise UsageError(f"CREATE TABLE: UDR keeps primary keys only, not {constraint.sql(dialect='duckdb')}; "
+                             "drop the constraint (check values in the query that writes them)")
+    schema = tree.this
+    if isinstance(schema, exp.Schema):
+        for item in schema.expressions:
+            if not isinstance(item, (exp.ColumnDef, exp.PrimaryKey)):
+                raise UsageError(f"CREATE TABLE: UDR keeps primary keys only, not {item.sql(dialect='duckdb')}")
+
+
+def _insert(target: WriteTarget, st: Statement, table: str) -> bool:
+    """Run a plain or `OR REPLACE` insert against an empty scratch table; False if it needs the full copy."""
+    tree = st.tree
+    alternative = str(tree.args.get("alternative") or "").upper()
+    if tree.args.get("conflict") or alternative not in {"", "REPLACE"} or reads_table(tree, table, skip=tree.this):
+        return False
+    key = target.primary_key(table)
+    if alternative == "REPLACE" and not key:
+        return False  # DuckDB's error for a table without a key comes from running it for real
+    with _scratch(target, st, table) as (con, scratch):
+        # The key constraint catches duplicates within the statement, as DuckDB would.
+        _copy_in(con, target, table, empty=True)
+        _sql(con, st.text)
+        rows = _fetch(con, f"SELECT * FROM {scratch}")
+    if alternative == "REPLACE":
+        target.upsert(table, rows)
+    elif rows.num_rows:
+        target.append(table, rows)
+    return True
+
+
+def _target_sql(tree: exp.Expr) -> tuple[str, str]:
+    """The target as written (`t AS x`) and the name its columns are qualified with (`x`)."""
+    target = tree.this
+    return target.sql(dialect="duckdb"), quote_ident(target.alias_or_name)
+
+
+def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
+    """`UPDATE` of a keyed table as a `SELECT` of the new rows, then an upsert; False if not rewritable."""
+    key = target.primary_key(table)
+    tree = st.tree
+    if not key:
+        return False
+    assignments = {column_name(eq.this).lower(): eq.expression for eq in tree.expressions}
+    if any(k.lower() in assignments for k in key):
+        return False  # a key change is a delete plus an insert: run for real
+    with target.connect(st.text) as con:
+        relation = con.sql(f"SELECT * FROM {quote_ident(table)}")
+        written, alias = _target_sql(tree)
+        cols = []
+        for name, kind in zip(relation.columns, relation.types):
+            value = assignments.pop(name.lower(), None)
+            cols.append(f"{alias}.{quote_ident(name)}" if value is None
+                        else f"CAST({value.sql(dialect='duckdb')} AS {kind}) AS {quote_ident(name)}")
+        if assignments:
+            raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(assignments))}")
+        sources = [written]
+        from_ = tree.args.get("from_")
+        if from_ is not None:
+            sources.append(from_.this.sql(dialect="duckdb"))
+            sources.extend(j.sql(dialect="duckdb").removeprefix("JOIN ") for j in from_.args.get("joins") or [])
+        where = tree.args.get("where")
+        query = f"SELECT {', '.join(cols)} FROM {', '.join(sources)}" + (f" {where.sql(dialect='duckdb')}" if where else "")
+        if from_ is not None:
+            # UPDATE ... FROM with several matching source rows updates a row once, with one of them.
+            keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
+            query += f" QUALIFY row_number() OVER (PARTITION BY {keys}) = 1"
+        rows = _fetch(con, query)
+    target.upsert(table, rows)
+    return True
+
+
+def _keyed_delete(target: WriteTarget, st: Statement, table: str) -> bool:
+    """`DELETE` from a keyed table as a `SELECT` of the doomed keys, then a delete by keys."""
+    key = target.primary_key(table)
+    tree = st.tree
+    if not key:
+        return False
+    with target.connect(st.text) as con:
+        written, alias = _target_sql(tree)
+        sources = [written] + [u.sql(dialect="duckdb") for u in tree.args.get("using") or []]
+        where = tree.args.get("where")
+        keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
+        query = f"SELECT DISTINCT {keys} FROM {', '.join(sources)}" + (f" {where.sql(dialect='duckdb')}" if where else "")
+        rows = _fetch(con, query)
+    if rows.num_rows:
+        target.delete(table, keys=rows)
+    return True
+
+
+def _arrow_type(con: duckdb.DuckDBPyConnection, kind: exp.Expr) -> pa.DataType:
+    return _fetch(con, f"SELECT CAST(NULL AS {kind.sql(dialect='duckdb')}) AS x").schema.field(0).type
+
+
+def _column(target: WriteTarget, table: str, name: str) -> str:
+    """The table's column DuckDB would bind `name` to."""
+    names = target.schema(table).names
+    matches = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
+    return matches[0] if matches else name
+
+
+def _alter(target: WriteTarget, st: Statement, table: str) -> None:
+    action = st.tree.args["actions"][0]
+    if isinstance(action, exp.ColumnDef):
+        name = action.name
+        if action.args.get("exists") and name.lower() in {n.lower() for n in target.schema(table).names}:
+            return
+        default: object = None
+        with target.connect() as con:
+            kind = _arrow_type(con, action.args["kind"])
+            for constraint in action.args.get("constraints") or []:
+                value = constraint.args.get("kind")
+                if not isinstance(value, exp.DefaultColumnConstraint):
+                    raise UsageError(f"ALTER TABLE ADD COLUMN: UDR keeps no {constraint.sql(dialect='duckdb')} "
+                                     "constraint; add the plain column (a DEFAULT fills existing rows)")
+                cast = f"CAST({value.this.sql(dialect='duckdb')} AS {action.args['kind'].sql(dialect='duckdb')})"
+                default = _fetch(con, f"SELECT {cast} AS x").column(0)[0].as_py()
+        target.add_column(table, name, kind, default=default)
+    elif isinstance(action, exp.Drop):
+        name = _column(target, table, column_name(action.args["tables"][0]))
+        if action.args.get("exists") and name not in target.schema(table).names:
+            return
+        target.drop_column(table, name)
+    elif isinstance(action, exp.RenameColumn):
+        target.rename_column(table, _column(target, table, column_name(action.this)), column_name(action.args["to"]))
+    elif isinstance(action, exp.AlterColumn):
+        if action.args.get("using") or action.args.get("dtype") is None:
+            raise UsageError("ALTER COLUMN: UDR changes a column's type (widening, no USING) and nothing else")
+        with target.connect() as con:
+            kind = _arrow_type(con, action.args["dtype"])
+        target.alter_column_type(table, _column(target, table, action.name), kind)
+    else:
+        primary = action.expressions[0]
+        target.set_primary_key(table, [_column(target, table, column_name(c)) for c in primary.expressions])
+
+
+def check_not_writing(sql: str) -> None:
+    """Raise `UsageError` if `sql` writes (pointing to `execute`): reading APIs never silently ignore a write.
+
+    Raises:
+        UsageError: `sql` holds a writing statement.
+    """
+    kind = writing_kind(sql)
+    if kind is not None:
+        raise UsageError(f"{kind} changes the lake; run it with db.execute(sql) (or tx.execute, or `udr sql`), "
+                         "which commits it; db.sql and db.query only read")
