@@ -93,12 +93,16 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
 
 
 def conform_input(
-    table: str, current: pa.Schema, incoming: pa.Schema, *, evolve: bool
+    table: str, current: pa.Schema, incoming: pa.Schema, *, evolve: bool, drop_missing: bool = False,
+    key: tuple[str, ...] | None = None,
 ) -> tuple[pa.Schema, Callable[[pa.RecordBatch], pa.RecordBatch]]:
     """Check incoming columns against a table's schema; return the target schema and a batch converter.
 
+    With `evolve` and `drop_missing`, the table's columns the data lacks leave the schema (never a key column).
+
     Raises:
-        SchemaError: extra or missing columns (without `evolve`), or a column of another type.
+        SchemaError: extra or missing columns (without `evolve`), a column of another type, or a key
+            column missing with `drop_missing`.
     """
     names = set(current.names)
     extra = [n for n in incoming.names if n not in names]
@@ -123,6 +127,11 @@ def conform_input(
     if wrong:
         raise SchemaError(f"table {table!r}: column types do not match: {'; '.join(wrong)}")
     target = current
+    if evolve and drop_missing and missing:
+        lost = [n for n in missing if key is not None and n in key]
+        if lost:
+            raise SchemaError(f"table {table!r}: the data lacks key column(s) {', '.join(lost)}")
+        target = pa.schema([f for f in current if f.name not in set(missing)])
     for f in incoming:
         if f.name not in names:
             target = target.append(pa.field(f.name, f.type if not pa.types.is_null(f.type) else pa.string(), True))

@@ -38,6 +38,8 @@ from udr.log.refs import branch_key, check_name
 from udr.log.store import CommitHook, LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
+from udr.query.dml import check_not_writing
+from udr.query.statements import writing_kind
 from udr.query.engine import SnapshotServer, quote_ident
 from udr.stream.admin import group_infos, reset_group
 from udr.stream.subscription import PendingAck, Subscription
@@ -129,18 +131,18 @@ class Lake:
         return tx.committed
 
     def append(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
-               author: str | None = None, evolve: bool = False) -> Commit:
+               author: str | None = None, evolve: bool = False, drop_missing: bool = False) -> Commit:
         """Append rows in a commit of their own (see `Transaction.append`)."""
         with self.transaction(branch, message=message or f"append to {table}", author=author) as tx:
-            tx.append(table, data, evolve=evolve)
+            tx.append(table, data, evolve=evolve, drop_missing=drop_missing)
         assert tx.committed is not None
         return tx.committed
 
     def overwrite(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
-                  author: str | None = None, evolve: bool = False) -> Commit:
+                  author: str | None = None, evolve: bool = False, drop_missing: bool = False) -> Commit:
         """Replace a table's rows in a commit of their own (see `Transaction.overwrite`)."""
         with self.transaction(branch, message=message or f"overwrite {table}", author=author) as tx:
-            tx.overwrite(table, data, evolve=evolve)
+            tx.overwrite(table, data, evolve=evolve, drop_missing=drop_missing)
         assert tx.committed is not None
         return tx.committed
 
@@ -167,6 +169,27 @@ class Lake:
             tx.drop_table(table)
         assert tx.committed is not None
         return tx.committed
+
+    def execute(self, sql: str, branch: str = "main", *, message: str | None = None, author: str | None = None,
+                metadata: Mapping[str, str] | None = None) -> Commit:
+        """Run writing SQL (DuckDB dialect) in one atomic commit; see `Transaction.execute`.
+
+        Returns the new commit (the current head when nothing changed).
+
+        Raises:
+            UsageError, SqlError, TableNotFound, SchemaError, KeyViolation: nothing was written.
+            ConflictError: a concurrent commit changed one of the same tables; nothing was written.
+        """
+        with self.transaction(branch, message=message or " ".join(sql.split())[:200], author=author,
+                              metadata=metadata) as tx:
+            tx.execute(sql)
+        assert tx.committed is not None
+        return tx.committed
+
+    @staticmethod
+    def is_write(sql: str) -> bool:
+        """Whether `sql` holds a statement that writes (run it with `execute`, not `sql`/`query`)."""
+        return writing_kind(sql) is not None
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -225,8 +248,10 @@ class Lake:
 
         Raises:
             SqlError, RefNotFound, TableNotFound.
+            UsageError: `query` writes (use `execute`).
             CorruptionError: the query names a table whose stored data is damaged.
         """
+        check_not_writing(query)
         return self._server.sql(self._connect_for(query, branch, at), query, self._resolver(branch))
 
     def query(self, query: str, branch: str = "main", at: Ref = None) -> pa.Table:
@@ -237,8 +262,10 @@ class Lake:
 
         Raises:
             SqlError, RefNotFound, TableNotFound.
+            UsageError: `query` writes (use `execute`).
             CorruptionError: the query names a table whose stored data is damaged.
         """
+        check_not_writing(query)
         con = self._connect_for(query, branch, at)
         try:
             return self._server.fetch(con, query, self._resolver(branch))

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from udr import _history
 from udr._inputs import TableData, conform_input, to_batches
-from udr.errors import KeyViolation, TableNotFound, UsageError, close_matches
+from udr.errors import KeyViolation, SchemaError, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
     INLINE_MAX_BYTES,
@@ -48,12 +48,16 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
+from udr.materialize import schemas
 from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
-from udr.query.diff import keyed_diff, matching_keys
+from udr.query.diff import check_keys, keyed_diff, matching_keys, multiset_diff
+from udr.query.dml import check_not_writing, execute_script
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import ChangeBatch, Commit
 
 if TYPE_CHECKING:
+    import duckdb
+
     from udr._lake import Lake
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
@@ -146,6 +150,47 @@ class Transaction:
         """
         return self._rows.table(table, self._require(table), columns)
 
+    def primary_key(self, table: str) -> list[str] | None:
+        """The primary key columns of `table` as this transaction sees it (None: no key).
+
+        Raises:
+            TableNotFound: no such table.
+        """
+        key = self._require(table).primary_key
+        return list(key) if key is not None else None
+
+    def connect(self, sql: str = "") -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection whose views are the tables as this transaction sees them, plus every
+        `"table@REF"` that `sql` names (close it when done)."""
+        con, _ = self._lake._server.connect({n: self._require(n) for n in self.tables()}, self._rows)
+        self._lake._server.register_versions(con, sql, self._lake._resolver(self.branch))
+        return con
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        """Run a reading query over the tables as this transaction sees them (its own changes included).
+
+        Raises:
+            UsageError: `query` writes; use `execute`.
+            SqlError: DuckDB rejected the query.
+        """
+        check_not_writing(query)
+        return self._lake._server.sql(self.connect(query), query, self._lake._resolver(self.branch))
+
+    def execute(self, sql: str) -> None:
+        """Run writing SQL (DuckDB dialect) in this transaction; later statements and reads see its effect.
+
+        Supports CREATE [OR REPLACE] TABLE [AS], DROP TABLE, INSERT [OR REPLACE | ON CONFLICT], UPDATE,
+        DELETE, MERGE INTO and ALTER TABLE (ADD/DROP/RENAME COLUMN, ALTER COLUMN TYPE, ADD PRIMARY KEY).
+        Every statement is checked before the first runs.
+
+        Raises:
+            UsageError: a statement UDR cannot run (nothing ran).
+            SqlError: DuckDB rejected a statement.
+            TableNotFound, SchemaError, KeyViolation: as the corresponding write method.
+        """
+        self._check_open()
+        execute_script(self, sql)
+
     # -- writing ----------------------------------------------------------------------------------------
 
     def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None) -> None:
@@ -166,7 +211,7 @@ class Transaction:
         self._writes[table] += 1
         self._create(table, schema, pk)
 
-    def append(self, table: str, data: TableData, *, evolve: bool = False) -> None:
+    def append(self, table: str, data: TableData, *, evolve: bool = False, drop_missing: bool = False) -> None:
         """Add rows to `table`, creating it from the data's schema if it does not exist.
 
         Args:
@@ -174,6 +219,7 @@ class Transaction:
             data: a pyarrow Table/RecordBatch/RecordBatchReader (streamed), pandas or polars DataFrame,
                 or a dict of columns.
             evolve: add the data's new columns (nullable) to the table instead of rejecting them.
+            drop_missing: with `evolve`, also drop the table's columns the data lacks (else they get nulls).
 
         Raises:
             SchemaError: columns or types do not match.
@@ -187,7 +233,7 @@ class Transaction:
         if state is None:
             self._create(table, schema, None)
             state = self._require(table)
-        target, batches = self._conformed(table, state, schema, batches, evolve)
+        target, batches = self._conformed(table, state, schema, batches, evolve, drop_missing)
         if state.primary_key is not None:
             data_table = pa.Table.from_batches(list(batches), schema=target)
             with self._lake._server.session() as con:
@@ -205,11 +251,11 @@ class Transaction:
             batches = iter(data_table.to_batches())
         self._add_rows(table, target, batches, streaming=isinstance(data, pa.RecordBatchReader))
 
-    def overwrite(self, table: str, data: TableData, *, evolve: bool = False) -> None:
+    def overwrite(self, table: str, data: TableData, *, evolve: bool = False, drop_missing: bool = False) -> None:
         """Replace every row of `table` with `data` (creating the table if needed).
 
         On a keyed table only the difference is stored: rows identical to the current ones are kept,
-        changed rows are updated, missing keys are deleted.
+        changed rows are updated, missing keys are deleted. `evolve` and `drop_missing` as in `append`.
 
         Raises:
             SchemaError: columns or types do not match.
@@ -223,7 +269,7 @@ class Transaction:
         if state is None:
             self._create(table, schema, None)
             state = self._require(table)
-        target, batches = self._conformed(table, state, schema, batches, evolve)
+        target, batches = self._conformed(table, state, schema, batches, evolve, drop_missing)
         if state.primary_key is not None:
             self._keyed_write(table, self._require(table), pa.Table.from_batches(list(batches), schema=target),
                               remove_missing=True)
@@ -296,6 +342,121 @@ class Transaction:
             del self._ops[table]
         else:
             self._ops[table] = TableOp(drop=True, deleted=base.rows)
+
+    def replace_rows(self, table: str, data: TableData) -> None:
+        """Make `table`'s rows equal `data`, storing only the rows that differ: by key on a keyed table
+        (as `overwrite`), else as a multiset (unchanged rows, duplicates included, stay where they are).
+
+        Raises:
+            TableNotFound, SchemaError, KeyViolation.
+        """
+        self._check_open()
+        state = self._require(table)
+        if state.primary_key is not None:
+            self.overwrite(table, data)
+            return
+        schema, batches = to_batches(data, table)
+        self._writes[table] += 1
+        target, batches = self._conformed(table, state, schema, batches, False)
+        state = self._require(table)
+        with self._lake._server.session() as con:
+            diff = multiset_diff(self._rows.table(table, state, with_position=True),
+                                 pa.Table.from_batches(list(batches), schema=target), table=table, con=con)
+        self._delete_positions(table, state, diff.removed, counted="deleted")
+        if diff.added.num_rows:
+            self._add_rows(table, target, iter(diff.added.to_batches()))
+
+    # -- schema evolution -------------------------------------------------------------------------------
+
+    def add_column(self, table: str, name: str, type: pa.DataType, default: object = None) -> None:
+        """Add a nullable column; existing rows get `default` (None: null, which rewrites no data).
+
+        Raises:
+            TableNotFound, SchemaError (the column exists, or `default` does not fit `type`).
+        """
+        self._check_open()
+        state = self._require(table)
+        self._writes[table] += 1
+        self._stage_schema(table, schemas.with_column(table, self._rows.schema(state.schema), name, type))
+        if default is not None:
+            rows = self.read(table)
+            try:
+                filled = pa.array([default] * rows.num_rows, type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise SchemaError(f"table {table!r}: default {default!r} does not fit {type}: {exc}") from exc
+            self.replace_rows(table, rows.set_column(rows.schema.get_field_index(name), name, filled))
+
+    def drop_column(self, table: str, name: str) -> None:
+        """Remove a column from the table's schema; no data is rewritten (old versions keep it).
+
+        Raises:
+            TableNotFound, SchemaError (no such column, a key column, or the only column).
+        """
+        self._check_open()
+        state = self._require(table)
+        self._writes[table] += 1
+        self._stage_schema(table, schemas.without_column(table, self._rows.schema(state.schema), name,
+                                                         state.primary_key))
+
+    def rename_column(self, table: str, old: str, new: str) -> None:
+        """Rename a column. The rows are re-encoded under the new name (a rewrite: no row change reported).
+
+        Raises:
+            TableNotFound, SchemaError, UsageError (the table has other changes in this transaction).
+        """
+        self._check_open()
+        state = self._require(table)
+        schema = schemas.renamed(table, self._rows.schema(state.schema), old, new)
+        if table in self._ops:
+            raise UsageError(f"rename a column of table {table!r} in a transaction of its own, not after changing it")
+        rows = self._rows.table(table, state).rename_columns(schema.names)
+        schema_id, payload = encode_schema(schema)
+        self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
+        key = tuple(new if k == old else k for k in state.primary_key) if state.primary_key else None
+        self._ops[table] = TableOp(truncate=True, rewrite=True, schema=schema_id, primary_key=key)
+        self._add_rows(table, schema, iter(rows.to_batches()), counted="inserted")
+        self._ops[table] = replace(self._ops[table], inserted=0)
+
+    def alter_column_type(self, table: str, name: str, type: pa.DataType) -> None:
+        """Widen a column's type (older rows are cast when read; no data is rewritten).
+
+        Raises:
+            TableNotFound, SchemaError (not a widening change).
+        """
+        self._check_open()
+        state = self._require(table)
+        self._writes[table] += 1
+        self._stage_schema(table, schemas.with_type(table, self._rows.schema(state.schema), name, type))
+
+    def set_primary_key(self, table: str, columns: list[str]) -> None:
+        """Make `columns` the table's primary key, after checking the rows are unique and non-null on them.
+
+        Raises:
+            TableNotFound, KeyViolation (a column is missing, or a null or duplicate key).
+        """
+        self._check_open()
+        state = self._require(table)
+        key = _check_key(table, self._rows.schema(state.schema), columns)
+        assert key is not None
+        rows = self._rows.table(table, state, list(key))
+        with self._lake._server.session() as con:
+            con.register("__udr_keys", rows)
+            check_keys(con, "__udr_keys", list(key), table, rows)
+        self._writes[table] += 1
+        self._ops[table] = replace(self._op(table), primary_key=key)
+
+    def _stage_schema(self, table: str, schema: pa.Schema) -> None:
+        """Stage `schema` as the table's; a column name stored in older chunks cannot come back."""
+        state = self._require(table)
+        current = set(self._rows.schema(state.schema).names)
+        stored = {n for s in {f.schema for f in state.fragments} for n in self._rows.schema(s).names}
+        back = [n for n in schema.names if n not in current and n in stored]
+        if back:
+            raise SchemaError(f"table {table!r}: column(s) {', '.join(back)} were dropped and their old values "
+                              f"are still stored; compact the table (udr compact {table}) before adding them back")
+        schema_id, payload = encode_schema(schema)
+        self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
+        self._ops[table] = replace(self._op(table), schema=schema_id)
 
     def compact(self, table: str) -> None:
         """Rewrite `table`'s live rows into fresh chunks; no row changes, so no change is reported.
@@ -460,13 +621,12 @@ class Transaction:
                                    deleted=base.rows if base is not None else 0)
 
     def _conformed(self, table: str, state: TableState, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
-                   evolve: bool) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+                   evolve: bool, drop_missing: bool = False) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         current = self._rows.schema(state.schema)
-        target, convert = conform_input(table, current, schema, evolve=evolve)
+        target, convert = conform_input(table, current, schema, evolve=evolve, drop_missing=drop_missing,
+                                        key=state.primary_key)
         if not target.equals(current):
-            schema_id, payload = encode_schema(target)
-            self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
-            self._ops[table] = replace(self._op(table), schema=schema_id)
+            self._stage_schema(table, target)
         return target, (convert(b) for b in batches)
 
     def _add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,

@@ -191,8 +191,10 @@ def init(lake: Path, path: Path | None) -> None:
               help="Primary key of the table when this import creates it (needed to create one for upsert).")
 @click.option("--branch", default="main", show_default=True, help="Branch to commit to.")
 @click.option("-m", "--message", default="", help="Commit message.")
+@click.option("--evolve", is_flag=True, help="Add the file's new columns to the table (nullable) instead of failing.")
 @click.pass_obj
-def import_file(lake: Path, table: str, file: Path, mode: str, key: str | None, branch: str, message: str) -> None:
+def import_file(lake: Path, table: str, file: Path, mode: str, key: str | None, branch: str, message: str,
+                evolve: bool) -> None:
     """Import FILE (.parquet, .csv, .jsonl/.ndjson, .arrow/.feather) into TABLE in one commit, streaming it."""
     fmt = _INPUT_FORMATS.get(file.suffix.lower())
     if not file.exists() or file.is_dir():
@@ -212,7 +214,7 @@ def import_file(lake: Path, table: str, file: Path, mode: str, key: str | None, 
         with _progress(console, f"importing {file.name}", total) as update:
             commit, changed = _import(
                 db, table, _guarded(reader, file, update), mode=mode, key=key_columns, branch=branch,
-                message=message or f"import {file.name} into {table} ({mode})",
+                message=message or f"import {file.name} into {table} ({mode})", evolve=evolve,
             )
     if not changed:
         say(console, f"{table}: no row changed, so no commit was made ({branch} stays at {commit.short_id})")
@@ -260,7 +262,7 @@ def _guarded(reader: pa.RecordBatchReader, file: Path, update: Update | None) ->
 
 
 def _import(db: udr.Lake, table: str, reader: pa.RecordBatchReader, *, mode: str, key: list[str] | None,
-            branch: str, message: str) -> tuple[udr.Commit, bool]:
+            branch: str, message: str, evolve: bool) -> tuple[udr.Commit, bool]:
     """Commit the rows; return the commit and whether one was made (rows identical to the table's make none)."""
     with db.transaction(branch, message=message) as tx:
         if table in tx.tables():
@@ -275,10 +277,12 @@ def _import(db: udr.Lake, table: str, reader: pa.RecordBatchReader, *, mode: str
         elif mode == "upsert":
             raise udr.KeyViolation(f"table {table!r} does not exist; give --key COL to create it for upsert")
         if mode == "append":
-            tx.append(table, reader)
+            tx.append(table, reader, evolve=evolve)
         elif mode == "overwrite":
-            tx.overwrite(table, reader)
+            tx.overwrite(table, reader, evolve=evolve)
         else:
+            if evolve and table in tx.tables():
+                tx.append(table, reader.schema.empty_table(), evolve=True)
             tx.upsert(table, reader)
         commit = tx.commit()
         return commit, commit.id != tx.base
@@ -295,14 +299,31 @@ def _import(db: udr.Lake, table: str, reader: pa.RecordBatchReader, *, mode: str
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
               show_default=True, help="Output format (parquet needs --output).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE, not stdout.")
+@click.option("-m", "--message", default="", help="Commit message for writing statements.")
 @click.pass_obj
-def sql(lake: Path, query: str, branch: str, at: str | None, fmt: str, output: Path | None) -> None:
-    """Run a SQL QUERY (DuckDB dialect); "table@REF" in double quotes names a table at another version."""
+def sql(lake: Path, query: str, branch: str, at: str | None, fmt: str, output: Path | None, message: str) -> None:
+    """Run a SQL QUERY (DuckDB dialect); "table@REF" in double quotes names a table at another version.
+
+    Writing statements (CREATE TABLE, INSERT, UPDATE, DELETE, MERGE, ALTER TABLE, DROP TABLE) run in one
+    commit on --branch."""
     if fmt == "parquet" and output is None:
         raise click.UsageError("--format parquet writes binary data: give --output FILE")
     version = _ref(at)
     console = _console()
     with _open_lake(lake) as db:
+        if db.is_write(query):
+            if at is not None:
+                raise click.UsageError("--at reads an older version; writing statements commit to --branch")
+            before = db.commit_info(branch).id if branch in db.branches() else None
+            commit = db.execute(query, branch, message=message or None)
+            if commit.id == before:
+                say(console, f"no row changed, so no commit was made ({branch} stays at {commit.short_id})")
+                return
+            for table, change in sorted(commit.tables.items()):
+                say(console, f"{table}: {change.inserted:,} inserted, {change.updated:,} updated, "
+                             f"{change.deleted:,} deleted")
+            say(console, f"commit {commit.short_id} on {commit.branch}")
+            return
         relation = db.sql(query, branch, version)
         with relation.to_arrow_reader(_READ_BATCH_ROWS) as reader:
             if fmt == "table" and output is None:

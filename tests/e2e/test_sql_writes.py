@@ -1,0 +1,126 @@
+"""Writing with SQL and evolving schemas, as a user does it: the API, the CLI and the errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+import udr
+from udr.cli import cli
+
+
+def _lake(path: Path) -> udr.Lake:
+    db = udr.open(path / "lake")
+    db.execute("CREATE TABLE acc (id INTEGER PRIMARY KEY, name VARCHAR, bal INTEGER);"
+               "INSERT INTO acc VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30)", message="seed")
+    return db
+
+
+def test_ctas_on_a_keyed_table_stores_only_changed_rows(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        db.execute("CREATE OR REPLACE TABLE acc AS SELECT id, name, bal + (id = 2)::INTEGER AS bal FROM acc")
+        commit = db.commit_info("main")
+        assert commit.tables["acc"] == udr.TableChange(0, 1, 0)
+        assert db.primary_key("acc") == ["id"]
+        db.execute("CREATE TABLE copy AS SELECT * FROM \"acc@main~1\"")
+        assert db.query("SELECT bal FROM copy ORDER BY id").column("bal").to_pylist() == [10, 20, 30]
+
+
+def test_unsupported_and_failing_statements_write_nothing(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        head = db.commit_info("main").id
+        for sql, word in [("CREATE INDEX i ON acc(id)", "CREATE INDEX"), ("COPY acc FROM 'x.csv'", "COPY"),
+                          ("ATTACH 'other.db'", "ATTACH"), ("CREATE VIEW v AS SELECT 1", "CREATE VIEW")]:
+            with pytest.raises(udr.UsageError, match=word):
+                db.execute("INSERT INTO acc VALUES (9, 'z', 0); " + sql)
+        with pytest.raises(udr.KeyViolation):
+            db.execute("INSERT INTO acc VALUES (7, 'y', 0); INSERT INTO acc VALUES (1, 'dup', 0)")
+        with pytest.raises(udr.SqlError):
+            db.execute("UPDATE acc SET bal = 0; UPDATE acc SET nope = 1")
+        assert db.commit_info("main").id == head
+        assert db.query("SELECT sum(bal) AS s FROM acc").column("s").to_pylist() == [60]
+
+
+def test_reading_apis_refuse_writes(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        for call in (db.sql, db.query):
+            with pytest.raises(udr.UsageError, match="db.execute"):
+                call("DELETE FROM acc")
+        assert db.row_count("acc") == 3
+
+
+def test_schema_evolution_round_trip_with_time_travel(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        chunks_before = db.stats().chunks
+        db.execute("ALTER TABLE acc DROP COLUMN name")
+        assert db.stats().chunks == chunks_before  # metadata only
+        assert db.schema("acc").names == ["id", "bal"]
+        assert db.schema("acc", at="main~1").names == ["id", "name", "bal"]
+        assert db.read("acc", at="main~1").column("name").to_pylist() == ["a", "b", "c"]
+        with pytest.raises(udr.SchemaError, match="compact"):
+            db.execute("ALTER TABLE acc ADD COLUMN name VARCHAR")  # old chunks still hold the dropped values
+        db.execute("ALTER TABLE acc ALTER COLUMN bal TYPE BIGINT")
+        assert db.schema("acc").field("bal").type == pa.int64()
+        with pytest.raises(udr.SchemaError, match="widening"):
+            db.execute("ALTER TABLE acc ALTER COLUMN bal TYPE INTEGER")
+        db.execute("ALTER TABLE acc ADD COLUMN flag BOOLEAN DEFAULT true")
+        assert db.query("SELECT count(*) AS n FROM acc WHERE flag").column("n").to_pylist() == [3]
+        db.execute("ALTER TABLE acc RENAME COLUMN bal TO balance")
+        assert db.query("SELECT sum(balance) AS s FROM acc").column("s").to_pylist() == [60]
+        assert db.commit_info("main").tables["acc"] == udr.TableChange(0, 0, 0)  # a rewrite, no row change
+        assert db.read("acc", at="main~1").column_names == ["id", "bal", "flag"]
+
+
+def test_primary_key_added_only_when_unique_and_not_null(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, 'x'), (1, 'y')) v(id, s)")
+        with pytest.raises(udr.KeyViolation):
+            db.execute("ALTER TABLE t ADD PRIMARY KEY (id)")
+        db.execute("DELETE FROM t WHERE s = 'y'; ALTER TABLE t ADD PRIMARY KEY (id)")
+        assert db.primary_key("t") == ["id"]
+        assert db.execute("INSERT OR REPLACE INTO t VALUES (1, 'z')").tables["t"] == udr.TableChange(0, 1, 0)
+
+
+def test_overwrite_drop_missing_and_tx_schema_methods(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.append("t", pa.table({"a": [1, 2], "b": ["x", "y"]}))
+        db.overwrite("t", pa.table({"a": [3], "c": [1.5]}), evolve=True, drop_missing=True)
+        assert db.schema("t").names == ["a", "c"]
+        with db.transaction() as tx:
+            tx.add_column("t", "d", pa.int32())
+            tx.alter_column_type("t", "a", pa.int64())
+        assert db.schema("t") == pa.schema([("a", pa.int64()), ("c", pa.float64()), ("d", pa.int32())])
+
+
+def test_cli_sql_writes_and_reports_counts(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    udr.open(lake).close()
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--lake", lake, "sql", "CREATE TABLE foo AS SELECT 1 AS a", "-m", "make foo"])
+    assert out.exit_code == 0, out.output
+    assert "foo: 1 inserted" in out.output and "commit" in out.output
+    out = runner.invoke(cli, ["--lake", lake, "sql", "UPDATE foo SET a = 1"])
+    assert out.exit_code == 0 and "no row changed" in out.output
+    out = runner.invoke(cli, ["--lake", lake, "sql", "CREATE INDEX i ON foo(a)"])
+    assert out.exit_code != 0 and "CREATE INDEX" in out.output
+    with udr.open(lake) as db:
+        assert db.log()[0].message == "make foo"
+        assert db.query("SELECT a FROM foo").column("a").to_pylist() == [1]
+
+
+def test_cli_import_evolve(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("id,x\n1,2\n")
+    second.write_text("id,x,y\n2,3,4\n")
+    udr.open(lake).close()
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--lake", lake, "import", "t", str(first)]).exit_code == 0
+    assert runner.invoke(cli, ["--lake", lake, "import", "t", str(second)]).exit_code != 0
+    out = runner.invoke(cli, ["--lake", lake, "import", "t", str(second), "--evolve"])
+    assert out.exit_code == 0, out.output
+    with udr.open(lake) as db:
+        assert db.schema("t").names == ["id", "x", "y"]
