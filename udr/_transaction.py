@@ -545,7 +545,10 @@ class Transaction:
                     self._ops[table] = replace(op, before=blob)
             for table, writes in self._writes.items():
                 op = self._ops.get(table)
-                if writes > 1 and op is not None and not op.drop:
+                if writes > 1 and op is not None and not op.drop and table not in self._base_tables:
+                    # A table new in this transaction: every row it has is inserted, no recount needed.
+                    self._ops[table] = replace(op, inserted=self._require(table).rows, updated=0, deleted=0)
+                elif writes > 1 and op is not None and not op.drop:
                     net = _history.count_changes(self._lake, table, self._base_tables.get(table), self._state(table),
                                                  self._rows)
                     self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
@@ -718,7 +721,8 @@ class Transaction:
 
     def _keyed_write(self, table: str, state: TableState, data: pa.Table, *, remove_missing: bool) -> None:
         first = table not in self._ops
-        old = self._rows.table(table, state, with_position=True)
+        old = self._old_rows(table, state, data) if not remove_missing else self._rows.table(
+            table, state, with_position=True)
         with self._lake._server.session() as con:
             diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
                               con=con)
@@ -734,6 +738,17 @@ class Transaction:
             self._ops[table] = replace(op, inserted=op.inserted - diff.updated.num_rows,
                                        updated=op.updated + diff.updated.num_rows)
         self._note_keyed_write(table, first and diff.before is not None)
+
+    def _old_rows(self, table: str, state: TableState, data: pa.Table) -> pa.Table:
+        """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
+        (read by position after a scan of the key columns), else the whole table."""
+        if data.num_rows * 20 > state.rows:
+            return self._rows.table(table, state, with_position=True)
+        key = list(state.primary_key or ())
+        with self._lake._server.session() as con:
+            hits = matching_keys(self._rows.table(table, state, key, with_position=True), data, key, table=table,
+                                 con=con)
+        return self._rows.rows_at_hits(table, state, hits)
 
     def _note_keyed_write(self, table: str, keep: bool) -> None:
         """Remember the op a before-image describes; any later change to the table makes it stale."""

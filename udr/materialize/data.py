@@ -357,6 +357,22 @@ class RowReader:
             return empty.empty_table()
         return pa.concat_tables(parts)
 
+    def rows_at_hits(self, name: str, state: TableState, hits: pa.Table) -> pa.Table:
+        """The live rows at (`__frag`, `__pos`) `hits`, conformed to the table's schema, with `__pos`
+        and `__frag`: a keyed write reads the rows its keys match, not the whole table."""
+        schema = self.schema(state.schema)
+        frags = hits.column("__frag").to_numpy()
+        positions = hits.column("__pos").to_numpy()
+        parts = []
+        for index in np.unique(frags):
+            at = np.sort(positions[frags == index]).astype(np.int64)
+            part = conform(self.rows_at(state.fragments[int(index)], at, table=name), schema)
+            parts.append(part.append_column("__pos", pa.array(at.astype(np.uint32)))
+                         .append_column("__frag", pa.array(np.full(len(at), index, dtype=np.uint32))))
+        if not parts:
+            return self.table(name, TableState(state.schema, state.primary_key), with_position=True)
+        return pa.concat_tables(parts)
+
 
 def conform(data: pa.Table, schema: pa.Schema, *, extra: bool = False) -> pa.Table:
     """Reorder `data`'s columns to `schema`, adding missing (nullable) ones as nulls; keeps `__*` if `extra`."""
