@@ -167,7 +167,8 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
 
     def apply() -> None:
         if schema != lake._rows.schema(ours.schema):
-            tx._conformed(table, ours, schema, iter(()), True)
+            # The side that changed the schema (added, dropped or widened columns) gives the merged one.
+            tx._stage_schema(table, schema)
         if result.remove.num_rows:
             state = tx._require(table)
             with lake._server.session() as con:

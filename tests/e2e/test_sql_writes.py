@@ -124,3 +124,26 @@ def test_cli_import_evolve(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     with udr.open(lake) as db:
         assert db.schema("t").names == ["id", "x", "y"]
+
+
+def test_merge_keeps_a_schema_change_made_on_one_side(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        db.create_branch("dev")
+        db.execute("ALTER TABLE acc DROP COLUMN name; ALTER TABLE acc ALTER COLUMN bal TYPE BIGINT", branch="dev")
+        db.execute("UPDATE acc SET bal = 11 WHERE id = 1")
+        db.merge("dev")
+        assert db.schema("acc").names == ["id", "bal"]
+        assert db.schema("acc").field("bal").type == pa.int64()
+        assert db.query("SELECT id, bal FROM acc ORDER BY id").to_pylist() == [
+            {"id": 1, "bal": 11}, {"id": 2, "bal": 20}, {"id": 3, "bal": 30}]
+
+
+def test_changes_across_a_dropped_column_keep_old_versions_whole(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        db.execute("ALTER TABLE acc DROP COLUMN name")
+        db.execute("UPDATE acc SET bal = 0 WHERE id = 3")
+        last = db.changes("acc", since="main~1")
+        assert last.column("_change").to_pylist() == ["update_before", "update_after"]
+        assert last.column("bal").to_pylist() == [30, 0]
+        assert "name" not in last.column_names
+        assert db.read("acc", at="main~2").column("name").to_pylist() == ["a", "b", "c"]
