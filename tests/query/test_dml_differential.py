@@ -141,6 +141,10 @@ FIXED = [
     "CREATE OR REPLACE TABLE u AS SELECT * FROM u WHERE g <> 2",
     "INSERT INTO u SELECT * FROM u",
     "UPDATE k SET id = id + 1000 WHERE id = 100",  # a key change: run for real on a copy
+    "WITH x AS (SELECT id FROM s WHERE id < 4) UPDATE k SET v = 'cte' WHERE id IN (SELECT id FROM x)",
+    "UPDATE k SET v = sub.w FROM (SELECT id, w FROM s) AS sub WHERE k.id = sub.id + 5",
+    "WITH x AS (SELECT 2 AS id) DELETE FROM k WHERE id IN (SELECT id FROM x)",
+    "UPDATE k SET g = (SELECT max(g) FROM k) WHERE id = 9",
     "CREATE TABLE n AS SELECT k.id, k.v, s.w FROM k JOIN s USING (id)",
     "DROP TABLE n",
 ]

@@ -236,6 +236,17 @@ def _target_sql(tree: exp.Expr) -> tuple[str, str]:
     return target.sql(dialect="duckdb"), quote_ident(target.alias_or_name)
 
 
+def _with(tree: exp.Expr) -> str:
+    """The statement's WITH clause, to lead the SELECT it is rewritten into ("" if none)."""
+    clause = tree.args.get("with_")
+    return f"{clause.sql(dialect='duckdb')} " if clause is not None else ""
+
+
+def _where(tree: exp.Expr) -> str:
+    clause = tree.args.get("where")
+    return f" {clause.sql(dialect='duckdb')}" if clause is not None else ""
+
+
 def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
     """`UPDATE` of a keyed table as a `SELECT` of the new rows, then an upsert; False if not rewritable."""
     key = target.primary_key(table)
@@ -260,8 +271,7 @@ def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
         if from_ is not None:
             sources.append(from_.this.sql(dialect="duckdb"))
             sources.extend(j.sql(dialect="duckdb").removeprefix("JOIN ") for j in from_.args.get("joins") or [])
-        where = tree.args.get("where")
-        query = f"SELECT {', '.join(cols)} FROM {', '.join(sources)}" + (f" {where.sql(dialect='duckdb')}" if where else "")
+        query = f"{_with(tree)}SELECT {', '.join(cols)} FROM {', '.join(sources)}{_where(tree)}"
         if from_ is not None:
             # UPDATE ... FROM with several matching source rows updates a row once, with one of them.
             keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
@@ -280,9 +290,8 @@ def _keyed_delete(target: WriteTarget, st: Statement, table: str) -> bool:
     with target.connect(st.text) as con:
         written, alias = _target_sql(tree)
         sources = [written] + [u.sql(dialect="duckdb") for u in tree.args.get("using") or []]
-        where = tree.args.get("where")
         keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
-        query = f"SELECT DISTINCT {keys} FROM {', '.join(sources)}" + (f" {where.sql(dialect='duckdb')}" if where else "")
+        query = f"{_with(tree)}SELECT DISTINCT {keys} FROM {', '.join(sources)}{_where(tree)}"
         rows = _fetch(con, query)
     if rows.num_rows:
         target.delete(table, keys=rows)
