@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from itertools import chain, islice
 from pathlib import Path
@@ -181,7 +182,8 @@ class Transaction:
 
         Supports CREATE [OR REPLACE] TABLE [AS], DROP TABLE, INSERT [OR REPLACE | ON CONFLICT], UPDATE,
         DELETE, MERGE INTO and ALTER TABLE (ADD/DROP/RENAME COLUMN, ALTER COLUMN TYPE, ADD PRIMARY KEY).
-        Every statement is checked before the first runs.
+        Every statement is checked before the first runs; if one fails, this call's changes are undone
+        (the transaction keeps what earlier calls staged) and the error is raised.
 
         Raises:
             UsageError: a statement UDR cannot run (nothing ran).
@@ -189,7 +191,19 @@ class Transaction:
             TableNotFound, SchemaError, KeyViolation: as the corresponding write method.
         """
         self._check_open()
-        execute_script(self, sql)
+        with self._savepoint():
+            execute_script(self, sql)
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """Undo every change staged inside the block if it raises (chunks it wrote are left to `gc`)."""
+        saved = (dict(self._ops), dict(self._blobs), Counter(self._writes), dict(self._before),
+                 dict(self._before_ops))
+        try:
+            yield
+        except BaseException:
+            self._ops, self._blobs, self._writes, self._before, self._before_ops = saved
+            raise
 
     # -- writing ----------------------------------------------------------------------------------------
 

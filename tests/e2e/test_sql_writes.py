@@ -147,3 +147,14 @@ def test_changes_across_a_dropped_column_keep_old_versions_whole(tmp_path: Path)
         assert last.column("bal").to_pylist() == [30, 0]
         assert "name" not in last.column_names
         assert db.read("acc", at="main~2").column("name").to_pylist() == ["a", "b", "c"]
+
+
+def test_a_failing_script_inside_a_transaction_undoes_only_itself(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        with db.transaction() as tx:
+            tx.execute("UPDATE acc SET bal = 0 WHERE id = 1")
+            with pytest.raises(udr.KeyViolation):
+                tx.execute("DELETE FROM acc WHERE id = 2; INSERT INTO acc VALUES (3, 'dup', 0)")
+            assert tx.sql("SELECT count(*) FROM acc").fetchall() == [(3,)]
+        assert tx.committed is not None and tx.committed.tables["acc"] == udr.TableChange(0, 1, 0)
+        assert db.query("SELECT bal FROM acc ORDER BY id").column("bal").to_pylist() == [0, 20, 30]
