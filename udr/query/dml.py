@@ -3,8 +3,9 @@
 Rows a statement leaves are the rows DuckDB leaves for it. Three ways, fastest first:
 - keyed `UPDATE` (keys untouched) and `DELETE` are rewritten (sqlglot) into a `SELECT` of the affected rows
   over the target's views, then applied as an upsert or a delete by keys: no table is materialized;
-- `INSERT` (plain or `OR REPLACE`) not reading its own table, and `CREATE TABLE [AS]`, run unchanged in a
-  scratch in-memory catalog against an empty table, and the rows they produce are appended or upserted;
+- `CREATE TABLE t AS <query>` fetches the query's rows; `CREATE TABLE t (...)` and `INSERT` (plain or
+  `OR REPLACE`) not reading its own table run unchanged in a scratch in-memory catalog against an empty
+  table, and the rows they produce are appended or upserted;
 - anything else (`MERGE`, `ON CONFLICT`, unkeyed `UPDATE`/`DELETE`, self-reading `INSERT`) copies the
   target table into the scratch catalog (with its primary key), runs the real statement, and replaces
   the table's rows with the result, which stores only the rows that differ.
@@ -174,7 +175,7 @@ def _create(target: WriteTarget, st: Statement, table: str) -> None:
     if isinstance(query, exp.Query) and not isinstance(tree.this, exp.Schema):
         # CREATE TABLE t AS <query>: the query's rows as they are, not first copied into a DuckDB table.
         with target.connect(st.text) as con:
-            # One contiguous chunk per column: a keyed overwrite compares it several times faster.
+            # A join yields many small chunks; a keyed overwrite compares contiguous columns faster.
             rows = _fetch(con, query.sql(dialect="duckdb")).combine_chunks()
     else:
         with _scratch(target, st, None) as (con, scratch):
