@@ -2,21 +2,23 @@
 
     python bench/bench_sql.py [rows]
 
-S1: CREATE OR REPLACE TABLE master AS SELECT (a join of three tables) into a new table, then the nightly
-    re-run on a keyed master after 2% of the inputs changed (rows stored are reported).
+S1: CREATE OR REPLACE TABLE ... AS SELECT (a join of three tables) into a new table, then the nightly
+    re-run on a keyed master after 2% of the inputs changed (rows and chunks stored are reported).
 S2: UPDATE of 1% of a keyed table's rows, against rewriting the table with COPY.
 S3: ALTER TABLE RENAME COLUMN / DROP COLUMN: milliseconds and chunks written.
-Never asserts a time; prints one line per figure.
+COPY reads the same stored inputs as UDR (DuckDB's views over the lake's tables, `db.connect()`). Each
+figure is the median of three runs, COPY and UDR alternating, so both see the same cache state. Never
+asserts a time; prints one line per figure.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-import duckdb
 
 import udr
 
@@ -26,43 +28,48 @@ CREATE TABLE b AS SELECT i AS id, 'name ' || i AS name FROM range({n}) r(i);
 CREATE TABLE c AS SELECT i AS id, i * 2 AS y FROM range({n}) r(i);
 """
 JOIN = "SELECT a.id, a.g, a.x, b.name, c.y FROM a JOIN b USING (id) JOIN c USING (id)"
-CHANGE = "UPDATE a SET x = x + 1 WHERE id % 50 = 0"
+RUNS = 3
 
 
-def timed(run: object) -> float:
+def timed(run: Callable[[], object]) -> float:
     start = time.perf_counter()
-    run()  # type: ignore[operator]
+    run()
     return time.perf_counter() - start
 
 
-def copy_time(con: duckdb.DuckDBPyConnection, query: str, out: Path) -> float:
-    return timed(lambda: con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)"))
+def ratio(db: udr.Lake, out: Path, copy_query: str, steps: list[Callable[[], object]],
+          prepare: Callable[[int], object] | None = None) -> tuple[float, float]:
+    """Median seconds of COPY (copy_query) and of each UDR step, alternating (`prepare(n)` untimed first)."""
+    copies, ours = [], []
+    for n, step in enumerate(steps):
+        if prepare is not None:
+            prepare(n)
+        with db.connect() as con:
+            copies.append(timed(lambda: con.execute(f"COPY ({copy_query}) TO '{out}.{n}.parquet' (FORMAT parquet)")))
+        ours.append(timed(step))
+    return statistics.median(copies), statistics.median(ours)
 
 
 def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        plain = duckdb.connect()
-        plain.execute(INPUTS.format(n=n))
         with udr.open(root / "lake") as db:
             db.execute(INPUTS.format(n=n))
-            copy = copy_time(plain, JOIN, root / "m.parquet")
-            first = timed(lambda: db.execute(f"CREATE OR REPLACE TABLE master AS {JOIN}"))
+            copy, first = ratio(db, root / "s1", JOIN, [
+                lambda i=i: db.execute(f"CREATE TABLE master{i} AS {JOIN}") for i in range(RUNS)])  # type: ignore[misc]
             print(f"S1 first build   : {first:.2f}s vs COPY {copy:.2f}s = {first / copy:.2f}x")
-            db.execute("ALTER TABLE master ADD PRIMARY KEY (id)")
-            db.execute(CHANGE)
-            plain.execute(CHANGE)
-            copy = copy_time(plain, JOIN, root / "m2.parquet")
+            db.execute("ALTER TABLE master0 ADD PRIMARY KEY (id)")
             chunks = db.stats().chunks
-            nightly = timed(lambda: db.execute(f"CREATE OR REPLACE TABLE master AS {JOIN}"))
-            change = db.commit_info("main").tables["master"]
-            print(f"S1 nightly rerun : {nightly:.2f}s vs COPY {copy:.2f}s = {nightly / copy:.2f}x; "
-                  f"{change.updated:,} rows updated, {db.stats().chunks - chunks} chunk(s) written")
-            plain.execute(f"CREATE TABLE master AS {JOIN}")
-            copy = copy_time(plain, "SELECT * FROM master", root / "m3.parquet")
-            update = timed(lambda: db.execute("UPDATE master SET y = y + 1 WHERE id % 100 = 7"))
+
+            copy, rerun = ratio(db, root / "s1n", JOIN, [lambda: db.execute(f"CREATE OR REPLACE TABLE master0 AS {JOIN}")] * RUNS,
+                                prepare=lambda i: db.execute(f"UPDATE a SET x = x + 1 WHERE id % 50 = {i}"))
+            change = db.commit_info("main").tables["master0"]
+            print(f"S1 nightly rerun : {rerun:.2f}s vs COPY {copy:.2f}s = {rerun / copy:.2f}x; "
+                  f"last run {change.updated:,} rows updated, {(db.stats().chunks - chunks) / RUNS:.0f} chunk(s) per run, the UPDATE of a included")
+            copy, update = ratio(db, root / "s2", "SELECT * FROM master0", [
+                lambda i=i: db.execute(f"UPDATE master0 SET y = y + 1 WHERE id % 100 = {i}") for i in range(RUNS)])  # type: ignore[misc]
             print(f"S2 update 1%     : {update:.2f}s vs COPY of the table {copy:.2f}s = {update / copy:.2f}x")
-            for sql in ("ALTER TABLE master DROP COLUMN name", "ALTER TABLE master RENAME COLUMN y TO z"):
+            for sql in ("ALTER TABLE master0 DROP COLUMN name", "ALTER TABLE master0 RENAME COLUMN y TO z"):
                 chunks = db.stats().chunks
                 took = timed(lambda: db.execute(sql))
                 print(f"S3 {sql.split()[3]:6} column : {took * 1000:.1f} ms, {db.stats().chunks - chunks} chunk(s) written")
