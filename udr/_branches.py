@@ -19,6 +19,7 @@ from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
 from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
+from udr.materialize.schemas import rename_by_id
 from udr.materialize.snapshot import TableState
 from udr.query.diff import matching_keys
 
@@ -162,6 +163,9 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
     if key is None or key != theirs.primary_key:
         return whole("table without a primary key changed on both sides")
     schema = lake._rows.schema(theirs.schema if ours.schema == base.schema else ours.schema)
+    # Change rows carry each side's column names: a column renamed on one side is matched by its id.
+    mine = rename_by_id(mine, lake._rows.schema(ours.schema), schema)
+    other = rename_by_id(other, lake._rows.schema(theirs.schema), schema)
     result = merge_rows(table, schema, key, mine, other, strategy=strategy)
     conflicts.extend(result.conflicts)
 

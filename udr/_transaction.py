@@ -413,23 +413,18 @@ class Transaction:
                                                          state.primary_key))
 
     def rename_column(self, table: str, old: str, new: str) -> None:
-        """Rename a column. The rows are re-encoded under the new name (a rewrite: no row change reported).
+        """Rename a column; it keeps its id, so no data is rewritten and old versions keep the old name.
 
         Raises:
-            TableNotFound, SchemaError, UsageError (the table has other changes in this transaction).
+            TableNotFound, SchemaError (no column `old`, or a column `new` exists).
         """
         self._check_open()
         state = self._require(table)
-        schema = schemas.renamed(table, self._rows.schema(state.schema), old, new)
-        if table in self._ops:
-            raise UsageError(f"rename a column of table {table!r} in a transaction of its own, not after changing it")
-        rows = self._rows.table(table, state).rename_columns(schema.names)
-        schema_id, payload = encode_schema(schema)
-        self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
-        key = tuple(new if k == old else k for k in state.primary_key) if state.primary_key else None
-        self._ops[table] = TableOp(truncate=True, rewrite=True, schema=schema_id, primary_key=key)
-        self._add_rows(table, schema, iter(rows.to_batches()), counted="inserted")
-        self._ops[table] = replace(self._ops[table], inserted=0)
+        self._writes[table] += 1
+        self._stage_schema(table, schemas.renamed(table, self._rows.schema(state.schema), old, new))
+        if state.primary_key is not None and old in state.primary_key:
+            key = tuple(new if k == old else k for k in state.primary_key)
+            self._ops[table] = replace(self._op(table), primary_key=key)
 
     def alter_column_type(self, table: str, name: str, type: pa.DataType) -> None:
         """Widen a column's type (older rows are cast when read; no data is rewritten).
@@ -460,14 +455,11 @@ class Transaction:
         self._ops[table] = replace(self._op(table), primary_key=key)
 
     def _stage_schema(self, table: str, schema: pa.Schema) -> None:
-        """Stage `schema` as the table's; a column name stored in older chunks cannot come back."""
+        """Stage `schema` as the table's. A new column whose id older chunks still store (a dropped
+        column of that name) gets a fresh id, so the dropped values never reappear."""
         state = self._require(table)
-        current = set(self._rows.schema(state.schema).names)
-        stored = {n for s in {f.schema for f in state.fragments} for n in self._rows.schema(s).names}
-        back = [n for n in schema.names if n not in current and n in stored]
-        if back:
-            raise SchemaError(f"table {table!r}: column(s) {', '.join(back)} were dropped and their old values "
-                              f"are still stored; compact the table (udr compact {table}) before adding them back")
+        stored = {schemas.field_id(f) for s in {f.schema for f in state.fragments} for f in self._rows.schema(s)}
+        schema = schemas.with_fresh_ids(schema, self._rows.schema(state.schema), stored)
         schema_id, payload = encode_schema(schema)
         self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
         self._ops[table] = replace(self._op(table), schema=schema_id)

@@ -60,18 +60,42 @@ def test_schema_evolution_round_trip_with_time_travel(tmp_path: Path) -> None:
         assert db.schema("acc").names == ["id", "bal"]
         assert db.schema("acc", at="main~1").names == ["id", "name", "bal"]
         assert db.read("acc", at="main~1").column("name").to_pylist() == ["a", "b", "c"]
-        with pytest.raises(udr.SchemaError, match="compact"):
-            db.execute("ALTER TABLE acc ADD COLUMN name VARCHAR")  # old chunks still hold the dropped values
         db.execute("ALTER TABLE acc ALTER COLUMN bal TYPE BIGINT")
         assert db.schema("acc").field("bal").type == pa.int64()
         with pytest.raises(udr.SchemaError, match="widening"):
             db.execute("ALTER TABLE acc ALTER COLUMN bal TYPE INTEGER")
         db.execute("ALTER TABLE acc ADD COLUMN flag BOOLEAN DEFAULT true")
         assert db.query("SELECT count(*) AS n FROM acc WHERE flag").column("n").to_pylist() == [3]
+        chunks_before = db.stats().chunks
         db.execute("ALTER TABLE acc RENAME COLUMN bal TO balance")
+        assert db.stats().chunks == chunks_before  # the column keeps its id: no data rewritten
         assert db.query("SELECT sum(balance) AS s FROM acc").column("s").to_pylist() == [60]
-        assert db.commit_info("main").tables["acc"] == udr.TableChange(0, 0, 0)  # a rewrite, no row change
+        assert db.commit_info("main").tables["acc"] == udr.TableChange(0, 0, 0)
         assert db.read("acc", at="main~1").column_names == ["id", "bal", "flag"]
+        assert db.diff("acc", "main~1").num_rows == 0  # a rename changes no row
+
+
+def test_a_dropped_column_added_back_starts_empty(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        db.execute("ALTER TABLE acc DROP COLUMN name; ALTER TABLE acc ADD COLUMN name VARCHAR")
+        assert db.query("SELECT count(name) AS n FROM acc").column("n").to_pylist() == [0]
+        db.execute("UPDATE acc SET name = 'new' WHERE id = 1")
+        assert db.read("acc").sort_by("id").column("name").to_pylist() == ["new", None, None]
+        assert db.read("acc", at="main~2").column("name").to_pylist() == ["a", "b", "c"]
+
+
+def test_rename_follows_the_column_through_changes_history_and_merge(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        db.create_branch("dev")
+        db.execute("ALTER TABLE acc RENAME COLUMN name TO label")
+        db.execute("UPDATE acc SET label = 'A' WHERE id = 1")
+        db.execute("UPDATE acc SET name = 'B' WHERE id = 2", branch="dev")
+        db.merge("dev")
+        assert db.query("SELECT id, label FROM acc ORDER BY id").to_pylist() == [
+            {"id": 1, "label": "A"}, {"id": 2, "label": "B"}, {"id": 3, "label": "c"}]
+        versions = db.history("acc", {"id": 1})
+        assert versions.column("label").to_pylist()[-2:] == ["a", "A"]  # update_before / update_after
+        assert db.changes("acc", since="main~2").num_rows > 0
 
 
 def test_primary_key_added_only_when_unique_and_not_null(tmp_path: Path) -> None:
@@ -158,3 +182,14 @@ def test_a_failing_script_inside_a_transaction_undoes_only_itself(tmp_path: Path
             assert tx.sql("SELECT count(*) FROM acc").fetchall() == [(3,)]
         assert tx.committed is not None and tx.committed.tables["acc"] == udr.TableChange(0, 1, 0)
         assert db.query("SELECT bal FROM acc ORDER BY id").column("bal").to_pylist() == [0, 20, 30]
+
+
+def test_a_version_1_lake_reads_and_evolves(tmp_path: Path) -> None:
+    with _lake(tmp_path) as db:
+        pass
+    (tmp_path / "lake" / "FORMAT").write_text('{"format": "udr-lake", "version": 1}\n')
+    with udr.open(tmp_path / "lake") as db:
+        db.execute("ALTER TABLE acc RENAME COLUMN name TO label")
+        assert db.read("acc").sort_by("id").column("label").to_pylist() == ["a", "b", "c"]
+        assert db.rebuild() > 0
+        assert db.query("SELECT label FROM acc WHERE id = 2").column("label").to_pylist() == ["b"]

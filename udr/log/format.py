@@ -10,8 +10,8 @@ from enum import IntEnum
 from typing import NewType
 
 FORMAT_NAME = "udr-lake"
-FORMAT_VERSION = 1
-READABLE_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 
 FORMAT_FILE = "FORMAT"
 LOG_DIR = "log"

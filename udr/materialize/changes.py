@@ -63,17 +63,17 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
     for chunk, frag in old_frags.items():
         other = new_frags.get(chunk)
         if other is None:
-            removed.append(rows.live(frag, table=name))
+            removed.append(rows.live_as(frag, schema, table=name))
         elif other.deletes != frag.deletes:
             gone = np.setdiff1d(_deleted(rows, other), _deleted(rows, frag), assume_unique=True)
             back = np.setdiff1d(_deleted(rows, frag), _deleted(rows, other), assume_unique=True)
             if len(gone):
-                removed.append(rows.rows_at(frag, gone, table=name))
+                removed.append(rows.rows_at_as(frag, gone, schema, table=name))
             if len(back):
-                added_rows.append(rows.rows_at(frag, back, table=name))
+                added_rows.append(rows.rows_at_as(frag, back, schema, table=name))
     for chunk, frag in new_frags.items():
         if chunk not in old_frags:
-            added_rows.append(rows.live(frag, table=name))
+            added_rows.append(rows.live_as(frag, schema, table=name))
     return RowDelta(schema, _concat(removed, schema), _concat(added_rows, schema))
 
 
@@ -103,7 +103,7 @@ def changes_from_before(rows: RowReader, name: str, new: TableState, added: set[
     Order matches the general path: deletes, then `update_before`/`update_after` pairs by key, then inserts.
     """
     schema = rows.schema(new.schema)
-    after = _concat([rows.live(f, table=name) for f in new.appended(added)], schema)
+    after = _concat([rows.live_as(f, schema, table=name) for f in new.appended(added)], schema)
     deleted = pc.fill_null(before.column("__deleted"), False)
     gone = before.filter(deleted)
     updates = before.filter(pc.invert(deleted))

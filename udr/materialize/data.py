@@ -30,6 +30,7 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.store import LogStore
+from udr.materialize.schemas import as_target, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
@@ -328,6 +329,21 @@ class RowReader:
             data = data.filter(pa.array(self.keep_mask(frag)))
         return data
 
+    def live_as(self, frag: FragmentState, schema: pa.Schema, *, table: str = "?",
+                with_position: bool = False) -> pa.Table:
+        """The live rows of one fragment under table schema `schema`: columns matched by id (a renamed
+        column reads its stored name), missing ones null; `with_position` adds `__pos`."""
+        stored = self.schema(frag.schema)
+        names = stored_names(stored, schema)
+        data = self.live(frag, list(names.values()), table=table, with_position=with_position)
+        return conform(as_target(data, stored, schema), schema, extra=with_position)
+
+    def rows_at_as(self, frag: FragmentState, positions: np.ndarray, schema: pa.Schema, *,
+                   table: str = "?") -> pa.Table:
+        """`rows_at` under table schema `schema` (columns matched by id, as `live_as`)."""
+        data = self.rows_at(frag, positions, table=table)
+        return conform(as_target(data, self.schema(frag.schema), schema), schema)
+
     def keep_mask(self, frag: FragmentState) -> np.ndarray:
         """One bool per row of the fragment: True for the rows not deleted."""
         keep = np.ones(frag.rows, dtype=bool)
@@ -345,8 +361,7 @@ class RowReader:
             schema = pa.schema([schema.field(c) for c in columns])
         parts = []
         for index, frag in enumerate(state.fragments):
-            part = conform(self.live(frag, schema.names, table=name, with_position=with_position), schema,
-                           extra=with_position)
+            part = self.live_as(frag, schema, table=name, with_position=with_position)
             if with_position:
                 part = part.append_column("__frag", pa.array(np.full(part.num_rows, index, dtype=np.uint32)))
             parts.append(part)
@@ -366,7 +381,7 @@ class RowReader:
         parts = []
         for index in np.unique(frags):
             at = np.sort(positions[frags == index]).astype(np.int64)
-            part = conform(self.rows_at(state.fragments[int(index)], at, table=name), schema)
+            part = self.rows_at_as(state.fragments[int(index)], at, schema, table=name)
             parts.append(part.append_column("__pos", pa.array(at.astype(np.uint32)))
                          .append_column("__frag", pa.array(np.full(len(at), index, dtype=np.uint32))))
         if not parts:

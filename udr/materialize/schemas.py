@@ -1,14 +1,69 @@
-"""Schema evolution rules: the new schema of a table after adding, dropping, renaming or widening a column.
+"""Schema evolution rules: the new schema of a table after adding, dropping, renaming or widening a column,
+and the stable column ids that let a fragment written under an older schema be read under a newer one.
 
-Pure functions over Arrow schemas; they check the change and raise `SchemaError` before anything is
-written. Where the rows are stored is not their concern (see `Transaction`).
+A column's id is its Arrow field metadata `udr.id`, or its name when it has none (every column of a lake
+written before ids existed). A rename keeps the id, so chunks written before it are read by id and no
+data is rewritten; a column added under a name whose id is still stored in a chunk gets a fresh id, so
+dropped values never come back. Pure functions over Arrow schemas; they raise `SchemaError` before
+anything is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pyarrow as pa
 
 from udr.errors import SchemaError
+
+ID_KEY = b"udr.id"
+
+
+def field_id(field: pa.Field) -> str:
+    """The stable id of a column: its `udr.id` metadata, else its name."""
+    metadata = field.metadata or {}
+    raw = metadata.get(ID_KEY)
+    return raw.decode() if raw is not None else str(field.name)
+
+
+def stored_names(stored: pa.Schema, target: pa.Schema) -> dict[str, str]:
+    """For each column of `target` present in a fragment written under `stored`: target name -> stored name."""
+    by_id = {field_id(f): f.name for f in stored}
+    return {f.name: by_id[field_id(f)] for f in target if field_id(f) in by_id}
+
+
+def as_target(data: pa.Table, stored: pa.Schema, target: pa.Schema) -> pa.Table:
+    """`data` (columns named as in `stored`) with its columns renamed to `target`'s names by id; columns
+    `target` lacks are dropped, except bookkeeping ones starting with `__`."""
+    back = {s: t for t, s in stored_names(stored, target).items()}
+    keep = [c for c in data.column_names if c in back or c.startswith("__")]
+    return data.select(keep).rename_columns([back.get(c, c) for c in keep])
+
+
+def rename_by_id(data: pa.Table, source: pa.Schema, target: pa.Schema) -> pa.Table:
+    """`data` (named as in `source`) with every column `target` has by id under `target`'s name; other
+    columns keep their names."""
+    back = {s: t for t, s in stored_names(source, target).items()}
+    return data.rename_columns([back.get(c, c) for c in data.column_names])
+
+
+def with_fresh_ids(schema: pa.Schema, current: pa.Schema, taken: Iterable[str]) -> pa.Schema:
+    """`schema` where each column new relative to `current` whose id is `taken` (still stored in some
+    chunk, or used by another column) gets a fresh id `name#N`."""
+    used = set(taken) | {field_id(f) for f in current}
+    old = {field_id(f) for f in current}
+    fields = []
+    for f in schema:
+        fid = field_id(f)
+        if fid not in old and fid in used:
+            n = 1
+            while f"{fid}#{n}" in used:
+                n += 1
+            fid = f"{fid}#{n}"
+            f = f.with_metadata({**(f.metadata or {}), ID_KEY: fid.encode()})
+        used.add(fid)
+        fields.append(f)
+    return pa.schema(fields)
 
 
 def _index(table: str, schema: pa.Schema, name: str) -> int:
@@ -44,7 +99,7 @@ def without_column(table: str, schema: pa.Schema, name: str, key: tuple[str, ...
 
 
 def renamed(table: str, schema: pa.Schema, old: str, new: str) -> pa.Schema:
-    """`schema` with column `old` named `new`.
+    """`schema` with column `old` named `new`, keeping its id (so stored chunks still read).
 
     Raises:
         SchemaError: no column `old`, or a column `new` exists already.
@@ -52,7 +107,9 @@ def renamed(table: str, schema: pa.Schema, old: str, new: str) -> pa.Schema:
     index = _index(table, schema, old)
     if new in schema.names:
         raise SchemaError(f"table {table!r} already has a column {new!r}")
-    return schema.set(index, schema.field(index).with_name(new))
+    field = schema.field(index)
+    metadata = {**(field.metadata or {}), ID_KEY: field_id(field).encode()}
+    return schema.set(index, field.with_name(new).with_metadata(metadata))
 
 
 def _int_bits(t: pa.DataType) -> tuple[bool, int] | None:

@@ -21,7 +21,8 @@ import pyarrow as pa
 from udr.errors import CorruptionError, SqlError
 from udr.log.format import ChunkId
 from udr.log.store import LogStore
-from udr.materialize.data import RowReader, conform
+from udr.materialize.data import RowReader
+from udr.materialize.schemas import stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
@@ -144,7 +145,7 @@ class SnapshotServer:
         pruned = [f for f in state.fragments if not f.inline and f.deletes is not None]
         inline = [f for f in state.fragments if f.inline]
         if plain:
-            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema)}")
+            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema, reader)}")
         # A positional join with a keep-mask drops deleted rows without hashing (an anti-join on
         # file_row_number cost more). DuckDB runs each positional join on one thread, so the fragments of
         # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
@@ -153,10 +154,10 @@ class SnapshotServer:
             keep = np.concatenate([reader.keep_mask(f) for f in group])
             mask = self._hidden("keep")
             con.register(mask, pa.table({"__udr_keep": keep}))
-            scan = self._scan(con, table, group, state, schema)
+            scan = self._scan(con, table, group, state, schema, reader)
             parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN {mask} WHERE {mask}.__udr_keep")
         if inline:
-            data = [conform(reader.live(f, schema.names, table=table), schema) for f in inline]
+            data = [reader.live_as(f, schema, table=table) for f in inline]
             hidden = self._hidden("inline")
             con.register(hidden, pa.concat_tables(data))
             parts.append(f"SELECT {cols} FROM {hidden}")
@@ -167,15 +168,24 @@ class SnapshotServer:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS " + " UNION ALL ".join(parts))
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
-              schema: pa.Schema) -> str:
-        paths = [self._verified_path(f.chunk, table) for f in frags]
-        files = "[" + ", ".join(_quote_str(p) for p in paths) + "]"
+              schema: pa.Schema, reader: RowReader) -> str:
         if all(f.schema == state.schema for f in frags):
-            return f"read_parquet({files}) AS t"
-        # Older chunks lack evolved columns: union by name with an empty table of the full schema.
+            return f"read_parquet({self._files(table, frags)}) AS t"
+        # Chunks of older schemas: columns matched by id (renamed ones under their stored names), those
+        # they lack filled by a union by name with an empty table of the full schema.
+        parts = []
+        for schema_id in dict.fromkeys(f.schema for f in frags):
+            group = [f for f in frags if f.schema == schema_id]
+            names = stored_names(reader.schema(schema_id), schema)
+            cols = ", ".join(f"{quote_ident(stored)} AS {quote_ident(name)}" for name, stored in names.items())
+            parts.append(f"SELECT {cols or '1 AS __udr_none'} FROM read_parquet({self._files(table, group)})")
         hidden = self._hidden("schema")
         con.register(hidden, schema.empty_table())
-        return f"(SELECT * FROM read_parquet({files}, union_by_name=true) UNION ALL BY NAME SELECT * FROM {hidden}) AS t"
+        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {hidden}) AS t"
+
+    def _files(self, table: str, frags: list[FragmentState]) -> str:
+        paths = [self._verified_path(f.chunk, table) for f in frags]
+        return "[" + ", ".join(_quote_str(p) for p in paths) + "]"
 
     def _verified_path(self, chunk: ChunkId, table: str) -> str:
         try:
