@@ -104,6 +104,8 @@ class Transaction:
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
         self._open = True
+        # A staged schema carries stable column ids (format version 2): an older lake is relabelled first.
+        self._ids_used = False
         # A maintenance transaction (the flush of small writes) does not trigger another flush.
         self._maintenance = False
         self.committed: Commit | None = None
@@ -460,6 +462,7 @@ class Transaction:
         state = self._require(table)
         stored = {schemas.field_id(f) for s in {f.schema for f in state.fragments} for f in self._rows.schema(s)}
         schema = schemas.with_fresh_ids(schema, self._rows.schema(state.schema), stored)
+        self._ids_used = self._ids_used or schemas.has_ids(schema)
         schema_id, payload = encode_schema(schema)
         self._blobs[schema_id] = (BlobKind.SCHEMA, payload)
         self._ops[table] = replace(self._op(table), schema=schema_id)
@@ -558,6 +561,8 @@ class Transaction:
                     net = _history.count_changes(self._lake, table, self._base_tables.get(table), self._state(table),
                                                  self._rows)
                     self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
+            if self._ids_used:
+                self._lake._log.upgrade_format()
             record = CommitRecord(
                 parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
                 message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),

@@ -189,7 +189,10 @@ def test_a_version_1_lake_reads_and_evolves(tmp_path: Path) -> None:
         pass
     (tmp_path / "lake" / "FORMAT").write_text('{"format": "udr-lake", "version": 1}\n')
     with udr.open(tmp_path / "lake") as db:
+        db.execute("UPDATE acc SET bal = 0 WHERE id = 3")
+        assert '"version": 1' in (tmp_path / "lake" / "FORMAT").read_text()  # no id written: label kept
         db.execute("ALTER TABLE acc RENAME COLUMN name TO label")
+        assert '"version": 2' in (tmp_path / "lake" / "FORMAT").read_text()  # relabelled before the commit
         assert db.read("acc").sort_by("id").column("label").to_pylist() == ["a", "b", "c"]
         assert db.rebuild() > 0
         assert db.query("SELECT label FROM acc WHERE id = 2").column("label").to_pylist() == ["b"]

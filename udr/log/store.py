@@ -133,6 +133,7 @@ class LogStore:
         self.root = root
         # Read the version before taking any lock or writing a byte: a newer lake stays untouched.
         version = read_format(root)
+        self.version = version if version is not None else FORMAT_VERSION
         root.mkdir(parents=True, exist_ok=True)
         self.env = open_log_env(root / LOG_DIR)
         try:
@@ -155,16 +156,38 @@ class LogStore:
                 self._store_commit(txn, root_record, "main", None)
                 txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
         # The FORMAT file is written last and atomically: its presence means the lake is complete.
+        self._write_format_file()
+        for stale in self.root.glob(f"{FORMAT_FILE}.*.tmp"):
+            # Left by a process that crashed while creating this lake.
+            if not process_alive(int(stale.name.split(".")[1])):
+                stale.unlink(missing_ok=True)
+
+    def _write_format_file(self) -> None:
         # A per-process temp name: processes creating one lake at once must not rename each other's file.
         tmp = self.root / f"{FORMAT_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.root / FORMAT_FILE)
-        for stale in self.root.glob(f"{FORMAT_FILE}.*.tmp"):
-            # Left by a process that crashed while creating this lake.
-            if not process_alive(int(stale.name.split(".")[1])):
-                stale.unlink(missing_ok=True)
+        # The rename is durable only once the directory is: a crash must not bring the old label back.
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def upgrade_format(self) -> None:
+        """Label an older lake with the current format version, before writing data only it describes.
+
+        Called before the commit point of such a commit, so no older reader ever sees that data under the
+        old label; a lake labelled newer but holding only old data reads the same.
+        """
+        if self.version >= FORMAT_VERSION:
+            return
+        with self.env.write() as txn:
+            txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
+        self._write_format_file()
+        self.version = FORMAT_VERSION
 
     def close(self) -> None:
         """Release the LMDB environments."""

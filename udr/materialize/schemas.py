@@ -26,6 +26,11 @@ def field_id(field: pa.Field) -> str:
     return raw.decode() if raw is not None else str(field.name)
 
 
+def has_ids(schema: pa.Schema) -> bool:
+    """Whether any column of `schema` carries an explicit id (data a version-1 reader would misread)."""
+    return any(ID_KEY in (f.metadata or {}) for f in schema)
+
+
 def stored_names(stored: pa.Schema, target: pa.Schema) -> dict[str, str]:
     """For each column of `target` present in a fragment written under `stored`: target name -> stored name."""
     by_id = {field_id(f): f.name for f in stored}
