@@ -116,8 +116,8 @@ def conform_input(
         if missing:
             parts.append(f"missing column(s) {', '.join(missing)}")
         raise SchemaError(
-            f"table {table!r}: the data has {' and '.join(parts)}; pass evolve=True to add new columns "
-            "as nullable and fill missing ones with nulls"
+            f"table {table!r}: the data has {' and '.join(parts)}; pass evolve=True (udr import --evolve) "
+            "to add new columns as nullable and fill missing ones with nulls"
         )
     wrong = [
         f"{f.name} is {f.type}, table has {current.field(f.name).type}"
