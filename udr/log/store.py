@@ -453,8 +453,8 @@ class LogStore:
         return out
 
     def collect_garbage(self, progress: Callable[[int], None] | None = None) -> int:
-        """Delete chunk files no commit references, no owner pins and no live writer intends to commit;
-        return bytes freed.
+        """Delete chunk files no commit references, no pin keeps (udr.log.pins) and no live writer intends
+        to commit; return bytes freed.
 
         Everything happens inside one log write transaction, so no commit can land between deciding a
         chunk is garbage and unlinking it. Chunks held by open transactions of this process (any handle)
@@ -463,7 +463,6 @@ class LogStore:
         freed = 0
         with self.env.write() as txn:
             held = self.env.held()
-            # Pinned chunks (see udr.log.pins) are referenced from outside the log, by published tables.
             pinned = {ChunkId(value.decode()) for _, value in txn.cursor(db=self.env.db(DB_PINS))}
             referenced = self.referenced_chunks(txn) | held | pinned
             intents = self.env.db(DB_INTENTS)
