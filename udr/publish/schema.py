@@ -33,6 +33,8 @@ def iceberg_type(field: pa.Field, table: str) -> str:
     for check, name in simple:
         if check(t):
             return name
+    if str(t) in ("string_view", "binary_view"):  # Parquet stores them as plain strings and binaries
+        return str(t).removesuffix("_view")
     if pa.types.is_integer(t) and t.bit_width <= 32 and not (pa.types.is_unsigned_integer(t) and t.bit_width == 32):
         return "int"
     if pa.types.is_integer(t) and not (pa.types.is_unsigned_integer(t) and t.bit_width == 64):
