@@ -179,7 +179,17 @@ def test_unknown_table_and_branch_are_rejected_before_writing(tmp_path: Path) ->
             db.publish_iceberg(dest, ["nope"])
         with pytest.raises(udr.RefNotFound):
             db.publish_iceberg(dest, branch="nope")
-        assert not (dest / "nope").exists()
+        with pytest.raises(udr.UsageError, match="'#'"):
+            db.publish_iceberg(tmp_path / "a#b")
+        assert not (dest / "nope").exists() and not (tmp_path / "a#b").exists()
+
+
+def test_paths_with_spaces_are_read_back(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "my lake") as db:
+        db.append("t", pa.table({"a": [1, 2, 3]}))
+        db.delete("t", "a = 2")
+        db.publish_iceberg(tmp_path / "published tables")
+        check_every_snapshot(db, tmp_path / "published tables", "t")
 
 
 @pytest.mark.xfail(strict=True, reason="Daft 0.7 does not apply schema.name-mapping.default and UDR's chunks "

@@ -31,6 +31,17 @@ _DELETE_SCHEMA = pa.schema([
 ])
 
 
+def file_uri(path: Path) -> str:
+    """The URI Iceberg metadata names a local file by: `file://` and the absolute path as is (readers such as
+    pyiceberg do not percent-decode, so `Path.as_uri` would break paths with spaces)."""
+    return "file://" + str(path.resolve())
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a `file_uri`."""
+    return Path(uri.removeprefix("file://"))
+
+
 def fsync_dir(path: Path) -> None:
     """Make the entries of directory `path` (a rename into it) durable."""
     fd = os.open(path, os.O_RDONLY)

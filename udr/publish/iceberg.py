@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from udr.errors import RefNotFound, TableNotFound, close_matches
+from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log.format import ChunkId, CommitId
 from udr.log.pins import PinStore
 from udr.log.store import LogStore
@@ -37,7 +37,7 @@ from udr.materialize.data import RowReader
 from udr.materialize.snapshot import FragmentState, Materializer, TableState
 from udr.publish.avro import DATA, POSITION_DELETES, FileEntry, Manifest, decode_manifest, decode_manifest_list
 from udr.publish.deletes import plan_deletes
-from udr.publish.files import inline_owner, materialize_inline
+from udr.publish.files import file_uri, inline_owner, local_path, materialize_inline
 from udr.publish.metadata import TableMetadata, load_metadata, write_metadata, write_snapshot_files
 
 
@@ -75,12 +75,18 @@ def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, 
     Raises:
         RefNotFound: no such branch.
         TableNotFound: a named table never existed on the branch.
+        UsageError: `dest` or the lake path holds characters Iceberg readers misread in URIs.
         SchemaError: a column type Iceberg cannot describe.
         ConflictError: another publisher wrote the same destination meanwhile; publish again.
     """
     head = log.head(branch)
     if head is None:
         raise RefNotFound(f"branch {branch!r} does not exist" + close_matches(branch, log.branches()))
+    for place in (dest.resolve(), log.root.resolve()):
+        if set(str(place)) & set("#?%"):
+            # Iceberg names files by URI and readers (pyiceberg) parse "#", "?" and "%" as URI syntax.
+            raise UsageError(f"{place} contains '#', '?' or '%', which Iceberg readers misread in file URIs; "
+                             "use a path without them")
     ctx = _Context(log, materializer, rows, dest.resolve(), branch, head)
     names = sorted(materializer.snapshot(head)) if tables is None else list(tables)
     added = {name: _publish_table(ctx, name) for name in names}
@@ -121,7 +127,7 @@ def _new_commits(log: LogStore, head: CommitId, table: str, known: set[int]) -> 
 def _publish_table(ctx: _Context, table: str) -> int:
     tdir = ctx.dest / table
     meta = load_metadata(tdir) or TableMetadata.fresh(tdir, table, str(ctx.log.root.resolve()),
-                                                      str(uuid.uuid5(uuid.NAMESPACE_URL, tdir.as_uri())))
+                                                      str(uuid.uuid5(uuid.NAMESPACE_URL, file_uri(tdir))))
     base, new = _new_commits(ctx.log, ctx.head, table, meta.snapshot_ids())
     if base is None and not new and ctx.materializer.table(ctx.head, table) is None:
         raise TableNotFound(f"table {table!r} never existed on branch {ctx.branch!r}; nothing to publish")
@@ -129,7 +135,7 @@ def _publish_table(ctx: _Context, table: str) -> int:
     states = [ctx.materializer.table(c, table) for c in new]
     inline = [f for s in [before, *states] if s is not None for f in s.fragments if f.inline]
     copies = materialize_inline(ctx.log, ctx.rows, ctx.dest, inline, table) if inline and new else {}
-    manifests = _Manifests(meta, tdir)
+    manifests = _Manifests(meta)
     parent = snapshot_id(base) if base is not None else None
     for cid, state in zip(new, states):
         _add_snapshot(ctx, meta, manifests, table, cid, parent, before, state, copies)
@@ -159,9 +165,8 @@ def _tip(log: LogStore, cid: CommitId, table: str, known: set[int]) -> int | Non
 class _Manifests:
     """Reads the manifests of published snapshots (each file once per publish call)."""
 
-    def __init__(self, meta: TableMetadata, tdir: Path) -> None:
+    def __init__(self, meta: TableMetadata) -> None:
         self._meta = meta
-        self._tdir = tdir
         self._cache: dict[str, Manifest] = {}
 
     def of(self, sid: int | None) -> list[Manifest]:
@@ -170,10 +175,10 @@ class _Manifests:
             return []
         list_path = self._meta.manifest_list(sid)
         out = []
-        for path, length, seq, added_by in decode_manifest_list(_read(list_path), list_path):
+        for path, length, seq, added_by in decode_manifest_list(local_path(list_path).read_bytes(), list_path):
             found = self._cache.get(path)
             if found is None:
-                content, entries = decode_manifest(_read(path), path)
+                content, entries = decode_manifest(local_path(path).read_bytes(), path)
                 found = self._cache[path] = Manifest(path, length, content, seq, added_by, entries)
             out.append(found)
         return out
@@ -184,15 +189,11 @@ class _Manifests:
             self._cache[m.path] = m
 
 
-def _read(uri: str) -> bytes:
-    return Path(uri.removeprefix("file://")).read_bytes()
-
-
 def _file_paths(ctx: _Context, state: TableState | None, copies: dict[ChunkId, ChunkId]) -> dict[str, FragmentState]:
     if state is None:
         return {}
     chunks = ctx.log.chunks
-    return {chunks.path(copies[f.chunk] if f.inline else f.chunk).resolve().as_uri(): f for f in state.fragments}
+    return {file_uri(chunks.path(copies[f.chunk] if f.inline else f.chunk)): f for f in state.fragments}
 
 
 def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, table: str, cid: CommitId,
@@ -205,7 +206,7 @@ def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, tab
     new_files = _file_paths(ctx, state, copies)
     data = [m for m in previous if m.content == DATA]
     live_data = {e.path: e for m in data for e in m.entries}
-    added = [FileEntry(p, f.rows, Path(p.removeprefix("file://")).stat().st_size, seq, sid)
+    added = [FileEntry(p, f.rows, local_path(p).stat().st_size, seq, sid)
              for p, f in new_files.items() if p not in live_data]
     data_seq = {e.path: e.sequence for e in live_data.values()} | {e.path: seq for e in added}
 

@@ -29,7 +29,7 @@ from udr.publish.avro import (
     encode_manifest_list,
 )
 from udr.publish.deletes import DeletePlan
-from udr.publish.files import write_bytes_atomic, write_position_deletes
+from udr.publish.files import file_uri, write_bytes_atomic, write_position_deletes
 from udr.publish.schema import IcebergSchema, known_ids, name_mapping, same_fields, to_iceberg
 
 # Past this many manifests of one kind, a snapshot merges them into one (readers open every manifest).
@@ -54,7 +54,7 @@ class TableMetadata:
     def fresh(cls, tdir: Path, table: str, lake: str, table_uuid: str) -> TableMetadata:
         """The metadata of a table with no snapshot yet (version 0: never written)."""
         return cls(tdir, 0, {
-            "format-version": 2, "table-uuid": table_uuid, "location": tdir.as_uri(), "last-sequence-number": 0,
+            "format-version": 2, "table-uuid": table_uuid, "location": file_uri(tdir), "last-sequence-number": 0,
             "last-updated-ms": 0, "last-column-id": 0, "current-schema-id": 0, "schemas": [],
             "default-spec-id": 0, "partition-specs": [{"spec-id": 0, "fields": []}], "last-partition-id": 999,
             "default-sort-order-id": 0, "sort-orders": [{"order-id": 0, "fields": []}],
@@ -190,7 +190,7 @@ def write_metadata(tdir: Path, meta: TableMetadata) -> int:
     if meta.version:
         log: list[dict[str, object]] = meta.doc["metadata-log"]
         log.append({"timestamp-ms": meta.doc["last-updated-ms"],
-                    "metadata-file": (mdir / f"v{meta.version}.metadata.json").as_uri()})
+                    "metadata-file": file_uri(mdir / f"v{meta.version}.metadata.json")})
     meta.version += 1
     data = json.dumps(meta.doc, indent=1).encode()
     size = write_bytes_atomic(mdir / f"v{meta.version}.metadata.json", data, exclusive=True)
@@ -220,7 +220,7 @@ class _Writer:
         length = write_bytes_atomic(path, encode_manifest(content, entries, self.sid, self.avro))
         self.files += 1
         self.bytes += length
-        m = Manifest(path.as_uri(), length, content, self.seq, self.sid, tuple(entries))
+        m = Manifest(file_uri(path), length, content, self.seq, self.sid, tuple(entries))
         self.written.append(m)
         return m
 
@@ -254,10 +254,10 @@ def write_snapshot_files(meta: TableMetadata, sid: int, parent: int | None, seq:
         size = write_position_deletes(path, plan.write)
         writer.files += 1
         writer.bytes += size
-        new_deletes.append(FileEntry(path.as_uri(), sum(len(p) for _, p in plan.write), size, seq, sid,
+        new_deletes.append(FileEntry(file_uri(path), sum(len(p) for _, p in plan.write), size, seq, sid,
                                      tuple(p for p, _ in plan.write)))
     manifests = writer.carry(DATA, data, live, added) + writer.carry(POSITION_DELETES, deletes, set(plan.keep),
                                                                       new_deletes)
     list_path = _metadata_dir(meta.tdir) / f"snap-{sid}.avro"
     size = write_bytes_atomic(list_path, encode_manifest_list(manifests, sid, parent, seq))
-    return SnapshotFiles(list_path.as_uri(), tuple(writer.written), writer.files + 1, writer.bytes + size)
+    return SnapshotFiles(file_uri(list_path), tuple(writer.written), writer.files + 1, writer.bytes + size)
