@@ -205,3 +205,22 @@ def test_daft_reads_the_published_table_with_deletes_applied(tmp_path: Path) -> 
         expected = db.read("t")
         got = daft.read_iceberg(StaticTable.from_metadata(str(dest / "t"))).to_arrow()
         assert bag(got, ["a", "b"]) == bag(expected, ["a", "b"])
+
+
+def test_many_commits_merge_manifests_and_still_read_exactly(tmp_path: Path) -> None:
+    dest = tmp_path / "ice"
+    with udr.open(tmp_path / "lake") as db:
+        db.append("t", pa.table({"a": np.arange(25_000), "b": np.arange(25_000) % 9}))
+        for n in range(36):  # more than MAX_MANIFESTS (32) data manifests before merging
+            db.append("t", pa.table({"a": [100_001 + 2 * n], "b": [n % 9]}))  # odd: kept by the deletes
+            if n % 5 == 0:
+                db.delete("t", f"b = {n % 9} AND a % 2 = 0")
+        db.publish_iceberg(dest)
+        table = StaticTable.from_metadata(str(dest / "t"))
+        current = table.current_snapshot()
+        assert current is not None
+        manifests = current.manifests(table.io)
+        # Past 32 manifests a snapshot merges them into one holding the older snapshots' files as EXISTING.
+        assert len(manifests) <= 34 and max(m.existing_files_count or 0 for m in manifests) >= 20
+        check_every_snapshot(db, dest, "t", with_polars=False)
+        assert table.scan().to_arrow().num_rows == db.row_count("t")
