@@ -24,6 +24,7 @@ ALLOWED = {
     "materialize": {"errors", "values", "log"},
     "query": {"errors", "values", "log", "materialize"},
     "stream": {"errors", "values", "log", "materialize"},
+    "publish": {"errors", "values", "log", "materialize"},
 }
 
 # Third-party libraries with one home: the layers (and facade modules) allowed to import them.
@@ -33,6 +34,8 @@ DEPENDENCY_HOMES = {
     "zstandard": {"log"},
     "duckdb": {"query", "facade"},
     "anyio": {"stream", "facade"},
+    "fastavro": {"publish"},
+    "pyiceberg": set(),
 }
 
 

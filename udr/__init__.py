@@ -30,6 +30,7 @@ from udr.errors import SqlError as SqlError
 from udr.errors import TableNotFound as TableNotFound
 from udr.errors import UdrError as UdrError
 from udr.errors import UsageError as UsageError
+from udr.publish.iceberg import PublishReport as PublishReport
 from udr.stream.subscription import Subscription as Subscription
 from udr.values import ChangeBatch as ChangeBatch
 from udr.values import Commit as Commit
@@ -55,6 +56,7 @@ __all__ = [
     "Lake",
     "LakeStats",
     "MergeConflict",
+    "PublishReport",
     "RefNotFound",
     "SchemaError",
     "SqlError",

@@ -38,6 +38,7 @@ from udr.log.refs import branch_key, check_name
 from udr.log.store import CommitHook, LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
+from udr.publish import iceberg
 from udr.query.dml import check_not_writing
 from udr.query.statements import writing_kind
 from udr.query.engine import SnapshotServer, quote_ident
@@ -563,6 +564,22 @@ class Lake:
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunks no commit in the log references; return bytes freed."""
         return self._log.collect_garbage(progress)
+
+    def publish_iceberg(self, dest: str | os.PathLike[str], tables: list[str] | None = None, *,
+                        branch: str = "main") -> iceberg.PublishReport:
+        """Publish tables as Apache Iceberg tables at `dest/<table>/` reading UDR's chunks in place (zero copy);
+        incremental and idempotent. See `udr.publish.iceberg`.
+
+        Raises:
+            RefNotFound, TableNotFound, SchemaError.
+            ConflictError: another publisher wrote `dest` meanwhile; publish again.
+        """
+        return iceberg.publish_iceberg(self._log, self._materializer, self._rows, Path(dest), tables, branch)
+
+    def unpublish_iceberg(self, dest: str | os.PathLike[str]) -> list[str]:
+        """Delete the Iceberg tables this lake published at `dest` and let `gc` free what only they used;
+        return the tables removed."""
+        return iceberg.unpublish_iceberg(self._log, Path(dest))
 
     def stats(self) -> LakeStats:
         """Commits, chunks and bytes (logical vs stored) of the lake."""

@@ -33,7 +33,9 @@ DB_REFS = b"refs"
 DB_BLOBS = b"blobs"
 DB_INTENTS = b"intents"
 DB_GROUPS = b"groups"
-LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS)
+# Chunks that derived outputs outside the lake (published Iceberg tables) reference: gc keeps them.
+DB_PINS = b"pins"
+LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS)
 
 # Sub-databases of the cache environment (derived: deleting them loses nothing).
 DB_SNAPSHOTS = b"snapshots"

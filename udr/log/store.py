@@ -38,6 +38,7 @@ from udr.log.format import (
     DB_COMMITS,
     DB_INTENTS,
     DB_META,
+    DB_PINS,
     DB_REFS,
     DB_SEQS,
     FORMAT_FILE,
@@ -475,7 +476,8 @@ class LogStore:
         return out
 
     def collect_garbage(self, progress: Callable[[int], None] | None = None) -> int:
-        """Delete chunk files no commit references and no live writer intends to commit; return bytes freed.
+        """Delete chunk files no commit references, no pin keeps (udr.log.pins) and no live writer intends
+        to commit; return bytes freed.
 
         Everything happens inside one log write transaction, so no commit can land between deciding a
         chunk is garbage and unlinking it. Chunks held by open transactions of this process (any handle)
@@ -484,7 +486,8 @@ class LogStore:
         freed = 0
         with self.env.write() as txn:
             held = self.env.held()
-            referenced = self.referenced_chunks(txn) | held
+            pinned = {ChunkId(value.decode()) for _, value in txn.cursor(db=self.env.db(DB_PINS))}
+            referenced = self.referenced_chunks(txn) | held | pinned
             intents = self.env.db(DB_INTENTS)
             live_intents: set[ChunkId] = set()
             for key, value in list(txn.cursor(db=intents)):

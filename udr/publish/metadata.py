@@ -1,0 +1,263 @@
+"""One published Iceberg table's metadata: the `vN.metadata.json` document and the files of a snapshot.
+
+`TableMetadata` is the document being built by one publish call (not shared across threads).
+`write_snapshot_files` writes a snapshot's manifests, its position-delete file and its manifest list;
+`write_metadata` then makes the new version visible: `vN.metadata.json` created atomically and
+exclusively, `version-hint.text` replaced after it (a reader that finds a stale hint reads the previous
+version, which is complete). Names are deterministic (snapshot id based), so a publish retried after a
+crash rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from pathlib import Path
+
+import pyarrow as pa
+
+from udr.errors import CorruptionError
+from udr.log.commits import CommitRecord
+from udr.publish.avro import (
+    DATA,
+    POSITION_DELETES,
+    FileEntry,
+    Manifest,
+    encode_manifest,
+    encode_manifest_list,
+)
+from udr.publish.deletes import DeletePlan
+from udr.publish.files import file_uri, write_bytes_atomic, write_position_deletes
+from udr.publish.schema import IcebergSchema, known_ids, name_mapping, same_fields, to_iceberg
+
+# Past this many manifests of one kind, a snapshot merges them into one (readers open every manifest).
+MAX_MANIFESTS = 32
+_HINT = "version-hint.text"
+_NAME_MAPPING = "schema.name-mapping.default"
+
+
+def _metadata_dir(tdir: Path) -> Path:
+    return tdir / "metadata"
+
+
+class TableMetadata:
+    """A published table's metadata document, as read and as being extended."""
+
+    def __init__(self, tdir: Path, version: int, doc: dict[str, Any]) -> None:
+        self.tdir = tdir
+        self.version = version
+        self.doc = doc
+
+    @classmethod
+    def fresh(cls, tdir: Path, table: str, lake: str, table_uuid: str) -> TableMetadata:
+        """The metadata of a table with no snapshot yet (version 0: never written)."""
+        return cls(tdir, 0, {
+            "format-version": 2, "table-uuid": table_uuid, "location": file_uri(tdir), "last-sequence-number": 0,
+            "last-updated-ms": 0, "last-column-id": 0, "current-schema-id": 0, "schemas": [],
+            "default-spec-id": 0, "partition-specs": [{"spec-id": 0, "fields": []}], "last-partition-id": 999,
+            "default-sort-order-id": 0, "sort-orders": [{"order-id": 0, "fields": []}],
+            "properties": {"udr.lake": lake, "udr.table": table}, "refs": {}, "snapshots": [],
+            "snapshot-log": [], "metadata-log": [],
+        })
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """The table properties."""
+        props: dict[str, str] = self.doc["properties"]
+        return props
+
+    @property
+    def last_sequence(self) -> int:
+        """The highest sequence number any snapshot has."""
+        return int(self.doc["last-sequence-number"])
+
+    def _snapshots(self) -> list[dict[str, Any]]:
+        snapshots: list[dict[str, Any]] = self.doc["snapshots"]
+        return snapshots
+
+    def _schemas(self) -> list[IcebergSchema]:
+        schemas: list[IcebergSchema] = self.doc["schemas"]
+        return schemas
+
+    def snapshot_ids(self) -> set[int]:
+        """Ids of every snapshot of the table."""
+        return {int(s["snapshot-id"]) for s in self._snapshots()}
+
+    def manifest_list(self, sid: int) -> str:
+        """The manifest list URI of snapshot `sid`."""
+        for s in self._snapshots():
+            if s["snapshot-id"] == sid:
+                return str(s["manifest-list"])
+        raise CorruptionError(f"Iceberg table {self.tdir} has no snapshot {sid}; publish again to a new destination")
+
+    def schema_id(self, arrow: pa.Schema | None, table: str) -> int:
+        """The id of the Iceberg schema for `arrow` (added when new; None: the current schema)."""
+        if arrow is None:
+            return int(self.doc["current-schema-id"])
+        schemas = self._schemas()
+        candidate, last = to_iceberg(arrow, table, known_ids(schemas), int(self.doc["last-column-id"]),
+                                     len(schemas))
+        for existing in schemas:
+            if same_fields(existing, candidate):
+                return int(existing["schema-id"])
+        schemas.append(candidate)
+        self.doc["last-column-id"] = last
+        self.properties[_NAME_MAPPING] = name_mapping(schemas)
+        return int(candidate["schema-id"])
+
+    def avro_meta(self, schema_id: int) -> dict[str, str]:
+        """The Avro file metadata Iceberg puts in a manifest written with schema `schema_id`."""
+        schema = next(s for s in self._schemas() if s["schema-id"] == schema_id)
+        return {"schema": json.dumps(schema), "schema-id": str(schema_id), "partition-spec": "[]",
+                "partition-spec-id": "0", "format-version": "2"}
+
+    def add_snapshot(self, sid: int, parent: int | None, seq: int, record: CommitRecord, list_uri: str,
+                     schema_id: int, summary: Mapping[str, str], *, on_main: bool) -> None:
+        """Append a snapshot for commit `record` (timestamp: the commit time); `on_main`: the snapshot is
+        on the main branch's history."""
+        snap: dict[str, object] = {
+            "snapshot-id": sid, "sequence-number": seq, "timestamp-ms": record.time_us // 1000,
+            "manifest-list": list_uri, "schema-id": schema_id,
+            "summary": {**summary, "udr.author": record.author, "udr.message": record.message},
+        }
+        if parent is not None:
+            snap["parent-snapshot-id"] = parent
+        self._snapshots().append(snap)
+        if on_main:
+            # Timestamp time travel walks this log: every snapshot main passed through is in it.
+            self.doc["snapshot-log"].append({"timestamp-ms": snap["timestamp-ms"], "snapshot-id": sid})
+        self.doc["last-sequence-number"] = seq
+        self.doc["current-schema-id"] = schema_id
+        self.doc["last-updated-ms"] = max(int(self.doc["last-updated-ms"]), record.time_us // 1000)
+
+    def _wanted_refs(self, branch: str, tip: int | None, tags: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+        refs = {name: ref for name, ref in self.doc["refs"].items()
+                if ref["type"] == "branch" and name != branch}
+        if tip is not None:
+            refs[branch] = {"snapshot-id": tip, "type": "branch"}
+        refs.update({name: {"snapshot-id": sid, "type": "tag"} for name, sid in tags.items() if name not in refs})
+        return refs
+
+    def refs_differ(self, branch: str, tip: int | None, tags: Mapping[str, int]) -> bool:
+        """Whether `set_refs` would change the refs."""
+        return bool(self._wanted_refs(branch, tip, tags) != self.doc["refs"])
+
+    def set_refs(self, branch: str, tip: int | None, tags: Mapping[str, int]) -> None:
+        """Point `branch` at `tip` (for main also the current snapshot) and the tags at their snapshots."""
+        self.doc["refs"] = self._wanted_refs(branch, tip, tags)
+        main = self.doc["refs"].get("main")
+        current = main["snapshot-id"] if main is not None else None
+        if current is not None and current != self.doc.get("current-snapshot-id"):
+            self.doc["current-snapshot-id"] = current
+            log: list[dict[str, object]] = self.doc["snapshot-log"]
+            if not log or log[-1]["snapshot-id"] != current:
+                stamp = next(s["timestamp-ms"] for s in self._snapshots() if s["snapshot-id"] == current)
+                log.append({"timestamp-ms": stamp, "snapshot-id": current})
+
+
+def load_metadata(tdir: Path) -> TableMetadata | None:
+    """The newest complete metadata version of the table at `tdir`, None if there is none.
+
+    Raises:
+        CorruptionError: the newest version is not valid JSON.
+    """
+    mdir = _metadata_dir(tdir)
+    try:
+        version = int((mdir / _HINT).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        version = 0
+    # The hint is replaced after the version it names appears, so a crash can leave it one behind.
+    while (mdir / f"v{version + 1}.metadata.json").exists():
+        version += 1
+    if version == 0:
+        return None
+    path = mdir / f"v{version}.metadata.json"
+    try:
+        return TableMetadata(tdir, version, json.loads(path.read_text()))
+    except ValueError as exc:
+        raise CorruptionError(f"Iceberg metadata {path} is damaged: {exc}; publish to a new destination") from exc
+
+
+def write_metadata(tdir: Path, meta: TableMetadata) -> int:
+    """Write the next metadata version, then the version hint; return the bytes written.
+
+    Raises:
+        ConflictError: another publisher wrote that version first.
+    """
+    mdir = _metadata_dir(tdir)
+    if meta.version:
+        log: list[dict[str, object]] = meta.doc["metadata-log"]
+        log.append({"timestamp-ms": meta.doc["last-updated-ms"],
+                    "metadata-file": file_uri(mdir / f"v{meta.version}.metadata.json")})
+    meta.version += 1
+    data = json.dumps(meta.doc, indent=1).encode()
+    size = write_bytes_atomic(mdir / f"v{meta.version}.metadata.json", data, exclusive=True)
+    return size + write_bytes_atomic(mdir / _HINT, str(meta.version).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFiles:
+    """What `write_snapshot_files` wrote."""
+
+    list_uri: str
+    manifests: tuple[Manifest, ...]
+    files: int
+    bytes: int
+
+
+class _Writer:
+    def __init__(self, meta: TableMetadata, sid: int, seq: int, schema_id: int) -> None:
+        self.meta, self.sid, self.seq = meta, sid, seq
+        self.avro = meta.avro_meta(schema_id)
+        self.files = 0
+        self.bytes = 0
+        self.written: list[Manifest] = []
+
+    def manifest(self, content: int, entries: Sequence[FileEntry]) -> Manifest:
+        path = _metadata_dir(self.meta.tdir) / f"{self.sid}-m{len(self.written)}.avro"
+        length = write_bytes_atomic(path, encode_manifest(content, entries, self.sid, self.avro))
+        self.files += 1
+        self.bytes += length
+        m = Manifest(file_uri(path), length, content, self.seq, self.sid, tuple(entries))
+        self.written.append(m)
+        return m
+
+    def carry(self, content: int, manifests: Sequence[Manifest], live: set[str],
+              added: Sequence[FileEntry]) -> list[Manifest]:
+        """Manifests of the new snapshot: unchanged ones reused, ones that lost files rewritten, one for
+        `added`; all merged into one when there are too many."""
+        out: list[Manifest] = []
+        for m in manifests:
+            kept = [e for e in m.entries if e.path in live]
+            if len(kept) == len(m.entries):
+                out.append(m)
+            elif kept:
+                out.append(self.manifest(content, kept))
+        if len(out) >= MAX_MANIFESTS:
+            out = [self.manifest(content, [e for m in out for e in m.entries])]
+        if added:
+            out.append(self.manifest(content, added))
+        return out
+
+
+def write_snapshot_files(meta: TableMetadata, sid: int, parent: int | None, seq: int, schema_id: int,
+                         data: Sequence[Manifest],
+                         live: set[str], added: Sequence[FileEntry], deletes: Sequence[Manifest],
+                         plan: DeletePlan) -> SnapshotFiles:
+    """Write a snapshot's manifests, position-delete file and manifest list (before its metadata)."""
+    writer = _Writer(meta, sid, seq, schema_id)
+    new_deletes: list[FileEntry] = []
+    if plan.write:
+        path = meta.tdir / "data" / f"{sid}-deletes.parquet"
+        size = write_position_deletes(path, plan.write)
+        writer.files += 1
+        writer.bytes += size
+        new_deletes.append(FileEntry(file_uri(path), sum(len(p) for _, p in plan.write), size, seq, sid,
+                                     tuple(p for p, _ in plan.write)))
+    manifests = writer.carry(DATA, data, live, added) + writer.carry(POSITION_DELETES, deletes, set(plan.keep),
+                                                                      new_deletes)
+    list_path = _metadata_dir(meta.tdir) / f"snap-{sid}.avro"
+    size = write_bytes_atomic(list_path, encode_manifest_list(manifests, sid, parent, seq))
+    return SnapshotFiles(file_uri(list_path), tuple(writer.written), writer.files + 1, writer.bytes + size)
