@@ -335,7 +335,7 @@ def test_process_ctrl_c_exits_130_and_leaves_a_sound_lake(tmp_path: Path) -> Non
             break
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=60)
-    assert child.returncode == 130
+    assert child.returncode == 130, err
     assert "Traceback" not in err
     with udr.open(path) as db:
         assert db.verify().ok
