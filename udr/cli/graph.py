@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import udr
-from udr._cli_output import when
+from udr.cli.output import when
 
 Node = tuple[str, Sequence[str]]
 

@@ -1,7 +1,8 @@
 """How the `udr` command line prints: plain lines, rich tables of rows, CSV, JSON and Parquet writers.
 
-Pure presentation for `udr/cli.py`: nothing here opens a lake or decides an exit code. Values are always
-wrapped in `rich.text.Text`, so table names and cell values holding brackets are never read as markup.
+Pure presentation for the `udr.cli` commands: nothing here opens a lake, cuts rows to a page or decides an
+exit code. Values are always wrapped in `rich.text.Text`, so table names and cell values holding brackets are
+never read as markup. Formatting is vectorized (pyarrow compute), never a Python loop over every row.
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ from typing import IO
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 import udr
-
-TABLE_MAX_ROWS = 1_000
 
 
 def when(moment: datetime) -> str:
@@ -42,40 +39,32 @@ def say(console: Console, message: str) -> None:
     console.print(Text(message), soft_wrap=True)
 
 
-def rows_table(reader: pa.RecordBatchReader) -> tuple[Table, int, bool]:
-    """Return a rich table of at most `TABLE_MAX_ROWS` rows, the rows shown, and whether more were left out."""
+def rows_table(reader: pa.RecordBatchReader) -> tuple[Table, int]:
+    """Return a rich table of every row of `reader` (the caller cuts it to a page) and the number of rows."""
     grid = Table()
     for field in reader.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_decimal(field.type)
         grid.add_column(field.name, justify="right" if numeric else "left")
     shown = 0
     for batch in reader:
-        room = TABLE_MAX_ROWS - shown
-        if room == 0 and batch.num_rows:
-            return grid, shown, True
         # Column-wise, not `to_pylist()` dicts, so duplicate column names (`SELECT a, a`) keep every value.
-        columns = [column.to_pylist() for column in batch.slice(0, room).columns]
+        columns = [column.to_pylist() for column in batch.columns]
         for values in zip(*columns, strict=True):
             grid.add_row(*(Text("NULL", style="dim") if v is None else Text(str(v)) for v in values))
-        shown += min(room, batch.num_rows)
-        if batch.num_rows > room:
-            return grid, shown, True
-    return grid, shown, False
+        shown += batch.num_rows
+    return grid, shown
 
 
-def print_rows(reader: pa.RecordBatchReader, console: Console) -> None:
-    """Print rows as a rich table followed by a `(N rows)` line."""
-    grid, shown, more = rows_table(reader)
+def print_rows(reader: pa.RecordBatchReader, console: Console) -> int:
+    """Print rows as a rich table; return how many were printed."""
+    grid, shown = rows_table(reader)
     console.print(grid)
-    if more:
-        say(console, f"(showing the first {shown:,} rows; use --format csv, json or parquet for all of them)")
-    else:
-        say(console, f"({shown:,} row{'s' if shown != 1 else ''})")
+    return shown
 
 
 def write_table(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
     """Write rows as a plain-text table, as wide as it needs."""
-    grid, _, _ = rows_table(reader)
+    grid, _ = rows_table(reader)
     width = Console(file=io.StringIO()).measure(grid).maximum
     text = io.StringIO()
     Console(file=text, width=max(width, 20), no_color=True, highlight=False).print(grid)
@@ -84,6 +73,8 @@ def write_table(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
 
 def write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
     """Write rows as CSV with a header line."""
+    import pyarrow.csv as pa_csv
+
     with pa_csv.CSVWriter(sink, reader.schema) as writer:
         for batch in reader:
             writer.write_batch(batch)
@@ -91,6 +82,8 @@ def write_csv(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
 
 def write_parquet(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
     """Write rows as one Parquet file."""
+    import pyarrow.parquet as pq
+
     with pq.ParquetWriter(sink, reader.schema) as writer:
         for batch in reader:
             writer.write_batch(batch)
@@ -142,7 +135,7 @@ def versions_table(history: pa.Table) -> pa.Table:
     shown = pa.table({
         "change": pc.replace_substring(history.column("_change"), "update_after", "update"),
         "commit": pc.utf8_slice_codeunits(history.column("_commit_id"), 0, 10),
-        "time": pa.array([when(moment) for moment in history.column("_commit_time").to_pylist()], pa.string()),
+        "time": commit_times(history.column("_commit_time")),
         "author": history.column("_author"),
         "message": history.column("_message"),
     })
@@ -159,8 +152,13 @@ def changes_table(rows: pa.Table) -> pa.Table:
     index = rows.schema.get_field_index("_commit_id")
     rows = rows.set_column(index, "_commit_id", pc.utf8_slice_codeunits(rows.column(index), 0, 10))
     index = rows.schema.get_field_index("_commit_time")
-    times = pa.array([when(moment) for moment in rows.column(index).to_pylist()], pa.string())
-    return rows.set_column(index, "_commit_time", times)
+    return rows.set_column(index, "_commit_time", commit_times(rows.column(index)))
+
+
+def commit_times(times: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Commit times (UTC timestamps) as `when` spells them, computed column-wise."""
+    seconds = pc.cast(times, pa.timestamp("s", tz="UTC"), safe=False)
+    return pc.strftime(seconds, format="%Y-%m-%d %H:%M:%S UTC")
 
 
 def summary_table(summary: dict[str, udr.TableChange]) -> pa.Table:

@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 import udr
-from udr._cli_graph import log_graph
+from udr.cli.graph import log_graph
 
 PITCH = "if you ever held your breath during a pipeline run, this is for you"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Callable
 from datetime import date
@@ -17,50 +16,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import Udr, cells
 
 import udr
-from udr._cli_graph import graph_rows
-from udr.cli import cli
+from udr.cli.graph import graph_rows
 
 PEOPLE = pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.float64())])
-
-
-class Udr:
-    """The `udr` command bound to one lake: `ok(...)` must succeed, `fails(...)` must fail cleanly."""
-
-    def __init__(self, lake: Path) -> None:
-        self.lake = lake
-
-    def run(self, *args: str) -> Result:
-        # Wide enough that rich never wraps a cell, so each table row is one line.
-        result = CliRunner(env={"COLUMNS": "250"}).invoke(cli, ["--lake", str(self.lake), *args])
-        # Any exception but SystemExit would be a traceback in the user's face.
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-        return result
-
-    def ok(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    def fails(self, *args: str, code: int = 1) -> str:
-        """Run a command that must exit `code` with one `error: ` line on stderr; return that line."""
-        result = self.run(*args)
-        assert result.exit_code == code, result.output
-        assert len(result.stderr.splitlines()) == 1, result.stderr
-        assert result.stderr.startswith("error: ")
-        assert "Traceback" not in result.output
-        return result.stderr.strip()
-
-    def json(self, *args: str) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = json.loads(self.ok(*args, "--format", "json"))
-        return rows
-
-
-def cells(rendered: str) -> list[list[str]]:
-    """The body rows of a rich table (one line per row), cell texts stripped."""
-    return [[c.strip() for c in line.split("│")[1:-1]] for line in rendered.splitlines() if line.startswith("│")]
 
 
 @pytest.fixture
@@ -476,7 +437,7 @@ def test_graph_rows_ignore_parents_outside_the_nodes_and_stop_a_lane_at_a_root()
 
 def test_demo_shows_zero_copy_branching_and_a_merge(tmp_path: Path) -> None:
     path = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", str(path)])
+    result = Udr(tmp_path / "unused").run("demo", str(path))
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert re.search(r"Step \d+/\d+: Zero-copy branches and a three-way merge", text)

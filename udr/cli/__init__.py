@@ -1,0 +1,100 @@
+"""The `udr` command line: import files, query with SQL, read the log and row history, branch, tag and
+merge, follow change streams, check and repair a lake.
+
+It sits above every layer and imports only the public `udr` API and its own modules. It is the one place
+that turns a `udr.UdrError` into one line on stderr and exit code 1; a problem with the command line itself
+(a bad option, a missing or unknown input file) exits with 2, Ctrl-C with 130. Output files are written under
+a temporary name and renamed when complete, so a failed command never leaves a half-written file behind.
+
+Commands live in `udr.cli.commands`, one module per theme, and a module is imported only when one of its
+commands runs (or `--help` lists them): `udr --version` imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+import udr
+from udr.cli.common import BadInput, Failure
+
+# Each command and the module of `udr.cli.commands` that defines it (as a function of the same name,
+# with `-` read as `_`); `import` is `import_file` because `import` is a keyword.
+_COMMANDS = {
+    "init": "tables", "import": "tables", "tables": "tables",
+    "sql": "query",
+    "log": "history", "show": "history", "history": "history", "changes": "history", "diff": "history",
+    "branch": "branches", "tag": "branches", "merge": "branches", "reset": "branches", "revert": "branches",
+    "tail": "streams", "groups": "streams",
+    "publish": "publish", "unpublish": "publish",
+    "verify": "maintenance", "rebuild": "maintenance", "gc": "maintenance", "stats": "maintenance",
+    "compact": "maintenance", "demo": "maintenance",
+}
+
+
+class _UdrGroup(click.Group):
+    """The command group: loads a command's module when it is asked for, and translates UDR errors and
+    Ctrl-C for every command (click's documented lazy-loading group)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, sorted."""
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the module defining `cmd_name` and return the command, None for an unknown name."""
+        theme = _COMMANDS.get(cmd_name)
+        if theme is None:
+            return None
+        module = importlib.import_module(f"udr.cli.commands.{theme}")
+        command: click.Command = getattr(module, "import_file" if cmd_name == "import" else cmd_name)
+        return command
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        """Parse the group's own options, turning a usage error into one line and exit 2."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _usage(exc) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, turning a `udr.UdrError` into one line and exit 1, a usage error into one line
+        and exit 2, Ctrl-C into exit 130."""
+        try:
+            return super().invoke(ctx)
+        except udr.UdrError as exc:
+            raise Failure(str(exc) or type(exc).__name__) from exc
+        except click.UsageError as exc:
+            raise _usage(exc) from exc
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+
+
+def _usage(exc: click.UsageError) -> BadInput:
+    """A usage error as one line that says where the help is (click would print the usage text too)."""
+    where = exc.ctx.command_path if exc.ctx is not None else "udr"
+    return BadInput(f"{exc.format_message()} (see: {where} --help)")
+
+
+@click.group(cls=_UdrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--lake",
+    type=click.Path(path_type=Path),
+    envvar="UDR_LAKE",
+    default="lake",
+    show_default="$UDR_LAKE, else ./lake",
+    help="The lake directory.",
+)
+@click.version_option(udr.__version__, prog_name="udr")
+@click.pass_context
+def cli(ctx: click.Context, lake: Path) -> None:
+    """UDR: versioned tables with cross-table transactions and time travel, in one local directory."""
+    ctx.obj = lake
+
+
+def main() -> None:
+    """Run the `udr` console script."""
+    cli.main(prog_name="udr")

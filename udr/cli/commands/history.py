@@ -1,0 +1,175 @@
+"""`udr log`, `show`, `history`, `changes` and `diff`: read the commit log, the versions of a row, and the
+row changes of a range of commits or between two versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pyarrow as pa
+from click.core import ParameterSource
+from rich.table import Table
+from rich.text import Text
+
+import udr
+from udr.cli.common import console, open_lake, parse_ref
+from udr.cli.graph import log_graph
+from udr.cli.output import (
+    change_counts,
+    changes_table,
+    say,
+    summary_table,
+    versions_table,
+    when,
+)
+from udr.cli.rows import RowOutput, emit_rows, row_options
+
+
+@click.command()
+@click.option("--branch", default="main", show_default=True, help="Branch whose history to show.")
+@click.option("--table", help="Only commits that changed this table.")
+@click.option("-n", "limit", type=click.IntRange(min=1), help="At most this many commits.")
+@click.option("--graph", is_flag=True,
+              help="Draw the commits of every branch (or only --branch) as lanes with merges, like git log --graph.")
+@click.pass_context
+def log(ctx: click.Context, branch: str, table: str | None, limit: int | None, graph: bool) -> None:
+    """Show the commits of a branch, newest first, or (--graph) of every branch with their merges."""
+    out = console()
+    if graph:
+        if table is not None:
+            raise click.UsageError("--graph draws whole commits; it does not combine with --table")
+        only = branch if ctx.get_parameter_source("branch") is not ParameterSource.DEFAULT else None
+        with open_lake(ctx.obj) as db:
+            for line in log_graph(db, only, limit):
+                say(out, line)
+        return
+    with open_lake(ctx.obj) as db:
+        commits = db.log(branch, table=table, limit=limit)
+    if not commits:
+        say(out, f"no commits on {branch} touch table {table!r}")
+        return
+    grid = Table("commit", "time", "author", "message", "changes (+ins ~upd -del)")
+    for commit in commits:
+        changes = "\n".join(f"{name} {change_counts(c)}" for name, c in sorted(commit.tables.items()))
+        grid.add_row(commit.short_id, when(commit.time), Text(commit.author), Text(commit.message), Text(changes))
+    out.print(grid)
+
+
+@click.command()
+@click.argument("ref")
+@click.pass_obj
+def show(lake: Path, ref: str) -> None:
+    """Show one commit: id, parents, author, message, metadata and rows changed per table."""
+    out = console()
+    with open_lake(lake) as db:
+        commit = db.commit_info(ref)
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("commit", commit.id)
+    head.add_row("seq", str(commit.seq))
+    head.add_row("branch", Text(commit.branch))
+    head.add_row("time", when(commit.time))
+    head.add_row("author", Text(commit.author))
+    head.add_row("message", Text(commit.message))
+    head.add_row("parents", "\n".join(commit.parents) or "(none: the first commit)")
+    for name, value in sorted(commit.metadata.items()):
+        head.add_row("metadata", Text(f"{name} = {value}"))
+    out.print(head)
+    if not commit.tables:
+        say(out, "no table changes")
+        return
+    grid = Table("table", "inserted", "updated", "deleted")
+    for name, change in sorted(commit.tables.items()):
+        grid.add_row(Text(name), f"{change.inserted:,}", f"{change.updated:,}", f"{change.deleted:,}")
+    out.print(grid)
+
+
+@click.command()
+@click.argument("table")
+@click.option("--key", "keys", multiple=True, required=True, metavar="COL=VALUE",
+              help="A primary key column and its value; repeat it for each column of a composite key.")
+@click.option("--branch", default="main", show_default=True, help="Branch whose history to read.")
+@row_options
+@click.pass_obj
+def history(lake: Path, table: str, keys: tuple[str, ...], branch: str, rows: RowOutput) -> None:
+    """Show every version of one row of TABLE, oldest first, with the commit, time, author and message."""
+    texts = _key_texts(keys)
+    with open_lake(lake) as db:
+        key = _typed_key(db, table, branch, texts)
+        versions = db.history(table, key, branch)
+    if not versions.num_rows and rows.fmt == "table":
+        described = ", ".join(f"{name}={value}" for name, value in key.items())
+        say(console(), f"no version of the row {described} in {table} on {branch}")
+        return
+    emit_rows(versions, rows, shown=versions_table)
+
+
+def _key_texts(keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Split each `--key COL=VALUE` (the value stays text until the column's type is known)."""
+    pairs: list[tuple[str, str]] = []
+    for item in keys:
+        name, equals, text = item.partition("=")
+        if not equals or not name.strip():
+            raise click.BadParameter(f"{item!r} is not COL=VALUE", param_hint="--key")
+        if name.strip() in (seen for seen, _ in pairs):
+            raise click.BadParameter(f"column {name.strip()!r} is given twice", param_hint="--key")
+        pairs.append((name.strip(), text))
+    return pairs
+
+
+def _typed_key(db: udr.Lake, table: str, branch: str, texts: list[tuple[str, str]]) -> dict[str, object]:
+    """Cast each `--key` value to its column's type; the columns must be the table's whole primary key."""
+    schema = db.schema(table, branch)
+    primary = db.primary_key(table, branch)
+    if primary is not None and sorted(name for name, _ in texts) != sorted(primary):
+        raise udr.UsageError(f"table {table!r} is keyed by ({', '.join(primary)}); "
+                             "give one --key COL=VALUE for each of those columns")
+    key: dict[str, object] = {}
+    for name, text in texts:
+        if name not in schema.names:
+            raise udr.UsageError(f"table {table!r} has no column {name!r}")
+        column_type = schema.field(name).type
+        try:
+            key[name] = pa.array([text]).cast(column_type)[0].as_py()
+        except pa.ArrowException as exc:
+            raise udr.UsageError(f"--key {name}={text}: cannot read {text!r} as {column_type} ({exc})") from exc
+    return key
+
+
+@click.command()
+@click.argument("table")
+@click.option("--since", metavar="REF|TIME", help="Start after this commit (default: the first commit).")
+@click.option("--until", metavar="REF|TIME", help="End at this commit, included (default: the head of --branch).")
+@click.option("--branch", default="main", show_default=True, help="Branch whose first-parent history is read.")
+@row_options
+@click.pass_obj
+def changes(lake: Path, table: str, since: str | None, until: str | None, branch: str, rows: RowOutput) -> None:
+    """Print every row change to TABLE (insert, update_before/update_after, delete) in commit order.
+
+    The table view cuts commit ids to 10 digits; csv, json and parquet keep them whole.
+    """
+    start, end = parse_ref(since, "--since"), parse_ref(until, "--until")
+    with open_lake(lake) as db:
+        found = db.changes(table, since=start, until=end, branch=branch)
+    emit_rows(found, rows, shown=changes_table)
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--table", help="Show this table's changed rows instead of counts per table.")
+@row_options
+@click.pass_obj
+def diff(lake: Path, a: str, b: str, table: str | None, rows: RowOutput) -> None:
+    """Compare versions A and B (branches, tags, commit ids, REF~N, times): rows changed from A to B."""
+    old, new = parse_ref(a, "A"), parse_ref(b, "B")
+    with open_lake(lake) as db:
+        if table is not None:
+            emit_rows(db.diff(table, old, new), rows, shown=changes_table)
+            return
+        summary = db.diff_summary(old, new)
+    if not summary and rows.fmt == "table":
+        say(console(), f"no row differs between {a} and {b}")
+        return
+    emit_rows(summary_table(summary), rows)

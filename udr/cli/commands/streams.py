@@ -1,0 +1,71 @@
+"""`udr tail` and `udr groups`: follow row changes as they are committed, and show consumer groups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+import udr
+from udr.cli.common import console, open_lake
+from udr.cli.output import json_scalar, json_value, say, when
+from udr.cli.rows import RowOutput, emit_rows
+
+
+@click.command()
+@click.argument("tables", nargs=-1)
+@click.option("--group", help="Consumer group: resume after its last ack, and ack each batch once printed.")
+@click.option("--from", "start", metavar="REF", default="latest", show_default=True,
+              help="Print changes after this commit ('earliest': all history); a group that acked resumes instead.")
+@click.option("--branch", default="main", show_default=True, help="Branch to follow.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="A table per commit and table, or one JSON object per changed row.")
+@click.pass_obj
+def tail(lake: Path, tables: tuple[str, ...], group: str | None, start: str, branch: str, fmt: str) -> None:
+    """Print row changes to TABLES (default: every table) as they are committed, until Ctrl-C."""
+    out = console()
+    with open_lake(lake) as db:
+        sub = db.subscribe(list(tables) or None, group=group, start=start, branch=branch)
+        import anyio
+
+        try:
+            anyio.run(_tail, sub, fmt, out)
+        except KeyboardInterrupt:
+            return  # Ctrl-C is how tail ends: exit 0
+
+
+async def _tail(sub: udr.Subscription, fmt: str, out: Console) -> None:
+    async with sub:
+        async for batch in sub:
+            if fmt == "json":
+                for row in batch.changes.to_pylist():
+                    line = {"table": batch.table, **row}
+                    out.file.write(json.dumps(json_value(line), default=json_scalar) + "\n")
+            else:
+                commit = batch.commit
+                say(out, f"{commit.short_id} seq {commit.seq} {when(commit.time)} {commit.author}: "
+                          f"{batch.table} ({batch.changes.num_rows:,} change rows) {commit.message}")
+                emit_rows(batch.changes, RowOutput("table", None, None))
+            out.file.flush()
+            await sub.ack(batch)
+
+
+@click.command()
+@click.pass_obj
+def groups(lake: Path) -> None:
+    """Show consumer groups: position, lag behind their branch, last ack, and whether one is consuming."""
+    out = console()
+    with open_lake(lake) as db:
+        infos = db.groups()
+    if not infos:
+        say(out, "no consumer groups")
+        return
+    grid = Table("group", "branch", "position", "lag commits", "lag rows", "last ack", "active")
+    for info in infos:
+        grid.add_row(Text(info.name), Text(info.branch), info.position[:10], f"{info.lag_commits:,}",
+                     f"{info.lag_rows:,}", when(info.last_ack), "yes" if info.active else "no")
+    out.print(grid)
