@@ -135,6 +135,19 @@ def test_data_files_are_the_lakes_own_chunks(tmp_path: Path) -> None:
         assert report.bytes_written < data_bytes / 10
 
 
+def test_a_renamed_column_reads_its_values_before_and_after_the_rename(tmp_path: Path) -> None:
+    dest = tmp_path / "ice"
+    with udr.open(tmp_path / "lake") as db:
+        db.execute("CREATE TABLE acc (id BIGINT PRIMARY KEY, bal BIGINT)")
+        db.execute("INSERT INTO acc VALUES (1, 10), (2, 20)")
+        db.execute("ALTER TABLE acc RENAME COLUMN bal TO balance")
+        db.execute("UPDATE acc SET balance = balance + 1 WHERE id = 2")
+        db.publish_iceberg(dest)
+        assert check_every_snapshot(db, dest, "acc") == 4
+        head = StaticTable.from_metadata(str(dest / "acc")).scan().to_arrow().sort_by("id")
+        assert head.to_pydict() == {"id": [1, 2], "balance": [10, 21]}
+
+
 def test_a_branch_is_published_as_an_iceberg_branch(tmp_path: Path) -> None:
     dest = tmp_path / "ice"
     with udr.open(tmp_path / "lake") as db:

@@ -36,6 +36,7 @@ from udr.publish.schema import IcebergSchema, known_ids, name_mapping, same_fiel
 MAX_MANIFESTS = 32
 _HINT = "version-hint.text"
 _NAME_MAPPING = "schema.name-mapping.default"
+_COLUMN_IDS = "udr.column-ids"
 
 
 def _metadata_dir(tdir: Path) -> Path:
@@ -97,13 +98,15 @@ class TableMetadata:
         if arrow is None:
             return int(self.doc["current-schema-id"])
         schemas = self._schemas()
-        candidate, last = to_iceberg(arrow, table, known_ids(schemas), int(self.doc["last-column-id"]),
-                                     len(schemas))
+        column_ids: dict[str, str] = json.loads(self.properties.get(_COLUMN_IDS, "{}"))
+        candidate, last, new_ids = to_iceberg(arrow, table, known_ids(schemas, column_ids),
+                                              int(self.doc["last-column-id"]), len(schemas))
         for existing in schemas:
             if same_fields(existing, candidate):
                 return int(existing["schema-id"])
         schemas.append(candidate)
         self.doc["last-column-id"] = last
+        self.properties[_COLUMN_IDS] = json.dumps({**column_ids, **new_ids}, sort_keys=True)
         self.properties[_NAME_MAPPING] = name_mapping(schemas)
         return int(candidate["schema-id"])
 

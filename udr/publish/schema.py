@@ -1,10 +1,12 @@
 """Iceberg schemas for UDR tables: Arrow types mapped to Iceberg types, with stable field ids.
 
-A column keeps its field id for as long as a column of that name and type exists in any schema the
-published table has had: ids are assigned once and looked up by (name, type), so adding a column gives it
-a fresh id and old data files still map (a column dropped and re-added with another type gets a new id).
-UDR's Parquet chunks carry no Parquet field ids, so readers map columns by name through the table
-property `schema.name-mapping.default` (the Iceberg way to read files written without ids). Pure functions.
+A column keeps its field id for as long as a column of that UDR column id (see `udr.materialize.schemas`)
+and Iceberg type exists in any schema the published table has had: ids are assigned once and looked up by
+(column id, type), so a rename keeps the field id, adding a column gives it a fresh one, and a column dropped
+and re-added with another type gets a new one. The table property `udr.column-ids` records each field id's
+UDR column id. UDR's Parquet chunks carry no Parquet field ids, so readers map columns by name through the
+table property `schema.name-mapping.default` (the Iceberg way to read files written without ids), which
+lists every name a field had, so chunks written before a rename still map. Pure functions.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from udr.errors import SchemaError
+from udr.materialize.schemas import field_id
 
 IcebergSchema = dict[str, Any]
 
@@ -49,27 +52,36 @@ def iceberg_type(field: pa.Field, table: str) -> str:
                       "for files read in place; cast it (e.g. to int64, timestamp[us] or string) to publish it")
 
 
-def known_ids(schemas: Sequence[IcebergSchema]) -> dict[tuple[str, str], int]:
-    """(name, type) -> field id over every schema a published table has had."""
+def known_ids(schemas: Sequence[IcebergSchema], column_ids: Mapping[str, str]) -> dict[tuple[str, str], int]:
+    """(UDR column id, Iceberg type) -> field id over every schema a published table has had.
+
+    `column_ids` maps a field id (as text) to its UDR column id; a field missing there has its name as id.
+    """
     out: dict[tuple[str, str], int] = {}
     for schema in schemas:
         for f in schema["fields"]:
-            out[(f["name"], f["type"])] = f["id"]
+            out[(column_ids.get(str(f["id"]), f["name"]), f["type"])] = f["id"]
     return out
 
 
 def to_iceberg(arrow: pa.Schema, table: str, ids: Mapping[tuple[str, str], int], last_id: int,
-               schema_id: int) -> tuple[IcebergSchema, int]:
-    """The Iceberg schema of `arrow` (every column optional), reusing `ids`; returns it and the new last id."""
+               schema_id: int) -> tuple[IcebergSchema, int, dict[str, str]]:
+    """The Iceberg schema of `arrow` (every column optional), reusing `ids`.
+
+    Returns the schema, the new last field id, and each of its field ids (as text) with its UDR column id.
+    """
     fields = []
+    column_ids: dict[str, str] = {}
     for field in arrow:
         kind = iceberg_type(field, table)
-        fid = ids.get((field.name, kind))
+        cid = field_id(field)
+        fid = ids.get((cid, kind))
         if fid is None:
             last_id += 1
             fid = last_id
         fields.append({"id": fid, "name": field.name, "required": False, "type": kind})
-    return {"type": "struct", "schema-id": schema_id, "fields": fields}, last_id
+        column_ids[str(fid)] = cid
+    return {"type": "struct", "schema-id": schema_id, "fields": fields}, last_id, column_ids
 
 
 def same_fields(a: IcebergSchema, b: IcebergSchema) -> bool:
@@ -78,13 +90,18 @@ def same_fields(a: IcebergSchema, b: IcebergSchema) -> bool:
 
 
 def name_mapping(schemas: Sequence[IcebergSchema]) -> str:
-    """The `schema.name-mapping.default` property: for each field id, the column names it was known by."""
-    names: dict[int, str] = {}
+    """The `schema.name-mapping.default` property: for each field id, every column name it was known by.
+
+    A name that two field ids had (a column renamed away and another added under its name) maps to the
+    newest of them, which the current files use.
+    """
+    owner: dict[str, int] = {}
     for schema in schemas:
         for f in schema["fields"]:
-            names.setdefault(f["id"], f["name"])
-    # Ids of one name (a column re-added with another type): the newest, which current files use, wins.
-    newest: dict[str, int] = {}
-    for fid, name in sorted(names.items()):
-        newest[name] = fid
-    return json.dumps([{"field-id": fid, "names": [name]} for name, fid in sorted(newest.items(), key=lambda x: x[1])])
+            owner[f["name"]] = max(owner.get(f["name"], f["id"]), f["id"])
+    names: dict[int, list[str]] = {}
+    for schema in reversed(schemas):  # the newest name first
+        for f in schema["fields"]:
+            if owner[f["name"]] == f["id"] and f["name"] not in names.setdefault(f["id"], []):
+                names[f["id"]].append(f["name"])
+    return json.dumps([{"field-id": fid, "names": names[fid]} for fid in sorted(names) if names[fid]])
