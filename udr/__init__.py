@@ -11,10 +11,10 @@ branches, content-addressed storage and change streams in one local directory, q
 
 from __future__ import annotations
 
-from udr._inputs import TableData as TableData
-from udr._lake import Lake as Lake
-from udr._lake import open as open
-from udr._transaction import Transaction as Transaction
+from udr.api.inputs import TableData as TableData
+from udr.api.lake import Lake as Lake
+from udr.api.lake import open as open
+from udr.api.transaction import Transaction as Transaction
 from udr.errors import AckError as AckError
 from udr.errors import Conflict as Conflict
 from udr.errors import ConflictError as ConflictError

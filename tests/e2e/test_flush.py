@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import udr
-import udr._lake
+import udr.api.lake
 from udr.errors import CorruptionError
 
 FLUSH_AT = 6
@@ -19,7 +19,7 @@ FLUSH_AT = 6
 
 @pytest.fixture(autouse=True)
 def small_flush_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(udr._lake, "INLINE_FLUSH_FRAGMENTS", FLUSH_AT)
+    monkeypatch.setattr(udr.api.lake, "INLINE_FLUSH_FRAGMENTS", FLUSH_AT)
 
 
 def one(i: int) -> pa.Table:
@@ -129,7 +129,7 @@ def test_a_failed_flush_warns_and_keeps_the_commit(tmp_path: Path, monkeypatch: 
     def broken(self: object, table: str) -> None:
         raise CorruptionError("simulated damage")
 
-    monkeypatch.setattr(udr._lake.Transaction, "_flush_inline", broken)
+    monkeypatch.setattr(udr.api.lake.Transaction, "_flush_inline", broken)
     with udr.open(tmp_path / "lake") as db:
         for i in range(FLUSH_AT - 1):
             db.append("t", one(i))

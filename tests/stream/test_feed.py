@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import udr
-from udr import _history
+from udr.api import history as _history
 from udr.log.groups import Cursor
 from udr.stream import feed as feed_module
 from udr.stream.feed import Feed, lag

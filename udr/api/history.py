@@ -19,7 +19,7 @@ from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
 
 if TYPE_CHECKING:
-    from udr._lake import Lake
+    from udr.api.lake import Lake
 
 _TIME = pa.timestamp("us", tz="UTC")
 _STAMPS = ("_commit_id", "_commit_seq", "_commit_time")

@@ -19,10 +19,10 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from udr import _branches, _history
-from udr._inputs import TableData
-from udr._maintenance import stats, verify
-from udr._transaction import Transaction
+from udr.api import branches, history
+from udr.api.inputs import TableData
+from udr.api.maintenance import stats, verify
+from udr.api.transaction import Transaction
 from udr.errors import (
     ConflictError,
     RefNotFound,
@@ -349,7 +349,7 @@ class Lake:
             TableNotFound, RefNotFound.
         """
         start = self._resolve(since, branch) if since is not None else None
-        return _history.changes(self, table, start, self._resolve(until, branch))
+        return history.changes(self, table, start, self._resolve(until, branch))
 
     def history(self, table: str, key: Mapping[str, object], branch: str = "main") -> pa.Table:
         """Every version of one row (by primary key), oldest first, with `_change`, `_commit_id`,
@@ -358,7 +358,7 @@ class Lake:
         Raises:
             TableNotFound, RefNotFound, UsageError (key columns do not match the table's key).
         """
-        return _history.history(self, table, dict(key), self._head(branch))
+        return history.history(self, table, dict(key), self._head(branch))
 
     def diff(self, table: str, a: Ref, b: Ref = None, *, branch: str = "main") -> pa.Table:
         """The net row changes to `table` from ref `a` to ref `b` (same columns as `changes`).
@@ -366,11 +366,11 @@ class Lake:
         Raises:
             TableNotFound, RefNotFound.
         """
-        return _history.diff(self, table, self._resolve(a, branch), self._resolve(b, branch))
+        return history.diff(self, table, self._resolve(a, branch), self._resolve(b, branch))
 
     def diff_summary(self, a: Ref, b: Ref = None, *, branch: str = "main") -> dict[str, TableChange]:
         """Per changed table, the net rows inserted, updated and deleted from ref `a` to ref `b`."""
-        return _history.diff_summary(self, self._resolve(a, branch), self._resolve(b, branch))
+        return history.diff_summary(self, self._resolve(a, branch), self._resolve(b, branch))
 
     def compact(self, table: str, *, branch: str = "main", author: str | None = None) -> Commit:
         """Rewrite `table`'s live rows into fresh chunks (dropping deletion vectors and small inline
@@ -395,7 +395,7 @@ class Lake:
             InvalidName, RefNotFound, UsageError (the branch exists).
         """
         source = self._resolve(at, from_) if at is not None else self._resolve(from_, from_)
-        _branches.create_branch(self, name, source)
+        branches.create_branch(self, name, source)
         return self.commit_info(source)
 
     def branches(self) -> dict[str, str]:
@@ -408,7 +408,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError (`main`, or unmerged work without `force=True`).
         """
-        _branches.delete_branch(self, name, force=force)
+        branches.delete_branch(self, name, force=force)
 
     def tag(self, name: str, ref: Ref = None) -> Commit:
         """Tag the commit `ref` names (default: head of main); tags never move.
@@ -417,7 +417,7 @@ class Lake:
             InvalidName, RefNotFound, UsageError (the tag exists).
         """
         target = self._resolve(ref, "main")
-        _branches.create_tag(self, name, target)
+        branches.create_tag(self, name, target)
         return self.commit_info(target)
 
     def tags(self) -> dict[str, str]:
@@ -430,7 +430,7 @@ class Lake:
         Raises:
             RefNotFound.
         """
-        _branches.delete_tag(self, name)
+        branches.delete_tag(self, name)
 
     def merge(self, source: str, into: str = "main", *, message: str | None = None, author: str | None = None,
               strategy: str | None = None) -> Commit:
@@ -444,16 +444,16 @@ class Lake:
                 `strategy="ours"` or `"theirs"` to resolve every conflict one way.
             ConflictError: `into` moved while merging; retry.
         """
-        _branches.check_strategy(strategy)
+        branches.check_strategy(strategy)
         ours = self._head(into)
         theirs = self._resolve(source, into)
-        base = _branches.merge_base(self, ours, theirs)
+        base = branches.merge_base(self, ours, theirs)
         if base == theirs:
             return self.commit_info(ours)
         if base == ours:
             self._log.update_ref(branch_key(into), theirs, ours)
             return self.commit_info(theirs)
-        tx = _branches.three_way(
+        tx = branches.three_way(
             self, branch=into, base=base, ours=ours, theirs=theirs, parents=(ours, theirs),
             message=message or f"merge {source} into {into}", author=author or self._default_author(), strategy=strategy,
         )
@@ -481,9 +481,9 @@ class Lake:
         if not record.parents:
             raise UsageError("the root commit cannot be reverted")
         head = self._head(branch)
-        if target not in _branches.ancestors(self, head):
+        if target not in branches.ancestors(self, head):
             raise UsageError(f"commit {target[:10]} is not in the history of branch {branch!r}; nothing to revert")
-        tx = _branches.three_way(
+        tx = branches.three_way(
             self, branch=branch, base=target, ours=head, theirs=record.parents[0], parents=(),
             message=f"revert {target[:10]}: {record.message}", author=author or self._default_author(), strategy=None,
         )
@@ -529,8 +529,8 @@ class Lake:
             wanted = frozenset(names)
         sub = Subscription(
             self._log, branch=branch, tables=wanted, group=group, start=after,
-            changes=lambda table, cid, record: _history.stamped_commit_changes(self, table, cid, record),
-            jump=lambda a, b: _history.net_changes(self, a, b, wanted),
+            changes=lambda table, cid, record: history.stamped_commit_changes(self, table, cid, record),
+            jump=lambda a, b: history.net_changes(self, a, b, wanted),
             commit_value=self._commit_value, listeners=self._commit_listeners,
         )
         self._subscriptions.add(sub)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from udr import _history
-from udr._transaction import Transaction
+from udr.api import history
+from udr.api.transaction import Transaction
 from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError, close_matches
 from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
@@ -24,7 +24,7 @@ from udr.materialize.snapshot import TableState
 from udr.query.diff import matching_keys
 
 if TYPE_CHECKING:
-    from udr._lake import Lake
+    from udr.api.lake import Lake
 
 
 def ancestors(lake: Lake, start: CommitId) -> set[CommitId]:
@@ -151,10 +151,10 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
     if base is None or ours is None or theirs is None:
         return whole("created or dropped on one side and changed on the other")
     # A side whose rows did not change (it only compacted, say) counts as unchanged.
-    other = _history._paired(lake, table, base, theirs)
+    other = history._paired(lake, table, base, theirs)
     if other.num_rows == 0 and theirs.schema == base.schema:
         return None
-    mine = _history._paired(lake, table, base, ours)
+    mine = history._paired(lake, table, base, ours)
     if mine.num_rows == 0 and ours.schema == base.schema:
         return lambda: _replace_table(tx, table, theirs)
     if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
@@ -223,7 +223,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
             if plan is not None:
                 plan()
         for table, op in list(tx._ops.items()):
-            counts = _history.count_changes(lake, table, snaps[1].get(table), tx._state(table), tx._rows)
+            counts = history.count_changes(lake, table, snaps[1].get(table), tx._state(table), tx._rows)
             tx._ops[table] = replace(op, inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted)
     except BaseException:
         tx.abort()

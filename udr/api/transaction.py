@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Literal, TypedDict, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udr import _history
-from udr._inputs import TableData, conform_input, to_batches
+from udr.api import history
+from udr.api.inputs import TableData, conform_input, to_batches
 from udr.errors import KeyViolation, SchemaError, TableNotFound, UsageError, close_matches
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
@@ -59,7 +59,7 @@ from udr.values import ChangeBatch, Commit
 if TYPE_CHECKING:
     import duckdb
 
-    from udr._lake import Lake
+    from udr.api.lake import Lake
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
 
@@ -558,7 +558,7 @@ class Transaction:
                     # A table new in this transaction: every row it has is inserted, no recount needed.
                     self._ops[table] = replace(op, inserted=self._require(table).rows, updated=0, deleted=0)
                 elif writes > 1 and op is not None and not op.drop:
-                    net = _history.count_changes(self._lake, table, self._base_tables.get(table), self._state(table),
+                    net = history.count_changes(self._lake, table, self._base_tables.get(table), self._state(table),
                                                  self._rows)
                     self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
             if self._ids_used:
