@@ -35,7 +35,8 @@ DEPENDENCY_HOMES = {
     "duckdb": {"query", "facade"},
     "anyio": {"stream", "facade"},
     "fastavro": {"publish"},
-    "pyiceberg": set(),
+    "pyiceberg": {"facade"},  # reading Iceberg tables as an import source; publishing writes them without it
+    "deltalake": {"facade"},
 }
 
 

@@ -12,6 +12,10 @@ branches, content-addressed storage and change streams in one local directory, q
 from __future__ import annotations
 
 from udr.api.inputs import TableData as TableData
+from udr.api.sources import SourceVersion as SourceVersion
+from udr.api.sources import read_source as read_source
+from udr.api.sources import source_kind as source_kind
+from udr.api.sources import source_versions as source_versions
 from udr.api.lake import Lake as Lake
 from udr.api.lake import open as open
 from udr.api.transaction import Transaction as Transaction
@@ -59,6 +63,7 @@ __all__ = [
     "PublishReport",
     "RefNotFound",
     "SchemaError",
+    "SourceVersion",
     "SqlError",
     "Subscription",
     "TableChange",
@@ -69,4 +74,7 @@ __all__ = [
     "UsageError",
     "VerifyReport",
     "open",
+    "read_source",
+    "source_kind",
+    "source_versions",
 ]

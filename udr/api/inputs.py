@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, Union, cast
 
 import pyarrow as pa
 
+from udr.api.sources import read_source
 from udr.errors import SchemaError, UsageError
 
 TableData = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, Mapping[str, object], object]
 """Anything UDR accepts as rows: pyarrow Table, RecordBatch or RecordBatchReader, a pandas or polars
-DataFrame, a dict of columns, or any object exporting the Arrow C stream interface."""
+DataFrame, a dict of columns, any object exporting the Arrow C stream interface, or the path of a Delta
+table, an Iceberg table, a directory of Parquet files or a glob of them (see `udr.read_source`)."""
 
 
 # The one method of a polars DataFrame used here: polars is not a dependency, so it is not imported.
@@ -35,6 +38,9 @@ def to_batches(data: TableData, table: str) -> tuple[pa.Schema, Iterator[pa.Reco
 
 
 def _to_batches(data: TableData) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    if isinstance(data, (str, os.PathLike)):
+        reader = read_source(data)
+        return reader.schema, iter(reader)
     if isinstance(data, pa.Table):
         return data.schema, iter(data.to_batches())
     if isinstance(data, pa.RecordBatch):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pyarrow as pa
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -39,7 +40,7 @@ def init(lake: Path, path: Path | None) -> None:
 
 @click.command("import")
 @click.argument("table")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("source", type=click.Path(path_type=Path))
 @click.option("--mode", type=click.Choice(["append", "overwrite", "upsert"]), default="append", show_default=True,
               help="Add rows, replace every row, or insert-or-replace rows by primary key.")
 @click.option("--key", metavar="COL[,COL]",
@@ -47,42 +48,80 @@ def init(lake: Path, path: Path | None) -> None:
 @click.option("--branch", default="main", show_default=True, help="Branch to commit to.")
 @click.option("-m", "--message", default="", help="Commit message.")
 @click.option("--evolve", is_flag=True, help="Add the file's new columns to the table (nullable) instead of failing.")
+@click.option("--history", is_flag=True,
+              help="A Delta or Iceberg SOURCE: one commit per source version, oldest first, each replacing the rows.")
 @click.pass_obj
-def import_file(lake: Path, table: str, file: Path, mode: str, key: str | None, branch: str, message: str,
-                evolve: bool) -> None:
-    """Import FILE (.parquet, .csv, .jsonl/.ndjson, .arrow/.feather) into TABLE in one commit, streaming it."""
-    fmt = INPUT_FORMATS.get(file.suffix.lower())
-    if not file.exists() or file.is_dir():
-        raise BadInput(f"{str(file)!r} {'is a directory' if file.is_dir() else 'does not exist'}")
-    if fmt is None:
-        known = ", ".join(sorted(INPUT_FORMATS))
-        raise BadInput(f"cannot import {file.name!r}: unknown file type (use one of {known})")
+def import_file(lake: Path, table: str, source: Path, mode: str, key: str | None, branch: str, message: str,
+                evolve: bool, history: bool) -> None:
+    """Import SOURCE into TABLE in one commit, streaming it.
+
+    SOURCE is a file (.parquet, .csv, .jsonl/.ndjson, .arrow/.feather), a Delta table directory, an Iceberg
+    table (directory or metadata file), a directory of Parquet files, or a quoted glob ('data/*.parquet').
+    """
     key_columns = [c.strip() for c in key.split(",") if c.strip()] if key is not None else None
     if key_columns == []:
         raise click.BadParameter("give at least one column name", param_hint="--key")
+    if history:
+        _import_history(lake, table, source, key=key_columns, branch=branch, evolve=evolve)
+        return
     out = console()
     with open_lake(lake) as db, contextlib.ExitStack() as stack:
-        try:
-            reader, total = open_input(stack, file, fmt)
-        except (pa.ArrowException, OSError) as exc:
-            raise Failure(f"cannot read {file}: {exc}") from exc
-        with progress(out, f"importing {file.name}", total) as update:
+        reader, total = _open_source(stack, source)
+        with progress(out, f"importing {source.name}", total) as update:
             commit, changed = _import(
-                db, table, guarded(reader, file, update), mode=mode, key=key_columns, branch=branch,
-                message=message or f"import {file.name} into {table} ({mode})", evolve=evolve,
+                db, table, guarded(reader, source, update), mode=mode, key=key_columns, branch=branch,
+                message=message or f"import {source.name} into {table} ({mode})", evolve=evolve,
             )
+    _report(out, table, branch, commit, changed)
+
+
+def _open_source(stack: contextlib.ExitStack, source: Path) -> tuple[pa.RecordBatchReader, int | None]:
+    """A streaming reader over a file or table source, and its row count when known up front."""
+    if udr.source_kind(source) is not None:
+        return udr.read_source(source), None
+    fmt = INPUT_FORMATS.get(source.suffix.lower())
+    if not source.exists():
+        raise BadInput(f"{str(source)!r} does not exist")
+    if fmt is None:
+        known = ", ".join(sorted(INPUT_FORMATS))
+        raise BadInput(f"cannot import {source.name!r}: unknown file type (use one of {known}, a Delta or Iceberg "
+                       "table, a directory of Parquet files or a glob)")
+    try:
+        return open_input(stack, source, fmt)
+    except (pa.ArrowException, OSError) as exc:
+        raise Failure(f"cannot read {source}: {exc}") from exc
+
+
+def _import_history(lake: Path, table: str, source: Path, *, key: list[str] | None, branch: str,
+                    evolve: bool) -> None:
+    """One commit per version of a Delta or Iceberg table, carrying its author, message and time over."""
+    out = console()
+    versions = udr.source_versions(source)
+    with open_lake(lake) as db:
+        for version in versions:
+            metadata = {"source": str(source), "source.version": str(version.version),
+                        "source.time": version.time.isoformat()}
+            commit, changed = _import(
+                db, table, udr.read_source(source, version.version), mode="overwrite", key=key, branch=branch,
+                message=version.message, evolve=evolve, author=version.author, metadata=metadata,
+            )
+            _report(out, table, branch, commit, changed, label=f"version {version.version}: ")
+
+
+def _report(out: Console, table: str, branch: str, commit: udr.Commit, changed: bool, label: str = "") -> None:
     if not changed:
-        say(out, f"{table}: no row changed, so no commit was made ({branch} stays at {commit.short_id})")
+        say(out, f"{label}{table}: no row changed, so no commit was made ({branch} stays at {commit.short_id})")
         return
     change = commit.tables.get(table, udr.TableChange())
-    say(out, f"{table}: {change.inserted:,} inserted, {change.updated:,} updated, {change.deleted:,} deleted "
+    say(out, f"{label}{table}: {change.inserted:,} inserted, {change.updated:,} updated, {change.deleted:,} deleted "
              f"in commit {commit.short_id} on {commit.branch}")
 
 
 def _import(db: udr.Lake, table: str, reader: pa.RecordBatchReader, *, mode: str, key: list[str] | None,
-            branch: str, message: str, evolve: bool) -> tuple[udr.Commit, bool]:
+            branch: str, message: str, evolve: bool, author: str | None = None,
+            metadata: dict[str, str] | None = None) -> tuple[udr.Commit, bool]:
     """Commit the rows; return the commit and whether one was made (rows identical to the table's make none)."""
-    with db.transaction(branch, message=message) as tx:
+    with db.transaction(branch, message=message, author=author, metadata=metadata) as tx:
         if table in tx.tables():
             current = db.primary_key(table, branch, at=tx.base)
             if key is not None and key != current:
