@@ -237,3 +237,18 @@ def test_many_commits_merge_manifests_and_still_read_exactly(tmp_path: Path) -> 
         assert len(manifests) <= 34 and max(m.existing_files_count or 0 for m in manifests) >= 20
         check_every_snapshot(db, dest, "t", with_polars=False)
         assert table.scan().to_arrow().num_rows == db.row_count("t")
+
+
+def test_field_ids_carried_in_from_a_source_file_do_not_reach_published_chunks(tmp_path: Path) -> None:
+    # Ids in reverse column order: an Iceberg reader that trusted them would swap the columns' values.
+    def field(name: str, fid: int) -> pa.Field:
+        return pa.field(name, pa.int64(), metadata={"PARQUET:field_id": str(fid)})
+
+    rows = pa.table({"a": list(range(200_000)), "b": [10 * i for i in range(200_000)]},
+                    schema=pa.schema([field("a", 2), field("b", 1)]))
+    with udr.open(tmp_path / "lake") as db:
+        db.append("t", rows)
+        db.publish_iceberg(tmp_path / "ice")
+        got = StaticTable.from_metadata(str(tmp_path / "ice" / "t")).scan().to_arrow().sort_by("a")
+        assert got.num_rows == 200_000
+        assert pa.compute.all(pa.compute.equal(got["b"], pa.compute.multiply(got["a"], 10))).as_py()

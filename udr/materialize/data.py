@@ -39,6 +39,9 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 INLINE_CACHE_BYTES = 64 << 20
 
 
+_PARQUET_FIELD_ID = b"PARQUET:field_id"
+
+
 def encode_schema(schema: pa.Schema) -> tuple[BlobId, bytes]:
     """Return (id, payload) of a schema blob (schema-level metadata dropped, so ids depend on columns only)."""
     payload = schema.remove_metadata().serialize().to_pybytes()
@@ -65,7 +68,12 @@ def decode_ipc(payload: bytes) -> pa.Table:
 
 
 def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
-    return schema.with_metadata({"udr.copy": str(copy)}) if copy else schema.remove_metadata()
+    # A source file's Parquet field ids would travel into the chunk, and Iceberg readers of a published
+    # table map a file's columns by its field ids before any name mapping: foreign ids must not reach them.
+    fields = [f.with_metadata({k: v for k, v in f.metadata.items() if k != _PARQUET_FIELD_ID})
+              if f.metadata and _PARQUET_FIELD_ID in f.metadata else f for f in schema]
+    plain = pa.schema(fields)
+    return plain.with_metadata({"udr.copy": str(copy)}) if copy else plain
 
 
 def _delta_encoded(t: pa.DataType) -> bool:
