@@ -27,6 +27,7 @@ from udr.errors import FormatError as FormatError
 from udr.errors import GroupBusy as GroupBusy
 from udr.errors import InvalidName as InvalidName
 from udr.errors import KeyViolation as KeyViolation
+from udr.errors import LakeNotFound as LakeNotFound
 from udr.errors import MergeConflict as MergeConflict
 from udr.errors import RefNotFound as RefNotFound
 from udr.errors import SchemaError as SchemaError
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidName",
     "KeyViolation",
     "Lake",
+    "LakeNotFound",
     "LakeStats",
     "MergeConflict",
     "PublishReport",

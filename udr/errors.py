@@ -91,6 +91,10 @@ class CorruptionError(UdrError):
     """Bytes on disk do not match their name or a chain link is broken; the message names the object."""
 
 
+class LakeNotFound(UdrError, LookupError):
+    """No lake exists at the path, and the caller asked not to create one (`udr.open(path, create=False)`)."""
+
+
 class FormatError(UdrError):
     """The directory is not a UDR lake, or it was written by a newer format version."""
 

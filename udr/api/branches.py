@@ -7,7 +7,6 @@ table is taken whole from one side, and commits with compare-and-swap on the tar
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 from udr.api import history
 from udr.api.transaction import Transaction
 from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError, close_matches
+from udr.log import graph
 from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
 from udr.log.refs import branch_key, check_name, tag_key
@@ -29,30 +29,12 @@ if TYPE_CHECKING:
 
 def ancestors(lake: Lake, start: CommitId) -> set[CommitId]:
     """Every commit reachable from `start` through any parent, `start` included."""
-    seen = {start}
-    stack = [start]
-    while stack:
-        for parent in lake._log.get_commit(stack.pop()).parents:
-            if parent not in seen:
-                seen.add(parent)
-                stack.append(parent)
-    return seen
+    return graph.ancestors(lake._log, start)
 
 
 def merge_base(lake: Lake, a: CommitId, b: CommitId) -> CommitId:
     """The newest common ancestor of `a` and `b` (by log position)."""
-    of_a = ancestors(lake, a)
-    heap = [(-lake._log.get_commit(b).seq, b)]
-    seen = {b}
-    while heap:
-        _, cid = heapq.heappop(heap)
-        if cid in of_a:
-            return cid
-        for parent in lake._log.get_commit(cid).parents:
-            if parent not in seen:
-                seen.add(parent)
-                heapq.heappush(heap, (-lake._log.get_commit(parent).seq, parent))
-    raise UsageError(f"commits {a[:10]} and {b[:10]} share no history")
+    return graph.merge_base(lake._log, a, b)
 
 
 def create_branch(lake: Lake, name: str, source: CommitId) -> None:

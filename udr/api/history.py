@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.log import graph
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId
 from udr.materialize.changes import changes_from_before, state_delta
@@ -26,21 +27,9 @@ _STAMPS = ("_commit_id", "_commit_seq", "_commit_time")
 
 
 def first_parent_range(lake: Lake, since: CommitId | None, until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
-    """Commits after `since` up to and including `until` along first parents, oldest first.
-
-    Raises:
-        RefNotFound: `since` is not a first-parent ancestor of `until`.
-    """
-    chain: list[tuple[CommitId, CommitRecord]] = []
-    cursor: CommitId | None = until
-    while cursor is not None and cursor != since:
-        record = lake._log.get_commit(cursor)
-        chain.append((cursor, record))
-        cursor = record.parents[0] if record.parents else None
-    if since is not None and cursor != since:
-        raise RefNotFound(f"commit {since[:10]} is not an ancestor of {until[:10]} on its first-parent history")
-    chain.reverse()
-    return chain
+    """Commits after `since` up to and including `until` along first parents, oldest first (see
+    `udr.log.graph.first_parent_range`)."""
+    return graph.first_parent_range(lake._log, since, until)
 
 
 def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:

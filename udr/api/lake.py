@@ -34,7 +34,9 @@ from udr.errors import (
 from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
 from udr.log.groups import Cursor, GroupStore, ack_hook
+from udr.log import graph, refspec
 from udr.log.refs import branch_key, check_name
+from udr.log.refspec import Ref
 from udr.log.store import CommitHook, LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
@@ -46,11 +48,10 @@ from udr.stream.admin import group_infos, reset_group
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import Commit, GroupInfo, LakeStats, TableChange, VerifyReport
 
-Ref = str | datetime | Commit | None
 Progress = Callable[[int, int], None]
 
-_ANCESTOR = re.compile(r"^(.*?)((?:~\d*)*)$")
-_HEX = re.compile(r"^[0-9a-f]{7,64}$")
+# "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
 INLINE_FLUSH_FRAGMENTS = 256
 
@@ -63,21 +64,29 @@ def os_user() -> str:
         return "unknown"
 
 
-def open(path: str | os.PathLike[str] = "lake") -> Lake:
+def open(path: str | os.PathLike[str] = "lake", *, create: bool = True) -> Lake:
     """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
 
+    Args:
+        path: a local directory.
+        create: whether a missing lake is created; False raises `LakeNotFound` instead.
+
     Raises:
+        UsageError: `path` is a URL (object storage is not supported yet); nothing was touched.
+        LakeNotFound: no lake at `path` and `create` is False.
         FormatError: `path` is not a lake, or was written by a newer version of udr.
     """
-    return Lake(Path(path))
+    if isinstance(path, str) and _URL.match(path):
+        raise UsageError(f"cannot open {path!r}: object storage is not supported yet; give a local directory")
+    return Lake(Path(path), create=create)
 
 
 class Lake:
     """A handle on one lake directory. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        self._log = LogStore(path)
+        self._log = LogStore(path, create=create)
         self._materializer = Materializer(self._log)
         self._rows = RowReader(self._log, self._log.get_blob)
         self._server = SnapshotServer(self._log, self._rows)
@@ -597,59 +606,10 @@ class Lake:
         return self._os_user
 
     def _head(self, branch: str) -> CommitId:
-        check_name(branch, "branch")
-        head = self._log.head(branch)
-        if head is None:
-            raise RefNotFound(f"branch {branch!r} does not exist" + close_matches(branch, self._log.branches()))
-        return head
+        return refspec.branch_head(self._log, branch)
 
     def _resolve(self, ref: Ref, branch: str) -> CommitId:
-        if ref is None:
-            return self._head(branch)
-        if isinstance(ref, Commit):
-            self._log.get_commit(CommitId(ref.id))
-            return CommitId(ref.id)
-        if isinstance(ref, datetime):
-            return self._at_time(ref, branch)
-        if not isinstance(ref, str) or not ref:
-            raise UsageError(f"a ref must be a string, datetime or udr.Commit, got {ref!r}")
-        match = _ANCESTOR.match(ref)
-        assert match is not None
-        name, tildes = match.group(1), match.group(2)
-        cid = self._resolve_name(name)
-        for step in tildes.split("~")[1:]:
-            for _ in range(int(step) if step else 1):
-                record = self._log.get_commit(cid)
-                if not record.parents:
-                    raise RefNotFound(f"{ref!r} goes back past the first commit")
-                cid = record.parents[0]
-        return cid
-
-    def _resolve_name(self, name: str) -> CommitId:
-        head = self._log.head(name) if "/" not in name else None
-        if head is not None:
-            return head
-        tags = self._log.tags()
-        if name in tags:
-            return tags[name]
-        if _HEX.match(name):
-            found = self._log.find_commits(name)
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise RefNotFound(f"commit prefix {name!r} is ambiguous; give more digits")
-        known = list(self._log.branches()) + list(tags)
-        raise RefNotFound(f"no branch, tag or commit named {name!r}" + close_matches(name, known))
-
-    def _at_time(self, when: datetime, branch: str) -> CommitId:
-        target = int(when.astimezone(timezone.utc).timestamp() * 1_000_000)
-        cid: CommitId | None = self._head(branch)
-        while cid is not None:
-            record = self._log.get_commit(cid)
-            if record.time_us <= target:
-                return cid
-            cid = record.parents[0] if record.parents else None
-        raise RefNotFound(f"branch {branch!r} has no commit at or before {when.isoformat()}")
+        return refspec.resolve(self._log, ref, branch)
 
     def _snapshot(self, branch: str, at: Ref) -> dict[str, TableState]:
         return self._materializer.snapshot(self._resolve(at, branch))
@@ -689,14 +649,11 @@ class Lake:
         # A table counts if it exists now or some commit after `after` touched it (e.g. dropped it).
         known = set(self._materializer.snapshot(head))
         missing = [n for n in names if not isinstance(n, str) or n not in known]
-        cursor: CommitId | None = head
-        while missing and cursor is not None:
-            record = self._log.get_commit(cursor)
-            if record.seq < after.seq:
+        for _, record in graph.first_parents(self._log, head):
+            if not missing or record.seq < after.seq:
                 break
             known |= set(record.tables)
             missing = [n for n in missing if n not in known]
-            cursor = record.parents[0] if record.parents else None
         if missing:
             name = missing[0]
             raise TableNotFound(f"table {name!r} does not exist on this branch" + close_matches(str(name), known))

@@ -62,11 +62,7 @@ def lake_exists(path: Path) -> bool:
 @contextlib.contextmanager
 def open_lake(path: Path) -> Iterator[udr.Lake]:
     """Open the existing lake at `path`; a missing lake is an error, never created (only `init` creates one)."""
-    # Shim until `udr.open(path, create=False)` lands on main: then this whole body becomes
-    # `with udr.open(path, create=False) as db: yield db` and `lake_exists` goes.
-    if not lake_exists(path):
-        raise udr.FormatError(f"no lake at {path}; run `udr init {path}`")
-    with udr.open(path) as db:
+    with udr.open(path, create=False) as db:
         yield db
 
 

@@ -26,6 +26,7 @@ from udr.errors import (
     ConflictError,
     CorruptionError,
     FormatError,
+    LakeNotFound,
     RefNotFound,
     close_matches,
 )
@@ -125,15 +126,18 @@ def read_format(root: Path) -> int | None:
 class LogStore:
     """The log of one lake directory: append commits, read them back, move refs."""
 
-    def __init__(self, root: Path) -> None:
-        """Open the lake at `root`, creating an empty one if the directory is missing or empty.
+    def __init__(self, root: Path, *, create: bool = True) -> None:
+        """Open the lake at `root`, creating an empty one if the directory is missing or empty (and `create`).
 
         Raises:
+            LakeNotFound: no lake at `root` and `create` is False.
             FormatError: `root` is not a lake or was written by a newer udr.
         """
         self.root = root
         # Read the version before taking any lock or writing a byte: a newer lake stays untouched.
         version = read_format(root)
+        if version is None and not create:
+            raise LakeNotFound(f"no lake at {root}; run `udr init {root}`")
         self.version = version if version is not None else FORMAT_VERSION
         root.mkdir(parents=True, exist_ok=True)
         self.env = open_log_env(root / LOG_DIR)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.log import graph
 from udr.log.format import ChunkId, CommitId
 from udr.log.pins import PinStore
 from udr.log.store import LogStore
@@ -113,14 +114,11 @@ def _new_commits(log: LogStore, head: CommitId, table: str, known: set[int]) -> 
     """(the newest published commit on head's first-parent chain, the commits after it that touched
     `table`, oldest first)."""
     new: list[CommitId] = []
-    cursor: CommitId | None = head
-    while cursor is not None:
+    for cursor, record in graph.first_parents(log, head):
         if snapshot_id(cursor) in known:
             return cursor, new[::-1]
-        record = log.get_commit(cursor)
         if table in record.tables:
             new.append(cursor)
-        cursor = record.parents[0] if record.parents else None
     return None, new[::-1]
 
 
@@ -152,13 +150,10 @@ def _publish_table(ctx: _Context, table: str) -> int:
 
 def _tip(log: LogStore, cid: CommitId, table: str, known: set[int]) -> int | None:
     """The snapshot holding `table` as of commit `cid` (its newest ancestor that changed it), if published."""
-    cursor: CommitId | None = cid
-    while cursor is not None:
-        record = log.get_commit(cursor)
+    for cursor, record in graph.first_parents(log, cid):
         if table in record.tables:
             sid = snapshot_id(cursor)
             return sid if sid in known else None
-        cursor = record.parents[0] if record.parents else None
     return None
 
 

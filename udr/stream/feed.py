@@ -21,6 +21,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from udr.errors import RefNotFound
+from udr.log import graph
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
 from udr.log.groups import Cursor
@@ -198,9 +199,7 @@ def lag(log: LogStore, branch: str, tables: tuple[str, ...] | None, after: Curso
         raise RefNotFound(f"branch {branch!r} does not exist")
     wanted = set(tables) if tables is not None else None
     commits = rows = 0
-    cursor: CommitId | None = head
-    while cursor is not None:
-        record = log.get_commit(cursor)
+    for _, record in graph.first_parents(log, head):
         if record.seq < after.seq:
             break
         changed = sum(
@@ -212,5 +211,4 @@ def lag(log: LogStore, branch: str, tables: tuple[str, ...] | None, after: Curso
         if changed:
             commits += 1
             rows += changed
-        cursor = record.parents[0] if record.parents else None
     return commits, rows

@@ -1,0 +1,38 @@
+"""`udr.open`: creating a lake, refusing to create one (`create=False`), refusing URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import udr
+
+
+def test_open_creates_a_missing_lake_by_default(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        assert db.branches().keys() == {"main"}
+    assert (tmp_path / "lake" / "FORMAT").is_file()
+
+
+def test_open_without_create_refuses_a_missing_lake_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "typo"
+    with pytest.raises(udr.LakeNotFound, match=r"no lake at .*typo; run `udr init .*typo`"):
+        udr.open(path, create=False)
+    assert not path.exists()
+
+
+def test_open_without_create_opens_an_existing_lake(tmp_path: Path) -> None:
+    udr.open(tmp_path).close()
+    with udr.open(tmp_path, create=False) as db:
+        assert "main" in db.branches()
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/lake", "gs://b/l", "az://c/l", "http://host/l", "https://host/l",
+                                 "file:///tmp/lake"])
+def test_open_refuses_object_storage_urls_before_touching_disk(url: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(udr.UsageError, match="object storage is not supported yet"):
+        udr.open(url)
+    assert list(tmp_path.iterdir()) == []
