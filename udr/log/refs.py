@@ -18,8 +18,9 @@ def check_name(name: object, what: str) -> str:
     """Return `name` if it is a valid table, branch, tag or group name.
 
     Raises:
-        InvalidName: empty, over 255 characters, or containing '/', '\\', '..', '@', '~' (refs only) or
-            a control character.
+        InvalidName: empty, over 255 characters, or containing '/', '\\', '..' or a control character;
+            a branch, tag or group name also by git's check-ref-format rules: no space or any of
+            '~^:?*[@', not starting with '-' or '.', not ending with '.' or '.lock'.
     """
     if not isinstance(name, str) or not name:
         raise InvalidName(f"{what} name must be a non-empty string, got {name!r}")
@@ -33,7 +34,9 @@ def _checked(name: str, what: str) -> str:
         raise InvalidName(f"{what} name is {len(name)} characters long; the limit is {MAX_NAME}")
     bad = [c for c in ("/", "\\", "..") if c in name]
     if what != "table":
-        bad += [c for c in ("~", "@", ":", "^") if c in name]
+        bad += [c for c in ("~", "@", ":", "^", "?", "*", "[", " ") if c in name]
+        if name.startswith(("-", ".")) or name.endswith((".", ".lock")):
+            raise InvalidName(f"{what} name {name!r} may not start with '-' or '.' nor end with '.' or '.lock'")
     else:
         bad += [c for c in ("@", '"') if c in name]
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -41,7 +44,8 @@ def _checked(name: str, what: str) -> str:
     if name.strip() != name:
         bad.append("leading or trailing spaces")
     if bad:
-        raise InvalidName(f"{what} name {name!r} contains {', '.join(repr(b) if len(b) < 3 else b for b in bad)}")
+        listed = ", ".join(repr(b) if len(b) < 3 else b for b in bad)
+        raise InvalidName(f"{what} name {name!r} contains {listed}; choose another name")
     return name
 
 
