@@ -69,7 +69,7 @@ class FileChunkStore:
     def __init__(self, root: Path) -> None:
         self._chunks = root / CHUNK_DIR
         self._tmp = root / TMP_DIR
-        self._verified: set[tuple[str, int, int]] = set()
+        self._verified: set[tuple[str, int, int, int, int]] = set()
         self._lock = threading.Lock()
 
     def path(self, chunk: ChunkId) -> Path:
@@ -130,7 +130,12 @@ class FileChunkStore:
         return data
 
     def verified_path(self, chunk: ChunkId) -> Path:
-        """The path of `chunk` after checking once (per file version) that its bytes hash to its name.
+        """The path of `chunk` after checking once per file version that its bytes hash to its name.
+
+        A file version is (inode, size, mtime, ctime): any write through the file system changes the ctime,
+        which no process can set back, so bytes changed after the check are hashed again before use.
+        Damage below the file system that leaves the inode untouched (media bit rot) is caught by the
+        first read of a new handle and by `verify()`, which always rehashes.
 
         Readers that hand the path to another engine (DuckDB, Parquet readers) call this first, so damage
         surfaces as `CorruptionError` rather than as wrong rows.
@@ -143,7 +148,7 @@ class FileChunkStore:
             stat = path.stat()
         except FileNotFoundError as exc:
             raise CorruptionError(f"chunk {chunk} is missing") from exc
-        key = (chunk, stat.st_size, stat.st_mtime_ns)
+        key = (chunk, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         if key not in self._verified:
             if content_id(path.read_bytes()) != chunk:
                 raise CorruptionError(f"chunk {chunk} does not hash to its name")
