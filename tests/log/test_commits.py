@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udr.errors import CorruptionError
+from udr.errors import CorruptionError, FormatError
 from udr.log.commits import (
     CommitRecord,
     Deletes,
@@ -177,3 +177,42 @@ def test_any_record_round_trips_and_re_encodes_to_the_same_bytes(record: CommitR
     decoded = decode_commit(canonical, "x")
     assert decoded == record
     assert encode_commit(decoded) == canonical
+
+
+# The canonical bytes of `sample_record()`, pinned: a change to the encoding changes every commit id, so it
+# must come with a new record version (see docs/FORMAT.md), never silently.
+GOLDEN_RECORD = (
+    '{"author":"etl","branch":"main","message":"nightly refresh ✓","metadata":{"host":"a","run":"42"},"pa'
+    'rents":["d63bd9a826af91c1fea371965a64e11ee20f13e46b5f52c59901136605b3a487"],"seq":7,"tables":{"accou'
+    'nts":{"counts":[0,0,0],"create":true,"primary_key":["id","region"],"schema":"658325b1f32c8396999ae42'
+    'cb87c35f3ed342e89c125cc5d2fa194e772da0eb8"},"orders":{"add":[["58d6fd3dc609068615d66b6a2616cce521e6b'
+    'd49bbcd7854e3f2573b142c6637",10,1,"813e9b729141e7f385afa0a2d0df3e6c3789e427ffe4aeef566a565bc8f2fe3d"'
+    '],["e67a9c4536256f1ec7495a146b5442fa7c0ed99e258a08260a4a244fa31c7c61",100000,0,"813e9b729141e7f385af'
+    'a0a2d0df3e6c3789e427ffe4aeef566a565bc8f2fe3d"]],"counts":[100010,0,12],"deletes":[["b3372b584dc0df6c'
+    'e757fa43f459ca1f0c4180a08762cbfa41d022ca24f63d9f","b748b4ebf53795686930b718fd46066df65694e910c9e647c'
+    'd56c2b081b95732",3],["22f36339ae3058eeaf19a52949cfb9eb0a6bf4c21c05b6191ae4a19c8a93de4b",null,9]],"sc'
+    'hema":"813e9b729141e7f385afa0a2d0df3e6c3789e427ffe4aeef566a565bc8f2fe3d"},"scores":{"counts":[0,4,0]'
+    ',"rewrite":true,"truncate":true},"tmp":{"counts":[0,0,5],"drop":true}},"time_us":1700000000123456,"v'
+    '":1}'
+).encode()
+GOLDEN_ID = "c20f25ca6e758b0807b9524c1465ce5531e4b598bf4ec0c0791bc73f80570ef4"
+
+
+def test_the_canonical_encoding_of_every_operation_kind_is_pinned() -> None:
+    assert encode_commit(sample_record()) == GOLDEN_RECORD
+    assert commit_id(GOLDEN_RECORD) == GOLDEN_ID
+    assert decode_commit(GOLDEN_RECORD, GOLDEN_ID) == sample_record()
+
+
+def test_a_newer_record_version_is_refused_naming_both_versions() -> None:
+    assert GOLDEN_RECORD.endswith(b'"v":1}')
+    newer = GOLDEN_RECORD[:-2] + b"2}"
+    with pytest.raises(FormatError, match="version-2 record.*up to version 1.*upgrade udr"):
+        decode_commit(newer, commit_id(newer))
+
+
+@pytest.mark.parametrize("version", [b"0", b'"1"', b"null"])
+def test_a_record_version_that_is_not_a_positive_integer_is_corruption(version: bytes) -> None:
+    damaged = GOLDEN_RECORD[:-2] + version + b"}"
+    with pytest.raises(CorruptionError, match="record version"):
+        decode_commit(damaged, commit_id(damaged))

@@ -14,8 +14,8 @@ from typing import cast
 
 import blake3
 
-from udr.errors import CorruptionError
-from udr.log.format import BlobId, ChunkId, CommitId
+from udr.errors import CorruptionError, FormatError
+from udr.log.format import COMMIT_RECORD_VERSION, BlobId, ChunkId, CommitId
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ def _op_from_json(raw: Mapping[str, object]) -> TableOp:
 def encode_commit(record: CommitRecord) -> bytes:
     """Return the canonical bytes of `record`: the bytes that are stored and hashed."""
     doc = {
-        "v": 1,
+        "v": COMMIT_RECORD_VERSION,
         "parents": list(record.parents),
         "seq": record.seq,
         "branch": record.branch,
@@ -147,9 +147,16 @@ def decode_commit(data: bytes, commit_id: str) -> CommitRecord:
 
     Raises:
         CorruptionError: the bytes are not a well-formed commit record.
+        FormatError: the record is of a newer version than this udr reads.
     """
     try:
         doc = json.loads(data)
+        version = doc["v"]
+        if not isinstance(version, int) or version < 1:
+            raise ValueError(f"record version {version!r}")
+        if version > COMMIT_RECORD_VERSION:
+            raise FormatError(f"commit {commit_id} is a version-{version} record; this udr reads records up to "
+                              f"version {COMMIT_RECORD_VERSION}: upgrade udr to read this lake")
         return CommitRecord(
             parents=tuple(CommitId(p) for p in doc["parents"]),
             seq=int(doc["seq"]),

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
 from typing import NewType
 
 FORMAT_NAME = "udr-lake"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = frozenset({1, 2})
+# The "v" field of a commit record (its canonical JSON encoding); a reader refuses a newer one.
+COMMIT_RECORD_VERSION = 1
 
 FORMAT_FILE = "FORMAT"
 LOG_DIR = "log"
@@ -89,6 +92,16 @@ PARQUET_COMPRESSION = "snappy"
 
 # Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.
 INLINE_MAX_BYTES = 256 * 1024
+# A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
+INLINE_FLUSH_FRAGMENTS = 256
+
+# Commit metadata marking a commit udr made by itself (key, and the value of an inline flush).
+MAINTENANCE_KEY = "udr.maintenance"
+MAINTENANCE_FLUSH_INLINE = "flush-inline"
+
+# Cached table states (cache sub-database) start with this tag and a NUL; the marshal format may differ
+# between Python versions, so an entry written by another version is ignored and rebuilt.
+CACHE_STATE_TAG = f"udr-state-py{sys.version_info[0]}.{sys.version_info[1]}".encode()
 
 CommitId = NewType("CommitId", str)
 ChunkId = NewType("ChunkId", str)
