@@ -1,0 +1,49 @@
+"""Make the golden lake of the current format: `python tests/golden/make_golden.py` (run once per format).
+
+It writes tests/golden/v<FORMAT>/lake with the public API only: a keyed table with a Parquet chunk and a
+deletion vector, an unkeyed table of small inline writes, a renamed column, a branch merged back, and a tag.
+tests/golden/test_golden.py opens a copy of every golden lake and checks the rows it holds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+import udr
+
+ROWS = 20_000  # over the inline limit once encoded, so the first write is a Parquet chunk
+
+
+def make(path: Path) -> None:
+    """Write the golden history into a new lake at `path`."""
+    with udr.open(path) as db:
+        with db.transaction(message="load", author="golden") as tx:
+            tx.create_table("accounts", pa.schema([("id", pa.int64()), ("balance", pa.int64()), ("name", pa.string())]),
+                            primary_key=["id"])
+            tx.append("accounts", {"id": list(range(ROWS)), "balance": [i * 10 for i in range(ROWS)],
+                                   "name": [f"n{i}" for i in range(ROWS)]})
+            tx.append("events", {"kind": ["open"], "n": [1]})
+        db.upsert("accounts", {"id": [1, ROWS], "balance": [-1, 7], "name": ["one", "new"]}, author="golden")
+        db.delete("accounts", keys={"id": [2, 3]}, author="golden")  # a deletion vector on the Parquet chunk
+        db.tag("v1")
+        db.create_branch("fix")
+        db.upsert("accounts", {"id": [10], "balance": [1], "name": ["fixed"]}, branch="fix", author="golden")
+        db.append("events", {"kind": ["open"], "n": [3]}, author="golden")
+        db.merge("fix", author="golden")
+        db.execute("ALTER TABLE accounts RENAME COLUMN name TO label", author="golden")
+
+
+if __name__ == "__main__":
+    from udr.log.format import FORMAT_VERSION
+
+    target = Path(__file__).resolve().parent / f"v{FORMAT_VERSION}" / "lake"
+    if target.exists():
+        sys.exit(f"{target} exists: a golden lake is never rewritten; remove it by hand only before its release")
+    make(target)
+    shutil.rmtree(target / "cache", ignore_errors=True)  # derived state, rebuilt on open
+    (target / "log" / "lock.mdb").unlink(missing_ok=True)  # LMDB reader table: runtime state
+    print(f"wrote {target}")
