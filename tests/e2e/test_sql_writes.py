@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 import udr
 from udr.cli import cli
+from udr.log.format import DB_META
+from udr.log.store import LogStore
 
 
 def _lake(path: Path) -> udr.Lake:
@@ -187,6 +189,11 @@ def test_a_failing_script_inside_a_transaction_undoes_only_itself(tmp_path: Path
 def test_a_version_1_lake_reads_and_evolves(tmp_path: Path) -> None:
     with _lake(tmp_path) as db:
         pass
+    # A version-1 lake: both labels say 1 (the log's meta and the FORMAT file).
+    log = LogStore(tmp_path / "lake")
+    with log.env.write() as txn:
+        txn.put(b"format_version", b"1", db=log.env.db(DB_META))
+    log.close()
     (tmp_path / "lake" / "FORMAT").write_text('{"format": "udr-lake", "version": 1}\n')
     with udr.open(tmp_path / "lake") as db:
         db.execute("UPDATE acc SET bal = 0 WHERE id = 3")

@@ -23,6 +23,7 @@ from udr.log.commits import (
 from udr.log.format import (
     DB_COMMITS,
     DB_INTENTS,
+    DB_META,
     FORMAT_VERSION,
     BlobId,
     BlobKind,
@@ -399,3 +400,23 @@ def test_a_newer_lake_is_refused_before_a_byte_is_written(tmp_path: Path) -> Non
     with pytest.raises(FormatError):
         LogStore(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["FORMAT"]
+
+
+def test_a_log_of_a_newer_format_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    LogStore(tmp_path).close()
+    log = LogStore(tmp_path)
+    with log.env.write() as txn:
+        txn.put(b"format_version", b"99", db=log.env.db(DB_META))
+    log.close()
+    with pytest.raises(FormatError, match="format version 99.*upgrade udr"):
+        LogStore(tmp_path)
+
+
+def test_a_relabel_cut_between_log_and_format_file_reads_as_the_newer_version(tmp_path: Path) -> None:
+    LogStore(tmp_path).close()
+    (tmp_path / "FORMAT").write_text('{"format": "udr-lake", "version": 1}\n')
+    log = LogStore(tmp_path)
+    try:
+        assert log.version == 2
+    finally:
+        log.close()

@@ -142,6 +142,8 @@ class LogStore:
         root.mkdir(parents=True, exist_ok=True)
         self.env = open_log_env(root / LOG_DIR)
         try:
+            if version is not None:
+                self.version = self._checked_meta_version(version)
             self.cache = _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
             # Decoded records by id: a record is immutable and verified against its id when first read.
@@ -151,6 +153,22 @@ class LogStore:
         except BaseException:
             self.env.close()
             raise
+
+    def _checked_meta_version(self, labelled: int) -> int:
+        """The lake's version: the log's own `meta.format_version` may be ahead of FORMAT (a relabel that
+        crashed between the two writes), never beyond what this udr reads."""
+        with self.env.read() as txn:
+            raw = txn.get(b"format_version", db=self.env.db(DB_META))
+        if raw is None:
+            return labelled
+        try:
+            stored = int(raw)
+        except ValueError as exc:
+            raise CorruptionError(f"lake {self.root}: the log's format version {raw!r} is not a number") from exc
+        if stored not in READABLE_VERSIONS:
+            raise FormatError(f"lake {self.root}: its log is format version {stored}; this udr reads version "
+                              f"{max(READABLE_VERSIONS)} and older: upgrade udr")
+        return max(stored, labelled)
 
     def _initialize(self) -> None:
         root_record = CommitRecord(
