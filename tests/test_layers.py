@@ -1,4 +1,5 @@
-"""Imports point one way: udr.log <- udr.materialize <- udr.query / udr.stream, with the facade on top.
+"""Imports point one way: udr.log <- udr.materialize <- udr.query / udr.stream <- udr.api (the facade)
+<- udr (the public package) <- udr.cli.
 
 Every module under udr/ is parsed with `ast` (no import executed), every import is resolved to an absolute
 module name (relative ones too, imports inside functions and `if TYPE_CHECKING:` blocks too) and checked
@@ -25,18 +26,24 @@ ALLOWED = {
     "query": {"errors", "values", "log", "materialize"},
     "stream": {"errors", "values", "log", "materialize"},
     "publish": {"errors", "values", "log", "materialize"},
+    "api": {"errors", "values", "log", "materialize", "query", "stream", "publish"},
+    # udr/__init__.py: re-exports the public API.
+    "package": {"errors", "values", "log", "materialize", "query", "stream", "publish", "api"},
+    # The CLI sees only what `udr` exports (`udr.Lake`, `udr.open`, ...), plus its own modules.
+    "cli": {"package"},
 }
 
-# Third-party libraries with one home: the layers (and facade modules) allowed to import them.
+# Third-party libraries with one home: the layers allowed to import them. The CLI drives the public async
+# API (`Lake.subscribe`) with `anyio.run`.
 DEPENDENCY_HOMES = {
     "lmdb": {"log"},
     "blake3": {"log"},
     "zstandard": {"log"},
-    "duckdb": {"query", "facade"},
-    "anyio": {"stream", "facade"},
+    "duckdb": {"query"},
+    "anyio": {"stream", "api", "cli"},
     "fastavro": {"publish"},
-    "pyiceberg": {"facade"},  # reading Iceberg tables as an import source; publishing writes them without it
-    "deltalake": {"facade"},
+    "pyiceberg": {"api"},  # reading Iceberg tables as an import source; publishing writes them without it
+    "deltalake": {"api"},
 }
 
 
@@ -49,13 +56,12 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str:
-    """The layer a udr module belongs to: errors, values, log, materialize, query, stream or facade."""
+    """The layer a udr module belongs to: errors, values, log, materialize, query, stream, publish, api, cli,
+    or package (`udr` itself and the names it exports, such as `udr.Lake`)."""
     parts = module.split(".")
-    if len(parts) == 1:
-        return "facade"  # `udr` itself, i.e. udr/__init__.py
-    if parts[1] in ALLOWED:
+    if len(parts) > 1 and parts[1] in ALLOWED and parts[1] != "package":
         return parts[1]
-    return "facade"  # udr/_*.py, udr/cli.py
+    return "package"
 
 
 def imports_of(source: str, module: str, *, is_package: bool) -> list[str]:
@@ -87,8 +93,6 @@ def violations(source: str, module: str, *, is_package: bool = False) -> list[st
     for target in imports_of(source, module, is_package=is_package):
         root = target.split(".")[0]
         if root == "udr":
-            if layer == "facade":
-                continue
             target_layer = layer_of(target)
             if target_layer != layer and target_layer not in ALLOWED[layer]:
                 found.append(f"{module} ({layer}) imports {target} ({target_layer})")
@@ -121,7 +125,17 @@ def test_module_imports_respect_the_layers(path: Path) -> None:
         ("udr.log.store", "from udr.materialize.snapshot import fold"),
         ("udr.log.store", "import udr.query.engine"),
         ("udr.log.store", "from udr import Lake"),
-        ("udr.log.store", "from udr._lake import Lake"),
+        ("udr.log.store", "from udr.api.lake import Lake"),
+        ("udr.query.engine", "from udr.api import history"),
+        ("udr.stream.feed", "from udr.api.lake import Lake"),
+        ("udr.api.lake", "from udr.cli import main"),
+        ("udr.api.lake", "import udr.cli.common"),
+        ("udr.cli.common", "from udr.api.lake import Lake"),
+        ("udr.cli.common", "from udr.log.store import LogStore"),
+        ("udr.cli.common", "import udr.query.engine"),
+        ("udr.cli.common", "import duckdb"),
+        ("udr.api.lake", "import lmdb"),
+        ("udr.api.lake", "import duckdb"),
         ("udr.log.store", "from ..materialize import snapshot"),
         ("udr.materialize.data", "from udr.query.engine import quote_ident"),
         ("udr.materialize.data", "from udr import stream"),
@@ -137,7 +151,7 @@ def test_module_imports_respect_the_layers(path: Path) -> None:
         ("udr.materialize.data", "import duckdb"),
         ("udr.log.store", "def f():\n    import duckdb\n"),
         ("udr.query.engine", "import anyio"),
-        ("udr.log.store", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from udr._lake import Lake\n"),
+        ("udr.log.store", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from udr.api.lake import Lake\n"),
     ],
 )
 def test_checker_flags_a_bad_import(module: str, source: str) -> None:
@@ -154,8 +168,10 @@ def test_checker_flags_a_bad_import(module: str, source: str) -> None:
         ("udr.stream.x", "import anyio\nfrom udr.materialize import snapshot"),
         ("udr.values", "from udr.errors import UdrError"),
         ("udr.materialize.data", "from udr import log\nfrom .. import errors"),
-        ("udr._lake", "import duckdb\nimport anyio\nfrom udr.query.engine import SnapshotServer"),
-        ("udr", "from udr._lake import Lake as Lake"),
+        ("udr.api.lake", "import anyio\nfrom udr.query.engine import SnapshotServer"),
+        ("udr.api.branches", "from udr.api.transaction import Transaction\nfrom udr.stream.feed import lag"),
+        ("udr", "from udr.api.lake import Lake as Lake"),
+        ("udr.cli.common", "import udr\nfrom udr import Lake\nfrom udr.cli.output import render\nimport anyio"),
     ],
 )
 def test_checker_accepts_a_good_import(module: str, source: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import udr
 import udr.api.lake
+import udr.log.format
 from udr.errors import CorruptionError
 
 FLUSH_AT = 6
@@ -19,7 +20,7 @@ FLUSH_AT = 6
 
 @pytest.fixture(autouse=True)
 def small_flush_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(udr.api.lake, "INLINE_FLUSH_FRAGMENTS", FLUSH_AT)
+    monkeypatch.setattr(udr.log.format, "INLINE_FLUSH_FRAGMENTS", FLUSH_AT)
 
 
 def one(i: int) -> pa.Table:

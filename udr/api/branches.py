@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from udr.api import history
 from udr.api.transaction import Transaction
-from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError, close_matches
+from udr.errors import (
+    Conflict,
+    ConflictError,
+    MergeConflict,
+    RefNotFound,
+    UsageError,
+    close_matches,
+)
 from udr.log import graph
 from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
@@ -185,7 +192,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
     tx = Transaction(lake, branch=branch, message=message, author=author, metadata={})
     if tx.base != ours:
         tx.abort()
-        raise UsageError(f"branch {branch!r} moved during the merge; retry")
+        raise ConflictError(f"branch {branch!r} moved from {ours[:7]} to {tx.base[:7]} during the merge; merge again")
     tx._parents = parents
     conflicts: list[Conflict] = []
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from udr.api import branches, history
@@ -25,16 +24,16 @@ from udr.api.maintenance import stats, verify
 from udr.api.transaction import Transaction
 from udr.errors import (
     ConflictError,
-    RefNotFound,
     TableNotFound,
     UdrError,
     UsageError,
     close_matches,
 )
-from udr.log.commits import CommitRecord
-from udr.log.format import CommitId
-from udr.log.groups import Cursor, GroupStore, ack_hook
+from udr.log import format as lake_format
 from udr.log import graph, refspec
+from udr.log.commits import CommitRecord
+from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
+from udr.log.groups import Cursor, GroupStore, ack_hook
 from udr.log.refs import branch_key, check_name
 from udr.log.refspec import Ref
 from udr.log.store import CommitHook, LogStore
@@ -42,8 +41,8 @@ from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
 from udr.publish import iceberg
 from udr.query.dml import check_not_writing
+from udr.query.engine import Connection, Relation, SnapshotServer, named_tables, quote_ident
 from udr.query.statements import writing_kind
-from udr.query.engine import SnapshotServer, quote_ident
 from udr.stream.admin import group_infos, reset_group
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import Commit, GroupInfo, LakeStats, TableChange, VerifyReport
@@ -52,8 +51,6 @@ Progress = Callable[[int, int], None]
 
 # "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-# A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
-INLINE_FLUSH_FRAGMENTS = 256
 
 
 def os_user() -> str:
@@ -242,7 +239,7 @@ class Lake:
         finally:
             con.close()
 
-    def connect(self, branch: str = "main", at: Ref = None) -> duckdb.DuckDBPyConnection:
+    def connect(self, branch: str = "main", at: Ref = None) -> Connection:
         """A DuckDB connection with every table of that version as a view (close it when done).
 
         A table whose stored data is damaged still has its view, but reading it raises a DuckDB error
@@ -251,7 +248,7 @@ class Lake:
         con, _ = self._server.connect(dict(self._snapshot(branch, at)))
         return con
 
-    def sql(self, query: str, branch: str = "main", at: Ref = None) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, branch: str = "main", at: Ref = None) -> Relation:
         """Run SQL over the tables of a version; `"table@REF"` names a table at another version.
 
         Returns a DuckDB relation (`.fetchall()`, `.to_arrow_table()`, `.df()`, `.pl()`).
@@ -282,16 +279,12 @@ class Lake:
         finally:
             con.close()
 
-    def _connect_for(self, query: str, branch: str, at: Ref) -> duckdb.DuckDBPyConnection:
+    def _connect_for(self, query: str, branch: str, at: Ref) -> Connection:
         """`connect`, raising `CorruptionError` now if `query` names a damaged table (rather than a
         DuckDB error when its rows are fetched)."""
         con, damaged = self._server.connect(dict(self._snapshot(branch, at)))
         if damaged:
-            try:
-                # DuckDB matches names case-insensitively, quoted or not.
-                named = {name.lower() for name in duckdb.get_table_names(query)}
-            except duckdb.Error:
-                named = set()  # not valid SQL: running it reports that as SqlError
+            named = named_tables(query)
             hit = sorted(name for name in damaged if name.lower() in named)
             if hit:
                 con.close()
@@ -667,19 +660,20 @@ class Lake:
 
     def _flush_small_writes(self, branch: str, snapshot: Mapping[str, TableState], tables: list[str]) -> None:
         """After a commit (whose `snapshot` the writer folded), flush the tables whose run of inline writes
-        reached `INLINE_FLUSH_FRAGMENTS` into Parquet, in a maintenance commit of its own (see
+        reached `udr.log.format.INLINE_FLUSH_FRAGMENTS` into Parquet, in a maintenance commit of its own (see
         `Transaction._flush_inline`).
 
         Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
         raised would be retried and applied twice), and a concurrent writer's move means the next commit
         flushes instead.
         """
-        due = [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= INLINE_FLUSH_FRAGMENTS]
+        limit = lake_format.INLINE_FLUSH_FRAGMENTS
+        due = [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= limit]
         if not due:
             return
         try:
             tx = self.transaction(branch, message=f"flush small writes of {', '.join(due)}", author="udr",
-                                  metadata={"udr.maintenance": "flush-inline"})
+                                  metadata={MAINTENANCE_KEY: MAINTENANCE_FLUSH_INLINE})
             tx._maintenance = True
             with tx:
                 for table in due:

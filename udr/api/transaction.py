@@ -53,12 +53,11 @@ from udr.materialize import schemas
 from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
 from udr.query.diff import check_keys, keyed_diff, matching_keys, multiset_diff
 from udr.query.dml import check_not_writing, execute_script
+from udr.query.engine import Connection, Relation
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import ChangeBatch, Commit
 
 if TYPE_CHECKING:
-    import duckdb
-
     from udr.api.lake import Lake
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
@@ -162,14 +161,14 @@ class Transaction:
         key = self._require(table).primary_key
         return list(key) if key is not None else None
 
-    def connect(self, sql: str = "") -> duckdb.DuckDBPyConnection:
+    def connect(self, sql: str = "") -> Connection:
         """A DuckDB connection whose views are the tables as this transaction sees them, plus every
         `"table@REF"` that `sql` names (close it when done)."""
         con, _ = self._lake._server.connect({n: self._require(n) for n in self.tables()}, self._rows)
         self._lake._server.register_versions(con, sql, self._lake._resolver(self.branch))
         return con
 
-    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str) -> Relation:
         """Run a reading query over the tables as this transaction sees them (its own changes included).
 
         Raises:

@@ -98,6 +98,20 @@ class _Txn:
         return UdrError(f"index {'write' if self._write else 'read'} failed: {exc}")
 
 
+# What LMDB reports for a file that is not a valid environment: damage. Anything else (permissions, a full
+# disk or map, lock or reader-table trouble) is about the machine, and the files are fine.
+_DAMAGE = (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.PageNotFoundError,
+           lmdb.BadChecksumError, lmdb.IncompatibleError, lmdb.PanicError)
+
+
+def open_failure(path: Path, exc: lmdb.Error) -> UdrError:
+    """`FormatError` for a damaged environment (a cache may then be started afresh), else a plain `UdrError`."""
+    if isinstance(exc, _DAMAGE):
+        return FormatError(f"cannot open the index at {path}: it is damaged ({exc})")
+    return UdrError(f"cannot open the index at {path}: {exc}; check the directory's permissions, free disk "
+                    "space and that no other program holds its lock, then retry")
+
+
 class Environment:
     """One LMDB environment with its named sub-databases, shared within the process."""
 
@@ -121,7 +135,7 @@ class Environment:
                 except lmdb.Error as exc:
                     if env is not None:
                         env.close()
-                    raise FormatError(f"cannot open the index at {path}: {exc}") from exc
+                    raise open_failure(path, exc) from exc
                 shared = _Shared(env, dbs, 0, Counter())
                 _registry[self._key] = shared
             shared.users += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import marshal
-import sys
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -20,7 +19,14 @@ from typing import NamedTuple, TypeAlias
 
 from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, TableOp, content_id
-from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES, BlobId, ChunkId, CommitId
+from udr.log.format import (
+    CACHE_STATE_TAG,
+    DB_SNAPSHOTS,
+    DB_TABLESTATES,
+    BlobId,
+    ChunkId,
+    CommitId,
+)
 from udr.log.index import IndexTxn
 from udr.log.store import LogStore
 
@@ -128,18 +134,17 @@ def fold(snapshot: Snapshot, record: CommitRecord) -> dict[str, TableState]:
     return out
 
 
-# Cached states are marshal bytes (decoding a 10,000-fragment manifest takes ~3 ms, JSON ~15 ms). The
-# format may differ between Python versions, so entries carry the version and others are ignored.
-# Marshal version 2 writes no back-references: from version 3 on, the bytes depend on which objects
-# happen to be shared (their reference counts), and equal states must encode to equal bytes.
-_STATE_TAG = f"udr-state-py{sys.version_info[0]}.{sys.version_info[1]}".encode()
+# Cached states are marshal bytes (decoding a 10,000-fragment manifest takes ~3 ms, JSON ~15 ms), tagged
+# with the Python version (`CACHE_STATE_TAG`). Marshal version 2 writes no back-references: from version 3
+# on, the bytes depend on which objects happen to be shared (their reference counts), and equal states
+# must encode to equal bytes.
 _MARSHAL_VERSION = 2
 # What a cached state record holds: nested tuples of ids, names, counts and flags, all types marshal encodes.
 _CacheRecord: TypeAlias = str | int | bool | None | tuple["_CacheRecord", ...]
 
 
 def _pack(value: _CacheRecord) -> bytes:
-    return _STATE_TAG + b"\0" + marshal.dumps(value, _MARSHAL_VERSION)
+    return CACHE_STATE_TAG + b"\0" + marshal.dumps(value, _MARSHAL_VERSION)
 
 
 def encode_state(state: TableState) -> bytes:
@@ -170,7 +175,7 @@ def _untag(data: bytes | None) -> bytes | None:
     if data is None:
         return None
     tag, _, body = bytes(data).partition(b"\0")
-    return body if tag == _STATE_TAG else None
+    return body if tag == CACHE_STATE_TAG else None
 
 
 _new_fragment = partial(tuple.__new__, FragmentState)

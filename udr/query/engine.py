@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeAlias
 
 import duckdb
 import numpy as np
@@ -27,6 +28,19 @@ from udr.materialize.snapshot import FragmentState, TableState
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
 VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
+
+# The DuckDB types the facade hands out (`Lake.connect`, `Lake.sql`), named here so duckdb has one home.
+Connection: TypeAlias = duckdb.DuckDBPyConnection
+Relation: TypeAlias = duckdb.DuckDBPyRelation
+
+
+def named_tables(query: str) -> set[str]:
+    """Lower-cased names of the tables `query` reads (DuckDB matches names case-insensitively, quoted or
+    not); empty if `query` is not valid SQL, which running it reports as `SqlError`."""
+    try:
+        return {name.lower() for name in duckdb.get_table_names(query)}
+    except duckdb.Error:
+        return set()
 
 Resolver = Callable[[str, str], "TableState | pa.Table"]
 
