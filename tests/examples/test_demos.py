@@ -14,6 +14,8 @@ EXPECTED = {
     "changelog_demo.py": ["OK"],
     "cross_table_transaction_demo.py": ["main still at", ": True", "accounts off their ledger: 0", "OK",
                                         "Try this with Delta Lake"],
+    "feature_store_demo.py": ["each with the features of its own day", "would have seen the future",
+                              "equals the table: True", "OK", "Try this with Delta Lake"],
     "zero_copy_branching_demo.py": ["bytes written: 0", "merge refused: 1 conflict", "sku 7 = 555", "OK",
                                     "Try this with Delta Lake"],
 }
