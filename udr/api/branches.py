@@ -140,10 +140,10 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
     if base is None or ours is None or theirs is None:
         return whole("created or dropped on one side and changed on the other")
     # A side whose rows did not change (it only compacted, say) counts as unchanged.
-    other = history._paired(lake, table, base, theirs)
+    other = history.paired(lake._ctx, table, base, theirs)
     if other.num_rows == 0 and theirs.schema == base.schema:
         return None
-    mine = history._paired(lake, table, base, ours)
+    mine = history.paired(lake._ctx, table, base, ours)
     if mine.num_rows == 0 and ours.schema == base.schema:
         return lambda: _replace_table(tx, table, theirs)
     if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
@@ -212,7 +212,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
             if plan is not None:
                 plan()
         for table, op in list(tx._ops.items()):
-            counts = history.count_changes(lake, table, snaps[1].get(table), tx._state(table), tx._rows)
+            counts = history.count_changes(lake._ctx, table, snaps[1].get(table), tx._state(table), tx._rows)
             tx._ops[table] = replace(op, inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted)
     except BaseException:
         tx.abort()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from udr.api.context import LakeContext
 from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
 from udr.log.commits import CommitRecord
@@ -19,52 +19,50 @@ from udr.materialize.snapshot import TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
 
-if TYPE_CHECKING:
-    from udr.api.lake import Lake
-
 _TIME = pa.timestamp("us", tz="UTC")
 _STAMPS = ("_commit_id", "_commit_seq", "_commit_time")
 
 
-def first_parent_range(lake: Lake, since: CommitId | None, until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
+def first_parent_range(ctx: LakeContext, since: CommitId | None, until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
     """Commits after `since` up to and including `until` along first parents, oldest first (see
     `udr.log.graph.first_parent_range`)."""
-    return graph.first_parent_range(lake._log, since, until)
+    return graph.first_parent_range(ctx.log, since, until)
 
 
-def commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
+def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
     """The change rows one commit made to `table` (None if it did not touch it or only re-encoded it)."""
     op = record.tables.get(table)
     if op is None or op.rewrite:
         return None
-    new = lake._materializer.snapshot(cid).get(table)
+    new = ctx.materializer.snapshot(cid).get(table)
     if op.before is not None and new is not None and new.primary_key:
-        image = decode_before(lake._log.get_blob(op.before, BlobKind.BEFORE))
-        return changes_from_before(lake._rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
-    old = lake._materializer.snapshot(record.parents[0]).get(table) if record.parents else None
+        image = decode_before(ctx.log.get_blob(op.before, BlobKind.BEFORE))
+        return changes_from_before(ctx.rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
+    old = ctx.materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     if op.create or op.drop or op.truncate:
-        return _paired(lake, table, old, new)
+        return paired(ctx, table, old, new)
     # Otherwise only the fragments the op adds or re-deletes can differ.
-    return _paired(lake, table, old, new, added={f.chunk for f in op.add}, redeleted={d.chunk for d in op.deletes})
+    return paired(ctx, table, old, new, added={f.chunk for f in op.add}, redeleted={d.chunk for d in op.deletes})
 
 
-def _paired(lake: Lake, table: str, old: TableState | None, new: TableState | None,
+def paired(ctx: LakeContext, table: str, old: TableState | None, new: TableState | None,
             rows: RowReader | None = None, *, added: set[ChunkId] | None = None,
             redeleted: set[ChunkId] | frozenset[ChunkId] = frozenset(), ordered: bool = True) -> pa.Table:
-    delta = state_delta(rows or lake._rows, table, old, new, added=added, redeleted=redeleted)
+    """The change rows (`_change` column) turning `table` from `old` into `new`, updates paired by key."""
+    delta = state_delta(rows or ctx.rows, table, old, new, added=added, redeleted=redeleted)
     ref = new if new is not None else old
     key = list(ref.primary_key) if ref is not None and ref.primary_key else None
     if not (delta.removed.num_rows and delta.added.num_rows):
         # Only inserts or only deletes: nothing to pair, so no DuckDB cursor is needed.
         return pair_changes(delta.schema, delta.removed, delta.added, key)
-    with lake._server.session() as con:
+    with ctx.server.session() as con:
         return pair_changes(delta.schema, delta.removed, delta.added, key, con, ordered=ordered)
 
 
-def stamped_commit_changes(lake: Lake, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
+def stamped_commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
     """`commit_changes` plus `_commit_id`, `_commit_seq` and `_commit_time` (None when no row changed,
     except for a drop: a table dropped empty still gets its final batch, with no rows)."""
-    rows = commit_changes(lake, table, cid, record)
+    rows = commit_changes(ctx, table, cid, record)
     if rows is None or not (rows.num_rows or record.tables[table].drop):
         return None
     return _stamp(rows, cid, record)
@@ -83,45 +81,45 @@ def _unify(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def _change_schema(lake: Lake, table: str, cid: CommitId) -> pa.Schema:
-    state = lake._materializer.snapshot(cid).get(table)
-    base = lake._rows.schema(state.schema) if state is not None else pa.schema([])
+def _change_schema(ctx: LakeContext, table: str, cid: CommitId) -> pa.Schema:
+    state = ctx.materializer.snapshot(cid).get(table)
+    base = ctx.rows.schema(state.schema) if state is not None else pa.schema([])
     return (base.append(pa.field(CHANGE, pa.string())).append(pa.field("_commit_id", pa.string()))
             .append(pa.field("_commit_seq", pa.int64())).append(pa.field("_commit_time", _TIME)))
 
 
-def _commits_touching(lake: Lake, table: str, chain: list[tuple[CommitId, CommitRecord]]) -> Iterator[
+def _commits_touching(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]]) -> Iterator[
         tuple[CommitId, CommitRecord, pa.Table]]:
     for cid, record in chain:
-        rows = commit_changes(lake, table, cid, record)
+        rows = commit_changes(ctx, table, cid, record)
         if rows is not None and rows.num_rows:
             yield cid, record, rows
 
 
-def _check_table_known(lake: Lake, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId) -> None:
-    if table in lake._materializer.snapshot(until) or any(table in r.tables for _, r in chain):
+def _check_table_known(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId) -> None:
+    if table in ctx.materializer.snapshot(until) or any(table in r.tables for _, r in chain):
         return
-    raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, lake._materializer.snapshot(until)))
+    raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, ctx.materializer.snapshot(until)))
 
 
-def changes(lake: Lake, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
+def changes(ctx: LakeContext, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
     """Every row-level change to `table` by the commits after `since` up to `until`, in commit order."""
-    chain = first_parent_range(lake, since, until)
-    _check_table_known(lake, table, chain, until)
-    parts = [_stamp(rows, cid, record) for cid, record, rows in _commits_touching(lake, table, chain)]
-    return _unify(parts, _change_schema(lake, table, until))
+    chain = first_parent_range(ctx, since, until)
+    _check_table_known(ctx, table, chain, until)
+    parts = [_stamp(rows, cid, record) for cid, record, rows in _commits_touching(ctx, table, chain)]
+    return _unify(parts, _change_schema(ctx, table, until))
 
 
-def history(lake: Lake, table: str, key: Mapping[str, object], until: CommitId) -> pa.Table:
+def history(ctx: LakeContext, table: str, key: Mapping[str, object], until: CommitId) -> pa.Table:
     """Every version of the row with primary key `key`, oldest first, with who changed it and why."""
-    state = lake._materializer.snapshot(until).get(table)
-    chain = first_parent_range(lake, None, until)
-    _check_table_known(lake, table, chain, until)
+    state = ctx.materializer.snapshot(until).get(table)
+    chain = first_parent_range(ctx, None, until)
+    _check_table_known(ctx, table, chain, until)
     pk = state.primary_key if state is not None else None
     if pk is not None and set(key) != set(pk):
         raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; history needs exactly those columns")
     parts = []
-    for cid, record, rows in _commits_touching(lake, table, chain):
+    for cid, record, rows in _commits_touching(ctx, table, chain):
         mask = None
         for column, value in key.items():
             if column not in rows.column_names:
@@ -134,7 +132,7 @@ def history(lake: Lake, table: str, key: Mapping[str, object], until: CommitId) 
             n = picked.num_rows
             picked = picked.append_column("_author", pa.repeat(pa.scalar(record.author, pa.string()), n))
             parts.append(picked.append_column("_message", pa.repeat(pa.scalar(record.message, pa.string()), n)))
-    schema = _change_schema(lake, table, until).remove(_change_schema(lake, table, until).get_field_index("_commit_seq"))
+    schema = _change_schema(ctx, table, until).remove(_change_schema(ctx, table, until).get_field_index("_commit_seq"))
     schema = schema.append(pa.field("_author", pa.string())).append(pa.field("_message", pa.string()))
     return _unify(parts, schema)
 
@@ -147,51 +145,51 @@ def _key_scalar(value: object, kind: pa.DataType) -> pa.Scalar:
         return pa.scalar(value).cast(kind)  # e.g. "2024-05-01" for a date key
 
 
-def diff(lake: Lake, table: str, a: CommitId, b: CommitId) -> pa.Table:
+def diff(ctx: LakeContext, table: str, a: CommitId, b: CommitId) -> pa.Table:
     """The net row changes to `table` from commit `a` to commit `b` (any two commits, any branches)."""
-    old = lake._materializer.snapshot(a).get(table)
-    new = lake._materializer.snapshot(b).get(table)
+    old = ctx.materializer.snapshot(a).get(table)
+    new = ctx.materializer.snapshot(b).get(table)
     if old is None and new is None:
-        known = set(lake._materializer.snapshot(a)) | set(lake._materializer.snapshot(b))
+        known = set(ctx.materializer.snapshot(a)) | set(ctx.materializer.snapshot(b))
         raise TableNotFound(f"table {table!r} exists at neither version" + close_matches(table, known))
-    record = lake._log.get_commit(b)
-    return _stamp(_paired(lake, table, old, new), b, record)
+    record = ctx.log.get_commit(b)
+    return _stamp(paired(ctx, table, old, new), b, record)
 
 
-def count_changes(lake: Lake, table: str, old: TableState | None, new: TableState | None,
+def count_changes(ctx: LakeContext, table: str, old: TableState | None, new: TableState | None,
                   rows: RowReader | None = None) -> TableChange:
     """Net rows inserted, updated and deleted between two states of a table."""
-    kinds = _paired(lake, table, old, new, rows, ordered=False).column(CHANGE)
+    kinds = paired(ctx, table, old, new, rows, ordered=False).column(CHANGE)
     found = {c["values"]: c["counts"] for c in pc.value_counts(kinds).to_pylist()} if len(kinds) else {}
     return TableChange(found.get("insert", 0), found.get("update_after", 0), found.get("delete", 0))
 
 
-def diff_summary(lake: Lake, a: CommitId, b: CommitId) -> dict[str, TableChange]:
+def diff_summary(ctx: LakeContext, a: CommitId, b: CommitId) -> dict[str, TableChange]:
     """Per table, the net rows inserted, updated and deleted from `a` to `b` (unchanged tables left out)."""
     out: dict[str, TableChange] = {}
-    for table, old, new in _differing(lake, a, b):
-        change = count_changes(lake, table, old, new)
+    for table, old, new in _differing(ctx, a, b):
+        change = count_changes(ctx, table, old, new)
         if change != TableChange():
             out[table] = change
     return out
 
 
-def net_changes(lake: Lake, a: CommitId, b: CommitId, tables: AbstractSet[str] | None) -> dict[str, pa.Table]:
+def net_changes(ctx: LakeContext, a: CommitId, b: CommitId, tables: AbstractSet[str] | None) -> dict[str, pa.Table]:
     """Per table of `tables` (None: all) that differs, the change rows taking it from `a` to `b`, stamped
     as changes of commit `b` (for a change stream whose branch jumped to another line of history)."""
-    record = lake._log.get_commit(b)
+    record = ctx.log.get_commit(b)
     out: dict[str, pa.Table] = {}
-    for table, old, new in _differing(lake, a, b):
+    for table, old, new in _differing(ctx, a, b):
         if tables is None or table in tables:
-            rows = _paired(lake, table, old, new)
+            rows = paired(ctx, table, old, new)
             if rows.num_rows:
                 out[table] = _stamp(rows, b, record)
     return out
 
 
-def _differing(lake: Lake, a: CommitId, b: CommitId) -> Iterator[tuple[str, TableState | None, TableState | None]]:
-    snap_a = lake._materializer.snapshot(a)
-    snap_b = lake._materializer.snapshot(b)
+def _differing(ctx: LakeContext, a: CommitId, b: CommitId) -> Iterator[tuple[str, TableState | None, TableState | None]]:
+    snap_a = ctx.materializer.snapshot(a)
+    snap_b = ctx.materializer.snapshot(b)
     for table in sorted(set(snap_a) | set(snap_b)):
         if snap_a.get(table) != snap_b.get(table):
             yield table, snap_a.get(table), snap_b.get(table)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from udr.api import branches, history
+from udr.api.context import LakeContext
 from udr.api.inputs import TableData
 from udr.api.maintenance import stats, verify
 from udr.api.transaction import Transaction
@@ -41,7 +42,13 @@ from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
 from udr.publish import iceberg
 from udr.query.dml import check_not_writing
-from udr.query.engine import Connection, Relation, SnapshotServer, named_tables, quote_ident
+from udr.query.engine import (
+    Connection,
+    Relation,
+    SnapshotServer,
+    named_tables,
+    quote_ident,
+)
 from udr.query.statements import writing_kind
 from udr.stream.admin import group_infos, reset_group
 from udr.stream.subscription import PendingAck, Subscription
@@ -87,6 +94,7 @@ class Lake:
         self._materializer = Materializer(self._log)
         self._rows = RowReader(self._log, self._log.get_blob)
         self._server = SnapshotServer(self._log, self._rows)
+        self._ctx = LakeContext(path, self._log, self._materializer, self._rows, self._server)
         self._open_transactions: set[Transaction] = set()
         self._os_user: str | None = None
         self._commit_listeners: list[Callable[[Commit], None]] = []
@@ -351,7 +359,7 @@ class Lake:
             TableNotFound, RefNotFound.
         """
         start = self._resolve(since, branch) if since is not None else None
-        return history.changes(self, table, start, self._resolve(until, branch))
+        return history.changes(self._ctx, table, start, self._resolve(until, branch))
 
     def history(self, table: str, key: Mapping[str, object], branch: str = "main") -> pa.Table:
         """Every version of one row (by primary key), oldest first, with `_change`, `_commit_id`,
@@ -360,7 +368,7 @@ class Lake:
         Raises:
             TableNotFound, RefNotFound, UsageError (key columns do not match the table's key).
         """
-        return history.history(self, table, dict(key), self._head(branch))
+        return history.history(self._ctx, table, dict(key), self._head(branch))
 
     def diff(self, table: str, a: Ref, b: Ref = None, *, branch: str = "main") -> pa.Table:
         """The net row changes to `table` from ref `a` to ref `b` (same columns as `changes`).
@@ -368,11 +376,11 @@ class Lake:
         Raises:
             TableNotFound, RefNotFound.
         """
-        return history.diff(self, table, self._resolve(a, branch), self._resolve(b, branch))
+        return history.diff(self._ctx, table, self._resolve(a, branch), self._resolve(b, branch))
 
     def diff_summary(self, a: Ref, b: Ref = None, *, branch: str = "main") -> dict[str, TableChange]:
         """Per changed table, the net rows inserted, updated and deleted from ref `a` to ref `b`."""
-        return history.diff_summary(self, self._resolve(a, branch), self._resolve(b, branch))
+        return history.diff_summary(self._ctx, self._resolve(a, branch), self._resolve(b, branch))
 
     def compact(self, table: str, *, branch: str = "main", author: str | None = None) -> Commit:
         """Rewrite `table`'s live rows into fresh chunks (dropping deletion vectors and small inline
@@ -531,8 +539,8 @@ class Lake:
             wanted = frozenset(names)
         sub = Subscription(
             self._log, branch=branch, tables=wanted, group=group, start=after,
-            changes=lambda table, cid, record: history.stamped_commit_changes(self, table, cid, record),
-            jump=lambda a, b: history.net_changes(self, a, b, wanted),
+            changes=lambda table, cid, record: history.stamped_commit_changes(self._ctx, table, cid, record),
+            jump=lambda a, b: history.net_changes(self._ctx, a, b, wanted),
             commit_value=self._commit_value, listeners=self._commit_listeners,
         )
         self._subscriptions.add(sub)

@@ -23,7 +23,13 @@ import pyarrow.compute as pc
 
 from udr.api import history
 from udr.api.inputs import TableData, conform_input, to_batches
-from udr.errors import KeyViolation, SchemaError, TableNotFound, UsageError, close_matches
+from udr.errors import (
+    KeyViolation,
+    SchemaError,
+    TableNotFound,
+    UsageError,
+    close_matches,
+)
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
     INLINE_MAX_BYTES,
@@ -35,6 +41,7 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.refs import check_name
+from udr.materialize import schemas
 from udr.materialize.data import (
     EncodedChunk,
     conform,
@@ -49,7 +56,6 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
-from udr.materialize import schemas
 from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
 from udr.query.diff import check_keys, keyed_diff, matching_keys, multiset_diff
 from udr.query.dml import check_not_writing, execute_script
@@ -557,8 +563,8 @@ class Transaction:
                     # A table new in this transaction: every row it has is inserted, no recount needed.
                     self._ops[table] = replace(op, inserted=self._require(table).rows, updated=0, deleted=0)
                 elif writes > 1 and op is not None and not op.drop:
-                    net = history.count_changes(self._lake, table, self._base_tables.get(table), self._state(table),
-                                                 self._rows)
+                    net = history.count_changes(self._lake._ctx, table, self._base_tables.get(table),
+                                                self._state(table), self._rows)
                     self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
             if self._ids_used:
                 self._lake._log.upgrade_format()

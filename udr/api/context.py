@@ -1,0 +1,35 @@
+"""The narrow context the facade's modules work through: the lower layers' public objects for one lake.
+
+`Lake` builds one `LakeContext` when it opens and hands it to `udr.api.history` (and, as the facade is
+taken apart, the other modules), so they depend on the layers' public APIs rather than on `Lake`'s
+privates. Immutable; its objects are safe across threads as their own modules state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from udr.log.store import LogStore
+from udr.materialize.data import RowReader
+from udr.materialize.snapshot import Materializer
+from udr.query.engine import SnapshotServer
+
+
+@dataclass(frozen=True, slots=True)
+class LakeContext:
+    """One open lake's layers.
+
+    Attributes:
+        path: the lake directory.
+        log: commits, refs, blobs and chunks (`udr.log`).
+        materializer: snapshots per commit (`udr.materialize`).
+        rows: reads rows of table states (`udr.materialize`).
+        server: DuckDB views and queries over table states (`udr.query`).
+    """
+
+    path: Path
+    log: LogStore
+    materializer: Materializer
+    rows: RowReader
+    server: SnapshotServer
