@@ -16,6 +16,8 @@ EXPECTED = {
                                         "Try this with Delta Lake"],
     "feature_store_demo.py": ["each with the features of its own day", "would have seen the future",
                               "equals the table: True", "OK", "Try this with Delta Lake"],
+    "iot_timeseries_demo.py": ["processes committed 240 batches", "exactly once each",
+                               "GROUP BY over 6,000 raw readings: True", "OK", "Try this with Delta Lake"],
     "unified_stack_demo.py": ["trips, zone_revenue, zones changed at once", "hash chain verified: True",
                               "published as Iceberg", "OK", "Try this with Delta Lake"],
     "zero_copy_branching_demo.py": ["bytes written: 0", "merge refused: 1 conflict", "sku 7 = 555", "OK",
