@@ -32,7 +32,8 @@ from udr.log.format import (
 )
 from udr.log.index import frame_blob
 from udr.log.refs import branch_key, tag_key
-from udr.log.store import LogStore, read_format
+from udr.log.label import read_format
+from udr.log.store import LogStore
 
 
 def _schema_blob(n: int = 0) -> tuple[BlobId, bytes]:

@@ -27,7 +27,8 @@ from pathlib import Path
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_POSITION
 from udr.log.index import Environment, IndexTxn
-from udr.log.store import CommitHook, process_alive
+from udr.log.processes import process_alive
+from udr.log.store import CommitHook
 
 
 @dataclass(frozen=True, slots=True)

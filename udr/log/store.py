@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,7 +33,6 @@ from udr.log.chunks import FileChunkStore
 from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
 from udr.log.format import (
     CACHE_DIR,
-    CHUNK_DIR,
     DB_BLOBS,
     DB_COMMITS,
     DB_INTENTS,
@@ -42,14 +40,11 @@ from udr.log.format import (
     DB_PINS,
     DB_REFS,
     DB_SEQS,
-    FORMAT_FILE,
-    FORMAT_NAME,
     FORMAT_VERSION,
     LOG_DIR,
     READABLE_VERSIONS,
     REF_BRANCH,
     REF_TAG,
-    TMP_DIR,
     BlobId,
     BlobKind,
     ChunkId,
@@ -63,6 +58,8 @@ from udr.log.index import (
     open_log_env,
     unframe_blob,
 )
+from udr.log.label import read_format, remove_stale_labels, write_label
+from udr.log.processes import process_alive
 from udr.log.refs import branch_key
 
 CommitHook = Callable[[IndexTxn, Environment], None]
@@ -73,7 +70,6 @@ def _seq_key(seq: int) -> bytes:
 
 
 _RECORDS_KEPT = 4096
-_LAYOUT = re.compile(rf"^({LOG_DIR}|{CACHE_DIR}|{CHUNK_DIR}|{TMP_DIR}|{FORMAT_FILE}\.\d+\.tmp)$")
 
 
 def _framed_blob(blob: BlobId, kind: BlobKind, payload: bytes) -> bytes:
@@ -91,36 +87,6 @@ def _open_cache(path: Path) -> Environment:
         for name in ("data.mdb", "lock.mdb"):
             (path / name).unlink(missing_ok=True)
         return open_cache_env(path)
-
-
-def read_format(root: Path) -> int | None:
-    """Return the lake format version stored at `root`, None if `root` holds no lake.
-
-    Raises:
-        FormatError: `root` is a file, has a damaged FORMAT file, or is a lake of a newer format.
-    """
-    if root.exists() and not root.is_dir():
-        raise FormatError(f"{root} is a file, not a UDR lake directory")
-    marker = root / FORMAT_FILE
-    if not marker.exists():
-        # Only UDR's own entries and no FORMAT file: a creation that crashed or is under way elsewhere.
-        strangers = [p.name for p in root.iterdir() if not _LAYOUT.match(p.name)] if root.exists() else []
-        if strangers:
-            raise FormatError(f"{root} is not empty and is not a UDR lake (no {FORMAT_FILE} file)")
-        return None
-    try:
-        doc = json.loads(marker.read_text())
-        name, version = doc["format"], int(doc["version"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{marker} is damaged: {exc}") from exc
-    if name != FORMAT_NAME:
-        raise FormatError(f"{root} is not a UDR lake (format {name!r})")
-    if version not in READABLE_VERSIONS:
-        raise FormatError(
-            f"lake {root} uses format version {version}; this udr reads version "
-            f"{max(READABLE_VERSIONS)} and older: upgrade udr"
-        )
-    return version
 
 
 class LogStore:
@@ -179,25 +145,8 @@ class LogStore:
                 self._store_commit(txn, root_record, "main", None)
                 txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
         # The FORMAT file is written last and atomically: its presence means the lake is complete.
-        self._write_format_file()
-        for stale in self.root.glob(f"{FORMAT_FILE}.*.tmp"):
-            # Left by a process that crashed while creating this lake.
-            if not process_alive(int(stale.name.split(".")[1])):
-                stale.unlink(missing_ok=True)
-
-    def _write_format_file(self) -> None:
-        # A per-process temp name: processes creating one lake at once must not rename each other's file.
-        tmp = self.root / f"{FORMAT_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / FORMAT_FILE)
-        # The rename is durable only once the directory is: a crash must not bring the old label back.
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_label(self.root)
+        remove_stale_labels(self.root)
 
     def upgrade_format(self) -> None:
         """Label an older lake with the current format version, before writing data only it describes.
@@ -209,7 +158,7 @@ class LogStore:
             return
         with self.env.write() as txn:
             txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
-        self._write_format_file()
+        write_label(self.root)
         self.version = FORMAT_VERSION
 
     def close(self) -> None:
@@ -529,19 +478,3 @@ class LogStore:
                 if progress is not None:
                     progress(n)
         return freed
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with id `pid` exists on this machine (used to free a dead owner's records)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed process its parent has not reaped yet (a zombie) still answers kill(0) but holds nothing.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (not Linux) or it just exited: the lease's own expiry still frees it
-    return stat[stat.rfind(")") + 2:][:1] != "Z"
