@@ -49,11 +49,20 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Result of `Lake.verify`: `ok` is True when `problems` is empty."""
+    """Result of `Lake.verify`: `ok` is True when `problems` is empty.
+
+    Attributes:
+        commits_checked: commit records rehashed against their ids.
+        chunks_checked: data chunks rehashed (Parquet files and rows kept inline in the log), counted as
+            `Lake.stats().chunks` counts them.
+        problems: one line per problem found.
+        blobs_checked: other log blobs rehashed (schemas, deletion vectors, before-images).
+    """
 
     commits_checked: int
     chunks_checked: int
     problems: list[str]
+    blobs_checked: int = 0
 
     @property
     def ok(self) -> bool:

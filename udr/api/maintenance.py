@@ -30,7 +30,8 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
     problems: list[str] = []
     records = _records(log, problems)
     seqs = {cid: seq for seq, cid, _ in records}
-    checked_chunks: set[str] = set()
+    checked_chunks: set[str] = set()  # data chunks: Parquet files and inline row blobs, as `stats` counts them
+    checked_blobs: set[str] = set()
     total = len(records)
     for n, (seq, cid, record) in enumerate(records):
         for parent in record.parents:
@@ -46,18 +47,20 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
             if op.before is not None:
                 blobs.append((op.before, BlobKind.BEFORE))
             for frag in op.add:
-                if frag.inline:
-                    blobs.append((BlobId(frag.chunk), BlobKind.ROWS))
-                elif frag.chunk not in checked_chunks:
-                    checked_chunks.add(frag.chunk)
-                    try:
-                        log.chunks.get(frag.chunk)
-                    except CorruptionError as exc:
-                        problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
-            for blob, kind in blobs:
-                if blob in checked_chunks:
+                if frag.chunk in checked_chunks:
                     continue
-                checked_chunks.add(blob)
+                checked_chunks.add(frag.chunk)
+                try:
+                    if frag.inline:
+                        log.get_blob(BlobId(frag.chunk), BlobKind.ROWS)
+                    else:
+                        log.chunks.get(frag.chunk)
+                except CorruptionError as exc:
+                    problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
+            for blob, kind in blobs:
+                if blob in checked_blobs:
+                    continue
+                checked_blobs.add(blob)
                 try:
                     log.get_blob(blob, kind)
                 except CorruptionError as exc:
@@ -68,7 +71,8 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
         for name, target in refs.items():
             if target not in seqs:
                 problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
-    return VerifyReport(commits_checked=len(records), chunks_checked=len(checked_chunks), problems=problems)
+    return VerifyReport(commits_checked=len(records), chunks_checked=len(checked_chunks), problems=problems,
+                        blobs_checked=len(checked_blobs))
 
 
 def stats(log: LogStore) -> LakeStats:
