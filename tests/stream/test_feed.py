@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import udr
-from udr.api import history as _history
+from udr.api.changes import LakeChanges
 from udr.log.groups import Cursor
 from udr.stream import feed as feed_module
 from udr.stream.feed import Feed, lag
@@ -25,9 +25,7 @@ def db(tmp_path: Path) -> Iterator[udr.Lake]:
 
 
 def _feed(db: udr.Lake, after: Cursor, tables: frozenset[str] | None = None) -> Feed:
-    return Feed(db._log, branch="main", tables=tables, after=after,
-                changes=lambda t, c, r: _history.stamped_commit_changes(db._ctx, t, c, r),
-                jump=lambda a, b: _history.net_changes(db._ctx, a, b, tables), commit_value=db._commit_value)
+    return Feed(db._log, branch="main", tables=tables, after=after, source=LakeChanges(db._ctx))
 
 
 def _drain(feed: Feed) -> list[tuple[str, str, int]]:

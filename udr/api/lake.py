@@ -13,12 +13,12 @@ import re
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
 from udr.api import branches, history
+from udr.api.changes import LakeChanges, commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData
 from udr.api.maintenance import stats, verify
@@ -32,7 +32,6 @@ from udr.errors import (
 )
 from udr.log import format as lake_format
 from udr.log import graph, refspec
-from udr.log.commits import CommitRecord
 from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
 from udr.log.groups import Cursor, GroupStore, ack_hook
 from udr.log.refs import branch_key, check_name
@@ -95,9 +94,9 @@ class Lake:
         self._rows = RowReader(self._log, self._log.get_blob)
         self._server = SnapshotServer(self._log, self._rows)
         self._ctx = LakeContext(path, self._log, self._materializer, self._rows, self._server)
+        self._changes = LakeChanges(self._ctx)
         self._open_transactions: set[Transaction] = set()
         self._os_user: str | None = None
-        self._commit_listeners: list[Callable[[Commit], None]] = []
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
 
     def __enter__(self) -> Lake:
@@ -321,7 +320,7 @@ class Lake:
             _, cid = heapq.heappop(heap)
             record = self._log.get_commit(cid)
             if table is None or table in record.tables:
-                out.append(self._commit_value(cid, record))
+                out.append(commit_value(cid, record))
             for parent in record.parents:
                 if parent not in seen:
                     seen.add(parent)
@@ -335,7 +334,7 @@ class Lake:
             RefNotFound.
         """
         cid = self._resolve(ref, "main")
-        return self._commit_value(cid, self._log.get_commit(cid))
+        return commit_value(cid, self._log.get_commit(cid))
 
     def resolve(self, ref: Ref, branch: str = "main") -> str:
         """The full commit id a ref names (`None`: the head of `branch`).
@@ -539,9 +538,7 @@ class Lake:
             wanted = frozenset(names)
         sub = Subscription(
             self._log, branch=branch, tables=wanted, group=group, start=after,
-            changes=lambda table, cid, record: history.stamped_commit_changes(self._ctx, table, cid, record),
-            jump=lambda a, b: history.net_changes(self._ctx, a, b, wanted),
-            commit_value=self._commit_value, listeners=self._commit_listeners,
+            source=self._changes,
         )
         self._subscriptions.add(sub)
         return sub
@@ -633,19 +630,6 @@ class Lake:
 
         return resolve
 
-    def _commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
-        return Commit(
-            id=cid,
-            parents=record.parents,
-            seq=record.seq,
-            branch=record.branch,
-            time=datetime.fromtimestamp(record.time_us / 1_000_000, tz=timezone.utc),
-            author=record.author,
-            message=record.message,
-            metadata=dict(record.metadata),
-            tables={n: TableChange(op.inserted, op.updated, op.deleted) for n, op in record.tables.items()},
-        )
-
     def _check_streamed_tables(self, names: list[str], head: CommitId, after: Cursor) -> None:
         # A table counts if it exists now or some commit after `after` touched it (e.g. dropped it).
         known = set(self._materializer.snapshot(head))
@@ -663,8 +647,7 @@ class Lake:
         return ack_hook([pending.ack for pending in hooks]) if hooks else None
 
     def _after_commit(self, commit: Commit) -> None:
-        for listener in self._commit_listeners:
-            listener(commit)
+        self._changes.committed(commit)
 
     def _flush_small_writes(self, branch: str, snapshot: Mapping[str, TableState], tables: list[str]) -> None:
         """After a commit (whose `snapshot` the writer folded), flush the tables whose run of inline writes

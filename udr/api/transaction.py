@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.api import history
+from udr.api.changes import commit_value
 from udr.api.inputs import TableData, conform_input, to_batches
 from udr.errors import (
     KeyViolation,
@@ -586,7 +587,7 @@ class Transaction:
                     self._lake._rows.remember_inline(frag.chunk, rows)
         snapshot = fold(self._lake._materializer.snapshot(final.parents[0]), final)
         self._lake._materializer.remember_commit(cid, final.parents[0], snapshot)
-        self.committed = self._lake._commit_value(cid, final)
+        self.committed = commit_value(cid, final)
         self._lake._after_commit(self.committed)
         if not self._maintenance:
             self._lake._flush_small_writes(self.branch, snapshot, [t for t, op in final.tables.items() if op.add])

@@ -16,7 +16,6 @@ supplies, so this layer never depends on how they are computed.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -26,12 +25,9 @@ from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
 from udr.log.groups import Cursor
 from udr.log.store import LogStore
+from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
 
-ChangeFn = Callable[[str, CommitId, CommitRecord], pa.Table | None]
-# The net row changes of every table that differs from one commit to another, stamped with the second.
-JumpFn = Callable[[CommitId, CommitId], dict[str, pa.Table]]
-CommitFn = Callable[[CommitId, CommitRecord], Commit]
 
 # Records met while walking back from a new head are kept for the deliveries that follow: all of them when
 # the walk is short (the live case), else the oldest ones, which are delivered first; the rest are re-read.
@@ -44,19 +40,19 @@ class Feed:
     """The change batches of `branch` after a cursor, for every table or only `tables`."""
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, after: Cursor,
-                 changes: ChangeFn, jump: JumpFn, commit_value: CommitFn) -> None:
+                 source: ChangeSource) -> None:
         self._log = log
         self._branch = branch
         self._tables = set(tables) if tables is not None else None
         # Followed tables dropped so far, with the cursor of their final batch.
         self.dropped: dict[str, Cursor] = {}
-        self._changes = changes
-        self._jump = jump
+        self._source = source
+        # What a jump asks for: the tables followed when the feed began (None: all).
+        self._jump_tables = frozenset(tables) if tables is not None else None
         # Set by `_walk` when the head's first-parent line does not pass the last commit visited: the next
         # commit (the head) is then delivered as the net change from this commit, not from its parent.
         self._jump_from: CommitId | None = None
         self._jumped: dict[str, pa.Table] | None = None
-        self._commit_value = commit_value
         self._seen_head: CommitId | None = None
         self._scanned_seq = after.seq
         self._scanned_id = log.commit_at_seq(after.seq) if after.seq >= 0 else None
@@ -85,7 +81,7 @@ class Feed:
                 table = self._todo[0]
                 assert self._commit is not None
                 cid, record, commit = self._commit
-                rows = self._jumped.get(table) if self._jumped is not None else self._changes(table, cid, record)
+                rows = self._jumped.get(table) if self._jumped is not None else self._source.commit_changes(table, cid, record)
                 # Only now is the table done: if computing its changes raised, the next call retries it.
                 self._todo.pop(0)
                 op = record.tables.get(table)
@@ -102,7 +98,8 @@ class Feed:
             kept = self._records.pop(seq, None)
             cid, record = kept if kept is not None else self._at(seq)
             jump_from, self._jump_from = self._jump_from, None
-            self._jumped = self._jump(jump_from, cid) if jump_from is not None else None
+            self._jumped = (self._source.net_changes(jump_from, cid, self._jump_tables)
+                            if jump_from is not None else None)
             self._scanned_seq, self._scanned_id = seq, cid
             self._start_commit(cid, record, None)
 
@@ -138,7 +135,7 @@ class Feed:
         if after_table is not None:
             todo = [t for t in todo if t > after_table]
         self._todo = todo
-        self._commit = (cid, record, self._commit_value(cid, record)) if todo else None
+        self._commit = (cid, record, self._source.commit_value(cid, record)) if todo else None
 
     def _walk(self) -> bool:
         """Plan the commits between the last one visited and the branch head; False if there are none."""

@@ -41,15 +41,15 @@ from udr.errors import AckError, UsageError
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupStore, Position
 from udr.log.store import LogStore
-from udr.stream.feed import ChangeFn, CommitFn, Feed, JumpFn
+from udr.stream.feed import Feed
 from udr.stream.notify import open_waiter
+from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
 
 EPHEMERAL_WINDOW = 4096
 READ_AHEAD_BATCHES = 64
 READ_AHEAD_ROWS = 65_536
 
-Listeners = list[Callable[[Commit], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class Subscription:
     """
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
-                 start: Cursor, changes: ChangeFn, jump: JumpFn, commit_value: CommitFn, listeners: Listeners) -> None:
+                 start: Cursor, source: ChangeSource) -> None:
         """Open a subscription that delivers what follows `start` (a group resumes from its own position).
 
         Raises:
@@ -93,8 +93,7 @@ class Subscription:
             if tables is not None:
                 tables = tables - set(self._dropped_before)
         try:
-            self._feed = Feed(log, branch=branch, tables=tables, after=after, changes=changes, jump=jump,
-                              commit_value=commit_value)
+            self._feed = Feed(log, branch=branch, tables=tables, after=after, source=source)
             self._waiter = open_waiter(log.root / LOG_DIR / LOG_DATA_FILE)
         except BaseException:
             if group is not None:
@@ -104,8 +103,8 @@ class Subscription:
         # A group's first ack creates its position; later ones compare-and-swap it.
         self._has_position = stored is not None
         self._unacked: deque[Cursor] = deque()
-        self._listeners = listeners
-        listeners.append(self._on_commit)
+        self._source = source
+        source.add_listener(self._on_commit)
         self._ready: deque[tuple[ChangeBatch, Cursor]] = deque()
         # The log's newest write transaction when the last look began (-1: look again at once): with no
         # newer one, the log holds nothing that look did not read.
@@ -260,8 +259,7 @@ class Subscription:
 
     def _stop_following(self) -> None:
         self._closed = True
-        if self._on_commit in self._listeners:
-            self._listeners.remove(self._on_commit)
+        self._source.remove_listener(self._on_commit)
 
     # -- internals ------------------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""The facade's `udr.stream.source.ChangeSource`: commit values, change rows for subscriptions, and the
+handle's commit listeners.
+
+One `LakeChanges` per `Lake`. Listeners run in the committing thread right after the commit point; a
+listener must be quick and must not raise (subscriptions only wake their waiter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set as AbstractSet
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from udr.api import history
+from udr.api.context import LakeContext
+from udr.log.commits import CommitRecord
+from udr.log.format import CommitId
+from udr.stream.source import CommitListener
+from udr.values import Commit, TableChange
+
+
+def commit_value(cid: CommitId, record: CommitRecord) -> Commit:
+    """The public `udr.Commit` of a stored commit record."""
+    return Commit(
+        id=cid,
+        parents=record.parents,
+        seq=record.seq,
+        branch=record.branch,
+        time=datetime.fromtimestamp(record.time_us / 1_000_000, tz=timezone.utc),
+        author=record.author,
+        message=record.message,
+        metadata=dict(record.metadata),
+        tables={n: TableChange(op.inserted, op.updated, op.deleted) for n, op in record.tables.items()},
+    )
+
+
+class LakeChanges:
+    """Change rows from `udr.api.history`, commit values, and the listeners of one lake handle."""
+
+    __slots__ = ("_ctx", "_listeners")
+
+    def __init__(self, ctx: LakeContext) -> None:
+        self._ctx = ctx
+        self._listeners: list[CommitListener] = []
+
+    def commit_changes(self, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
+        """See `ChangeSource.commit_changes`."""
+        return history.stamped_commit_changes(self._ctx, table, cid, record)
+
+    def net_changes(self, a: CommitId, b: CommitId, tables: AbstractSet[str] | None) -> dict[str, pa.Table]:
+        """See `ChangeSource.net_changes`."""
+        return history.net_changes(self._ctx, a, b, tables)
+
+    def commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
+        """See `ChangeSource.commit_value`."""
+        return commit_value(cid, record)
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """See `ChangeSource.add_listener`."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: CommitListener) -> None:
+        """See `ChangeSource.remove_listener`."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def committed(self, commit: Commit) -> None:
+        """Tell every listener about `commit`, just made through this handle."""
+        for listener in self._listeners:
+            listener(commit)
