@@ -158,11 +158,12 @@ class CrashPoint:
 RENAMER = "(the function that renamed the chunk)"
 _CHUNKS = os.path.join("udr", "log", "chunks.py")
 _STORE = os.path.join("udr", "log", "store.py")
+_LABEL = os.path.join("udr", "log", "label.py")
 _ANY = "udr" + os.sep
 
 CRASH_POINTS: dict[str, CrashPoint] = {
     # Creating a lake: the log holds the root commit; the FORMAT file is not in place yet.
-    "lake-created": CrashPoint("c_call", "replace", _STORE),
+    "lake-created": CrashPoint("c_call", "replace", _LABEL),
     # Chunk bytes are in tmp/ and fsynced; the rename into chunks/ has not happened.
     "chunk-tmp-written": CrashPoint("c_call", "replace", _CHUNKS),
     # The rename happened; the directory is not yet fsynced.
