@@ -247,15 +247,7 @@ class Transaction:
             SchemaError: columns or types do not match.
             KeyViolation: a keyed table would get a duplicate or null key.
         """
-        self._check_open()
-        check_name(table, "table")
-        schema, batches = to_batches(data, table)
-        self._writes[table] += 1
-        state = self._state(table)
-        if state is None:
-            self._create(table, schema, None)
-            state = self._require(table)
-        target, batches = self._conformed(table, state, schema, batches, evolve, drop_missing)
+        state, target, batches = self._incoming(table, data, evolve, drop_missing)
         if state.primary_key is not None:
             data_table = pa.Table.from_batches(list(batches), schema=target)
             with self._lake._server.session() as con:
@@ -283,15 +275,7 @@ class Transaction:
             SchemaError: columns or types do not match.
             KeyViolation: duplicate or null keys in `data` (keyed tables).
         """
-        self._check_open()
-        check_name(table, "table")
-        schema, batches = to_batches(data, table)
-        self._writes[table] += 1
-        state = self._state(table)
-        if state is None:
-            self._create(table, schema, None)
-            state = self._require(table)
-        target, batches = self._conformed(table, state, schema, batches, evolve, drop_missing)
+        state, target, batches = self._incoming(table, data, evolve, drop_missing)
         if state.primary_key is not None:
             self._keyed_write(table, self._require(table), pa.Table.from_batches(list(batches), schema=target),
                               remove_missing=True)
@@ -639,6 +623,21 @@ class Transaction:
         base = self._base_tables.get(table)
         self._ops[table] = TableOp(create=True, schema=schema_id, primary_key=pk,
                                    deleted=base.rows if base is not None else 0)
+
+    def _incoming(self, table: str, data: TableData, evolve: bool, drop_missing: bool,
+                  ) -> tuple[TableState, pa.Schema, Iterator[pa.RecordBatch]]:
+        """Check and count a write of `data` to `table`, creating the table if new; return its state, the
+        schema the rows are written with and the conformed batches."""
+        self._check_open()
+        check_name(table, "table")
+        schema, batches = to_batches(data, table)
+        self._writes[table] += 1
+        state = self._state(table)
+        if state is None:
+            self._create(table, schema, None)
+            state = self._require(table)
+        target, batches = self._conformed(table, state, schema, batches, evolve, drop_missing)
+        return state, target, batches
 
     def _conformed(self, table: str, state: TableState, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
                    evolve: bool, drop_missing: bool = False) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:

@@ -55,7 +55,8 @@ class ChunkStore(Protocol):
         ...
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory `path` durable (a rename into it survives a crash only then)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -110,7 +111,7 @@ class FileChunkStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
             # fsync the directory so the rename itself survives a crash before the commit point.
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return chunk
         finally:
             tmp.unlink(missing_ok=True)

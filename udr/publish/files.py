@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udr.errors import ConflictError
+from udr.log.chunks import fsync_dir
 from udr.log.format import ROW_GROUP_ROWS, ChunkId
 from udr.log.pins import PinStore
 from udr.log.store import LogStore
@@ -40,15 +41,6 @@ def file_uri(path: Path) -> str:
 def local_path(uri: str) -> Path:
     """The local path of a `file_uri`."""
     return Path(uri.removeprefix("file://"))
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory `path` (a rename into it) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None], *, exclusive: bool = False) -> int:
