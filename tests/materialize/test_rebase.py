@@ -123,3 +123,8 @@ def test_keyed_rebase_conflicts_exactly_when_the_model_collides(
     for r in merged.add.to_pylist():
         result[r["k"]] = (r["a"], r["b"])
     assert result == expected
+
+
+def test_disjoint_cells_of_one_key_ask_for_a_row_merge() -> None:
+    rebased = rebase_table("t", APPEND, [THEIR_APPEND], base=BASE, head=BASE, shared_keys=1)
+    assert rebased.remerge and not rebase_table("t", APPEND, [THEIR_APPEND], base=BASE, head=BASE).remerge

@@ -13,7 +13,8 @@ the same key's same cell was set to different values or a row was deleted on one
 of a fragment of base: if that fragment is gone at head (compacted or overwritten) the positions cannot be carried
 over and the rebase conflicts (re-deriving them by key is left to issue 11's follow-up); if the other side changed
 the same fragment's deletion vector, the result lists a `DeleteUnion` the caller must resolve by writing the union of
-the two vectors before committing. Pure: no I/O, safe from any thread.
+the two vectors before committing. When both sides changed the same keys in different cells, the result says
+`remerge`: the staged rows of those keys must be replaced by `merge_rows`' merged rows. Pure: no I/O, thread-safe.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ class Concurrent:
 
 @dataclass(frozen=True, slots=True)
 class DeleteUnion:
-    """A fragment both sides deleted rows of: commit the union of `ours` and `theirs` (None: no rows deleted)."""
+    """A fragment both sides deleted rows of: commit the union of `ours` and `theirs` (None: no rows deleted).
+
+    In a table without a primary key a position in both vectors is one copy removed twice: a multiset conflict.
+    """
 
     chunk: ChunkId
     ours: BlobId | None
@@ -46,10 +50,15 @@ class DeleteUnion:
 
 @dataclass(frozen=True, slots=True)
 class Rebased:
-    """The staged op re-expressed against the new head, plus deletion vectors the caller must union first."""
+    """The staged op re-expressed against the new head, plus deletion vectors the caller must union first.
+
+    `remerge` is True when both sides changed some of the same keys (in different cells): the staged rows of those
+    keys would overwrite the other side's cells, so the caller must instead write `merge_rows`' result on the head.
+    """
 
     op: TableOp
     unions: tuple[DeleteUnion, ...]
+    remerge: bool = False
 
 
 def _reshapes(op: TableOp) -> bool:
@@ -64,6 +73,7 @@ def rebase_table(
     base: TableState | None,
     head: TableState | None,
     keyed_conflicts: Sequence[Conflict] = (),
+    shared_keys: int = 0,
 ) -> Rebased:
     """Decide whether `staged` can be re-applied on the new head, and return the op to commit there.
 
@@ -74,6 +84,7 @@ def rebase_table(
         base: The table's state when the transaction began (None: it did not exist).
         head: The table's state at the new head (None: it does not exist).
         keyed_conflicts: `merge.merge_rows(...).conflicts` for the two sides' change tables (keyed tables only).
+        shared_keys: How many keys both sides changed (keyed tables only).
 
     Returns:
         The op to commit with the new head as parent, and the deletion vectors to union before committing.
@@ -93,7 +104,7 @@ def rebase_table(
         first = keyed_conflicts[0]
         where = f" at key {first.key}" + (f", column {first.column!r}" if first.column else "")
         raise ConflictError(f"table {table!r}{where} was also changed by commit {other} ({len(keyed_conflicts)} conflicting cells); reload and retry")
-    return Rebased(staged, _delete_unions(table, staged, other, base, head))
+    return Rebased(staged, _delete_unions(table, staged, other, base, head), remerge=shared_keys > 0)
 
 
 def _delete_unions(table: str, staged: TableOp, other: CommitId, base: TableState | None, head: TableState | None) -> tuple[DeleteUnion, ...]:
