@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from udr.errors import SqlError, UsageError
-from udr.query.statements import parse_script, writing_kind
+from udr.query.parse import parse_script
+from udr.query.statements import writing_kind
 
 
 @pytest.mark.parametrize(("sql", "kind"), [

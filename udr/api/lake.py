@@ -40,7 +40,6 @@ from udr.log.store import CommitHook, LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer, TableState
 from udr.publish import iceberg
-from udr.query.dml import check_not_writing
 from udr.query.engine import (
     Connection,
     Relation,
@@ -48,7 +47,7 @@ from udr.query.engine import (
     named_tables,
     quote_ident,
 )
-from udr.query.statements import writing_kind
+from udr.query.statements import check_not_writing, writing_kind
 from udr.stream.admin import group_infos, reset_group
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import Commit, GroupInfo, LakeStats, TableChange, VerifyReport

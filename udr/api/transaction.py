@@ -59,8 +59,8 @@ from udr.materialize.data import (
 )
 from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
 from udr.query.diff import check_keys, keyed_diff, matching_keys, multiset_diff
-from udr.query.dml import check_not_writing, execute_script
 from udr.query.engine import Connection, Relation
+from udr.query.statements import check_not_writing
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import ChangeBatch, Commit
 
@@ -200,6 +200,10 @@ class Transaction:
         """
         self._check_open()
         with self._savepoint():
+            from udr.query.dml import (
+                execute_script,  # loads sqlglot: only scripts that write need it
+            )
+
             execute_script(self, sql)
 
     @contextmanager

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from udr.errors import SqlError, UsageError
 from udr.query.engine import one_line, quote_ident
-from udr.query.statements import Statement, column_name, parse_script, reads_table, writing_kind
+from udr.query.parse import Statement, column_name, parse_script, reads_table
 
 
 class WriteTarget(Protocol):
@@ -345,13 +345,3 @@ def _alter(target: WriteTarget, st: Statement, table: str) -> None:
         target.set_primary_key(table, [_column(target, table, column_name(c)) for c in primary.expressions])
 
 
-def check_not_writing(sql: str) -> None:
-    """Raise `UsageError` if `sql` writes (pointing to `execute`): reading APIs never silently ignore a write.
-
-    Raises:
-        UsageError: `sql` holds a writing statement.
-    """
-    kind = writing_kind(sql)
-    if kind is not None:
-        raise UsageError(f"{kind} changes the lake; run it with db.execute(sql) (or tx.execute, or `udr sql`), "
-                         "which commits it; db.sql and db.query only read")

@@ -7,20 +7,16 @@ target table and that `udr.query.dml` rewrites. Pure functions, safe from any th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import duckdb
-import sqlglot
-from sqlglot import exp
 
 from udr.errors import SqlError, UsageError
 
 # DuckDB statement types that only read: `db.sql` runs them, `execute` refuses them.
-_READS = frozenset({
+READS = frozenset({
     duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA,
     duckdb.StatementType.CALL, duckdb.StatementType.RELATION,
 })
-_WRITES = {
+WRITES = {
     duckdb.StatementType.INSERT: "INSERT",
     duckdb.StatementType.UPDATE: "UPDATE",
     duckdb.StatementType.DELETE: "DELETE",
@@ -29,28 +25,14 @@ _WRITES = {
     duckdb.StatementType.DROP: "DROP",
     duckdb.StatementType.ALTER: "ALTER",
 }
-# ALTER TABLE actions `execute` supports (sqlglot node types).
-_ALTER_ACTIONS = (exp.ColumnDef, exp.Drop, exp.RenameColumn, exp.AlterColumn, exp.AddConstraint)
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One writing statement: its kind ("INSERT", "CREATE TABLE", ...), its text, target table and tree."""
-
-    kind: str
-    text: str
-    table: str
-    tree: exp.Expr
-
-
-def _split(sql: str) -> list[duckdb.Statement]:
+def split_statements(sql: str) -> list[duckdb.Statement]:
     try:
         return list(duckdb.extract_statements(sql))
     except duckdb.Error as exc:
         raise SqlError(" ".join(str(exc).split())) from exc
 
 
-def _kind_name(statement: duckdb.Statement) -> str:
+def kind_name(statement: duckdb.Statement) -> str:
     return str(statement.type).rpartition(".")[2].replace("_", " ")
 
 
@@ -60,18 +42,21 @@ def writing_kind(sql: str) -> str | None:
     A script that does not parse gets None: running it reports the syntax error.
     """
     try:
-        statements = _split(sql)
+        statements = split_statements(sql)
     except SqlError:
         return None
     for statement in statements:
         if statement.type == duckdb.StatementType.COPY and not _copy_from(statement.query):
             continue  # COPY ... TO writes a file from the lake's tables: a read of the lake
-        if statement.type not in _READS:
-            return _WRITES.get(statement.type) or _kind_name(statement)
+        if statement.type not in READS:
+            return WRITES.get(statement.type) or kind_name(statement)
     return None
 
 
 def _copy_from(text: str) -> bool:
+    import sqlglot  # only for COPY: importing it costs every process ~16k GC-tracked objects (W7 p99 x20)
+    from sqlglot import exp
+
     try:
         tree = sqlglot.parse_one(text, dialect="duckdb")
     except sqlglot.errors.ParseError:
@@ -79,74 +64,13 @@ def _copy_from(text: str) -> bool:
     return isinstance(tree, exp.Copy) and bool(tree.args.get("kind"))
 
 
-def parse_script(sql: str) -> list[Statement]:
-    """Every statement of `sql`, checked to be one UDR can run, before anything runs.
+def check_not_writing(sql: str) -> None:
+    """Raise `UsageError` if `sql` writes (pointing to `execute`): reading APIs never silently ignore a write.
 
     Raises:
-        SqlError: the script does not parse.
-        UsageError: a statement UDR cannot run (named by its kind), or one that only reads.
+        UsageError: `sql` holds a writing statement.
     """
-    out = []
-    for statement in _split(sql):
-        kind = _WRITES.get(statement.type)
-        if kind is None:
-            name = _kind_name(statement)
-            if statement.type in _READS:
-                raise UsageError(f"{name} writes nothing; run it with db.query() or db.sql() (udr sql), not execute")
-            raise UsageError(f"{name} statements cannot run in a UDR lake: execute runs CREATE TABLE, DROP TABLE, "
-                             "INSERT, UPDATE, DELETE, MERGE and ALTER TABLE")
-        text = statement.query.strip().rstrip(";")
-        try:
-            tree = sqlglot.parse_one(text, dialect="duckdb")
-        except sqlglot.errors.ParseError as exc:
-            raise UsageError(f"UDR cannot analyse this {kind} statement ({' '.join(str(exc).split())[:200]}); "
-                             "write it more plainly") from exc
-        out.append(_checked(kind, text, tree))
-    return out
-
-
-def _checked(kind: str, text: str, tree: exp.Expr) -> Statement:
-    if isinstance(tree, (exp.Create, exp.Drop, exp.Alter)):
-        object_kind = str(tree.args.get("kind") or "").upper()
-        kind = f"{kind} {object_kind}".strip()
-        if object_kind != "TABLE":
-            raise UsageError(f"{kind} statements cannot run in a UDR lake (it has tables only); "
-                             "execute runs CREATE TABLE, DROP TABLE and ALTER TABLE")
-        if isinstance(tree, exp.Create) and (tree.args.get("properties") or tree.args.get("clone")):
-            props = tree.args.get("properties")
-            if props is not None and any(isinstance(p, exp.TemporaryProperty) for p in props.expressions):
-                raise UsageError("CREATE TEMP TABLE cannot run in a UDR lake; use a CTE or db.connect()")
-        if isinstance(tree, exp.Alter):
-            actions = tree.args.get("actions") or []
-            bad = [a for a in actions if not isinstance(a, _ALTER_ACTIONS)
-                   or (isinstance(a, exp.Drop) and str(a.args.get("kind") or "").upper() != "COLUMN")
-                   or (isinstance(a, exp.AddConstraint) and not all(isinstance(c, exp.PrimaryKey) for c in a.expressions))]
-            if bad or len(actions) != 1:
-                raise UsageError("this ALTER TABLE cannot run in a UDR lake: it runs ADD COLUMN, DROP COLUMN, "
-                                 "RENAME COLUMN, ALTER COLUMN ... TYPE and ADD PRIMARY KEY, one per statement")
-    if isinstance(tree, exp.Drop):
-        tables = tree.args.get("tables") or []
-        if len(tables) != 1:
-            raise UsageError("DROP TABLE names one table per statement in UDR")
-        target = tables[0]
-    else:
-        target = tree.this
-    while isinstance(target, exp.Schema):  # CREATE TABLE t (...): the table sits inside the column list
-        target = target.this
-    if not isinstance(target, exp.Table) or target.args.get("db") or target.args.get("catalog"):
-        raise UsageError(f"{kind}: UDR writes lake tables named plainly (no schema or catalog prefix); "
-                         f"got {target.sql(dialect='duckdb') if isinstance(target, exp.Expr) else target!r}")
-    if isinstance(tree, (exp.Insert, exp.Update, exp.Delete)) and tree.args.get("returning"):
-        raise UsageError(f"{kind} ... RETURNING cannot run in execute (it returns a commit); query the rows after")
-    return Statement(kind=kind, text=text, table=target.name, tree=tree)
-
-
-def column_name(node: exp.Expr) -> str:
-    """The plain name of a column or identifier node."""
-    return node.name if isinstance(node, (exp.Column, exp.Identifier)) else node.sql(dialect="duckdb")
-
-
-def reads_table(tree: exp.Expr, table: str, *, skip: exp.Expr) -> bool:
-    """Whether `tree` reads `table` anywhere other than at node `skip` (the statement's target)."""
-    lowered = table.lower()
-    return any(t is not skip and t.name.lower() == lowered for t in tree.find_all(exp.Table))
+    kind = writing_kind(sql)
+    if kind is not None:
+        raise UsageError(f"{kind} changes the lake; run it with db.execute(sql) (or tx.execute, or `udr sql`), "
+                         "which commits it; db.sql and db.query only read")
