@@ -138,50 +138,38 @@ class Lake:
     def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None,
                      branch: str = "main", message: str = "", author: str | None = None) -> Commit:
         """Create an empty table in its own commit (see `Transaction.create_table`)."""
-        with self.transaction(branch, message=message or f"create {table}", author=author) as tx:
-            tx.create_table(table, schema, primary_key=primary_key)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or f"create {table}", author,
+                                lambda tx: tx.create_table(table, schema, primary_key=primary_key))
 
     def append(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
                author: str | None = None, evolve: bool = False, drop_missing: bool = False) -> Commit:
         """Append rows in a commit of their own (see `Transaction.append`)."""
-        with self.transaction(branch, message=message or f"append to {table}", author=author) as tx:
-            tx.append(table, data, evolve=evolve, drop_missing=drop_missing)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or f"append to {table}", author,
+                                lambda tx: tx.append(table, data, evolve=evolve, drop_missing=drop_missing))
 
     def overwrite(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
                   author: str | None = None, evolve: bool = False, drop_missing: bool = False) -> Commit:
         """Replace a table's rows in a commit of their own (see `Transaction.overwrite`)."""
-        with self.transaction(branch, message=message or f"overwrite {table}", author=author) as tx:
-            tx.overwrite(table, data, evolve=evolve, drop_missing=drop_missing)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or f"overwrite {table}", author,
+                                lambda tx: tx.overwrite(table, data, evolve=evolve, drop_missing=drop_missing))
 
     def upsert(self, table: str, data: TableData, *, branch: str = "main", message: str = "",
                author: str | None = None) -> Commit:
         """Upsert rows by key in a commit of their own (see `Transaction.upsert`)."""
-        with self.transaction(branch, message=message or f"upsert into {table}", author=author) as tx:
-            tx.upsert(table, data)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or f"upsert into {table}", author,
+                                lambda tx: tx.upsert(table, data))
 
     def delete(self, table: str, where: str | None = None, *, keys: TableData | None = None,
                branch: str = "main", message: str = "", author: str | None = None) -> Commit:
         """Delete rows in a commit of their own (see `Transaction.delete`)."""
-        with self.transaction(branch, message=message or f"delete from {table}", author=author) as tx:
-            tx.delete(table, where, keys=keys)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or f"delete from {table}", author,
+                                lambda tx: tx.delete(table, where, keys=keys))
 
     def drop_table(self, table: str, *, branch: str = "main", message: str = "",
                    author: str | None = None) -> Commit:
         """Drop a table in a commit of its own (history keeps its rows)."""
-        with self.transaction(branch, message=message or f"drop {table}", author=author) as tx:
-            tx.drop_table(table)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or f"drop {table}", author,
+                                lambda tx: tx.drop_table(table))
 
     def execute(self, sql: str, branch: str = "main", *, message: str | None = None, author: str | None = None,
                 metadata: Mapping[str, str] | None = None) -> Commit:
@@ -193,11 +181,8 @@ class Lake:
             UsageError, SqlError, TableNotFound, SchemaError, KeyViolation: nothing was written.
             ConflictError: a concurrent commit changed one of the same tables; nothing was written.
         """
-        with self.transaction(branch, message=message or " ".join(sql.split())[:200], author=author,
-                              metadata=metadata) as tx:
-            tx.execute(sql)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, message or " ".join(sql.split())[:200], author, lambda tx: tx.execute(sql),
+                                metadata=metadata)
 
     @staticmethod
     def is_write(sql: str) -> bool:
@@ -601,6 +586,14 @@ class Lake:
         if self._os_user is None:
             self._os_user = os_user()
         return self._os_user
+
+    def _one_commit(self, branch: str, message: str, author: str | None, write: Callable[[Transaction], object],
+                    *, metadata: Mapping[str, str] | None = None) -> Commit:
+        """Run `write` in a transaction of its own on `branch` and return the commit it made."""
+        with self.transaction(branch, message=message, author=author, metadata=metadata) as tx:
+            write(tx)
+        assert tx.committed is not None
+        return tx.committed
 
     def _head(self, branch: str) -> CommitId:
         return refspec.branch_head(self._log, branch)
