@@ -12,12 +12,12 @@ branches, content-addressed storage and change streams in one local directory, q
 from __future__ import annotations
 
 from udr.api.inputs import TableData as TableData
+from udr.api.lake import Lake as Lake
+from udr.api.lake import open as open
 from udr.api.sources import SourceVersion as SourceVersion
 from udr.api.sources import read_source as read_source
 from udr.api.sources import source_kind as source_kind
 from udr.api.sources import source_versions as source_versions
-from udr.api.lake import Lake as Lake
-from udr.api.lake import open as open
 from udr.api.transaction import Transaction as Transaction
 from udr.errors import AckError as AckError
 from udr.errors import Conflict as Conflict

@@ -305,12 +305,13 @@ def append_rows(lake: str, table: str, count: str, rows: str = "1", go: str = ""
             time.sleep(float(pause))
 
 
-def race(lake: str, table: str, sync_dir: str, name: str) -> None:
-    """Stage a big append to `table`, signal `<name>.ready`, wait for `go`, commit; print the outcome."""
+def race(lake: str, table: str, sync_dir: str, name: str, how: str = "append") -> None:
+    """Stage a big `how` ("append" or "overwrite") of `table`, signal `<name>.ready`, wait for `go`, commit;
+    print the outcome."""
     sync = Path(sync_dir)
     with udr.open(lake) as db:
         tx = db.transaction(message=f"race {name}")
-        tx.append(table, big_batch(np.random.default_rng(list(name.encode()))))
+        getattr(tx, how)(table, big_batch(np.random.default_rng(list(name.encode()))))
         print(f"base {tx.base}", flush=True)
         (sync / f"{name}.ready").touch()
         _wait_for(sync / "go")

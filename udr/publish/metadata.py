@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,7 +30,13 @@ from udr.publish.avro import (
 )
 from udr.publish.deletes import DeletePlan
 from udr.publish.files import file_uri, write_bytes_atomic, write_position_deletes
-from udr.publish.schema import IcebergSchema, known_ids, name_mapping, same_fields, to_iceberg
+from udr.publish.schema import (
+    IcebergSchema,
+    known_ids,
+    name_mapping,
+    same_fields,
+    to_iceberg,
+)
 
 # Past this many manifests of one kind, a snapshot merges them into one (readers open every manifest).
 MAX_MANIFESTS = 32
