@@ -104,7 +104,12 @@ def _plan(tx: Transaction, table: str, base: TableState | None, head: TableState
 
 
 class _Keyed:
-    """A keyed table: merge our change rows into the new head cell by cell, then stage the merged rows."""
+    """A keyed table: merge our change rows into the new head cell by cell.
+
+    When no key was changed on both sides, our op stays as it is (its new rows are right, and the rows it
+    deletes are still there), only the deletion vectors of fragments both sides deleted from are unioned.
+    Otherwise the merged rows of every key we changed are staged again on the head.
+    """
 
     def __init__(self, tx: Transaction, table: str, base: TableState, head: TableState, staged: TableState,
                  other: CommitId) -> None:
@@ -120,9 +125,14 @@ class _Keyed:
             raise ConflictError(f"table {table!r}{where} was also changed by commit {other[:10]} after this "
                                 f"transaction began ({len(self.result.conflicts)} conflicting cell(s)); reload "
                                 "and retry")
-        self.tx, self.table, self.key = tx, table, key
+        theirs_keys = set(zip(*(theirs.column(k).to_pylist() for k in key)))
+        self.shared = any(k in theirs_keys for k in zip(*(mine.column(k).to_pylist() for k in key)))
+        self.tx, self.table, self.key, self.other = tx, table, key, other
+        self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
 
     def __call__(self, op: TableOp) -> None:
+        if not self.shared and _carry(self.tx, self.table, op, self.base_vectors):
+            return
         tx, table = self.tx, self.table
         if self.result.remove.num_rows:
             state = tx._require(table)
@@ -136,6 +146,28 @@ class _Keyed:
             counts = history.count_changes(tx._lake._ctx, table, tx._base_tables[table], tx._state(table), tx._rows)
             tx._ops[table] = replace(tx._ops[table], inserted=counts.inserted, updated=counts.updated,
                                      deleted=counts.deleted)
+
+
+def _carry(tx: Transaction, table: str, op: TableOp, base_vectors: dict[ChunkId, BlobId | None]) -> bool:
+    """Stage `op` unchanged on the new base, unioning deletion vectors both sides changed; False (nothing
+    staged) if a fragment it deletes from is gone at the new base or a chunk it adds is already there."""
+    head = tx._require(table)
+    now = {f.chunk: f for f in head.fragments}
+    if any(f.chunk in now for f in op.add):
+        return False
+    own = {f.chunk for f in op.add}
+    deletes = []
+    for d in op.deletes:
+        frag = now.get(d.chunk)
+        if d.chunk in own or (frag is not None and frag.deletes == base_vectors.get(d.chunk)):
+            deletes.append(d)
+            continue
+        if frag is None:
+            return False
+        union = np.union1d(_positions(tx, d.vector, frag.rows), np.asarray(tx._rows.deleted_positions(frag), np.int64))
+        deletes.append(tx._deletion(frag, union))
+    tx._ops[table] = replace(op, deletes=tuple(deletes))
+    return True
 
 
 class _Multiset:

@@ -18,6 +18,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -841,15 +842,7 @@ class Transaction:
                 continue  # every row of the fragment is deleted already
             else:
                 old = decode_positions(self._blob(earlier.vector, BlobKind.DELETES))
-            merged = distinct_positions(old, new)
-            count = len(merged)
-            if count == frag.rows:
-                deletes[frag.chunk] = Deletes(frag.chunk, None, count)
-            else:
-                payload = encode_positions(merged)
-                blob = BlobId(content_id(payload))
-                self._blobs[blob] = (BlobKind.DELETES, payload)
-                deletes[frag.chunk] = Deletes(frag.chunk, blob, count)
+            deletes[frag.chunk] = self._deletion(frag, distinct_positions(old, new))
         changes: _DeleteChanges = {"deletes": tuple(deletes.values())}
         if counted is not None:
             # Rows this transaction added itself were never visible: deleting them un-inserts them.
@@ -858,6 +851,16 @@ class Transaction:
             changes["inserted"] = op.inserted - mine
             changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self._ops[table] = replace(op, **changes)
+
+
+    def _deletion(self, frag: FragmentState, positions: np.ndarray) -> Deletes:
+        """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged."""
+        if len(positions) == frag.rows:
+            return Deletes(frag.chunk, None, len(positions))
+        payload = encode_positions(positions)
+        blob = BlobId(content_id(payload))
+        self._blobs[blob] = (BlobKind.DELETES, payload)
+        return Deletes(frag.chunk, blob, len(positions))
 
 
 def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +35,9 @@ from udr.materialize.snapshot import FragmentState, TableState
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
-# Decoded inline chunks a reader keeps (see `_InlineCache`).
+# Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
+POSITIONS_CACHE_BYTES = 16 << 20
 
 
 _PARQUET_FIELD_ID = b"PARQUET:field_id"
@@ -221,34 +222,37 @@ def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, c
                          copy=copy)
 
 
-class _InlineCache:
-    """Decoded inline chunks, newest kept, within a byte budget; shared by threads.
+_Decoded = TypeVar("_Decoded", pa.Table, pa.Array)
 
-    Chunks are immutable and named by their bytes, so a decoded one stays right. Many small writes make
-    many inline chunks: queries, change feeds and the flush into Parquet then decode each once.
+
+class _DecodedCache(Generic[_Decoded]):
+    """Decoded blobs (inline chunks, deletion vectors) by id, newest kept, within a byte budget; shared by threads.
+
+    Blobs are immutable and named by their bytes, so a decoded one stays right. Many small writes make many
+    inline chunks and deletion vectors: every read of the table would otherwise decode each one again.
     """
 
-    def __init__(self, budget: int = INLINE_CACHE_BYTES) -> None:
+    def __init__(self, budget: int) -> None:
         self._budget = budget
-        self._tables: OrderedDict[ChunkId, pa.Table] = OrderedDict()
+        self._values: OrderedDict[str, _Decoded] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, chunk: ChunkId) -> pa.Table | None:
+    def get(self, key: str) -> _Decoded | None:
         with self._lock:
-            return self._tables.get(chunk)
+            return self._values.get(key)
 
-    def put(self, chunk: ChunkId, rows: pa.Table) -> None:
-        size = rows.get_total_buffer_size()
+    def put(self, key: str, value: _Decoded) -> None:
+        size = value.get_total_buffer_size()
         if size > self._budget:
             return
         with self._lock:
-            if chunk in self._tables:
+            if key in self._values:
                 return
-            self._tables[chunk] = rows
+            self._values[key] = value
             self._bytes += size
             while self._bytes > self._budget:
-                _, old = self._tables.popitem(last=False)
+                _, old = self._values.popitem(last=False)
                 self._bytes -= old.get_total_buffer_size()
 
 
@@ -259,7 +263,8 @@ class RowReader:
         self._log = log
         self._blobs = blobs
         self._schemas: dict[BlobId, pa.Schema] = {}
-        self._inline = _InlineCache()
+        self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
+        self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
@@ -267,6 +272,7 @@ class RowReader:
         reader = RowReader(self._log, blobs)
         reader._schemas = self._schemas
         reader._inline = self._inline
+        reader._positions = self._positions
         return reader
 
     def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
@@ -318,7 +324,11 @@ class RowReader:
         """Row positions deleted from a fragment (empty if none)."""
         if frag.deletes is None:
             return pa.array([], pa.uint32())
-        return decode_positions(self._blobs(frag.deletes, BlobKind.DELETES))
+        positions = self._positions.get(frag.deletes)
+        if positions is None:
+            positions = decode_positions(self._blobs(frag.deletes, BlobKind.DELETES))
+            self._positions.put(frag.deletes, positions)
+        return positions
 
     def schema(self, schema_id: BlobId) -> pa.Schema:
         """The Arrow schema stored as blob `schema_id`."""
