@@ -58,7 +58,7 @@ def restage(tx: Transaction, head: CommitId) -> None:
     contested = {t: [(cid, r.tables[t]) for cid, r in between if t in r.tables] for t in tx._ops}
     contested = {t: ops for t, ops in contested.items() if ops}
     for table, ops in contested.items():
-        _check_shapes(table, tx._ops[table], ops)
+        _check_shapes(table, tx._ops[table], ops, overwritten=table in tx._overwritten)
     old_base = tx._base_tables
     staged = {t: tx._state(t) for t in contested}
     new_base = lake._materializer.snapshot(head)
@@ -77,9 +77,10 @@ def _check_reads(tx: Transaction, between: Sequence[tuple[CommitId, CommitRecord
             check_reads(tx.branch, tx._read, cid, record)
 
 
-def _check_shapes(table: str, mine: TableOp, theirs: Sequence[tuple[CommitId, TableOp]]) -> None:
+def _check_shapes(table: str, mine: TableOp, theirs: Sequence[tuple[CommitId, TableOp]], *,
+                  overwritten: bool) -> None:
     other = theirs[-1][0]
-    if mine.reshapes or mine.rewrite:
+    if mine.reshapes or mine.rewrite or overwritten:
         raise ConflictError(f"commit {other[:10]} changed table {table!r} after this transaction began, and this "
                             "transaction creates, drops, overwrites, compacts or changes the schema of it; "
                             "reload and retry")

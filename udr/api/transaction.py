@@ -116,6 +116,9 @@ class Transaction:
         # Rows of the inline chunks staged here, handed to the lake's reader once committed.
         self._inline_rows: dict[ChunkId, pa.Table] = {}
         self._hooks: list[PendingAck] = []
+        # Tables without a key this transaction overwrote (stored as a multiset delta): their new rows are the
+        # whole table, so any concurrent change of them conflicts.
+        self._overwritten: set[str] = set()
         # Under "serializable": the tables this transaction read, which no concurrent commit may change.
         self._read: set[str] | None = set() if isolation == "serializable" else None
         # A merge sets both parents and must not be rebased onto a moved head.
@@ -292,8 +295,11 @@ class Transaction:
     def overwrite(self, table: str, data: TableData, *, evolve: bool = False, drop_missing: bool = False) -> None:
         """Replace every row of `table` with `data` (creating the table if needed).
 
-        On a keyed table only the difference is stored: rows identical to the current ones are kept,
-        changed rows are updated, missing keys are deleted. `evolve` and `drop_missing` as in `append`.
+        Only the difference is stored and reported. On a keyed table rows identical to the current ones are
+        kept, changed rows are updated, missing keys are deleted. On a table without a key the rows compare
+        as a multiset: unchanged rows (duplicates included) stay, the surplus is deleted and the rest
+        inserted. A streamed input (a RecordBatchReader) or a schema change on a table without a key replaces
+        the table wholesale instead. `evolve` and `drop_missing` as in `append`.
 
         Raises:
             SchemaError: columns or types do not match.
@@ -303,6 +309,11 @@ class Transaction:
         if state.primary_key is not None:
             self._keyed_write(table, self._require(table), pa.Table.from_batches(list(batches), schema=target),
                               remove_missing=True)
+            return
+        streaming = isinstance(data, pa.RecordBatchReader)
+        if state.rows and not streaming and self._require(table).schema == state.schema:
+            self._replace_multiset(table, target, batches)
+            self._overwritten.add(table)
             return
         own = sum(f.live_rows for f in self._own_fragments(table, state))
         op = self._op(table)
@@ -388,6 +399,9 @@ class Transaction:
         schema, batches = to_batches(data, table)
         self._writes[table] += 1
         target, batches = self._conformed(table, state, schema, batches, False)
+        self._replace_multiset(table, target, batches)
+
+    def _replace_multiset(self, table: str, target: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
         state = self._require(table)
         with self._lake._server.session() as con:
             diff = multiset_diff(self._rows.table(table, state, with_position=True),
@@ -627,7 +641,8 @@ class Transaction:
         tables (no primary key), and a flush of small writes (it only re-encodes the fragments it names)."""
         return frozenset(t for t, op in self._ops.items()
                          if (self._maintenance and op.rewrite)
-                         or ((state := self._state(t)) is not None and state.primary_key is None))
+                         or (t not in self._overwritten and (state := self._state(t)) is not None
+                             and state.primary_key is None))
 
     def abort(self) -> None:
         """Discard every staged change. Chunks already written are reclaimed by `gc`."""
