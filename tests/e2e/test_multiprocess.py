@@ -150,7 +150,7 @@ def test_a_reader_sees_a_consistent_state_while_a_writer_commits(tmp_path: Path,
     reader = start("reader", lake, stop)
     assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
     writer = start("bank", lake, 5, 30, "", 0)
-    commits = _finish(writer)[1:]
+    commits = _finish(writer)[1:-1]
     stop.touch()
     reads = [line.split() for line in _finish(reader)]
 
