@@ -30,7 +30,7 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.store import LogStore
-from udr.materialize.schemas import as_target, stored_names
+from udr.materialize.schemas import as_target, parquet_field_id, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
@@ -69,10 +69,11 @@ def decode_ipc(payload: bytes) -> pa.Table:
 
 
 def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
-    # A source file's Parquet field ids would travel into the chunk, and Iceberg readers of a published
-    # table map a file's columns by its field ids before any name mapping: foreign ids must not reach them.
-    fields = [f.with_metadata({k: v for k, v in f.metadata.items() if k != _PARQUET_FIELD_ID})
-              if f.metadata and _PARQUET_FIELD_ID in f.metadata else f for f in schema]
+    # Every column carries the Parquet field id derived from its stable id: Iceberg readers of a published
+    # table (and engines such as Daft that ignore name mappings) match a file's columns by it, across renames.
+    # A source file's own ids are replaced: they would make those readers swap columns.
+    fields = [f.with_metadata({**(f.metadata or {}), _PARQUET_FIELD_ID: str(parquet_field_id(f)).encode()})
+              for f in schema]
     plain = pa.schema(fields)
     return plain.with_metadata({"udr.copy": str(copy)}) if copy else plain
 

@@ -32,7 +32,6 @@ from udr.publish.deletes import DeletePlan
 from udr.publish.files import file_uri, write_bytes_atomic, write_position_deletes
 from udr.publish.schema import (
     IcebergSchema,
-    known_ids,
     name_mapping,
     same_fields,
     to_iceberg,
@@ -105,8 +104,7 @@ class TableMetadata:
             return int(self.doc["current-schema-id"])
         schemas = self._schemas()
         column_ids: dict[str, str] = json.loads(self.properties.get(_COLUMN_IDS, "{}"))
-        candidate, last, new_ids = to_iceberg(arrow, table, known_ids(schemas, column_ids),
-                                              int(self.doc["last-column-id"]), len(schemas))
+        candidate, last, new_ids = to_iceberg(arrow, table, int(self.doc["last-column-id"]), len(schemas))
         for existing in schemas:
             if same_fields(existing, candidate):
                 return int(existing["schema-id"])
