@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+
 import udr
 from udr.api.changes import LakeChanges, commit_value
 from udr.log.format import CommitId
@@ -35,3 +37,19 @@ def test_listeners_hear_each_commit_until_removed(tmp_path: Path) -> None:
         changes.remove_listener(heard.append)  # no error the second time
         changes.committed(made)
         assert heard == [made]
+
+
+def test_changes_and_history_across_a_rename_follow_the_column(tmp_path: Path) -> None:
+    with udr.open(tmp_path) as db:
+        db.create_table("t", pa.schema([pa.field("k", pa.int64(), nullable=False), ("v", pa.int64())]),
+                        primary_key=["k"])
+        db.append("t", {"k": [1, 2], "v": [10, 20]})
+        with db.transaction() as tx:
+            tx.rename_column("t", "v", "w")
+        db.upsert("t", {"k": [1], "w": [11]})
+        changes = db.changes("t")
+        assert "v" not in changes.column_names
+        assert changes.select(["k", "w", "_change"]).to_pylist() == [
+            {"k": 1, "w": 10, "_change": "insert"}, {"k": 2, "w": 20, "_change": "insert"},
+            {"k": 1, "w": 10, "_change": "update_before"}, {"k": 1, "w": 11, "_change": "update_after"}]
+        assert db.history("t", {"k": 1})["w"].to_pylist() == [10, 10, 11]

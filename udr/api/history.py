@@ -15,6 +15,7 @@ from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
+from udr.materialize.schemas import rename_by_id
 from udr.materialize.snapshot import TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
@@ -88,12 +89,19 @@ def _change_schema(ctx: LakeContext, table: str, cid: CommitId) -> pa.Schema:
             .append(pa.field("_commit_seq", pa.int64())).append(pa.field("_commit_time", _TIME)))
 
 
-def _commits_touching(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]]) -> Iterator[
-        tuple[CommitId, CommitRecord, pa.Table]]:
+def _commits_touching(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId
+                      ) -> Iterator[tuple[CommitId, CommitRecord, pa.Table]]:
+    """The commits of `chain` that changed rows of `table`, with their change rows named as at `until`: a
+    renamed column is followed by its stable id."""
+    final = ctx.materializer.snapshot(until).get(table)
     for cid, record in chain:
         rows = commit_changes(ctx, table, cid, record)
-        if rows is not None and rows.num_rows:
-            yield cid, record, rows
+        if rows is None or not rows.num_rows:
+            continue
+        state = ctx.materializer.snapshot(cid).get(table)
+        if final is not None and state is not None and state.schema != final.schema:
+            rows = rename_by_id(rows, ctx.rows.schema(state.schema), ctx.rows.schema(final.schema))
+        yield cid, record, rows
 
 
 def _check_table_known(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId) -> None:
@@ -106,7 +114,7 @@ def changes(ctx: LakeContext, table: str, since: CommitId | None, until: CommitI
     """Every row-level change to `table` by the commits after `since` up to `until`, in commit order."""
     chain = first_parent_range(ctx, since, until)
     _check_table_known(ctx, table, chain, until)
-    parts = [_stamp(rows, cid, record) for cid, record, rows in _commits_touching(ctx, table, chain)]
+    parts = [_stamp(rows, cid, record) for cid, record, rows in _commits_touching(ctx, table, chain, until)]
     return _unify(parts, _change_schema(ctx, table, until))
 
 
@@ -119,7 +127,7 @@ def history(ctx: LakeContext, table: str, key: Mapping[str, object], until: Comm
     if pk is not None and set(key) != set(pk):
         raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; history needs exactly those columns")
     parts = []
-    for cid, record, rows in _commits_touching(ctx, table, chain):
+    for cid, record, rows in _commits_touching(ctx, table, chain, until):
         mask = None
         for column, value in key.items():
             if column not in rows.column_names:

@@ -251,7 +251,10 @@ class Lake:
     def sql(self, query: str, branch: str = "main", at: Ref = None) -> Relation:
         """Run SQL over the tables of a version; `"table@REF"` names a table at another version.
 
-        Returns a DuckDB relation (`.fetchall()`, `.to_arrow_table()`, `.df()`, `.pl()`).
+        Returns a DuckDB relation: lazy, run when fetched. Methods that behave the same on every DuckDB
+        UDR supports (1.5 to 2.x): `.fetchall()`, `.to_arrow_table()`, `.df()`, `.pl()`, `.columns`,
+        `.types`. Not portable: `.arrow()` (a Table on 1.x, a RecordBatchReader on 2.x) and `.fetchone()`
+        (gone in 2.0; use `.fetchall()[0]`). For an Arrow table in one call, use `query`.
 
         Raises:
             SqlError, RefNotFound, TableNotFound.
