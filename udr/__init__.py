@@ -41,6 +41,8 @@ from udr.values import ChangeBatch as ChangeBatch
 from udr.values import Commit as Commit
 from udr.values import GroupInfo as GroupInfo
 from udr.values import LakeStats as LakeStats
+from udr.values import MemberInfo as MemberInfo
+from udr.values import PartitionInfo as PartitionInfo
 from udr.values import TableChange as TableChange
 from udr.values import VerifyReport as VerifyReport
 
@@ -61,7 +63,9 @@ __all__ = [
     "Lake",
     "LakeNotFound",
     "LakeStats",
+    "MemberInfo",
     "MergeConflict",
+    "PartitionInfo",
     "PublishReport",
     "RefNotFound",
     "SchemaError",
