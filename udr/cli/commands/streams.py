@@ -54,18 +54,51 @@ async def _tail(sub: udr.Subscription, fmt: str, out: Console) -> None:
             await sub.ack(batch)
 
 
-@click.command()
-@click.pass_obj
-def groups(lake: Path) -> None:
-    """Show consumer groups: position, lag behind their branch, last ack, and whether one is consuming."""
+@click.group(invoke_without_command=True)
+@click.pass_context
+def groups(ctx: click.Context) -> None:
+    """Show consumer groups: position, lag behind their branch, last ack, whether one is consuming, and
+    for a group with several members its members and partitions. Subcommands move or delete a group."""
+    if ctx.invoked_subcommand is not None:
+        return
     out = console()
-    with open_lake(lake) as db:
+    with open_lake(ctx.obj) as db:
         infos = db.groups()
     if not infos:
         say(out, "no consumer groups")
         return
-    grid = Table("group", "branch", "position", "lag commits", "lag rows", "last ack", "active")
+    grid = Table("group", "branch", "position", "lag commits", "lag rows", "last ack", "active", "members")
     for info in infos:
+        members = ", ".join(f"{m.name}{'' if m.active else ' (gone)'}" for m in info.members)
         grid.add_row(Text(info.name), Text(info.branch), info.position[:10], f"{info.lag_commits:,}",
-                     f"{info.lag_rows:,}", when(info.last_ack), "yes" if info.active else "no")
+                     f"{info.lag_rows:,}", when(info.last_ack), "yes" if info.active else "no", Text(members or "-"))
     out.print(grid)
+    parts = Table("group", "partition", "member", "position", "seq", "last ack")
+    for info in infos:
+        for p in info.partitions:
+            parts.add_row(Text(info.name), str(p.number), Text(p.member or "-"), p.position[:10] or "start",
+                          str(p.seq), when(p.last_ack))
+    if parts.row_count:
+        out.print(parts)
+
+
+@groups.command("reset")
+@click.argument("name")
+@click.argument("ref")
+@click.option("--branch", default="main", show_default=True, help="Branch the group consumes from now on.")
+@click.pass_obj
+def reset_group(lake: Path, name: str, ref: str, branch: str) -> None:
+    """Make group NAME resume after commit REF (every partition of a group with members)."""
+    with open_lake(lake) as db:
+        db.reset_group(name, ref, branch=branch)
+    say(console(), f"group {name} resumes after {ref} on {branch}")
+
+
+@groups.command("delete")
+@click.argument("name")
+@click.pass_obj
+def delete_group(lake: Path, name: str) -> None:
+    """Forget group NAME: its positions, leases and members."""
+    with open_lake(lake) as db:
+        db.delete_group(name)
+    say(console(), f"deleted group {name}")
