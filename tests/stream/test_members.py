@@ -235,3 +235,13 @@ async def test_a_single_member_group_gets_members_at_its_position(db: udr.Lake) 
     assert [b.changes["x"].to_pylist() for b in got] == [[2]]
     info = db.groups()[0]
     assert len(info.partitions) == 3 and info.members == () and not info.active  # "a" left when it closed
+
+
+@pytest.mark.anyio
+async def test_a_damaged_partition_record_is_a_corruption_error_naming_the_group(db: udr.Lake) -> None:
+    async with db.subscribe("kv", group="billing", member="a", partitions=2):
+        pass
+    with db._log.env.write() as txn:
+        txn.put(b"partition:billing\x000001", b"{not json", db=db._log.env.db(b"groups"))
+    with pytest.raises(udr.CorruptionError, match="billing"):
+        db.groups()

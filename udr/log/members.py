@@ -188,11 +188,16 @@ class MemberStore:
 
     def apply_ack(self, txn: IndexTxn, ack: PartitionAck) -> None:
         """`ack` inside `txn` (see `ack`)."""
-        state = self._member_state(txn, ack.group, ack.member, ack.token)
-        if ack.partition >= len(state.partitions) or state.partitions[ack.partition].owner != ack.token:
+        # Only the two records involved are read: this runs inside the writer's lock, often in a commit.
+        raw_lease = txn.get(self._member_key(ack.group, ack.member), db=self._db)
+        if raw_lease is None or _lease(ack.group, raw_lease).token != ack.token:
+            raise GroupBusy(f"member {ack.member!r} no longer holds its lease in group {ack.group!r} (the group was "
+                            "deleted or the member joined again); subscribe again")
+        raw_part = txn.get(self._partition_key(ack.group, ack.partition), db=self._db)
+        part = self._partition(ack.group, ack.partition, raw_part) if raw_part is not None else None
+        if part is None or part.owner != ack.token:
             raise GroupBusy(f"member {ack.member!r} no longer owns partition {ack.partition} of group {ack.group!r} "
                             "(it was rebalanced to another member, which gets the batch again); go on with the next batch")
-        part = state.partitions[ack.partition]
         current = part.position.cursor
         if current != ack.expected:
             if current.sort_key() >= ack.new.cursor.sort_key():
@@ -241,22 +246,18 @@ class MemberStore:
         name = group.encode() + b"\0"
         parts = []
         for key, raw in self._scan(txn, GROUP_PARTITION + name):
-            doc = _load(group, "partition", raw)
             try:
-                owner, member = doc.pop("owner", None), doc.pop("member", None)
-                parts.append(Partition(int(key), position_from(doc), owner, member))
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                number = int(key)
+            except ValueError as exc:
                 raise CorruptionError(f"a partition record of group {group!r} is damaged: {exc}") from exc
+            parts.append(self._partition(group, number, raw))
         if not parts:
             return None
         if [p.number for p in parts] != list(range(len(parts))):
             raise CorruptionError(f"group {group!r} lacks partition records: it has {[p.number for p in parts]}")
         members = {}
         for key, raw in self._scan(txn, GROUP_MEMBER + name):
-            try:
-                members[key.decode()] = lease_from(_load(group, "member", raw))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CorruptionError(f"a member record of group {group!r} is damaged: {exc}") from exc
+            members[key.decode(errors="replace")] = _lease(group, raw)
         return GroupState(group, tuple(parts), members)
 
     def _member_state(self, txn: IndexTxn, group: str, member: str, token: str) -> GroupState:
@@ -276,9 +277,20 @@ class MemberStore:
             raise GroupBusy(f"group {group!r} has live members ({', '.join(live)}); stop them before {doing} the group")
         return state
 
+    def _partition(self, group: str, number: int, raw: bytes) -> Partition:
+        doc = _load(group, "partition", raw)
+        try:
+            owner, member = doc.pop("owner", None), doc.pop("member", None)
+            return Partition(number, position_from(doc), owner, member)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptionError(f"partition {number} of group {group!r} is damaged: {exc}") from exc
+
+    def _partition_key(self, group: str, number: int) -> bytes:
+        return GROUP_PARTITION + group.encode() + b"\0" + b"%04d" % number
+
     def _put_partition(self, txn: IndexTxn, group: str, part: Partition) -> None:
         doc = {**position_doc(part.position), "owner": part.owner, "member": part.member}
-        txn.put(GROUP_PARTITION + group.encode() + b"\0" + b"%04d" % part.number, dump(doc), db=self._db)
+        txn.put(self._partition_key(group, part.number), dump(doc), db=self._db)
 
     def _scan(self, txn: IndexTxn, prefix: bytes) -> list[tuple[bytes, bytes]]:
         """(key after `prefix`, value) of every record whose key starts with `prefix`, in key order."""
@@ -291,6 +303,13 @@ class MemberStore:
                     break
                 out.append((key[len(prefix):], bytes(value)))
         return out
+
+
+def _lease(group: str, raw: bytes) -> Lease:
+    try:
+        return lease_from(_load(group, "member", raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptionError(f"a member record of group {group!r} is damaged: {exc}") from exc
 
 
 def _load(group: str, what: str, raw: bytes) -> JsonDoc:
