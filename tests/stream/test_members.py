@@ -199,6 +199,10 @@ async def test_a_live_member_name_is_busy_and_other_names_join(db: udr.Lake) -> 
                 db.subscribe("kv", group="g", member="c", partitions=3)
             with pytest.raises(udr.UsageError, match="several members"):
                 db.subscribe("kv", group="g")
+            with pytest.raises(udr.UsageError, match="member=... name"):
+                db.subscribe("kv", group="g", partitions=8)
+            with pytest.raises(udr.UsageError, match="belongs to a group"):
+                db.subscribe("kv", member="c")
     async with db.subscribe("kv", group="g", member="a"):
         pass  # a closed member's name is free again
 

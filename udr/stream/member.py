@@ -116,8 +116,10 @@ class MemberFeed:
         """Whether `next_batch` needs neither a write (a claim) nor a chunk file."""
         if not self._sync(may_write=False):
             return False
-        if self._split or self._feed is None:
+        if self._split:
             return True
+        if self._feed is None:
+            return not self._active  # opening a feed may start on a backlog: work for a worker thread
         return self._feed.next_is_light()
 
     # -- acks ---------------------------------------------------------------------------------------

@@ -94,9 +94,11 @@ class Subscription:
         self._token = secrets.token_hex(16)
         self._unacked: deque[Delivery] = deque()
         self._member: MemberFeed | None = None
-        if member is not None:
-            if group is None:
-                raise UsageError("a member belongs to a group: subscribe with group=... and member=...")
+        if (member is not None or partitions is not None) and group is None:
+            raise UsageError("a member belongs to a group: subscribe with group=... and member=...")
+        if partitions is not None and member is None:
+            raise UsageError("partitions= splits a group between members: give this subscriber a member=... name")
+        if member is not None and group is not None:
             self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch,
                                       tables=tables, start=start, source=source)
         after = start
