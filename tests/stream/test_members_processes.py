@@ -80,6 +80,7 @@ def test_members_killed_and_restarted_at_random_derive_exactly_once(
     assert producer.wait() == 0
     want, got = _settled(lake, timeout=90)
     assert got == want
+    assert [name for name, child in members.items() if child.poll() is not None] == []  # none failed
     with udr.open(lake) as db:
         info = {g.name: g for g in db.groups()}["derive"]
         owners = {p.member for p in info.partitions}
