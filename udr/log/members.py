@@ -22,7 +22,7 @@ across threads and processes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import lmdb
@@ -71,14 +71,14 @@ class GroupState:
     partitions: tuple[Partition, ...]
     members: dict[str, Lease]
 
-    def live(self) -> list[str]:
-        """The names of the members whose lease is live, sorted."""
-        return sorted(m for m, lease in self.members.items() if lease_alive(lease))
+    def live(self, alive: Callable[[Lease], bool] = lease_alive) -> list[str]:
+        """The names of the members whose lease is live (by `alive`), sorted."""
+        return sorted(m for m, lease in self.members.items() if alive(lease))
 
-    def owned_live(self, part: Partition) -> bool:
-        """Whether `part`'s owner is a live member still holding the lease it claimed it with."""
+    def owned_live(self, part: Partition, alive: Callable[[Lease], bool] = lease_alive) -> bool:
+        """Whether `part`'s owner is a live member (by `alive`) still holding the lease it claimed it with."""
         lease = self.members.get(part.member or "")
-        return part.owner is not None and lease is not None and lease.token == part.owner and lease_alive(lease)
+        return part.owner is not None and lease is not None and lease.token == part.owner and alive(lease)
 
 
 @dataclass(frozen=True, slots=True)

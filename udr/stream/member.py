@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from udr.errors import AckError, GroupBusy
-from udr.log.groups import Cursor, Position
+from udr.log.groups import Cursor, Lease, Position, lease_alive
 from udr.log.members import GroupState, MemberStore, PartitionAck
 from udr.log.store import LogStore
 from udr.stream.feed import Feed
@@ -37,6 +37,9 @@ from udr.values import ChangeBatch
 
 # (cursor, partition) of a delivered batch: what an ack names.
 Delivery = tuple[Cursor, int | None]
+# How long a member trusts that another member's process is alive (or gone): checking takes two /proc
+# reads per member, and a member syncs after every commit or ack of any member of its group.
+LIVENESS_TTL = 0.25
 
 
 class MemberFeed:
@@ -69,6 +72,7 @@ class MemberFeed:
         self._feed: Feed | None = None
         self._split: deque[tuple[ChangeBatch, Cursor]] = deque()
         self._synced_at = -1
+        self._alive_at: dict[str, tuple[float, bool]] = {}
         self.dropped: dict[str, Cursor] = {}
 
     # -- the feed interface the subscription reads --------------------------------------------------
@@ -168,9 +172,10 @@ class MemberFeed:
         state = self._store.state(self.group)
         if state is None:
             raise GroupBusy(f"group {self.group!r} was deleted while member {self.member!r} consumed it")
-        target = {n for n, m in assign(self.count, state.live()).items() if m == self.member}
+        target = {n for n, m in assign(self.count, state.live(self._alive)).items() if m == self.member}
         mine = {p.number for p in state.partitions if p.owner == self.token}
         give = {n for n in mine - target if self._outstanding[n] <= 0}
+        # A claim checks liveness afresh: a partition is taken only from an owner that is gone now.
         take = {n for n in target - mine if not state.owned_live(state.partitions[n])}
         if give or take:
             if not may_write:
@@ -180,6 +185,15 @@ class MemberFeed:
         self._synced_at = txnid
         self._adopt(state, mine, mine & target)
         return True
+
+    def _alive(self, lease: Lease) -> bool:
+        if lease.token == self.token:
+            return True
+        now = time.monotonic()
+        checked = self._alive_at.get(lease.token)
+        if checked is None or now - checked[0] > LIVENESS_TTL:
+            checked = self._alive_at[lease.token] = (now, lease_alive(lease))
+        return checked[1]
 
     def _adopt(self, state: GroupState, mine: set[int], active: set[int]) -> None:
         """Take the owned partitions `mine`, delivering new batches of `active` only."""
