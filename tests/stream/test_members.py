@@ -249,3 +249,17 @@ async def test_a_damaged_partition_record_is_a_corruption_error_naming_the_group
         txn.put(b"partition:billing\x000001", b"{not json", db=db._log.env.db(b"groups"))
     with pytest.raises(udr.CorruptionError, match="billing"):
         db.groups()
+
+
+@pytest.mark.anyio
+async def test_partitions_without_rows_move_along_with_the_acks(db: udr.Lake) -> None:
+    for i in range(5):
+        db.upsert("kv", {"k": [7], "v": [i]})  # one key: one partition gets every batch
+    last = db.log(limit=1)[0]
+    async with db.subscribe("kv", group="g", member="a") as sub:
+        got = await _take(sub)
+        assert len({b.partition for b in got}) == 1 and len(got) == 5
+    [info] = db.groups()
+    assert {p.seq for p in info.partitions} == {last.seq} and info.lag_commits == 0
+    async with db.subscribe("kv", group="g", member="b") as again:
+        assert await _take(again) == []  # nothing is read again after a restart

@@ -83,7 +83,9 @@ class GroupState:
 
 @dataclass(frozen=True, slots=True)
 class PartitionAck:
-    """Move partition `partition` of `group` from `expected` to `new`, for `member`'s lease `token`."""
+    """Move partition `partition` of `group` from `expected` to `new`, for `member`'s lease `token`; and
+    each of `idle`'s partitions (number, expected, new) too where it is still as expected and owned by
+    `token` (partitions the member knows got no batch up to `new`: so they do not lag behind)."""
 
     group: str
     member: str
@@ -91,6 +93,7 @@ class PartitionAck:
     partition: int
     expected: Cursor
     new: Position
+    idle: tuple[tuple[int, Cursor, Position], ...] = ()
 
     def apply(self, txn: IndexTxn, env: Environment) -> None:
         """See `udr.log.groups.GroupAck.apply`."""
@@ -206,6 +209,11 @@ class MemberStore:
             raise ConflictError(f"partition {ack.partition} of group {ack.group!r} moved from {ack.expected} to "
                                 f"{current} after this member read it; subscribe again")
         self._put_partition(txn, ack.group, replace(part, position=ack.new))
+        for number, expected, new in ack.idle:
+            raw = txn.get(self._partition_key(ack.group, number), db=self._db)
+            idle = self._partition(ack.group, number, raw) if raw is not None else None
+            if idle is not None and idle.owner == ack.token and idle.position.cursor == expected:
+                self._put_partition(txn, ack.group, replace(idle, position=new))
 
     def reset(self, group: str, position: Position) -> None:
         """Set every partition's position to `position` (rewind or skip), leaving them unowned.

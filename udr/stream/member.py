@@ -73,6 +73,10 @@ class MemberFeed:
         self._split: deque[tuple[ChangeBatch, Cursor]] = deque()
         self._synced_at = -1
         self._alive_at: dict[str, tuple[float, bool]] = {}
+        # The cursor of the last batch the current feed read (None: no feed): idle partitions may move
+        # up to it with an ack. Moves staged with a delivery's ack, applied when it is acknowledged.
+        self._scanned: Cursor | None = None
+        self._idle: dict[Delivery, tuple[tuple[int, Cursor, Position], ...]] = {}
         self.dropped: dict[str, Cursor] = {}
 
     # -- the feed interface the subscription reads --------------------------------------------------
@@ -114,6 +118,7 @@ class MemberFeed:
             item = self._feed.next_batch()
             if item is None:
                 return None
+            self._scanned = item[1]
             self._split_batch(*item)
 
     def next_is_light(self) -> bool:
@@ -145,10 +150,10 @@ class MemberFeed:
             raise AckError(f"partition {n} of group {self.group!r} was rebalanced away from member {self.member!r}; "
                            "its new owner gets the batch again")
         expected = next((c for c, p in reversed(earlier) if p == n), self._durable[n].cursor)
-        stored = self._durable[n]
-        dropped = {*stored.dropped, *(t for t, at in self.dropped.items() if at.sort_key() <= cursor.sort_key())}
-        new = Position(cursor, time.time_ns() // 1000, self.branch, stored.tables, tuple(sorted(dropped)))
-        return PartitionAck(self.group, self.member, self.token, n, expected, new)
+        # Only the first ack a transaction stages moves idle partitions: two such moves would collide.
+        idle = () if earlier else self._idle_moves(cursor, n)
+        self._idle[delivery] = idle
+        return PartitionAck(self.group, self.member, self.token, n, expected, self._moved(n, cursor), idle)
 
     def acknowledged(self, delivery: Delivery) -> None:
         """`delivery`'s ack is durable."""
@@ -156,12 +161,32 @@ class MemberFeed:
         if n is not None and n in self._durable:
             self._durable[n] = replace(self._durable[n], cursor=cursor)
             self._outstanding[n] -= 1
+        for q, expected, new in self._idle.pop(delivery, ()):
+            if q in self._durable and self._durable[q].cursor == expected:
+                self._durable[q] = new
+                self._delivered[q] = max(self._delivered[q], new.cursor, key=Cursor.sort_key)
 
     def leave(self) -> None:
         """Give the member's lease and partitions back."""
         self._store.leave(self.group, self.member, self.token)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _moved(self, n: int, cursor: Cursor) -> Position:
+        """Partition `n`'s position once it acknowledged `cursor`."""
+        stored = self._durable[n]
+        dropped = {*stored.dropped, *(t for t, at in self.dropped.items() if at.sort_key() <= cursor.sort_key())}
+        return Position(cursor, time.time_ns() // 1000, self.branch, stored.tables, tuple(sorted(dropped)))
+
+    def _idle_moves(self, cursor: Cursor, n: int) -> tuple[tuple[int, Cursor, Position], ...]:
+        """The active partitions other than `n` that may move to `cursor` with its ack: the current feed
+        read past `cursor`, so every batch they had up to it was handed out, and all of those are
+        acknowledged (none awaits an ack or waits in the split queue)."""
+        if self._scanned is None or cursor.sort_key() > self._scanned.sort_key():
+            return ()
+        pending = {batch.partition for batch, _ in self._split}
+        return tuple((q, self._durable[q].cursor, self._moved(q, cursor)) for q in sorted(self._active - pending - {n})
+                     if self._outstanding[q] <= 0 and self._durable[q].cursor.sort_key() < cursor.sort_key())
 
     def _sync(self, *, may_write: bool) -> bool:
         """Bring ownership up to date with the group's records; False if that needs a write and
@@ -209,6 +234,7 @@ class MemberFeed:
             # Restart the feed from the oldest position now owned; what was delivered is skipped.
             self._active = active
             self._feed = None
+            self._scanned = None
             self._split.clear()
 
     def _open_feed(self) -> Feed | None:
@@ -222,6 +248,7 @@ class MemberFeed:
             tables = tables - gone
         feed = Feed(self._log, branch=self.branch, tables=tables, after=after, source=self._source)
         feed.dropped = self.dropped
+        self._scanned = after
         return feed
 
     def _split_batch(self, batch: ChangeBatch, cursor: Cursor) -> None:
