@@ -188,16 +188,16 @@ class GroupStore:
                 raise GroupBusy(_busy(group, held) + "; close it before resetting the group")
             self._put_position(txn, group, position)
 
-    def take_over(self, txn: IndexTxn, group: str) -> Position | None:
+    def take_over(self, txn: IndexTxn, group: str, *, why: str = "before it gets members") -> Position | None:
         """Remove `group`'s single-member records inside `txn` and return its position (for a group that
-        gets several members).
+        gets several members, or is deleted: `why` ends the error message).
 
         Raises:
             GroupBusy: a live subscriber consumes the group.
         """
         held = self._lease(txn, group)
         if held is not None and lease_alive(held):
-            raise GroupBusy(_busy(group, held) + "; close it before it gets members")
+            raise GroupBusy(_busy(group, held) + f"; close it {why}")
         position = self._position(txn, group)
         for prefix in (GROUP_POSITION, GROUP_LEASE):
             txn.delete(prefix + group.encode(), db=self._env.db(DB_GROUPS))
@@ -211,7 +211,7 @@ class GroupStore:
         """
         with self._env.write() as txn:
             existed = self._position(txn, group) is not None or self._lease(txn, group) is not None
-            self.take_over(txn, group)
+            self.take_over(txn, group, why="before deleting the group")
             return existed
 
     # -- inside a given transaction ---------------------------------------------------------------------
