@@ -33,7 +33,7 @@ from udr.log.store import LogStore
 from udr.stream.feed import Feed
 from udr.stream.partition import assign, split
 from udr.stream.source import ChangeSource
-from udr.values import ChangeBatch
+from udr.values import ChangeBatch, Commit
 
 # (cursor, partition) of a delivered batch: what an ack names.
 Delivery = tuple[Cursor, int | None]
@@ -246,10 +246,15 @@ class MemberFeed:
             # Tables every active partition stopped following when they were dropped are not read again.
             gone = set.intersection(*(set(self._durable[n].dropped) for n in self._active))
             tables = tables - gone
-        feed = Feed(self._log, branch=self.branch, tables=tables, after=after, source=self._source)
+        feed = Feed(self._log, branch=self.branch, tables=tables, after=after, source=self._source, wants=self._wants)
         feed.dropped = self.dropped
         self._scanned = after
         return feed
+
+    def _wants(self, commit: Commit, table: str) -> bool:
+        """Whether a batch may hold rows of an active partition: any keyed batch, an unkeyed one (or one
+        without rows) only in its commit's partition."""
+        return commit.seq % self.count in self._active or self._source.primary_key(table, commit) is not None
 
     def _split_batch(self, batch: ChangeBatch, cursor: Cursor) -> None:
         wanted = [n for n in sorted(self._active)
