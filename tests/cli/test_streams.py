@@ -88,3 +88,9 @@ def test_groups_shows_members_and_partitions_and_resets_and_deletes_a_group(tmp_
     assert "no consumer groups" in runner.invoke(cli, ["--lake", str(lake), "groups"]).output
     gone = runner.invoke(cli, ["--lake", str(lake), "groups", "delete", "billing"])
     assert gone.exit_code == 1 and "no consumer group 'billing'" in gone.output
+
+
+def test_tail_member_needs_a_group(tmp_path: Path) -> None:
+    lake = _lake(tmp_path / "lake")
+    result = CliRunner().invoke(cli, ["--lake", str(lake), "tail", "orders", "--member", "w1"])
+    assert result.exit_code == 1 and "belongs to a group" in result.output

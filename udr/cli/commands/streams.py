@@ -19,17 +19,19 @@ from udr.cli.rows import RowOutput, emit_rows
 @click.command()
 @click.argument("tables", nargs=-1)
 @click.option("--group", help="Consumer group: resume after its last ack, and ack each batch once printed.")
+@click.option("--member", help="This tail's member name in --group: print only its share of the group's partitions.")
 @click.option("--from", "start", metavar="REF", default="latest", show_default=True,
               help="Print changes after this commit ('earliest': all history); a group that acked resumes instead.")
 @click.option("--branch", default="main", show_default=True, help="Branch to follow.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="A table per commit and table, or one JSON object per changed row.")
 @click.pass_obj
-def tail(lake: Path, tables: tuple[str, ...], group: str | None, start: str, branch: str, fmt: str) -> None:
+def tail(lake: Path, tables: tuple[str, ...], group: str | None, member: str | None, start: str, branch: str,
+         fmt: str) -> None:
     """Print row changes to TABLES (default: every table) as they are committed, until Ctrl-C."""
     out = console()
     with open_lake(lake) as db:
-        sub = db.subscribe(list(tables) or None, group=group, start=start, branch=branch)
+        sub = db.subscribe(list(tables) or None, group=group, member=member, start=start, branch=branch)
         import anyio
 
         try:
