@@ -494,7 +494,8 @@ class Lake:
         Args:
             tables: the tables to follow (None: every table).
             group: a consumer group: acks are durable, the group resumes after its last ack (ignoring
-                `start`), and only one live subscriber may consume it. None: an ephemeral subscription.
+                `start`), and only one live subscriber may consume it (unless each names a `member`). None: an
+                ephemeral subscription.
             member: this subscriber's name in `group`: the group's partitions are split between its live
                 members and rebalanced as they join, leave or die (see docs/groups.md).
             partitions: the partition count of a new group with members (default 8; fixed once made).
