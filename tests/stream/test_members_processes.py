@@ -53,26 +53,28 @@ def _settled(lake: Path, timeout: float) -> tuple[object, object]:
         time.sleep(0.3)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # each member process alone takes 1-2 s to start on a loaded machine
+@pytest.mark.parametrize(("commits", "kills", "seed"), [(20, 1, 3), (160, 6, 11)])
 def test_members_killed_and_restarted_at_random_derive_exactly_once(
-        tmp_path: Path, children: list[subprocess.Popen[str]]) -> None:
+        tmp_path: Path, children: list[subprocess.Popen[str]], commits: int, kills: int, seed: int) -> None:
     lake = tmp_path / "lake"
     setup_lake(lake)
-    rng = random.Random(11)
+    rng = random.Random(seed)
     members: dict[str, subprocess.Popen[str]] = {}
     for name in MEMBERS:
         members[name] = _spawn("member", str(lake), name)
         children.append(members[name])
+    for name in MEMBERS:
         _wait_ready(members[name])
-    producer = _spawn("produce", str(lake), "160", "5")
+    producer = _spawn("produce", str(lake), str(commits), str(seed))
     children.append(producer)
-    kills = 0
-    while producer.poll() is None or kills < 6:
+    killed = 0
+    while producer.poll() is None or killed < kills:
         time.sleep(rng.uniform(0.1, 0.6))
         name = rng.choice(MEMBERS)
         members[name].send_signal(signal.SIGKILL)
         members[name].wait()  # reaped: its lease is free at once
-        kills += 1
+        killed += 1
         time.sleep(rng.uniform(0.0, 0.3))
         members[name] = _spawn("member", str(lake), name)
         children.append(members[name])
