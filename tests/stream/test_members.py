@@ -203,6 +203,8 @@ async def test_a_live_member_name_is_busy_and_other_names_join(db: udr.Lake) -> 
                 db.subscribe("kv", group="g", partitions=8)
             with pytest.raises(udr.UsageError, match="belongs to a group"):
                 db.subscribe("kv", member="c")
+            with pytest.raises(udr.UsageError, match="group 'g' follows kv; its members must subscribe"):
+                db.subscribe(["kv", "ev"], group="g", member="c")
     async with db.subscribe("kv", group="g", member="a"):
         pass  # a closed member's name is free again
 

@@ -123,7 +123,7 @@ class MemberStore:
 
         Raises:
             GroupBusy: `member` is live already, or a single-member subscriber consumes the group.
-            UsageError: `partitions` differs from the group's.
+            UsageError: `partitions` or the tables of `start` differ from the group's.
         """
         if partitions is not None and not 1 <= partitions <= MAX_PARTITIONS:
             raise UsageError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}")
@@ -140,6 +140,10 @@ class MemberStore:
             elif partitions is not None and partitions != len(state.partitions):
                 raise UsageError(f"group {group!r} has {len(state.partitions)} partitions, not {partitions}; "
                                  "the count is fixed when the group is made (delete the group to change it)")
+            elif state.partitions[0].position.tables != start.tables:
+                follows = state.partitions[0].position.tables
+                raise UsageError(f"group {group!r} follows {', '.join(follows) if follows else 'every table'}; its "
+                                 "members must subscribe to the same tables (or use another group)")
             txn.put(self._member_key(group, member), dump(lease_doc(new_lease(token))), db=self._db)
             joined = self._state(txn, group)
             assert joined is not None
