@@ -86,11 +86,6 @@ class MemberFeed:
         """True once every table followed was dropped (for the partitions owned now)."""
         return self._feed is not None and self._feed.finished and not self._split
 
-    @property
-    def owned(self) -> frozenset[int]:
-        """The partitions this member owns now."""
-        return frozenset(self._durable)
-
     def recheck(self) -> None:
         """Sync with the group's records on the next read even if the log did not change (a member may
         have died: a death writes nothing)."""
