@@ -14,11 +14,16 @@ import udr
 INIT = Path(udr.__file__)
 
 
+def _top_level() -> list[ast.stmt]:
+    """The statements of udr/__init__.py, with those of its `if TYPE_CHECKING:` block (the lazy names)."""
+    tree = ast.parse(INIT.read_text(), filename=str(INIT))
+    return [n for node in tree.body for n in (node.body if isinstance(node, ast.If) else [node])]
+
+
 def _reexports() -> dict[str, tuple[str, str]]:
     """Public name -> (module, original name) of every `from udr.x import Name as Name` in udr/__init__.py."""
-    tree = ast.parse(INIT.read_text(), filename=str(INIT))
     out: dict[str, tuple[str, str]] = {}
-    for node in tree.body:
+    for node in _top_level():
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("udr"):
             for alias in node.names:
                 public = alias.asname or alias.name
@@ -35,6 +40,11 @@ def _declared_all() -> list[str]:
             assert isinstance(value, list)
             return [str(v) for v in value]
     raise AssertionError("udr/__init__.py has no literal __all__")
+
+
+def test_lazy_names_resolve_to_their_modules_objects() -> None:
+    lazy = {name: module for name, (module, _) in _reexports().items() if module != "udr.errors"}
+    assert lazy == udr._LAZY
 
 
 def test_all_is_a_literal_list_without_duplicates_matching_the_runtime_value() -> None:
@@ -56,10 +66,9 @@ def test_reexports_match_all_exactly() -> None:
 
 
 def test_reexports_use_the_import_name_as_name_form() -> None:
-    tree = ast.parse(INIT.read_text(), filename=str(INIT))
     wrong = [
         alias.name
-        for node in tree.body
+        for node in _top_level()
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("udr")
         for alias in node.names
         if alias.asname != alias.name

@@ -11,14 +11,9 @@ branches, content-addressed storage and change streams in one local directory, q
 
 from __future__ import annotations
 
-from udr.api.inputs import TableData as TableData
-from udr.api.sources import SourceVersion as SourceVersion
-from udr.api.sources import read_source as read_source
-from udr.api.sources import source_kind as source_kind
-from udr.api.sources import source_versions as source_versions
-from udr.api.lake import Lake as Lake
-from udr.api.lake import open as open
-from udr.api.transaction import Transaction as Transaction
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from udr.errors import AckError as AckError
 from udr.errors import Conflict as Conflict
 from udr.errors import ConflictError as ConflictError
@@ -35,18 +30,65 @@ from udr.errors import SqlError as SqlError
 from udr.errors import TableNotFound as TableNotFound
 from udr.errors import UdrError as UdrError
 from udr.errors import UsageError as UsageError
-from udr.publish.iceberg import PublishReport as PublishReport
-from udr.stream.subscription import Subscription as Subscription
-from udr.values import ChangeBatch as ChangeBatch
-from udr.values import Commit as Commit
-from udr.values import GroupInfo as GroupInfo
-from udr.values import LakeStats as LakeStats
-from udr.values import MemberInfo as MemberInfo
-from udr.values import PartitionInfo as PartitionInfo
-from udr.values import TableChange as TableChange
-from udr.values import VerifyReport as VerifyReport
+
+if TYPE_CHECKING:
+    from udr.api.inputs import TableData as TableData
+    from udr.api.lake import Lake as Lake
+    from udr.api.lake import open as open
+    from udr.api.sources import SourceVersion as SourceVersion
+    from udr.api.sources import read_source as read_source
+    from udr.api.sources import source_kind as source_kind
+    from udr.api.sources import source_versions as source_versions
+    from udr.api.transaction import Transaction as Transaction
+    from udr.publish.iceberg import PublishReport as PublishReport
+    from udr.stream.subscription import Subscription as Subscription
+    from udr.values import ChangeBatch as ChangeBatch
+    from udr.values import Commit as Commit
+    from udr.values import GroupInfo as GroupInfo
+    from udr.values import LakeStats as LakeStats
+    from udr.values import MemberInfo as MemberInfo
+    from udr.values import PartitionInfo as PartitionInfo
+    from udr.values import TableChange as TableChange
+    from udr.values import VerifyReport as VerifyReport
 
 __version__ = "0.1.0"
+
+# The rest of the public API, imported on first use: `import udr` (and so `udr --version`) stays cheap,
+# while `udr.open` pulls in pyarrow, DuckDB and LMDB.
+_LAZY = {
+    "ChangeBatch": "udr.values",
+    "Commit": "udr.values",
+    "GroupInfo": "udr.values",
+    "Lake": "udr.api.lake",
+    "LakeStats": "udr.values",
+    "MemberInfo": "udr.values",
+    "PartitionInfo": "udr.values",
+    "PublishReport": "udr.publish.iceberg",
+    "SourceVersion": "udr.api.sources",
+    "Subscription": "udr.stream.subscription",
+    "TableChange": "udr.values",
+    "TableData": "udr.api.inputs",
+    "Transaction": "udr.api.transaction",
+    "VerifyReport": "udr.values",
+    "open": "udr.api.lake",
+    "read_source": "udr.api.sources",
+    "source_kind": "udr.api.sources",
+    "source_versions": "udr.api.sources",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'udr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AckError",

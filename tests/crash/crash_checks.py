@@ -205,11 +205,16 @@ def check_bank_history(db: udr.Lake, setup: str) -> BankHistory:
     for commit in reversed(db.log()):
         if commit.seq < first:
             continue
-        assert "amount" in commit.metadata, f"commit {commit.short_id} ({commit.message!r}) is not a transfer"
         seen = bank_state(db, commit.id)
+        if "udr.maintenance" in commit.metadata:  # a flush of small writes changes no row
+            assert seen == states[commit.parents[0]], f"maintenance commit {commit.short_id} changed balances"
+            states[commit.id] = seen
+            continue
+        assert "amount" in commit.metadata, f"commit {commit.short_id} ({commit.message!r}) is not a transfer"
         expected = apply_transfer(states[commit.parents[0]], commit.metadata)
         assert seen == expected, f"commit {commit.short_id} is not exactly one transfer: {commit.metadata}"
         assert seen.total == TOTAL
         states[commit.id] = seen
         with_blobs += commit.metadata["blobs"] == "1"
-    return BankHistory(states, len(states) - 1, with_blobs)
+    transfers = sum(1 for c in db.log() if c.seq >= first and "amount" in c.metadata)
+    return BankHistory(states, transfers, with_blobs)

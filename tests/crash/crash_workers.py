@@ -117,11 +117,14 @@ def _warm_up() -> None:
     import pandas  # noqa: F401
 
 
-def bank(lake: str, seed: str, count: str = "0", go: str = "", blob_share: str = "0.3") -> None:
+def bank(lake: str, seed: str, count: str = "0", go: str = "", blob_share: str = "0.3",
+         isolation: str = "snapshot") -> None:
     """Run transfers forever (or `count` of them), printing `ready` and then each acknowledged commit id.
 
     With `go`, first warm up, print `warm` and wait until the file `go` exists before opening the lake.
-    A `blob_share` of the transfers also append a big batch (a chunk file) to `blobs`.
+    A `blob_share` of the transfers also append a big batch (a chunk file) to `blobs`. A transfer that
+    conflicts with a concurrent writer's is planned again from the new state and retried, as an
+    application would; `conflicts N` is printed at the end.
     """
     rng = np.random.default_rng(int(seed))
     limit = int(count) or None
@@ -130,16 +133,57 @@ def bank(lake: str, seed: str, count: str = "0", go: str = "", blob_share: str =
         _warm_up()
         print("warm", flush=True)
         _wait_for(Path(go))
+    conflicts = 0
     with udr.open(lake) as db:
         print("ready", flush=True)
         done = 0
         while limit is None or done < limit:
             move = plan_transfer(rng, ledger=rng.random() < 0.5, blobs=rng.random() < share)
-            with db.transaction(message="transfer", metadata=move.metadata) as tx:
-                stage(tx, move, big_batch(rng) if move.blobs else None)
+            batch = big_batch(rng) if move.blobs else None
+            while True:
+                tx = db.transaction(message="transfer", metadata=move.metadata,
+                                    isolation=isolation)  # type: ignore[arg-type]
+                try:
+                    with tx:
+                        stage(tx, move, batch)
+                    break
+                except udr.ConflictError:
+                    conflicts += 1
             assert tx.committed is not None
             print(tx.committed.id, flush=True)
             done += 1
+    print(f"conflicts {conflicts}", flush=True)
+
+
+def mixed(lake: str, seed: str, count: str, go: str) -> None:
+    """`count` transactions, each appending 3 rows to `ev` and upserting 2 random keys (of 40) of `kv` to a value
+    unique to this writer and transaction, retrying on conflict. Prints each commit id, and `false-conflict`
+    for a conflict where no commit made since the transaction began had set one of its keys."""
+    rng = np.random.default_rng(int(seed))
+    _warm_up()
+    print("warm", flush=True)
+    _wait_for(Path(go))
+    with udr.open(lake) as db:
+        for i in range(int(count)):
+            keys = sorted(int(k) for k in rng.choice(40, 2, replace=False))
+            value = int(seed) * 1000 + i
+            while True:
+                tx = db.transaction(metadata={"keys": ",".join(map(str, keys)), "value": str(value)})
+                base = tx.base
+                tx.append("ev", {"w": [int(seed)] * 3, "i": [i] * 3})
+                tx.upsert("kv", {"k": keys, "v": [value] * 2})
+                try:
+                    commit = tx.commit()
+                    break
+                except udr.ConflictError:
+                    since = set()
+                    for c in db.log():
+                        if c.id == base:
+                            break
+                        since.update(int(k) for k in c.metadata.get("keys", "").split(",") if k)
+                    if not since & set(keys):
+                        print("false-conflict", flush=True)
+            print(commit.id, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,12 +349,13 @@ def append_rows(lake: str, table: str, count: str, rows: str = "1", go: str = ""
             time.sleep(float(pause))
 
 
-def race(lake: str, table: str, sync_dir: str, name: str) -> None:
-    """Stage a big append to `table`, signal `<name>.ready`, wait for `go`, commit; print the outcome."""
+def race(lake: str, table: str, sync_dir: str, name: str, how: str = "append") -> None:
+    """Stage a big `how` ("append" or "overwrite") of `table`, signal `<name>.ready`, wait for `go`, commit;
+    print the outcome."""
     sync = Path(sync_dir)
     with udr.open(lake) as db:
         tx = db.transaction(message=f"race {name}")
-        tx.append(table, big_batch(np.random.default_rng(list(name.encode()))))
+        getattr(tx, how)(table, big_batch(np.random.default_rng(list(name.encode()))))
         print(f"base {tx.base}", flush=True)
         (sync / f"{name}.ready").touch()
         _wait_for(sync / "go")
@@ -360,6 +405,7 @@ def setup(lake: str) -> None:
 COMMANDS: dict[str, Callable[..., None]] = {
     "setup": setup,
     "bank": bank,
+    "mixed": mixed,
     "crash": crash,
     "append": append_rows,
     "race": race,

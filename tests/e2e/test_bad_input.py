@@ -289,7 +289,7 @@ def test_a_conflicting_commit_changes_nothing_on_disk(tmp_path: Path, disk_state
         db.append("orders", ORDERS)
         first, second = db.transaction(), db.transaction()
         first.append("orders", {"id": [4], "status": ["a"]})
-        second.append("orders", {"id": [5], "status": ["b"]})
+        second.overwrite("orders", {"id": [5], "status": ["b"]})
         second.append("other", {"x": [1]})
         first.commit()
         db.tables()

@@ -362,26 +362,17 @@ def test_unkeyed_tables_merge_when_only_one_side_changed_them(db: udr.Lake) -> N
     assert merged.tables == {"theirs": udr.TableChange(inserted=1), "new_on_dev": udr.TableChange(inserted=1)}
 
 
-def test_an_unkeyed_table_changed_on_both_sides_is_a_table_conflict(db: udr.Lake) -> None:
+def test_an_unkeyed_table_appended_on_both_sides_merges_as_a_multiset(db: udr.Lake) -> None:
     db.append("log", {"x": [1]})
     db.append("other", {"x": [1]})
     db.create_branch("dev")
-    db.create_branch("main2")
-    for branch in ("main", "main2"):
-        db.append("log", {"x": [2]}, branch=branch)
+    db.append("log", {"x": [2]})
     db.append("log", {"x": [3]}, branch="dev")
     db.append("other", {"x": [4]}, branch="dev")
-    head = db.resolve("main")
-    with pytest.raises(udr.MergeConflict) as info:
-        db.merge("dev")
-    [conflict] = info.value.conflicts
-    assert (conflict.table, conflict.key, conflict.column) == ("log", None, None)
-    assert db.resolve("main") == head
-    db.merge("dev", strategy="ours")
-    assert sorted(db.read("log").column("x").to_pylist()) == [1, 2]
+    merged = db.merge("dev")
+    assert sorted(db.read("log").column("x").to_pylist()) == [1, 2, 3]
     assert sorted(db.read("other").column("x").to_pylist()) == [1, 4]
-    db.merge("dev", into="main2", strategy="theirs")
-    assert sorted(db.read("log", branch="main2").column("x").to_pylist()) == [1, 3]
+    assert merged.tables["log"].inserted == 1
 
 
 def test_tables_created_or_dropped_on_one_side_merge(db: udr.Lake) -> None:

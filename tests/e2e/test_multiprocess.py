@@ -89,34 +89,56 @@ def test_writers_of_disjoint_tables_both_land(tmp_path: Path, start: Start) -> N
     assert runs >= 3, order
 
 
-def test_two_writers_of_one_table_from_one_head_exactly_one_conflicts(
-    tmp_path: Path, start: Start, chunk_files: Callable[[Path], list[Path]]
-) -> None:
+def _race(tmp_path: Path, start: Start, how: str) -> tuple[Path, str, dict[str, list[str]]]:
+    """Two processes stage a big `how` of one table on the same head, then commit at the same moment."""
     lake = tmp_path / "lake"
     with udr.open(lake) as db:
         db.append("shared", {"x": [0]})
         before = db.resolve(None)
-    racers = {name: start("race", lake, "shared", tmp_path, name) for name in ("one", "two")}
+    racers = {name: start("race", lake, "shared", tmp_path, name, how) for name in ("one", "two")}
     # Both have staged their rows (a chunk file each) on the same head before either commits.
     _wait_for(*(tmp_path / f"{name}.ready" for name in racers))
     (tmp_path / "go").touch()
     outcome = {name: _finish(proc) for name, proc in racers.items()}
-
     assert {lines[0] for lines in outcome.values()} == {f"base {before}"}
+    return lake, before, outcome
+
+
+def test_two_overwriters_of_one_table_from_one_head_exactly_one_conflicts(
+    tmp_path: Path, start: Start, chunk_files: Callable[[Path], list[Path]]
+) -> None:
+    lake, before, outcome = _race(tmp_path, start, "overwrite")
     results = sorted(lines[1].split(maxsplit=1) for lines in outcome.values())
     assert [kind for kind, _ in results] == ["committed", "conflict"], results
     (_, winner), (_, message) = results
-    assert before[:7] in message and winner[:7] in message
+    assert "shared" in message and winner[:10] in message
     loser = next(name for name, lines in outcome.items() if lines[1].startswith("conflict"))
 
     with udr.open(lake) as db:
         assert db.resolve(None) == winner
         assert [c.id for c in db.log(limit=2)] == [winner, before]
         assert f"race {loser}" not in {c.message for c in db.log()}
-        assert db.read("shared").num_rows == 1 + 310_000
+        assert db.read("shared").num_rows == 310_000
         assert len(chunk_files(lake)) == 2
         assert db.gc() > 0
         assert len(chunk_files(lake)) == 1
+        report = db.verify()
+        assert report.ok, report.problems
+
+
+def test_two_appenders_of_one_table_from_one_head_both_commit_in_a_line(
+    tmp_path: Path, start: Start, chunk_files: Callable[[Path], list[Path]]
+) -> None:
+    lake, before, outcome = _race(tmp_path, start, "append")
+    results = [lines[1].split(maxsplit=1) for lines in outcome.values()]
+    assert [kind for kind, _ in results] == ["committed", "committed"], results
+    with udr.open(lake) as db:
+        log = db.log(limit=3)
+        assert {c.id for c in log[:2]} == {commit for _, commit in results}
+        assert log[2].id == before
+        assert [c.parents for c in log[:2]] == [(log[1].id,), (before,)]  # linear: no merge commit
+        assert db.read("shared").num_rows == 1 + 2 * 310_000
+        assert len(chunk_files(lake)) == 2
         report = db.verify()
         assert report.ok, report.problems
 
@@ -128,7 +150,7 @@ def test_a_reader_sees_a_consistent_state_while_a_writer_commits(tmp_path: Path,
     reader = start("reader", lake, stop)
     assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
     writer = start("bank", lake, 5, 30, "", 0)
-    commits = _finish(writer)[1:]
+    commits = _finish(writer)[1:-1]
     stop.touch()
     reads = [line.split() for line in _finish(reader)]
 

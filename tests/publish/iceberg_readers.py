@@ -17,8 +17,10 @@ def bag(table: pa.Table, columns: list[str]) -> Counter[tuple[object, ...]]:
 
 
 def check_every_snapshot(db: udr.Lake, dest: Path, table: str, *, with_polars: bool = True) -> int:
-    """Assert that pyiceberg (and polars) read, at every snapshot of the published table, exactly the rows
-    UDR reads at the snapshot's commit; return the snapshots checked."""
+    """Assert that pyiceberg, polars and Daft (a third engine, reading by Parquet field ids) read, at every
+    snapshot of the published table, exactly the rows UDR reads at the snapshot's commit; return the
+    snapshots checked."""
+    import daft
     import polars as pl
 
     ice = StaticTable.from_metadata(str(dest / table))
@@ -37,4 +39,6 @@ def check_every_snapshot(db: udr.Lake, dest: Path, table: str, *, with_polars: b
         if with_polars:
             frame = pl.scan_iceberg(ice, snapshot_id=snap.snapshot_id).collect().to_arrow()
             assert bag(frame, columns) == bag(expected, columns), f"polars differs at {commit[:10]}"
+            frame = daft.read_iceberg(ice, snapshot_id=snap.snapshot_id).to_arrow()
+            assert bag(frame, columns) == bag(expected, columns), f"Daft differs at {commit[:10]}"
     return len(ice.metadata.snapshots)

@@ -205,8 +205,6 @@ def test_paths_with_spaces_are_read_back(tmp_path: Path) -> None:
         check_every_snapshot(db, tmp_path / "published tables", "t")
 
 
-@pytest.mark.xfail(strict=True, reason="Daft 0.7 does not apply schema.name-mapping.default and UDR's chunks "
-                   "carry no Parquet field ids (it raises rather than read nulls)")
 def test_daft_reads_the_published_table_with_deletes_applied(tmp_path: Path) -> None:
     daft = pytest.importorskip("daft")
     dest = tmp_path / "ice"

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from udr.errors import SchemaError
-from udr.publish.schema import iceberg_type, known_ids, name_mapping, to_iceberg
+from udr.materialize.schemas import parquet_field_id
+from udr.publish.schema import iceberg_type, name_mapping, to_iceberg
 
 
 @pytest.mark.parametrize(("arrow", "iceberg"), [
@@ -28,28 +29,33 @@ def test_types_iceberg_v2_cannot_describe_are_refused_with_the_column_named(arro
         iceberg_type(pa.field("c", arrow), "t")
 
 
-def test_an_added_column_gets_a_new_id_and_old_columns_keep_theirs() -> None:
-    first, last, ids = to_iceberg(pa.schema([("a", pa.int64()), ("b", pa.string())]), "t", {}, 0, 0)
+def _ids(schema: dict[str, object]) -> dict[str, int]:
+    return {f["name"]: f["id"] for f in schema["fields"]}  # type: ignore[attr-defined]
+
+
+def test_field_ids_derive_from_column_ids_and_match_the_chunks() -> None:
+    first, last, ids = to_iceberg(pa.schema([("a", pa.int64()), ("b", pa.string())]), "t", 0, 0)
     second, last2, _ = to_iceberg(pa.schema([("a", pa.int64()), ("b", pa.string()), ("c", pa.float64())]), "t",
-                                  known_ids([first], ids), last, 1)
-    assert [f["id"] for f in first["fields"]] == [1, 2] and last == 2
-    assert [f["id"] for f in second["fields"]] == [1, 2, 3] and last2 == 3
-    assert json.loads(name_mapping([first, second])) == [
-        {"field-id": 1, "names": ["a"]}, {"field-id": 2, "names": ["b"]}, {"field-id": 3, "names": ["c"]}]
+                                  last, 1)
+    assert _ids(second) == {**_ids(first), "c": parquet_field_id(pa.field("c", pa.float64()))}
+    assert _ids(first)["a"] == parquet_field_id(pa.field("a", pa.int8())) > 0
+    assert last == max(_ids(first).values()) and last2 == max(_ids(second).values())
+    assert ids == {str(_ids(first)["a"]): "a", str(_ids(first)["b"]): "b"}
+    assert len(json.loads(name_mapping([first, second]))) == 3
 
 
 def test_a_renamed_column_keeps_its_field_id_and_maps_both_names() -> None:
     def column(name: str, cid: str) -> pa.Field:
         return pa.field(name, pa.int64(), metadata={b"udr.id": cid.encode()})
 
-    first, last, ids = to_iceberg(pa.schema([column("k", "k"), column("bal", "bal")]), "t", {}, 0, 0)
-    second, last2, _ = to_iceberg(pa.schema([column("k", "k"), column("balance", "bal"), column("bal", "bal#2")]),
-                                  "t", known_ids([first], ids), last, 1)
-    assert [(f["name"], f["id"]) for f in second["fields"]] == [("k", 1), ("balance", 2), ("bal", 3)] and last2 == 3
+    first, last, _ = to_iceberg(pa.schema([column("k", "k"), column("bal", "bal")]), "t", 0, 0)
+    second, _, _ = to_iceberg(pa.schema([column("k", "k"), column("balance", "bal"), column("bal", "bal#2")]),
+                              "t", last, 1)
+    k, bal, bal2 = (_ids(second)[n] for n in ("k", "balance", "bal"))
+    assert (k, bal) == (_ids(first)["k"], _ids(first)["bal"]) and len({k, bal, bal2}) == 3
     # "bal" now names the newer column, which current chunks use; the renamed one keeps "balance".
-    assert json.loads(name_mapping([first, second])) == [
-        {"field-id": 1, "names": ["k"]}, {"field-id": 2, "names": ["balance"]}, {"field-id": 3, "names": ["bal"]}]
-    renamed_only, _, _ = to_iceberg(pa.schema([column("k", "k"), column("balance", "bal")]), "t",
-                                    known_ids([first], ids), last, 1)
-    assert json.loads(name_mapping([first, renamed_only])) == [
-        {"field-id": 1, "names": ["k"]}, {"field-id": 2, "names": ["balance", "bal"]}]
+    mapping = {m["field-id"]: m["names"] for m in json.loads(name_mapping([first, second]))}
+    assert mapping == {k: ["k"], bal: ["balance"], bal2: ["bal"]}
+    renamed_only, _, _ = to_iceberg(pa.schema([column("k", "k"), column("balance", "bal")]), "t", last, 1)
+    mapping = {m["field-id"]: m["names"] for m in json.loads(name_mapping([first, renamed_only]))}
+    assert mapping == {k: ["k"], bal: ["balance", "bal"]}

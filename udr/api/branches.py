@@ -26,6 +26,7 @@ from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
 from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
+from udr.materialize.multiset import merge_multiset
 from udr.materialize.schemas import rename_by_id
 from udr.materialize.snapshot import TableState
 from udr.query.diff import matching_keys
@@ -149,8 +150,17 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
     if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
         return whole("schema changed on both sides")
     key = ours.primary_key
+    if key is None and theirs.primary_key is None and base.primary_key is None:
+        if not base.schema == ours.schema == theirs.schema:
+            return whole("table without a primary key changed on both sides, with a schema change")
+        found: list[Conflict] = []
+        plan = _merge_multiset(lake, tx, table, base, ours, theirs, found)
+        if found:
+            return whole(f"row {found[0].key} removed by both sides more often than the base held it "
+                         f"({found[0].base} cop{'y' if found[0].base == 1 else 'ies'})")
+        return plan
     if key is None or key != theirs.primary_key:
-        return whole("table without a primary key changed on both sides")
+        return whole("primary key changed on one side")
     schema = lake._rows.schema(theirs.schema if ours.schema == base.schema else ours.schema)
     # Change rows carry each side's column names: a column renamed on one side is matched by its id.
     mine = rename_by_id(mine, lake._rows.schema(ours.schema), schema)
@@ -168,6 +178,26 @@ def _merge_table(lake: Lake, tx: Transaction, table: str, base: TableState | Non
                 hits = matching_keys(tx._rows.table(table, state, with_position=True), result.remove, list(key),
                                      table=table, con=con)
             tx._delete_positions(table, state, hits, counted=None)
+        if result.add.num_rows:
+            tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")
+
+    return apply
+
+
+def _merge_multiset(lake: Lake, tx: Transaction, table: str, base: TableState, ours: TableState, theirs: TableState,
+                    conflicts: list[Conflict]) -> Apply | None:
+    """Plan the 3-way merge of a table without a primary key as multisets of whole rows."""
+    placed = lake._rows.table(table, ours, with_position=True)
+    columns = [c for c in placed.column_names if not c.startswith("__")]
+    result = merge_multiset(lake._rows.table(table, base), placed.select(columns), lake._rows.table(table, theirs),
+                            table=table)
+    conflicts.extend(result.conflicts)
+    schema = lake._rows.schema(ours.schema)
+
+    def apply() -> None:
+        if len(result.remove_positions_in_ours):
+            hits = placed.select(["__frag", "__pos"]).take(result.remove_positions_in_ours)
+            tx._delete_positions(table, tx._require(table), hits, counted="deleted")
         if result.add.num_rows:
             tx._add_rows(table, schema, iter(result.add.to_batches()), counted="inserted")
 

@@ -22,7 +22,7 @@ from udr.api.changes import LakeChanges, commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData
 from udr.api.maintenance import stats, verify
-from udr.api.transaction import Transaction
+from udr.api.transaction import Isolation, Transaction
 from udr.errors import (
     ConflictError,
     TableNotFound,
@@ -126,14 +126,23 @@ class Lake:
         message: str = "",
         author: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        isolation: Isolation = "snapshot",
     ) -> Transaction:
         """Begin a transaction on `branch`; use it as a context manager or call `commit()`.
 
+        If other writers commit to the branch meanwhile, the transaction's changes are re-applied on top of
+        theirs when they do not conflict (docs/concurrency.md). `isolation="snapshot"` (the default) conflicts
+        only on overlapping writes (the same key's same cell, a row deleted on one side and changed on the
+        other, or a table recreated, overwritten or reshaped); "serializable" also conflicts when a table the
+        transaction read (`tx.read`, `tx.sql`, `tx.connect`) was changed by a commit it did not see, which
+        prevents write skew.
+
         Raises:
             RefNotFound: no such branch.
+            UsageError: an unknown isolation level.
         """
         return Transaction(self, branch=branch, message=message, author=author or self._default_author(),
-                           metadata=metadata or {})
+                           metadata=metadata or {}, isolation=isolation)
 
     def create_table(self, table: str, schema: pa.Schema, *, primary_key: list[str] | None = None,
                      branch: str = "main", message: str = "", author: str | None = None) -> Commit:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,13 +18,15 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udr.api import history
+from udr.api import history, rebase
 from udr.api.changes import commit_value
 from udr.api.inputs import TableData, conform_input, to_batches
 from udr.errors import (
+    ConflictError,
     KeyViolation,
     SchemaError,
     TableNotFound,
@@ -41,6 +43,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.placement import HeadMoved
 from udr.log.refs import check_name
 from udr.materialize import schemas
 from udr.materialize.data import (
@@ -59,7 +62,7 @@ from udr.materialize.data import (
 )
 from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
 from udr.query.diff import check_keys, keyed_diff, matching_keys, multiset_diff
-from udr.query.engine import Connection, Relation
+from udr.query.engine import Connection, Relation, named_tables
 from udr.query.statements import check_not_writing
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import ChangeBatch, Commit
@@ -68,6 +71,9 @@ if TYPE_CHECKING:
     from udr.api.lake import Lake
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
+# Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
+_MAX_REBASES = 64
+Isolation = Literal["snapshot", "serializable"]
 
 # The row counters of a `TableOp` that a staged write adds to.
 _CountField = Literal["inserted", "updated", "deleted"]
@@ -88,7 +94,10 @@ class Transaction:
     new `udr.Commit`.
     """
 
-    def __init__(self, lake: Lake, *, branch: str, message: str, author: str, metadata: Mapping[str, str]) -> None:
+    def __init__(self, lake: Lake, *, branch: str, message: str, author: str, metadata: Mapping[str, str],
+                 isolation: Isolation = "snapshot") -> None:
+        if isolation not in ("snapshot", "serializable"):
+            raise UsageError(f"isolation must be 'snapshot' or 'serializable', not {isolation!r}")
         self._lake = lake
         self.branch = check_name(branch, "branch")
         self._base: CommitId = lake._head(branch)
@@ -107,6 +116,11 @@ class Transaction:
         # Rows of the inline chunks staged here, handed to the lake's reader once committed.
         self._inline_rows: dict[ChunkId, pa.Table] = {}
         self._hooks: list[PendingAck] = []
+        # Tables without a key this transaction overwrote (stored as a multiset delta): their new rows are the
+        # whole table, so any concurrent change of them conflicts.
+        self._overwritten: set[str] = set()
+        # Under "serializable": the tables this transaction read, which no concurrent commit may change.
+        self._read: set[str] | None = set() if isolation == "serializable" else None
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
         self._open = True
@@ -157,7 +171,9 @@ class Transaction:
         Raises:
             TableNotFound: no such table.
         """
-        return self._rows.table(table, self._require(table), columns)
+        state = self._require(table)
+        self._note_read([table])
+        return self._rows.table(table, state, columns)
 
     def primary_key(self, table: str) -> list[str] | None:
         """The primary key columns of `table` as this transaction sees it (None: no key).
@@ -171,7 +187,10 @@ class Transaction:
     def connect(self, sql: str = "") -> Connection:
         """A DuckDB connection whose views are the tables as this transaction sees them, plus every
         `"table@REF"` that `sql` names (close it when done)."""
-        con, _ = self._lake._server.connect({n: self._require(n) for n in self.tables()}, self._rows)
+        names = self.tables()
+        found = named_tables(sql) if sql else set()
+        self._note_read([n for n in names if n.lower() in found] if found else names)
+        con, _ = self._lake._server.connect({n: self._require(n) for n in names}, self._rows)
         self._lake._server.register_versions(con, sql, self._lake._resolver(self.branch))
         return con
 
@@ -205,6 +224,10 @@ class Transaction:
             )
 
             execute_script(self, sql)
+
+    def _note_read(self, tables: Iterable[str]) -> None:
+        if self._read is not None:
+            self._read.update(tables)
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
@@ -272,8 +295,11 @@ class Transaction:
     def overwrite(self, table: str, data: TableData, *, evolve: bool = False, drop_missing: bool = False) -> None:
         """Replace every row of `table` with `data` (creating the table if needed).
 
-        On a keyed table only the difference is stored: rows identical to the current ones are kept,
-        changed rows are updated, missing keys are deleted. `evolve` and `drop_missing` as in `append`.
+        Only the difference is stored and reported. On a keyed table rows identical to the current ones are
+        kept, changed rows are updated, missing keys are deleted. On a table without a key the rows compare
+        as a multiset: unchanged rows (duplicates included) stay, the surplus is deleted and the rest
+        inserted. A streamed input (a RecordBatchReader) or a schema change on a table without a key replaces
+        the table wholesale instead. `evolve` and `drop_missing` as in `append`.
 
         Raises:
             SchemaError: columns or types do not match.
@@ -283,6 +309,11 @@ class Transaction:
         if state.primary_key is not None:
             self._keyed_write(table, self._require(table), pa.Table.from_batches(list(batches), schema=target),
                               remove_missing=True)
+            return
+        streaming = isinstance(data, pa.RecordBatchReader)
+        if state.rows and not streaming and self._require(table).schema == state.schema:
+            self._replace_multiset(table, target, batches)
+            self._overwritten.add(table)
             return
         own = sum(f.live_rows for f in self._own_fragments(table, state))
         op = self._op(table)
@@ -368,6 +399,9 @@ class Transaction:
         schema, batches = to_batches(data, table)
         self._writes[table] += 1
         target, batches = self._conformed(table, state, schema, batches, False)
+        self._replace_multiset(table, target, batches)
+
+    def _replace_multiset(self, table: str, target: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
         state = self._require(table)
         with self._lake._server.session() as con:
             diff = multiset_diff(self._rows.table(table, state, with_position=True),
@@ -517,53 +551,20 @@ class Transaction:
         """Commit every staged change atomically and return the new commit.
 
         A transaction that changed nothing writes no commit and returns the commit it started from; if
-        it only acknowledged batches (`ack`), their groups' positions are written on their own.
+        it only acknowledged batches (`ack`), their groups' positions are written on their own. If the
+        branch moved since the transaction began, its changes are re-applied on the new head (see
+        `udr.api.rebase`) and the commit's parent is that head.
 
         Raises:
-            ConflictError: a concurrent commit changed one of the same tables; nothing was written.
+            ConflictError: a concurrent commit made a conflicting change (or, under "serializable", changed
+                a table this transaction read); nothing was written.
         """
         self._check_open()
         if not self._ops and not self._parents:
-            # Nothing changed (e.g. an upsert of identical rows): no empty commit clutters the log. Acks
-            # alone move their groups in a write of their own, as `Subscription.ack` would.
-            try:
-                hook = self._lake._hook_for(self._hooks)
-                if hook is not None:
-                    log = self._lake._log
-                    with log.env.write() as txn:
-                        hook(txn, log.env)
-            finally:
-                self._close()
-            for pending in self._hooks:
-                pending.done()
-            self.committed = self._lake.commit_info(self._base)
-            return self.committed
+            return self._commit_acks_only()
         try:
-            for table, image in self._before.items():
-                op = self._ops.get(table)
-                if op is not None and self._before_ops.get(table) is op:
-                    payload = encode_before(image)
-                    blob = BlobId(content_id(payload))
-                    self._blobs[blob] = (BlobKind.BEFORE, payload)
-                    self._ops[table] = replace(op, before=blob)
-            for table, writes in self._writes.items():
-                op = self._ops.get(table)
-                if writes > 1 and op is not None and not op.drop and table not in self._base_tables:
-                    # A table new in this transaction: every row it has is inserted, no recount needed.
-                    self._ops[table] = replace(op, inserted=self._require(table).rows, updated=0, deleted=0)
-                elif writes > 1 and op is not None and not op.drop:
-                    net = history.count_changes(self._lake._ctx, table, self._base_tables.get(table),
-                                                self._state(table), self._rows)
-                    self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
-            if self._ids_used:
-                self._lake._log.upgrade_format()
-            record = CommitRecord(
-                parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
-                message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
-            )
-            cid, final = self._lake._log.append(
-                record, base=self._base, rebase=not self._parents, blobs=self._blobs, hook=self._lake._hook_for(self._hooks),
-            )
+            self._settle_ops()
+            cid, final = self._append()
         finally:
             self._close()
         for pending in self._hooks:
@@ -580,6 +581,68 @@ class Transaction:
         if not self._maintenance:
             self._lake._flush_small_writes(self.branch, snapshot, [t for t, op in final.tables.items() if op.add])
         return self.committed
+
+    def _commit_acks_only(self) -> Commit:
+        """Nothing changed (e.g. an upsert of identical rows): no empty commit clutters the log. Acks alone
+        move their groups in a write of their own, as `Subscription.ack` would."""
+        try:
+            hook = self._lake._hook_for(self._hooks)
+            if hook is not None:
+                log = self._lake._log
+                with log.env.write() as txn:
+                    hook(txn, log.env)
+        finally:
+            self._close()
+        for pending in self._hooks:
+            pending.done()
+        self.committed = self._lake.commit_info(self._base)
+        return self.committed
+
+    def _settle_ops(self) -> None:
+        """Attach before-images still valid, and recount tables written more than once as net changes."""
+        for table, image in self._before.items():
+            op = self._ops.get(table)
+            if op is not None and self._before_ops.get(table) is op:
+                payload = encode_before(image)
+                blob = BlobId(content_id(payload))
+                self._blobs[blob] = (BlobKind.BEFORE, payload)
+                self._ops[table] = replace(op, before=blob)
+        for table, writes in self._writes.items():
+            op = self._ops.get(table)
+            if writes > 1 and op is not None and not op.drop and table not in self._base_tables:
+                # A table new in this transaction: every row it has is inserted, no recount needed.
+                self._ops[table] = replace(op, inserted=self._require(table).rows, updated=0, deleted=0)
+            elif writes > 1 and op is not None and not op.drop:
+                net = history.count_changes(self._lake._ctx, table, self._base_tables.get(table),
+                                            self._state(table), self._rows)
+                self._ops[table] = replace(op, inserted=net.inserted, updated=net.updated, deleted=net.deleted)
+
+    def _append(self) -> tuple[CommitId, CommitRecord]:
+        """The commit point, re-applying the staged changes on the branch's new head while it keeps moving."""
+        log = self._lake._log
+        if self._ids_used:
+            log.upgrade_format()
+        for _ in range(_MAX_REBASES):
+            record = CommitRecord(
+                parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
+                message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
+            )
+            try:
+                return log.append(record, base=self._base, rebase=not self._parents, blobs=self._blobs,
+                                  hook=self._lake._hook_for(self._hooks), placeable=self._placeable(),
+                                  read=frozenset(self._read or ()))
+            except HeadMoved as moved:
+                rebase.restage(self, moved.head)
+        raise ConflictError(f"branch {self.branch!r} moved {_MAX_REBASES} times while this transaction was being "
+                            "re-applied on it; retry")
+
+    def _placeable(self) -> frozenset[str]:
+        """Tables whose op the log may place over concurrent changes that touch other fragments: multiset
+        tables (no primary key), and a flush of small writes (it only re-encodes the fragments it names)."""
+        return frozenset(t for t, op in self._ops.items()
+                         if (self._maintenance and op.rewrite)
+                         or (t not in self._overwritten and (state := self._state(t)) is not None
+                             and state.primary_key is None))
 
     def abort(self) -> None:
         """Discard every staged change. Chunks already written are reclaimed by `gc`."""
@@ -794,15 +857,7 @@ class Transaction:
                 continue  # every row of the fragment is deleted already
             else:
                 old = decode_positions(self._blob(earlier.vector, BlobKind.DELETES))
-            merged = distinct_positions(old, new)
-            count = len(merged)
-            if count == frag.rows:
-                deletes[frag.chunk] = Deletes(frag.chunk, None, count)
-            else:
-                payload = encode_positions(merged)
-                blob = BlobId(content_id(payload))
-                self._blobs[blob] = (BlobKind.DELETES, payload)
-                deletes[frag.chunk] = Deletes(frag.chunk, blob, count)
+            deletes[frag.chunk] = self._deletion(frag, distinct_positions(old, new))
         changes: _DeleteChanges = {"deletes": tuple(deletes.values())}
         if counted is not None:
             # Rows this transaction added itself were never visible: deleting them un-inserts them.
@@ -811,6 +866,16 @@ class Transaction:
             changes["inserted"] = op.inserted - mine
             changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self._ops[table] = replace(op, **changes)
+
+
+    def _deletion(self, frag: FragmentState, positions: np.ndarray) -> Deletes:
+        """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged."""
+        if len(positions) == frag.rows:
+            return Deletes(frag.chunk, None, len(positions))
+        payload = encode_positions(positions)
+        blob = BlobId(content_id(payload))
+        self._blobs[blob] = (BlobKind.DELETES, payload)
+        return Deletes(frag.chunk, blob, len(positions))
 
 
 def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:

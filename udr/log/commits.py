@@ -61,6 +61,12 @@ class TableOp:
     updated: int = 0
     deleted: int = 0
 
+    @property
+    def reshapes(self) -> bool:
+        """Whether the op replaces the table's identity or shape (create, drop, truncate, schema or key change):
+        such an op cannot be re-applied over, or under, a concurrent change of the same table."""
+        return self.create or self.drop or self.truncate or self.schema is not None or self.primary_key is not None
+
 
 @dataclass(frozen=True, slots=True)
 class CommitRecord:

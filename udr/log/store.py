@@ -30,7 +30,13 @@ from udr.errors import (
     close_matches,
 )
 from udr.log.chunks import FileChunkStore
-from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
+from udr.log.commits import (
+    CommitRecord,
+    TableOp,
+    commit_id,
+    decode_commit,
+    encode_commit,
+)
 from udr.log.format import (
     CACHE_DIR,
     DB_BLOBS,
@@ -59,6 +65,7 @@ from udr.log.index import (
     unframe_blob,
 )
 from udr.log.label import read_format, remove_stale_labels, write_label
+from udr.log.placement import check_placeable
 from udr.log.processes import process_alive
 from udr.log.refs import branch_key
 
@@ -333,15 +340,22 @@ class LogStore:
         rebase: bool,
         blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
         hook: CommitHook | None = None,
+        placeable: frozenset[str] = frozenset(),
+        read: frozenset[str] = frozenset(),
     ) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
-        `base` is the head the writer started from. If the branch moved since, the commit is placed on
-        top of the new head when `rebase` is true and no commit in between touched one of its tables;
-        otherwise `ConflictError`. The record's first parent, seq and time are assigned here.
+        `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
+        commit is placed on top of the new head (a linear history) when every commit in between left its
+        tables alone, or changed only tables named in `placeable` without reshaping them (`TableOp.reshapes`),
+        adding a chunk it adds, or touching a fragment whose deletion vector it sets. `placeable` names the
+        tables whose op the writer knows to stay valid over such changes (tables without a primary key, whose
+        rows are a multiset). The record's first parent, seq and time are assigned here.
 
         Raises:
-            ConflictError: the branch moved and the commit cannot be placed on the new head.
+            HeadMoved: a commit in between changed one of its tables otherwise; the writer may rebase and retry.
+            ConflictError: the branch moved and `rebase` is false, the branch was reset to a commit that does
+                not descend from `base`, or a commit in between changed a table in `read` (serializable).
             RefNotFound: the branch does not exist.
         """
         framed = self._framed(blobs)
@@ -355,7 +369,7 @@ class LogStore:
                         f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} after this operation "
                         "began; reload and retry"
                     )
-                self._check_rebase(txn, record, base, head)
+                self._check_rebase(txn, record, base, head, placeable, read)
             self._put_blobs(txn, blobs, framed)
             for op in record.tables.values():
                 for frag in op.add:
@@ -376,17 +390,12 @@ class LogStore:
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
-    def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId) -> None:
-        mine = set(record.tables)
+    def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId,
+                      placeable: frozenset[str], read: frozenset[str]) -> None:
         cursor: CommitId = head
         while cursor != base:
             other = self.get_commit(cursor, txn)
-            clash = mine & set(other.tables)
-            if clash:
-                raise ConflictError(
-                    f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} and commit {cursor[:7]} "
-                    f"also changed {', '.join(sorted(clash))}; reload and retry"
-                )
+            check_placeable(record, cursor, other, head=head, base=base, placeable=placeable, read=read)
             if not other.parents:
                 raise ConflictError(
                     f"branch {record.branch!r} was reset from {base[:7]} to {head[:7]}, which does not "

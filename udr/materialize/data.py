@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -30,13 +30,14 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.store import LogStore
-from udr.materialize.schemas import as_target, stored_names
+from udr.materialize.schemas import as_target, parquet_field_id, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
-# Decoded inline chunks a reader keeps (see `_InlineCache`).
+# Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
+POSITIONS_CACHE_BYTES = 16 << 20
 
 
 _PARQUET_FIELD_ID = b"PARQUET:field_id"
@@ -68,10 +69,11 @@ def decode_ipc(payload: bytes) -> pa.Table:
 
 
 def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
-    # A source file's Parquet field ids would travel into the chunk, and Iceberg readers of a published
-    # table map a file's columns by its field ids before any name mapping: foreign ids must not reach them.
-    fields = [f.with_metadata({k: v for k, v in f.metadata.items() if k != _PARQUET_FIELD_ID})
-              if f.metadata and _PARQUET_FIELD_ID in f.metadata else f for f in schema]
+    # Every column carries the Parquet field id derived from its stable id: Iceberg readers of a published
+    # table (and engines such as Daft that ignore name mappings) match a file's columns by it, across renames.
+    # A source file's own ids are replaced: they would make those readers swap columns.
+    fields = [f.with_metadata({**(f.metadata or {}), _PARQUET_FIELD_ID: str(parquet_field_id(f)).encode()})
+              for f in schema]
     plain = pa.schema(fields)
     return plain.with_metadata({"udr.copy": str(copy)}) if copy else plain
 
@@ -221,34 +223,37 @@ def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, c
                          copy=copy)
 
 
-class _InlineCache:
-    """Decoded inline chunks, newest kept, within a byte budget; shared by threads.
+_Decoded = TypeVar("_Decoded", pa.Table, pa.Array)
 
-    Chunks are immutable and named by their bytes, so a decoded one stays right. Many small writes make
-    many inline chunks: queries, change feeds and the flush into Parquet then decode each once.
+
+class _DecodedCache(Generic[_Decoded]):
+    """Decoded blobs (inline chunks, deletion vectors) by id, newest kept, within a byte budget; shared by threads.
+
+    Blobs are immutable and named by their bytes, so a decoded one stays right. Many small writes make many
+    inline chunks and deletion vectors: every read of the table would otherwise decode each one again.
     """
 
-    def __init__(self, budget: int = INLINE_CACHE_BYTES) -> None:
+    def __init__(self, budget: int) -> None:
         self._budget = budget
-        self._tables: OrderedDict[ChunkId, pa.Table] = OrderedDict()
+        self._values: OrderedDict[str, _Decoded] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, chunk: ChunkId) -> pa.Table | None:
+    def get(self, key: str) -> _Decoded | None:
         with self._lock:
-            return self._tables.get(chunk)
+            return self._values.get(key)
 
-    def put(self, chunk: ChunkId, rows: pa.Table) -> None:
-        size = rows.get_total_buffer_size()
+    def put(self, key: str, value: _Decoded) -> None:
+        size = value.get_total_buffer_size()
         if size > self._budget:
             return
         with self._lock:
-            if chunk in self._tables:
+            if key in self._values:
                 return
-            self._tables[chunk] = rows
+            self._values[key] = value
             self._bytes += size
             while self._bytes > self._budget:
-                _, old = self._tables.popitem(last=False)
+                _, old = self._values.popitem(last=False)
                 self._bytes -= old.get_total_buffer_size()
 
 
@@ -259,7 +264,8 @@ class RowReader:
         self._log = log
         self._blobs = blobs
         self._schemas: dict[BlobId, pa.Schema] = {}
-        self._inline = _InlineCache()
+        self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
+        self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
@@ -267,6 +273,7 @@ class RowReader:
         reader = RowReader(self._log, blobs)
         reader._schemas = self._schemas
         reader._inline = self._inline
+        reader._positions = self._positions
         return reader
 
     def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
@@ -318,7 +325,11 @@ class RowReader:
         """Row positions deleted from a fragment (empty if none)."""
         if frag.deletes is None:
             return pa.array([], pa.uint32())
-        return decode_positions(self._blobs(frag.deletes, BlobKind.DELETES))
+        positions = self._positions.get(frag.deletes)
+        if positions is None:
+            positions = decode_positions(self._blobs(frag.deletes, BlobKind.DELETES))
+            self._positions.put(frag.deletes, positions)
+        return positions
 
     def schema(self, schema_id: BlobId) -> pa.Schema:
         """The Arrow schema stored as blob `schema_id`."""

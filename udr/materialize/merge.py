@@ -124,8 +124,8 @@ def merge_rows(
             remove.append(keydict)
             add.append(merged)
     return RowMerge(
-        remove=pa.concat_tables([clean_remove, pa.Table.from_pylist(remove, schema=key_schema)]),
-        add=pa.concat_tables([clean_add, pa.Table.from_pylist(add, schema=schema)]),
+        remove=pa.concat_tables([clean_remove, pa.Table.from_pylist(remove, schema=clean_remove.schema)]),
+        add=pa.concat_tables([clean_add, pa.Table.from_pylist(add, schema=clean_add.schema)]),
         conflicts=conflicts,
     )
 

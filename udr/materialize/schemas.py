@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from udr.errors import SchemaError
+from udr.log.commits import content_id
 
 ID_KEY = b"udr.id"
 
@@ -24,6 +25,12 @@ def field_id(field: pa.Field) -> str:
     metadata = field.metadata or {}
     raw = metadata.get(ID_KEY)
     return raw.decode() if raw is not None else str(field.name)
+
+
+def parquet_field_id(field: pa.Field) -> int:
+    """The Parquet (and Iceberg) field id of a column: a positive int32 derived from its stable id, so it survives
+    renames and widening, and the same column gets the same id in every chunk and every published schema."""
+    return 1 + int(content_id(field_id(field).encode())[:8], 16) % (2**31 - 2)
 
 
 def has_ids(schema: pa.Schema) -> bool:

@@ -36,10 +36,22 @@ from udr.log.pins import PinStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import FragmentState, Materializer, TableState
-from udr.publish.avro import DATA, POSITION_DELETES, FileEntry, Manifest, decode_manifest, decode_manifest_list
+from udr.publish.avro import (
+    DATA,
+    POSITION_DELETES,
+    FileEntry,
+    Manifest,
+    decode_manifest,
+    decode_manifest_list,
+)
 from udr.publish.deletes import plan_deletes
 from udr.publish.files import file_uri, inline_owner, local_path, materialize_inline
-from udr.publish.metadata import TableMetadata, load_metadata, write_metadata, write_snapshot_files
+from udr.publish.metadata import (
+    TableMetadata,
+    load_metadata,
+    write_metadata,
+    write_snapshot_files,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,7 +30,12 @@ from udr.publish.avro import (
 )
 from udr.publish.deletes import DeletePlan
 from udr.publish.files import file_uri, write_bytes_atomic, write_position_deletes
-from udr.publish.schema import IcebergSchema, known_ids, name_mapping, same_fields, to_iceberg
+from udr.publish.schema import (
+    IcebergSchema,
+    name_mapping,
+    same_fields,
+    to_iceberg,
+)
 
 # Past this many manifests of one kind, a snapshot merges them into one (readers open every manifest).
 MAX_MANIFESTS = 32
@@ -99,8 +104,7 @@ class TableMetadata:
             return int(self.doc["current-schema-id"])
         schemas = self._schemas()
         column_ids: dict[str, str] = json.loads(self.properties.get(_COLUMN_IDS, "{}"))
-        candidate, last, new_ids = to_iceberg(arrow, table, known_ids(schemas, column_ids),
-                                              int(self.doc["last-column-id"]), len(schemas))
+        candidate, last, new_ids = to_iceberg(arrow, table, int(self.doc["last-column-id"]), len(schemas))
         for existing in schemas:
             if same_fields(existing, candidate):
                 return int(existing["schema-id"])

@@ -1,12 +1,11 @@
 """Iceberg schemas for UDR tables: Arrow types mapped to Iceberg types, with stable field ids.
 
-A column keeps its field id for as long as a column of that UDR column id (see `udr.materialize.schemas`)
-and Iceberg type exists in any schema the published table has had: ids are assigned once and looked up by
-(column id, type), so a rename keeps the field id, adding a column gives it a fresh one, and a column dropped
-and re-added with another type gets a new one. The table property `udr.column-ids` records each field id's
-UDR column id. UDR's Parquet chunks carry no Parquet field ids, so readers map columns by name through the
-table property `schema.name-mapping.default` (the Iceberg way to read files written without ids), which
-lists every name a field had, so chunks written before a rename still map. Pure functions.
+A column's field id is derived from its UDR column id (`udr.materialize.schemas.parquet_field_id`), the same
+id UDR writes into every Parquet chunk: a rename or a widening (an Iceberg type promotion) keeps it, and a
+column dropped and added again gets a new column id, hence a new field id. The table property
+`udr.column-ids` records each field id's UDR column id. Chunks written by UDR before field ids were embedded
+(and inline fragments published earlier) carry none, so the table property `schema.name-mapping.default` (the
+Iceberg way to read files written without ids) also lists every name a field had. Pure functions.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from udr.errors import SchemaError
-from udr.materialize.schemas import field_id
+from udr.materialize.schemas import field_id, parquet_field_id
 
 IcebergSchema = dict[str, Any]
 
@@ -52,35 +51,24 @@ def iceberg_type(field: pa.Field, table: str) -> str:
                       "for files read in place; cast it (e.g. to int64, timestamp[us] or string) to publish it")
 
 
-def known_ids(schemas: Sequence[IcebergSchema], column_ids: Mapping[str, str]) -> dict[tuple[str, str], int]:
-    """(UDR column id, Iceberg type) -> field id over every schema a published table has had.
-
-    `column_ids` maps a field id (as text) to its UDR column id; a field missing there has its name as id.
-    """
-    out: dict[tuple[str, str], int] = {}
-    for schema in schemas:
-        for f in schema["fields"]:
-            out[(column_ids.get(str(f["id"]), f["name"]), f["type"])] = f["id"]
-    return out
-
-
-def to_iceberg(arrow: pa.Schema, table: str, ids: Mapping[tuple[str, str], int], last_id: int,
-               schema_id: int) -> tuple[IcebergSchema, int, dict[str, str]]:
-    """The Iceberg schema of `arrow` (every column optional), reusing `ids`.
+def to_iceberg(arrow: pa.Schema, table: str, last_id: int, schema_id: int) -> tuple[IcebergSchema, int, dict[str, str]]:
+    """The Iceberg schema of `arrow` (every column optional).
 
     Returns the schema, the new last field id, and each of its field ids (as text) with its UDR column id.
+
+    Raises:
+        SchemaError: two columns' ids derive the same field id (about one table in 10^6 with 100 columns).
     """
     fields = []
     column_ids: dict[str, str] = {}
     for field in arrow:
-        kind = iceberg_type(field, table)
-        cid = field_id(field)
-        fid = ids.get((cid, kind))
-        if fid is None:
-            last_id += 1
-            fid = last_id
-        fields.append({"id": fid, "name": field.name, "required": False, "type": kind})
-        column_ids[str(fid)] = cid
+        fid = parquet_field_id(field)
+        if str(fid) in column_ids:
+            raise SchemaError(f"columns {column_ids[str(fid)]!r} and {field_id(field)!r} of table {table!r} derive "
+                              f"the same field id {fid}; rename one of them (drop and add it) to publish the table")
+        fields.append({"id": fid, "name": field.name, "required": False, "type": iceberg_type(field, table)})
+        column_ids[str(fid)] = field_id(field)
+        last_id = max(last_id, fid)
     return {"type": "struct", "schema-id": schema_id, "fields": fields}, last_id, column_ids
 
 
@@ -96,9 +84,9 @@ def name_mapping(schemas: Sequence[IcebergSchema]) -> str:
     newest of them, which the current files use.
     """
     owner: dict[str, int] = {}
-    for schema in schemas:
+    for schema in schemas:  # oldest first: the newest schema holding a name owns it
         for f in schema["fields"]:
-            owner[f["name"]] = max(owner.get(f["name"], f["id"]), f["id"])
+            owner[f["name"]] = f["id"]
     names: dict[int, list[str]] = {}
     for schema in reversed(schemas):  # the newest name first
         for f in schema["fields"]:

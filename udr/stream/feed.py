@@ -29,7 +29,6 @@ from udr.log.store import LogStore
 from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
 
-
 # Records met while walking back from a new head are kept for the deliveries that follow: all of them when
 # the walk is short (the live case), else the oldest ones, which are delivered first; the rest are re-read.
 _KEEP_RECORDS = 1024

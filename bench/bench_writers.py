@@ -1,0 +1,142 @@
+"""Many writers (issue 11): C0 the disk's floor, C1 one writer, C2 four appending processes, C3 four upserting
+processes with their conflicts checked against the collisions that really happened.
+
+Every figure is a ratio to a reference measured in this run: C1 to C0's append + fdatasync rate, C2 and C3 to C1.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+
+import udr
+from bench_commits import small_batch
+from bench_floor import floor
+from common import remove, report, scratch
+
+WRITERS = 4
+KEYED_ROWS = 1_000_000
+UPSERT_KEYS = 10
+
+
+def _w2_writer(lake: str, name: str, transactions: int, start: float) -> float:
+    """W2-shaped transactions (2 tables x 100 rows, durable) from one process; return its commit rate."""
+    db = udr.open(lake)
+    batches = [small_batch(100, i * 100) for i in range(transactions)]
+    while time.time() < start:
+        time.sleep(0.001)
+    began = time.perf_counter()
+    for i, batch in enumerate(batches):
+        with db.transaction(message=f"{name} tx {i}") as tx:
+            tx.append("orders", batch)
+            tx.append("payments", batch)
+    rate = transactions / (time.perf_counter() - began)
+    db.close()
+    return rate
+
+
+def _pool_run(target: object, args: list[tuple[object, ...]]) -> tuple[list[object], float]:
+    """Run `target(*a)` for each `a` in its own spawned process, all starting together; results and seconds."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(len(args)) as pool:
+        began = time.perf_counter()
+        results = pool.starmap(target, args)  # type: ignore[arg-type]
+        return results, time.perf_counter() - began
+
+
+def c1_c2(c0: float, transactions: int = 1000) -> float:
+    """C1 (one writer) and C2 (four writer processes on the same two tables); return the C1 rate."""
+    path = scratch("c1")
+    [single], _ = _pool_run(_w2_writer, [(str(path / "lake"), "solo", transactions, time.time() + 1)])
+    remove(path)
+    path = scratch("c2")
+    lake = path / "lake"
+    with udr.open(lake) as db:  # the tables exist first, so no writer's first commit creates them
+        db.append("orders", small_batch(1, -1))
+        db.append("payments", small_batch(1, -1))
+    start = time.time() + 2
+    each = transactions // WRITERS
+    _, seconds = _pool_run(_w2_writer, [(str(lake), f"w{i}", each, start) for i in range(WRITERS)])
+    seconds -= 2  # the writers wait for `start`
+    with udr.open(lake) as db:
+        rows = db.row_count("orders") + db.row_count("payments")
+        commits = sum(1 for c in db.log(limit=None) if c.message.startswith("w"))
+    aggregate = commits / seconds
+    assert rows == 2 + 2 * 100 * each * WRITERS and commits == each * WRITERS, (rows, commits)
+    report("C1", "one writer, W2 transactions (durable)", single, "tx/s", baseline=c0,
+           baseline_name="C0 append+fdatasync", target=">= 0.5x", ok=single >= 0.5 * c0)
+    report("C2", f"{WRITERS} writer processes, same 2 tables, aggregate", aggregate, "tx/s", baseline=single,
+           baseline_name="C1", target=">= 2.5x, 0 conflicts", ok=aggregate >= 2.5 * single)
+    remove(path)
+    return single
+
+
+def _upserter(lake: str, worker: int, transactions: int, start: float) -> tuple[int, int, int]:
+    """Upsert UPSERT_KEYS random keys per transaction, retrying on conflict; return (commits, conflicts, false
+    conflicts). A conflict is false unless a commit made after the transaction's base set one of its cells."""
+    db = udr.open(lake)
+    rng = random.Random(worker)
+    commits = conflicts = false = 0
+    while time.time() < start:
+        time.sleep(0.001)
+    for i in range(transactions):
+        keys = sorted(rng.sample(range(KEYED_ROWS), UPSERT_KEYS))
+        rows = pa.table({"k": pa.array(keys, pa.int64()), "v": pa.array([worker * 10**9 + i] * UPSERT_KEYS)})
+        while True:
+            tx = db.transaction(message=f"u{worker} {i}", metadata={"keys": ",".join(map(str, keys))})
+            base = tx.base
+            tx.upsert("kv", rows)
+            try:
+                tx.commit()
+                commits += 1
+                break
+            except udr.ConflictError:
+                conflicts += 1
+                false += not (_keys_since(db, base) & set(keys))
+    db.close()
+    return commits, conflicts, false
+
+
+def _keys_since(db: udr.Lake, base: str) -> set[int]:
+    out: set[int] = set()
+    for commit in db.log(limit=None):
+        if commit.id == base:
+            break
+        out.update(int(k) for k in commit.metadata.get("keys", "").split(",") if k)
+    return out
+
+
+def c3(c1_rate: float, transactions: int = 250) -> None:
+    path = scratch("c3")
+    lake = path / "lake"
+    with udr.open(lake) as db:
+        db.create_table("kv", pa.schema([pa.field("k", pa.int64(), nullable=False), ("v", pa.int64())]),
+                        primary_key=["k"])
+        db.append("kv", {"k": np.arange(KEYED_ROWS), "v": np.zeros(KEYED_ROWS, np.int64)})
+    start = time.time() + 3
+    results, seconds = _pool_run(_upserter, [(str(lake), w, transactions, start) for w in range(WRITERS)])
+    seconds -= 3
+    commits = sum(r[0] for r in results)
+    conflicts = sum(r[1] for r in results)
+    false = sum(r[2] for r in results)
+    with udr.open(lake) as db:
+        assert db.row_count("kv") == KEYED_ROWS
+    rate = commits / seconds
+    report("C3", f"{WRITERS} upserting processes, 1M-row keyed table", rate, "tx/s", baseline=c1_rate,
+           baseline_name="C1", target=">= 2x", ok=rate >= 2 * c1_rate)
+    report("C3", "conflicts without a real collision", false, "tx", target=f"0 (of {conflicts} conflicts)",
+           ok=false == 0)
+    remove(path)
+
+
+if __name__ == "__main__":
+    disk = floor()
+    report("C0", "append 4 KiB + fdatasync", disk.fdatasync_ops, "ops/s")
+    report("C0", "LMDB alone, one tiny put per durable tx", disk.lmdb_tx, "tx/s")
+    rate = c1_c2(disk.fdatasync_ops, int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    c3(rate)

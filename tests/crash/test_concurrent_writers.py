@@ -1,0 +1,108 @@
+"""Several writer processes on one lake: transfers rebase onto each other's commits, nothing is lost or
+doubled, and SIGKILLs among concurrent writers keep every acknowledged commit."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from crash_checks import Worker, Workers, check_bank_history
+from crash_workers import TOTAL, TOTAL_QUERY, setup_bank
+
+import udr
+
+COMMIT_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _start_all(workers: Workers, lake: Path, count: int, n: int, isolation: str, go: Path) -> list[Worker]:
+    started = [workers.start("bank", lake, 40 + i, count, go, 0.1, isolation) for i in range(n)]
+    for worker in started:
+        worker.expect("warm")
+    go.touch()
+    return started
+
+
+@pytest.mark.parametrize("isolation", ["snapshot", "serializable"])
+def test_concurrent_transfers_keep_the_total_and_each_commit_is_one_transfer(
+    tmp_path: Path, workers: Workers, isolation: str
+) -> None:
+    lake = tmp_path / "lake"
+    setup = setup_bank(lake)
+    writers = _start_all(workers, lake, 25, 3, isolation, tmp_path / "go")
+    for worker in writers:
+        assert worker.wait() == 0, worker.stderr()
+    acknowledged = [line for w in writers for line in w.lines if COMMIT_ID.match(line)]
+    conflicts = sum(int(line.split()[1]) for w in writers for line in w.lines if line.startswith("conflicts"))
+
+    assert len(acknowledged) == 75
+    with udr.open(lake) as db:
+        history = check_bank_history(db, setup)  # every commit is exactly one transfer on its parent
+        assert history.transfers == 75
+        assert set(acknowledged) <= set(history.states)
+        assert all(len(c.parents) <= 1 for c in db.log())  # rebased, never merged
+        assert db.query(TOTAL_QUERY).column(0)[0].as_py() == TOTAL
+        assert db.verify().ok
+    assert conflicts < 75 * 3, "nearly every transfer conflicted"
+
+
+def test_sigkilled_concurrent_writers_keep_every_acknowledged_commit(tmp_path: Path, workers: Workers) -> None:
+    lake = tmp_path / "lake"
+    setup = setup_bank(lake)
+    plan = random.Random(11)
+    acknowledged: list[str] = []
+    for round_ in range(4):
+        writers = _start_all(workers, lake, 0, 3, "snapshot", tmp_path / f"go{round_}")
+        for worker in writers:
+            worker.expect("ready")
+        time.sleep(plan.uniform(0.2, 0.6))
+        for worker in writers:
+            worker.kill()
+            assert worker.proc.returncode == -signal.SIGKILL, worker.stderr()
+            acknowledged += [line for line in worker.lines if COMMIT_ID.match(line)]
+    assert len(acknowledged) >= 10
+    with udr.open(lake) as db:
+        ids = {c.id for c in db.log()}
+        lost = [cid for cid in acknowledged if cid not in ids]
+        assert not lost, f"{len(lost)} acknowledged commits lost"
+        history = check_bank_history(db, setup)
+        assert history.transfers >= len(acknowledged)
+        assert db.verify().ok
+        db.gc()
+        assert db.verify().ok
+
+
+def test_four_writers_appending_and_upserting_lose_nothing_and_conflict_only_on_shared_keys(
+    tmp_path: Path, workers: Workers
+) -> None:
+    lake = tmp_path / "lake"
+    with udr.open(lake) as db, db.transaction() as tx:
+        tx.create_table("ev", pa.schema([("w", pa.int64()), ("i", pa.int64())]))
+        tx.create_table("kv", pa.schema([pa.field("k", pa.int64(), nullable=False), ("v", pa.int64())]),
+                        primary_key=["k"])
+    go = tmp_path / "go"
+    writers = [workers.start("mixed", lake, seed, 30, go) for seed in range(1, 5)]
+    for worker in writers:
+        worker.expect("warm")
+    go.touch()
+    for worker in writers:
+        assert worker.wait() == 0, worker.stderr()
+    lines = [line for w in writers for line in w.lines]
+    acknowledged = [line for line in lines if COMMIT_ID.match(line)]
+    assert "false-conflict" not in lines
+    assert len(acknowledged) == 120
+
+    with udr.open(lake) as db:
+        log = [c for c in reversed(db.log()) if "keys" in c.metadata]
+        assert {c.id for c in log} == set(acknowledged)
+        assert db.row_count("ev") == 120 * 3
+        model: dict[int, int] = {}
+        for commit in log:  # the log's order is the serial order: the last writer of a key wins
+            for key in commit.metadata["keys"].split(","):
+                model[int(key)] = int(commit.metadata["value"])
+        assert dict(zip(*db.read("kv").to_pydict().values())) == model
+        assert db.verify().ok

@@ -1,0 +1,223 @@
+"""Automatic rebase: re-express a transaction's staged changes on a branch head that moved after it began.
+
+The log places a commit over concurrent changes by itself when they commute (`LogStore.append`: untouched
+tables, and multiset tables whose ops touch different fragments). Otherwise it raises `HeadMoved`, and
+`restage` re-applies the transaction's changes to each contested table on the new head by the merge's rules:
+
+- an op that creates, drops, truncates (unkeyed overwrite), rewrites (compaction) or changes the schema or
+  key of a table conflicts with any concurrent change of that table, and so does any op over a concurrent
+  one of those kinds;
+- a keyed table merges cell by cell (`merge.merge_rows`): both sides' changes are kept, and only the same
+  key's same cell set to different values, or a row deleted on one side and changed on the other, conflicts;
+- a table without a primary key is a multiset: every added row is kept (a chunk both sides added is
+  re-encoded as a copy) and every removed row removed; removing the same stored row on both sides conflicts.
+
+The result is a linear history: the transaction's base becomes the new head and it commits with that
+parent. A conflict raises `ConflictError` naming the table, the key and column where known, and the other
+commit; nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from udr.api import history
+from udr.errors import ConflictError, RefNotFound
+from udr.log import graph
+from udr.log.commits import CommitRecord, TableOp
+from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.placement import check_reads
+from udr.materialize.data import decode_positions
+from udr.materialize.merge import merge_rows
+from udr.materialize.snapshot import FragmentState, TableState
+from udr.query.diff import matching_keys
+
+if TYPE_CHECKING:
+    from udr.api.transaction import Transaction
+
+
+def restage(tx: Transaction, head: CommitId) -> None:
+    """Move `tx`'s base to `head` and re-apply its changes to every table a commit in between changed.
+
+    Raises:
+        ConflictError: a real conflict (see the module docstring); `tx` is left unchanged.
+    """
+    lake = tx._lake
+    try:
+        between = graph.first_parent_range(lake._log, tx._base, head)
+    except RefNotFound:
+        raise ConflictError(f"branch {tx.branch!r} was reset to {head[:10]}, which does not descend from "
+                            f"{tx._base[:10]} where this transaction began; reload and retry") from None
+    _check_reads(tx, between)
+    contested = {t: [(cid, r.tables[t]) for cid, r in between if t in r.tables] for t in tx._ops}
+    contested = {t: ops for t, ops in contested.items() if ops}
+    for table, ops in contested.items():
+        _check_shapes(table, tx._ops[table], ops, overwritten=table in tx._overwritten)
+    old_base = tx._base_tables
+    staged = {t: tx._state(t) for t in contested}
+    new_base = lake._materializer.snapshot(head)
+    plans = [(t, _plan(tx, t, old_base.get(t), new_base.get(t), staged[t], ops[-1][0]))
+             for t, ops in contested.items()]
+    tx._base, tx._base_tables = head, new_base
+    for table, apply in plans:
+        op = tx._ops.pop(table)
+        tx._before.pop(table, None)
+        apply(op)
+
+
+def _check_reads(tx: Transaction, between: Sequence[tuple[CommitId, CommitRecord]]) -> None:
+    if tx._read is not None:
+        for cid, record in between:
+            check_reads(tx.branch, tx._read, cid, record)
+
+
+def _check_shapes(table: str, mine: TableOp, theirs: Sequence[tuple[CommitId, TableOp]], *,
+                  overwritten: bool) -> None:
+    other = theirs[-1][0]
+    if mine.reshapes or mine.rewrite or overwritten:
+        raise ConflictError(f"commit {other[:10]} changed table {table!r} after this transaction began, and this "
+                            "transaction creates, drops, overwrites, compacts or changes the schema of it; "
+                            "reload and retry")
+    for cid, op in theirs:
+        if op.reshapes:
+            raise ConflictError(f"commit {cid[:10]} created, dropped, overwrote or changed the schema of table "
+                                f"{table!r} after this transaction began; reload and retry")
+
+
+# Stages one table's changes again, given the op staged before the base moved (called after it moved).
+_Apply = Callable[[TableOp], None]
+
+
+def _plan(tx: Transaction, table: str, base: TableState | None, head: TableState | None,
+          staged: TableState | None, other: CommitId) -> _Apply:
+    if base is None or head is None or staged is None:
+        raise ConflictError(f"table {table!r} was created or dropped by commit {other[:10]} after this "
+                            "transaction began; reload and retry")
+    if staged.primary_key is None:
+        return _Multiset(tx, table, base, other)
+    return _Keyed(tx, table, base, head, staged, other)
+
+
+class _Keyed:
+    """A keyed table: merge our change rows into the new head cell by cell.
+
+    When no key was changed on both sides, our op stays as it is (its new rows are right, and the rows it
+    deletes are still there), only the deletion vectors of fragments both sides deleted from are unioned.
+    Otherwise the merged rows of every key we changed are staged again on the head.
+    """
+
+    def __init__(self, tx: Transaction, table: str, base: TableState, head: TableState, staged: TableState,
+                 other: CommitId) -> None:
+        ctx = tx._lake._ctx
+        key = list(staged.primary_key or ())
+        self.schema = tx._rows.schema(head.schema)
+        theirs = history.paired(ctx, table, base, head)
+        mine = history.paired(ctx, table, base, staged, tx._rows)
+        self.result = merge_rows(table, self.schema, key, theirs, mine, strategy=None)
+        if self.result.conflicts:
+            first = self.result.conflicts[0]
+            where = f" key {first.key}" + (f" column {first.column!r}" if first.column else " (deleted on one side)")
+            raise ConflictError(f"table {table!r}{where} was also changed by commit {other[:10]} after this "
+                                f"transaction began ({len(self.result.conflicts)} conflicting cell(s)); reload "
+                                "and retry")
+        theirs_keys = set(zip(*(theirs.column(k).to_pylist() for k in key)))
+        self.shared = any(k in theirs_keys for k in zip(*(mine.column(k).to_pylist() for k in key)))
+        self.tx, self.table, self.key, self.other = tx, table, key, other
+        self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
+
+    def __call__(self, op: TableOp) -> None:
+        if not self.shared and _carry(self.tx, self.table, op, self.base_vectors):
+            return
+        tx, table = self.tx, self.table
+        if self.result.remove.num_rows:
+            state = tx._require(table)
+            with tx._lake._server.session() as con:
+                hits = matching_keys(tx._rows.table(table, state, with_position=True), self.result.remove, self.key,
+                                     table=table, con=con)
+            tx._delete_positions(table, state, hits, counted=None)
+        if self.result.add.num_rows:
+            tx._add_rows(table, self.schema, iter(self.result.add.to_batches()))
+        if table in tx._ops:
+            counts = history.count_changes(tx._lake._ctx, table, tx._base_tables[table], tx._state(table), tx._rows)
+            tx._ops[table] = replace(tx._ops[table], inserted=counts.inserted, updated=counts.updated,
+                                     deleted=counts.deleted)
+
+
+def _carry(tx: Transaction, table: str, op: TableOp, base_vectors: dict[ChunkId, BlobId | None]) -> bool:
+    """Stage `op` unchanged on the new base, unioning deletion vectors both sides changed; False (nothing
+    staged) if a fragment it deletes from is gone at the new base or a chunk it adds is already there."""
+    head = tx._require(table)
+    now = {f.chunk: f for f in head.fragments}
+    if any(f.chunk in now for f in op.add):
+        return False
+    own = {f.chunk for f in op.add}
+    deletes = []
+    for d in op.deletes:
+        frag = now.get(d.chunk)
+        if d.chunk in own or (frag is not None and frag.deletes == base_vectors.get(d.chunk)):
+            deletes.append(d)
+            continue
+        if frag is None:
+            return False
+        union = np.union1d(_positions(tx, d.vector, frag.rows), np.asarray(tx._rows.deleted_positions(frag), np.int64))
+        deletes.append(tx._deletion(frag, union))
+    tx._ops[table] = replace(op, deletes=tuple(deletes))
+    return True
+
+
+class _Multiset:
+    """A table without a primary key: keep our added chunks and our removed rows on top of the new head."""
+
+    def __init__(self, tx: Transaction, table: str, base: TableState, other: CommitId) -> None:
+        self.tx, self.table, self.other = tx, table, other
+        self.base_deletes = {f.chunk: f for f in base.fragments}
+
+    def __call__(self, op: TableOp) -> None:
+        tx, table = self.tx, self.table
+        head = tx._require(table)
+        present = set(head.chunk_ids())
+        carried = tuple(f for f in op.add if f.chunk not in present)
+        tx._ops[table] = TableOp(add=carried, inserted=op.inserted, updated=op.updated)
+        for frag in op.add:
+            if frag.chunk in present:  # both sides added identical rows: ours become a copy
+                rows = tx._rows.fragment(FragmentState(frag.chunk, frag.rows, frag.inline, frag.schema))
+                tx._add_rows(table, tx._rows.schema(frag.schema), iter(rows.to_batches()))
+        own = {f.chunk for f in op.add}
+        for deletes in op.deletes:
+            if deletes.chunk in own:
+                tx._ops[table] = replace(tx._ops[table], deletes=tx._ops[table].deletes + (deletes,))
+            else:
+                self._remove_again(deletes.chunk, deletes.vector)
+        tx._ops[table] = replace(tx._ops[table], inserted=op.inserted, deleted=op.deleted)
+
+    def _remove_again(self, chunk: ChunkId, vector: BlobId | None) -> None:
+        tx, table = self.tx, self.table
+        state = tx._require(table)
+        index = next((i for i, f in enumerate(state.fragments) if f.chunk == chunk), None)
+        if index is None:
+            raise ConflictError(f"rows this transaction deletes from table {table!r} were rewritten by commit "
+                                f"{self.other[:10]} after it began (compaction or flush); reload and retry")
+        frag = state.fragments[index]
+        before = self.base_deletes[chunk]
+        ours = _positions(tx, vector, frag.rows)
+        mine = np.setdiff1d(ours, np.asarray(tx._rows.deleted_positions(before), np.int64), assume_unique=True)
+        if np.intersect1d(mine, np.asarray(tx._rows.deleted_positions(frag), np.int64), assume_unique=True).size:
+            raise ConflictError(f"table {table!r}: commit {self.other[:10]} deleted some of the same rows after this "
+                                "transaction began; reload and retry")
+        hits = pa.table({"__frag": pa.array(np.full(len(mine), index), pa.int64()),
+                         "__pos": pa.array(mine, pa.int64())})
+        tx._delete_positions(table, state, hits, counted=None)
+
+
+def _positions(tx: Transaction, vector: BlobId | None, rows: int) -> npt.NDArray[np.int64]:
+    """The row positions a cumulative deletion vector names (None: every row of the fragment)."""
+    if vector is None:
+        return np.arange(rows, dtype=np.int64)
+    return np.asarray(decode_positions(tx._blob(vector, BlobKind.DELETES)), dtype=np.int64)
+

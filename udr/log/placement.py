@@ -1,0 +1,61 @@
+"""Whether a commit begun on an older head can be placed, unchanged, on top of the commits made since.
+
+The log decides this inside its write transaction, from the ops alone (no data is read): a commit commutes
+with a concurrent one when they change different tables, or when both change a multiset table (one the writer
+names as `placeable`) without reshaping it, without adding the same chunk, and setting the deletion vectors
+of different fragments. Anything else raises `HeadMoved`, and the writer re-expresses its changes on the new
+head (`udr.api.rebase`). Pure: safe from any thread.
+"""
+
+from __future__ import annotations
+
+from udr.errors import ConflictError
+from udr.log.commits import CommitRecord, TableOp
+from udr.log.format import CommitId
+
+
+class HeadMoved(ConflictError):
+    """The branch moved since the writer's base and a commit in between changed one of the same tables in a way
+    the log cannot place the new commit over by itself; the writer may re-express its changes on `head`."""
+
+    def __init__(self, message: str, head: CommitId) -> None:
+        super().__init__(message)
+        self.head = head
+
+
+def check_reads(branch: str, read: frozenset[str] | set[str], cid: CommitId, other: CommitRecord) -> None:
+    """Raise `ConflictError` if commit `cid` changed a table in `read`, the tables a serializable transaction
+    on `branch` read."""
+    seen = read & set(other.tables)
+    if seen:
+        raise ConflictError(
+            f"commit {cid[:10]} changed {', '.join(sorted(seen))}, which this serializable transaction read, "
+            f"after it began on {branch!r}; reload and retry"
+        )
+
+
+def check_placeable(record: CommitRecord, cid: CommitId, other: CommitRecord, *, head: CommitId, base: CommitId,
+                    placeable: frozenset[str], read: frozenset[str]) -> None:
+    """Raise unless `record` (begun on `base`) commutes with `other` (commit `cid`, made since).
+
+    Raises:
+        ConflictError: `other` changed a table in `read` (a serializable transaction's reads).
+        HeadMoved: `other` changed one of `record`'s tables and they do not commute.
+    """
+    check_reads(record.branch, read, cid, other)
+    for table in set(record.tables) & set(other.tables):
+        if table not in placeable or not _independent(record.tables[table], other.tables[table]):
+            raise HeadMoved(
+                f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} and commit {cid[:10]} also "
+                f"changed {table!r}; reload and retry", head,
+            )
+
+
+def _independent(mine: TableOp, theirs: TableOp) -> bool:
+    """Whether two ops of one multiset table, each made against the same base, commute: neither reshapes the
+    table, neither adds a chunk the other adds, and they set the deletion vectors of different fragments."""
+    if mine.reshapes or theirs.reshapes:
+        return False
+    if {f.chunk for f in mine.add} & {f.chunk for f in theirs.add}:
+        return False
+    return not {d.chunk for d in mine.deletes} & {d.chunk for d in theirs.deletes}
