@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from udr.values import Commit as Commit
     from udr.values import GroupInfo as GroupInfo
     from udr.values import LakeStats as LakeStats
+    from udr.values import MemberInfo as MemberInfo
+    from udr.values import PartitionInfo as PartitionInfo
     from udr.values import TableChange as TableChange
     from udr.values import VerifyReport as VerifyReport
 
@@ -59,6 +61,8 @@ _LAZY = {
     "GroupInfo": "udr.values",
     "Lake": "udr.api.lake",
     "LakeStats": "udr.values",
+    "MemberInfo": "udr.values",
+    "PartitionInfo": "udr.values",
     "PublishReport": "udr.publish.iceberg",
     "SourceVersion": "udr.api.sources",
     "Subscription": "udr.stream.subscription",
@@ -101,7 +105,9 @@ __all__ = [
     "Lake",
     "LakeNotFound",
     "LakeStats",
+    "MemberInfo",
     "MergeConflict",
+    "PartitionInfo",
     "PublishReport",
     "RefNotFound",
     "SchemaError",

@@ -103,11 +103,14 @@ class ChangeBatch:
         table: the table it changed.
         changes: the table's columns plus `_change` (`insert`, `update_before`, `update_after`, `delete`),
             `_commit_id`, `_commit_seq` and `_commit_time`.
+        partition: for a member of a consumer group with several members, the group partition these rows
+            belong to (only that partition's rows of the commit's changes to `table`); None otherwise.
     """
 
     commit: Commit
     table: str
     changes: pa.Table
+    partition: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +124,9 @@ class GroupInfo:
         lag_rows: rows those commits changed in those tables (from the commits' counts).
         last_ack: when the position last moved, UTC.
         branch: the branch the group consumes.
-        active: whether a live subscriber holds the group now.
+        active: whether a live subscriber holds the group now (for a group with members: any member).
+        members: a group with several members: its members, by name (empty for a single-member group).
+        partitions: a group with several members: its partitions' positions and owners, by number.
     """
 
     name: str
@@ -131,3 +136,43 @@ class GroupInfo:
     last_ack: datetime
     branch: str = "main"
     active: bool = False
+    members: tuple[MemberInfo, ...] = ()
+    partitions: tuple[PartitionInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """A member of a consumer group with several members.
+
+    Attributes:
+        name: the member name given to `subscribe(member=...)`.
+        active: whether its process is alive and holds its lease.
+        pid: the process that joined under this name last.
+        partitions: the partitions it owns now.
+    """
+
+    name: str
+    active: bool
+    pid: int
+    partitions: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    """One partition of a consumer group with several members.
+
+    Attributes:
+        number: the partition number, from 0.
+        position: id of the commit of the partition's last acknowledged batch (or of where it started).
+        seq: that commit's sequence number (-1: before the first commit).
+        table: within that commit, the table of the last acknowledged batch (None: the whole commit).
+        member: the member that owns it, None when free.
+        last_ack: when its position last moved, UTC.
+    """
+
+    number: int
+    position: str
+    seq: int
+    table: str | None
+    member: str | None
+    last_ack: datetime

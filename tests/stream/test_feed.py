@@ -121,3 +121,21 @@ def test_new_commits_after_a_reset_come_with_the_retraction_of_what_the_reset_un
     after = _drain(feed)
     assert sorted(after) == [("t", "delete", 2), ("t", "insert", 3)]
     assert _replayed(seen + after) == {1, 3} == set(db.read("t").column("id").to_pylist())
+
+
+def test_batches_the_reader_does_not_want_are_skipped_but_drops_still_end_the_table(db: udr.Lake) -> None:
+    db.append("a", {"id": [1]})
+    db.append("b", {"id": [2]})
+    db.append("a", {"id": [3]})
+    db.drop_table("b")
+    asked: list[tuple[int, str]] = []
+
+    def wants(commit: udr.Commit, table: str) -> bool:
+        asked.append((commit.seq, table))
+        return table == "a"
+
+    feed = Feed(db._log, branch="main", tables=frozenset({"a", "b"}), after=Cursor(-1), source=LakeChanges(db._ctx),
+                wants=wants)
+    assert _drain(feed) == [("a", "insert", 1), ("a", "insert", 3)]
+    assert [t for _, t in asked] == ["a", "b", "a", "b"]
+    assert set(feed.dropped) == {"b"}

@@ -144,3 +144,14 @@ def test_a_damaged_record_is_a_corruption_error_naming_the_group(log: LogStore) 
         txn.put(b"position:billing", b"{not json", db=log.env.db(b"groups"))
     with pytest.raises(udr.CorruptionError, match="billing"):
         GroupStore(log.env).position("billing")
+
+
+def test_delete_forgets_a_single_member_group_unless_it_is_consumed(log: LogStore) -> None:
+    groups = GroupStore(log.env)
+    groups.acquire("billing", "t1")
+    groups.ack(Ack("billing", "t1", None, _position(3, "orders")))
+    with pytest.raises(udr.GroupBusy, match="before deleting the group"):
+        groups.delete("billing")
+    groups.release("billing", "t1")
+    assert groups.delete("billing") and groups.position("billing") is None and groups.leases() == {}
+    assert not groups.delete("billing")

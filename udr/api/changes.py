@@ -52,6 +52,13 @@ class LakeChanges:
         """See `ChangeSource.net_changes`."""
         return history.net_changes(self._ctx, a, b, tables)
 
+    def primary_key(self, table: str, commit: Commit) -> tuple[str, ...] | None:
+        """See `ChangeSource.primary_key`."""
+        state = self._ctx.materializer.snapshot(CommitId(commit.id)).get(table)
+        if state is None and commit.parents:
+            state = self._ctx.materializer.snapshot(CommitId(commit.parents[0])).get(table)
+        return state.primary_key if state is not None else None
+
     def commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
         """See `ChangeSource.commit_value`."""
         return commit_value(cid, record)

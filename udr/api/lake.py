@@ -33,7 +33,7 @@ from udr.errors import (
 from udr.log import format as lake_format
 from udr.log import graph, refspec
 from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
-from udr.log.groups import Cursor, GroupStore, ack_hook
+from udr.log.groups import Cursor, ack_hook
 from udr.log.refs import branch_key, check_name
 from udr.log.refspec import Ref
 from udr.log.store import CommitHook, LogStore
@@ -48,7 +48,7 @@ from udr.query.engine import (
     quote_ident,
 )
 from udr.query.statements import check_not_writing, writing_kind
-from udr.stream.admin import group_infos, reset_group
+from udr.stream.admin import delete_group, group_infos, group_resume, reset_group
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import Commit, GroupInfo, LakeStats, TableChange, VerifyReport
 
@@ -496,8 +496,8 @@ class Lake:
 
     # -- change streams --------------------------------------------------------------------------------
 
-    def subscribe(self, tables: list[str] | str | None = None, *, group: str | None = None,
-                  start: Ref = "earliest", branch: str = "main") -> Subscription:
+    def subscribe(self, tables: list[str] | str | None = None, *, group: str | None = None, member: str | None = None,
+                  partitions: int | None = None, start: Ref = "earliest", branch: str = "main") -> Subscription:
         """Follow the row changes committed to `branch`: one `udr.ChangeBatch` per commit and table.
 
         Use as `async with db.subscribe(...) as sub: async for batch in sub: ...; await sub.ack(batch)`.
@@ -506,20 +506,23 @@ class Lake:
         Args:
             tables: the tables to follow (None: every table).
             group: a consumer group: acks are durable, the group resumes after its last ack (ignoring
-                `start`), and only one live subscriber may consume it. None: an ephemeral subscription.
+                `start`), and only one live subscriber may consume it (unless each names a `member`). None: an
+                ephemeral subscription.
+            member: this subscriber's name in `group`: the group's partitions are split between its live
+                members and rebalanced as they join, leave or die (see docs/groups.md).
+            partitions: the partition count of a new group with members (default 8; fixed once made).
             start: `"earliest"`, `"latest"` (the head now), or a ref: delivery begins after that commit.
             branch: the branch whose first-parent history is delivered.
 
         Raises:
             TableNotFound, RefNotFound, InvalidName.
             UsageError: no table named, or `group` consumes another branch.
-            GroupBusy: another live subscriber consumes `group`.
+            GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
         """
         head = self._head(branch)
-        stored = GroupStore(self._log.env).position(check_name(group, "group")) if group is not None else None
-        if stored is not None and stored.branch != branch:
-            raise UsageError(f"group {group!r} consumes branch {stored.branch!r}, not {branch!r}; use another group "
-                             f"or move it with reset_group({group!r}, to=..., branch={branch!r})")
+        resume = group_resume(self._log, check_name(group, "group"), branch) if group is not None else None
+        if member is not None:
+            check_name(member, "member")
         if start == "earliest":
             after = Cursor(-1)
         else:
@@ -530,12 +533,11 @@ class Lake:
             names = [tables] if isinstance(tables, str) else list(tables)
             if not names:
                 raise UsageError("subscribe() needs at least one table name, or tables=None for every table")
-            self._check_streamed_tables(names, head, stored.cursor if stored is not None else after)
+            self._check_streamed_tables(names, head, resume or after)
             wanted = frozenset(names)
         sub = Subscription(
-            self._log, branch=branch, tables=wanted, group=group, start=after,
-            source=self._changes,
-        )
+            self._log, branch=branch, tables=wanted, group=group, start=after, source=self._changes, member=member,
+            partitions=partitions)
         self._subscriptions.add(sub)
         return sub
 
@@ -553,6 +555,15 @@ class Lake:
         check_name(name, "group")
         self._head(branch)
         reset_group(self._log, name, seq=self._log.get_commit(self._resolve(to, branch)).seq, branch=branch)
+
+    def delete_group(self, name: str) -> None:
+        """Forget consumer group `name`: its positions, leases and members.
+
+        Raises:
+            InvalidName, UsageError (no such group).
+            GroupBusy: a live subscriber consumes the group; close it first.
+        """
+        delete_group(self._log, check_name(name, "group"))
 
     # -- maintenance --------------------------------------------------------------------------------
 

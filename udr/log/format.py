@@ -51,6 +51,11 @@ REF_TAG = b"tag:"
 # Keys of the `groups` sub-database: a consumer group's acknowledged position, and its subscriber lease.
 GROUP_POSITION = b"position:"
 GROUP_LEASE = b"lease:"
+# Keys of a group with several members (`udr.log.members`): a member's lease, and one partition's position
+# and owner; the group name and the member name or partition number are separated by a NUL byte.
+GROUP_MEMBER = b"member:"
+GROUP_PARTITION = b"partition:"
+GROUP_PARTITIONS_DEFAULT = 8
 
 # The file inside LOG_DIR that every committed LMDB write transaction writes (LMDB's own name for it):
 # watching it for modification is how other processes learn of a new commit without polling.

@@ -12,7 +12,8 @@ gone is free; a live holder, even in the calling process, makes `acquire` raise 
 
 Keys: `GROUP_POSITION + name` -> JSON `{"seq", "table", "time_us", "branch", "tables"}`;
 `GROUP_LEASE + name` -> JSON `{"pid", "started", "token", "time_us"}`. Each public method is one LMDB
-transaction; safe across threads and processes.
+transaction; safe across threads and processes. Groups with several members keep other records
+(`udr.log.members`); an ack of either kind is a `GroupAck`, applied by `ack_hook` inside a commit.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy
-from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_POSITION
+from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
+from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
 from udr.log.index import Environment, IndexTxn
 from udr.log.processes import process_alive
 from udr.log.store import CommitHook
+
+# A decoded JSON record, as `json.loads` returns it.
+JsonDoc = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,18 @@ class Lease:
     time_us: int
 
 
+class GroupAck(Protocol):
+    """A staged move of a group's position, applied inside a log write transaction."""
+
+    def apply(self, txn: IndexTxn, env: Environment) -> None:
+        """Check the lease and compare-and-swap the position in `txn`.
+
+        Raises:
+            AckError, ConflictError, GroupBusy: as `GroupStore.ack`; the caller's transaction aborts.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """Move group `group` from `expected` (None: it has no position yet) to `new`, for the lease `token`."""
@@ -77,6 +94,10 @@ class Ack:
     token: str
     expected: Cursor | None
     new: Position
+
+    def apply(self, txn: IndexTxn, env: Environment) -> None:
+        """See `GroupAck.apply`."""
+        GroupStore(env).apply_ack(txn, self)
 
 
 def process_start(pid: int) -> int | None:
@@ -128,12 +149,13 @@ class GroupStore:
             GroupBusy: a live process holds the lease.
         """
         with self._env.write() as txn:
+            if self._has_prefix(txn, GROUP_PARTITION + group.encode() + b"\0"):
+                raise UsageError(f"group {group!r} has several members; subscribe with member=... to join it")
             held = self._lease(txn, group)
             if held is not None and lease_alive(held):
                 raise GroupBusy(_busy(group, held))
-            lease = Lease(os.getpid(), process_start(os.getpid()), token, time.time_ns() // 1000)
-            doc = {"pid": lease.pid, "started": lease.started, "token": lease.token, "time_us": lease.time_us}
-            txn.put(GROUP_LEASE + group.encode(), _dump(doc), db=self._env.db(DB_GROUPS))
+            lease = new_lease(token)
+            txn.put(GROUP_LEASE + group.encode(), dump(lease_doc(lease)), db=self._env.db(DB_GROUPS))
             return self._position(txn, group)
 
     def release(self, group: str, token: str) -> None:
@@ -152,7 +174,7 @@ class GroupStore:
             GroupBusy: the lease is no longer held by `ack.token`.
         """
         with self._env.write() as txn:
-            self._ack(txn, ack)
+            self.apply_ack(txn, ack)
 
     def reset(self, group: str, position: Position) -> None:
         """Set `group`'s position outright (rewind or skip).
@@ -166,9 +188,36 @@ class GroupStore:
                 raise GroupBusy(_busy(group, held) + "; close it before resetting the group")
             self._put_position(txn, group, position)
 
+    def take_over(self, txn: IndexTxn, group: str, *, why: str = "before it gets members") -> Position | None:
+        """Remove `group`'s single-member records inside `txn` and return its position (for a group that
+        gets several members, or is deleted: `why` ends the error message).
+
+        Raises:
+            GroupBusy: a live subscriber consumes the group.
+        """
+        held = self._lease(txn, group)
+        if held is not None and lease_alive(held):
+            raise GroupBusy(_busy(group, held) + f"; close it {why}")
+        position = self._position(txn, group)
+        for prefix in (GROUP_POSITION, GROUP_LEASE):
+            txn.delete(prefix + group.encode(), db=self._env.db(DB_GROUPS))
+        return position
+
+    def delete(self, group: str) -> bool:
+        """Forget a single-member group; False if it had no records.
+
+        Raises:
+            GroupBusy: a live subscriber consumes the group.
+        """
+        with self._env.write() as txn:
+            existed = self._position(txn, group) is not None or self._lease(txn, group) is not None
+            self.take_over(txn, group, why="before deleting the group")
+            return existed
+
     # -- inside a given transaction ---------------------------------------------------------------------
 
-    def _ack(self, txn: IndexTxn, ack: Ack) -> None:
+    def apply_ack(self, txn: IndexTxn, ack: Ack) -> None:
+        """`ack` inside `txn` (see `ack`)."""
         held = self._lease(txn, ack.group)
         if held is None or held.token != ack.token:
             raise GroupBusy(f"this subscriber no longer holds the lease of group {ack.group!r}; subscribe again")
@@ -192,16 +241,11 @@ class GroupStore:
         return _decode_lease(group, raw) if raw is not None else None
 
     def _put_position(self, txn: IndexTxn, group: str, position: Position) -> None:
-        doc = {
-            "seq": position.cursor.seq,
-            "table": position.cursor.table,
-            "time_us": position.time_us,
-            "branch": position.branch,
-            "tables": list(position.tables) if position.tables is not None else None,
-        }
-        if position.dropped:
-            doc["dropped"] = list(position.dropped)
-        txn.put(GROUP_POSITION + group.encode(), _dump(doc), db=self._env.db(DB_GROUPS))
+        txn.put(GROUP_POSITION + group.encode(), dump(position_doc(position)), db=self._env.db(DB_GROUPS))
+
+    def _has_prefix(self, txn: IndexTxn, prefix: bytes) -> bool:
+        cursor = txn.cursor(db=self._env.db(DB_GROUPS))
+        return bool(cursor.set_range(prefix)) and bytes(cursor.key()).startswith(prefix)
 
     def _scan(self, txn: IndexTxn, prefix: bytes) -> list[tuple[str, bytes]]:
         out: list[tuple[str, bytes]] = []
@@ -215,47 +259,88 @@ class GroupStore:
         return out
 
 
-def ack_hook(acks: Sequence[Ack]) -> CommitHook:
+def ack_hook(acks: Sequence[GroupAck]) -> CommitHook:
     """A `LogStore.append` hook that moves group positions inside the commit's own write transaction."""
     pending = tuple(acks)
 
     def hook(txn: IndexTxn, env: Environment) -> None:
-        store = GroupStore(env)
         for ack in pending:
-            store._ack(txn, ack)
+            ack.apply(txn, env)
 
     return hook
 
 
+def new_lease(token: str) -> Lease:
+    """A lease for this process under `token`, stamped now."""
+    return Lease(os.getpid(), process_start(os.getpid()), token, time.time_ns() // 1000)
+
+
+def position_doc(position: Position) -> dict[str, object]:
+    """The JSON document of a position record."""
+    doc: dict[str, object] = {
+        "seq": position.cursor.seq,
+        "table": position.cursor.table,
+        "time_us": position.time_us,
+        "branch": position.branch,
+        "tables": list(position.tables) if position.tables is not None else None,
+    }
+    if position.dropped:
+        doc["dropped"] = list(position.dropped)
+    return doc
+
+
+def lease_doc(lease: Lease) -> dict[str, object]:
+    """The JSON document of a lease record."""
+    return {"pid": lease.pid, "started": lease.started, "token": lease.token, "time_us": lease.time_us}
+
+
+def dump(doc: Mapping[str, object]) -> bytes:
+    """A record's canonical JSON bytes (sorted keys, no spaces)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _busy(group: str, held: Lease) -> str:
     who = "this process" if held.pid == os.getpid() else f"process {held.pid}"
-    return f"group {group!r} is consumed by a live subscriber in {who}; one subscriber per group at a time"
+    return f"group {group!r} is consumed by a live subscriber in {who}; one subscriber per group at a time, unless each names a member (member=...)"
 
 
-def _dump(doc: Mapping[str, object]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+def position_from(doc: JsonDoc) -> Position:
+    """The position of a decoded position document.
+
+    Raises:
+        ValueError, KeyError, TypeError: the document is malformed (callers raise `CorruptionError`).
+    """
+    tables = doc["tables"]
+    table = doc["table"]
+    return Position(
+        Cursor(int(doc["seq"]), str(table) if table is not None else None),
+        int(doc["time_us"]),
+        str(doc["branch"]),
+        tuple(str(t) for t in tables) if tables is not None else None,
+        tuple(str(t) for t in doc.get("dropped", ())),
+    )
+
+
+def lease_from(doc: JsonDoc) -> Lease:
+    """The lease of a decoded lease document.
+
+    Raises:
+        ValueError, KeyError, TypeError: the document is malformed (callers raise `CorruptionError`).
+    """
+    started = doc["started"]
+    return Lease(int(doc["pid"]), int(started) if started is not None else None,
+                 str(doc["token"]), int(doc["time_us"]))
 
 
 def _decode_position(group: str, raw: bytes) -> Position:
     try:
-        doc = json.loads(raw)
-        tables = doc["tables"]
-        return Position(
-            Cursor(int(doc["seq"]), str(doc["table"]) if doc["table"] is not None else None),
-            int(doc["time_us"]),
-            str(doc["branch"]),
-            tuple(str(t) for t in tables) if tables is not None else None,
-            tuple(str(t) for t in doc.get("dropped", ())),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
+        return position_from(json.loads(raw))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptionError(f"the position record of group {group!r} is damaged: {exc}") from exc
 
 
 def _decode_lease(group: str, raw: bytes) -> Lease:
     try:
-        doc = json.loads(raw)
-        started = doc["started"]
-        return Lease(int(doc["pid"]), int(started) if started is not None else None, str(doc["token"]),
-                     int(doc["time_us"]))
-    except (ValueError, KeyError, TypeError) as exc:
+        return lease_from(json.loads(raw))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptionError(f"the lease record of group {group!r} is damaged: {exc}") from exc

@@ -1,6 +1,8 @@
-"""Consumer groups seen from outside a subscription: listing them with their lag, and moving them.
+"""Consumer groups seen from outside a subscription: listing them with their lag, moving and deleting them.
 
-Each call reads or writes the log's group records in its own LMDB transaction; safe from any thread.
+Covers both kinds of group: single-member groups (`udr.log.groups`) and groups with several members
+(`udr.log.members`). Each call reads or writes the log's group records in its own LMDB transactions; safe
+from any thread.
 """
 
 from __future__ import annotations
@@ -8,41 +10,104 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from udr.errors import UsageError
 from udr.log.groups import Cursor, GroupStore, Position, lease_alive
+from udr.log.members import GroupState, MemberStore
 from udr.log.store import LogStore
 from udr.stream.feed import lag
-from udr.values import GroupInfo
+from udr.values import GroupInfo, MemberInfo, PartitionInfo
 
 
 def group_infos(log: LogStore) -> list[GroupInfo]:
-    """Every group that has a position (it acknowledged a batch or was reset), by name."""
+    """Every group that has a position (it acknowledged a batch or was reset) or members, by name."""
     store = GroupStore(log.env)
     leases = store.leases()
-    out: list[GroupInfo] = []
-    for name, position in sorted(store.positions().items()):
-        followed = tuple(t for t in position.tables if t not in position.dropped) if position.tables is not None else None
-        behind = lag(log, position.branch, followed, position.cursor) if log.head(position.branch) else (0, 0)
-        lease = leases.get(name)
+    out = [_info(log, name, position, active=name in leases and lease_alive(leases[name]))
+           for name, position in store.positions().items()]
+    for name, state in MemberStore(log.env).states().items():
+        oldest = min((p.position for p in state.partitions), key=lambda p: p.cursor.sort_key())
+        info = _info(log, name, oldest, active=bool(state.live()))
+        members = tuple(MemberInfo(m, lease_alive(lease), lease.pid,
+                                   tuple(p.number for p in state.partitions if p.member == m and state.owned_live(p)))
+                        for m, lease in sorted(state.members.items()))
         out.append(GroupInfo(
-            name=name,
-            position=log.commit_at_seq(position.cursor.seq) or "",
-            lag_commits=behind[0],
-            lag_rows=behind[1],
-            last_ack=datetime.fromtimestamp(position.time_us / 1_000_000, tz=timezone.utc),
-            branch=position.branch,
-            active=lease is not None and lease_alive(lease),
+            name=info.name, position=info.position, lag_commits=info.lag_commits, lag_rows=info.lag_rows,
+            last_ack=max(_utc(p.position.time_us) for p in state.partitions), branch=info.branch,
+            active=info.active, members=members, partitions=_partition_infos(log, state),
         ))
-    return out
+    return sorted(out, key=lambda info: info.name)
+
+
+def group_resume(log: LogStore, group: str, branch: str) -> Cursor | None:
+    """Where `group` resumes (for a group with members: its oldest partition), None if it has no position.
+
+    Raises:
+        UsageError: the group consumes another branch.
+    """
+    state = MemberStore(log.env).state(group)
+    position = (min((p.position for p in state.partitions), key=lambda p: p.cursor.sort_key()) if state is not None
+                else GroupStore(log.env).position(group))
+    if position is not None and position.branch != branch:
+        raise UsageError(f"group {group!r} consumes branch {position.branch!r}, not {branch!r}; use another group "
+                         f"or move it with reset_group({group!r}, to=..., branch={branch!r})")
+    return position.cursor if position is not None else None
 
 
 def reset_group(log: LogStore, group: str, *, seq: int, branch: str) -> None:
     """Make `group` resume after the commit at `seq` on `branch` (keeping the tables it was made for, and
-    following again any it stopped following because they were dropped: a reset is a fresh start).
+    following again any it stopped following because they were dropped: a reset is a fresh start). A group
+    with members moves every partition there.
 
     Raises:
-        GroupBusy: a live subscriber consumes the group.
+        GroupBusy: a live subscriber consumes the group (for a group with members: any member).
     """
+    members = MemberStore(log.env)
+    state = members.state(group)
+    if state is not None:
+        tables = state.partitions[0].position.tables
+        members.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
+        return
     store = GroupStore(log.env)
     old = store.position(group)
     tables = old.tables if old is not None else None
     store.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
+
+
+def delete_group(log: LogStore, group: str) -> None:
+    """Forget `group`: its position(s), leases and members.
+
+    Raises:
+        GroupBusy: a live subscriber consumes the group.
+        UsageError: there is no such group.
+    """
+    deleted = MemberStore(log.env).delete(group)
+    deleted = GroupStore(log.env).delete(group) or deleted
+    if not deleted:
+        raise UsageError(f"there is no consumer group {group!r}; `udr groups` lists them")
+
+
+def _info(log: LogStore, name: str, position: Position, *, active: bool) -> GroupInfo:
+    followed = tuple(t for t in position.tables if t not in position.dropped) if position.tables is not None else None
+    behind = lag(log, position.branch, followed, position.cursor) if log.head(position.branch) else (0, 0)
+    return GroupInfo(
+        name=name,
+        position=(log.commit_at_seq(position.cursor.seq) or "") if position.cursor.seq >= 0 else "",
+        lag_commits=behind[0],
+        lag_rows=behind[1],
+        last_ack=_utc(position.time_us),
+        branch=position.branch,
+        active=active,
+    )
+
+
+def _partition_infos(log: LogStore, state: GroupState) -> tuple[PartitionInfo, ...]:
+    return tuple(
+        PartitionInfo(p.number, (log.commit_at_seq(p.position.cursor.seq) or "") if p.position.cursor.seq >= 0 else "",
+                      p.position.cursor.seq,
+                      p.position.cursor.table, p.member if state.owned_live(p) else None, _utc(p.position.time_us))
+        for p in state.partitions
+    )
+
+
+def _utc(time_us: int) -> datetime:
+    return datetime.fromtimestamp(time_us / 1_000_000, tz=timezone.utc)

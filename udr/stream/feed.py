@@ -16,6 +16,7 @@ supplies, so this layer never depends on how they are computed.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -39,8 +40,11 @@ class Feed:
     """The change batches of `branch` after a cursor, for every table or only `tables`."""
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, after: Cursor,
-                 source: ChangeSource) -> None:
+                 source: ChangeSource, wants: Callable[[Commit, str], bool] | None = None) -> None:
         self._log = log
+        # Which (commit, table) batches the reader may want: the others' rows are never computed (a group
+        # member skips other members' unkeyed batches). None: all.
+        self._wants = wants
         self._branch = branch
         self._tables = set(tables) if tables is not None else None
         # Followed tables dropped so far, with the cursor of their final batch.
@@ -80,7 +84,12 @@ class Feed:
                 table = self._todo[0]
                 assert self._commit is not None
                 cid, record, commit = self._commit
-                rows = self._jumped.get(table) if self._jumped is not None else self._source.commit_changes(table, cid, record)
+                if self._jumped is not None:
+                    rows = self._jumped.get(table)
+                elif self._wants is None or self._wants(commit, table):
+                    rows = self._source.commit_changes(table, cid, record)
+                else:
+                    rows = None
                 # Only now is the table done: if computing its changes raised, the next call retries it.
                 self._todo.pop(0)
                 op = record.tables.get(table)

@@ -32,6 +32,10 @@ class ChangeSource(Protocol):
         stamped with `b`."""
         ...
 
+    def primary_key(self, table: str, commit: Commit) -> tuple[str, ...] | None:
+        """The primary key columns of `table` as `commit` left it (as before it, for a drop)."""
+        ...
+
     def commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
         """The public value of a commit."""
         ...

@@ -20,6 +20,9 @@ Invariants:
 - Without a group nothing is written; acks only check the order, and batches more than
   `EPHEMERAL_WINDOW` deliveries old count as acknowledged, so an ephemeral consumer that never acks
   holds no growing state.
+- With a member of a group with several members (`member.MemberFeed`), batches come from the partitions
+  the member owns and each ack moves its batch's partition; acks still follow delivery order. An idle
+  member looks at the group again every `MEMBER_RECHECK` seconds: another member's death writes nothing.
 - One task iterates at a time; acks are serialized. `wake` (the commit listener) is safe from any thread.
 """
 
@@ -39,9 +42,10 @@ import anyio.to_thread
 
 from udr.errors import AckError, UsageError
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
-from udr.log.groups import Ack, Cursor, GroupStore, Position
+from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position
 from udr.log.store import LogStore
 from udr.stream.feed import Feed
+from udr.stream.member import Delivery, MemberFeed
 from udr.stream.notify import open_waiter
 from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
@@ -49,6 +53,7 @@ from udr.values import ChangeBatch, Commit
 EPHEMERAL_WINDOW = 4096
 READ_AHEAD_BATCHES = 64
 READ_AHEAD_ROWS = 65_536
+MEMBER_RECHECK = 0.5
 
 
 
@@ -57,11 +62,12 @@ class PendingAck:
     """An ack staged in a transaction: `ack` runs inside its commit, `done()` after the commit succeeded."""
 
     subscription: Subscription
-    ack: Ack
+    ack: GroupAck
+    delivery: Delivery
 
     def done(self) -> None:
         """Tell the subscription its batch is now durably acknowledged."""
-        self.subscription._acknowledged(self.ack.new.cursor)
+        self.subscription._acknowledged(self.delivery)
 
 
 class Subscription:
@@ -72,11 +78,13 @@ class Subscription:
     """
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
-                 start: Cursor, source: ChangeSource) -> None:
+                 start: Cursor, source: ChangeSource, member: str | None = None,
+                 partitions: int | None = None) -> None:
         """Open a subscription that delivers what follows `start` (a group resumes from its own position).
 
         Raises:
-            GroupBusy: another live subscriber consumes `group`.
+            GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
+            UsageError: `partitions` differs from the group's, or `member` without `group`.
         """
         self.branch = branch
         self.group = group
@@ -84,8 +92,17 @@ class Subscription:
         self._log = log
         self._groups = GroupStore(log.env)
         self._token = secrets.token_hex(16)
+        self._unacked: deque[Delivery] = deque()
+        self._member: MemberFeed | None = None
+        if (member is not None or partitions is not None) and group is None:
+            raise UsageError("a member belongs to a group: subscribe with group=... and member=...")
+        if partitions is not None and member is None:
+            raise UsageError("partitions= splits a group between members: give this subscriber a member=... name")
+        if member is not None and group is not None:
+            self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch,
+                                      tables=tables, start=start, source=source)
         after = start
-        stored = self._groups.acquire(group, self._token) if group is not None else None
+        stored = self._groups.acquire(group, self._token) if group is not None and member is None else None
         # Tables the group stopped following when they were dropped: not followed again on resume.
         self._dropped_before = stored.dropped if stored is not None else ()
         if stored is not None:
@@ -93,16 +110,16 @@ class Subscription:
             if tables is not None:
                 tables = tables - set(self._dropped_before)
         try:
-            self._feed = Feed(log, branch=branch, tables=tables, after=after, source=source)
+            self._feed: Feed | MemberFeed = self._member or Feed(log, branch=branch, tables=tables, after=after,
+                                                                 source=source)
             self._waiter = open_waiter(log.root / LOG_DIR / LOG_DATA_FILE)
         except BaseException:
-            if group is not None:
-                self._groups.release(group, self._token)
+            self._released = False
+            self._release()
             raise
         self._acked = after
         # A group's first ack creates its position; later ones compare-and-swap it.
         self._has_position = stored is not None
-        self._unacked: deque[Cursor] = deque()
         self._source = source
         source.add_listener(self._on_commit)
         self._ready: deque[tuple[ChangeBatch, Cursor]] = deque()
@@ -161,7 +178,7 @@ class Subscription:
                         await anyio.lowlevel.checkpoint()
                 if self._ready:
                     batch, cursor = self._ready.popleft()
-                    self._delivered(cursor)
+                    self._delivered(cursor, batch.partition)
                     return batch
                 if self._feed.finished:
                     break
@@ -177,7 +194,14 @@ class Subscription:
         # LMDB writes a commit's data pages before its meta page, and each write wakes the waiter: a wake
         # with no write transaction newer than the last look started from has nothing to read yet.
         while True:
-            await self._waiter.wait()
+            if self._member is None:
+                await self._waiter.wait()
+            else:
+                with anyio.move_on_after(MEMBER_RECHECK) as idle:
+                    await self._waiter.wait()
+                if idle.cancelled_caught:
+                    self._member.recheck()
+                    self._looked_at = -1
             if self._closed or self._log.env.last_txnid() != self._looked_at:
                 return
 
@@ -199,15 +223,16 @@ class Subscription:
             self._ack_lock = anyio.Lock()
         async with self._ack_lock:
             await self._settled()
-            cursor = self._expect(batch, 0)
+            delivery = self._expect(batch, 0)
             if self.group is None:
-                self._acknowledged(cursor)
+                self._acknowledged(delivery)
                 return
-            record = self._ack_record(cursor, self._durable())
+            record = self._ack_record(delivery, 0)
 
             def write() -> None:
-                self._groups.ack(record)
-                self._acknowledged(cursor)
+                with self._log.env.write() as txn:
+                    record.apply(txn, self._log.env)
+                self._acknowledged(delivery)
 
             await self._in_worker(write)
 
@@ -222,9 +247,8 @@ class Subscription:
             raise AckError("a transactional ack needs a durable position: subscribe with group=...")
         if self._closed:
             raise UsageError("this subscription is closed")
-        cursor = self._expect(batch, earlier)
-        expected = self._durable() if earlier == 0 else self._unacked[earlier - 1]
-        return PendingAck(self, self._ack_record(cursor, expected))
+        delivery = self._expect(batch, earlier)
+        return PendingAck(self, self._ack_record(delivery, earlier), delivery)
 
     # -- closing --------------------------------------------------------------------------------------
 
@@ -255,7 +279,10 @@ class Subscription:
         """Give the group's lease back (once)."""
         if self.group is not None and not self._released:
             self._released = True
-            self._groups.release(self.group, self._token)
+            if self._member is not None:
+                self._member.leave()
+            else:
+                self._groups.release(self.group, self._token)
 
     def _stop_following(self) -> None:
         self._closed = True
@@ -333,38 +360,46 @@ class Subscription:
             rows += item[0].changes.num_rows
         self._ready.extend(found)
 
-    def _delivered(self, cursor: Cursor) -> None:
-        self._unacked.append(cursor)
+    def _delivered(self, cursor: Cursor, partition: int | None) -> None:
+        self._unacked.append((cursor, partition))
         if self.group is None and len(self._unacked) > EPHEMERAL_WINDOW:
-            self._acked = self._unacked.popleft()
+            self._acked = self._unacked.popleft()[0]
 
-    def _expect(self, batch: ChangeBatch, earlier: int) -> Cursor:
+    def _expect(self, batch: ChangeBatch, earlier: int) -> Delivery:
         if not isinstance(batch, ChangeBatch):
             raise AckError(f"ack() needs a udr.ChangeBatch, got {type(batch).__name__}")
-        cursor = Cursor(batch.commit.seq, batch.table)
-        if earlier < len(self._unacked) and self._unacked[earlier] == cursor:
-            return cursor
+        delivery = (Cursor(batch.commit.seq, batch.table), batch.partition)
+        if earlier < len(self._unacked) and self._unacked[earlier] == delivery:
+            return delivery
         where = f"batch of table {batch.table!r} in commit {batch.commit.short_id} (seq {batch.commit.seq})"
-        if cursor in self._unacked:
-            if list(self._unacked).index(cursor) < earlier:
+        if batch.partition is not None:
+            where += f", partition {batch.partition}"
+        if delivery in self._unacked:
+            if list(self._unacked).index(delivery) < earlier:
                 raise AckError(f"{where} is already acknowledged in this transaction")
-            raise AckError(f"{where} is acknowledged out of order: acknowledge {self._unacked[earlier]} first")
-        if cursor.sort_key() <= self._acked.sort_key():
+            first = self._unacked[earlier]
+            raise AckError(f"{where} is acknowledged out of order: acknowledge {first[0]}"
+                           + (f" of partition {first[1]}" if first[1] is not None else "") + " first")
+        if (self._member.acked(delivery) if self._member is not None
+                else delivery[0].sort_key() <= self._acked.sort_key()):
             raise AckError(f"{where} is already acknowledged")
         raise AckError(f"{where} was not delivered by this subscription")
 
-    def _acknowledged(self, cursor: Cursor) -> None:
+    def _acknowledged(self, delivery: Delivery) -> None:
         while self._unacked:
-            if self._unacked.popleft() == cursor:
+            if self._unacked.popleft() == delivery:
                 break
-        self._acked = cursor
+        if self._member is not None:
+            self._member.acknowledged(delivery)
+        self._acked = delivery[0]
         self._has_position = True
 
-    def _durable(self) -> Cursor | None:
-        return self._acked if self._has_position else None
-
-    def _ack_record(self, cursor: Cursor, expected: Cursor | None) -> Ack:
+    def _ack_record(self, delivery: Delivery, earlier: int) -> GroupAck:
         assert self.group is not None
+        if self._member is not None:
+            return self._member.ack_record(delivery, list(self._unacked)[:earlier])
+        cursor = delivery[0]
+        expected = (self._acked if self._has_position else None) if earlier == 0 else self._unacked[earlier - 1][0]
         dropped = {*self._dropped_before,
                    *(t for t, at in self._feed.dropped.items() if at.sort_key() <= cursor.sort_key())}
         position = Position(cursor, time.time_ns() // 1000, self.branch, self.tables, tuple(sorted(dropped)))
