@@ -23,6 +23,7 @@ from udr.errors import AckError as AckError
 from udr.errors import Conflict as Conflict
 from udr.errors import ConflictError as ConflictError
 from udr.errors import CorruptionError as CorruptionError
+from udr.errors import Expired as Expired
 from udr.errors import FormatError as FormatError
 from udr.errors import GroupBusy as GroupBusy
 from udr.errors import InvalidName as InvalidName
@@ -39,8 +40,11 @@ from udr.publish.iceberg import PublishReport as PublishReport
 from udr.stream.subscription import Subscription as Subscription
 from udr.values import ChangeBatch as ChangeBatch
 from udr.values import Commit as Commit
+from udr.values import ExpireReport as ExpireReport
 from udr.values import GroupInfo as GroupInfo
+from udr.values import Hold as Hold
 from udr.values import LakeStats as LakeStats
+from udr.values import RetentionPolicy as RetentionPolicy
 from udr.values import TableChange as TableChange
 from udr.values import VerifyReport as VerifyReport
 
@@ -53,9 +57,12 @@ __all__ = [
     "Conflict",
     "ConflictError",
     "CorruptionError",
+    "ExpireReport",
+    "Expired",
     "FormatError",
     "GroupBusy",
     "GroupInfo",
+    "Hold",
     "InvalidName",
     "KeyViolation",
     "Lake",
@@ -64,6 +71,7 @@ __all__ = [
     "MergeConflict",
     "PublishReport",
     "RefNotFound",
+    "RetentionPolicy",
     "SchemaError",
     "SourceVersion",
     "SqlError",

@@ -13,6 +13,7 @@ from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId
+from udr.log.retention import RetentionStore
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
 from udr.materialize.snapshot import TableState
@@ -34,10 +35,13 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
     op = record.tables.get(table)
     if op is None or op.rewrite:
         return None
+    RetentionStore(ctx.log).check_readable(cid, (table,))
     new = ctx.materializer.snapshot(cid).get(table)
     if op.before is not None and new is not None and new.primary_key:
         image = decode_before(ctx.log.get_blob(op.before, BlobKind.BEFORE))
         return changes_from_before(ctx.rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
+    if record.parents:  # the changes are computed against the parent's rows
+        RetentionStore(ctx.log).check_readable(record.parents[0], (table,))
     old = ctx.materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     if op.create or op.drop or op.truncate:
         return paired(ctx, table, old, new)
@@ -152,6 +156,8 @@ def diff(ctx: LakeContext, table: str, a: CommitId, b: CommitId) -> pa.Table:
     if old is None and new is None:
         known = set(ctx.materializer.snapshot(a)) | set(ctx.materializer.snapshot(b))
         raise TableNotFound(f"table {table!r} exists at neither version" + close_matches(table, known))
+    for commit in (a, b):
+        RetentionStore(ctx.log).check_readable(commit, (table,))
     record = ctx.log.get_commit(b)
     return _stamp(paired(ctx, table, old, new), b, record)
 
@@ -192,4 +198,6 @@ def _differing(ctx: LakeContext, a: CommitId, b: CommitId) -> Iterator[tuple[str
     snap_b = ctx.materializer.snapshot(b)
     for table in sorted(set(snap_a) | set(snap_b)):
         if snap_a.get(table) != snap_b.get(table):
+            for commit in (a, b):
+                RetentionStore(ctx.log).check_readable(commit, (table,))
             yield table, snap_a.get(table), snap_b.get(table)

@@ -8,6 +8,7 @@ from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
+from udr.materialize.retained import LiveData
 from udr.values import LakeStats, VerifyReport
 
 
@@ -25,9 +26,15 @@ def _records(log: LogStore, problems: list[str]) -> list[tuple[int, CommitId, Co
     return out
 
 
-def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Check every commit (hash, parent links), every chunk file and log blob it references, and refs."""
+def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
+           live: LiveData | None = None) -> VerifyReport:
+    """Check every commit (hash, parent links), every chunk file and log blob it references, and refs.
+
+    With `live` (what the versions retention kept need), a chunk or blob that is absent and not needed
+    counts as expired, not as a problem.
+    """
     problems: list[str] = []
+    expired = 0
     records = _records(log, problems)
     seqs = {cid: seq for seq, cid, _ in records}
     checked_chunks: set[str] = set()  # data chunks: Parquet files and inline row blobs, as `stats` counts them
@@ -56,7 +63,10 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
                     else:
                         log.chunks.get(frag.chunk)
                 except CorruptionError as exc:
-                    problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
+                    if _expired(log, live, frag.chunk, frag.inline):
+                        expired += 1
+                    else:
+                        problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
             for blob, kind in blobs:
                 if blob in checked_blobs:
                     continue
@@ -64,7 +74,10 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
                 try:
                     log.get_blob(blob, kind)
                 except CorruptionError as exc:
-                    problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
+                    if _expired(log, live, blob, True):
+                        expired += 1
+                    else:
+                        problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
         if progress is not None:
             progress(n + 1, total)
     for ref_kind, refs in (("branch", log.branches()), ("tag", log.tags())):
@@ -72,7 +85,14 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) ->
             if target not in seqs:
                 problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
     return VerifyReport(commits_checked=len(records), chunks_checked=len(checked_chunks), problems=problems,
-                        blobs_checked=len(checked_blobs))
+                        blobs_checked=len(checked_blobs), expired=expired)
+
+
+def _expired(log: LogStore, live: LiveData | None, name: str, in_log: bool) -> bool:
+    """Whether chunk or blob `name` is absent because only expired versions needed it (not damaged)."""
+    if live is None or live.needs(name):
+        return False
+    return not (log.has_blob(BlobId(name)) if in_log else log.chunks.exists(ChunkId(name)))
 
 
 def stats(log: LogStore) -> LakeStats:

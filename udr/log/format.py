@@ -38,7 +38,11 @@ DB_INTENTS = b"intents"
 DB_GROUPS = b"groups"
 # Chunks that derived outputs outside the lake (published Iceberg tables) reference: gc keeps them.
 DB_PINS = b"pins"
-LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS)
+# Retention policies and holds (udr.log.retention), and the versions `expire` marked expired.
+DB_RETENTION = b"retention"
+DB_EXPIRED = b"expired"
+LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_RETENTION,
+           DB_EXPIRED)
 
 # Sub-databases of the cache environment (derived: deleting them loses nothing).
 DB_SNAPSHOTS = b"snapshots"
@@ -47,6 +51,11 @@ CACHE_DBS = (DB_SNAPSHOTS, DB_TABLESTATES)
 
 REF_BRANCH = b"branch:"
 REF_TAG = b"tag:"
+
+# Keys of the `retention` sub-database: the lake's policy (`RETENTION_POLICY` alone) or one table's
+# (`RETENTION_POLICY` + table name), and holds (`RETENTION_HOLD` + hold name).
+RETENTION_POLICY = b"policy:"
+RETENTION_HOLD = b"hold:"
 
 # Keys of the `groups` sub-database: a consumer group's acknowledged position, and its subscriber lease.
 GROUP_POSITION = b"position:"

@@ -63,6 +63,9 @@ from udr.log.processes import process_alive
 from udr.log.refs import branch_key
 
 CommitHook = Callable[[IndexTxn, Environment], None]
+# Decides, inside gc's write transaction, which chunk files commits still need, and may drop log blobs
+# there too; returns (chunks to keep, blob bytes freed).
+GcKeep = Callable[[IndexTxn], tuple[set[ChunkId], int]]
 
 
 def _seq_key(seq: int) -> bytes:
@@ -446,9 +449,9 @@ class LogStore:
                 out.update(f.chunk for f in op.add if not f.inline)
         return out
 
-    def collect_garbage(self, progress: Callable[[int], None] | None = None) -> int:
-        """Delete chunk files no commit references, no pin keeps (udr.log.pins) and no live writer intends
-        to commit; return bytes freed.
+    def collect_garbage(self, progress: Callable[[int], None] | None = None, *, keep: GcKeep | None = None) -> int:
+        """Delete chunk files no commit references (or, with `keep`, that it does not keep), no pin keeps
+        (udr.log.pins) and no live writer intends to commit; return bytes freed.
 
         Everything happens inside one log write transaction, so no commit can land between deciding a
         chunk is garbage and unlinking it. Chunks held by open transactions of this process (any handle)
@@ -458,7 +461,11 @@ class LogStore:
         with self.env.write() as txn:
             held = self.env.held()
             pinned = {ChunkId(value.decode()) for _, value in txn.cursor(db=self.env.db(DB_PINS))}
-            referenced = self.referenced_chunks(txn) | held | pinned
+            if keep is None:
+                referenced: set[str] = self.referenced_chunks(txn) | held | pinned
+            else:
+                kept, freed = keep(txn)
+                referenced = kept | held | pinned
             intents = self.env.db(DB_INTENTS)
             live_intents: set[ChunkId] = set()
             for key, value in list(txn.cursor(db=intents)):
