@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -213,3 +213,23 @@ def test_gc_stopped_part_way_loses_nothing_kept(db: udr.Lake, lake_path: Path, m
     assert db.gc() > 0
     assert len(chunk_files(lake_path)) == 2
     assert _same(db.read("t"), make_big(4)) and db.verify().ok
+
+
+def test_no_branch_moves_onto_or_merges_from_expired_data(db: udr.Lake, make_big: Callable[..., pa.Table]) -> None:
+    root = db.resolve("main")
+    commits = _overwrites(db, make_big, 3)
+    db.create_branch("side", at=commits[0])
+    db.overwrite("t", make_big(9), branch="side")
+    db.create_branch("behind", at=root)
+    db.set_retention(keep_commits=1)
+    db.expire()
+    db.gc()
+    with pytest.raises(udr.Expired):  # three-way: the merge base commits[0] has expired
+        db.merge("side", "main")
+    with pytest.raises(udr.Expired):  # a fast-forward onto an expired version
+        db.merge(commits[1], "behind")
+    with pytest.raises(udr.Expired):  # reverting reads the commit's parent
+        db.revert(commits[2])
+    assert db.resolve("behind") == root
+    assert _same(db.read("t"), make_big(2)) and _same(db.read("t", branch="side"), make_big(9))
+    assert db.verify().ok

@@ -455,6 +455,7 @@ class Lake:
         if base == theirs:
             return self.commit_info(ours)
         if base == ours:
+            retention.check_readable(self._ctx, theirs, self._materializer.snapshot(theirs))
             self._log.update_ref(branch_key(into), theirs, ours)
             return self.commit_info(theirs)
         tx = branches.three_way(

@@ -249,13 +249,17 @@ def protected(log: LogStore) -> dict[CommitId, str]:
         out.setdefault(CommitId(hold.commit_id), f"hold {name!r}")
     for name, position in GroupStore(log.env).positions().items():
         head = log.head(position.branch)
+        unread = False  # whether the commit at the position still has batches the group will read
         for commit, record in graph.first_parents(log, head):
             # The commit at the position is the base of the next batch; its own parent is needed only
-            # when the group stopped part-way through it (after one of its tables).
+            # while the group is part-way through it.
             if record.seq < position.cursor.seq:
-                if position.cursor.table is not None:
+                if unread:
                     out.setdefault(commit, f"consumer group {name!r}")
                 break
+            if record.seq == position.cursor.seq and position.cursor.table is not None:
+                unread = any(t > position.cursor.table and (position.tables is None or t in position.tables)
+                             for t in record.tables)
             out.setdefault(commit, f"consumer group {name!r}")
     return out
 
