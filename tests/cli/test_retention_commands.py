@@ -32,3 +32,16 @@ def test_hold_expire_gc_release(lake_path: Path, make_big: Callable[..., pa.Tabl
     assert "expired 1 versions" in cli.ok("expire")
     assert "no retention policy" in cli.ok("retention", "--clear")
     assert "--reason" in cli.fails("hold", "x", "main", code=2)
+
+
+def test_erase_from_the_command_line(lake_path: Path) -> None:
+    with udr.open(lake_path) as db:
+        db.create_table("people", pa.schema([("id", pa.int64()), ("name", pa.string())]), primary_key=["id"])
+        db.append("people", {"id": [41, 42], "name": ["keep", "erase-me"]})
+    cli = Udr(lake_path)
+    out = cli.ok("erase", "people", "--key", "id=42", "--reason", "GDPR 17")
+    assert "erased people id=42 from every version" in out
+    assert "erase 1 key(s) from people: GDPR 17" in cli.ok("log")
+    assert "erase-me" not in cli.ok("sql", 'SELECT * FROM "people@main~1"')
+    assert "keyed by (id)" in cli.fails("erase", "people", "--key", "name=x", "--reason", "r")
+    assert "--reason" in cli.fails("erase", "people", "--key", "id=1", code=2)

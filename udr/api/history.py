@@ -35,6 +35,8 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
     op = record.tables.get(table)
     if op is None or op.rewrite:
         return None
+    record = ctx.materializer.replaced(record)  # chunks and before-images an erasure replaced
+    op = record.tables[table]
     RetentionStore(ctx.log).check_readable(cid, (table,))
     new = ctx.materializer.snapshot(cid).get(table)
     if op.before is not None and new is not None and new.primary_key:

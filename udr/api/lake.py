@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from udr.api import branches, history, retention
+from udr.api import branches, erasure, history, retention
 from udr.api.changes import LakeChanges, commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData
@@ -608,6 +608,20 @@ class Lake:
     def holds(self) -> list[Hold]:
         """Every hold, by name."""
         return retention.holds(self._ctx)
+
+    def erase(self, table: str, keys: TableData, *, reason: str, branch: str | None = None,
+              author: str | None = None) -> Commit:
+        """Remove the rows with primary key in `keys` from every version of `table` in the lake's history, in an
+        erasure commit on `branch` (default main) recording who, when, why and a hash of each key; `gc` then
+        deletes the old bytes. See `udr.api.erasure`.
+
+        Raises:
+            TableNotFound, KeyViolation (no primary key), UsageError, ConflictError (retry).
+        """
+        commit = erasure.erase(self._ctx, table, keys, reason=reason, branch=branch or "main",
+                               author=author or self._default_author())
+        self._after_commit(commit)
+        return commit
 
     def publish_iceberg(self, dest: str | os.PathLike[str], tables: list[str] | None = None, *,
                         branch: str = "main") -> iceberg.PublishReport:

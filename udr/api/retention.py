@@ -15,10 +15,12 @@ from datetime import datetime, timedelta, timezone
 from udr.api.context import LakeContext
 from udr.api.maintenance import verify as verify_lake
 from udr.errors import UsageError
+from udr.log.erasure import ErasureStore
 from udr.log.format import ChunkId, CommitId
 from udr.log.index import IndexTxn
 from udr.log.refs import check_name
 from udr.log.retention import RetentionStore, drop_blobs, protected, recent
+from udr.log.scrub import scrub
 from udr.materialize.retained import live_data
 from udr.values import ExpireReport, Hold, RetentionPolicy, VerifyReport
 
@@ -96,21 +98,34 @@ def check_readable(ctx: LakeContext, commit: CommitId, tables: Iterable[str]) ->
 
 
 def collect_garbage(ctx: LakeContext, progress: Callable[[int], None] | None) -> int:
-    """`gc`: once versions expired, keep only the chunks and blobs the others need; return bytes freed."""
+    """`gc`: once versions expired or an erasure replaced chunks, keep only the chunks and blobs the versions
+    need (as readers see them); return bytes freed."""
     store = RetentionStore(ctx.log)
-    if not store.any_expired():
+    if not _pruned(ctx, store):
         return ctx.log.collect_garbage(progress)
 
-    def keep(txn: IndexTxn) -> tuple[set[ChunkId], int]:
-        # Runs under the log's write lock: the expired records and the log cannot change meanwhile.
-        live = live_data(ctx.log, ctx.materializer, store.all_expired())
-        return live.chunks, drop_blobs(ctx.log, txn, live.blobs)
+    dropped = 0
 
-    return ctx.log.collect_garbage(progress, keep=keep)
+    def keep(txn: IndexTxn) -> tuple[set[ChunkId], int]:
+        nonlocal dropped
+        # Runs under the log's write lock: the expired records, erasures and the log cannot change meanwhile.
+        live = live_data(ctx.log, ctx.materializer, store.all_expired())
+        dropped = drop_blobs(ctx.log, txn, live.blobs.keys())
+        return live.chunks, dropped
+
+    freed = ctx.log.collect_garbage(progress, keep=keep)
+    if dropped and ErasureStore(ctx.log.env, ctx.log.get_blob).generation():
+        scrub(ctx.log.env)  # no byte of an erased row may stay in the log's freed pages
+    return freed
 
 
 def verify(ctx: LakeContext, progress: Callable[[int, int], None] | None) -> VerifyReport:
     """`verify`, counting data absent because only expired versions needed it as expired, not damage."""
     store = RetentionStore(ctx.log)
-    live = live_data(ctx.log, ctx.materializer, store.all_expired()) if store.any_expired() else None
+    live = live_data(ctx.log, ctx.materializer, store.all_expired()) if _pruned(ctx, store) else None
     return verify_lake(ctx.log, progress, live=live)
+
+
+def _pruned(ctx: LakeContext, store: RetentionStore) -> bool:
+    """Whether some version's data was expired or replaced by an erasure (gc then keeps only what is live)."""
+    return store.any_expired() or ErasureStore(ctx.log.env, ctx.log.get_blob).generation() > 0

@@ -33,7 +33,7 @@ _COMMANDS = {
     "verify": "maintenance", "rebuild": "maintenance", "gc": "maintenance", "stats": "maintenance",
     "compact": "maintenance", "demo": "maintenance",
     "retention": "retention", "expire": "retention", "hold": "retention", "release": "retention",
-    "holds": "retention",
+    "holds": "retention", "erase": "retention",
 }
 
 

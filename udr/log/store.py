@@ -33,12 +33,14 @@ from udr.log.chunks import FileChunkStore
 from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
 from udr.log.format import (
     CACHE_DIR,
+    COLUMN_IDS_VERSION,
     DB_BLOBS,
     DB_COMMITS,
     DB_INTENTS,
     DB_META,
     DB_PINS,
     DB_REFS,
+    DB_REPLACED,
     DB_SEQS,
     FORMAT_VERSION,
     LOG_DIR,
@@ -151,18 +153,18 @@ class LogStore:
         write_label(self.root)
         remove_stale_labels(self.root)
 
-    def upgrade_format(self) -> None:
-        """Label an older lake with the current format version, before writing data only it describes.
+    def upgrade_format(self, version: int = COLUMN_IDS_VERSION) -> None:
+        """Label an older lake with format `version`, before writing data only that version describes.
 
         Called before the commit point of such a commit, so no older reader ever sees that data under the
         old label; a lake labelled newer but holding only old data reads the same.
         """
-        if self.version >= FORMAT_VERSION:
+        if self.version >= version:
             return
         with self.env.write() as txn:
-            txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
-        write_label(self.root)
-        self.version = FORMAT_VERSION
+            txn.put(b"format_version", str(version).encode(), db=self.env.db(DB_META))
+        write_label(self.root, version)
+        self.version = version
 
     def close(self) -> None:
         """Release the LMDB environments."""
@@ -360,6 +362,7 @@ class LogStore:
                     )
                 self._check_rebase(txn, record, base, head)
             self._put_blobs(txn, blobs, framed)
+            self._check_not_replaced(txn, record)
             for op in record.tables.values():
                 for frag in op.add:
                     if not frag.inline:
@@ -378,6 +381,14 @@ class LogStore:
             cid, final = self._store_commit(txn, final, record.branch, head)
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
+
+    def _check_not_replaced(self, txn: IndexTxn, record: CommitRecord) -> None:
+        replaced = self.env.db(DB_REPLACED)
+        if not txn.stat(replaced)["entries"]:
+            return
+        for d in (d for op in record.tables.values() for d in op.deletes):
+            if txn.get(d.chunk.encode(), db=replaced) is not None:  # staged before an erasure replaced it
+                raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
 
     def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId) -> None:
         mine = set(record.tables)

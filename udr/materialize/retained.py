@@ -1,8 +1,9 @@
-"""What the versions a lake still keeps need of its stored data, once retention has expired others.
+"""What the versions a lake still keeps need of its stored data, once retention expired others or an
+erasure replaced chunks.
 
-`live_data` folds every commit in the log and collects, for each table of each version that is not expired,
-the chunk files, inline row blobs and deletion vectors of its fragments, plus the before-images of the
-commits whose changes are still readable. `gc` deletes everything else; `verify` counts what is absent but
+`live_data` folds every commit in the log (through every erasure's replacement map) and collects, for each
+table of each version that is not expired, the chunk files, inline row blobs and deletion vectors of its
+fragments, plus the before-images of the commits whose changes are still readable. `gc` deletes everything else; `verify` counts what is absent but
 unneeded as expired rather than damaged. Pure over the log and the materializer; safe from any thread.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from udr.log.format import BlobId, ChunkId, CommitId
+from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
 from udr.materialize.snapshot import Materializer, TableState
 
@@ -21,7 +22,7 @@ class LiveData:
     """The stored objects kept versions need: chunk files, and log blobs (rows, deletion vectors, before-images)."""
 
     chunks: set[ChunkId] = field(default_factory=set)
-    blobs: set[BlobId] = field(default_factory=set)
+    blobs: dict[BlobId, BlobKind] = field(default_factory=dict)
 
     def needs(self, name: str) -> bool:
         """Whether a chunk or blob of id `name` is needed."""
@@ -40,12 +41,12 @@ def live_data(log: LogStore, materializer: Materializer, expired: Mapping[Commit
             counted[table] = state
             for frag in state.fragments:
                 if frag.inline:
-                    out.blobs.add(BlobId(frag.chunk))
+                    out.blobs[BlobId(frag.chunk)] = BlobKind.ROWS
                 else:
                     out.chunks.add(frag.chunk)
                 if frag.deletes is not None:
-                    out.blobs.add(frag.deletes)
-        for table, op in log.get_commit(commit).tables.items():
+                    out.blobs[frag.deletes] = BlobKind.DELETES
+        for table, op in materializer.replaced(log.get_commit(commit)).tables.items():
             if op.before is not None and table not in gone:
-                out.blobs.add(op.before)
+                out.blobs[op.before] = BlobKind.BEFORE
     return out

@@ -1,4 +1,5 @@
-"""`udr retention`, `expire`, `hold`, `release` and `holds`: how long old versions' data is kept."""
+"""`udr retention`, `expire`, `hold`, `release`, `holds` and `erase`: how long old versions' data is kept, and
+removing rows from every version."""
 
 from __future__ import annotations
 
@@ -76,3 +77,22 @@ def holds(lake: Path) -> None:
         say(out, "no holds")
     for each in found:
         say(out, f"{each.name}  {each.commit_id[:10]}  {each.author}  {when(each.time)}  {each.reason}")
+
+
+@click.command()
+@click.argument("table")
+@click.option("--key", "keys", multiple=True, required=True, metavar="COL=VALUE",
+              help="A primary key column and its value; repeat it for each column of a composite key.")
+@click.option("--reason", required=True, help="Why the rows are erased (recorded in the erasure commit).")
+@click.option("--branch", default="main", show_default=True, help="Branch the erasure commit goes on.")
+@click.pass_obj
+def erase(lake: Path, table: str, keys: tuple[str, ...], reason: str, branch: str) -> None:
+    """Remove the row of TABLE with that key from every version in history; `udr gc` then deletes its bytes."""
+    from udr.cli.commands.history import key_texts, typed_key
+
+    texts = key_texts(keys)
+    with open_lake(lake) as db:
+        key = typed_key(db, table, branch, texts)
+        commit = db.erase(table, [key], reason=reason, branch=branch)
+    say(console(), f"erased {table} {', '.join(f'{k}={v}' for k, v in key.items())} from every version in "
+                   f"commit {commit.short_id} on {branch}; run `udr gc` to delete the old bytes")
