@@ -30,6 +30,12 @@ def first_parent_range(ctx: LakeContext, since: CommitId | None, until: CommitId
     return graph.first_parent_range(ctx.log, since, until)
 
 
+def _readable(ctx: LakeContext, commit: CommitId, tables: tuple[str, ...]) -> None:
+    """Raise `udr.Expired` if one of `tables` at `commit` has expired (see `udr.api.retention`)."""
+    if ctx.materializer.any_expired():
+        RetentionStore(ctx.log).check_readable(commit, tables)
+
+
 def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
     """The change rows one commit made to `table` (None if it did not touch it or only re-encoded it)."""
     op = record.tables.get(table)
@@ -37,13 +43,13 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
         return None
     record = ctx.materializer.replaced(record)  # chunks and before-images an erasure replaced
     op = record.tables[table]
-    RetentionStore(ctx.log).check_readable(cid, (table,))
+    _readable(ctx, cid, (table,))
     new = ctx.materializer.snapshot(cid).get(table)
     if op.before is not None and new is not None and new.primary_key:
         image = decode_before(ctx.log.get_blob(op.before, BlobKind.BEFORE))
         return changes_from_before(ctx.rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
     if record.parents:  # the changes are computed against the parent's rows
-        RetentionStore(ctx.log).check_readable(record.parents[0], (table,))
+        _readable(ctx, record.parents[0], (table,))
     old = ctx.materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     if op.create or op.drop or op.truncate:
         return paired(ctx, table, old, new)
@@ -159,7 +165,7 @@ def diff(ctx: LakeContext, table: str, a: CommitId, b: CommitId) -> pa.Table:
         known = set(ctx.materializer.snapshot(a)) | set(ctx.materializer.snapshot(b))
         raise TableNotFound(f"table {table!r} exists at neither version" + close_matches(table, known))
     for commit in (a, b):
-        RetentionStore(ctx.log).check_readable(commit, (table,))
+        _readable(ctx, commit, (table,))
     record = ctx.log.get_commit(b)
     return _stamp(paired(ctx, table, old, new), b, record)
 
@@ -201,5 +207,5 @@ def _differing(ctx: LakeContext, a: CommitId, b: CommitId) -> Iterator[tuple[str
     for table in sorted(set(snap_a) | set(snap_b)):
         if snap_a.get(table) != snap_b.get(table):
             for commit in (a, b):
-                RetentionStore(ctx.log).check_readable(commit, (table,))
+                _readable(ctx, commit, (table,))
             yield table, snap_a.get(table), snap_b.get(table)

@@ -94,7 +94,8 @@ def holds(ctx: LakeContext) -> list[Hold]:
 
 def check_readable(ctx: LakeContext, commit: CommitId, tables: Iterable[str]) -> None:
     """Raise `udr.Expired` if the data of one of `tables` at `commit` is expired."""
-    RetentionStore(ctx.log).check_readable(commit, tables)
+    if ctx.materializer.any_expired():
+        RetentionStore(ctx.log).check_readable(commit, tables)
 
 
 def collect_garbage(ctx: LakeContext, progress: Callable[[int], None] | None) -> int:

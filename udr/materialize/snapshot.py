@@ -22,6 +22,8 @@ from udr.log.commits import CommitRecord, TableOp, content_id
 from udr.log.erasure import Erasure, ErasureStore, replace_record
 from udr.log.format import (
     CACHE_STATE_TAG,
+    DB_ERASURES,
+    DB_EXPIRED,
     DB_SNAPSHOTS,
     DB_TABLESTATES,
     BlobId,
@@ -233,18 +235,34 @@ class Materializer:
         self._erasures = ErasureStore(log.env, log.get_blob)
         self._generation = 0
         self._maps: tuple[Erasure, ...] = ()
+        # The log write transaction the two figures below were read at, and whether any version expired.
+        self._seen = -1
+        self._expired = False
 
     def replaced(self, record: CommitRecord) -> CommitRecord:
         """`record` as readers see it: every chunk and blob an erasure replaced, replaced."""
         self._refresh()
         return replace_record(record, self._maps)
 
+    def any_expired(self) -> bool:
+        """Whether retention expired some version's data (`udr.log.retention`): readers check only then."""
+        self._refresh()
+        return self._expired
+
     def _refresh(self) -> None:
-        generation = self._erasures.generation()
+        env = self._log.env
+        # Read from LMDB's meta pages in memory: unchanged means no write since the figures were read.
+        if env.last_txnid() == self._seen:
+            return
+        with env.read() as txn:
+            seen = int(txn.id())
+            generation = int(txn.stat(env.db(DB_ERASURES))["entries"])
+            self._expired = int(txn.stat(env.db(DB_EXPIRED))["entries"]) > 0
         if generation != self._generation:
             self._maps = tuple(self._erasures.erasures())
             self._memory.clear()
             self._generation = generation
+        self._seen = seen
 
     def _key(self, cid: CommitId) -> bytes:
         return cid.encode() if not self._generation else f"{cid}:{self._generation}".encode()
