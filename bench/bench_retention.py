@@ -1,4 +1,5 @@
-"""A4: `expire` + `gc` on the W5 lake (1M keyed rows, 10 nightly refreshes) keeping only the last version.
+"""A4: `expire` + `gc` on the W5 lake (1M keyed rows, 10 nightly refreshes) keeping only the last version;
+E1 (informational): erasing one key from every version of that lake, then `gc`.
 
 Measures the bytes freed against the bytes no kept version needs (chunk files and droppable log blobs,
 minus what the head's table state uses, counted independently of gc from the head's manifest), and the
@@ -80,6 +81,14 @@ def main(refreshes: int = 10) -> None:
     report("A4", "expire + gc time", elapsed, "s", baseline=refresh, baseline_name="median W5 refresh",
            target="<= 1.0x", ok=elapsed <= refresh)
     assert db.verify().ok
+    os.sync()
+    start = time.perf_counter()
+    db.erase("parcels", {"id": [123_456]}, reason="bench")
+    db.gc()
+    elapsed = time.perf_counter() - start
+    report("E1", "erase one key from every version + gc (scrub)", elapsed, "s", baseline=refresh,
+           baseline_name="median W5 refresh", target="(no target)")
+    assert db.verify().ok and db.row_count("parcels") == data.num_rows - 1
     db.close()
     remove(path)
 

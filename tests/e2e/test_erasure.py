@@ -138,3 +138,18 @@ async def test_a_subscriber_gets_the_erasure_as_a_delete(db: udr.Lake, history: 
             batch = await sub.__anext__()
     assert batch.changes.column("_change").to_pylist() == ["delete"]
     assert batch.changes.column("id").to_pylist() == [42] and batch.changes.column("name").to_pylist() == [None]
+
+
+def test_erasing_after_retention_expired_and_collected_history(db: udr.Lake, lake_path: Path,
+                                                               history: dict[str, str]) -> None:
+    db.set_retention(keep_commits=1)
+    db.expire()
+    db.gc()
+    commit = db.erase("people", {"id": [42]}, reason="after expiry")
+    db.gc()
+    assert 42 not in _ids(db.read("people")) and 42 not in _ids(db.read("people", at="audit"))
+    with pytest.raises(udr.Expired):
+        db.read("people", at=history["load"])
+    assert _files_holding(lake_path, SECRET.encode()) == []
+    assert db.changes("people", since=history["later"]).column("_commit_id").to_pylist() == [commit.id]
+    assert db.verify().ok

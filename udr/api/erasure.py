@@ -135,12 +135,15 @@ def _rewrite_history(ctx: LakeContext, table: str, state: TableState, wanted: pa
     fragments: dict[ChunkId, Fragment] = {}
     vectors: dict[ChunkId, set[BlobId]] = {}
     befores: set[BlobId] = set()
+    log = ctx.log
+    # What retention expired and gc deleted is skipped: no version anyone reads holds it, and no byte is left.
     for op in _history(ctx, table, seen):
-        fragments.update((f.chunk, f) for f in op.add)
+        fragments.update((f.chunk, f) for f in op.add
+                         if (log.has_blob(BlobId(f.chunk)) if f.inline else log.chunks.exists(f.chunk)))
         for d in op.deletes:
-            if d.vector is not None:
+            if d.vector is not None and log.has_blob(d.vector):
                 vectors.setdefault(d.chunk, set()).add(d.vector)
-        if op.before is not None:
+        if op.before is not None and log.has_blob(op.before):
             befores.add(op.before)
     key = list(state.primary_key or ())
     chunks, merged = dict(plan.erasure.chunks), dict(plan.erasure.vectors)

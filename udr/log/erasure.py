@@ -100,9 +100,8 @@ def _replace_once(op: TableOp, erasure: Erasure) -> TableOp:
         elif d.vector is None:
             deletes.append(Deletes(chunks[d.chunk][0], None, d.count))
         else:
-            merged = erasure.vectors.get((d.chunk, d.vector))
-            if merged is None:
-                raise CorruptionError(f"erasure map lacks deletion vector {d.vector} of replaced chunk {d.chunk}")
+            # A vector the map lacks was gone when the erasure ran: only expired versions, never read, use it.
+            merged = erasure.vectors.get((d.chunk, d.vector), (d.vector, d.count))
             deletes.append(Deletes(chunks[d.chunk][0], *merged))
     redeleted = {d.chunk for d in op.deletes}
     adds = []
