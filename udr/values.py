@@ -58,7 +58,7 @@ class VerifyReport:
         problems: one line per problem found.
         blobs_checked: other log blobs rehashed (schemas, deletion vectors, before-images).
         expired: chunks and blobs absent because only versions the retention policy expired used them
-            (`Lake.expire`, then `Lake.gc`): not damage.
+            (`Lake.expire`, then `Lake.gc`), or because an erasure replaced them (`Lake.erase`): not damage.
     """
 
     commits_checked: int

@@ -22,7 +22,7 @@ def test_hold_expire_gc_release(lake_path: Path, make_big: Callable[..., pa.Tabl
     assert "keep_commits=1 (lake)" in cli.ok("retention", "--keep-commits", "1")
     assert "expired 2 versions" in cli.ok("expire")
     assert "freed 0 bytes" not in cli.ok("gc")
-    assert "2 expired by retention (not damage)" in cli.ok("verify")
+    assert "2 expired or erased (not damage)" in cli.ok("verify")
     held = cli.ok("sql", f'SELECT count(*) AS n FROM "t@{commits[0]}"')
     assert "20,000" in held or "20000" in held
     assert "expired under the retention policy keep_commits=1 (lake)" in cli.fails(

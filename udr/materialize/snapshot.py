@@ -270,6 +270,10 @@ class Materializer:
     def snapshot(self, cid: CommitId) -> dict[str, TableState]:
         """The snapshot at commit `cid` (folding from the nearest cached ancestor)."""
         self._refresh()
+        # Generation first, then maps (`_refresh` sets them the other way round): a snapshot folded while
+        # an erasure lands is never cached under the new generation with the old maps.
+        generation = self._generation
+        maps = self._maps
         found = self._memory.get(cid)
         if found is not None:
             return found[0]
@@ -295,8 +299,9 @@ class Materializer:
             chain.append((cursor, record))
             cursor = parent
         for commit, record in reversed(chain):
-            base = fold(base, replace_record(record, self._maps))
-            depth = self._keep(commit, base, depth + 1)
+            base = fold(base, replace_record(record, maps))
+            if generation == self._generation:
+                depth = self._keep(commit, base, depth + 1)
         return base
 
     def table(self, cid: CommitId, name: str) -> TableState | None:
