@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -12,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 import udr
-from udr.log.format import DB_BLOBS, FORMAT_FILE
+from udr.log.format import DB_BLOBS, FORMAT_FILE, CommitId
 
 SECRET = "Zq7-erase-me-Xw93kP"
 ROWS = 40_000  # a Parquet chunk: snappy keeps a short unique string literally
@@ -30,7 +31,9 @@ def _ids(table: pa.Table) -> list[int]:
 def _stored_blob(db: udr.Lake, blob: str) -> bytes:
     env = db._log.env
     with env.read() as txn:
-        return bytes(txn.get(blob.encode(), db=env.db(DB_BLOBS)))
+        stored = txn.get(blob.encode(), db=env.db(DB_BLOBS))
+    assert stored is not None
+    return bytes(stored)
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def test_erase_removes_the_rows_from_every_version(db: udr.Lake, lake_path: Path
 
 def test_after_gc_no_byte_of_the_erased_values_is_left(db: udr.Lake, lake_path: Path,
                                                        history: dict[str, str]) -> None:
-    inline = db._log.get_commit(history["upsert"]).tables["people"]
+    inline = db._log.get_commit(CommitId(history["upsert"])).tables["people"]
     stored = [_stored_blob(db, inline.add[0].chunk), _stored_blob(db, inline.before or "")]
     db.erase("people", {"id": [42]}, reason="GDPR")
     assert db.gc() > 0
@@ -99,7 +102,7 @@ def test_erasing_twice_and_across_branches(db: udr.Lake, history: dict[str, str]
 
 
 def test_bad_erasures_change_nothing(db: udr.Lake, lake_path: Path, history: dict[str, str],
-                                     disk_state) -> None:  # type: ignore[no-untyped-def]
+                                     disk_state: Callable[[Path], dict[str, str]]) -> None:
     db.create_table("loose", pa.schema([("v", pa.int64())]))
     state = disk_state(lake_path)
     with pytest.raises(udr.KeyViolation):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,7 +26,7 @@ Rows = tuple[tuple[object, ...], ...]
 class Version:
     parent: str | None
     seq: int
-    time: object
+    time: datetime
     tables: dict[str, Rows]
     big: frozenset[int]  # seeds of the Parquet chunks table `b` holds at this version
 
@@ -60,7 +60,7 @@ class Model:
             out |= {c for c in self.chain(self.heads["main"]) if self.versions[c].seq >= floor}
         return out
 
-    def expire(self, keep_commits: int | None, cutoff: object | None, tables: tuple[str, ...]) -> None:
+    def expire(self, keep_commits: int | None, cutoff: datetime | None, tables: tuple[str, ...]) -> None:
         recent = set()
         if keep_commits is not None:
             for head in self.heads.values():
