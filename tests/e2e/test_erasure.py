@@ -113,6 +113,10 @@ def test_bad_erasures_change_nothing(db: udr.Lake, lake_path: Path, history: dic
         db.erase("people", {"id": [42]}, reason=" ")
     with pytest.raises(udr.TableNotFound):
         db.erase("nobody", {"id": [42]}, reason="r")
+    with pytest.raises(udr.SchemaError):
+        db.erase("people", {"id": ["forty-two"]}, reason="r")
+    with pytest.raises(udr.UsageError):
+        db.erase("people", {"id": pa.array([], pa.int64())}, reason="r")
     assert disk_state(lake_path) == state
 
 

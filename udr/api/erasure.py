@@ -21,7 +21,7 @@ import pyarrow as pa
 from udr.api.changes import commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData, to_batches
-from udr.errors import KeyViolation, TableNotFound, UsageError
+from udr.errors import KeyViolation, SchemaError, TableNotFound, UsageError
 from udr.log import refspec
 from udr.log.commits import CommitRecord, Fragment, TableOp, content_id
 from udr.log.erasure import Erasure, ErasureStore
@@ -111,8 +111,13 @@ def _wanted(ctx: LakeContext, table: str, state: TableState, keys: TableData) ->
     if sorted(schema.names) != sorted(key):
         raise UsageError(f"table {table!r} is keyed by ({', '.join(key)}); erase needs exactly those columns")
     data = pa.Table.from_batches(list(batches), schema)
+    if not data.num_rows:
+        raise UsageError("erase needs at least one key")
     target = ctx.rows.schema(state.schema)
-    typed = pa.table([data.column(k).cast(target.field(k).type) for k in key], names=key)
+    try:
+        typed = pa.table([data.column(k).cast(target.field(k).type) for k in key], names=key)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise SchemaError(f"table {table!r}: the keys to erase do not fit its key columns ({exc})") from exc
     return typed.group_by(key).aggregate([])
 
 
