@@ -160,3 +160,32 @@ def test_erasing_after_retention_expired_and_collected_history(db: udr.Lake, lak
     assert _files_holding(lake_path, SECRET.encode()) == []
     assert db.changes("people", since=history["later"]).column("_commit_id").to_pylist() == [commit.id]
     assert db.verify().ok
+
+
+@pytest.mark.parametrize(("table", "branch"), [("other", "main"), ("people", "main"), ("people", "side")])
+def test_a_write_landing_during_an_erasure(db: udr.Lake, history: dict[str, str], table: str, branch: str) -> None:
+    """Injected between the erasure's read of the history and its commit: a write to another table lets the
+    erasure land on top of it; a write to the erased table makes it refuse (nothing erased, retry works)."""
+    from udr.api import erasure
+
+    original = erasure._live_matches
+    db.create_branch("side")
+
+    def live_matches_then_write(*args: object, **kwargs: object) -> pa.Table:
+        db.append(table, {"id": [ROWS + 7], "name": ["racer"], "x": [1]}, branch=branch)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    erasure._live_matches = live_matches_then_write
+    try:
+        if table == "people":
+            with pytest.raises(udr.ConflictError, match="changed" if branch == "side" else "moved"):
+                db.erase("people", {"id": [42]}, reason="r")
+            assert 42 in _ids(db.read("people", at=history["load"]))
+        else:
+            commit = db.erase("people", {"id": [42]}, reason="r")
+            assert db.commit_info(commit.parents[0]).message == "append to other"
+    finally:
+        erasure._live_matches = original
+    db.erase("people", {"id": [42]}, reason="r")
+    assert 42 not in _ids(db.read("people", at=history["load"]))
+    assert db.gc() > 0 and db.verify().ok

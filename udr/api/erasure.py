@@ -6,7 +6,7 @@ positions), and commits an erasure commit whose metadata names the replacement m
 reason and a BLAKE3 hash of each erased key. Readers then fold every commit through the map; `gc` frees the
 old chunks and blobs. Writes follow the commit order of `udr.log.store`: new chunks (registered as intents
 and held) and blobs first, then the one LMDB transaction that appends the commit and indexes the map, and
-which refuses to land if any commit landed since the erasure read the log. Safe across threads and processes.
+which refuses to land if a commit changed the table since the erasure read the log. Safe across threads and processes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ import pyarrow as pa
 from udr.api.changes import commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData, to_batches
-from udr.errors import KeyViolation, SchemaError, TableNotFound, UsageError
+from udr.errors import (
+    ConflictError,
+    KeyViolation,
+    SchemaError,
+    TableNotFound,
+    UsageError,
+)
 from udr.log import refspec
 from udr.log.commits import CommitRecord, Fragment, TableOp, content_id
 from udr.log.erasure import Erasure, ErasureStore
@@ -95,11 +101,22 @@ def erase(ctx: LakeContext, table: str, keys: TableData, *, reason: str, branch:
         )
         # An older udr would read the replaced chunks as they were: relabel before the commit point.
         ctx.log.upgrade_format(ERASURE_VERSION)
-        hook = ErasureStore(ctx.log.env, ctx.log.get_blob).index_hook(mapping, plan.erasure, seen, plan.chunks)
-        cid, final = ctx.log.append(record, base=head, rebase=False, blobs=plan.blobs, hook=hook)
+        hook = ErasureStore(ctx.log.env, ctx.log.get_blob).index_hook(
+            mapping, plan.erasure, plan.chunks, lambda: _unchanged(ctx, table, seen))
+        # Placed on a moved head when the commits in between left the table alone (its before-image holds).
+        cid, final = ctx.log.append(record, base=head, rebase=True, blobs=plan.blobs, hook=hook)
     finally:
         ctx.log.env.release(plan.chunks)
     return commit_value(cid, final)
+
+
+def _unchanged(ctx: LakeContext, table: str, seen: int) -> None:
+    """Inside the erasure's commit transaction (the log's write lock held): no commit since seq `seen`, on any
+    branch, touched `table`, so the map covers every chunk and deletion vector the table has."""
+    for _, cid in ctx.log.commits_from(seen + 1):
+        if table in ctx.log.get_commit(cid).tables:
+            raise ConflictError(f"commit {cid[:10]} changed table {table!r} while the erasure read its history; "
+                                "erase again")
 
 
 def _wanted(ctx: LakeContext, table: str, state: TableState, keys: TableData) -> pa.Table:

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from udr.errors import ConflictError, CorruptionError
+from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, Deletes, TableOp
 from udr.log.format import (
     DB_ERASURES,
@@ -151,19 +151,14 @@ class ErasureStore:
         with self._env.read() as txn:
             return txn.get(name.encode(), db=self._env.db(DB_REPLACED)) is not None
 
-    def index_hook(self, blob: BlobId, erasure: Erasure, seen_seq: int, new_chunks: Iterable[ChunkId]) -> CommitHook:
-        """A `LogStore.append` hook that indexes the erasure inside its commit's transaction.
-
-        Raises (from the hook):
-            ConflictError: a commit landed since the erasure read the log at `seen_seq`; erase again.
-        """
+    def index_hook(self, blob: BlobId, erasure: Erasure, new_chunks: Iterable[ChunkId],
+                   unchanged: Callable[[], None]) -> CommitHook:
+        """A `LogStore.append` hook that indexes the erasure inside its commit's transaction, after
+        `unchanged()` (which raises `ConflictError` if the table changed since the erasure read the log)."""
         fresh = tuple(new_chunks)
 
         def hook(txn: IndexTxn, env: Environment) -> None:
-            cursor = txn.cursor(db=env.db(b"seqs"))
-            last = struct.unpack(">Q", cursor.key())[0] if cursor.last() else -1
-            if last != seen_seq:
-                raise ConflictError("a commit landed while the erasure read the lake; erase again")
+            unchanged()
             ordinal = int(txn.stat(env.db(DB_ERASURES))["entries"])
             txn.put(struct.pack(">Q", ordinal), blob.encode(), db=env.db(DB_ERASURES))
             for name in erasure.replaced_ids():
