@@ -18,6 +18,7 @@ from udr.errors import AckError as AckError
 from udr.errors import Conflict as Conflict
 from udr.errors import ConflictError as ConflictError
 from udr.errors import CorruptionError as CorruptionError
+from udr.errors import Expired as Expired
 from udr.errors import FormatError as FormatError
 from udr.errors import GroupBusy as GroupBusy
 from udr.errors import InvalidName as InvalidName
@@ -44,10 +45,13 @@ if TYPE_CHECKING:
     from udr.stream.subscription import Subscription as Subscription
     from udr.values import ChangeBatch as ChangeBatch
     from udr.values import Commit as Commit
+    from udr.values import ExpireReport as ExpireReport
     from udr.values import GroupInfo as GroupInfo
+    from udr.values import Hold as Hold
     from udr.values import LakeStats as LakeStats
     from udr.values import MemberInfo as MemberInfo
     from udr.values import PartitionInfo as PartitionInfo
+    from udr.values import RetentionPolicy as RetentionPolicy
     from udr.values import TableChange as TableChange
     from udr.values import VerifyReport as VerifyReport
 
@@ -58,12 +62,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "ChangeBatch": "udr.values",
     "Commit": "udr.values",
+    "ExpireReport": "udr.values",
     "GroupInfo": "udr.values",
+    "Hold": "udr.values",
     "Lake": "udr.api.lake",
     "LakeStats": "udr.values",
     "MemberInfo": "udr.values",
     "PartitionInfo": "udr.values",
     "PublishReport": "udr.publish.iceberg",
+    "RetentionPolicy": "udr.values",
     "SourceVersion": "udr.api.sources",
     "Subscription": "udr.stream.subscription",
     "TableChange": "udr.values",
@@ -97,9 +104,12 @@ __all__ = [
     "Conflict",
     "ConflictError",
     "CorruptionError",
+    "ExpireReport",
+    "Expired",
     "FormatError",
     "GroupBusy",
     "GroupInfo",
+    "Hold",
     "InvalidName",
     "KeyViolation",
     "Lake",
@@ -110,6 +120,7 @@ __all__ = [
     "PartitionInfo",
     "PublishReport",
     "RefNotFound",
+    "RetentionPolicy",
     "SchemaError",
     "SourceVersion",
     "SqlError",

@@ -5,6 +5,7 @@
 - Retry: `ConflictError` (and its `retryable` flag), `GroupBusy`.
 - Resolve by hand: `MergeConflict`.
 - Repair or upgrade: `CorruptionError`, `FormatError`.
+- Read another version: `Expired`.
 
 This module imports nothing from `udr`, so every layer may raise these.
 """
@@ -97,6 +98,11 @@ class LakeNotFound(UdrError, LookupError):
 
 class FormatError(UdrError):
     """The directory is not a UDR lake, or it was written by a newer format version."""
+
+
+class Expired(UdrError, LookupError):
+    """The data of a version was expired by the lake's retention policy (`Lake.expire`); the commit record
+    stays, its rows are gone. The message names the policy; read a newer version instead."""
 
 
 def close_matches(name: str, candidates: Iterable[str]) -> str:

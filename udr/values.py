@@ -57,12 +57,15 @@ class VerifyReport:
             `Lake.stats().chunks` counts them.
         problems: one line per problem found.
         blobs_checked: other log blobs rehashed (schemas, deletion vectors, before-images).
+        expired: chunks and blobs absent because only versions the retention policy expired used them
+            (`Lake.expire`, then `Lake.gc`), or because an erasure replaced them (`Lake.erase`): not damage.
     """
 
     commits_checked: int
     chunks_checked: int
     problems: list[str]
     blobs_checked: int = 0
+    expired: int = 0
 
     @property
     def ok(self) -> bool:
@@ -176,3 +179,57 @@ class PartitionInfo:
     table: str | None
     member: str | None
     last_ack: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How long the data of old versions is kept (`Lake.set_retention`).
+
+    A version is kept while it is newer than `keep_days` or among the newest `keep_commits` commits of a
+    branch's first-parent history (either keeps it; a None bound keeps nothing by itself). Branch heads,
+    tags, holds and what consumer groups still need are kept whatever the policy.
+
+    Attributes:
+        keep_days: days a version's data is kept after its commit, None for no time window.
+        keep_commits: versions kept per branch, newest first, None for no count window.
+        table: the table the policy is for, None for the lake's default.
+    """
+
+    keep_days: float | None
+    keep_commits: int | None
+    table: str | None = None
+
+    def describe(self) -> str:
+        """The policy as one phrase, e.g. `keep_days=30, keep_commits=10 (table 'orders')`."""
+        bounds = [f"{name}={value:g}" for name, value in (("keep_days", self.keep_days),
+                                                          ("keep_commits", self.keep_commits)) if value is not None]
+        where = f" (table {self.table!r})" if self.table is not None else " (lake)"
+        return ", ".join(bounds) + where
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A named hold: the version it keeps from expiring, and who placed it, when and why."""
+
+    name: str
+    commit_id: str
+    reason: str
+    author: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireReport:
+    """Result of `Lake.expire`.
+
+    Attributes:
+        expired: versions (commits) whose data this call expired (for at least one table).
+        tables_expired: (version, table) pairs this call expired.
+        protected: versions outside the window kept by a branch head, tag, hold or consumer group.
+        now: the time the window was measured from.
+    """
+
+    expired: int
+    tables_expired: int
+    protected: int
+    now: datetime

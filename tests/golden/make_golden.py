@@ -1,7 +1,8 @@
 """Make the golden lake of the current format: `python tests/golden/make_golden.py` (run once per format).
 
 It writes tests/golden/v<FORMAT>/lake with the public API only: a keyed table with a Parquet chunk and a
-deletion vector, an unkeyed table of small inline writes, a renamed column, a branch merged back, and a tag.
+deletion vector, an unkeyed table of small inline writes, a renamed column, a branch merged back, a tag, and
+(from version 3) an erasure of one key followed by gc.
 tests/golden/test_golden.py opens a copy of every golden lake and checks the rows it holds.
 """
 
@@ -35,6 +36,9 @@ def make(path: Path) -> None:
         db.append("events", {"kind": ["open"], "n": [3]}, author="golden")
         db.merge("fix", author="golden")
         db.execute("ALTER TABLE accounts RENAME COLUMN name TO label", author="golden")
+        # Version 3: an erasure replaced the Parquet chunk (and a before-image) in every version; gc freed the old.
+        db.erase("accounts", {"id": [5]}, reason="golden erasure", author="golden")
+        db.gc()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ def test_the_version_written_is_readable() -> None:
 
 def test_blob_kinds_and_codecs_keep_their_numbers() -> None:
     assert {k.name: k.value for k in fmt.BlobKind} == {
-        "COMMIT": 1, "ROWS": 2, "DELETES": 3, "SCHEMA": 4, "STATE": 5, "BEFORE": 6,
+        "COMMIT": 1, "ROWS": 2, "DELETES": 3, "SCHEMA": 4, "STATE": 5, "BEFORE": 6, "ERASURE": 7,
     }
     assert {c.name: c.value for c in fmt.Codec} == {"RAW": 0, "ZSTD": 1}
     assert fmt.BLOB_MAGIC == b"U"

@@ -31,8 +31,8 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.index import frame_blob
-from udr.log.refs import branch_key, tag_key
 from udr.log.label import read_format
+from udr.log.refs import branch_key, tag_key
 from udr.log.store import LogStore
 
 
@@ -376,7 +376,7 @@ def test_read_format_of_a_lake(log: LogStore) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"format": "udr-lake", "version": 99}', "99.*2"),
+        ('{"format": "udr-lake", "version": 99}', "99.*3"),
         ('{"format": "other-thing", "version": 1}', "not a UDR lake"),
         ("not json", "damaged"),
         ('{"format": "udr-lake"}', "damaged"),
@@ -418,6 +418,6 @@ def test_a_relabel_cut_between_log_and_format_file_reads_as_the_newer_version(tm
     (tmp_path / "FORMAT").write_text('{"format": "udr-lake", "version": 1}\n')
     log = LogStore(tmp_path)
     try:
-        assert log.version == 2
+        assert log.version == FORMAT_VERSION
     finally:
         log.close()

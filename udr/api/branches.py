@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from udr.api import history
+from udr.api import history, retention
 from udr.api.transaction import Transaction
 from udr.errors import (
     Conflict,
@@ -216,9 +216,15 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
 
     Raises:
         MergeConflict: conflicting changes (and no `strategy`); nothing is staged.
+        Expired: a table the merge must read has expired at one of the three versions.
     """
     check_strategy(strategy)
-    snaps = [lake._materializer.snapshot(c) for c in (base, ours, theirs)]
+    ctx = lake._ctx
+    snaps = [ctx.materializer.snapshot(c) for c in (base, ours, theirs)]
+    for table in set().union(*snaps):
+        if not snaps[0].get(table) == snaps[1].get(table) == snaps[2].get(table):
+            for commit in (base, ours, theirs):  # the merge reads this table's rows at all three
+                retention.check_readable(ctx, commit, (table,))
     tx = Transaction(lake, branch=branch, message=message, author=author, metadata={})
     if tx.base != ours:
         tx.abort()
@@ -242,7 +248,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
             if plan is not None:
                 plan()
         for table, op in list(tx._ops.items()):
-            counts = history.count_changes(lake._ctx, table, snaps[1].get(table), tx._state(table), tx._rows)
+            counts = history.count_changes(ctx, table, snaps[1].get(table), tx._state(table), tx._rows)
             tx._ops[table] = replace(op, inserted=counts.inserted, updated=counts.updated, deleted=counts.deleted)
     except BaseException:
         tx.abort()

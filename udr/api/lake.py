@@ -13,15 +13,16 @@ import re
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
 
-from udr.api import branches, history
+from udr.api import branches, erasure, history, retention
 from udr.api.changes import LakeChanges, commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData
-from udr.api.maintenance import stats, verify
+from udr.api.maintenance import stats
 from udr.api.transaction import Isolation, Transaction
 from udr.errors import (
     ConflictError,
@@ -50,7 +51,16 @@ from udr.query.engine import (
 from udr.query.statements import check_not_writing, writing_kind
 from udr.stream.admin import delete_group, group_infos, group_resume, reset_group
 from udr.stream.subscription import PendingAck, Subscription
-from udr.values import Commit, GroupInfo, LakeStats, TableChange, VerifyReport
+from udr.values import (
+    Commit,
+    ExpireReport,
+    GroupInfo,
+    Hold,
+    LakeStats,
+    RetentionPolicy,
+    TableChange,
+    VerifyReport,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -202,7 +212,7 @@ class Lake:
 
     def tables(self, branch: str = "main", at: Ref = None) -> list[str]:
         """Names of the tables at a version (default: the head of `branch`)."""
-        return sorted(self._snapshot(branch, at))
+        return sorted(self._materializer.snapshot(self._resolve(at, branch)))
 
     def schema(self, table: str, branch: str = "main", at: Ref = None) -> pa.Schema:
         """The Arrow schema of `table` at a version.
@@ -400,6 +410,7 @@ class Lake:
             InvalidName, RefNotFound, UsageError (the branch exists).
         """
         source = self._resolve(at, from_) if at is not None else self._resolve(from_, from_)
+        retention.check_readable(self._ctx, source, self._materializer.snapshot(source))
         branches.create_branch(self, name, source)
         return self.commit_info(source)
 
@@ -456,6 +467,7 @@ class Lake:
         if base == theirs:
             return self.commit_info(ours)
         if base == ours:
+            retention.check_readable(self._ctx, theirs, self._materializer.snapshot(theirs))
             self._log.update_ref(branch_key(into), theirs, ours)
             return self.commit_info(theirs)
         tx = branches.three_way(
@@ -472,6 +484,7 @@ class Lake:
         """
         head = self._head(branch)
         target = self._resolve(to, branch)
+        retention.check_readable(self._ctx, target, self._materializer.snapshot(target))
         self._log.update_ref(branch_key(branch), target, head)
         return self.commit_info(target)
 
@@ -569,15 +582,69 @@ class Lake:
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
         """Check every commit's hash and chain links and every referenced chunk and blob."""
-        return verify(self._log, progress)
+        return retention.verify(self._ctx, progress)
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Discard all derived state and rebuild it by replaying the log; return commits replayed."""
         return self._materializer.rebuild(progress)
 
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
-        """Delete chunks no commit in the log references; return bytes freed."""
-        return self._log.collect_garbage(progress)
+        """Delete chunks no commit in the log references (after `expire`: that no kept version needs, and
+        their inline rows in the log); return bytes freed."""
+        return retention.collect_garbage(self._ctx, progress)
+
+    def set_retention(self, keep_days: float | None = None, keep_commits: int | None = None, *,
+                      table: str | None = None) -> RetentionPolicy:
+        """Keep old versions' data `keep_days` days or the newest `keep_commits` per branch (see
+        `udr.RetentionPolicy`), lake-wide or for one `table`; both None removes the policy. `expire` applies it.
+
+        Raises:
+            UsageError, InvalidName.
+        """
+        return retention.set_retention(self._ctx, keep_days, keep_commits, table)
+
+    def retention(self) -> list[RetentionPolicy]:
+        """Every retention policy, the lake's first."""
+        return retention.policies(self._ctx)
+
+    def expire(self, now: datetime | None = None) -> ExpireReport:
+        """Expire the data of versions outside the retention window, except branch heads, tags, holds and
+        what consumer groups still need; `gc` then frees it. Reading it later raises `udr.Expired`."""
+        return retention.expire(self._ctx, now)
+
+    def hold(self, name: str, ref: Ref, reason: str, *, author: str | None = None) -> Hold:
+        """Keep the version `ref` names from expiring until `release(name)`.
+
+        Raises:
+            InvalidName, RefNotFound, UsageError (the hold exists), Expired (too late).
+        """
+        return retention.hold(self._ctx, name, self._resolve(ref, "main"), reason, author or self._default_author())
+
+    def release(self, name: str) -> None:
+        """Remove hold `name` (its version may expire at the next `expire`).
+
+        Raises:
+            InvalidName, RefNotFound.
+        """
+        retention.release(self._ctx, name)
+
+    def holds(self) -> list[Hold]:
+        """Every hold, by name."""
+        return retention.holds(self._ctx)
+
+    def erase(self, table: str, keys: TableData, *, reason: str, branch: str | None = None,
+              author: str | None = None) -> Commit:
+        """Remove the rows with primary key in `keys` from every version of `table` in the lake's history, in an
+        erasure commit on `branch` (default main) recording who, when, why and a hash of each key; `gc` then
+        deletes the old bytes. See `udr.api.erasure`.
+
+        Raises:
+            TableNotFound, KeyViolation (no primary key), UsageError, ConflictError (retry).
+        """
+        commit = erasure.erase(self._ctx, table, keys, reason=reason, branch=branch or "main",
+                               author=author or self._default_author())
+        self._after_commit(commit)
+        return commit
 
     def publish_iceberg(self, dest: str | os.PathLike[str], tables: list[str] | None = None, *,
                         branch: str = "main") -> iceberg.PublishReport:
@@ -625,13 +692,18 @@ class Lake:
         return refspec.resolve(self._log, ref, branch)
 
     def _snapshot(self, branch: str, at: Ref) -> dict[str, TableState]:
-        return self._materializer.snapshot(self._resolve(at, branch))
+        cid = self._resolve(at, branch)
+        snap = self._materializer.snapshot(cid)
+        retention.check_readable(self._ctx, cid, snap)
+        return snap
 
     def _table(self, table: str, branch: str, at: Ref) -> TableState:
-        snap = self._snapshot(branch, at)
+        cid = self._resolve(at, branch)
+        snap = self._materializer.snapshot(cid)
         if not isinstance(table, str) or table not in snap:
             where = f"at {at}" if at is not None else f"on branch {branch!r}"
             raise TableNotFound(f"table {table!r} does not exist {where}" + close_matches(str(table), snap))
+        retention.check_readable(self._ctx, cid, (table,))
         return snap[table]
 
     def _resolver(self, branch: str) -> Callable[[str, str], TableState | pa.Table]:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import CommitRecord
-from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import ERASURE_KEY, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
+from udr.materialize.retained import LiveData
 from udr.values import LakeStats, VerifyReport
 
 
@@ -25,54 +26,99 @@ def _records(log: LogStore, problems: list[str]) -> list[tuple[int, CommitId, Co
     return out
 
 
-def verify(log: LogStore, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-    """Check every commit (hash, parent links), every chunk file and log blob it references, and refs."""
-    problems: list[str] = []
-    records = _records(log, problems)
+def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
+           live: LiveData | None = None) -> VerifyReport:
+    """Check every commit (hash, parent links), every chunk file and log blob it references, and refs.
+
+    With `live` (what the versions kept by retention need, as readers see them through erasures), a chunk
+    or blob that is absent and not needed counts as expired, not as a problem, and the chunks and blobs
+    erasures wrote in place of others are checked too.
+    """
+    check = _Checker(log, live)
+    records = _records(log, check.problems)
     seqs = {cid: seq for seq, cid, _ in records}
-    checked_chunks: set[str] = set()  # data chunks: Parquet files and inline row blobs, as `stats` counts them
-    checked_blobs: set[str] = set()
     total = len(records)
     for n, (seq, cid, record) in enumerate(records):
         for parent in record.parents:
             if parent not in seqs:
-                problems.append(f"commit {cid} has parent {parent} that is not in the log (broken chain link)")
+                check.problems.append(f"commit {cid} has parent {parent} that is not in the log (broken chain link)")
             elif seqs[parent] >= seq:
-                problems.append(f"commit {cid} has parent {parent} that comes later in the log")
+                check.problems.append(f"commit {cid} has parent {parent} that comes later in the log")
+        if ERASURE_KEY in record.metadata:
+            check.blob(BlobId(record.metadata[ERASURE_KEY]), BlobKind.ERASURE, f"erasure commit {cid[:10]}")
         for table, op in record.tables.items():
-            blobs: list[tuple[BlobId, BlobKind]] = []
-            if op.schema is not None:
-                blobs.append((op.schema, BlobKind.SCHEMA))
-            blobs += [(d.vector, BlobKind.DELETES) for d in op.deletes if d.vector is not None]
-            if op.before is not None:
-                blobs.append((op.before, BlobKind.BEFORE))
+            where = f"table {table!r} in commit {cid[:10]}"
             for frag in op.add:
-                if frag.chunk in checked_chunks:
-                    continue
-                checked_chunks.add(frag.chunk)
-                try:
-                    if frag.inline:
-                        log.get_blob(BlobId(frag.chunk), BlobKind.ROWS)
-                    else:
-                        log.chunks.get(frag.chunk)
-                except CorruptionError as exc:
-                    problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
-            for blob, kind in blobs:
-                if blob in checked_blobs:
-                    continue
-                checked_blobs.add(blob)
-                try:
-                    log.get_blob(blob, kind)
-                except CorruptionError as exc:
-                    problems.append(f"table {table!r} in commit {cid[:10]}: {exc}")
+                check.chunk(frag.chunk, frag.inline, where)
+            if op.schema is not None:
+                check.blob(op.schema, BlobKind.SCHEMA, where)
+            for d in op.deletes:
+                if d.vector is not None:
+                    check.blob(d.vector, BlobKind.DELETES, where)
+            if op.before is not None:
+                check.blob(op.before, BlobKind.BEFORE, where)
         if progress is not None:
             progress(n + 1, total)
+    if live is not None:
+        for chunk in live.chunks:
+            check.chunk(chunk, False, "a chunk a kept version needs")
+        for blob, kind in live.blobs.items():
+            if kind == BlobKind.ROWS:
+                check.chunk(blob, True, "rows a kept version needs")
+            else:
+                check.blob(blob, kind, "a blob a kept version needs")
     for ref_kind, refs in (("branch", log.branches()), ("tag", log.tags())):
         for name, target in refs.items():
             if target not in seqs:
-                problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
-    return VerifyReport(commits_checked=len(records), chunks_checked=len(checked_chunks), problems=problems,
-                        blobs_checked=len(checked_blobs))
+                check.problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
+    return VerifyReport(commits_checked=len(records), chunks_checked=len(check.chunks), problems=check.problems,
+                        blobs_checked=len(check.blobs), expired=check.expired)
+
+
+class _Checker:
+    """Rehashes each chunk and blob once, sorting failures into problems and expired (or replaced) data."""
+
+    def __init__(self, log: LogStore, live: LiveData | None) -> None:
+        self.log = log
+        self.live = live
+        self.problems: list[str] = []
+        self.expired = 0
+        self.chunks: set[str] = set()  # data chunks: Parquet files and inline row blobs, as `stats` counts them
+        self.blobs: set[str] = set()
+
+    def chunk(self, chunk: str, inline: bool, where: str) -> None:
+        if chunk in self.chunks:
+            return
+        self.chunks.add(chunk)
+        try:
+            if inline:
+                self.log.get_blob(BlobId(chunk), BlobKind.ROWS)
+            else:
+                self.log.chunks.get(ChunkId(chunk))
+        except CorruptionError as exc:
+            self._failed(chunk, inline, f"{where}: {exc}")
+
+    def blob(self, blob: BlobId, kind: BlobKind, where: str) -> None:
+        if blob in self.blobs:
+            return
+        self.blobs.add(blob)
+        try:
+            self.log.get_blob(blob, kind)
+        except CorruptionError as exc:
+            self._failed(blob, True, f"{where}: {exc}")
+
+    def _failed(self, name: str, in_log: bool, problem: str) -> None:
+        if _expired(self.log, self.live, name, in_log):
+            self.expired += 1
+        else:
+            self.problems.append(problem)
+
+
+def _expired(log: LogStore, live: LiveData | None, name: str, in_log: bool) -> bool:
+    """Whether chunk or blob `name` is absent because only expired versions needed it (not damaged)."""
+    if live is None or live.needs(name):
+        return False
+    return not (log.has_blob(BlobId(name)) if in_log else log.chunks.exists(ChunkId(name)))
 
 
 def stats(log: LogStore) -> LakeStats:

@@ -32,6 +32,8 @@ _COMMANDS = {
     "publish": "publish", "unpublish": "publish",
     "verify": "maintenance", "rebuild": "maintenance", "gc": "maintenance", "stats": "maintenance",
     "compact": "maintenance", "demo": "maintenance",
+    "retention": "retention", "expire": "retention", "hold": "retention", "release": "retention",
+    "holds": "retention", "erase": "retention",
 }
 
 

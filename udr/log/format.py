@@ -11,8 +11,11 @@ from enum import IntEnum
 from typing import NewType
 
 FORMAT_NAME = "udr-lake"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+FORMAT_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
+# The version an older lake is relabelled to before its first commit of data only that version describes.
+COLUMN_IDS_VERSION = 2
+ERASURE_VERSION = 3
 # The "v" field of a commit record (its canonical JSON encoding); a reader refuses a newer one.
 COMMIT_RECORD_VERSION = 1
 
@@ -38,7 +41,14 @@ DB_INTENTS = b"intents"
 DB_GROUPS = b"groups"
 # Chunks that derived outputs outside the lake (published Iceberg tables) reference: gc keeps them.
 DB_PINS = b"pins"
-LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS)
+# Retention policies and holds (udr.log.retention), and the versions `expire` marked expired.
+DB_RETENTION = b"retention"
+DB_EXPIRED = b"expired"
+# Erasures (udr.log.erasure): their replacement maps in order, and every chunk or blob one replaced.
+DB_ERASURES = b"erasures"
+DB_REPLACED = b"replaced"
+LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_RETENTION,
+           DB_EXPIRED, DB_ERASURES, DB_REPLACED)
 
 # Sub-databases of the cache environment (derived: deleting them loses nothing).
 DB_SNAPSHOTS = b"snapshots"
@@ -47,6 +57,11 @@ CACHE_DBS = (DB_SNAPSHOTS, DB_TABLESTATES)
 
 REF_BRANCH = b"branch:"
 REF_TAG = b"tag:"
+
+# Keys of the `retention` sub-database: the lake's policy (`RETENTION_POLICY` alone) or one table's
+# (`RETENTION_POLICY` + table name), and holds (`RETENTION_HOLD` + hold name).
+RETENTION_POLICY = b"policy:"
+RETENTION_HOLD = b"hold:"
 
 # Keys of the `groups` sub-database: a consumer group's acknowledged position, and its subscriber lease.
 GROUP_POSITION = b"position:"
@@ -73,6 +88,7 @@ class BlobKind(IntEnum):
     SCHEMA = 4
     STATE = 5
     BEFORE = 6
+    ERASURE = 7
 
 
 class Codec(IntEnum):
@@ -107,6 +123,13 @@ MAINTENANCE_FLUSH_INLINE = "flush-inline"
 # Cached table states (cache sub-database) start with this tag and a NUL; the marshal format may differ
 # between Python versions, so an entry written by another version is ignored and rebuilt.
 CACHE_STATE_TAG = f"udr-state-py{sys.version_info[0]}.{sys.version_info[1]}".encode()
+
+# Commit metadata of an erasure commit: the id of its replacement map (an ERASURE blob), the reason, the
+# table, and the BLAKE3 hashes of the erased keys (comma-separated).
+ERASURE_KEY = "udr.erasure"
+ERASURE_REASON = "udr.erasure.reason"
+ERASURE_TABLE = "udr.erasure.table"
+ERASURE_KEYS = "udr.erasure.keys"
 
 CommitId = NewType("CommitId", str)
 ChunkId = NewType("ChunkId", str)

@@ -100,6 +100,21 @@ class _Shared:
     held: Counter[str]
     # Group commit of a durable environment (None: the cache, never synced).
     syncer: _Syncer | None
+    # How it was opened (path, sub-database names, durable, map size), for `Environment.renew`.
+    how: tuple[Path, tuple[bytes, ...], bool, int]
+
+
+def _open(path: Path, names: tuple[bytes, ...], *, durable: bool,
+          map_size: int) -> tuple[lmdb.Environment, dict[bytes, lmdb._Database]]:
+    env = None
+    try:
+        env = lmdb.open(str(path.resolve()), map_size=map_size, max_dbs=MAX_DBS, sync=durable, metasync=False,
+                        max_readers=1024, max_spare_txns=4)
+        return env, {name: env.open_db(name) for name in names}
+    except lmdb.Error as exc:
+        if env is not None:
+            env.close()
+        raise open_failure(path, exc) from exc
 
 
 _registry: dict[str, _Shared] = {}
@@ -167,23 +182,9 @@ class Environment:
         with _registry_lock:
             shared = _registry.get(self._key)
             if shared is None:
-                env = None
-                try:
-                    env = lmdb.open(
-                        self._key,
-                        map_size=map_size,
-                        max_dbs=MAX_DBS,
-                        sync=durable,
-                        metasync=False,
-                        max_readers=1024,
-                        max_spare_txns=4,
-                    )
-                    dbs = {name: env.open_db(name) for name in names}
-                except lmdb.Error as exc:
-                    if env is not None:
-                        env.close()
-                    raise open_failure(path, exc) from exc
-                shared = _Shared(env, dbs, 0, Counter(), _Syncer(env) if durable else None)
+                env, dbs = _open(path, names, durable=durable, map_size=map_size)
+                shared = _Shared(env, dbs, 0, Counter(), _Syncer(env) if durable else None,
+                                 (path, names, durable, map_size))
                 _registry[self._key] = shared
             shared.users += 1
         self._shared: _Shared | None = shared
@@ -226,6 +227,28 @@ class Environment:
         """Chunks held by open transactions of this process, through any handle."""
         with _registry_lock:
             return set(self._live.held)
+
+    def free_pages(self) -> tuple[int, int]:
+        """(page size, pages of the data file no sub-database uses: free ones, and the free list's own)."""
+        env = self._live.env
+        with self.read() as txn:
+            stats = [txn.stat(db) for db in self._live.dbs.values()] + [env.stat()]
+        used = sum(s["branch_pages"] + s["leaf_pages"] + s["overflow_pages"] for s in stats)
+        return int(env.stat()["psize"]), max(0, int(env.info()["last_pgno"]) + 1 - 2 - used)
+
+    def renew(self) -> None:
+        """Close and reopen the LMDB environment in this process (every handle shares the new one).
+
+        LMDB recycles a process's page buffers without clearing them, so bytes of deleted values can reach
+        the unused space of pages it writes later; a reopened environment starts with no such buffers.
+        Transactions other threads have open on it fail (`UdrError`) and must be retried.
+        """
+        with _registry_lock:
+            shared = self._live
+            path, names, durable, map_size = shared.how
+            shared.env.close()
+            shared.env, shared.dbs = _open(path, names, durable=durable, map_size=map_size)
+            shared.syncer = _Syncer(shared.env) if durable else None
 
     def last_txnid(self) -> int:
         """The id of the newest write transaction in the data file, read from its meta pages in memory

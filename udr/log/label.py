@@ -58,11 +58,11 @@ def read_format(root: Path) -> int | None:
     return version
 
 
-def write_label(root: Path) -> None:
-    """Label the lake at `root` with the current format version, atomically and durably."""
+def write_label(root: Path, version: int = FORMAT_VERSION) -> None:
+    """Label the lake at `root` with format `version` (default: the current one), atomically and durably."""
     # A per-process temp name: processes creating one lake at once must not rename each other's file.
     tmp = root / f"{FORMAT_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n")
+    tmp.write_text(json.dumps({"format": FORMAT_NAME, "version": version}) + "\n")
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, root / FORMAT_FILE)

@@ -32,13 +32,14 @@ from udr.errors import (
 from udr.log.chunks import FileChunkStore
 from udr.log.commits import (
     CommitRecord,
-    TableOp,
     commit_id,
     decode_commit,
     encode_commit,
 )
+from udr.log.erasure import check_not_replaced
 from udr.log.format import (
     CACHE_DIR,
+    COLUMN_IDS_VERSION,
     DB_BLOBS,
     DB_COMMITS,
     DB_INTENTS,
@@ -70,6 +71,9 @@ from udr.log.processes import process_alive
 from udr.log.refs import branch_key
 
 CommitHook = Callable[[IndexTxn, Environment], None]
+# Decides, inside gc's write transaction, which chunk files commits still need, and may drop log blobs
+# there too; returns (chunks to keep, blob bytes freed).
+GcKeep = Callable[[IndexTxn], tuple[set[ChunkId], int]]
 
 
 def _seq_key(seq: int) -> bytes:
@@ -155,18 +159,18 @@ class LogStore:
         write_label(self.root)
         remove_stale_labels(self.root)
 
-    def upgrade_format(self) -> None:
-        """Label an older lake with the current format version, before writing data only it describes.
+    def upgrade_format(self, version: int = COLUMN_IDS_VERSION) -> None:
+        """Label an older lake with format `version`, before writing data only that version describes.
 
         Called before the commit point of such a commit, so no older reader ever sees that data under the
         old label; a lake labelled newer but holding only old data reads the same.
         """
-        if self.version >= FORMAT_VERSION:
+        if self.version >= version:
             return
         with self.env.write() as txn:
-            txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
-        write_label(self.root)
-        self.version = FORMAT_VERSION
+            txn.put(b"format_version", str(version).encode(), db=self.env.db(DB_META))
+        write_label(self.root, version)
+        self.version = version
 
     def close(self) -> None:
         """Release the LMDB environments."""
@@ -371,6 +375,7 @@ class LogStore:
                     )
                 self._check_rebase(txn, record, base, head, placeable, read)
             self._put_blobs(txn, blobs, framed)
+            check_not_replaced(self.env, txn, record)
             for op in record.tables.values():
                 for frag in op.add:
                     if not frag.inline:
@@ -455,9 +460,9 @@ class LogStore:
                 out.update(f.chunk for f in op.add if not f.inline)
         return out
 
-    def collect_garbage(self, progress: Callable[[int], None] | None = None) -> int:
-        """Delete chunk files no commit references, no pin keeps (udr.log.pins) and no live writer intends
-        to commit; return bytes freed.
+    def collect_garbage(self, progress: Callable[[int], None] | None = None, *, keep: GcKeep | None = None) -> int:
+        """Delete chunk files no commit references (or, with `keep`, that it does not keep), no pin keeps
+        (udr.log.pins) and no live writer intends to commit; return bytes freed.
 
         Everything happens inside one log write transaction, so no commit can land between deciding a
         chunk is garbage and unlinking it. Chunks held by open transactions of this process (any handle)
@@ -467,7 +472,11 @@ class LogStore:
         with self.env.write() as txn:
             held = self.env.held()
             pinned = {ChunkId(value.decode()) for _, value in txn.cursor(db=self.env.db(DB_PINS))}
-            referenced = self.referenced_chunks(txn) | held | pinned
+            if keep is None:
+                referenced: set[str] = self.referenced_chunks(txn) | held | pinned
+            else:
+                kept, freed = keep(txn)
+                referenced = kept | held | pinned
             intents = self.env.db(DB_INTENTS)
             live_intents: set[ChunkId] = set()
             for key, value in list(txn.cursor(db=intents)):

@@ -19,8 +19,11 @@ from typing import NamedTuple, TypeAlias
 
 from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, TableOp, content_id
+from udr.log.erasure import Erasure, ErasureStore, replace_record
 from udr.log.format import (
     CACHE_STATE_TAG,
+    DB_ERASURES,
+    DB_EXPIRED,
     DB_SNAPSHOTS,
     DB_TABLESTATES,
     BlobId,
@@ -227,9 +230,50 @@ class Materializer:
         # re-hashes only the segments that changed since (loads do not fill it: that would hash every
         # fragment of a cold open).
         self._segment_ids: dict[tuple[FragmentState, ...], str] = {}
+        # Erasures replace chunks in every version (udr.log.erasure): snapshots are folded through their
+        # maps, and cached per generation (how many erasures there are), so none outlives a new erasure.
+        self._erasures = ErasureStore(log.env, log.get_blob)
+        self._generation = 0
+        self._maps: tuple[Erasure, ...] = ()
+        # The log write transaction the two figures below were read at, and whether any version expired.
+        self._seen = -1
+        self._expired = False
+
+    def replaced(self, record: CommitRecord) -> CommitRecord:
+        """`record` as readers see it: every chunk and blob an erasure replaced, replaced."""
+        self._refresh()
+        return replace_record(record, self._maps)
+
+    def any_expired(self) -> bool:
+        """Whether retention expired some version's data (`udr.log.retention`): readers check only then."""
+        self._refresh()
+        return self._expired
+
+    def _refresh(self) -> None:
+        env = self._log.env
+        # Read from LMDB's meta pages in memory: unchanged means no write since the figures were read.
+        if env.last_txnid() == self._seen:
+            return
+        with env.read() as txn:
+            seen = int(txn.id())
+            generation = int(txn.stat(env.db(DB_ERASURES))["entries"])
+            self._expired = int(txn.stat(env.db(DB_EXPIRED))["entries"]) > 0
+        if generation != self._generation:
+            self._maps = tuple(self._erasures.erasures())
+            self._memory.clear()
+            self._generation = generation
+        self._seen = seen
+
+    def _key(self, cid: CommitId) -> bytes:
+        return cid.encode() if not self._generation else f"{cid}:{self._generation}".encode()
 
     def snapshot(self, cid: CommitId) -> dict[str, TableState]:
         """The snapshot at commit `cid` (folding from the nearest cached ancestor)."""
+        self._refresh()
+        # Generation first, then maps (`_refresh` sets them the other way round): a snapshot folded while
+        # an erasure lands is never cached under the new generation with the old maps.
+        generation = self._generation
+        maps = self._maps
         found = self._memory.get(cid)
         if found is not None:
             return found[0]
@@ -255,8 +299,9 @@ class Materializer:
             chain.append((cursor, record))
             cursor = parent
         for commit, record in reversed(chain):
-            base = fold(base, record)
-            depth = self._keep(commit, base, depth + 1)
+            base = fold(base, replace_record(record, maps))
+            if generation == self._generation:
+                depth = self._keep(commit, base, depth + 1)
         return base
 
     def table(self, cid: CommitId, name: str) -> TableState | None:
@@ -266,7 +311,8 @@ class Materializer:
     def remember_commit(self, cid: CommitId, parent: CommitId, snap: dict[str, TableState]) -> None:
         """Keep the snapshot a writer already folded for the commit it just made."""
         known = self._memory.get(parent)
-        self._keep(cid, snap, (known[1] if known is not None else CHECKPOINT_EVERY) + 1)
+        if known is not None:  # else an erasure since made the writer's parent stale: fold `cid` afresh
+            self._keep(cid, snap, known[1] + 1)
 
     def _keep(self, cid: CommitId, snap: dict[str, TableState], depth: int) -> int:
         if depth >= CHECKPOINT_EVERY:
@@ -291,12 +337,12 @@ class Materializer:
     def _stored(self, cid: CommitId) -> bool:
         cache = self._log.cache
         with cache.read() as txn:
-            return txn.get(cid.encode(), db=cache.db(DB_SNAPSHOTS)) is not None
+            return txn.get(self._key(cid), db=cache.db(DB_SNAPSHOTS)) is not None
 
     def _load(self, cid: CommitId) -> dict[str, TableState] | None:
         cache = self._log.cache
         with cache.read() as txn:
-            raw = txn.get(cid.encode(), db=cache.db(DB_SNAPSHOTS))
+            raw = txn.get(self._key(cid), db=cache.db(DB_SNAPSHOTS))
             if raw is None:
                 return None
             out: dict[str, TableState] = {}
@@ -349,7 +395,7 @@ class Materializer:
                 state_id = content_id(record)
                 txn.put(state_id.encode(), record, db=db, overwrite=False)
                 ids[name] = state_id
-            txn.put(cid.encode(), json.dumps(ids, sort_keys=True).encode(), db=cache.db(DB_SNAPSHOTS))
+            txn.put(self._key(cid), json.dumps(ids, sort_keys=True).encode(), db=cache.db(DB_SNAPSHOTS))
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Throw every cached snapshot away and fold the whole log again; return commits replayed."""

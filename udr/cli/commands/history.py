@@ -94,9 +94,9 @@ def show(lake: Path, ref: str) -> None:
 @click.pass_obj
 def history(lake: Path, table: str, keys: tuple[str, ...], branch: str, rows: RowOutput) -> None:
     """Show every version of one row of TABLE, oldest first, with the commit, time, author and message."""
-    texts = _key_texts(keys)
+    texts = key_texts(keys)
     with open_lake(lake) as db:
-        key = _typed_key(db, table, branch, texts)
+        key = typed_key(db, table, branch, texts)
         versions = db.history(table, key, branch)
     if not versions.num_rows and rows.fmt == "table":
         described = ", ".join(f"{name}={value}" for name, value in key.items())
@@ -105,7 +105,7 @@ def history(lake: Path, table: str, keys: tuple[str, ...], branch: str, rows: Ro
     emit_rows(versions, rows, shown=versions_table)
 
 
-def _key_texts(keys: tuple[str, ...]) -> list[tuple[str, str]]:
+def key_texts(keys: tuple[str, ...]) -> list[tuple[str, str]]:
     """Split each `--key COL=VALUE` (the value stays text until the column's type is known)."""
     pairs: list[tuple[str, str]] = []
     for item in keys:
@@ -118,7 +118,7 @@ def _key_texts(keys: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _typed_key(db: udr.Lake, table: str, branch: str, texts: list[tuple[str, str]]) -> dict[str, object]:
+def typed_key(db: udr.Lake, table: str, branch: str, texts: list[tuple[str, str]]) -> dict[str, object]:
     """Cast each `--key` value to its column's type; the columns must be the table's whole primary key."""
     schema = db.schema(table, branch)
     primary = db.primary_key(table, branch)

@@ -20,7 +20,8 @@ def verify(ctx: click.Context) -> None:
     with open_lake(ctx.obj) as db, progress(out, "verifying") as update:
         report = db.verify(progress=update)
     if report.ok:
-        say(out, f"ok: {report.commits_checked:,} commits and {report.chunks_checked:,} chunks verified")
+        expired = f"; {report.expired:,} expired or erased (not damage)" if report.expired else ""
+        say(out, f"ok: {report.commits_checked:,} commits and {report.chunks_checked:,} chunks verified{expired}")
         return
     for problem in report.problems:
         say(out, f"problem: {problem}")

@@ -1,0 +1,52 @@
+"""What the versions a lake still keeps need of its stored data, once retention expired others or an
+erasure replaced chunks.
+
+`live_data` folds every commit in the log (through every erasure's replacement map) and collects, for each
+table of each version that is not expired, the chunk files, inline row blobs and deletion vectors of its
+fragments, plus the before-images of the commits whose changes are still readable. `gc` deletes everything else; `verify` counts what is absent but
+unneeded as expired rather than damaged. Pure over the log and the materializer; safe from any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.store import LogStore
+from udr.materialize.snapshot import Materializer, TableState
+
+
+@dataclass(frozen=True, slots=True)
+class LiveData:
+    """The stored objects kept versions need: chunk files, and log blobs (rows, deletion vectors, before-images)."""
+
+    chunks: set[ChunkId] = field(default_factory=set)
+    blobs: dict[BlobId, BlobKind] = field(default_factory=dict)
+
+    def needs(self, name: str) -> bool:
+        """Whether a chunk or blob of id `name` is needed."""
+        return name in self.chunks or name in self.blobs
+
+
+def live_data(log: LogStore, materializer: Materializer, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:
+    """Everything the versions not in `expired` (commit -> expired tables) need, over the whole log."""
+    out = LiveData()
+    counted: dict[str, TableState] = {}  # per table, the last state collected: untouched tables repeat it
+    for _, commit in log.commits_from(0):
+        gone = expired.get(commit, {})
+        for table, state in materializer.snapshot(commit).items():
+            if table in gone or counted.get(table) is state:
+                continue
+            counted[table] = state
+            for frag in state.fragments:
+                if frag.inline:
+                    out.blobs[BlobId(frag.chunk)] = BlobKind.ROWS
+                else:
+                    out.chunks.add(frag.chunk)
+                if frag.deletes is not None:
+                    out.blobs[frag.deletes] = BlobKind.DELETES
+        for table, op in materializer.replaced(log.get_commit(commit)).tables.items():
+            if op.before is not None and table not in gone:
+                out.blobs[op.before] = BlobKind.BEFORE
+    return out
