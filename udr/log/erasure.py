@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from udr.errors import ConflictError, CorruptionError
+from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, Deletes, TableOp
 from udr.log.format import (
     DB_ERASURES,
@@ -169,16 +169,3 @@ class ErasureStore:
         return hook
 
 
-
-def check_not_replaced(env: Environment, txn: IndexTxn, record: CommitRecord) -> None:
-    """Refuse a commit that sets the deletion vector of a chunk an erasure has replaced since it was staged.
-
-    Raises:
-        ConflictError: the commit would bring back rows of a replaced (erased) chunk.
-    """
-    replaced = env.db(DB_REPLACED)
-    if not txn.stat(replaced)["entries"]:
-        return
-    for d in (d for op in record.tables.values() for d in op.deletes):
-        if txn.get(d.chunk.encode(), db=replaced) is not None:
-            raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")

@@ -36,7 +36,6 @@ from udr.log.commits import (
     decode_commit,
     encode_commit,
 )
-from udr.log.erasure import check_not_replaced
 from udr.log.format import (
     CACHE_DIR,
     COLUMN_IDS_VERSION,
@@ -46,6 +45,7 @@ from udr.log.format import (
     DB_META,
     DB_PINS,
     DB_REFS,
+    DB_REPLACED,
     DB_SEQS,
     FORMAT_VERSION,
     LOG_DIR,
@@ -336,25 +336,16 @@ class LogStore:
             for chunk in chunks:
                 txn.put(chunk.encode(), value, db=self.env.db(DB_INTENTS))
 
-    def append(
-        self,
-        record: CommitRecord,
-        *,
-        base: CommitId,
-        rebase: bool,
-        blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
-        hook: CommitHook | None = None,
-        placeable: frozenset[str] = frozenset(),
-        read: frozenset[str] = frozenset(),
-    ) -> tuple[CommitId, CommitRecord]:
+    def append(self, record: CommitRecord, *, base: CommitId, rebase: bool,
+               blobs: Mapping[BlobId, tuple[BlobKind, bytes]], hook: CommitHook | None = None,
+               placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
+               ) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
-        commit is placed on top of the new head (a linear history) when every commit in between left its
-        tables alone, or changed only tables named in `placeable` without reshaping them (`TableOp.reshapes`),
-        adding a chunk it adds, or touching a fragment whose deletion vector it sets. `placeable` names the
-        tables whose op the writer knows to stay valid over such changes (tables without a primary key, whose
-        rows are a multiset). The record's first parent, seq and time are assigned here.
+        commit is placed on the new head (a linear history) when the commits in between commute with it
+        (`udr.log.placement`; `placeable`: the tables whose op stays valid over concurrent changes of other
+        fragments). The record's first parent, seq and time are assigned here.
 
         Raises:
             HeadMoved: a commit in between changed one of its tables otherwise; the writer may rebase and retry.
@@ -375,7 +366,7 @@ class LogStore:
                     )
                 self._check_rebase(txn, record, base, head, placeable, read)
             self._put_blobs(txn, blobs, framed)
-            check_not_replaced(self.env, txn, record)
+            self._check_not_replaced(txn, record)
             for op in record.tables.values():
                 for frag in op.add:
                     if not frag.inline:
@@ -394,6 +385,13 @@ class LogStore:
             cid, final = self._store_commit(txn, final, record.branch, head)
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
+
+    def _check_not_replaced(self, txn: IndexTxn, record: CommitRecord) -> None:
+        replaced = self.env.db(DB_REPLACED)
+        if txn.stat(replaced)["entries"]:
+            for d in (d for op in record.tables.values() for d in op.deletes):
+                if txn.get(d.chunk.encode(), db=replaced) is not None:  # staged before an erasure replaced it
+                    raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
 
     def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId,
                       placeable: frozenset[str], read: frozenset[str]) -> None:
