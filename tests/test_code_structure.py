@@ -60,13 +60,13 @@ def import_edges(mods: dict[str, tuple[Path, ast.Module, bool]]) -> dict[str, se
                 if node.level:
                     parts = package.split(".")
                     base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
-                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+                # `from pkg import a, b` imports each submodule it names; other names come from `pkg` itself.
+                targets = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods] or [base]
             for target in targets:
                 while target and target not in mods:
                     target = target.rpartition(".")[0]
                 if target and target != m and not target.startswith(m + "."):
                     edges[m].add(target)
-                    break
     return edges
 
 
