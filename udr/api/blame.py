@@ -1,7 +1,8 @@
 """Blame: for each cell of a keyed table's current rows, the commit that last set its current value.
 
 Columns of the result: the key columns, then for each other column `c`, in table order, `c__commit` (commit id),
-`c__author` and `c__time` (commit time, UTC). Rows are sorted by key.
+`c__author` (both dictionary-encoded strings: a few commits name millions of cells) and `c__time` (commit time,
+UTC). Rows are sorted by key.
 
 A commit sets a cell when it inserts the row, or updates the row and the cell's value differs from the one before
 (null-aware; NaN equals NaN): writing a cell its current value again sets nothing. Through merges a cell's value is
@@ -10,10 +11,12 @@ first parent came from the second parent and is blamed in the second parent's hi
 blamed in the first parent's. A conflict resolved by `strategy="theirs"` is therefore blamed on the commit that
 wrote their value, one resolved by `"ours"` on the commit that wrote ours.
 
-How: along a first-parent chain the latest commit that set a cell wins, so each commit's change rows become one
-event row per changed key (the commit's `seq` in every column it set, null elsewhere) and a vectorised group-by
-takes the maximum per key and column; cells whose maximum is a merge are resolved again on the merge's second
-parent. The cost is one read of the change feed from the first commit plus one hash aggregation. Read-only.
+How: along a first-parent chain the latest commit that set a cell wins. Each commit's change rows become events:
+keys inserted or deleted (`seq * 2 + 1` or `seq * 2`; the latest says whether the row is live and since when all
+its cells are set) and keys updated (the commit's `seq` in each column it set, null elsewhere). Vectorised
+group-bys take the maximum per key (and column); cells whose maximum is a merge are resolved again on the merge's
+second parent. The cost is about one read of the change feed from the first commit (a table's first load is read
+for its keys only) plus two hash aggregations. Read-only.
 """
 
 from __future__ import annotations
@@ -52,22 +55,15 @@ def blame(ctx: LakeContext, table: str, key: Mapping[str, object] | None, head: 
     pk = list(state.primary_key)
     schema = ctx.rows.schema(state.schema)
     values = [c for c in schema.names if c not in pk]
-    current = ctx.rows.table(table, state, columns=pk)
-    if key is not None:
-        if set(key) != set(pk):
-            raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; blame of one row needs exactly those columns")
-        current = current.filter(_key_mask(current, key))
+    if key is not None and set(key) != set(pk):
+        raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; blame of one row needs exactly those columns")
     tracer = _Tracer(ctx, table, pk, values, schema)
-    origins = tracer.origins(head, current)
+    origins = tracer.origins(head, _key_table(key, schema, pk) if key is not None else None)
     return tracer.labelled(origins.sort_by([(k, "ascending") for k in pk]))
 
 
-def _key_mask(rows: pa.Table, key: Mapping[str, object]) -> pa.ChunkedArray:
-    mask = None
-    for column, value in key.items():
-        hit = pc.equal(rows.column(column), history.key_scalar(value, rows.schema.field(column).type))
-        mask = hit if mask is None else pc.and_(mask, hit)
-    return pc.fill_null(mask, False)
+def _key_table(key: Mapping[str, object], schema: pa.Schema, pk: list[str]) -> pa.Table:
+    return pa.table([pa.array([history.key_scalar(key[k], schema.field(k).type)]) for k in pk], names=pk)
 
 
 def _distinct(before: pa.ChunkedArray, after: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -87,30 +83,63 @@ class _Tracer:
         self._table = table
         self._key = key
         self._values = values
-        self._event_schema = pa.schema([schema.field(k) for k in key] + [pa.field(c, _SEQ) for c in values])
-        self._events: dict[CommitId, pa.Table | None] = {}
+        self._key_schema = pa.schema([schema.field(k) for k in key])
+        self._events: dict[CommitId, tuple[pa.Table | None, pa.Table | None]] = {}
         self._records: dict[int, tuple[CommitId, CommitRecord]] = {}
 
-    def origins(self, tip: CommitId, wanted: pa.Table) -> pa.Table:
-        """`wanted` (key columns) plus, per value column, the `seq` of the commit that last set the cell at `tip`."""
+    def origins(self, tip: CommitId, wanted: pa.Table | None) -> pa.Table:
+        """The keys live at `tip` (only those in `wanted` if given) plus, per value column, the `seq` of the
+        commit that last set the cell on `tip`'s first-parent chain, merges resolved on their second parent."""
         chain = graph.first_parent_range(self._ctx.log, None, tip)
-        parts = [events for cid, record in chain if (events := self._commit_events(cid, record)) is not None]
-        merges = {record.seq: record for cid, record in chain if len(record.parents) > 1}
-        if parts:
-            latest = pa.concat_tables(parts).group_by(self._key).aggregate([(c, "max") for c in self._values])
-            # group_by names each aggregate "<column>_max".
-            plain = {f"{c}_max": c for c in self._values}
-            latest = latest.rename_columns([plain.get(c, c) for c in latest.column_names])
-        else:
-            latest = self._event_schema.empty_table()
-        found = wanted.select(self._key).join(latest, keys=self._key, join_type="left outer")
-        for seq, record in sorted(merges.items(), reverse=True):
-            found = self._through_merge(found, seq, record)
+        events = [self._commit_events(cid, record) for cid, record in chain]
+        presence = [p for p, _ in events if p is not None]
+        if not presence:
+            return pa.schema([*self._key_schema, *(pa.field(c, _SEQ) for c in self._values)]).empty_table()
+        last = self._latest(presence)
+        last = last.filter(pc.equal(pc.bit_wise_and(last.column("__ev"), 1), 1))
+        if wanted is not None:
+            last = last.join(wanted.select(self._key), keys=self._key, join_type="left semi")
+        found = pa.table([*(last.column(k) for k in self._key), pc.shift_right(last.column("__ev"), 1)],
+                         names=[*self._key, "__ins"])
+        updates = [u for _, u in events if u is not None]
+        if updates:
+            latest = pa.concat_tables(updates).group_by(self._key).aggregate([(c, "max") for c in self._values])
+            found = found.join(latest, keys=self._key, join_type="left outer")
+        columns = [found.column(k) for k in self._key]
+        for c in self._values:
+            # An update after the last insert set the cell later; an update before it is overridden by it.
+            columns.append(pc.max_element_wise(found.column("__ins"), found.column(f"{c}_max"), skip_nulls=True)
+                           if updates else found.column("__ins"))
+        found = pa.table(columns, names=[*self._key, *self._values])
+        for record in sorted((r for _, r in chain if len(r.parents) > 1), key=lambda r: r.seq, reverse=True):
+            found = self._through_merge(found, record)
         return found
 
-    def _through_merge(self, found: pa.Table, seq: int, record: CommitRecord) -> pa.Table:
-        """Cells whose latest setter on this chain is merge `seq` came from its second parent: blame them there."""
-        hits = [pc.fill_null(pc.equal(found.column(c), seq), False) for c in self._values]
+    def _latest(self, parts: list[pa.Table]) -> pa.Table:
+        """The greatest `__ev` per key over `parts` (each holds a key at most once: one commit's rows).
+
+        A table's history is mostly one big load and small changes: with a one-column key, the big part is not
+        hashed into the aggregation, only checked against the keys of the others.
+        """
+        big = max(parts, key=lambda p: p.num_rows)
+        rest = [p for p in parts if p is not big]
+        if not rest:
+            return big
+
+        def grouped(tables: list[pa.Table]) -> pa.Table:
+            return pa.concat_tables(tables).group_by(self._key).aggregate([("__ev", "max")]).rename_columns(
+                {"__ev_max": "__ev"})
+
+        if len(self._key) > 1:
+            return grouped(parts)
+        small = grouped(rest)
+        shared = pc.is_in(big.column(self._key[0]), value_set=small.column(self._key[0]))
+        return pa.concat_tables([big.filter(pc.invert(shared)),
+                                 grouped([small, big.filter(shared)]).select(big.column_names)])
+
+    def _through_merge(self, found: pa.Table, record: CommitRecord) -> pa.Table:
+        """Cells whose latest setter on this chain is merge `record` came from its second parent: blame them there."""
+        hits = [pc.fill_null(pc.equal(found.column(c), record.seq), False) for c in self._values]
         if not hits:
             return found
         any_hit = hits[0]
@@ -124,56 +153,65 @@ class _Tracer:
         joined = found.join(deeper, keys=self._key, join_type="left outer")
         for c in self._values:
             index = joined.schema.get_field_index(c)
-            chosen = pc.if_else(pc.fill_null(pc.equal(joined.column(c), seq), False), joined.column(f"{c}__deeper"),
-                                joined.column(c))
+            chosen = pc.if_else(pc.fill_null(pc.equal(joined.column(c), record.seq), False),
+                                joined.column(f"{c}__deeper"), joined.column(c))
             joined = joined.set_column(index, pa.field(c, _SEQ), chosen)
         return joined.drop_columns([f"{c}__deeper" for c in self._values])
 
-    def _commit_events(self, cid: CommitId, record: CommitRecord) -> pa.Table | None:
-        """One row per key commit `cid` inserted or updated: its seq in each column it set (None: no rows)."""
+    def _commit_events(self, cid: CommitId, record: CommitRecord) -> tuple[pa.Table | None, pa.Table | None]:
+        """What commit `cid` did to the table's rows: keys inserted or deleted (`__ev` = seq * 2 + 1 for an insert,
+        seq * 2 for a delete), and keys updated with its seq in each column it set. None: no such rows."""
         self._records[record.seq] = (cid, record)
-        if cid in self._events:
-            return self._events[cid]
-        rows = history.commit_changes(self._ctx, self._table, cid, record) if self._table in record.tables else None
-        events = None
-        if rows is not None and rows.num_rows:
-            kinds = rows.column(CHANGE)
-            inserted = rows.filter(pc.equal(kinds, "insert"))
-            before = rows.filter(pc.equal(kinds, "update_before"))
-            after = rows.filter(pc.equal(kinds, "update_after"))
-            stamp = pa.scalar(record.seq, _SEQ)
-            columns: list[pa.Array | pa.ChunkedArray] = [
-                pa.concat_arrays([_whole(inserted, k), _whole(after, k)]).cast(self._event_schema.field(k).type)
-                for k in self._key]
-            for c in self._values:
-                if c not in rows.column_names:
-                    columns.append(pa.nulls(inserted.num_rows + after.num_rows, _SEQ))
-                    continue
-                updated = pc.if_else(_distinct(before.column(c), after.column(c)), stamp, pa.scalar(None, _SEQ))
-                columns.append(pa.concat_arrays([pa.repeat(stamp, inserted.num_rows), _whole_array(updated)]))
-            events = pa.Table.from_arrays(columns, schema=self._event_schema)
-        self._events[cid] = events
-        return events
+        if cid not in self._events:
+            self._events[cid] = self._read_events(cid, record)
+        return self._events[cid]
+
+    def _read_events(self, cid: CommitId, record: CommitRecord) -> tuple[pa.Table | None, pa.Table | None]:
+        op = record.tables.get(self._table)
+        if op is None or op.rewrite:
+            return None, None
+        if op.create and record.parents and self._ctx.materializer.snapshot(record.parents[0]).get(self._table) is None:
+            # A new table: every live row is an insert, and only its key needs reading.
+            state = self._ctx.materializer.snapshot(cid).get(self._table)
+            keys = self._ctx.rows.table(self._table, state, columns=self._key) if state is not None else None
+            return (self._presence(keys, None, record.seq) if keys is not None and keys.num_rows else None), None
+        rows = history.commit_changes(self._ctx, self._table, cid, record)
+        if rows is None or not rows.num_rows:
+            return None, None
+        kinds = rows.column(CHANGE)
+        inserted = rows.filter(pc.equal(kinds, "insert"))
+        deleted = rows.filter(pc.equal(kinds, "delete"))
+        presence = self._presence(inserted, deleted, record.seq) if inserted.num_rows or deleted.num_rows else None
+        before = rows.filter(pc.equal(kinds, "update_before"))
+        after = rows.filter(pc.equal(kinds, "update_after"))
+        if not after.num_rows:
+            return presence, None
+        stamp, unset = pa.scalar(record.seq, _SEQ), pa.scalar(None, _SEQ)
+        columns = [after.column(k).cast(self._key_schema.field(k).type) for k in self._key]
+        for c in self._values:
+            columns.append(pc.if_else(_distinct(before.column(c), after.column(c)), stamp, unset)
+                           if c in rows.column_names else pa.nulls(after.num_rows, _SEQ))
+        return presence, pa.table(columns, names=[*self._key, *self._values])
+
+    def _presence(self, inserted: pa.Table, deleted: pa.Table | None, seq: int) -> pa.Table:
+        parts = [(inserted, seq * 2 + 1), (deleted, seq * 2)]
+        return pa.concat_tables([
+            pa.table([*(rows.column(k).cast(self._key_schema.field(k).type) for k in self._key),
+                      pa.repeat(pa.scalar(ev, _SEQ), rows.num_rows)], names=[*self._key, "__ev"])
+            for rows, ev in parts if rows is not None and rows.num_rows])
 
     def labelled(self, origins: pa.Table) -> pa.Table:
-        """`origins` with each value column's seq replaced by `<col>__commit`, `<col>__author`, `<col>__time`."""
+        """`origins` with each value column's seq replaced by `<col>__commit`, `<col>__author` and `<col>__time`."""
         seqs = sorted(self._records)
         value_set = pa.array(seqs, _SEQ)
         ids = pa.array([self._records[s][0] for s in seqs], pa.string())
         authors = pa.array([self._records[s][1].author for s in seqs], pa.string())
         times = pa.array([self._records[s][1].time_us for s in seqs], pa.int64()).cast(_TIME)
-        arrays: list[pa.ChunkedArray] = [origins.column(k) for k in self._key]
+        arrays: list[pa.Array | pa.ChunkedArray] = [origins.column(k) for k in self._key]
         names = list(self._key)
         for c in self._values:
-            at = pc.index_in(origins.column(c), value_set=value_set)
-            arrays += [pc.take(ids, at), pc.take(authors, at), pc.take(times, at)]
+            at = pc.index_in(origins.column(c).combine_chunks(), value_set=value_set)
+            arrays += [pa.DictionaryArray.from_arrays(at, ids), pa.DictionaryArray.from_arrays(at, authors),
+                       pc.take(times, at)]
             names += [f"{c}__commit", f"{c}__author", f"{c}__time"]
         return pa.table(arrays, names=names)
-
-
-def _whole(rows: pa.Table, column: str) -> pa.Array:
-    return _whole_array(rows.column(column))
-
-
-def _whole_array(data: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data

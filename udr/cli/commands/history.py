@@ -127,7 +127,7 @@ def _blame_shown(found: pa.Table) -> pa.Table:
     """Blame as the table view shows it: commit ids cut to 10 digits, times as `when`."""
     for index, name in enumerate(found.column_names):
         if name.endswith("__commit"):
-            found = found.set_column(index, name, pc.utf8_slice_codeunits(found.column(index), 0, 10))
+            found = found.set_column(index, name, pc.utf8_slice_codeunits(found.column(index).cast(pa.string()), 0, 10))
         elif name.endswith("__time"):
             found = found.set_column(index, name, commit_times(found.column(index)))
     return found
