@@ -1,6 +1,6 @@
 """Blame and history through merges (issue 12) against a pure-Python model of cell values and who set them.
 
-Random upserts and deletes on `main` and `dev`, and merges both ways (no strategy, "ours", "theirs"). The model
+Random upserts, keyed overwrites, deletes and compactions on `main` and `dev`, and merges both ways (no strategy, "ours", "theirs"). The model
 keeps, per commit, key -> {column: (value, setter)}:
 - an ordinary commit sets the cells whose value it changed (all cells of a row it inserts);
 - a merge merges each row three ways, cell by cell, as `merge` does; each resulting cell keeps the setter of the
@@ -131,7 +131,18 @@ def step(db: udr.Lake, model: Model, rng: random.Random) -> None:
             model.add(commit, written(model.states[head], batch, commit.id))
         else:
             assert written(model.states[head], batch, "?") == model.states[head]
-    elif choice < 0.7:
+    elif choice < 0.62:
+        batch = random_batch(rng)
+        commit = db.overwrite("t", pa.Table.from_pylist([{"id": k, **r} for k, r in batch.items()], schema=SCHEMA),
+                              branch=branch)
+        kept = {k: v for k, v in model.states[head].items() if k in batch}
+        if commit.id != head:
+            model.add(commit, written(kept, batch, commit.id))
+    elif choice < 0.66:
+        commit = db.compact("t", branch=branch)
+        if commit.id != head:
+            model.add(commit, model.states[head])
+    elif choice < 0.74:
         present = sorted(model.states[head])
         if present:
             key = rng.choice(present)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,9 +22,10 @@ from udr.api import history
 from udr.api.context import LakeContext
 from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
-from udr.log.commits import CommitRecord
-from udr.log.format import CommitId
+from udr.log.commits import CommitRecord, TableOp
+from udr.log.format import BlobId, ChunkId, CommitId
 from udr.materialize.merge import merge_rows
+from udr.materialize.snapshot import FragmentState
 from udr.query.changefeed import CHANGE
 
 _TIME = pa.timestamp("us", tz="UTC")
@@ -49,20 +52,124 @@ def row_history(ctx: LakeContext, table: str, key: Mapping[str, object], until: 
     pk = list(state.primary_key) if state is not None and state.primary_key else None
     if pk is not None and set(key) != set(pk):
         raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; history needs exactly those columns")
-    parts = []
-    for _, cid in touching:
-        record = records[cid]
-        if len(record.parents) > 1:
-            picked = _decided(ctx, table, cid, record, key, pk)
-        else:
-            rows = history.commit_changes(ctx, table, cid, record)
-            picked = rows.filter(_matching(rows, key, table)) if rows is not None else pa.table({})
-        if picked.num_rows:
-            parts.append(_stamped(picked, cid, record))
+    if pk is not None and state is not None:
+        tracker = _RowTracker(ctx, table, key, pk, ctx.rows.schema(state.schema))
+        parts = _tracked_versions(ctx, tracker, records, pk)
+    else:
+        parts = []
+        for _, cid in touching:
+            record = records[cid]
+            if len(record.parents) > 1:
+                picked = _decided(ctx, table, cid, record, key, pk)
+            else:
+                rows = history.commit_changes(ctx, table, cid, record)
+                picked = rows.filter(_matching(rows, key, table)) if rows is not None else pa.table({})
+            if picked.num_rows:
+                parts.append(_stamped(picked, cid, record))
     schema = (ctx.rows.schema(state.schema) if state is not None else pa.schema([])).append(pa.field(CHANGE, pa.string()))
     for name, kind in _STAMPS:
         schema = schema.append(pa.field(name, kind))
     return pa.concat_tables(parts, promote_options="permissive") if parts else schema.empty_table()
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where a version of the row lives: a fragment and a row position in it."""
+
+    frag: FragmentState
+    pos: int
+
+
+class _RowTracker:
+    """Follows one key of a keyed table from commit to commit without building any commit's change rows.
+
+    In a keyed table a key is live at most once, so a commit that adds the key replaced its old version, and
+    a commit that deleted no rows (its op's `deleted` count is 0) and does not add the key left the row where
+    it was: only the few commits that delete rows need a deletion vector read.
+    """
+
+    def __init__(self, ctx: LakeContext, table: str, key: Mapping[str, object], pk: list[str], schema: pa.Schema) -> None:
+        self._ctx = ctx
+        self.table = table
+        self.key = key
+        self._pk = pk
+        self._schema = schema
+        self._rows: dict[tuple[str, int], pa.Table] = {}
+
+    def after(self, prev: _Where | None, op: TableOp) -> _Where | None:
+        """Where the row lives after `op`, given where it lived before (None: nowhere)."""
+        cur = None if op.create or op.drop or op.truncate else prev
+        if cur is not None and op.deleted and not self._live(cur.frag.chunk, cur.pos, op):
+            cur = None
+        for f in op.add:
+            frag = FragmentState(f.chunk, f.rows, f.inline, f.schema)
+            for pos in self._positions(frag):
+                if self._live(frag.chunk, pos, op):
+                    cur = _Where(frag, pos)
+        return cur
+
+    def _live(self, chunk: str, pos: int, op: TableOp) -> bool:
+        for d in op.deletes:
+            if d.chunk == chunk:
+                if d.vector is None:
+                    return False
+                frag = FragmentState(ChunkId(chunk), 0, False, BlobId(""), d.vector)
+                return pos not in set(self._ctx.rows.deleted_positions(frag).to_pylist())
+        return True
+
+    def _positions(self, frag: FragmentState) -> list[int]:
+        data = self._ctx.rows.fragment(frag, columns=self._pk, table=self.table)
+        if data.num_columns != len(self._pk):
+            return []
+        first = self._pk[0]
+        # Most fragments lack the key: one search of its first column rules them out.
+        if pc.index(data.column(first), history.key_scalar(self.key[first], data.schema.field(first).type)).as_py() < 0:
+            return []
+        return [int(p) for p in np.flatnonzero(np.asarray(_matching(data, self.key, self.table)))]
+
+    def change(self, prev: _Where | None, cur: _Where | None) -> pa.Table:
+        """The change rows from the version at `prev` to the one at `cur` (none if they hold the same values)."""
+        if prev is not None and cur is not None:
+            before, after = self._row(prev), self._row(cur)
+            if before.equals(after):
+                return pa.table({})
+            return _labelled([before, after], ["update_before", "update_after"])
+        if cur is not None:
+            return _labelled([self._row(cur)], ["insert"])
+        return _labelled([self._row(prev)], ["delete"]) if prev is not None else pa.table({})
+
+    def _row(self, where: _Where) -> pa.Table:
+        found = self._rows.get((where.frag.chunk, where.pos))
+        if found is None:
+            found = self._ctx.rows.rows_at_as(where.frag, np.array([where.pos]), self._schema, table=self.table)
+            self._rows[(where.frag.chunk, where.pos)] = found
+        return found
+
+
+def _labelled(rows: list[pa.Table], kinds: list[str]) -> pa.Table:
+    return pa.concat_tables(rows).append_column(CHANGE, pa.array(kinds, pa.string()))
+
+
+def _tracked_versions(ctx: LakeContext, tracker: _RowTracker, records: Mapping[CommitId, CommitRecord],
+                      pk: list[str]) -> list[pa.Table]:
+    """The stamped versions of the tracked row, in log order, through every parent."""
+    table = tracker.table
+    where: dict[CommitId, _Where | None] = {}
+    parts = []
+    for _, cid in sorted((r.seq, c) for c, r in records.items()):
+        record = records[cid]
+        prev = where.get(record.parents[0]) if record.parents else None
+        op = record.tables.get(table)
+        cur = where[cid] = tracker.after(prev, op) if op is not None else prev
+        if len(record.parents) > 1:
+            picked = _decided(ctx, table, cid, record, tracker.key, pk)
+        elif op is not None and not op.rewrite and cur != prev:
+            picked = tracker.change(prev, cur)
+        else:
+            continue
+        if picked.num_rows:
+            parts.append(_stamped(picked, cid, record))
+    return parts
 
 
 def _matching(rows: pa.Table, key: Mapping[str, object], table: str) -> pa.ChunkedArray | pa.Array:
