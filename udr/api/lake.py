@@ -487,7 +487,7 @@ class Lake:
                              source=source, skip=skip, tables=tables, on_conflict=on_conflict)
 
     def blame(self, table: str, key: Mapping[str, object] | None = None, branch: str = "main") -> pa.Table:
-        """Who last set each cell of keyed `table`'s current rows (or of row `key`); see `udr.api.blame.blame`.
+        """Who last set each cell of keyed `table` (or row `key`): `<col>__commit`, `<col>__author`, `<col>__time`.
 
         Raises:
             TableNotFound, RefNotFound, UsageError (no primary key, or `key` does not match it).
