@@ -233,3 +233,20 @@ def test_history_shows_commit_metadata(tmp_path: Path) -> None:
         tx.upsert("t", pa.table({"id": [1], "a": [1], "b": ["x"]}))
     found = db.history("t", {"id": 1})
     assert found.column("_metadata").to_pylist() == ['{"ticket": "FIN-7"}']
+
+
+def test_blame_with_a_composite_key_through_a_merge(tmp_path: Path) -> None:
+    db = udr.open(tmp_path / "lake")
+    schema = pa.schema([("o", pa.int64()), ("l", pa.string()), ("q", pa.int64()), ("note", pa.string())])
+    db.create_table("lines", schema, primary_key=["o", "l"])
+    db.append("lines", pa.table({"o": [1, 1, 2], "l": ["a", "b", "a"], "q": [1, 2, 3], "note": ["", "", ""]},
+                                schema=schema), author="ann")
+    db.create_branch("dev")
+    db.upsert("lines", pa.table({"o": [1], "l": ["b"], "q": [20], "note": [""]}, schema=schema), author="bo")
+    db.upsert("lines", pa.table({"o": [1], "l": ["b"], "q": [2], "note": ["late"]}, schema=schema), branch="dev",
+              author="cy")
+    db.delete("lines", "o = 2", branch="dev", author="cy")
+    db.merge("dev", author="merger")
+    blamed = {(r["o"], r["l"]): (r["q__author"], r["note__author"]) for r in db.blame("lines").to_pylist()}
+    assert blamed == {(1, "a"): ("ann", "ann"), (1, "b"): ("bo", "cy")}
+    assert db.blame("lines", key={"o": 1, "l": "b"}).column("note__author").to_pylist() == ["cy"]

@@ -45,8 +45,6 @@ def row_history(ctx: LakeContext, table: str, key: Mapping[str, object], until: 
     """
     state = ctx.materializer.snapshot(until).get(table)
     records = {c: ctx.log.get_commit(c) for c in graph.ancestors(ctx.log, until)}
-    # A merge that kept our side of a conflict changed nothing relative to its first parent: it is read too.
-    touching = sorted((r.seq, c) for c, r in records.items() if table in r.tables or len(r.parents) > 1)
     if state is None and not any(table in r.tables for r in records.values()):
         raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, ctx.materializer.snapshot(until)))
     pk = list(state.primary_key) if state is not None and state.primary_key else None
@@ -57,6 +55,8 @@ def row_history(ctx: LakeContext, table: str, key: Mapping[str, object], until: 
         parts = _tracked_versions(ctx, tracker, records, pk)
     else:
         parts = []
+        # A merge that kept our side of a conflict changed nothing relative to its first parent: it is read too.
+        touching = sorted((r.seq, c) for c, r in records.items() if table in r.tables or len(r.parents) > 1)
         for _, cid in touching:
             record = records[cid]
             if len(record.parents) > 1:
