@@ -18,14 +18,15 @@ TRACKED = 42
 
 
 def small_commits(db: udr.Lake) -> tuple[float, udr.Commit, udr.Commit]:
-    """1,000 upserts of 5 rows, the tracked key in every 10th; every 100th commit merges a one-commit branch and
-    commit 5 is a "bad import" of keys nothing else writes. Returns commits per second, the start and the import."""
+    """1,000 commits upserting 5 rows, the tracked key in every 10th; every 100 commits a branch and main both
+    change the tracked row and the branch is merged (10 merge commits); commit 5 is a "bad import" of keys
+    nothing else writes. Returns commits per second, the start and the import."""
     schema = pa.schema([("id", pa.int64()), ("v", pa.int64()), ("s", pa.string())])
     start = db.create_table("t", schema, primary_key=["id"])
     bad = start
     began = time.perf_counter()
     made = 0
-    for i in range(COMMITS - 2 * (COMMITS // 100)):
+    for i in range(COMMITS - 3 * (COMMITS // 100)):
         ids = [(i * 7 + j) % KEYS + 100 for j in range(5)]
         if i % 10 == 0:
             ids[0] = TRACKED
@@ -36,11 +37,13 @@ def small_commits(db: udr.Lake) -> tuple[float, udr.Commit, udr.Commit]:
         bad = done if i == 5 else bad
         made += 1
         if i % 100 == 99:
+            # Both sides change the tracked row, so the merge decides a conflict (and history lists it).
             db.create_branch("side", at=done.id)
             db.upsert("t", pa.table({"id": [TRACKED], "v": [-i], "s": ["side"]}, schema=schema), branch="side")
+            db.upsert("t", pa.table({"id": [TRACKED], "v": [i], "s": ["main"]}, schema=schema))
             db.merge("side", strategy="theirs", author="merger")
             db.delete_branch("side")
-            made += 2
+            made += 3
     return made / (time.perf_counter() - began), start, bad
 
 

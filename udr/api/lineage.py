@@ -95,6 +95,7 @@ class _RowTracker:
         self._pk = pk
         self._schema = schema
         self._rows: dict[tuple[str, int], pa.Table] = {}
+        self._scalars: dict[pa.DataType, pa.Scalar] = {}
 
     def after(self, prev: _Where | None, op: TableOp) -> _Where | None:
         """Where the row lives after `op`, given where it lived before (None: nowhere)."""
@@ -122,10 +123,15 @@ class _RowTracker:
         if data.num_columns != len(self._pk):
             return []
         first = self._pk[0]
+        kind = data.schema.field(first).type
+        wanted = self._scalars.get(kind)
+        if wanted is None:
+            wanted = self._scalars[kind] = history.key_scalar(self.key[first], kind)
         # Most fragments lack the key: one search of its first column rules them out.
-        if pc.index(data.column(first), history.key_scalar(self.key[first], data.schema.field(first).type)).as_py() < 0:
+        if pc.index(data.column(first), wanted).as_py() < 0:
             return []
-        return [int(p) for p in np.flatnonzero(np.asarray(_matching(data, self.key, self.table)))]
+        positions: list[int] = pc.indices_nonzero(_matching(data, self.key, self.table)).to_pylist()
+        return positions
 
     def change(self, prev: _Where | None, cur: _Where | None) -> pa.Table:
         """The change rows from the version at `prev` to the one at `cur` (none if they hold the same values)."""
@@ -137,6 +143,17 @@ class _RowTracker:
         if cur is not None:
             return _labelled([self._row(cur)], ["insert"])
         return _labelled([self._row(prev)], ["delete"]) if prev is not None else pa.table({})
+
+    def decided(self, base: _Where | None, ours: _Where | None, theirs: _Where | None, merged: _Where | None,
+                pk: list[str]) -> pa.Table:
+        """The change rows of a merge to the row if it decided a conflict on it (see `_decided`), else none."""
+        mine, other = self.change(base, ours), self.change(base, theirs)
+        if not (mine.num_rows and other.num_rows):
+            return pa.table({})
+        if not merge_rows(self.table, self._schema, pk, mine, other, strategy=None).conflicts:
+            return pa.table({})
+        picked = self.change(ours, merged)
+        return picked if picked.num_rows else self.change(theirs, merged)
 
     def _row(self, where: _Where) -> pa.Table:
         found = self._rows.get((where.frag.chunk, where.pos))
@@ -162,7 +179,11 @@ def _tracked_versions(ctx: LakeContext, tracker: _RowTracker, records: Mapping[C
         op = record.tables.get(table)
         cur = where[cid] = tracker.after(prev, op) if op is not None else prev
         if len(record.parents) > 1:
-            picked = _decided(ctx, table, cid, record, tracker.key, pk)
+            theirs = where.get(record.parents[1])
+            if theirs == prev:
+                continue  # both sides hold the same version of the row: nothing to decide
+            base = where.get(graph.merge_base(ctx.log, record.parents[0], record.parents[1]))
+            picked = tracker.decided(base, prev, theirs, cur, pk)
         elif op is not None and not op.rewrite and cur != prev:
             picked = tracker.change(prev, cur)
         else:
