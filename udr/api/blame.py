@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -59,7 +60,35 @@ def blame(ctx: LakeContext, table: str, key: Mapping[str, object] | None, head: 
         raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; blame of one row needs exactly those columns")
     tracer = _Tracer(ctx, table, pk, values, schema)
     origins = tracer.origins(head, _key_table(key, schema, pk) if key is not None else None)
-    return tracer.labelled(origins.sort_by([(k, "ascending") for k in pk]))
+    if not _sorted(origins, pk):
+        origins = origins.sort_by([(k, "ascending") for k in pk])
+    return tracer.labelled(origins)
+
+
+def _scatter_max(base: pa.Table, key: str, small: pa.Table, columns: list[str],
+                 base_column: str | None = None) -> tuple[list[pa.Array], pa.Table]:
+    """Per column of `columns`, `base`'s values (of `base_column` if given; never null), in `base`'s order, raised
+    to `small`'s value on the rows whose `key` `small` holds; and the keys both hold. `small` is the few rows."""
+    # Whole arrays: some kernels crash on a chunked array with no chunks (an empty table).
+    keys = base.column(key).combine_chunks()
+    positions = pc.indices_nonzero(pc.is_in(keys, value_set=small.column(key).combine_chunks()))
+    sub = pa.table({key: keys.take(positions), "__pos": positions}).join(small, keys=key, join_type="inner")
+    at = sub.column("__pos").to_numpy()
+    out = []
+    for c in columns:
+        values = base.column(base_column or c).combine_chunks().to_numpy(zero_copy_only=False).copy()
+        values[at] = np.maximum(values[at], pc.fill_null(sub.column(c), -1).to_numpy())
+        out.append(pa.array(values, _SEQ))
+    return out, sub.select([key])
+
+
+def _sorted(rows: pa.Table, key: list[str]) -> bool:
+    """Whether `rows` are already in key order (checked for one numeric key column without nulls only)."""
+    column = rows.column(key[0])
+    if len(key) > 1 or column.null_count or not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        return False
+    values = column.combine_chunks().to_numpy(zero_copy_only=False)
+    return bool(np.all(values[1:] >= values[:-1]))
 
 
 def _key_table(key: Mapping[str, object], schema: pa.Schema, pk: list[str]) -> pa.Table:
@@ -104,13 +133,10 @@ class _Tracer:
         updates = [u for _, u in events if u is not None]
         if updates:
             latest = pa.concat_tables(updates).group_by(self._key).aggregate([(c, "max") for c in self._values])
-            found = found.join(latest, keys=self._key, join_type="left outer")
-        columns = [found.column(k) for k in self._key]
-        for c in self._values:
-            # An update after the last insert set the cell later; an update before it is overridden by it.
-            columns.append(pc.max_element_wise(found.column("__ins"), found.column(f"{c}_max"), skip_nulls=True)
-                           if updates else found.column("__ins"))
-        found = pa.table(columns, names=[*self._key, *self._values])
+            found = self._with_updates(found, latest.rename_columns({f"{c}_max": c for c in self._values}))
+        else:
+            found = pa.table([*(found.column(k) for k in self._key), *(found.column("__ins") for _ in self._values)],
+                             names=[*self._key, *self._values])
         for record in sorted((r for _, r in chain if len(r.parents) > 1), key=lambda r: r.seq, reverse=True):
             found = self._through_merge(found, record)
         return found
@@ -133,9 +159,22 @@ class _Tracer:
         if len(self._key) > 1:
             return grouped(parts)
         small = grouped(rest)
-        shared = pc.is_in(big.column(self._key[0]), value_set=small.column(self._key[0]))
-        return pa.concat_tables([big.filter(pc.invert(shared)),
-                                 grouped([small, big.filter(shared)]).select(big.column_names)])
+        ev, matched = _scatter_max(big, self._key[0], small, ["__ev"])
+        added = small.join(matched, keys=self._key, join_type="left anti").sort_by(self._key[0])
+        # Keys keep their place in the big load; keys new since then follow in key order.
+        return pa.concat_tables([big.set_column(big.schema.get_field_index("__ev"), "__ev", ev[0]),
+                                 added.select(big.column_names)])
+
+    def _with_updates(self, found: pa.Table, latest: pa.Table) -> pa.Table:
+        """`found` (keys, `__ins`) plus each value column: the later of the row's last insert and last update."""
+        if len(self._key) == 1:
+            columns, _ = _scatter_max(found, self._key[0], latest, self._values, base_column="__ins")
+            return pa.table([found.column(self._key[0]), *columns], names=[*self._key, *self._values])
+        joined = found.join(latest.rename_columns({c: f"{c}__upd" for c in self._values}), keys=self._key,
+                            join_type="left outer")
+        return pa.table([*(joined.column(k) for k in self._key),
+                         *(pc.max_element_wise(joined.column("__ins"), joined.column(f"{c}__upd"), skip_nulls=True)
+                           for c in self._values)], names=[*self._key, *self._values])
 
     def _through_merge(self, found: pa.Table, record: CommitRecord) -> pa.Table:
         """Cells whose latest setter on this chain is merge `record` came from its second parent: blame them there."""
@@ -203,15 +242,21 @@ class _Tracer:
     def labelled(self, origins: pa.Table) -> pa.Table:
         """`origins` with each value column's seq replaced by `<col>__commit`, `<col>__author` and `<col>__time`."""
         seqs = sorted(self._records)
-        value_set = pa.array(seqs, _SEQ)
         ids = pa.array([self._records[s][0] for s in seqs], pa.string())
         authors = pa.array([self._records[s][1].author for s in seqs], pa.string())
-        times = pa.array([self._records[s][1].time_us for s in seqs], pa.int64()).cast(_TIME)
+        times = np.array([self._records[s][1].time_us for s in seqs], dtype=np.int64)
+        # seq -> index into the arrays above: seqs are log positions, so a dense lookup table is small.
+        lookup = np.full(max(seqs) + 2, -1, dtype=np.int32)
+        lookup[np.array(seqs, dtype=np.int64)] = np.arange(len(seqs), dtype=np.int32)
         arrays: list[pa.Array | pa.ChunkedArray] = [origins.column(k) for k in self._key]
         names = list(self._key)
         for c in self._values:
-            at = pc.index_in(origins.column(c).combine_chunks(), value_set=value_set)
-            arrays += [pa.DictionaryArray.from_arrays(at, ids), pa.DictionaryArray.from_arrays(at, authors),
-                       pc.take(times, at)]
+            found = pc.fill_null(origins.column(c).combine_chunks(), -1).to_numpy(zero_copy_only=False)
+            at = lookup[found]
+            valid = pa.array(at >= 0)
+            indices = pc.if_else(valid, pa.array(at), pa.scalar(None, pa.int32()))
+            arrays += [pa.DictionaryArray.from_arrays(indices, ids), pa.DictionaryArray.from_arrays(indices, authors),
+                       pc.if_else(valid, pa.array(times[np.maximum(at, 0)], pa.int64()).cast(_TIME),
+                                  pa.scalar(None, _TIME))]
             names += [f"{c}__commit", f"{c}__author", f"{c}__time"]
         return pa.table(arrays, names=names)
