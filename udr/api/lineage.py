@@ -29,6 +29,7 @@ from udr.materialize.snapshot import FragmentState
 from udr.query.changefeed import CHANGE
 
 _TIME = pa.timestamp("us", tz="UTC")
+_Version = tuple[pa.Table, CommitId, CommitRecord]
 _STAMPS = (("_commit_id", pa.string()), ("_commit_time", _TIME), ("_author", pa.string()),
            ("_message", pa.string()), ("_metadata", pa.string()))
 
@@ -65,11 +66,11 @@ def row_history(ctx: LakeContext, table: str, key: Mapping[str, object], until: 
                 rows = history.commit_changes(ctx, table, cid, record)
                 picked = rows.filter(_matching(rows, key, table)) if rows is not None else pa.table({})
             if picked.num_rows:
-                parts.append(_stamped(picked, cid, record))
+                parts.append((picked, cid, record))
     schema = (ctx.rows.schema(state.schema) if state is not None else pa.schema([])).append(pa.field(CHANGE, pa.string()))
     for name, kind in _STAMPS:
         schema = schema.append(pa.field(name, kind))
-    return pa.concat_tables(parts, promote_options="permissive") if parts else schema.empty_table()
+    return _stamped(parts) if parts else schema.empty_table()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class _RowTracker:
         self._schema = schema
         self._rows: dict[tuple[str, int], pa.Table] = {}
         self._scalars: dict[pa.DataType, pa.Scalar] = {}
+        self._found: dict[str, list[int]] = {}
 
     def after(self, prev: _Where | None, op: TableOp) -> _Where | None:
         """Where the row lives after `op`, given where it lived before (None: nowhere)."""
@@ -118,7 +120,34 @@ class _RowTracker:
                 return pos not in set(self._ctx.rows.deleted_positions(frag).to_pylist())
         return True
 
+    def prefetch(self, ops: list[TableOp]) -> None:
+        """Search the key in every fragment `ops` add at once (one vectorised search, not one per commit)."""
+        frags = {f.chunk: FragmentState(f.chunk, f.rows, f.inline, f.schema) for op in ops for f in op.add}
+        parts, chunks = [], []
+        for chunk, frag in frags.items():
+            data = self._ctx.rows.fragment(frag, columns=self._pk, table=self.table)
+            if data.num_columns == len(self._pk) and data.num_rows:
+                parts.append(data)
+                chunks.append(chunk)
+            else:
+                self._found[chunk] = []
+        try:
+            joined = pa.concat_tables(parts) if parts else None
+        except pa.ArrowInvalid:
+            return  # the key's type changed over time: each fragment is searched on its own
+        self._found.update((chunk, []) for chunk in chunks)
+        if joined is None:
+            return
+        hits = np.asarray(pc.indices_nonzero(_matching(joined, self.key, self.table)), dtype=np.int64)
+        starts = np.cumsum([0] + [p.num_rows for p in parts])
+        owners = np.searchsorted(starts, hits, side="right") - 1
+        for hit, owner in zip(hits.tolist(), owners.tolist(), strict=True):
+            self._found[chunks[owner]].append(hit - int(starts[owner]))
+
     def _positions(self, frag: FragmentState) -> list[int]:
+        known = self._found.get(frag.chunk)
+        if known is not None:
+            return known
         data = self._ctx.rows.fragment(frag, columns=self._pk, table=self.table)
         if data.num_columns != len(self._pk):
             return []
@@ -168,11 +197,12 @@ def _labelled(rows: list[pa.Table], kinds: list[str]) -> pa.Table:
 
 
 def _tracked_versions(ctx: LakeContext, tracker: _RowTracker, records: Mapping[CommitId, CommitRecord],
-                      pk: list[str]) -> list[pa.Table]:
+                      pk: list[str]) -> list[_Version]:
     """The stamped versions of the tracked row, in log order, through every parent."""
     table = tracker.table
     where: dict[CommitId, _Where | None] = {}
-    parts = []
+    parts: list[_Version] = []
+    tracker.prefetch([op for r in records.values() if (op := r.tables.get(table)) is not None])
     for _, cid in sorted((r.seq, c) for c, r in records.items()):
         record = records[cid]
         prev = where.get(record.parents[0]) if record.parents else None
@@ -189,7 +219,7 @@ def _tracked_versions(ctx: LakeContext, tracker: _RowTracker, records: Mapping[C
         else:
             continue
         if picked.num_rows:
-            parts.append(_stamped(picked, cid, record))
+            parts.append((picked, cid, record))
     return parts
 
 
@@ -234,9 +264,13 @@ def _decided(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord, 
     return picked
 
 
-def _stamped(rows: pa.Table, cid: CommitId, record: CommitRecord) -> pa.Table:
-    n = rows.num_rows
-    values = (cid, record.time_us, record.author, record.message, json.dumps(dict(record.metadata), sort_keys=True))
-    for (name, kind), value in zip(_STAMPS, values, strict=True):
-        rows = rows.append_column(name, pa.repeat(pa.scalar(value, pa.int64() if kind == _TIME else kind), n).cast(kind))
+def _stamped(parts: list[_Version]) -> pa.Table:
+    """The change rows of every version, each stamped with its commit."""
+    rows = pa.concat_tables([p for p, _, _ in parts], promote_options="permissive")
+    owner = pa.array(np.repeat(np.arange(len(parts)), [p.num_rows for p, _, _ in parts]))
+    values = ([cid for _, cid, _ in parts], [r.time_us for _, _, r in parts], [r.author for _, _, r in parts],
+              [r.message for _, _, r in parts], [json.dumps(dict(r.metadata), sort_keys=True) for _, _, r in parts])
+    for (name, kind), column in zip(_STAMPS, values, strict=True):
+        stamps = pa.array(column, pa.int64() if kind == _TIME else kind).take(owner)
+        rows = rows.append_column(name, stamps.cast(kind))
     return rows
