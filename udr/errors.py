@@ -70,7 +70,8 @@ class GroupBusy(UdrError):
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """One merge conflict: `column` is None for a whole-row or table-level conflict."""
+    """One merge conflict: `column` is None for a whole-row or table-level conflict; `commit` names the commit
+    being re-applied when a cherry-pick or replay conflicts (None for a merge or revert)."""
 
     table: str
     key: dict[str, object] | None
@@ -78,6 +79,7 @@ class Conflict:
     base: object
     ours: object
     theirs: object
+    commit: str | None = None
 
 
 class MergeConflict(UdrError):

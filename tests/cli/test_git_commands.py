@@ -59,8 +59,8 @@ def test_history_prints_every_version_of_a_row_oldest_first(udr_cli: Udr, lake: 
     seed, rescore, drop = (head(lake, f"main~{n}") for n in (2, 1, 0))
     rows = cells(udr_cli.ok("history", "people", "--key", "id=2"))
     assert [r[:2] + r[3:] for r in rows] == [
-        ["insert", seed.short_id, "ann", "seed", "2", "bob", "2.0"],
-        ["update", rescore.short_id, "bob", "rescore", "2", "bob", "20.0"],
+        ["insert", seed.short_id, "ann", "seed", "", "2", "bob", "2.0"],
+        ["update", rescore.short_id, "bob", "rescore", "", "2", "bob", "20.0"],
     ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", r[2]) for r in rows)
     gone = cells(udr_cli.ok("history", "people", "--key", "id=3"))

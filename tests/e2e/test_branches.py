@@ -481,7 +481,7 @@ def test_compacting_on_a_branch_leaves_main_alone(lake: udr.Lake) -> None:
 
 def test_the_change_feed_of_main_shows_a_merge_as_one_commit_of_what_it_brought(lake: udr.Lake) -> None:
     ours = lake.upsert("items", items((1, "apple", 11, 1.0)))
-    lake.upsert("items", items((2, "pear", 22, 2.0)), branch="dev")
+    pear = lake.upsert("items", items((2, "pear", 22, 2.0)), branch="dev")
     lake.delete("items", keys={"id": [3]}, branch="dev")
     merged = lake.merge("dev")
     feed = lake.changes("items", since=ours.id)
@@ -489,7 +489,8 @@ def test_the_change_feed_of_main_shows_a_merge_as_one_commit_of_what_it_brought(
     assert set(feed.column("_commit_id").to_pylist()) == {merged.id}
     versions = lake.history("items", key={"id": 2})
     assert versions.column("_change").to_pylist() == ["insert", "update_before", "update_after"]
-    assert versions.column("_commit_id").to_pylist()[-1] == merged.id
+    # History follows every parent: the version is credited to the dev commit that wrote it (issue 12).
+    assert versions.column("_commit_id").to_pylist()[-1] == pear.id
 
 
 def test_reverting_a_merge_commit_undoes_what_the_merge_brought(lake: udr.Lake) -> None:

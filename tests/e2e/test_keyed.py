@@ -509,7 +509,7 @@ def test_history_lists_every_version_of_one_row_oldest_first_with_who_and_why(ke
     gone = keyed.delete("orders", "id = 2", author="bob", message="cancel")
     back = keyed.upsert("orders", orders((2, "again", 22.0)), author="cy", message="reopen")
     history = keyed.history("orders", key={"id": 2})
-    assert history.column_names == ORDERS.names + ["_change", "_commit_id", "_commit_time", "_author", "_message"]
+    assert history.column_names == ORDERS.names + ["_change", "_commit_id", "_commit_time", "_author", "_message", "_metadata"]
     assert [(r["status"], r["_change"], r["_commit_id"], r["_author"], r["_message"]) for r in history.to_pylist()] == [
         ("new", "insert", load.id, load.author, "load"),
         ("new", "update_before", pay.id, "ann", "pay"),

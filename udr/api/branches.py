@@ -7,11 +7,13 @@ table is taken whole from one side, and commits with compare-and-swap on the tar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from udr.api import history, retention
+from udr.api.replay import Reapply
 from udr.api.transaction import Transaction
 from udr.errors import (
     Conflict,
@@ -30,6 +32,7 @@ from udr.materialize.multiset import merge_multiset
 from udr.materialize.schemas import rename_by_id
 from udr.materialize.snapshot import TableState
 from udr.query.diff import matching_keys
+from udr.values import Commit
 
 if TYPE_CHECKING:
     from udr.api.lake import Lake
@@ -211,8 +214,10 @@ def check_strategy(strategy: str | None) -> None:
 
 
 def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
-              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None) -> Transaction:
-    """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch`.
+              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None,
+              metadata: Mapping[str, str] | None = None, tables: AbstractSet[str] | None = None) -> Transaction:
+    """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch` (only of `tables`,
+    None: every table).
 
     Raises:
         MergeConflict: conflicting changes (and no `strategy`); nothing is staged.
@@ -225,7 +230,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
         if not snaps[0].get(table) == snaps[1].get(table) == snaps[2].get(table):
             for commit in (base, ours, theirs):  # the merge reads this table's rows at all three
                 retention.check_readable(ctx, commit, (table,))
-    tx = Transaction(lake, branch=branch, message=message, author=author, metadata={})
+    tx = Transaction(lake, branch=branch, message=message, author=author, metadata=metadata or {})
     if tx.base != ours:
         tx.abort()
         raise ConflictError(f"branch {branch!r} moved from {ours[:7]} to {tx.base[:7]} during the merge; merge again")
@@ -235,7 +240,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
         # Plan every table before staging any: a conflict anywhere must leave no chunk written.
         plans = [_merge_table(lake, tx, table, snaps[0].get(table), snaps[1].get(table), snaps[2].get(table),
                               strategy, conflicts)
-                 for table in sorted(set().union(*snaps))]
+                 for table in sorted(set().union(*snaps)) if tables is None or table in tables]
         if conflicts:
             raise MergeConflict(
                 f"{len(conflicts)} conflict(s) merging {theirs[:10]} into {branch!r}: "
@@ -254,6 +259,18 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
         tx.abort()
         raise
     return tx
+
+
+def reapplier(lake: Lake) -> Reapply:
+    """How `udr.api.replay` commits one re-applied change on a branch of `lake`: a `three_way` merge of `theirs`
+    over `base` into the branch's head, with no second parent."""
+
+    def reapply(branch: str, base: CommitId, theirs: CommitId, message: str, author: str,
+                metadata: Mapping[str, str], tables: AbstractSet[str] | None) -> Commit:
+        return three_way(lake, branch=branch, base=base, ours=CommitId(lake.resolve(None, branch)), theirs=theirs, parents=(),
+                         message=message, author=author, strategy=None, metadata=metadata, tables=tables).commit()
+
+    return reapply
 
 
 def _describe(c: Conflict) -> str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.api.context import LakeContext
-from udr.errors import TableNotFound, UsageError, close_matches
+from udr.errors import TableNotFound, close_matches
 from udr.log import graph
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId
@@ -130,34 +130,8 @@ def changes(ctx: LakeContext, table: str, since: CommitId | None, until: CommitI
     return _unify(parts, _change_schema(ctx, table, until))
 
 
-def history(ctx: LakeContext, table: str, key: Mapping[str, object], until: CommitId) -> pa.Table:
-    """Every version of the row with primary key `key`, oldest first, with who changed it and why."""
-    state = ctx.materializer.snapshot(until).get(table)
-    chain = first_parent_range(ctx, None, until)
-    _check_table_known(ctx, table, chain, until)
-    pk = state.primary_key if state is not None else None
-    if pk is not None and set(key) != set(pk):
-        raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; history needs exactly those columns")
-    parts = []
-    for cid, record, rows in _commits_touching(ctx, table, chain, until):
-        mask = None
-        for column, value in key.items():
-            if column not in rows.column_names:
-                raise UsageError(f"table {table!r} has no column {column!r}")
-            hit = pc.equal(rows.column(column), _key_scalar(value, rows.schema.field(column).type))
-            mask = hit if mask is None else pc.and_(mask, hit)
-        picked = rows.filter(pc.fill_null(mask, False))
-        if picked.num_rows:
-            picked = _stamp(picked, cid, record).drop_columns(["_commit_seq"])
-            n = picked.num_rows
-            picked = picked.append_column("_author", pa.repeat(pa.scalar(record.author, pa.string()), n))
-            parts.append(picked.append_column("_message", pa.repeat(pa.scalar(record.message, pa.string()), n)))
-    schema = _change_schema(ctx, table, until).remove(_change_schema(ctx, table, until).get_field_index("_commit_seq"))
-    schema = schema.append(pa.field("_author", pa.string())).append(pa.field("_message", pa.string()))
-    return _unify(parts, schema)
-
-
-def _key_scalar(value: object, kind: pa.DataType) -> pa.Scalar:
+def key_scalar(value: object, kind: pa.DataType) -> pa.Scalar:
+    """`value` as a scalar of the key column type `kind` (text such as "2024-05-01" is cast)."""
     # Typed directly: inferring first would overflow uint64 keys above 2**63 and drop nanoseconds.
     try:
         return pa.scalar(value, type=kind)

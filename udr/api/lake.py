@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from udr.api import branches, erasure, history, retention
+from udr.api import blame, branches, erasure, history, lineage, replay, retention
 from udr.api.changes import LakeChanges, commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData
@@ -367,13 +367,13 @@ class Lake:
         return history.changes(self._ctx, table, start, self._resolve(until, branch))
 
     def history(self, table: str, key: Mapping[str, object], branch: str = "main") -> pa.Table:
-        """Every version of one row (by primary key), oldest first, with `_change`, `_commit_id`,
-        `_commit_time`, `_author` and `_message`.
+        """Every version of one row (by primary key) through every parent, oldest first, with `_change`,
+        `_commit_id`, `_commit_time`, `_author`, `_message` and `_metadata` (see `udr.api.lineage`).
 
         Raises:
             TableNotFound, RefNotFound, UsageError (key columns do not match the table's key).
         """
-        return history.history(self._ctx, table, dict(key), self._head(branch))
+        return lineage.row_history(self._ctx, table, dict(key), self._head(branch))
 
     def diff(self, table: str, a: Ref, b: Ref = None, *, branch: str = "main") -> pa.Table:
         """The net row changes to `table` from ref `a` to ref `b` (same columns as `changes`).
@@ -394,10 +394,7 @@ class Lake:
         Raises:
             TableNotFound, ConflictError.
         """
-        with self.transaction(branch, message=f"compact {table}", author=author or "udr") as tx:
-            tx.compact(table)
-        assert tx.committed is not None
-        return tx.committed
+        return self._one_commit(branch, f"compact {table}", author or "udr", lambda tx: tx.compact(table))
 
     # -- branches and tags -----------------------------------------------------------------------------
 
@@ -470,11 +467,10 @@ class Lake:
             retention.check_readable(self._ctx, theirs, self._materializer.snapshot(theirs))
             self._log.update_ref(branch_key(into), theirs, ours)
             return self.commit_info(theirs)
-        tx = branches.three_way(
+        return branches.three_way(
             self, branch=into, base=base, ours=ours, theirs=theirs, parents=(ours, theirs),
             message=message or f"merge {source} into {into}", author=author or self._default_author(), strategy=strategy,
-        )
-        return tx.commit()
+        ).commit()
 
     def reset(self, branch: str, to: Ref) -> Commit:
         """Move `branch`'s head to `to` (the old head stays in the log, reachable by id).
@@ -492,20 +488,36 @@ class Lake:
         """Commit the inverse of one commit on `branch` (a three-way merge of its parent over it).
 
         Raises:
-            RefNotFound, MergeConflict (later commits changed the same cells).
+            RefNotFound, UsageError, MergeConflict (later commits changed the same cells).
         """
-        target = self._resolve(commit, branch)
-        record = self._log.get_commit(target)
-        if not record.parents:
-            raise UsageError("the root commit cannot be reverted")
-        head = self._head(branch)
-        if target not in branches.ancestors(self, head):
-            raise UsageError(f"commit {target[:10]} is not in the history of branch {branch!r}; nothing to revert")
-        tx = branches.three_way(
-            self, branch=branch, base=target, ours=head, theirs=record.parents[0], parents=(),
-            message=f"revert {target[:10]}: {record.message}", author=author or self._default_author(), strategy=None,
-        )
-        return tx.commit()
+        return replay.revert(self._ctx, branches.reapplier(self), commit, branch, author or self._default_author())
+
+    def cherry_pick(self, commit: Ref, onto: str = "main", *, author: str | None = None) -> Commit:
+        """Re-apply one commit's changes cell by cell as a new commit on branch `onto` (see `udr.api.replay`).
+
+        Raises:
+            RefNotFound, UsageError, MergeConflict (`onto` changed the same cells; nothing was written).
+        """
+        return replay.cherry_pick(self._ctx, branches.reapplier(self), self._resolve(commit, onto), onto, author)
+
+    def replay(self, onto: str, start: Ref, until: Ref = None, *, source: str = "main", skip: tuple[Ref, ...] = (),
+               tables: list[str] | None = None, on_conflict: str = "raise") -> Commit:
+        """Create branch `onto` at `start` and re-apply there each later commit of `source` up to `until` but those
+        in `skip` (only changes to `tables` if given), keeping author, message and metadata; see `udr.api.replay`.
+
+        Raises:
+            RefNotFound, UsageError, MergeConflict (each conflict names its commit; `onto` is then not created).
+        """
+        return replay.replay(self._ctx, branches.reapplier(self), self, onto=onto, start=start, until=until,
+                             source=source, skip=skip, tables=tables, on_conflict=on_conflict)
+
+    def blame(self, table: str, key: Mapping[str, object] | None = None, branch: str = "main") -> pa.Table:
+        """Who last set each cell of keyed `table` (or row `key`): `<col>__commit`, `<col>__author`, `<col>__time`.
+
+        Raises:
+            TableNotFound, RefNotFound, UsageError (no primary key, or `key` does not match it).
+        """
+        return blame.blame(self._ctx, table, key, self._head(branch))
 
     # -- change streams --------------------------------------------------------------------------------
 

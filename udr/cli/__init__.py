@@ -27,7 +27,9 @@ _COMMANDS = {
     "init": "tables", "import": "tables", "tables": "tables",
     "sql": "query",
     "log": "history", "show": "history", "history": "history", "changes": "history", "diff": "history",
+    "blame": "history",
     "branch": "branches", "tag": "branches", "merge": "branches", "reset": "branches", "revert": "branches",
+    "cherry-pick": "branches", "replay": "branches",
     "tail": "streams", "groups": "streams",
     "publish": "publish", "unpublish": "publish",
     "verify": "maintenance", "rebuild": "maintenance", "gc": "maintenance", "stats": "maintenance",
@@ -51,7 +53,7 @@ class _UdrGroup(click.Group):
         if theme is None:
             return None
         module = importlib.import_module(f"udr.cli.commands.{theme}")
-        command: click.Command = getattr(module, "import_file" if cmd_name == "import" else cmd_name)
+        command: click.Command = getattr(module, "import_file" if cmd_name == "import" else cmd_name.replace("-", "_"))
         return command
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,

@@ -126,11 +126,12 @@ def json_scalar(value: object) -> object:
 
 
 def versions_table(history: pa.Table) -> pa.Table:
-    """The versions of a row (`Lake.history`) as shown: change, short commit id, time, author, message, values.
+    """The versions of a row (`Lake.history`) as shown: change, short commit id, time, author, message, metadata
+    (blank when none), values.
 
     An update's before-image is left out: it is the version on the line above. `update_after` reads `update`.
     """
-    stamps = ["_change", "_commit_id", "_commit_time", "_author", "_message"]
+    stamps = ["_change", "_commit_id", "_commit_time", "_author", "_message", "_metadata"]
     history = history.filter(pc.not_equal(history.column("_change"), "update_before"))
     shown = pa.table({
         "change": pc.replace_substring(history.column("_change"), "update_after", "update"),
@@ -138,6 +139,7 @@ def versions_table(history: pa.Table) -> pa.Table:
         "time": commit_times(history.column("_commit_time")),
         "author": history.column("_author"),
         "message": history.column("_message"),
+        "metadata": pc.if_else(pc.equal(history.column("_metadata"), "{}"), "", history.column("_metadata")),
     })
     for field, column in zip(history.schema, history.columns, strict=True):
         if field.name not in stamps:

@@ -1,7 +1,9 @@
-"""`udr branch`, `tag`, `merge`, `reset` and `revert`: move, name and combine versions; no data is copied."""
+"""`udr branch`, `tag`, `merge`, `reset`, `revert`, `cherry-pick` and `replay`: move, name and combine versions;
+no data is copied."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -140,3 +142,54 @@ def revert(lake: Path, commit: str, branch: str) -> None:
     say(out, f"reverted {commit} on {branch} in commit {done.short_id}")
     for name, change in sorted(done.tables.items()):
         say(out, f"  {name} {change_counts(change)}")
+
+
+@click.command()
+@click.argument("commit")
+@click.option("--onto", default="main", show_default=True, help="Branch to re-apply the commit on.")
+@click.pass_obj
+def cherry_pick(lake: Path, commit: str, onto: str) -> None:
+    """Re-apply COMMIT's changes, cell by cell, as a new commit on a branch (keeping its author and message)."""
+    out = console()
+    with open_lake(lake) as db:
+        before = db.resolve(None, onto)
+        try:
+            done = db.cherry_pick(parse_ref(commit, "COMMIT"), onto=onto)
+        except udr.MergeConflict as exc:
+            raise _conflicts(out, exc, f"cherry-picking {commit} onto {onto}",
+                             f"{onto} changed the same cells; change them back or edit by hand") from exc
+    if done.id == before:
+        say(out, f"{onto} already has the changes of {commit}: nothing to cherry-pick")
+        return
+    say(out, f"cherry-picked {commit} onto {onto} as commit {done.short_id} ({done.message})")
+    for name, change in sorted(done.tables.items()):
+        say(out, f"  {name} {change_counts(change)}")
+
+
+@click.command()
+@click.option("--onto", required=True, help="The new branch to create and replay onto.")
+@click.option("--from", "start", required=True, metavar="REF|TIME", help="Where the new branch starts.")
+@click.option("--until", metavar="REF|TIME", help="Last commit to replay (default: the head of --source).")
+@click.option("--source", default="main", show_default=True, help="Branch whose first-parent history is replayed.")
+@click.option("--skip", multiple=True, metavar="COMMIT", help="Leave this commit out; repeat for more.")
+@click.option("--table", "tables", multiple=True, metavar="T", help="Replay only changes to this table; repeatable.")
+@click.option("--skip-conflicts", is_flag=True, help="Leave out commits that conflict instead of stopping.")
+@click.pass_obj
+def replay(lake: Path, onto: str, start: str, until: str | None, source: str, skip: tuple[str, ...],
+           tables: tuple[str, ...], skip_conflicts: bool) -> None:
+    """Create branch --onto at --from and re-apply, in order, every later commit of --source but those skipped.
+
+    Replayed commits keep their author, message and metadata. Compare with: udr diff main ONTO.
+    """
+    out = console()
+    with open_lake(lake) as db:
+        try:
+            head = db.replay(onto, parse_ref(start, "--from"), parse_ref(until, "--until"), source=source,
+                             skip=tuple(parse_ref(c, "--skip") for c in skip), tables=list(tables) or None,
+                             on_conflict="skip" if skip_conflicts else "raise")
+        except udr.MergeConflict as exc:
+            raise _conflicts(out, exc, f"replaying {source} onto {onto}",
+                             "skip the commit named above too, or pass --skip-conflicts") from exc
+    say(out, f"replayed {source} onto new branch {onto}: head {head.short_id} ({head.message})")
+    for each in json.loads(head.metadata.get("udr.replay_skipped", "[]")):
+        say(out, f"  left out {each['commit'][:10]}: {len(each['conflicts'])} conflict(s)")

@@ -1,5 +1,5 @@
-"""`udr log`, `show`, `history`, `changes` and `diff`: read the commit log, the versions of a row, and the
-row changes of a range of commits or between two versions."""
+"""`udr log`, `show`, `history`, `blame`, `changes` and `diff`: read the commit log, the versions of a row, who
+set each cell, and the row changes of a range of commits or between two versions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pyarrow as pa
+import pyarrow.compute as pc
 from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +18,7 @@ from udr.cli.graph import log_graph
 from udr.cli.output import (
     change_counts,
     changes_table,
+    commit_times,
     say,
     summary_table,
     versions_table,
@@ -103,6 +105,32 @@ def history(lake: Path, table: str, keys: tuple[str, ...], branch: str, rows: Ro
         say(console(), f"no version of the row {described} in {table} on {branch}")
         return
     emit_rows(versions, rows, shown=versions_table)
+
+
+@click.command()
+@click.argument("table")
+@click.option("--key", "keys", multiple=True, metavar="COL=VALUE",
+              help="Only the row with this primary key; repeat it for each column of a composite key.")
+@click.option("--branch", default="main", show_default=True, help="Branch whose current rows to blame.")
+@row_options
+@click.pass_obj
+def blame(lake: Path, table: str, keys: tuple[str, ...], branch: str, rows: RowOutput) -> None:
+    """Show, for each current row of keyed TABLE (or one --key), the commit, author and time that last set each
+    cell: columns COL__commit, COL__author and COL__time per column COL."""
+    with open_lake(lake) as db:
+        key = typed_key(db, table, branch, key_texts(keys)) if keys else None
+        found = db.blame(table, key, branch)
+    emit_rows(found, rows, shown=_blame_shown)
+
+
+def _blame_shown(found: pa.Table) -> pa.Table:
+    """Blame as the table view shows it: commit ids cut to 10 digits, times as `when`."""
+    for index, name in enumerate(found.column_names):
+        if name.endswith("__commit"):
+            found = found.set_column(index, name, pc.utf8_slice_codeunits(found.column(index).cast(pa.string()), 0, 10))
+        elif name.endswith("__time"):
+            found = found.set_column(index, name, commit_times(found.column(index)))
+    return found
 
 
 def key_texts(keys: tuple[str, ...]) -> list[tuple[str, str]]:
