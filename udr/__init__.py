@@ -37,10 +37,12 @@ from udr.errors import UdrError as UdrError
 from udr.errors import UsageError as UsageError
 from udr.publish.iceberg import PublishReport as PublishReport
 from udr.stream.subscription import Subscription as Subscription
+from udr.values import AuditReport as AuditReport
 from udr.values import ChangeBatch as ChangeBatch
 from udr.values import Commit as Commit
 from udr.values import GroupInfo as GroupInfo
 from udr.values import LakeStats as LakeStats
+from udr.values import RefMove as RefMove
 from udr.values import TableChange as TableChange
 from udr.values import VerifyReport as VerifyReport
 
@@ -48,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AckError",
+    "AuditReport",
     "ChangeBatch",
     "Commit",
     "Conflict",
@@ -63,6 +66,7 @@ __all__ = [
     "LakeStats",
     "MergeConflict",
     "PublishReport",
+    "RefMove",
     "RefNotFound",
     "SchemaError",
     "SourceVersion",

@@ -24,6 +24,7 @@ from udr.errors import (
 from udr.log import graph
 from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
+from udr.log.reflog import Reason
 from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
 from udr.materialize.schemas import rename_by_id
@@ -44,8 +45,8 @@ def merge_base(lake: Lake, a: CommitId, b: CommitId) -> CommitId:
     return graph.merge_base(lake._log, a, b)
 
 
-def create_branch(lake: Lake, name: str, source: CommitId) -> None:
-    """Point a new branch at `source`.
+def create_branch(lake: Lake, name: str, source: CommitId, *, author: str) -> None:
+    """Point a new branch at `source` (the ref log credits `author`).
 
     Raises:
         UsageError: the branch exists.
@@ -55,11 +56,12 @@ def create_branch(lake: Lake, name: str, source: CommitId) -> None:
         raise UsageError(f"branch {name!r} already exists; delete it first or pick another name")
     if name in lake._log.tags():
         raise UsageError(f"{name!r} is already a tag; a branch of that name would hide it")
-    lake._log.update_ref(branch_key(name), source, None)
+    lake._log.update_ref(branch_key(name), source, None,
+                         Reason("create", f"create branch {name} at {source[:10]}", author))
 
 
-def delete_branch(lake: Lake, name: str, *, force: bool) -> None:
-    """Delete a branch (its commits stay in the log).
+def delete_branch(lake: Lake, name: str, *, force: bool, author: str) -> None:
+    """Delete a branch (its commits stay in the log; the ref log credits `author`).
 
     Raises:
         UsageError: `main`, or the branch has commits no other branch contains (without `force`).
@@ -74,11 +76,11 @@ def delete_branch(lake: Lake, name: str, *, force: bool) -> None:
                 f"branch {name!r} has commits no other branch contains (head {head[:10]}); merge it or "
                 "pass force=True"
             )
-    lake._log.update_ref(branch_key(name), None, head)
+    lake._log.update_ref(branch_key(name), None, head, Reason("delete", f"delete branch {name}", author))
 
 
-def create_tag(lake: Lake, name: str, target: CommitId) -> None:
-    """Create a tag; tags never move.
+def create_tag(lake: Lake, name: str, target: CommitId, *, author: str) -> None:
+    """Create a tag; tags never move (the ref log credits `author`).
 
     Raises:
         UsageError: the tag exists.
@@ -89,11 +91,11 @@ def create_tag(lake: Lake, name: str, target: CommitId) -> None:
     existing = lake._log.tags().get(name)
     if existing is not None:
         raise UsageError(f"tag {name!r} already points to {existing[:10]}; tags never move (delete it first)")
-    lake._log.update_ref(tag_key(name), target, None)
+    lake._log.update_ref(tag_key(name), target, None, Reason("create", f"tag {target[:10]} as {name}", author))
 
 
-def delete_tag(lake: Lake, name: str) -> None:
-    """Delete a tag.
+def delete_tag(lake: Lake, name: str, *, author: str) -> None:
+    """Delete a tag (the ref log credits `author`).
 
     Raises:
         RefNotFound: no such tag.
@@ -101,7 +103,7 @@ def delete_tag(lake: Lake, name: str) -> None:
     tags = lake._log.tags()
     if name not in tags:
         raise RefNotFound(f"tag {name!r} does not exist" + close_matches(name, tags))
-    lake._log.update_ref(tag_key(name), None, tags[name])
+    lake._log.update_ref(tag_key(name), None, tags[name], Reason("delete", f"delete tag {name}", author))
 
 
 def _replace_table(tx: Transaction, table: str, target: TableState | None) -> None:
@@ -181,15 +183,18 @@ def check_strategy(strategy: str | None) -> None:
 
 
 def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
-              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None) -> Transaction:
-    """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch`.
+              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None,
+              action: str | None = None) -> Transaction:
+    """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch`. Its commit moves the
+    branch in the ref log for `action`, by default "merge" for a merge commit (two `parents`), else "revert".
 
     Raises:
         MergeConflict: conflicting changes (and no `strategy`); nothing is staged.
     """
     check_strategy(strategy)
     snaps = [lake._materializer.snapshot(c) for c in (base, ours, theirs)]
-    tx = Transaction(lake, branch=branch, message=message, author=author, metadata={})
+    tx = Transaction(lake, branch=branch, message=message, author=author, metadata={},
+                     action=action or ("merge" if parents else "revert"))
     if tx.base != ours:
         tx.abort()
         raise ConflictError(f"branch {branch!r} moved from {ours[:7]} to {tx.base[:7]} during the merge; merge again")

@@ -88,7 +88,8 @@ class Transaction:
     new `udr.Commit`.
     """
 
-    def __init__(self, lake: Lake, *, branch: str, message: str, author: str, metadata: Mapping[str, str]) -> None:
+    def __init__(self, lake: Lake, *, branch: str, message: str, author: str, metadata: Mapping[str, str],
+                 action: str = "commit") -> None:
         self._lake = lake
         self.branch = check_name(branch, "branch")
         self._base: CommitId = lake._head(branch)
@@ -109,6 +110,7 @@ class Transaction:
         self._hooks: list[PendingAck] = []
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
+        self._action = action  # what the ref log says moved the branch
         self._open = True
         # A staged schema carries stable column ids (format version 2): an older lake is relabelled first.
         self._ids_used = False
@@ -561,9 +563,8 @@ class Transaction:
                 parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
                 message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
             )
-            cid, final = self._lake._log.append(
-                record, base=self._base, rebase=not self._parents, blobs=self._blobs, hook=self._lake._hook_for(self._hooks),
-            )
+            cid, final = self._lake._log.append(record, base=self._base, rebase=not self._parents, blobs=self._blobs,
+                                                hook=self._lake._hook_for(self._hooks), action=self._action)
         finally:
             self._close()
         for pending in self._hooks:

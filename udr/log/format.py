@@ -38,7 +38,9 @@ DB_INTENTS = b"intents"
 DB_GROUPS = b"groups"
 # Chunks that derived outputs outside the lake (published Iceberg tables) reference: gc keeps them.
 DB_PINS = b"pins"
-LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS)
+# Every move of a ref (who, when, from, to, why), written in the same transaction as the move; never rebuilt.
+DB_REFLOG = b"reflog"
+LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_REFLOG)
 
 # Sub-databases of the cache environment (derived: deleting them loses nothing).
 DB_SNAPSHOTS = b"snapshots"

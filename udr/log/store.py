@@ -7,6 +7,7 @@ Invariants:
 - Every data chunk file is registered as an *intent* (owner pid) before it is written, and the intent
   is cleared by the commit that references it; `collect_garbage` only removes files that no commit
   references and that no live process intends to commit.
+- Every move of a ref is recorded in the ref log (`udr.log.reflog`) inside the transaction that moves it.
 - Bytes read back are verified against their ids; damage raises `CorruptionError`.
 Safe across threads and processes (LMDB serializes writers; readers see a consistent snapshot).
 """
@@ -38,6 +39,7 @@ from udr.log.format import (
     DB_INTENTS,
     DB_META,
     DB_PINS,
+    DB_REFLOG,
     DB_REFS,
     DB_SEQS,
     FORMAT_VERSION,
@@ -60,6 +62,7 @@ from udr.log.index import (
 )
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.processes import process_alive
+from udr.log.reflog import Move, Reason, read_moves, record_move
 from udr.log.refs import branch_key
 
 CommitHook = Callable[[IndexTxn, Environment], None]
@@ -142,7 +145,7 @@ class LogStore:
         )
         with self.env.write() as txn:
             if txn.get(branch_key("main"), db=self.env.db(DB_REFS)) is None:
-                self._store_commit(txn, root_record, "main", None)
+                self._store_commit(txn, root_record, "main", None, "create")
                 txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
         # The FORMAT file is written last and atomically: its presence means the lake is complete.
         write_label(self.root)
@@ -231,6 +234,11 @@ class LogStore:
     def tags(self) -> dict[str, CommitId]:
         """Every tag: name -> commit id."""
         return self.refs(REF_TAG)
+
+    def ref_moves(self, *, newest_first: bool = True) -> list[Move]:
+        """Every move of a ref recorded in the ref log (`udr.log.reflog`), newest first unless told."""
+        with self.env.read() as txn:
+            return read_moves(txn, self.env.db(DB_REFLOG), newest_first=newest_first)
 
     def find_commits(self, prefix: str) -> list[CommitId]:
         """Ids of the commits whose hex id starts with `prefix` (at most two, enough to spot ambiguity)."""
@@ -333,12 +341,15 @@ class LogStore:
         rebase: bool,
         blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
         hook: CommitHook | None = None,
+        action: str = "commit",
     ) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
         `base` is the head the writer started from. If the branch moved since, the commit is placed on
         top of the new head when `rebase` is true and no commit in between touched one of its tables;
-        otherwise `ConflictError`. The record's first parent, seq and time are assigned here.
+        otherwise `ConflictError`. The record's first parent, seq and time are assigned here. The head's move
+        is recorded in the ref log under `action` ("commit", "merge", "revert", ...) with the record's
+        message and author.
 
         Raises:
             ConflictError: the branch moved and the commit cannot be placed on the new head.
@@ -372,7 +383,7 @@ class LogStore:
                 parents=(head, *record.parents[1:]),
                 time_us=max(time.time_ns() // 1000, parent_time + 1),
             )
-            cid, final = self._store_commit(txn, final, record.branch, head)
+            cid, final = self._store_commit(txn, final, record.branch, head, action)
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
@@ -395,7 +406,7 @@ class LogStore:
             cursor = other.parents[0]
 
     def _store_commit(
-        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None
+        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, action: str
     ) -> tuple[CommitId, CommitRecord]:
         cursor = txn.cursor(db=self.env.db(DB_SEQS))
         seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
@@ -405,11 +416,14 @@ class LogStore:
         _, stored = frame_blob(BlobKind.COMMIT, canonical)
         txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
-        self.set_ref(txn, branch_key(branch), cid, expected)
+        why = Reason(action, final.message, final.author)
+        self.set_ref(txn, branch_key(branch), cid, expected, why, time_us=final.time_us)
         return cid, final
 
-    def set_ref(self, txn: IndexTxn, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
-        """Compare-and-swap a ref inside `txn` (`new` None deletes it).
+    def set_ref(self, txn: IndexTxn, key: bytes, new: CommitId | None, expected: CommitId | None, why: Reason,
+                *, time_us: int | None = None) -> None:
+        """Compare-and-swap a ref inside `txn` (`new` None deletes it) and record the move, for `why`, in the
+        ref log of the same transaction (at `time_us`, default now).
 
         Raises:
             ConflictError: the ref no longer holds `expected`.
@@ -427,11 +441,16 @@ class LogStore:
             txn.delete(key, db=db)
         else:
             txn.put(key, new.encode(), db=db)
+        record_move(txn, self.env.db(DB_REFLOG), key, expected, new, why, time_us=time_us)
 
-    def update_ref(self, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
-        """Compare-and-swap a ref in its own durable write transaction."""
+    def update_ref(self, key: bytes, new: CommitId | None, expected: CommitId | None, why: Reason) -> None:
+        """Compare-and-swap a ref, and record its move for `why`, in one durable write transaction.
+
+        Raises:
+            ConflictError: the ref no longer holds `expected`.
+        """
         with self.env.write() as txn:
-            self.set_ref(txn, key, new, expected)
+            self.set_ref(txn, key, new, expected, why)
 
     # -- garbage ------------------------------------------------------------------------------------
 
