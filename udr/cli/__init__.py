@@ -32,6 +32,7 @@ _COMMANDS = {
     "publish": "publish", "unpublish": "publish",
     "verify": "maintenance", "rebuild": "maintenance", "gc": "maintenance", "stats": "maintenance",
     "compact": "maintenance", "demo": "maintenance",
+    "reflog": "audit", "audit": "audit",
 }
 
 

@@ -105,7 +105,7 @@ class LogViews:
 
     def _build(self, refs: tuple[tuple[str, tuple[tuple[str, CommitId], ...]], ...]) -> dict[str, pa.Table]:
         roots = {source.kind for source in REF_SOURCES if source.roots}
-        todo = [cid for kind, named in refs if kind in roots for _, cid in named]
+        todo = list(dict.fromkeys(cid for kind, named in refs if kind in roots for _, cid in named))
         seen = set(todo)
         records = []
         while todo:
