@@ -9,9 +9,9 @@ from pathlib import Path
 import lmdb
 import pyarrow as pa
 import pytest
+from cli_helpers import Udr, cells
 
 import udr
-from tests.cli.cli_helpers import Udr, cells
 from udr.log.format import DB_COMMITS, LOG_DIR, MAX_DBS, BlobKind
 from udr.log.index import frame_blob, unframe_blob
 
