@@ -106,6 +106,7 @@ def _rewrite_commit(lake: Path, cid: str, edit: Callable[[bytes], bytes]) -> Non
         commits = env.open_db(DB_COMMITS)
         with env.begin(write=True) as txn:
             stored = txn.get(cid.encode(), db=commits)
+            assert stored is not None
             canonical = unframe_blob(cid, stored, expect=BlobKind.COMMIT)
             _, tampered = frame_blob(BlobKind.COMMIT, edit(canonical))
             txn.put(cid.encode(), tampered, db=commits)

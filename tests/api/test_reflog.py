@@ -143,7 +143,7 @@ class RefLogModel(RuleBasedStateMachine):
     def open_lake(self) -> None:
         self.dir = tempfile.TemporaryDirectory()
         self.db = udr.open(Path(self.dir.name) / "lake")
-        self.expected = [("main", "create", None, self.db.resolve("main"))]
+        self.expected: list[tuple[str, str, str | None, str | None]] = [("main", "create", None, self.db.resolve("main"))]
 
     def teardown(self) -> None:
         self.db.close()

@@ -79,7 +79,9 @@ def test_audit_exits_1_when_a_commit_was_altered(lake: tuple[Udr, dict[str, str]
         commits = env.open_db(DB_COMMITS)
         with env.begin(write=True) as txn:
             cid = ids["import"]
-            canonical = unframe_blob(cid, txn.get(cid.encode(), db=commits), expect=BlobKind.COMMIT)
+            stored = txn.get(cid.encode(), db=commits)
+            assert stored is not None
+            canonical = unframe_blob(cid, stored, expect=BlobKind.COMMIT)
             txn.put(cid.encode(), frame_blob(BlobKind.COMMIT, canonical.replace(b'"bob"', b'"eve"'))[1], db=commits)
     finally:
         env.close()

@@ -208,6 +208,7 @@ def test_failing_hook_aborts_the_whole_commit(log: LogStore) -> None:
         log.append(record, base=root, rebase=False, blobs=blobs, hook=hook)
     assert log.head("main") == root
     assert log.last_seq() == 0
+    assert [m.reason.action for m in log.ref_moves()] == ["create"]  # the move's record went with it
 
 
 # -- refs -----------------------------------------------------------------------------------------------
