@@ -305,7 +305,7 @@ class Lake:
             RefNotFound, UsageError: no such branch, a bound naming nothing, or a malformed time.
         """
         return search_log(self._log, self._head(branch), table=table, author=author, grep=grep,
-                                span=log_window(self._log, since, until, branch), metadata=metadata, limit=limit)
+                          span=log_window(self._log, since, until, branch), metadata=metadata, limit=limit)
 
     def commit_info(self, ref: Ref) -> Commit:
         """The commit a ref names.
