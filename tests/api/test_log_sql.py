@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 import udr
+from udr.query.logviews import LogViews
 
 
 @pytest.fixture
@@ -136,3 +137,27 @@ def test_time_column_is_utc_and_matches_the_commit(db: udr.Lake) -> None:
     when = db.query(f"SELECT time FROM udr_log WHERE commit_id = '{made.id}'")["time"][0].as_py()
     assert when == made.time and when.tzinfo is not None
     assert when.astimezone(timezone.utc) <= datetime.now(timezone.utc)
+
+
+def test_an_incremental_rebuild_equals_a_fresh_one(history: udr.Lake) -> None:
+    db = history
+    views = db._server._log_views
+
+    def check() -> None:
+        fresh = LogViews(db._log).tables()
+        for name, table in views.tables().items():
+            keys = [(c, "ascending") for c in ("commit_id", "table_name", "name") if c in table.column_names]
+            assert table.sort_by(keys).equals(fresh[name].sort_by(keys)), name
+
+    check()
+    hidden = db.append("t", pa.table({"id": [8], "v": ["h"]}), message="to hide")
+    check()
+    db.reset("main", hidden.parents[0])
+    check()
+    db.append("u", pa.table({"x": [5]}))
+    db.delete_tag("v1")
+    check()
+    db.tag("back", hidden.id)
+    check()
+    db.delete_branch("dev", force=True)
+    check()

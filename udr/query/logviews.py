@@ -9,7 +9,7 @@
 
 They join with change tables (`"t@A..B"`) on `_commit_id`. The Arrow tables behind them are built once per
 state of the log (its last sequence number and every ref) and cached, so a connection costs only their
-registration; `names_log_view` tells whether a query needs them at all. A user table of the same name wins.
+registration, and a rebuild decodes only the commits the previous one did not hold; `names_log_view` tells whether a query needs them at all. A user table of the same name wins.
 Safe across threads.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from udr.log.format import CommitId
 from udr.log.groups import GroupStore
@@ -90,9 +91,10 @@ class LogViews:
         refs = tuple((source.kind, tuple(sorted(source.read(self._log).items()))) for source in REF_SOURCES)
         key = (self._log.last_seq(), refs)
         with self._lock:
-            if self._cached is not None and self._cached[0] == key:
-                return self._cached[1]
-        built = self._build(refs)
+            cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        built = self._build(refs, cached[1] if cached is not None else None)
         with self._lock:
             self._cached = (key, built)
         return built
@@ -103,28 +105,37 @@ class LogViews:
             if name not in taken:
                 con.register(name, table)
 
-    def _build(self, refs: tuple[tuple[str, tuple[tuple[str, CommitId], ...]], ...]) -> dict[str, pa.Table]:
+    def _build(self, refs: tuple[tuple[str, tuple[tuple[str, CommitId], ...]], ...],
+               previous: dict[str, pa.Table] | None) -> dict[str, pa.Table]:
+        """The views' tables for `refs`; commits the `previous` build holds are taken from it, not decoded
+        again (decoding is most of the cost on a long log)."""
+        old = previous["udr_log"] if previous is not None else _LOG_SCHEMA.empty_table()
+        known = dict(zip(old["commit_id"].to_pylist(), old["parents"].to_pylist(), strict=True))
         roots = {source.kind for source in REF_SOURCES if source.roots}
         todo = list(dict.fromkeys(cid for kind, named in refs if kind in roots for _, cid in named))
         seen = set(todo)
-        records = []
+        fresh = []
         while todo:
             cid = todo.pop()
-            record = self._log.get_commit(cid)
-            records.append((cid, record))
-            for parent in record.parents:
+            parents = known.get(cid)
+            if parents is None:
+                record = self._log.get_commit(cid)
+                fresh.append((cid, record))
+                parents = list(record.parents)
+            for parent in parents:
                 if parent not in seen:
                     seen.add(parent)
                     todo.append(parent)
-        records.sort(key=lambda item: item[1].seq)
-        log = pa.Table.from_pylist([
+        kept = pa.array(sorted(seen & known.keys()), pa.string())
+        log = pa.concat_tables([old.filter(pc.is_in(old["commit_id"], kept)), pa.Table.from_pylist([
             {"commit_id": cid, "seq": r.seq, "parents": list(r.parents), "branch": r.branch, "time": r.time_us,
              "author": r.author, "message": r.message, "metadata": sorted(r.metadata.items())}
-            for cid, r in records], schema=_LOG_SCHEMA)
-        changed = pa.Table.from_pylist([
+            for cid, r in fresh], schema=_LOG_SCHEMA)]).sort_by("seq").combine_chunks()
+        changed = previous["udr_log_tables"] if previous is not None else _TABLES_SCHEMA.empty_table()
+        changed = pa.concat_tables([changed.filter(pc.is_in(changed["commit_id"], kept)), pa.Table.from_pylist([
             {"commit_id": cid, "table_name": name, "inserted": op.inserted, "updated": op.updated,
              "deleted": op.deleted}
-            for cid, r in records for name, op in sorted(r.tables.items())], schema=_TABLES_SCHEMA)
+            for cid, r in fresh for name, op in sorted(r.tables.items())], schema=_TABLES_SCHEMA)]).combine_chunks()
         named_refs = pa.Table.from_pylist([{"name": name, "kind": kind, "commit_id": cid}
                                            for kind, named in refs for name, cid in named], schema=_REFS_SCHEMA)
         return dict(zip(LOG_VIEWS, (log, changed, named_refs), strict=True))
