@@ -38,13 +38,14 @@ def main(path: Path) -> None:
         db.append("prices", {"sku": np.arange(ROWS), "price": rng.integers(100, 10_000, ROWS),
                              "stock": rng.integers(0, 500, ROWS)}, message="load the catalogue")
         loaded_107 = price(db, 107)
-        before = disk_bytes(path)
+        before, data_before = disk_bytes(path), disk_bytes(path / "chunks")
         start = time.perf_counter()
         db.create_branch("repricing")
         took = (time.perf_counter() - start) * 1000
         print(f"1. main holds {db.row_count('prices'):,} prices ({before / 1e6:.1f} MB on disk)")
-        print(f"2. branch 'repricing' created in {took:.1f} ms; bytes written: {disk_bytes(path) - before:,} "
-              "(a branch is a name for a commit)")
+        print(f"2. branch 'repricing' created in {took:.1f} ms; data bytes written: "
+              f"{disk_bytes(path / 'chunks') - data_before:,} (a branch is a name for a commit: the log gains "
+              "one ref and its ref-log entry)")
 
         repriced = db.execute("UPDATE prices SET price = price * 11 / 10 WHERE sku % 100 = 7",
                               branch="repricing", message="+10% on line 7", author="pricing-team")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from udr.api.transaction import Transaction as Transaction
     from udr.publish.iceberg import PublishReport as PublishReport
     from udr.stream.subscription import Subscription as Subscription
+    from udr.values import AuditReport as AuditReport
     from udr.values import ChangeBatch as ChangeBatch
     from udr.values import Commit as Commit
     from udr.values import ExpireReport as ExpireReport
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from udr.values import LakeStats as LakeStats
     from udr.values import MemberInfo as MemberInfo
     from udr.values import PartitionInfo as PartitionInfo
+    from udr.values import RefMove as RefMove
     from udr.values import RetentionPolicy as RetentionPolicy
     from udr.values import TableChange as TableChange
     from udr.values import VerifyReport as VerifyReport
@@ -60,6 +62,7 @@ __version__ = "0.1.0"
 # The rest of the public API, imported on first use: `import udr` (and so `udr --version`) stays cheap,
 # while `udr.open` pulls in pyarrow, DuckDB and LMDB.
 _LAZY = {
+    "AuditReport": "udr.values",
     "ChangeBatch": "udr.values",
     "Commit": "udr.values",
     "ExpireReport": "udr.values",
@@ -70,6 +73,7 @@ _LAZY = {
     "MemberInfo": "udr.values",
     "PartitionInfo": "udr.values",
     "PublishReport": "udr.publish.iceberg",
+    "RefMove": "udr.values",
     "RetentionPolicy": "udr.values",
     "SourceVersion": "udr.api.sources",
     "Subscription": "udr.stream.subscription",
@@ -99,6 +103,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AckError",
+    "AuditReport",
     "ChangeBatch",
     "Commit",
     "Conflict",
@@ -119,6 +124,7 @@ __all__ = [
     "MergeConflict",
     "PartitionInfo",
     "PublishReport",
+    "RefMove",
     "RefNotFound",
     "RetentionPolicy",
     "SchemaError",

@@ -233,3 +233,66 @@ class ExpireReport:
     tables_expired: int
     protected: int
     now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefMove:
+    """One move of a branch or tag, as the ref log recorded it (`Lake.reflog`).
+
+    Attributes:
+        name: the branch or tag.
+        kind: "branch" or "tag".
+        old: the commit id it held before, None when the move created it.
+        new: the commit id it holds after, None when the move deleted it.
+        action: what moved it: "commit", "merge", "revert", "reset", "create", "delete", or another
+            operation's name.
+        message: the commit message, or what the operation did.
+        author: who moved it.
+        time: when, UTC, timezone-aware.
+        position: the move's place in the lake's ref log (0 is the first recorded move).
+    """
+
+    name: str
+    kind: str
+    old: str | None
+    new: str | None
+    action: str
+    message: str
+    author: str
+    time: datetime
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What `Lake.audit` found in a window of the log.
+
+    Attributes:
+        since, until: the window's bounds as given (None: open).
+        table: the table the commits were filtered to, None for every table.
+        commits: every commit in the log within the window (reachable from a ref or not), oldest first.
+        ref_moves: every ref move recorded within the window, oldest first.
+        verification: the hash-chain check of every commit in the window (its id recomputed from its
+            record and parents, its parents' links, every chunk and blob it references).
+    """
+
+    since: str | None
+    until: str | None
+    table: str | None
+    commits: list[Commit]
+    ref_moves: list[RefMove]
+    verification: VerifyReport
+
+    @property
+    def ok(self) -> bool:
+        """True when the verification found no problem."""
+        return self.verification.ok
+
+    @property
+    def verdict(self) -> str:
+        """One line: whether the window's history verifies."""
+        checked = (f"{self.verification.commits_checked} commit(s), {self.verification.chunks_checked} chunk(s) "
+                   f"and {self.verification.blobs_checked} blob(s) checked")
+        if self.ok:
+            return f"VERIFIED: the hash chain is intact; {checked}"
+        return f"FAILED: {len(self.verification.problems)} problem(s) found; {checked}"

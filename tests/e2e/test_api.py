@@ -374,7 +374,7 @@ def test_sql_returns_a_relation_and_connect_a_connection_with_views(db: udr.Lake
     try:
         assert isinstance(con, duckdb.DuckDBPyConnection)
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        assert {v for v in views if not v.startswith("__udr_")} == {"orders", "users"}
+        assert {v for v in views if not v.startswith("__udr_")} == {"orders", "users", "udr_log", "udr_log_tables", "udr_refs"}
         assert con.execute("SELECT count(*) FROM orders JOIN users USING (id)").fetchall() == [(1,)]
     finally:
         con.close()

@@ -32,6 +32,7 @@ from udr.log.format import (
 )
 from udr.log.index import frame_blob
 from udr.log.label import read_format
+from udr.log.reflog import Reason
 from udr.log.refs import branch_key, tag_key
 from udr.log.store import LogStore
 
@@ -207,26 +208,42 @@ def test_failing_hook_aborts_the_whole_commit(log: LogStore) -> None:
         log.append(record, base=root, rebase=False, blobs=blobs, hook=hook)
     assert log.head("main") == root
     assert log.last_seq() == 0
+    assert [m.reason.action for m in log.ref_moves()] == ["create"]  # the move's record went with it
 
 
 # -- refs -----------------------------------------------------------------------------------------------
+
+WHY = Reason("test", "moved by a test", "tester")
 
 
 def test_update_ref_is_compare_and_swap(log: LogStore) -> None:
     root = _root(log)
     second = _commit(log, "a")
-    log.update_ref(tag_key("v1"), root, None)
+    log.update_ref(tag_key("v1"), root, None, WHY)
     assert log.tags() == {"v1": root}
     with pytest.raises(ConflictError):
-        log.update_ref(tag_key("v1"), second, None)
+        log.update_ref(tag_key("v1"), second, None, WHY)
     with pytest.raises(ConflictError):
-        log.update_ref(branch_key("main"), root, root)  # main is at `second`, not `root`
-    log.update_ref(branch_key("dev"), root, None)
-    log.update_ref(branch_key("dev"), second, root)
+        log.update_ref(branch_key("main"), root, root, WHY)  # main is at `second`, not `root`
+    log.update_ref(branch_key("dev"), root, None, WHY)
+    log.update_ref(branch_key("dev"), second, root, WHY)
     assert log.branches() == {"main": second, "dev": second}
-    log.update_ref(branch_key("dev"), None, second)
+    log.update_ref(branch_key("dev"), None, second, WHY)
     assert log.branches() == {"main": second}
     assert log.tags() == {"v1": root}
+
+
+def test_every_ref_move_and_only_a_done_one_is_in_the_ref_log(log: LogStore) -> None:
+    root = _root(log)
+    second = _commit(log, "a")
+    log.update_ref(branch_key("dev"), root, None, WHY)
+    with pytest.raises(ConflictError):
+        log.update_ref(branch_key("dev"), second, second, WHY)
+    log.update_ref(branch_key("dev"), None, root, Reason("delete", "gone", "bob"))
+    found = [(m.ref, m.old, m.new, m.reason.action) for m in log.ref_moves(newest_first=False)]
+    assert found == [("branch:main", None, root, "create"), ("branch:main", root, second, "commit"),
+                     ("branch:dev", None, root, "test"), ("branch:dev", root, None, "delete")]
+    assert [m.position for m in log.ref_moves()] == [3, 2, 1, 0]
 
 
 def test_find_commits_by_prefix(log: LogStore) -> None:

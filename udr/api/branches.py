@@ -26,6 +26,7 @@ from udr.errors import (
 from udr.log import graph
 from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import CommitId
+from udr.log.reflog import Reason
 from udr.log.refs import branch_key, check_name, tag_key
 from udr.materialize.merge import merge_rows
 from udr.materialize.multiset import merge_multiset
@@ -48,8 +49,8 @@ def merge_base(lake: Lake, a: CommitId, b: CommitId) -> CommitId:
     return graph.merge_base(lake._log, a, b)
 
 
-def create_branch(lake: Lake, name: str, source: CommitId) -> None:
-    """Point a new branch at `source`.
+def create_branch(lake: Lake, name: str, source: CommitId, *, author: str) -> None:
+    """Point a new branch at `source` (the ref log credits `author`).
 
     Raises:
         UsageError: the branch exists.
@@ -59,11 +60,12 @@ def create_branch(lake: Lake, name: str, source: CommitId) -> None:
         raise UsageError(f"branch {name!r} already exists; delete it first or pick another name")
     if name in lake._log.tags():
         raise UsageError(f"{name!r} is already a tag; a branch of that name would hide it")
-    lake._log.update_ref(branch_key(name), source, None)
+    lake._log.update_ref(branch_key(name), source, None,
+                         Reason("create", f"create branch {name} at {source[:10]}", author))
 
 
-def delete_branch(lake: Lake, name: str, *, force: bool) -> None:
-    """Delete a branch (its commits stay in the log).
+def delete_branch(lake: Lake, name: str, *, force: bool, author: str) -> None:
+    """Delete a branch (its commits stay in the log; the ref log credits `author`).
 
     Raises:
         UsageError: `main`, or the branch has commits no other branch contains (without `force`).
@@ -78,11 +80,11 @@ def delete_branch(lake: Lake, name: str, *, force: bool) -> None:
                 f"branch {name!r} has commits no other branch contains (head {head[:10]}); merge it or "
                 "pass force=True"
             )
-    lake._log.update_ref(branch_key(name), None, head)
+    lake._log.update_ref(branch_key(name), None, head, Reason("delete", f"delete branch {name}", author))
 
 
-def create_tag(lake: Lake, name: str, target: CommitId) -> None:
-    """Create a tag; tags never move.
+def create_tag(lake: Lake, name: str, target: CommitId, *, author: str) -> None:
+    """Create a tag; tags never move (the ref log credits `author`).
 
     Raises:
         UsageError: the tag exists.
@@ -93,11 +95,11 @@ def create_tag(lake: Lake, name: str, target: CommitId) -> None:
     existing = lake._log.tags().get(name)
     if existing is not None:
         raise UsageError(f"tag {name!r} already points to {existing[:10]}; tags never move (delete it first)")
-    lake._log.update_ref(tag_key(name), target, None)
+    lake._log.update_ref(tag_key(name), target, None, Reason("create", f"tag {target[:10]} as {name}", author))
 
 
-def delete_tag(lake: Lake, name: str) -> None:
-    """Delete a tag.
+def delete_tag(lake: Lake, name: str, *, author: str) -> None:
+    """Delete a tag (the ref log credits `author`).
 
     Raises:
         RefNotFound: no such tag.
@@ -105,7 +107,7 @@ def delete_tag(lake: Lake, name: str) -> None:
     tags = lake._log.tags()
     if name not in tags:
         raise RefNotFound(f"tag {name!r} does not exist" + close_matches(name, tags))
-    lake._log.update_ref(tag_key(name), None, tags[name])
+    lake._log.update_ref(tag_key(name), None, tags[name], Reason("delete", f"delete tag {name}", author))
 
 
 def _replace_table(tx: Transaction, table: str, target: TableState | None) -> None:
@@ -215,9 +217,11 @@ def check_strategy(strategy: str | None) -> None:
 
 def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
               parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None,
-              metadata: Mapping[str, str] | None = None, tables: AbstractSet[str] | None = None) -> Transaction:
+              metadata: Mapping[str, str] | None = None, tables: AbstractSet[str] | None = None,
+              action: str | None = None) -> Transaction:
     """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch` (only of `tables`,
-    None: every table).
+    None: every table). Its commit moves the branch in the ref log for `action`, by default "merge" for a
+    merge commit (two `parents`), else "revert".
 
     Raises:
         MergeConflict: conflicting changes (and no `strategy`); nothing is staged.
@@ -230,7 +234,8 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
         if not snaps[0].get(table) == snaps[1].get(table) == snaps[2].get(table):
             for commit in (base, ours, theirs):  # the merge reads this table's rows at all three
                 retention.check_readable(ctx, commit, (table,))
-    tx = Transaction(lake, branch=branch, message=message, author=author, metadata=metadata or {})
+    tx = Transaction(lake, branch=branch, message=message, author=author, metadata=metadata or {},
+                     action=action or ("merge" if parents else "revert"))
     if tx.base != ours:
         tx.abort()
         raise ConflictError(f"branch {branch!r} moved from {ours[:7]} to {tx.base[:7]} during the merge; merge again")
@@ -261,14 +266,15 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
     return tx
 
 
-def reapplier(lake: Lake) -> Reapply:
+def reapplier(lake: Lake, action: str) -> Reapply:
     """How `udr.api.replay` commits one re-applied change on a branch of `lake`: a `three_way` merge of `theirs`
-    over `base` into the branch's head, with no second parent."""
+    over `base` into the branch's head, with no second parent, moving the branch in the ref log for `action`."""
 
     def reapply(branch: str, base: CommitId, theirs: CommitId, message: str, author: str,
                 metadata: Mapping[str, str], tables: AbstractSet[str] | None) -> Commit:
         return three_way(lake, branch=branch, base=base, ours=CommitId(lake.resolve(None, branch)), theirs=theirs, parents=(),
-                         message=message, author=author, strategy=None, metadata=metadata, tables=tables).commit()
+                         message=message, author=author, strategy=None, metadata=metadata, tables=tables,
+                         action=action).commit()
 
     return reapply
 

@@ -8,31 +8,18 @@ listener must be quick and must not raise (subscriptions only wake their waiter)
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from datetime import datetime, timezone
 
 import pyarrow as pa
 
 from udr.api import history
 from udr.api.context import LakeContext
-from udr.log.commits import CommitRecord
+from udr.log.commits import CommitRecord, commit_value
 from udr.log.format import CommitId
 from udr.stream.source import CommitListener
-from udr.values import Commit, TableChange
+from udr.values import Commit
 
-
-def commit_value(cid: CommitId, record: CommitRecord) -> Commit:
-    """The public `udr.Commit` of a stored commit record."""
-    return Commit(
-        id=cid,
-        parents=record.parents,
-        seq=record.seq,
-        branch=record.branch,
-        time=datetime.fromtimestamp(record.time_us / 1_000_000, tz=timezone.utc),
-        author=record.author,
-        message=record.message,
-        metadata=dict(record.metadata),
-        tables={n: TableChange(op.inserted, op.updated, op.deleted) for n, op in record.tables.items()},
-    )
+# `commit_value` lives with the commit records; the facade's modules take it from here.
+__all__ = ["LakeChanges", "commit_value"]
 
 
 class LakeChanges:

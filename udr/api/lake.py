@@ -7,7 +7,6 @@ thread or task. Reads never block and see one consistent commit.
 from __future__ import annotations
 
 import getpass
-import heapq
 import os
 import re
 import warnings
@@ -19,23 +18,20 @@ from pathlib import Path
 import pyarrow as pa
 
 from udr.api import blame, branches, erasure, history, lineage, replay, retention
+from udr.api.audit import audit_report
 from udr.api.changes import LakeChanges, commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData
+from udr.api.logsearch import log_window, ref_log, search_log
 from udr.api.maintenance import stats
+from udr.api.refmoves import fast_forward, reset_branch
 from udr.api.transaction import Isolation, Transaction
-from udr.errors import (
-    ConflictError,
-    TableNotFound,
-    UdrError,
-    UsageError,
-    close_matches,
-)
+from udr.errors import ConflictError, TableNotFound, UdrError, UsageError, close_matches
 from udr.log import format as lake_format
 from udr.log import graph, refspec
 from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
 from udr.log.groups import Cursor, ack_hook
-from udr.log.refs import branch_key, check_name
+from udr.log.refs import check_name
 from udr.log.refspec import Ref
 from udr.log.store import CommitHook, LogStore
 from udr.materialize.data import RowReader
@@ -48,15 +44,18 @@ from udr.query.engine import (
     named_tables,
     quote_ident,
 )
+from udr.query.logviews import names_log_view
 from udr.query.statements import check_not_writing, writing_kind
 from udr.stream.admin import delete_group, group_infos, group_resume, reset_group
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import (
+    AuditReport,
     Commit,
     ExpireReport,
     GroupInfo,
     Hold,
     LakeStats,
+    RefMove,
     RetentionPolicy,
     TableChange,
     VerifyReport,
@@ -250,12 +249,12 @@ class Lake:
             con.close()
 
     def connect(self, branch: str = "main", at: Ref = None) -> Connection:
-        """A DuckDB connection with every table of that version as a view (close it when done).
+        """A DuckDB connection with the tables of that version and the log (`udr.query.logviews`) as views; close it.
 
         A table whose stored data is damaged still has its view, but reading it raises a DuckDB error
         naming the damage (`verify()` lists it); the other tables stay readable.
         """
-        con, _ = self._server.connect(dict(self._snapshot(branch, at)))
+        con, _ = self._server.connect(dict(self._snapshot(branch, at)), log_views=True)
         return con
 
     def sql(self, query: str, branch: str = "main", at: Ref = None) -> Relation:
@@ -295,7 +294,7 @@ class Lake:
     def _connect_for(self, query: str, branch: str, at: Ref) -> Connection:
         """`connect`, raising `CorruptionError` now if `query` names a damaged table (rather than a
         DuckDB error when its rows are fetched)."""
-        con, damaged = self._server.connect(dict(self._snapshot(branch, at)))
+        con, damaged = self._server.connect(dict(self._snapshot(branch, at)), log_views=names_log_view(query))
         if damaged:
             named = named_tables(query)
             hit = sorted(name for name in damaged if name.lower() in named)
@@ -312,26 +311,17 @@ class Lake:
         """
         return self._table(table, branch, at).rows
 
-    def log(self, branch: str = "main", table: str | None = None, limit: int | None = None) -> list[Commit]:
-        """Every commit reachable from `branch`'s head, newest first (optionally only those touching `table`).
+    def log(self, branch: str = "main", table: str | None = None, limit: int | None = None, *,
+            author: str | None = None, since: Ref = None, until: Ref = None, grep: str | None = None,
+            metadata: Mapping[str, str] | None = None) -> list[Commit]:
+        """Every commit reachable from `branch`'s head, newest first, that passes each filter given: see
+        `udr.api.logsearch.search_log` (`since`/`until`: refs, datetimes or ISO-8601 times).
 
         Raises:
-            RefNotFound: no such branch.
+            RefNotFound, UsageError: no such branch, a bound naming nothing, or a malformed time.
         """
-        out: list[Commit] = []
-        head = self._head(branch)
-        heap = [(-self._log.get_commit(head).seq, head)]
-        seen = {head}
-        while heap and (limit is None or len(out) < limit):
-            _, cid = heapq.heappop(heap)
-            record = self._log.get_commit(cid)
-            if table is None or table in record.tables:
-                out.append(commit_value(cid, record))
-            for parent in record.parents:
-                if parent not in seen:
-                    seen.add(parent)
-                    heapq.heappush(heap, (-self._log.get_commit(parent).seq, parent))
-        return out
+        return search_log(self._log, self._head(branch), table=table, author=author, grep=grep,
+                          span=log_window(self._log, since, until, branch), metadata=metadata, limit=limit)
 
     def commit_info(self, ref: Ref) -> Commit:
         """The commit a ref names.
@@ -341,6 +331,22 @@ class Lake:
         """
         cid = self._resolve(ref, "main")
         return commit_value(cid, self._log.get_commit(cid))
+
+    def reflog(self, name: str | None = None) -> list[RefMove]:
+        """Every recorded move of branch or tag `name` (None: of every ref), newest first: who, when, from, to, why.
+
+        Raises:
+            RefNotFound: `name` is no branch or tag and never was one.
+        """
+        return ref_log(self._log, name)
+
+    def audit(self, since: Ref = None, until: Ref = None, *, table: str | None = None) -> AuditReport:
+        """The commits, ref moves and hash-chain check between `since` and `until`; see `udr.api.audit`.
+
+        Raises:
+            RefNotFound, UsageError: a bound names nothing, or is a malformed time.
+        """
+        return audit_report(self._log, since, until, table=table)
 
     def resolve(self, ref: Ref, branch: str = "main") -> str:
         """The full commit id a ref names (`None`: the head of `branch`).
@@ -408,7 +414,7 @@ class Lake:
         """
         source = self._resolve(at, from_) if at is not None else self._resolve(from_, from_)
         retention.check_readable(self._ctx, source, self._materializer.snapshot(source))
-        branches.create_branch(self, name, source)
+        branches.create_branch(self, name, source, author=self._default_author())
         return self.commit_info(source)
 
     def branches(self) -> dict[str, str]:
@@ -421,7 +427,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError (`main`, or unmerged work without `force=True`).
         """
-        branches.delete_branch(self, name, force=force)
+        branches.delete_branch(self, name, force=force, author=self._default_author())
 
     def tag(self, name: str, ref: Ref = None) -> Commit:
         """Tag the commit `ref` names (default: head of main); tags never move.
@@ -430,7 +436,7 @@ class Lake:
             InvalidName, RefNotFound, UsageError (the tag exists).
         """
         target = self._resolve(ref, "main")
-        branches.create_tag(self, name, target)
+        branches.create_tag(self, name, target, author=self._default_author())
         return self.commit_info(target)
 
     def tags(self) -> dict[str, str]:
@@ -443,7 +449,7 @@ class Lake:
         Raises:
             RefNotFound.
         """
-        branches.delete_tag(self, name)
+        branches.delete_tag(self, name, author=self._default_author())
 
     def merge(self, source: str, into: str = "main", *, message: str | None = None, author: str | None = None,
               strategy: str | None = None) -> Commit:
@@ -465,7 +471,7 @@ class Lake:
             return self.commit_info(ours)
         if base == ours:
             retention.check_readable(self._ctx, theirs, self._materializer.snapshot(theirs))
-            self._log.update_ref(branch_key(into), theirs, ours)
+            fast_forward(self._log, into, ours, theirs, source, author or self._default_author())
             return self.commit_info(theirs)
         return branches.three_way(
             self, branch=into, base=base, ours=ours, theirs=theirs, parents=(ours, theirs),
@@ -481,7 +487,7 @@ class Lake:
         head = self._head(branch)
         target = self._resolve(to, branch)
         retention.check_readable(self._ctx, target, self._materializer.snapshot(target))
-        self._log.update_ref(branch_key(branch), target, head)
+        reset_branch(self._log, branch, head, target, self._default_author())
         return self.commit_info(target)
 
     def revert(self, commit: Ref, branch: str = "main", *, author: str | None = None) -> Commit:
@@ -490,7 +496,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError, MergeConflict (later commits changed the same cells).
         """
-        return replay.revert(self._ctx, branches.reapplier(self), commit, branch, author or self._default_author())
+        return replay.revert(self._ctx, branches.reapplier(self, "revert"), commit, branch, author or self._default_author())
 
     def cherry_pick(self, commit: Ref, onto: str = "main", *, author: str | None = None) -> Commit:
         """Re-apply one commit's changes cell by cell as a new commit on branch `onto` (see `udr.api.replay`).
@@ -498,7 +504,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError, MergeConflict (`onto` changed the same cells; nothing was written).
         """
-        return replay.cherry_pick(self._ctx, branches.reapplier(self), self._resolve(commit, onto), onto, author)
+        return replay.cherry_pick(self._ctx, branches.reapplier(self, "cherry-pick"), self._resolve(commit, onto), onto, author)
 
     def replay(self, onto: str, start: Ref, until: Ref = None, *, source: str = "main", skip: tuple[Ref, ...] = (),
                tables: list[str] | None = None, on_conflict: str = "raise") -> Commit:
@@ -508,7 +514,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError, MergeConflict (each conflict names its commit; `onto` is then not created).
         """
-        return replay.replay(self._ctx, branches.reapplier(self), self, onto=onto, start=start, until=until,
+        return replay.replay(self._ctx, branches.reapplier(self, "replay"), self, onto=onto, start=start, until=until,
                              source=source, skip=skip, tables=tables, on_conflict=on_conflict)
 
     def blame(self, table: str, key: Mapping[str, object] | None = None, branch: str = "main") -> pa.Table:

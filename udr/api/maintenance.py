@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import CommitRecord
@@ -12,9 +13,10 @@ from udr.materialize.retained import LiveData
 from udr.values import LakeStats, VerifyReport
 
 
-def _records(log: LogStore, problems: list[str]) -> list[tuple[int, CommitId, CommitRecord]]:
+def _records(log: LogStore, commits: Sequence[tuple[int, CommitId]],
+             problems: list[str]) -> list[tuple[int, CommitId, CommitRecord]]:
     out = []
-    for seq, cid in log.commits_from(0):
+    for seq, cid in commits:
         try:
             record = log.get_commit(cid, cached=False)
         except (CorruptionError, RefNotFound) as exc:
@@ -26,24 +28,22 @@ def _records(log: LogStore, problems: list[str]) -> list[tuple[int, CommitId, Co
     return out
 
 
-def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
-           live: LiveData | None = None) -> VerifyReport:
-    """Check every commit (hash, parent links), every chunk file and log blob it references, and refs.
+def verify_commits(log: LogStore, commits: Sequence[tuple[int, CommitId]],
+                   progress: Callable[[int, int], None] | None = None, *, live: LiveData | None = None) -> VerifyReport:
+    """Check the given (seq, id) commits: each record rehashed against its id and its log position, each parent
+    link (a parent outside `commits` is rehashed too, so a range is anchored to the chain), and every chunk
+    file and log blob they reference.
 
     With `live` (what the versions kept by retention need, as readers see them through erasures), a chunk
     or blob that is absent and not needed counts as expired, not as a problem, and the chunks and blobs
     erasures wrote in place of others are checked too.
     """
     check = _Checker(log, live)
-    records = _records(log, check.problems)
+    records = _records(log, commits, check.problems)
     seqs = {cid: seq for seq, cid, _ in records}
-    total = len(records)
     for n, (seq, cid, record) in enumerate(records):
         for parent in record.parents:
-            if parent not in seqs:
-                check.problems.append(f"commit {cid} has parent {parent} that is not in the log (broken chain link)")
-            elif seqs[parent] >= seq:
-                check.problems.append(f"commit {cid} has parent {parent} that comes later in the log")
+            _check_parent(log, cid, seq, parent, seqs, check.problems)
         if ERASURE_KEY in record.metadata:
             check.blob(BlobId(record.metadata[ERASURE_KEY]), BlobKind.ERASURE, f"erasure commit {cid[:10]}")
         for table, op in record.tables.items():
@@ -58,7 +58,7 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
             if op.before is not None:
                 check.blob(op.before, BlobKind.BEFORE, where)
         if progress is not None:
-            progress(n + 1, total)
+            progress(n + 1, len(records))
     if live is not None:
         for chunk in live.chunks:
             check.chunk(chunk, False, "a chunk a kept version needs")
@@ -67,12 +67,38 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
                 check.chunk(blob, True, "rows a kept version needs")
             else:
                 check.blob(blob, kind, "a blob a kept version needs")
-    for ref_kind, refs in (("branch", log.branches()), ("tag", log.tags())):
-        for name, target in refs.items():
-            if target not in seqs:
-                check.problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
     return VerifyReport(commits_checked=len(records), chunks_checked=len(check.chunks), problems=check.problems,
                         blobs_checked=len(check.blobs), expired=check.expired)
+
+
+def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
+           live: LiveData | None = None) -> VerifyReport:
+    """Check every commit (hash, parent links), every chunk file and log blob it references, and refs."""
+    commits = list(log.commits_from(0))
+    report = verify_commits(log, commits, progress, live=live)
+    known = {cid for _, cid in commits}
+    problems = list(report.problems)
+    for ref_kind, refs in (("branch", log.branches()), ("tag", log.tags())):
+        for name, target in refs.items():
+            if target not in known:
+                problems.append(f"{ref_kind} {name!r} points to {target}, which is not in the log")
+    return replace(report, problems=problems)
+
+
+def _check_parent(log: LogStore, cid: CommitId, seq: int, parent: CommitId, seqs: dict[CommitId, int],
+                  problems: list[str]) -> None:
+    """Check one chain link; a parent outside the checked commits is read and rehashed itself."""
+    if parent not in seqs:
+        try:
+            seqs[parent] = log.get_commit(parent, cached=False).seq
+        except RefNotFound:
+            problems.append(f"commit {cid} has parent {parent} that is not in the log (broken chain link)")
+            return
+        except CorruptionError as exc:
+            problems.append(f"commit {cid} has parent {parent} whose record is damaged ({exc})")
+            return
+    if seqs[parent] >= seq:
+        problems.append(f"commit {cid} has parent {parent} that comes later in the log")
 
 
 class _Checker:

@@ -36,6 +36,7 @@ _COMMANDS = {
     "compact": "maintenance", "demo": "maintenance",
     "retention": "retention", "expire": "retention", "hold": "retention", "release": "retention",
     "holds": "retention", "erase": "retention",
+    "reflog": "audit", "audit": "audit",
 }
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import cast
 
 import blake3
 
 from udr.errors import CorruptionError, FormatError
 from udr.log.format import COMMIT_RECORD_VERSION, BlobId, ChunkId, CommitId
+from udr.values import Commit, TableChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,3 +187,18 @@ def commit_id(canonical: bytes) -> CommitId:
 def content_id(data: bytes) -> str:
     """Return the BLAKE3 hex digest used to name chunks and blobs."""
     return str(blake3.blake3(data, max_threads=blake3.blake3.AUTO if len(data) > 1 << 20 else 1).hexdigest())
+
+
+def commit_value(cid: CommitId, record: CommitRecord) -> Commit:
+    """The public `udr.Commit` of a stored commit record."""
+    return Commit(
+        id=cid,
+        parents=record.parents,
+        seq=record.seq,
+        branch=record.branch,
+        time=datetime.fromtimestamp(record.time_us / 1_000_000, tz=timezone.utc),
+        author=record.author,
+        message=record.message,
+        metadata=dict(record.metadata),
+        tables={n: TableChange(op.inserted, op.updated, op.deleted) for n, op in record.tables.items()},
+    )

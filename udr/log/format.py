@@ -41,6 +41,8 @@ DB_INTENTS = b"intents"
 DB_GROUPS = b"groups"
 # Chunks that derived outputs outside the lake (published Iceberg tables) reference: gc keeps them.
 DB_PINS = b"pins"
+# Every move of a ref (who, when, from, to, why), written in the same transaction as the move; never rebuilt.
+DB_REFLOG = b"reflog"
 # Retention policies and holds (udr.log.retention), and the versions `expire` marked expired.
 DB_RETENTION = b"retention"
 DB_EXPIRED = b"expired"
@@ -48,7 +50,7 @@ DB_EXPIRED = b"expired"
 DB_ERASURES = b"erasures"
 DB_REPLACED = b"replaced"
 LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_RETENTION,
-           DB_EXPIRED, DB_ERASURES, DB_REPLACED)
+           DB_EXPIRED, DB_ERASURES, DB_REPLACED, DB_REFLOG)
 
 # Sub-databases of the cache environment (derived: deleting them loses nothing).
 DB_SNAPSHOTS = b"snapshots"

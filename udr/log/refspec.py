@@ -133,3 +133,19 @@ def _resolve_name(log: RefReader, name: str, branch: str) -> CommitId:
             raise RefNotFound(f"commit prefix {name!r} is ambiguous; give more digits")
     known = list(log.branches()) + list(tags)
     raise RefNotFound(f"no branch, tag or commit named {name!r}" + close_matches(name, known))
+
+
+def time_or_commit(log: RefReader, ref: str | datetime | Commit, branch: str) -> datetime | CommitId:
+    """What a search bound names: a time (a `datetime`, or an ISO-8601 string that is not a branch or tag
+    name) stays a time, timezone-aware (naive means local); anything else is resolved to a commit.
+
+    Raises:
+        RefNotFound, UsageError: as `resolve`.
+    """
+    if isinstance(ref, datetime):
+        return ref.astimezone()
+    if isinstance(ref, str) and log.head(ref) is None and ref not in log.tags():
+        when = parse_time(ref)
+        if when is not None:
+            return when.astimezone()
+    return resolve(log, ref, branch)

@@ -7,6 +7,7 @@ Invariants:
 - Every data chunk file is registered as an *intent* (owner pid) before it is written, and the intent
   is cleared by the commit that references it; `collect_garbage` only removes files that no commit
   references and that no live process intends to commit.
+- Every move of a ref is recorded in the ref log (`udr.log.reflog`) inside the transaction that moves it.
 - Bytes read back are verified against their ids; damage raises `CorruptionError`.
 Safe across threads and processes (LMDB serializes writers; readers see a consistent snapshot).
 """
@@ -44,6 +45,7 @@ from udr.log.format import (
     DB_INTENTS,
     DB_META,
     DB_PINS,
+    DB_REFLOG,
     DB_REFS,
     DB_REPLACED,
     DB_SEQS,
@@ -68,6 +70,7 @@ from udr.log.index import (
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import check_placeable
 from udr.log.processes import process_alive
+from udr.log.reflog import Move, Reason, move_ref, read_moves
 from udr.log.refs import branch_key
 
 CommitHook = Callable[[IndexTxn, Environment], None]
@@ -153,7 +156,7 @@ class LogStore:
         )
         with self.env.write() as txn:
             if txn.get(branch_key("main"), db=self.env.db(DB_REFS)) is None:
-                self._store_commit(txn, root_record, "main", None)
+                self._store_commit(txn, root_record, "main", None, "create")
                 txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
         # The FORMAT file is written last and atomically: its presence means the lake is complete.
         write_label(self.root)
@@ -242,6 +245,11 @@ class LogStore:
     def tags(self) -> dict[str, CommitId]:
         """Every tag: name -> commit id."""
         return self.refs(REF_TAG)
+
+    def ref_moves(self, *, newest_first: bool = True) -> list[Move]:
+        """Every move of a ref recorded in the ref log (`udr.log.reflog`), newest first unless told."""
+        with self.env.read() as txn:
+            return read_moves(txn, self.env.db(DB_REFLOG), newest_first=newest_first)
 
     def find_commits(self, prefix: str) -> list[CommitId]:
         """Ids of the commits whose hex id starts with `prefix` (at most two, enough to spot ambiguity)."""
@@ -339,13 +347,14 @@ class LogStore:
     def append(self, record: CommitRecord, *, base: CommitId, rebase: bool,
                blobs: Mapping[BlobId, tuple[BlobKind, bytes]], hook: CommitHook | None = None,
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
-               ) -> tuple[CommitId, CommitRecord]:
+               action: str = "commit") -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
         commit is placed on the new head (a linear history) when the commits in between commute with it
         (`udr.log.placement`; `placeable`: the tables whose op stays valid over concurrent changes of other
-        fragments). The record's first parent, seq and time are assigned here.
+        fragments). The record's first parent, seq and time are assigned here. The head's move is recorded
+        in the ref log under `action` ("commit", "merge", "revert", ...) with the record's message and author.
 
         Raises:
             HeadMoved: a commit in between changed one of its tables otherwise; the writer may rebase and retry.
@@ -382,7 +391,7 @@ class LogStore:
                 parents=(head, *record.parents[1:]),
                 time_us=max(time.time_ns() // 1000, parent_time + 1),
             )
-            cid, final = self._store_commit(txn, final, record.branch, head)
+            cid, final = self._store_commit(txn, final, record.branch, head, action)
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
@@ -407,7 +416,7 @@ class LogStore:
             cursor = other.parents[0]
 
     def _store_commit(
-        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None
+        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, action: str
     ) -> tuple[CommitId, CommitRecord]:
         cursor = txn.cursor(db=self.env.db(DB_SEQS))
         seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
@@ -417,33 +426,28 @@ class LogStore:
         _, stored = frame_blob(BlobKind.COMMIT, canonical)
         txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
-        self.set_ref(txn, branch_key(branch), cid, expected)
+        why = Reason(action, final.message, final.author)
+        self.set_ref(txn, branch_key(branch), cid, expected, why, time_us=final.time_us)
         return cid, final
 
-    def set_ref(self, txn: IndexTxn, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
-        """Compare-and-swap a ref inside `txn` (`new` None deletes it).
+    def set_ref(self, txn: IndexTxn, key: bytes, new: CommitId | None, expected: CommitId | None, why: Reason,
+                *, time_us: int | None = None) -> None:
+        """Compare-and-swap a ref inside `txn` (`new` None deletes it) and record the move, for `why`, in the
+        ref log of the same transaction (at `time_us`, default now).
 
         Raises:
             ConflictError: the ref no longer holds `expected`.
         """
-        db = self.env.db(DB_REFS)
-        raw = txn.get(key, db=db)
-        current = raw.decode() if raw is not None else None
-        if current != expected:
-            name = key.decode()
-            raise ConflictError(
-                f"{name.replace(':', ' ', 1)!r} moved from {str(expected)[:7]} to {str(current)[:7]} "
-                "after this operation began; reload and retry"
-            )
-        if new is None:
-            txn.delete(key, db=db)
-        else:
-            txn.put(key, new.encode(), db=db)
+        move_ref(txn, self.env.db(DB_REFS), self.env.db(DB_REFLOG), key, new, expected, why, time_us=time_us)
 
-    def update_ref(self, key: bytes, new: CommitId | None, expected: CommitId | None) -> None:
-        """Compare-and-swap a ref in its own durable write transaction."""
+    def update_ref(self, key: bytes, new: CommitId | None, expected: CommitId | None, why: Reason) -> None:
+        """Compare-and-swap a ref, and record its move for `why`, in one durable write transaction.
+
+        Raises:
+            ConflictError: the ref no longer holds `expected`.
+        """
         with self.env.write() as txn:
-            self.set_ref(txn, key, new, expected)
+            self.set_ref(txn, key, new, expected, why)
 
     # -- garbage ------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import stored_names
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.query.logviews import LogViews
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
 VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
@@ -82,6 +83,7 @@ class SnapshotServer:
         self._lock = threading.Lock()
         self._counter = 0
         self._database: duckdb.DuckDBPyConnection | None = None
+        self._log_views = LogViews(log)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection (cursor) to this server's in-memory DuckDB database.
@@ -112,9 +114,10 @@ class SnapshotServer:
                 self._database.close()
                 self._database = None
 
-    def connect(self, tables: dict[str, TableState], rows: RowReader | None = None,
+    def connect(self, tables: dict[str, TableState], rows: RowReader | None = None, *, log_views: bool = False,
                 ) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
-        """A new DuckDB cursor with one view per table, and the tables whose data is damaged.
+        """A new DuckDB cursor with one view per table (and, with `log_views`, the views of
+        `udr.query.logviews`), and the tables whose data is damaged.
 
         A damaged table's view raises the `CorruptionError` message as a DuckDB error whenever it is
         scanned, so one damaged chunk leaves every other table queryable. `rows` reads the tables (a
@@ -128,6 +131,8 @@ class SnapshotServer:
             except CorruptionError as exc:
                 damaged[name] = exc
                 self._register_damaged(con, name, (rows or self._rows).schema(state.schema), exc)
+        if log_views:
+            self._log_views.register(con, {name.lower() for name in tables})
         return con, damaged
 
     def _register_damaged(self, con: duckdb.DuckDBPyConnection, view: str, schema: pa.Schema,

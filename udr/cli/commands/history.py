@@ -31,30 +31,50 @@ from udr.cli.rows import RowOutput, emit_rows, row_options
 @click.option("--branch", default="main", show_default=True, help="Branch whose history to show.")
 @click.option("--table", help="Only commits that changed this table.")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="At most this many commits.")
+@click.option("--author", help="Only commits by this author.")
+@click.option("--since", metavar="REF|TIME", help="Only commits after this one, or at or after this time.")
+@click.option("--until", metavar="REF|TIME", help="Only commits up to this one, or at or before this time.")
+@click.option("--grep", help="Only commits whose message contains this text.")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Only commits with this metadata (repeatable).")
 @click.option("--graph", is_flag=True,
               help="Draw the commits of every branch (or only --branch) as lanes with merges, like git log --graph.")
 @click.pass_context
-def log(ctx: click.Context, branch: str, table: str | None, limit: int | None, graph: bool) -> None:
+def log(ctx: click.Context, branch: str, table: str | None, limit: int | None, author: str | None,
+        since: str | None, until: str | None, grep: str | None, meta: tuple[str, ...], graph: bool) -> None:
     """Show the commits of a branch, newest first, or (--graph) of every branch with their merges."""
     out = console()
+    filters = {"table": table, "author": author, "since": since, "until": until, "grep": grep, "meta": meta or None}
     if graph:
-        if table is not None:
-            raise click.UsageError("--graph draws whole commits; it does not combine with --table")
+        given = [f"--{name}" for name, value in filters.items() if value is not None]
+        if given:
+            raise click.UsageError(f"--graph draws whole commits; it does not combine with {', '.join(given)}")
         only = branch if ctx.get_parameter_source("branch") is not ParameterSource.DEFAULT else None
         with open_lake(ctx.obj) as db:
             for line in log_graph(db, only, limit):
                 say(out, line)
         return
     with open_lake(ctx.obj) as db:
-        commits = db.log(branch, table=table, limit=limit)
+        commits = db.log(branch, table=table, limit=limit, author=author, since=parse_ref(since, "--since"),
+                         until=parse_ref(until, "--until"), grep=grep, metadata=_pairs(meta, "--meta"))
     if not commits:
-        say(out, f"no commits on {branch} touch table {table!r}")
+        say(out, f"no commit on {branch} matches " + ", ".join(f"{k} {v!r}" for k, v in filters.items() if v))
         return
     grid = Table("commit", "time", "author", "message", "changes (+ins ~upd -del)")
     for commit in commits:
         changes = "\n".join(f"{name} {change_counts(c)}" for name, c in sorted(commit.tables.items()))
         grid.add_row(commit.short_id, when(commit.time), Text(commit.author), Text(commit.message), Text(changes))
     out.print(grid)
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    """`KEY=VALUE` options as a dict (the value may be empty)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        out[key.strip()] = value
+    return out
 
 
 @click.command()
