@@ -200,13 +200,14 @@ def demo(path: Path, parcels: int, nights: int) -> None:
         print(f"time travel: {moved:,} parcels scored differently than the night before (master vs \"master@main~2\")")
     print("OK")
     print("""
-Try this with Delta Lake: Delta commits one table at a time, so publishing 78 tables at once needs a
-catalog-level mechanism Delta lacks (readers can see compounds refreshed and master not yet rebuilt); a
-staging copy is a SHALLOW CLONE per table (Spark; delta-rs 1.6.6 has none) with no merge back. Its only
-correct keyed refresh, MERGE with a "row changed" predicate, took 57.8 s per 1M-row table (388x bare
-Parquet) and grew storage 11.2x over 10 refreshes; without the predicate it reports every matched row as
-updated and grew 24.7x (anchors run of 2026-11-25, deltalake 1.6.6). Here each night is one fast-forward
-of main, stores only the changed rows, and diff_summary reports true changes per table.""")
+Try this with Delta Lake: Delta commits one table at a time (no multi-table transactions), so readers
+can see tonight's compounds beside yesterday's master, and a broken feed is caught only after some
+tables were rewritten; a staging copy is a SHALLOW CLONE per table (Spark; delta-rs 1.6.6 has none)
+with no merge back. Its only correct keyed refresh, MERGE with a "row changed" predicate, took 57.8 s
+per 1M-row table (388x bare Parquet; anchors run of 2026-11-25, deltalake 1.6.6): about an hour a night
+for 77 compounds of 856,000 rows, and storage grew 11.2x over 10 refreshes. Without the predicate it
+reports every matched row as updated and grew 24.7x. Here a night is one fast-forward of main that
+stores only the changed rows and reports true per-table changes.""")
 
 
 def main(argv: list[str] | None = None) -> None:
