@@ -2,11 +2,11 @@
 
 Each compound is one table keyed by `parcel_id` with a few typed columns (ints, floats, strings, dates,
 booleans). Everything is drawn with numpy from one seed, vectorised, so a run is reproducible and a night
-of 856,000 parcels is generated in about a second.
+of 856,000 parcels is generated in a few seconds.
 
-Every night each compound changes 0.5-3% of its rows (a changed row gets new values in one or two of its
-columns, as a re-assessment or a new inspection would); the `parcels` registry and the event-like compounds
-(violations, permits, complaints, ...) also gain and lose rows. `Lotitude.night()` returns the full
+Every night each compound changes 0.5-3% of its rows (a changed row gets a different value in one or two
+of its columns, as a re-assessment or a new inspection would); the `parcels` registry and the event-like
+compounds (violations, permits, complaints, ...) also gain and lose rows. `Lotitude.night()` returns the full
 content of every compound as its source would deliver it: whole tables, not changes.
 """
 
@@ -124,6 +124,20 @@ def draw(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown column kind {kind!r}")
 
 
+def different(kind: str, old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """`new`, with every value that equals its `old` one moved to a neighbouring value (a change changes)."""
+    same = new == old
+    if kind == "bool":
+        new[same] = ~old[same]
+    elif kind in VOCAB:
+        new[same] = (old[same] + 1) % len(VOCAB[kind])
+    elif kind == "date":
+        new[same] = old[same] + np.timedelta64(1, "D")
+    else:
+        new[same] = old[same] + 1
+    return new
+
+
 def to_arrow(kind: str, values: np.ndarray) -> pa.Array:
     """A column of generated values as Arrow, with its declared type."""
     if kind in VOCAB:
@@ -178,7 +192,9 @@ class Lotitude:
         second = np.where(rng.random(changed.size) < 1 / 3, rng.integers(0, len(c.columns), changed.size), first)
         for i, (name, kind) in enumerate(c.columns):
             rows = changed[(first == i) | (second == i)]
-            cols[name][rows] = draw(kind, rows.size, rng)
+            # A copy: tables handed out earlier share these arrays' memory (Arrow wraps numpy without copying).
+            cols[name] = cols[name].copy()
+            cols[name][rows] = different(kind, cols[name][rows], draw(kind, rows.size, rng))
 
     def _churn(self, c: Compound, rng: np.random.Generator) -> None:
         cols = self._state[c.name]
