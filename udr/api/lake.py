@@ -346,7 +346,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError: a bound names nothing, or is a malformed time.
         """
-        return audit_report(self._log, since, until, table=table)
+        return audit_report(self._log, since, until, table=table, live=retention.kept_data(self._ctx))
 
     def resolve(self, ref: Ref, branch: str = "main") -> str:
         """The full commit id a ref names (`None`: the head of `branch`).
