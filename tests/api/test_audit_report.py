@@ -143,3 +143,17 @@ def test_a_rewritten_chunk_fails_the_verdict(lake_path: Path, make_big: Callable
         report = db.audit(since=start)
         assert not report.ok
         assert any("big" in problem and made.id[:10] in problem for problem in report.verification.problems)
+
+
+@pytest.mark.parametrize("rows", [10, 40_000])  # inline rows in the log; a Parquet chunk file
+def test_audit_after_erase_and_gc_verifies_like_verify(db: udr.Lake, rows: int) -> None:
+    db.create_table("people", pa.schema([("id", pa.int64()), ("name", pa.string())]), primary_key=["id"])
+    load = db.append("people", {"id": list(range(rows)), "name": [f"n{i}" for i in range(rows)]})
+    db.upsert("people", {"id": [1], "name": ["renamed"]})
+    db.erase("people", {"id": [1]}, reason="request")
+    assert db.gc() > 0
+    assert db.verify().ok
+    report = db.audit()
+    assert report.ok, report.verification.problems
+    assert report.verdict.startswith("VERIFIED") and report.verification.commits_checked == len(db.log())
+    assert db.audit(since=load.id).ok

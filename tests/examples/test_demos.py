@@ -12,6 +12,11 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Lines each demo must print: its own check, and the facts it shows.
 EXPECTED = {
+    "audit_trail_demo.py": ["1 commit:", "300 ledger amounts blown up >= 50x by carol's", "set by carol",
+                            "diff main..investigation: {'ledger': (0, 300, 0)}",
+                            "fix has the same tables as the replay: True", "memo='reclassified'",
+                            "branch investigation replay", "files holding their e-mail address: 1 before, 0 after gc",
+                            "at day 1 by time travel: 0", "verdict: VERIFIED", "OK", "Try this with Delta Lake"],
     "changelog_demo.py": ["OK"],
     "cross_table_transaction_demo.py": ["main still at", ": True", "accounts off their ledger: 0", "OK",
                                         "Try this with Delta Lake"],

@@ -16,6 +16,7 @@ from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.log.store import LogStore
+from udr.materialize.retained import LiveData
 from udr.values import AuditReport
 
 
@@ -43,17 +44,19 @@ def _in_window(log: LogStore, span: Window) -> list[tuple[int, CommitId]]:
 
 
 def audit_report(log: LogStore, since: Bound = None, until: Bound = None, *, table: str | None = None,
-          branch: str = "main", progress: Callable[[int, int], None] | None = None) -> AuditReport:
+          branch: str = "main", progress: Callable[[int, int], None] | None = None,
+          live: LiveData | None = None) -> AuditReport:
     """The audit report of the commits and ref moves between `since` and `until` (see `udr.api.logsearch`
     for how bounds compare; a time is looked up on `branch`), listing only commits that changed `table`
-    if given, and verifying every commit in the window.
+    if given, and verifying every commit in the window (with `live`, data only expired versions needed counts
+    as expired, and the chunks erasures wrote in place of others are checked: see `verify_commits`).
 
     Raises:
         RefNotFound, UsageError: a bound names nothing, or is a malformed time.
     """
     span = log_window(log, since, until, branch)
     in_window = _in_window(log, span)
-    verification = verify_commits(log, in_window, progress)
+    verification = verify_commits(log, in_window, progress, live=live)
     commits = []
     for _, cid in in_window:
         try:

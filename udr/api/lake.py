@@ -217,7 +217,7 @@ class Lake:
         """The Arrow schema of `table` at a version.
 
         Raises:
-            TableNotFound, RefNotFound.
+            TableNotFound, RefNotFound: no such table at that version, or no such ref.
         """
         return self._rows.schema(self._table(table, branch, at).schema)
 
@@ -231,7 +231,7 @@ class Lake:
         """The rows of `table` at a version, optionally only some columns and rows (SQL predicate `where`).
 
         Raises:
-            TableNotFound, RefNotFound, SqlError, CorruptionError.
+            TableNotFound, RefNotFound, SqlError, CorruptionError: no such table or ref, a bad query, damaged data.
         """
         state = self._table(table, branch, at)
         if columns is not None:
@@ -266,7 +266,7 @@ class Lake:
         (gone in 2.0; use `.fetchall()[0]`). For an Arrow table in one call, use `query`.
 
         Raises:
-            SqlError, RefNotFound, TableNotFound.
+            SqlError, RefNotFound, TableNotFound: a bad query, or a ref or table it names does not exist.
             UsageError: `query` writes (use `execute`).
             CorruptionError: the query names a table whose stored data is damaged.
         """
@@ -280,7 +280,7 @@ class Lake:
         a failed cast) surfaces here as `SqlError`.
 
         Raises:
-            SqlError, RefNotFound, TableNotFound.
+            SqlError, RefNotFound, TableNotFound: a bad query, or a ref or table it names does not exist.
             UsageError: `query` writes (use `execute`).
             CorruptionError: the query names a table whose stored data is damaged.
         """
@@ -307,7 +307,7 @@ class Lake:
         """The number of rows of `table` at a version, from the snapshot alone (no data is read).
 
         Raises:
-            TableNotFound, RefNotFound.
+            TableNotFound, RefNotFound: no such table at that version, or no such ref.
         """
         return self._table(table, branch, at).rows
 
@@ -327,7 +327,7 @@ class Lake:
         """The commit a ref names.
 
         Raises:
-            RefNotFound.
+            RefNotFound: the ref names no commit.
         """
         cid = self._resolve(ref, "main")
         return commit_value(cid, self._log.get_commit(cid))
@@ -346,13 +346,13 @@ class Lake:
         Raises:
             RefNotFound, UsageError: a bound names nothing, or is a malformed time.
         """
-        return audit_report(self._log, since, until, table=table)
+        return audit_report(self._log, since, until, table=table, live=retention.kept_data(self._ctx))
 
     def resolve(self, ref: Ref, branch: str = "main") -> str:
         """The full commit id a ref names (`None`: the head of `branch`).
 
         Raises:
-            RefNotFound.
+            RefNotFound: the ref names no commit.
         """
         return self._resolve(ref, branch)
 
@@ -367,7 +367,7 @@ class Lake:
         beginning of the lake; `until=None` is the head of `branch`.
 
         Raises:
-            TableNotFound, RefNotFound.
+            TableNotFound, RefNotFound: no such table, or no such ref.
         """
         start = self._resolve(since, branch) if since is not None else None
         return history.changes(self._ctx, table, start, self._resolve(until, branch))
@@ -377,7 +377,7 @@ class Lake:
         `_commit_id`, `_commit_time`, `_author`, `_message` and `_metadata` (see `udr.api.lineage`).
 
         Raises:
-            TableNotFound, RefNotFound, UsageError (key columns do not match the table's key).
+            TableNotFound, RefNotFound, UsageError: no such table or ref; key columns do not match the table's key.
         """
         return lineage.row_history(self._ctx, table, dict(key), self._head(branch))
 
@@ -385,7 +385,7 @@ class Lake:
         """The net row changes to `table` from ref `a` to ref `b` (same columns as `changes`).
 
         Raises:
-            TableNotFound, RefNotFound.
+            TableNotFound, RefNotFound: no such table, or no such ref.
         """
         return history.diff(self._ctx, table, self._resolve(a, branch), self._resolve(b, branch))
 
@@ -398,7 +398,7 @@ class Lake:
         fragments) as a new commit that changes no row and no query answer.
 
         Raises:
-            TableNotFound, ConflictError.
+            TableNotFound, ConflictError: no such table; the branch moved meanwhile.
         """
         return self._one_commit(branch, f"compact {table}", author or "udr", lambda tx: tx.compact(table))
 
@@ -410,7 +410,7 @@ class Lake:
         Returns the new branch's head commit.
 
         Raises:
-            InvalidName, RefNotFound, UsageError (the branch exists).
+            InvalidName, RefNotFound, UsageError: a bad name; no such ref; the branch exists.
         """
         source = self._resolve(at, from_) if at is not None else self._resolve(from_, from_)
         retention.check_readable(self._ctx, source, self._materializer.snapshot(source))
@@ -425,7 +425,7 @@ class Lake:
         """Delete a branch; its commits stay in the log and reachable by id.
 
         Raises:
-            RefNotFound, UsageError (`main`, or unmerged work without `force=True`).
+            RefNotFound, UsageError: no such branch; `main`, or unmerged work without `force=True`.
         """
         branches.delete_branch(self, name, force=force, author=self._default_author())
 
@@ -433,7 +433,7 @@ class Lake:
         """Tag the commit `ref` names (default: head of main); tags never move.
 
         Raises:
-            InvalidName, RefNotFound, UsageError (the tag exists).
+            InvalidName, RefNotFound, UsageError: a bad name; no such ref; the tag exists.
         """
         target = self._resolve(ref, "main")
         branches.create_tag(self, name, target, author=self._default_author())
@@ -447,7 +447,7 @@ class Lake:
         """Delete a tag.
 
         Raises:
-            RefNotFound.
+            RefNotFound: no such branch or ref.
         """
         branches.delete_tag(self, name, author=self._default_author())
 
@@ -482,7 +482,7 @@ class Lake:
         """Move `branch`'s head to `to` (the old head stays in the log, reachable by id).
 
         Raises:
-            RefNotFound, ConflictError (the branch moved meanwhile).
+            RefNotFound, ConflictError: no such branch or ref; the branch moved meanwhile.
         """
         head = self._head(branch)
         target = self._resolve(to, branch)
@@ -494,7 +494,7 @@ class Lake:
         """Commit the inverse of one commit on `branch` (a three-way merge of its parent over it).
 
         Raises:
-            RefNotFound, UsageError, MergeConflict (later commits changed the same cells).
+            RefNotFound, UsageError, MergeConflict: no such ref; not revertible; later commits changed its cells.
         """
         return replay.revert(self._ctx, branches.reapplier(self, "revert"), commit, branch, author or self._default_author())
 
@@ -502,7 +502,7 @@ class Lake:
         """Re-apply one commit's changes cell by cell as a new commit on branch `onto` (see `udr.api.replay`).
 
         Raises:
-            RefNotFound, UsageError, MergeConflict (`onto` changed the same cells; nothing was written).
+            RefNotFound, UsageError, MergeConflict: no such ref; the root; `onto` changed its cells (nothing written).
         """
         return replay.cherry_pick(self._ctx, branches.reapplier(self, "cherry-pick"), self._resolve(commit, onto), onto, author)
 
@@ -512,7 +512,7 @@ class Lake:
         in `skip` (only changes to `tables` if given), keeping author, message and metadata; see `udr.api.replay`.
 
         Raises:
-            RefNotFound, UsageError, MergeConflict (each conflict names its commit; `onto` is then not created).
+            RefNotFound, UsageError, MergeConflict: bad ref or arguments; conflicts name their commit; `onto` not made.
         """
         return replay.replay(self._ctx, branches.reapplier(self, "replay"), self, onto=onto, start=start, until=until,
                              source=source, skip=skip, tables=tables, on_conflict=on_conflict)
@@ -521,7 +521,7 @@ class Lake:
         """Who last set each cell of keyed `table` (or row `key`): `<col>__commit`, `<col>__author`, `<col>__time`.
 
         Raises:
-            TableNotFound, RefNotFound, UsageError (no primary key, or `key` does not match it).
+            TableNotFound, RefNotFound, UsageError: no such table or ref; no primary key, or `key` does not match it.
         """
         return blame.blame(self._ctx, table, key, self._head(branch))
 
@@ -546,7 +546,7 @@ class Lake:
             branch: the branch whose first-parent history is delivered.
 
         Raises:
-            TableNotFound, RefNotFound, InvalidName.
+            TableNotFound, RefNotFound, InvalidName: no such table or ref, or a bad group or member name.
             UsageError: no table named, or `group` consumes another branch.
             GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
         """
@@ -580,7 +580,7 @@ class Lake:
         """Make group `name` resume after commit `to` on `branch`: rewind (redeliver) or skip ahead.
 
         Raises:
-            RefNotFound, InvalidName.
+            RefNotFound, InvalidName: no such ref, or a bad group name.
             GroupBusy: a live subscriber consumes the group; close it first.
         """
         check_name(name, "group")
@@ -591,7 +591,7 @@ class Lake:
         """Forget consumer group `name`: its positions, leases and members.
 
         Raises:
-            InvalidName, UsageError (no such group).
+            InvalidName, UsageError: a bad group name, or no such group.
             GroupBusy: a live subscriber consumes the group; close it first.
         """
         delete_group(self._log, check_name(name, "group"))
@@ -617,7 +617,7 @@ class Lake:
         `udr.RetentionPolicy`), lake-wide or for one `table`; both None removes the policy. `expire` applies it.
 
         Raises:
-            UsageError, InvalidName.
+            UsageError, InvalidName: a bad policy value, or a bad table name.
         """
         return retention.set_retention(self._ctx, keep_days, keep_commits, table)
 
@@ -634,7 +634,7 @@ class Lake:
         """Keep the version `ref` names from expiring until `release(name)`.
 
         Raises:
-            InvalidName, RefNotFound, UsageError (the hold exists), Expired (too late).
+            InvalidName, RefNotFound, UsageError, Expired: a bad name; no such ref; the hold exists; too late.
         """
         return retention.hold(self._ctx, name, self._resolve(ref, "main"), reason, author or self._default_author())
 
@@ -642,7 +642,7 @@ class Lake:
         """Remove hold `name` (its version may expire at the next `expire`).
 
         Raises:
-            InvalidName, RefNotFound.
+            InvalidName, RefNotFound: a bad name, or no such hold.
         """
         retention.release(self._ctx, name)
 
@@ -657,7 +657,7 @@ class Lake:
         deletes the old bytes. See `udr.api.erasure`.
 
         Raises:
-            TableNotFound, KeyViolation (no primary key), UsageError, ConflictError (retry).
+            TableNotFound, KeyViolation, UsageError, ConflictError: no such table; no primary key; bad keys; retry.
         """
         commit = erasure.erase(self._ctx, table, keys, reason=reason, branch=branch or "main",
                                author=author or self._default_author())
@@ -670,7 +670,7 @@ class Lake:
         incremental and idempotent. See `udr.publish.iceberg`.
 
         Raises:
-            RefNotFound, TableNotFound, SchemaError.
+            RefNotFound, TableNotFound, SchemaError: no such ref or table, or a column type Iceberg cannot describe.
             ConflictError: another publisher wrote `dest` meanwhile; publish again.
         """
         return iceberg.publish_iceberg(self._log, self._materializer, self._rows, Path(dest), tables, branch)

@@ -21,7 +21,7 @@ from udr.log.index import IndexTxn
 from udr.log.refs import check_name
 from udr.log.retention import RetentionStore, drop_blobs, protected, recent
 from udr.log.scrub import scrub
-from udr.materialize.retained import live_data
+from udr.materialize.retained import LiveData, live_data
 from udr.values import ExpireReport, Hold, RetentionPolicy, VerifyReport
 
 _DAY_US = 86_400 * 1_000_000
@@ -122,9 +122,14 @@ def collect_garbage(ctx: LakeContext, progress: Callable[[int], None] | None) ->
 
 def verify(ctx: LakeContext, progress: Callable[[int, int], None] | None) -> VerifyReport:
     """`verify`, counting data absent because only expired versions needed it as expired, not damage."""
+    return verify_lake(ctx.log, progress, live=kept_data(ctx))
+
+
+def kept_data(ctx: LakeContext) -> LiveData | None:
+    """What the kept versions need once some data was expired or replaced by an erasure (verification then
+    counts what only expired versions needed as expired, not damage); None when nothing ever was."""
     store = RetentionStore(ctx.log)
-    live = live_data(ctx.log, ctx.materializer, store.all_expired()) if _pruned(ctx, store) else None
-    return verify_lake(ctx.log, progress, live=live)
+    return live_data(ctx.log, ctx.materializer, store.all_expired()) if _pruned(ctx, store) else None
 
 
 def _pruned(ctx: LakeContext, store: RetentionStore) -> bool:

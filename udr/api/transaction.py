@@ -390,7 +390,7 @@ class Transaction:
         (as `overwrite`), else as a multiset (unchanged rows, duplicates included, stay where they are).
 
         Raises:
-            TableNotFound, SchemaError, KeyViolation.
+            TableNotFound, SchemaError, KeyViolation: no such table, rows that do not fit it, or a bad key.
         """
         self._check_open()
         state = self._require(table)
@@ -417,7 +417,7 @@ class Transaction:
         """Add a nullable column; existing rows get `default` (None: null, which rewrites no data).
 
         Raises:
-            TableNotFound, SchemaError (the column exists, or `default` does not fit `type`).
+            TableNotFound, SchemaError: no such table; the column exists, or `default` does not fit `type`.
         """
         self._check_open()
         state = self._require(table)
@@ -435,7 +435,7 @@ class Transaction:
         """Remove a column from the table's schema; no data is rewritten (old versions keep it).
 
         Raises:
-            TableNotFound, SchemaError (no such column, a key column, or the only column).
+            TableNotFound, SchemaError: no such table; no such column, a key column, or the only column.
         """
         self._check_open()
         state = self._require(table)
@@ -447,7 +447,7 @@ class Transaction:
         """Rename a column; it keeps its id, so no data is rewritten and old versions keep the old name.
 
         Raises:
-            TableNotFound, SchemaError (no column `old`, or a column `new` exists).
+            TableNotFound, SchemaError: no such table; no column `old`, or a column `new` exists.
         """
         self._check_open()
         state = self._require(table)
@@ -461,7 +461,7 @@ class Transaction:
         """Widen a column's type (older rows are cast when read; no data is rewritten).
 
         Raises:
-            TableNotFound, SchemaError (not a widening change).
+            TableNotFound, SchemaError: no such table; not a widening change.
         """
         self._check_open()
         state = self._require(table)
@@ -472,7 +472,7 @@ class Transaction:
         """Make `columns` the table's primary key, after checking the rows are unique and non-null on them.
 
         Raises:
-            TableNotFound, KeyViolation (a column is missing, or a null or duplicate key).
+            TableNotFound, KeyViolation: no such table; a column is missing, or a null or duplicate key.
         """
         self._check_open()
         state = self._require(table)
