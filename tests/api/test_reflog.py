@@ -211,3 +211,16 @@ class RefLogModel(RuleBasedStateMachine):
 TestRefLogModel = RefLogModel.TestCase
 TestRefLogModel.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_replay_and_cherry_pick_credit_whoever_ran_them_while_commits_keep_their_authors(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        a = db.append("t", {"x": [1]}, author="ann")
+        b = db.append("t", {"x": [2]}, author="bob")
+        db.append("t", {"x": [3]}, author="cy")
+        db.replay(onto="inv", start=a.id, skip=(b.id,), author="erin")
+        moves = db.reflog("inv")
+        assert [(m.action, m.author) for m in moves][0] == ("replay", "erin")
+        assert db.log(branch="inv", limit=1)[0].author == "cy"
+        db.cherry_pick(b.id, onto="inv", author="dora")
+        assert (db.reflog("inv")[0].action, db.reflog("inv")[0].author) == ("cherry-pick", "dora")

@@ -218,7 +218,7 @@ def check_strategy(strategy: str | None) -> None:
 def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
               parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None,
               metadata: Mapping[str, str] | None = None, tables: AbstractSet[str] | None = None,
-              action: str | None = None) -> Transaction:
+              action: str | None = None, mover: str | None = None) -> Transaction:
     """Stage the merge of `theirs` into `ours` (from `base`) as a transaction on `branch` (only of `tables`,
     None: every table). Its commit moves the branch in the ref log for `action`, by default "merge" for a
     merge commit (two `parents`), else "revert".
@@ -235,7 +235,7 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
             for commit in (base, ours, theirs):  # the merge reads this table's rows at all three
                 retention.check_readable(ctx, commit, (table,))
     tx = Transaction(lake, branch=branch, message=message, author=author, metadata=metadata or {},
-                     action=action or ("merge" if parents else "revert"))
+                     action=action or ("merge" if parents else "revert"), mover=mover)
     if tx.base != ours:
         tx.abort()
         raise ConflictError(f"branch {branch!r} moved from {ours[:7]} to {tx.base[:7]} during the merge; merge again")
@@ -266,15 +266,15 @@ def three_way(lake: Lake, *, branch: str, base: CommitId, ours: CommitId, theirs
     return tx
 
 
-def reapplier(lake: Lake, action: str) -> Reapply:
+def reapplier(lake: Lake, action: str, mover: str) -> Reapply:
     """How `udr.api.replay` commits one re-applied change on a branch of `lake`: a `three_way` merge of `theirs`
-    over `base` into the branch's head, with no second parent, moving the branch in the ref log for `action`."""
+    over `base` into the branch's head, with no second parent, moving the branch in the ref log for `action`, by `mover`."""
 
     def reapply(branch: str, base: CommitId, theirs: CommitId, message: str, author: str,
                 metadata: Mapping[str, str], tables: AbstractSet[str] | None) -> Commit:
         return three_way(lake, branch=branch, base=base, ours=CommitId(lake.resolve(None, branch)), theirs=theirs, parents=(),
                          message=message, author=author, strategy=None, metadata=metadata, tables=tables,
-                         action=action).commit()
+                         action=action, mover=mover).commit()
 
     return reapply
 

@@ -496,7 +496,7 @@ class Lake:
         Raises:
             RefNotFound, UsageError, MergeConflict: no such ref; not revertible; later commits changed its cells.
         """
-        return replay.revert(self._ctx, branches.reapplier(self, "revert"), commit, branch, author or self._default_author())
+        return replay.revert(self._ctx, branches.reapplier(self, "revert", author or self._default_author()), commit, branch, author or self._default_author())
 
     def cherry_pick(self, commit: Ref, onto: str = "main", *, author: str | None = None) -> Commit:
         """Re-apply one commit's changes cell by cell as a new commit on branch `onto` (see `udr.api.replay`).
@@ -504,17 +504,18 @@ class Lake:
         Raises:
             RefNotFound, UsageError, MergeConflict: no such ref; the root; `onto` changed its cells (nothing written).
         """
-        return replay.cherry_pick(self._ctx, branches.reapplier(self, "cherry-pick"), self._resolve(commit, onto), onto, author)
+        return replay.cherry_pick(self._ctx, branches.reapplier(self, "cherry-pick", author or self._default_author()), self._resolve(commit, onto), onto, author)
 
     def replay(self, onto: str, start: Ref, until: Ref = None, *, source: str = "main", skip: tuple[Ref, ...] = (),
-               tables: list[str] | None = None, on_conflict: str = "raise") -> Commit:
+               tables: list[str] | None = None, on_conflict: str = "raise", author: str | None = None) -> Commit:
         """Create branch `onto` at `start` and re-apply there each later commit of `source` up to `until` but those
         in `skip` (only changes to `tables` if given), keeping author, message and metadata; see `udr.api.replay`.
+        The ref log credits the moves of `onto` to `author` (default: this user).
 
         Raises:
             RefNotFound, UsageError, MergeConflict: bad ref or arguments; conflicts name their commit; `onto` not made.
         """
-        return replay.replay(self._ctx, branches.reapplier(self, "replay"), self, onto=onto, start=start, until=until,
+        return replay.replay(self._ctx, branches.reapplier(self, "replay", author or self._default_author()), self, onto=onto, start=start, until=until,
                              source=source, skip=skip, tables=tables, on_conflict=on_conflict)
 
     def blame(self, table: str, key: Mapping[str, object] | None = None, branch: str = "main") -> pa.Table:

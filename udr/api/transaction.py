@@ -95,7 +95,7 @@ class Transaction:
     """
 
     def __init__(self, lake: Lake, *, branch: str, message: str, author: str, metadata: Mapping[str, str],
-                 isolation: Isolation = "snapshot", action: str = "commit") -> None:
+                 isolation: Isolation = "snapshot", action: str = "commit", mover: str | None = None) -> None:
         if isolation not in ("snapshot", "serializable"):
             raise UsageError(f"isolation must be 'snapshot' or 'serializable', not {isolation!r}")
         self._lake = lake
@@ -123,7 +123,7 @@ class Transaction:
         self._read: set[str] | None = set() if isolation == "serializable" else None
         # A merge sets both parents and must not be rebased onto a moved head.
         self._parents: tuple[CommitId, ...] = ()
-        self._action = action  # what the ref log says moved the branch
+        self._action, self._mover = action, mover  # what the ref log says moved the branch, and who
         self._open = True
         # A staged schema carries stable column ids (format version 2): an older lake is relabelled first.
         self._ids_used = False
@@ -631,7 +631,8 @@ class Transaction:
             try:
                 return log.append(record, base=self._base, rebase=not self._parents, blobs=self._blobs,
                                   hook=self._lake._hook_for(self._hooks), placeable=self._placeable(),
-                                  read=frozenset(self._read or ()), action=self._action)
+                                  read=frozenset(self._read or ()), action=self._action,
+                                  mover=self._mover)
             except HeadMoved as moved:
                 rebase.restage(self, moved.head)
         raise ConflictError(f"branch {self.branch!r} moved {_MAX_REBASES} times while this transaction was being "

@@ -156,7 +156,7 @@ class LogStore:
         )
         with self.env.write() as txn:
             if txn.get(branch_key("main"), db=self.env.db(DB_REFS)) is None:
-                self._store_commit(txn, root_record, "main", None, "create")
+                self._store_commit(txn, root_record, "main", None, Reason("create", "create lake", "udr"))
                 txn.put(b"format_version", str(FORMAT_VERSION).encode(), db=self.env.db(DB_META))
         # The FORMAT file is written last and atomically: its presence means the lake is complete.
         write_label(self.root)
@@ -347,14 +347,15 @@ class LogStore:
     def append(self, record: CommitRecord, *, base: CommitId, rebase: bool,
                blobs: Mapping[BlobId, tuple[BlobKind, bytes]], hook: CommitHook | None = None,
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
-               action: str = "commit") -> tuple[CommitId, CommitRecord]:
+               action: str = "commit", mover: str | None = None) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
         commit is placed on the new head (a linear history) when the commits in between commute with it
         (`udr.log.placement`; `placeable`: the tables whose op stays valid over concurrent changes of other
         fragments). The record's first parent, seq and time are assigned here. The head's move is recorded
-        in the ref log under `action` ("commit", "merge", "revert", ...) with the record's message and author.
+        in the ref log under `action` ("commit", "merge", "revert", ...) with the record's message, by `mover` (who
+        moved the branch; default: the record's author).
 
         Raises:
             HeadMoved: a commit in between changed one of its tables otherwise; the writer may rebase and retry.
@@ -391,7 +392,7 @@ class LogStore:
                 parents=(head, *record.parents[1:]),
                 time_us=max(time.time_ns() // 1000, parent_time + 1),
             )
-            cid, final = self._store_commit(txn, final, record.branch, head, action)
+            cid, final = self._store_commit(txn, final, record.branch, head, Reason(action, final.message, mover or final.author))
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
@@ -416,7 +417,7 @@ class LogStore:
             cursor = other.parents[0]
 
     def _store_commit(
-        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, action: str
+        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason
     ) -> tuple[CommitId, CommitRecord]:
         cursor = txn.cursor(db=self.env.db(DB_SEQS))
         seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
@@ -426,7 +427,6 @@ class LogStore:
         _, stored = frame_blob(BlobKind.COMMIT, canonical)
         txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
-        why = Reason(action, final.message, final.author)
         self.set_ref(txn, branch_key(branch), cid, expected, why, time_us=final.time_us)
         return cid, final
 
