@@ -91,9 +91,15 @@ def test_sigkilled_exactly_once_consumers_end_with_totals_equal_to_a_recomputati
         consumer.wait()
     assert kills > 0
     assert producer.wait(timeout=90) == 0
-    final = _spawn("consume", str(lake), "totals", "asyncio")
-    children.append(final)
-    assert final.wait(timeout=90) == 0
+    with udr.open(lake) as db:
+        # A consumer killed after acknowledging the producer's last batch left nothing to do (and a new one
+        # would wait for more batches forever).
+        [group] = db.groups()
+        caught_up = group.lag_commits == 0
+    if not caught_up:
+        final = _spawn("consume", str(lake), "totals", "asyncio")
+        children.append(final)
+        assert final.wait(timeout=90) == 0
     with udr.open(lake) as db:
         totals = {r["customer"]: r["total"] for r in db.read("totals").to_pylist() if r["total"] != 0}
         assert totals == expected_totals(db)
