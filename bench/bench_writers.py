@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 import udr
-from bench_commits import small_batch
+from bench_commits import small_batch, w2_transactions
 from bench_floor import floor
 from common import remove, report, scratch
 
@@ -30,12 +30,7 @@ def _w2_writer(lake: str, name: str, transactions: int, start: float) -> float:
     batches = [small_batch(100, i * 100) for i in range(transactions)]
     while time.time() < start:
         time.sleep(0.001)
-    began = time.perf_counter()
-    for i, batch in enumerate(batches):
-        with db.transaction(message=f"{name} tx {i}") as tx:
-            tx.append("orders", batch)
-            tx.append("payments", batch)
-    rate = transactions / (time.perf_counter() - began)
+    rate = w2_transactions(db, batches, f"{name} tx")
     db.close()
     return rate
 

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from udr.api import history
 from udr.errors import ConflictError, RefNotFound
 from udr.log import graph
-from udr.log.commits import CommitRecord, TableOp
+from udr.log.commits import CommitRecord, Deletes, TableOp
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.placement import check_reads
 from udr.materialize.data import decode_positions
@@ -165,8 +164,7 @@ def _carry(tx: Transaction, table: str, op: TableOp, base_vectors: dict[ChunkId,
             continue
         if frag is None:
             return False
-        union = np.union1d(_positions(tx, d.vector, frag.rows), np.asarray(tx._rows.deleted_positions(frag), np.int64))
-        deletes.append(tx._deletion(frag, union))
+        deletes.append(_united(tx, d, frag))
     tx._ops[table] = replace(op, deletes=tuple(deletes))
     return True
 
@@ -189,30 +187,31 @@ class _Multiset:
                 rows = tx._rows.fragment(FragmentState(frag.chunk, frag.rows, frag.inline, frag.schema))
                 tx._add_rows(table, tx._rows.schema(frag.schema), iter(rows.to_batches()))
         own = {f.chunk for f in op.add}
-        for deletes in op.deletes:
-            if deletes.chunk in own:
-                tx._ops[table] = replace(tx._ops[table], deletes=tx._ops[table].deletes + (deletes,))
-            else:
-                self._remove_again(deletes.chunk, deletes.vector)
-        tx._ops[table] = replace(tx._ops[table], inserted=op.inserted, deleted=op.deleted)
+        kept = [d if d.chunk in own else self._remove_again(d) for d in op.deletes]
+        tx._ops[table] = replace(tx._ops[table], deletes=tx._ops[table].deletes + tuple(kept), inserted=op.inserted,
+                                 deleted=op.deleted)
 
-    def _remove_again(self, chunk: ChunkId, vector: BlobId | None) -> None:
-        tx, table = self.tx, self.table
-        state = tx._require(table)
-        index = next((i for i, f in enumerate(state.fragments) if f.chunk == chunk), None)
-        if index is None:
-            raise ConflictError(f"rows this transaction deletes from table {table!r} were rewritten by commit "
+    def _remove_again(self, d: Deletes) -> Deletes:
+        """Our deletion vector of a fragment of base, re-expressed on the head's vector of that fragment."""
+        frag = next((f for f in self.tx._require(self.table).fragments if f.chunk == d.chunk), None)
+        if frag is None:
+            raise ConflictError(f"rows this transaction deletes from table {self.table!r} were rewritten by commit "
                                 f"{self.other[:10]} after it began (compaction or flush); reload and retry")
-        frag = state.fragments[index]
-        before = self.base_deletes[chunk]
-        ours = _positions(tx, vector, frag.rows)
-        mine = np.setdiff1d(ours, np.asarray(tx._rows.deleted_positions(before), np.int64), assume_unique=True)
-        if np.intersect1d(mine, np.asarray(tx._rows.deleted_positions(frag), np.int64), assume_unique=True).size:
-            raise ConflictError(f"table {table!r}: commit {self.other[:10]} deleted some of the same rows after this "
-                                "transaction began; reload and retry")
-        hits = pa.table({"__frag": pa.array(np.full(len(mine), index), pa.int64()),
-                         "__pos": pa.array(mine, pa.int64())})
-        tx._delete_positions(table, state, hits, counted=None)
+        mine = np.setdiff1d(_positions(self.tx, d.vector, frag.rows), _deleted(self.tx, self.base_deletes[d.chunk]),
+                            assume_unique=True)
+        if np.intersect1d(mine, _deleted(self.tx, frag), assume_unique=True).size:
+            raise ConflictError(f"table {self.table!r}: commit {self.other[:10]} deleted some of the same rows after "
+                                "this transaction began; reload and retry")
+        return _united(self.tx, d, frag)
+
+
+def _united(tx: Transaction, d: Deletes, frag: FragmentState) -> Deletes:
+    """Our cumulative deletion vector `d` united with the new base's vector of the same fragment, staged."""
+    return tx._deletion(frag, np.union1d(_positions(tx, d.vector, frag.rows), _deleted(tx, frag)))
+
+
+def _deleted(tx: Transaction, frag: FragmentState) -> npt.NDArray[np.int64]:
+    return np.asarray(tx._rows.deleted_positions(frag), np.int64)
 
 
 def _positions(tx: Transaction, vector: BlobId | None, rows: int) -> npt.NDArray[np.int64]:

@@ -643,8 +643,8 @@ class Transaction:
         tables (no primary key), and a flush of small writes (it only re-encodes the fragments it names)."""
         return frozenset(t for t, op in self._ops.items()
                          if (self._maintenance and op.rewrite)
-                         or (t not in self._overwritten and (state := self._state(t)) is not None
-                             and state.primary_key is None))
+                         or (t not in self._overwritten and not op.drop
+                             and op.key_after(b.primary_key if (b := self._base_tables.get(t)) else None) is None))
 
     def abort(self) -> None:
         """Discard every staged change. Chunks already written are reclaimed by `gc`."""

@@ -63,6 +63,10 @@ class TableOp:
     updated: int = 0
     deleted: int = 0
 
+    def key_after(self, key: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """The table's primary key once this op applies to a table whose key is `key`."""
+        return self.primary_key if self.create or self.primary_key is not None else key
+
     @property
     def reshapes(self) -> bool:
         """Whether the op replaces the table's identity or shape (create, drop, truncate, schema or key change):
