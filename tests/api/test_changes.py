@@ -14,10 +14,10 @@ from udr.stream.source import ChangeSource
 
 def test_lake_changes_serves_change_rows_values_and_listeners(tmp_path: Path) -> None:
     with udr.open(tmp_path) as db:
-        source: ChangeSource = LakeChanges(db._ctx)
+        source: ChangeSource = LakeChanges(db._handle.ctx)
         first = db.append("t", {"x": [1, 2]})
         cid = CommitId(first.id)
-        record = db._log.get_commit(cid)
+        record = db._handle.ctx.log.get_commit(cid)
         rows = source.commit_changes("t", cid, record)
         assert rows is not None and rows.column("x").to_pylist() == [1, 2]
         assert source.commit_value(cid, record) == first == commit_value(cid, record)
@@ -28,7 +28,7 @@ def test_lake_changes_serves_change_rows_values_and_listeners(tmp_path: Path) ->
 
 def test_listeners_hear_each_commit_until_removed(tmp_path: Path) -> None:
     with udr.open(tmp_path) as db:
-        changes = LakeChanges(db._ctx)
+        changes = LakeChanges(db._handle.ctx)
         heard: list[udr.Commit] = []
         changes.add_listener(heard.append)
         made = db.append("t", {"x": [1]})

@@ -29,7 +29,7 @@ def _ids(table: pa.Table) -> list[int]:
 
 
 def _stored_blob(db: udr.Lake, blob: str) -> bytes:
-    env = db._log.env
+    env = db._handle.ctx.log.env
     with env.read() as txn:
         stored = txn.get(blob.encode(), db=env.db(DB_BLOBS))
     assert stored is not None
@@ -75,7 +75,7 @@ def test_erase_removes_the_rows_from_every_version(db: udr.Lake, lake_path: Path
 
 def test_after_gc_no_byte_of_the_erased_values_is_left(db: udr.Lake, lake_path: Path,
                                                        history: dict[str, str]) -> None:
-    inline = db._log.get_commit(CommitId(history["upsert"])).tables["people"]
+    inline = db._handle.ctx.log.get_commit(CommitId(history["upsert"])).tables["people"]
     stored = [_stored_blob(db, inline.add[0].chunk), _stored_blob(db, inline.before or "")]
     db.erase("people", {"id": [42]}, reason="GDPR")
     assert db.gc() > 0

@@ -14,6 +14,7 @@ import udr
 import udr.api.lake
 import udr.log.format
 from udr.errors import CorruptionError
+from udr.materialize.staging import Staging
 
 FLUSH_AT = 6
 
@@ -33,7 +34,7 @@ def flushes(db: udr.Lake) -> list[udr.Commit]:
 
 def fragments(db: udr.Lake, table: str) -> list[bool]:
     """Whether each fragment of `table` at the head of main is inline."""
-    return [f.inline for f in db._materializer.snapshot(db.commit_info("main").id)[table].fragments]
+    return [f.inline for f in db._handle.ctx.materializer.snapshot(db.commit_info("main").id)[table].fragments]
 
 
 def test_small_writes_are_flushed_in_order_and_report_no_change(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_a_failed_flush_warns_and_keeps_the_commit(tmp_path: Path, monkeypatch: 
     def broken(self: object, table: str) -> None:
         raise CorruptionError("simulated damage")
 
-    monkeypatch.setattr(udr.api.lake.Transaction, "_flush_inline", broken)
+    monkeypatch.setattr(Staging, "flush_inline", broken)
     with udr.open(tmp_path / "lake") as db:
         for i in range(FLUSH_AT - 1):
             db.append("t", one(i))

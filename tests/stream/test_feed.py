@@ -25,7 +25,7 @@ def db(tmp_path: Path) -> Iterator[udr.Lake]:
 
 
 def _feed(db: udr.Lake, after: Cursor, tables: frozenset[str] | None = None) -> Feed:
-    return Feed(db._log, branch="main", tables=tables, after=after, source=LakeChanges(db._ctx))
+    return Feed(db._handle.ctx.log, branch="main", tables=tables, after=after, source=LakeChanges(db._handle.ctx))
 
 
 def _drain(feed: Feed) -> list[tuple[str, str, int]]:
@@ -84,10 +84,10 @@ def test_lag_counts_the_commits_and_rows_after_a_cursor(db: udr.Lake) -> None:
         tx.append("a", pa.table({"x": [3]}))
         tx.append("b", pa.table({"x": [4, 5, 6]}))
     seq = db.commit_info("main").seq
-    assert lag(db._log, "main", None, Cursor(start)) == (2, 6)
-    assert lag(db._log, "main", ("b",), Cursor(start)) == (1, 3)
-    assert lag(db._log, "main", None, Cursor(seq, "a")) == (1, 3)
-    assert lag(db._log, "main", None, Cursor(seq)) == (0, 0)
+    assert lag(db._handle.ctx.log, "main", None, Cursor(start)) == (2, 6)
+    assert lag(db._handle.ctx.log, "main", ("b",), Cursor(start)) == (1, 3)
+    assert lag(db._handle.ctx.log, "main", None, Cursor(seq, "a")) == (1, 3)
+    assert lag(db._handle.ctx.log, "main", None, Cursor(seq)) == (0, 0)
 
 
 def test_a_fast_forward_to_a_merge_holding_the_last_commit_as_second_parent_delivers_the_net_change(
@@ -134,7 +134,7 @@ def test_batches_the_reader_does_not_want_are_skipped_but_drops_still_end_the_ta
         asked.append((commit.seq, table))
         return table == "a"
 
-    feed = Feed(db._log, branch="main", tables=frozenset({"a", "b"}), after=Cursor(-1), source=LakeChanges(db._ctx),
+    feed = Feed(db._handle.ctx.log, branch="main", tables=frozenset({"a", "b"}), after=Cursor(-1), source=LakeChanges(db._handle.ctx),
                 wants=wants)
     assert _drain(feed) == [("a", "insert", 1), ("a", "insert", 3)]
     assert [t for _, t in asked] == ["a", "b", "a", "b"]

@@ -174,9 +174,9 @@ async def test_a_dead_members_batch_goes_to_the_new_owner_and_its_stale_ack_is_r
     a = db.subscribe("kv", group="g", member="a", partitions=1)
     in_flight = await a.__anext__()
     # a "dies": its lease now names a process that is gone.
-    with db._log.env.write() as txn:
+    with db._handle.ctx.log.env.write() as txn:
         txn.put(b"member:g\0a", b'{"pid":%d,"started":null,"token":"gone","time_us":1}' % _dead_pid(),
-                db=db._log.env.db(b"groups"))
+                db=db._handle.ctx.log.env.db(b"groups"))
     async with db.subscribe("kv", group="g", member="b") as b:
         again = await _take(b)
         assert [x.commit.seq for x in again] == [in_flight.commit.seq]
@@ -247,8 +247,8 @@ async def test_a_single_member_group_gets_members_at_its_position(db: udr.Lake) 
 async def test_a_damaged_partition_record_is_a_corruption_error_naming_the_group(db: udr.Lake) -> None:
     async with db.subscribe("kv", group="billing", member="a", partitions=2):
         pass
-    with db._log.env.write() as txn:
-        txn.put(b"partition:billing\x000001", b"{not json", db=db._log.env.db(b"groups"))
+    with db._handle.ctx.log.env.write() as txn:
+        txn.put(b"partition:billing\x000001", b"{not json", db=db._handle.ctx.log.env.db(b"groups"))
     with pytest.raises(udr.CorruptionError, match="billing"):
         db.groups()
 

@@ -21,59 +21,50 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from udr.api import history
+from udr.api import history, writes
+from udr.api.context import LakeContext
 from udr.errors import ConflictError, RefNotFound
 from udr.log import graph
-from udr.log.commits import CommitRecord, Deletes, TableOp
+from udr.log.commits import Deletes, TableOp
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.placement import check_reads
 from udr.materialize.data import decode_positions
 from udr.materialize.merge import merge_rows
 from udr.materialize.snapshot import FragmentState, TableState
-from udr.query.diff import matching_keys
-
-if TYPE_CHECKING:
-    from udr.api.transaction import Transaction
+from udr.materialize.staging import Staging
 
 
-def restage(tx: Transaction, head: CommitId) -> None:
-    """Move `tx`'s base to `head` and re-apply its changes to every table a commit in between changed.
+def restage(ctx: LakeContext, staging: Staging, head: CommitId, read: set[str] | None) -> None:
+    """Move `staging`'s base to `head` and re-apply its changes to every table a commit in between changed.
 
     Raises:
-        ConflictError: a real conflict (see the module docstring); `tx` is left unchanged.
+        ConflictError: a real conflict (see the module docstring), or (with `read`, under serializable
+            isolation) a commit in between changed a table that was read; `staging` is left unchanged.
     """
-    lake = tx._lake
     try:
-        between = graph.first_parent_range(lake._log, tx._base, head)
+        between = graph.first_parent_range(ctx.log, staging.base, head)
     except RefNotFound:
-        raise ConflictError(f"branch {tx.branch!r} was reset to {head[:10]}, which does not descend from "
-                            f"{tx._base[:10]} where this transaction began; reload and retry") from None
-    _check_reads(tx, between)
-    contested = {t: [(cid, r.tables[t]) for cid, r in between if t in r.tables] for t in tx._ops}
+        raise ConflictError(f"branch {staging.branch!r} was reset to {head[:10]}, which does not descend from "
+                            f"{staging.base[:10]} where this transaction began; reload and retry") from None
+    if read is not None:
+        for cid, record in between:
+            check_reads(staging.branch, read, cid, record)
+    contested = {t: [(cid, r.tables[t]) for cid, r in between if t in r.tables] for t in staging.ops}
     contested = {t: ops for t, ops in contested.items() if ops}
     for table, ops in contested.items():
-        _check_shapes(table, tx._ops[table], ops, overwritten=table in tx._overwritten)
-    old_base = tx._base_tables
-    staged = {t: tx._state(t) for t in contested}
-    new_base = lake._materializer.snapshot(head)
-    plans = [(t, _plan(tx, t, old_base.get(t), new_base.get(t), staged[t], ops[-1][0]))
+        _check_shapes(table, staging.ops[table], ops, overwritten=table in staging.overwritten)
+    old_base = staging.base_tables
+    staged = {t: staging.state(t) for t in contested}
+    new_base = ctx.materializer.snapshot(head)
+    plans = [(t, _plan(ctx, staging, t, old_base.get(t), new_base.get(t), staged[t], ops[-1][0]))
              for t, ops in contested.items()]
-    tx._base, tx._base_tables = head, new_base
+    taken = staging.rebase_to(head, new_base, list(contested))
     for table, apply in plans:
-        op = tx._ops.pop(table)
-        tx._before.pop(table, None)
-        apply(op)
-
-
-def _check_reads(tx: Transaction, between: Sequence[tuple[CommitId, CommitRecord]]) -> None:
-    if tx._read is not None:
-        for cid, record in between:
-            check_reads(tx.branch, tx._read, cid, record)
+        apply(taken[table])
 
 
 def _check_shapes(table: str, mine: TableOp, theirs: Sequence[tuple[CommitId, TableOp]], *,
@@ -93,14 +84,14 @@ def _check_shapes(table: str, mine: TableOp, theirs: Sequence[tuple[CommitId, Ta
 _Apply = Callable[[TableOp], None]
 
 
-def _plan(tx: Transaction, table: str, base: TableState | None, head: TableState | None,
+def _plan(ctx: LakeContext, staging: Staging, table: str, base: TableState | None, head: TableState | None,
           staged: TableState | None, other: CommitId) -> _Apply:
     if base is None or head is None or staged is None:
         raise ConflictError(f"table {table!r} was created or dropped by commit {other[:10]} after this "
                             "transaction began; reload and retry")
     if staged.primary_key is None:
-        return _Multiset(tx, table, base, other)
-    return _Keyed(tx, table, base, head, staged, other)
+        return _Multiset(staging, table, base, other)
+    return _Keyed(ctx, staging, table, base, head, staged, other)
 
 
 class _Keyed:
@@ -111,13 +102,12 @@ class _Keyed:
     Otherwise the merged rows of every key we changed are staged again on the head.
     """
 
-    def __init__(self, tx: Transaction, table: str, base: TableState, head: TableState, staged: TableState,
-                 other: CommitId) -> None:
-        ctx = tx._lake._ctx
+    def __init__(self, ctx: LakeContext, staging: Staging, table: str, base: TableState, head: TableState,
+                 staged: TableState, other: CommitId) -> None:
         key = list(staged.primary_key or ())
-        self.schema = tx._rows.schema(head.schema)
+        self.schema = staging.rows.schema(head.schema)
         theirs = history.paired(ctx, table, base, head)
-        mine = history.paired(ctx, table, base, staged, tx._rows)
+        mine = history.paired(ctx, table, base, staged, staging.rows)
         self.result = merge_rows(table, self.schema, key, theirs, mine, strategy=None)
         if self.result.conflicts:
             first = self.result.conflicts[0]
@@ -127,31 +117,27 @@ class _Keyed:
                                 "and retry")
         theirs_keys = set(zip(*(theirs.column(k).to_pylist() for k in key)))
         self.shared = any(k in theirs_keys for k in zip(*(mine.column(k).to_pylist() for k in key)))
-        self.tx, self.table, self.key, self.other = tx, table, key, other
+        self.ctx, self.staging, self.table = ctx, staging, table
         self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
 
     def __call__(self, op: TableOp) -> None:
-        if not self.shared and _carry(self.tx, self.table, op, self.base_vectors):
+        staging, table = self.staging, self.table
+        if not self.shared and _carry(staging, table, op, self.base_vectors):
             return
-        tx, table = self.tx, self.table
         if self.result.remove.num_rows:
-            state = tx._require(table)
-            with tx._lake._server.session() as con:
-                hits = matching_keys(tx._rows.table(table, state, with_position=True), self.result.remove, self.key,
-                                     table=table, con=con)
-            tx._delete_positions(table, state, hits, counted=None)
+            writes.delete_keys(self.ctx, staging, table, self.result.remove, counted=None)
         if self.result.add.num_rows:
-            tx._add_rows(table, self.schema, iter(self.result.add.to_batches()))
-        if table in tx._ops:
-            counts = history.count_changes(tx._lake._ctx, table, tx._base_tables[table], tx._state(table), tx._rows)
-            tx._ops[table] = replace(tx._ops[table], inserted=counts.inserted, updated=counts.updated,
-                                     deleted=counts.deleted)
+            staging.add_rows(table, self.schema, iter(self.result.add.to_batches()))
+        if table in staging.ops:
+            counts = history.count_changes(self.ctx, table, staging.base_tables[table], staging.state(table),
+                                           staging.rows)
+            staging.recount(table, counts.inserted, counts.updated, counts.deleted)
 
 
-def _carry(tx: Transaction, table: str, op: TableOp, base_vectors: dict[ChunkId, BlobId | None]) -> bool:
+def _carry(staging: Staging, table: str, op: TableOp, base_vectors: dict[ChunkId, BlobId | None]) -> bool:
     """Stage `op` unchanged on the new base, unioning deletion vectors both sides changed; False (nothing
     staged) if a fragment it deletes from is gone at the new base or a chunk it adds is already there."""
-    head = tx._require(table)
+    head = staging.require(table)
     now = {f.chunk: f for f in head.fragments}
     if any(f.chunk in now for f in op.add):
         return False
@@ -164,59 +150,57 @@ def _carry(tx: Transaction, table: str, op: TableOp, base_vectors: dict[ChunkId,
             continue
         if frag is None:
             return False
-        deletes.append(_united(tx, d, frag))
-    tx._ops[table] = replace(op, deletes=tuple(deletes))
+        deletes.append(_united(staging, d, frag))
+    staging.ops[table] = replace(op, deletes=tuple(deletes))
     return True
 
 
 class _Multiset:
     """A table without a primary key: keep our added chunks and our removed rows on top of the new head."""
 
-    def __init__(self, tx: Transaction, table: str, base: TableState, other: CommitId) -> None:
-        self.tx, self.table, self.other = tx, table, other
+    def __init__(self, staging: Staging, table: str, base: TableState, other: CommitId) -> None:
+        self.staging, self.table, self.other = staging, table, other
         self.base_deletes = {f.chunk: f for f in base.fragments}
 
     def __call__(self, op: TableOp) -> None:
-        tx, table = self.tx, self.table
-        head = tx._require(table)
-        present = set(head.chunk_ids())
+        staging, table = self.staging, self.table
+        present = set(staging.require(table).chunk_ids())
         carried = tuple(f for f in op.add if f.chunk not in present)
-        tx._ops[table] = TableOp(add=carried, inserted=op.inserted, updated=op.updated)
+        staging.ops[table] = TableOp(add=carried, inserted=op.inserted, updated=op.updated)
         for frag in op.add:
             if frag.chunk in present:  # both sides added identical rows: ours become a copy
-                rows = tx._rows.fragment(FragmentState(frag.chunk, frag.rows, frag.inline, frag.schema))
-                tx._add_rows(table, tx._rows.schema(frag.schema), iter(rows.to_batches()))
+                rows = staging.rows.fragment(FragmentState(frag.chunk, frag.rows, frag.inline, frag.schema))
+                staging.add_rows(table, staging.rows.schema(frag.schema), iter(rows.to_batches()))
         own = {f.chunk for f in op.add}
         kept = [d if d.chunk in own else self._remove_again(d) for d in op.deletes]
-        tx._ops[table] = replace(tx._ops[table], deletes=tx._ops[table].deletes + tuple(kept), inserted=op.inserted,
-                                 deleted=op.deleted)
+        staging.ops[table] = replace(staging.ops[table], deletes=staging.ops[table].deletes + tuple(kept),
+                                     inserted=op.inserted, deleted=op.deleted)
 
     def _remove_again(self, d: Deletes) -> Deletes:
         """Our deletion vector of a fragment of base, re-expressed on the head's vector of that fragment."""
-        frag = next((f for f in self.tx._require(self.table).fragments if f.chunk == d.chunk), None)
+        frag = next((f for f in self.staging.require(self.table).fragments if f.chunk == d.chunk), None)
         if frag is None:
             raise ConflictError(f"rows this transaction deletes from table {self.table!r} were rewritten by commit "
                                 f"{self.other[:10]} after it began (compaction or flush); reload and retry")
-        mine = np.setdiff1d(_positions(self.tx, d.vector, frag.rows), _deleted(self.tx, self.base_deletes[d.chunk]),
-                            assume_unique=True)
-        if np.intersect1d(mine, _deleted(self.tx, frag), assume_unique=True).size:
+        mine = np.setdiff1d(_positions(self.staging, d.vector, frag.rows),
+                            _deleted(self.staging, self.base_deletes[d.chunk]), assume_unique=True)
+        if np.intersect1d(mine, _deleted(self.staging, frag), assume_unique=True).size:
             raise ConflictError(f"table {self.table!r}: commit {self.other[:10]} deleted some of the same rows after "
                                 "this transaction began; reload and retry")
-        return _united(self.tx, d, frag)
+        return _united(self.staging, d, frag)
 
 
-def _united(tx: Transaction, d: Deletes, frag: FragmentState) -> Deletes:
+def _united(staging: Staging, d: Deletes, frag: FragmentState) -> Deletes:
     """Our cumulative deletion vector `d` united with the new base's vector of the same fragment, staged."""
-    return tx._deletion(frag, np.union1d(_positions(tx, d.vector, frag.rows), _deleted(tx, frag)))
+    return staging.deletion(frag, np.union1d(_positions(staging, d.vector, frag.rows), _deleted(staging, frag)))
 
 
-def _deleted(tx: Transaction, frag: FragmentState) -> npt.NDArray[np.int64]:
-    return np.asarray(tx._rows.deleted_positions(frag), np.int64)
+def _deleted(staging: Staging, frag: FragmentState) -> npt.NDArray[np.int64]:
+    return np.asarray(staging.rows.deleted_positions(frag), np.int64)
 
 
-def _positions(tx: Transaction, vector: BlobId | None, rows: int) -> npt.NDArray[np.int64]:
+def _positions(staging: Staging, vector: BlobId | None, rows: int) -> npt.NDArray[np.int64]:
     """The row positions a cumulative deletion vector names (None: every row of the fragment)."""
     if vector is None:
         return np.arange(rows, dtype=np.int64)
-    return np.asarray(decode_positions(tx._blob(vector, BlobKind.DELETES)), dtype=np.int64)
-
+    return np.asarray(decode_positions(staging.blob(vector, BlobKind.DELETES)), dtype=np.int64)

@@ -105,22 +105,8 @@ def merge_rows(
             elif strategy != "ours":
                 conflicts.append(Conflict(table, keydict, None, base_row, my_row, their_row))
             continue
-        merged = dict(my_row)
-        clash = False
-        for c in columns:
-            # With no base row (both sides inserted the key) every differing cell is a conflict, NULLs too.
-            b = base_row.get(c) if base_row is not None else _ABSENT
-            o, t = my_row.get(c), their_row.get(c)
-            if _same(o, t) or _same(t, b):
-                continue
-            if _same(o, b):
-                merged[c] = t
-            elif strategy == "theirs":
-                merged[c] = t
-            elif strategy != "ours":
-                conflicts.append(Conflict(table, keydict, c, None if b is _ABSENT else b, o, t))
-                clash = True
-        if not clash and any(not _same(merged[c], my_row.get(c)) for c in columns):
+        merged = _merge_cells(table, columns, keydict, base_row, my_row, their_row, strategy, conflicts)
+        if merged is not None:
             remove.append(keydict)
             add.append(merged)
     return RowMerge(
@@ -128,6 +114,29 @@ def merge_rows(
         add=pa.concat_tables([clean_add, pa.Table.from_pylist(add, schema=clean_add.schema)]),
         conflicts=conflicts,
     )
+
+
+def _merge_cells(table: str, columns: list[str], keydict: dict[str, object], base_row: dict[str, object] | None,
+                 my_row: dict[str, object], their_row: dict[str, object], strategy: str | None,
+                 conflicts: list[Conflict]) -> dict[str, object] | None:
+    """One key both sides changed, merged cell by cell: the new row (None: no change to ours, or a conflict,
+    which is added to `conflicts`)."""
+    merged = dict(my_row)
+    clash = False
+    for c in columns:
+        # With no base row (both sides inserted the key) every differing cell is a conflict, NULLs too.
+        b = base_row.get(c) if base_row is not None else _ABSENT
+        o, t = my_row.get(c), their_row.get(c)
+        if _same(o, t) or _same(t, b):
+            continue
+        if _same(o, b) or strategy == "theirs":
+            merged[c] = t
+        elif strategy != "ours":
+            conflicts.append(Conflict(table, keydict, c, None if b is _ABSENT else b, o, t))
+            clash = True
+    if clash or all(_same(merged[c], my_row.get(c)) for c in columns):
+        return None
+    return merged
 
 
 def _keys(changes: pa.Table, key: Sequence[str]) -> list[tuple[object, ...]]:

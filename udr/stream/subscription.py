@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import anyio
@@ -136,6 +137,11 @@ class Subscription:
         self._closed = False
         self._waiter_closed = False
         self._released = False
+
+    @property
+    def path(self) -> Path:
+        """The directory of the lake this subscription follows."""
+        return self._log.root
 
     def __repr__(self) -> str:
         what = ", ".join(self.tables) if self.tables is not None else "all tables"
@@ -266,9 +272,9 @@ class Subscription:
             finally:
                 self._release()
 
-    def _detach(self) -> None:
-        """The lake handle is closing: end the iteration and give the group's lease back now, while the
-        log is still open (`aclose` then only releases the waiter)."""
+    def detach(self) -> None:
+        """End the iteration and give the group's lease back now (the lake handle calls this as it closes,
+        while the log is still open; `aclose` then only releases the waiter)."""
         if self._closed:
             return
         self._stop_following()

@@ -1,0 +1,183 @@
+"""The commit point: append staged changes to the log, re-applying them while the branch keeps moving.
+
+`commit` turns a `udr.materialize.staging.Staging` into one commit: it attaches before-images, recounts
+tables written more than once as net changes, appends the record (the log places it over concurrent
+commits that commute, else `udr.api.rebase` re-applies the changes on the new head), then tells the
+handle's caches and listeners and flushes runs of small inline writes into Parquet.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from udr.api import history, rebase
+from udr.api.handle import Handle
+from udr.errors import ConflictError, UdrError
+from udr.log.commits import CommitRecord, TableOp, commit_value
+from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
+from udr.log.groups import ack_hook
+from udr.log.placement import HeadMoved
+from udr.log.store import CommitHook
+from udr.materialize.snapshot import TableState, fold
+from udr.materialize.staging import Staging, flush_due
+from udr.stream.subscription import PendingAck
+from udr.values import Commit
+
+# Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
+_MAX_REBASES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What a commit records besides its table ops.
+
+    Attributes:
+        branch: the branch it moves.
+        message, author, metadata: as `udr.Commit` shows them.
+        parents: both parents of a merge (never re-applied on a moved head); empty: the staging's base.
+        action, mover: what the ref log says moved the branch, and who (None: the author).
+        maintenance: a flush of small writes (it triggers no other flush, and its rewrites are placeable).
+    """
+
+    branch: str
+    message: str
+    author: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    parents: tuple[CommitId, ...] = ()
+    action: str = "commit"
+    mover: str | None = None
+    maintenance: bool = False
+
+
+def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck],
+           read: set[str] | None) -> Commit:
+    """Commit `staging`'s changes (and the group acks `hooks`) as `intent` says; return the new commit.
+
+    Nothing changed and no merge: no commit is written (acks move their groups on their own) and the base
+    is returned. `read`: under serializable isolation, the tables whose concurrent change conflicts.
+
+    Raises:
+        ConflictError: a real conflict with a concurrent commit; nothing was written.
+    """
+    hook = ack_hook([pending.ack for pending in hooks]) if hooks else None
+    try:
+        if not staging.ops and not intent.parents:
+            _write_acks(handle, hook)
+            cid, final = None, None
+        else:
+            _settle(handle, staging)
+            cid, final = _append(handle, staging, intent, hook, read)
+    finally:
+        staging.release()
+    for pending in hooks:
+        pending.done()
+    if cid is None or final is None:
+        return handle.commit_info(staging.base)
+    return _committed(handle, staging, intent, cid, final)
+
+
+def _write_acks(handle: Handle, hook: CommitHook | None) -> None:
+    """Acks of a transaction that changed nothing, in a write of their own (as `Subscription.ack` would)."""
+    if hook is not None:
+        log = handle.ctx.log
+        with log.env.write() as txn:
+            hook(txn, log.env)
+
+
+def _settle(handle: Handle, staging: Staging) -> None:
+    """Attach before-images still valid, and recount tables written more than once as net changes."""
+    staging.settle_before_images()
+    for table, count in staging.writes.items():
+        op = staging.ops.get(table)
+        if count < 2 or op is None or op.drop:
+            continue
+        if table not in staging.base_tables:
+            # A table new in this transaction: every row it has is inserted, no recount needed.
+            staging.recount(table, staging.require(table).rows, 0, 0)
+        else:
+            net = history.count_changes(handle.ctx, table, staging.base_tables.get(table), staging.state(table),
+                                        staging.rows)
+            staging.recount(table, net.inserted, net.updated, net.deleted)
+
+
+def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook | None,
+            read: set[str] | None) -> tuple[CommitId, CommitRecord]:
+    """The commit point, re-applying the staged changes on the branch's new head while it keeps moving."""
+    log = handle.ctx.log
+    if staging.ids_used:
+        log.upgrade_format()
+    for _ in range(_MAX_REBASES):
+        record = CommitRecord(
+            parents=intent.parents or (staging.base,), seq=0, branch=intent.branch, time_us=0, author=intent.author,
+            message=intent.message, metadata=dict(intent.metadata), tables=dict(sorted(staging.ops.items())),
+        )
+        try:
+            return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.blobs, hook=hook,
+                              placeable=_placeable(staging, intent.maintenance), read=frozenset(read or ()),
+                              action=intent.action, mover=intent.mover)
+        except HeadMoved as moved:
+            rebase.restage(handle.ctx, staging, moved.head, read)
+    raise ConflictError(f"branch {intent.branch!r} moved {_MAX_REBASES} times while this transaction was being "
+                        "re-applied on it; retry")
+
+
+def _placeable(staging: Staging, maintenance: bool) -> frozenset[str]:
+    """Tables whose op the log may place over concurrent changes that touch other fragments: multiset
+    tables (no primary key), and a flush of small writes (it only re-encodes the fragments it names)."""
+    return frozenset(t for t, op in staging.ops.items()
+                     if (maintenance and op.rewrite)
+                     or (t not in staging.overwritten and _multiset(op, staging.base_tables.get(t))))
+
+
+def _multiset(op: TableOp, base: TableState | None) -> bool:
+    """Whether `op` leaves a table without a primary key (and does not drop it)."""
+    return not op.drop and op.key_after(base.primary_key if base else None) is None
+
+
+def _committed(handle: Handle, staging: Staging, intent: Intent, cid: CommitId, final: CommitRecord) -> Commit:
+    """Tell the handle's caches and listeners about the new commit; flush small writes that are due."""
+    ctx = handle.ctx
+    for op in final.tables.values():
+        for frag in op.add:
+            rows = staging.inline_rows(frag.chunk)
+            if rows is not None:
+                ctx.rows.remember_inline(frag.chunk, rows)
+    snapshot = fold(ctx.materializer.snapshot(final.parents[0]), final)
+    ctx.materializer.remember_commit(cid, final.parents[0], snapshot)
+    made = commit_value(cid, final)
+    handle.changes.committed(made)
+    if not intent.maintenance:
+        _flush_small_writes(handle, intent.branch, cid, snapshot, [t for t, op in final.tables.items() if op.add])
+    return made
+
+
+def _flush_small_writes(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState],
+                        tables: list[str]) -> None:
+    """After commit `head` (whose `snapshot` the writer folded), flush the tables whose run of inline writes is
+    due (`udr.materialize.staging.flush_due`) into Parquet, in a maintenance commit of its own.
+
+    Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
+    raised would be retried and applied twice), and a concurrent writer's move means the next commit
+    flushes instead.
+    """
+    due = flush_due(snapshot, tables)
+    if not due:
+        return
+    intent = Intent(branch, f"flush small writes of {', '.join(due)}", "udr",
+                    {MAINTENANCE_KEY: MAINTENANCE_FLUSH_INLINE}, maintenance=True)
+    try:
+        staging = Staging(handle.ctx.log, handle.ctx.rows, head, snapshot, branch=branch)
+        try:
+            for table in due:
+                staging.flush_inline(table)
+        except BaseException:
+            staging.release()
+            raise
+        commit(handle, staging, intent, (), None)
+    except ConflictError:
+        pass
+    except (UdrError, OSError) as exc:
+        warnings.warn(f"udr: flushing the small writes of {', '.join(due)} failed ({exc}); "
+                      "the data is intact and stays inlined", RuntimeWarning, stacklevel=5)

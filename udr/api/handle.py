@@ -1,0 +1,152 @@
+"""One open lake as the facade's modules share it: its layers, its change listeners, its open transactions
+and subscriptions, and how refs and versions are read.
+
+`Lake` builds one `Handle` when it opens. Transactions, merges and the `Lake` method groups work through it
+(and its `LakeContext`), never through `Lake` itself, so no facade module depends on another's privates.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import pyarrow as pa
+
+from udr.api import history, retention
+from udr.api.context import LakeContext
+from udr.errors import TableNotFound, close_matches
+from udr.log import refspec
+from udr.log.format import CommitId
+from udr.log.refspec import Ref
+from udr.materialize.snapshot import TableState
+from udr.log.commits import commit_value
+from udr.stream.source import ChangeSource
+from udr.values import Commit
+
+# How a query on a branch reads a quoted `"table@REF"` (a table state) or `"table@A..B"` (change rows).
+Resolver = Callable[[str, str], TableState | pa.Table]
+
+
+class Abortable(Protocol):
+    """An open transaction, as the handle tracks it (aborted when the lake closes)."""
+
+    def abort(self) -> None:
+        """Discard the transaction's staged changes."""
+
+
+class Detachable(Protocol):
+    """A live subscription, as the handle tracks it (detached when the lake closes)."""
+
+    def detach(self) -> None:
+        """End the subscription and give its group's lease back."""
+
+
+class Changes(ChangeSource, Protocol):
+    """The handle's change source (`udr.api.changes.LakeChanges`), which also hears of its own commits."""
+
+    def committed(self, commit: Commit) -> None:
+        """Tell every listener about `commit`, just made through this handle."""
+
+
+def os_user() -> str:
+    """The OS user name ("unknown" if the system cannot tell)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class Handle:
+    """The shared state of one `Lake`.
+
+    Attributes:
+        ctx: the lake's layers.
+        changes: change rows, commit values and this handle's commit listeners.
+        transactions: the transactions open on this handle.
+        subscriptions: the live subscriptions of this handle.
+    """
+
+    def __init__(self, ctx: LakeContext, changes: Changes) -> None:
+        self.ctx = ctx
+        self.changes = changes
+        self.transactions: set[Abortable] = set()
+        self.subscriptions: weakref.WeakSet[Detachable] = weakref.WeakSet()
+        self._os_user: str | None = None
+
+    def close(self) -> None:
+        """Abort the open transactions and end the subscriptions (they give their groups' leases back)."""
+        for tx in list(self.transactions):
+            tx.abort()
+        for sub in list(self.subscriptions):
+            sub.detach()
+
+    def author(self, given: str | None = None) -> str:
+        """`given`, else `UDR_AUTHOR`, else the OS user name (looked up once: it costs a passwd read)."""
+        if given:
+            return given
+        author = os.environ.get("UDR_AUTHOR")
+        if author:
+            return author
+        if self._os_user is None:
+            self._os_user = os_user()
+        return self._os_user
+
+    # -- refs and versions ------------------------------------------------------------------------------
+
+    def head(self, branch: str) -> CommitId:
+        """The head of `branch` (raises `RefNotFound`)."""
+        return refspec.branch_head(self.ctx.log, branch)
+
+    def resolve(self, ref: Ref, branch: str) -> CommitId:
+        """The commit `ref` names (None: the head of `branch`); see `udr.log.refspec.resolve`."""
+        return refspec.resolve(self.ctx.log, ref, branch)
+
+    def commit_info(self, ref: Ref, branch: str = "main") -> Commit:
+        """The `udr.Commit` that `ref` names."""
+        cid = self.resolve(ref, branch)
+        return commit_value(cid, self.ctx.log.get_commit(cid))
+
+    def readable(self, commit: CommitId, tables: Iterable[str] | None = None) -> None:
+        """Raise `udr.Expired` if one of `tables` (None: every table) at `commit` has expired."""
+        retention.check_readable(self.ctx, commit, self.ctx.materializer.snapshot(commit) if tables is None
+                                 else tables)
+
+    def snapshot(self, branch: str, at: Ref) -> dict[str, TableState]:
+        """The tables of the version `at` names on `branch`, checked readable."""
+        cid = self.resolve(at, branch)
+        snap = self.ctx.materializer.snapshot(cid)
+        retention.check_readable(self.ctx, cid, snap)
+        return snap
+
+    def table(self, table: str, branch: str, at: Ref) -> TableState:
+        """`table` at the version `at` names on `branch`.
+
+        Raises:
+            TableNotFound, RefNotFound, Expired: no such table or ref, or its data expired.
+        """
+        cid = self.resolve(at, branch)
+        snap = self.ctx.materializer.snapshot(cid)
+        if not isinstance(table, str) or table not in snap:
+            where = f"at {at}" if at is not None else f"on branch {branch!r}"
+            raise TableNotFound(f"table {table!r} does not exist {where}" + close_matches(str(table), snap))
+        retention.check_readable(self.ctx, cid, (table,))
+        return snap[table]
+
+    def change_rows(self, table: str, since: Ref, until: Ref, branch: str) -> pa.Table:
+        """The change rows of `table` after `since` up to `until` (see `Lake.changes`)."""
+        start = self.resolve(since, branch) if since is not None else None
+        return history.changes(self.ctx, table, start, self.resolve(until, branch))
+
+    def resolver(self, branch: str) -> Resolver:
+        """How a query on `branch` reads a quoted `"table@REF"` or `"table@A..B"` (B defaults to its head)."""
+
+        def resolve(table: str, ref: str) -> TableState | pa.Table:
+            if ".." in ref:
+                since, until = ref.split("..", 1)
+                return self.change_rows(table, since or None, until or None, branch)
+            return self.table(table, branch, ref)
+
+        return resolve

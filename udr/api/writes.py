@@ -1,0 +1,87 @@
+"""Writes that compare incoming rows with a table's current rows (in DuckDB, `udr.query.diff`) and stage only
+the difference through `udr.materialize.staging`: keyed overwrites and upserts, multiset replacement,
+deletes by key, and the duplicate-key check of keyed appends.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from udr.api.context import LakeContext
+from udr.errors import KeyViolation
+from udr.materialize.snapshot import TableState
+from udr.materialize.staging import CountField, Staging
+from udr.query.diff import keyed_diff, matching_keys, multiset_diff
+
+
+def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, *, remove_missing: bool) -> None:
+    """Stage `data` into keyed `table`: new keys inserted, changed rows updated, identical rows left alone,
+    and with `remove_missing` (an overwrite) keys `data` lacks deleted."""
+    state = staging.require(table)
+    first = table not in staging.ops
+    old = staging.rows.table(table, state, with_position=True) if remove_missing else _old_rows(
+        ctx, staging, table, state, data)
+    with ctx.server.session() as con:
+        diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
+                          con=con)
+    staging.delete_positions(table, state, diff.replaced, counted=None)
+    staging.delete_positions(table, state, diff.removed, counted="deleted")
+    if diff.updated.num_rows or diff.inserted.num_rows:
+        # New versions of updated rows and new rows share chunks: fewer, better-compressed files.
+        rows = pa.concat_tables([diff.updated, diff.inserted])
+        staging.add_rows(table, data.schema, iter(rows.to_batches()))
+        op = staging.op(table)
+        staging.recount(table, op.inserted - diff.updated.num_rows, op.updated + diff.updated.num_rows, op.deleted)
+    staging.keep_before(table, diff.before if first else None)
+
+
+def _old_rows(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table) -> pa.Table:
+    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
+    (read by position after a scan of the key columns), else the whole table."""
+    if data.num_rows * 20 > state.rows:
+        return staging.rows.table(table, state, with_position=True)
+    key = list(state.primary_key or ())
+    with ctx.server.session() as con:
+        hits = matching_keys(staging.rows.table(table, state, key, with_position=True), data, key, table=table,
+                             con=con)
+    return staging.rows.rows_at_hits(table, state, hits)
+
+
+def check_new_keys(ctx: LakeContext, staging: Staging, table: str, data: pa.Table) -> None:
+    """Raise `KeyViolation` unless every key of `data` is new to keyed `table` (an append)."""
+    state = staging.require(table)
+    key = list(state.primary_key or ())
+    with ctx.server.session() as con:
+        diff = keyed_diff(staging.rows.table(table, state, with_position=True), data, key, table=table,
+                          remove_missing=False, con=con)
+    if diff.updated.num_rows or diff.replaced.num_rows:
+        first = {k: diff.updated.column(k)[0].as_py() for k in key} if diff.updated.num_rows else {}
+        raise KeyViolation(f"table {table!r}: append of existing key {first}; use upsert")
+    unchanged = data.num_rows - diff.inserted.num_rows
+    if unchanged:
+        new_keys = set(zip(*(diff.inserted.column(k).to_pylist() for k in key)))
+        existing = next(k for k in zip(*(data.column(c).to_pylist() for c in key)) if k not in new_keys)
+        raise KeyViolation(f"table {table!r}: append of {unchanged} row(s) whose key already exists, e.g. "
+                           f"{dict(zip(key, existing))}; use upsert")
+
+
+def delete_keys(ctx: LakeContext, staging: Staging, table: str, keys: pa.Table, *,
+                counted: CountField | None) -> int:
+    """Stage the deletion of the rows of `table` whose key is in `keys`; return how many."""
+    state = staging.require(table)
+    with ctx.server.session() as con:
+        hits = matching_keys(staging.rows.table(table, state, with_position=True), keys,
+                             list(state.primary_key or ()), table=table, con=con)
+    staging.delete_positions(table, state, hits, counted=counted)
+    return int(hits.num_rows)
+
+
+def replace_multiset(ctx: LakeContext, staging: Staging, table: str, data: pa.Table) -> None:
+    """Stage the rows of `table` (no primary key) becoming `data` as a multiset: unchanged rows, duplicates
+    included, stay; the surplus is deleted and the rest inserted."""
+    state = staging.require(table)
+    with ctx.server.session() as con:
+        diff = multiset_diff(staging.rows.table(table, state, with_position=True), data, table=table, con=con)
+    staging.delete_positions(table, state, diff.removed, counted="deleted")
+    if diff.added.num_rows:
+        staging.add_rows(table, data.schema, iter(diff.added.to_batches()))

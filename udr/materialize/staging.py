@@ -1,0 +1,417 @@
+"""The write engine: stage one transaction's changes as `TableOp`s over a base snapshot.
+
+Rows become chunks (inline blobs for small batches, Parquet files written durably as they are staged,
+deduplicated by content id), deleted rows become deletion vectors, keyed writes keep before-images.
+Transactions, merges, reverts, rebases, compaction and the flush of small writes all stage through a
+`Staging`; nothing here is visible to anyone until the facade appends the resulting ops to the log.
+A `Staging` belongs to one thread at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from itertools import chain, islice
+from pathlib import Path
+from typing import Literal, TypedDict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from udr.errors import TableNotFound, close_matches
+from udr.log import format as lake_format
+from udr.log.commits import Deletes, Fragment, TableOp, content_id
+from udr.log.format import (
+    INLINE_MAX_BYTES,
+    ROW_GROUP_ROWS,
+    ROW_GROUPS_PER_CHUNK,
+    BlobId,
+    BlobKind,
+    ChunkId,
+    CommitId,
+)
+from udr.log.store import LogStore
+from udr.materialize import schemas
+from udr.materialize.data import (
+    EncodedChunk,
+    RowReader,
+    conform,
+    decode_ipc,
+    decode_positions,
+    distinct_positions,
+    encode_before,
+    encode_chunk,
+    encode_inline,
+    encode_positions,
+    encode_schema,
+    rebatch,
+    store_parquet,
+)
+from udr.materialize.snapshot import FragmentState, TableState, apply_op
+
+_ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
+
+# The row counters of a `TableOp` that a staged write adds to.
+CountField = Literal["inserted", "updated", "deleted"]
+
+
+# The fields of a `TableOp` that `delete_positions` replaces, so `replace(op, **changes)` type-checks.
+class _DeleteChanges(TypedDict, total=False):
+    deletes: tuple[Deletes, ...]
+    inserted: int
+    updated: int
+    deleted: int
+
+
+class Staging:
+    """The changes staged over commit `base` of one branch, one `TableOp` per table.
+
+    Attributes:
+        branch: the branch the changes are meant for (named in errors).
+        base: the commit the changes apply to; `rebase_to` moves it.
+        base_tables: the snapshot of `base`.
+        ops: the staged op of each changed table.
+        blobs: schemas, inline rows, deletion vectors and before-images the ops name, not yet in the log.
+        writes: write calls per table (counts of several calls are recomputed as the net change).
+        overwritten: tables without a key overwritten here (stored as a multiset delta of the whole table,
+            so any concurrent change of them conflicts).
+        ids_used: a staged schema carries stable column ids (an older lake must be relabelled first).
+        rows: reads rows of table states, this staging's blobs first.
+    """
+
+    def __init__(self, log: LogStore, rows: RowReader, base: CommitId, base_tables: Mapping[str, TableState], *,
+                 branch: str) -> None:
+        self._log = log
+        self.branch = branch
+        self.base = base
+        self.base_tables = dict(base_tables)
+        self.ops: dict[str, TableOp] = {}
+        self.blobs: dict[BlobId, tuple[BlobKind, bytes]] = {}
+        # Before-images of keyed writes, kept only while that write is the table's sole change here.
+        self._before: dict[str, pa.Table] = {}
+        self._before_ops: dict[str, TableOp] = {}
+        self.writes: Counter[str] = Counter()
+        self.overwritten: set[str] = set()
+        self.ids_used = False
+        self._chunks: set[ChunkId] = set()
+        # Rows of the inline chunks staged here, handed to the lake's reader once committed.
+        self._inline_rows: dict[ChunkId, pa.Table] = {}
+        self.rows = rows.with_blobs(self.blob)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def blob(self, blob: BlobId, kind: BlobKind) -> bytes:
+        """A blob staged here, else the log's."""
+        staged = self.blobs.get(blob)
+        return staged[1] if staged is not None else self._log.get_blob(blob, kind)
+
+    def tables(self) -> list[str]:
+        """Names of the tables with the staged changes applied."""
+        return sorted(n for n in set(self.base_tables) | set(self.ops) if self.state(n) is not None)
+
+    def state(self, table: str) -> TableState | None:
+        """`table` with its staged op applied (None: no such table)."""
+        op = self.ops.get(table)
+        base = self.base_tables.get(table)
+        return apply_op(base, op) if op is not None else base
+
+    def require(self, table: str) -> TableState:
+        """`state`, raising `TableNotFound` for a missing table."""
+        state = self.state(table) if isinstance(table, str) else None
+        if state is None:
+            raise TableNotFound(
+                f"table {table!r} does not exist on branch {self.branch!r}" + close_matches(str(table), self.tables())
+            )
+        return state
+
+    def op(self, table: str) -> TableOp:
+        """The op staged for `table` (an empty one if none)."""
+        return self.ops.get(table) or TableOp()
+
+    def own_fragments(self, table: str, state: TableState) -> list[FragmentState]:
+        """The fragments of `state` that this staging added."""
+        own = {f.chunk for f in self.op(table).add}
+        return [f for f in state.fragments if f.chunk in own]
+
+    def inline_rows(self, chunk: ChunkId) -> pa.Table | None:
+        """The rows of an inline chunk staged here (None: not one)."""
+        return self._inline_rows.get(chunk)
+
+    # -- staging ----------------------------------------------------------------------------------------
+
+    def create(self, table: str, schema: pa.Schema, pk: tuple[str, ...] | None) -> None:
+        """Stage `table` as a new empty table (replacing the base's table of that name)."""
+        schema_id, payload = encode_schema(schema)
+        self.blobs[schema_id] = (BlobKind.SCHEMA, payload)
+        base = self.base_tables.get(table)
+        self.ops[table] = TableOp(create=True, schema=schema_id, primary_key=pk,
+                                  deleted=base.rows if base is not None else 0)
+
+    def replace_table(self, table: str, target: TableState | None) -> None:
+        """Stage `table` to become exactly `target` (zero-copy: the target's chunks are reused; None drops it)."""
+        if target is None:
+            if self.state(table) is not None:
+                self.drop(table)
+            return
+        self.ops[table] = TableOp(
+            create=True,
+            schema=target.schema,
+            primary_key=target.primary_key,
+            add=tuple(Fragment(f.chunk, f.rows, f.inline, f.schema) for f in target.fragments),
+            deletes=tuple(Deletes(f.chunk, f.deletes, f.deleted) for f in target.fragments if f.deletes is not None),
+        )
+
+    def drop(self, table: str) -> None:
+        """Stage the removal of `table`."""
+        base = self.base_tables.get(table)
+        if base is None:
+            del self.ops[table]
+        else:
+            self.ops[table] = TableOp(drop=True, deleted=base.rows)
+
+    def truncate(self, table: str, state: TableState) -> None:
+        """Stage the removal of every row of `table` (whose current state is `state`) before new rows."""
+        own = sum(f.live_rows for f in self.own_fragments(table, state))
+        op = self.op(table)
+        self.ops[table] = replace(op, truncate=True, add=(), deletes=(), inserted=op.inserted - own,
+                                  deleted=op.deleted + state.rows - own)
+
+    def stage_schema(self, table: str, schema: pa.Schema) -> None:
+        """Stage `schema` as the table's. A new column whose id older chunks still store (a dropped
+        column of that name) gets a fresh id, so the dropped values never reappear."""
+        state = self.require(table)
+        stored = {schemas.field_id(f) for s in {f.schema for f in state.fragments} for f in self.rows.schema(s)}
+        schema = schemas.with_fresh_ids(schema, self.rows.schema(state.schema), stored)
+        self.ids_used = self.ids_used or schemas.has_ids(schema)
+        schema_id, payload = encode_schema(schema)
+        self.blobs[schema_id] = (BlobKind.SCHEMA, payload)
+        self.ops[table] = replace(self.op(table), schema=schema_id)
+
+    def add_rows(self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *,
+                 counted: CountField = "inserted", streaming: bool = False, inline: bool = True) -> int:
+        """Encode rows as chunks (inline or Parquet) and stage them as fragments of `table`; return the rows.
+
+        In-memory input is written by a thread pool, one chunk per thread. A stream is written as it is
+        read, one row group at a time, so its memory stays near one row group whatever its length.
+        """
+        fragments: list[Fragment] = []
+        collect = self._collector(table, fragments)
+        pieces = (p if p.schema.equals(schema) else p.cast(schema) for p in rebatch(batches, ROW_GROUP_ROWS))
+        schema_id = self.require(table).schema
+        pool: ThreadPoolExecutor | None = None
+        try:
+            pending: list[Future[EncodedChunk]] = []
+            while head := _inline_candidate(pieces):
+                if inline and sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
+                    collect(encode_inline(pa.concat_tables(head), schema_id))
+                    continue
+                rest = islice(pieces, ROW_GROUPS_PER_CHUNK - len(head))
+                if streaming:
+                    collect(store_parquet(chain(head, rest), schema, schema_id, self._store_file))
+                    continue
+                pool = pool or ThreadPoolExecutor(_ENCODE_THREADS)
+                pending.append(pool.submit(store_parquet, head + list(rest), schema, schema_id, self._store_file))
+                while len(pending) > _ENCODE_THREADS:
+                    collect(pending.pop(0).result())
+            for future in pending:
+                collect(future.result())
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        rows = sum(f.rows for f in fragments)
+        op = self.op(table)
+        self.ops[table] = replace(op, add=op.add + tuple(fragments), **{counted: getattr(op, counted) + rows})
+        return rows
+
+    def _collector(self, table: str, fragments: list[Fragment]) -> Callable[[EncodedChunk], None]:
+        """How `add_rows` keeps each encoded chunk: a chunk whose id the table holds already (identical rows
+        written again) is re-encoded as a numbered copy, so each fragment names its own chunk."""
+        state = self.require(table)
+        op = self.op(table)
+        # Chunks this staging already adds or removes count too: a fragment it deleted whole must
+        # not share an id with rows it writes again.
+        staged = {f.chunk for f in op.add} | {d.chunk for d in op.deletes}
+        present: set[ChunkId] = set()  # the table's chunks and `staged`, gathered only when needed
+
+        def collect(encoded: EncodedChunk) -> None:
+            # Only bytes stored before can be in the table already: a new inline chunk (the common small
+            # write) is not in the log, so a long table's chunk ids are not gathered for it.
+            if encoded.fragment.chunk in staged or encoded.payload is None or self._log.has_blob(
+                    BlobId(encoded.fragment.chunk)):
+                if not present:
+                    present.update(state.chunk_ids())
+                present.update(staged)
+                # Start past the table's fragment count so repeated identical appends collide at most once.
+                copy = len(present)
+                while encoded.fragment.chunk in present:
+                    copy += 1
+                    encoded = encode_chunk(self._encoded_rows(encoded), state.schema, self._store_file, copy=copy)
+                present.add(encoded.fragment.chunk)
+            staged.add(encoded.fragment.chunk)
+            if encoded.payload is not None:
+                self.blobs[BlobId(encoded.fragment.chunk)] = (BlobKind.ROWS, encoded.payload)
+                if encoded.rows is not None:
+                    self._inline_rows[encoded.fragment.chunk] = encoded.rows
+            fragments.append(encoded.fragment)
+
+        return collect
+
+    def _encoded_rows(self, encoded: EncodedChunk) -> pa.Table:
+        """The rows of a chunk just encoded (read back from its payload or file)."""
+        frag = encoded.fragment
+        if encoded.payload is not None:
+            return decode_ipc(encoded.payload)
+        return self.rows.fragment(FragmentState(frag.chunk, frag.rows, False, frag.schema))
+
+    def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
+        def announce(chunk: ChunkId) -> None:
+            # The intent is durable before the chunk has its final name, so a concurrent gc never
+            # deletes a chunk this staging is about to commit.
+            self._log.register_intents([chunk])
+            if chunk not in self._chunks:
+                self._chunks.add(chunk)
+                self._log.env.hold(chunk)
+
+        return self._log.chunks.put_written(write, announce)
+
+    def delete_positions(self, table: str, state: TableState, hits: pa.Table, *, counted: CountField | None) -> None:
+        """Stage the deletion of the rows of `state` that `hits` names (`__frag`, `__pos`), counted as
+        `counted` (None: not counted, e.g. the old versions of updated rows)."""
+        if hits.num_rows == 0:
+            return
+        op = self.op(table)
+        deletes = {d.chunk: d for d in op.deletes}
+        frags = hits.column("__frag").to_numpy()
+        positions = hits.column("__pos")
+        for index in sorted({int(i) for i in frags}):
+            frag = state.fragments[index]
+            new = positions.filter(pc.equal(hits.column("__frag"), index))
+            earlier = deletes.get(frag.chunk)
+            if earlier is None:
+                old = self.rows.deleted_positions(frag)
+            elif earlier.vector is None:
+                continue  # every row of the fragment is deleted already
+            else:
+                old = decode_positions(self.blob(earlier.vector, BlobKind.DELETES))
+            deletes[frag.chunk] = self.deletion(frag, distinct_positions(old, new))
+        changes: _DeleteChanges = {"deletes": tuple(deletes.values())}
+        if counted is not None:
+            # Rows this staging added itself were never visible: deleting them un-inserts them.
+            own = {f.chunk for f in op.add}
+            mine = sum(1 for i in frags if state.fragments[int(i)].chunk in own)
+            changes["inserted"] = op.inserted - mine
+            changes[counted] = getattr(op, counted) + hits.num_rows - mine
+        self.ops[table] = replace(op, **changes)
+
+    def deletion(self, frag: FragmentState, positions: np.ndarray) -> Deletes:
+        """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged."""
+        if len(positions) == frag.rows:
+            return Deletes(frag.chunk, None, len(positions))
+        payload = encode_positions(positions)
+        blob = BlobId(content_id(payload))
+        self.blobs[blob] = (BlobKind.DELETES, payload)
+        return Deletes(frag.chunk, blob, len(positions))
+
+    def set_primary_key(self, table: str, key: tuple[str, ...]) -> None:
+        """Stage `key` as the table's primary key."""
+        self.ops[table] = replace(self.op(table), primary_key=key)
+
+    def recount(self, table: str, inserted: int, updated: int, deleted: int) -> None:
+        """Replace the row counts of `table`'s op."""
+        self.ops[table] = replace(self.op(table), inserted=inserted, updated=updated, deleted=deleted)
+
+    # -- keyed writes' before-images --------------------------------------------------------------------
+
+    def keep_before(self, table: str, image: pa.Table | None) -> None:
+        """Keep `image` (the replaced and removed rows of the keyed write just staged, None: none) as the
+        table's before-image while that write stays its only change; any other change makes it stale."""
+        if image is not None:
+            self._before[table] = image
+            self._before_ops[table] = self.op(table)
+        else:
+            self._before.pop(table, None)
+
+    def settle_before_images(self) -> None:
+        """Attach each before-image still valid to its op."""
+        for table, image in self._before.items():
+            op = self.ops.get(table)
+            if op is not None and self._before_ops.get(table) is op:
+                payload = encode_before(image)
+                blob = BlobId(content_id(payload))
+                self.blobs[blob] = (BlobKind.BEFORE, payload)
+                self.ops[table] = replace(op, before=blob)
+
+    # -- maintenance --------------------------------------------------------------------------------------
+
+    def compact(self, table: str) -> None:
+        """Stage `table`'s live rows rewritten into fresh chunks; no row changes (a `rewrite`)."""
+        state = self.require(table)
+        data = self.rows.table(table, state)
+        self.ops[table] = TableOp(truncate=True, rewrite=True)
+        self.add_rows(table, data.schema, iter(data.to_batches()), counted="inserted")
+        self.ops[table] = replace(self.ops[table], inserted=0)
+
+    def flush_inline(self, table: str) -> None:
+        """Stage the trailing run of inline fragments of `table` rewritten as Parquet chunk(s); no row
+        changes (a `rewrite`).
+
+        Small writes are inlined in the log, one fragment each. Flushing them keeps a table's manifest,
+        its snapshot opens, queries and change-feed looks from growing with the number of tiny commits;
+        the log still holds every inline write. Only a trailing run is taken, so row order is kept.
+        """
+        state = self.require(table)
+        run = state.inline_tail()
+        if len(run) < 2 or table in self.ops:
+            return
+        schema = self.rows.schema(state.schema)
+        parts = [conform(self.rows.live(f, table=table), schema) for f in run]
+        self.ops[table] = TableOp(rewrite=True, deletes=tuple(Deletes(f.chunk, None, f.rows) for f in run))
+        self.add_rows(table, schema, (b for part in parts for b in part.to_batches()), inline=False)
+        self.ops[table] = replace(self.ops[table], inserted=0)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo every change staged inside the block if it raises (chunks it wrote are left to `gc`)."""
+        saved = (dict(self.ops), dict(self.blobs), Counter(self.writes), dict(self._before), dict(self._before_ops))
+        try:
+            yield
+        except BaseException:
+            self.ops, self.blobs, self.writes, self._before, self._before_ops = saved
+            raise
+
+    def rebase_to(self, head: CommitId, snapshot: Mapping[str, TableState], tables: list[str]) -> dict[str, TableOp]:
+        """Make `head` (whose snapshot is `snapshot`) the base, and take back the ops of `tables` for
+        re-staging on it (their before-images are dropped: they describe the old base)."""
+        self.base, self.base_tables = head, dict(snapshot)
+        taken = {t: self.ops.pop(t) for t in tables}
+        for table in tables:
+            self._before.pop(table, None)
+        return taken
+
+    def release(self) -> None:
+        """Stop protecting this staging's chunks from `gc` (it committed or was abandoned)."""
+        self._log.env.release(self._chunks)
+
+
+def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:
+    """Which of `tables` (just written) have a run of `INLINE_FLUSH_FRAGMENTS` inline writes to flush."""
+    return [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= lake_format.INLINE_FLUSH_FRAGMENTS]
+
+
+def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:
+    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out."""
+    head: list[pa.Table] = []
+    size = 0
+    for piece in pieces:
+        head.append(piece)
+        size += piece.nbytes
+        if size > INLINE_MAX_BYTES or len(head) == ROW_GROUPS_PER_CHUNK:
+            break
+    return head
