@@ -19,10 +19,10 @@ from udr.api import history, retention
 from udr.api.context import LakeContext
 from udr.errors import TableNotFound, close_matches
 from udr.log import refspec
+from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.log.refspec import Ref
 from udr.materialize.snapshot import TableState
-from udr.log.commits import commit_value
 from udr.stream.source import ChangeSource
 from udr.values import Commit
 

@@ -4,6 +4,7 @@ Iceberg publishing and statistics."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,8 @@ from udr.api import erasure, retention
 from udr.api.handle import Handle
 from udr.api.inputs import TableData
 from udr.api.maintenance import stats
+from udr.errors import UdrError
+from udr.log.publications import PublicationStore
 from udr.log.refspec import Ref
 from udr.publish import iceberg
 from udr.values import (
@@ -89,14 +92,29 @@ class MaintenanceMethods:
               author: str | None = None) -> Commit:
         """Remove the rows with primary key in `keys` from every version of `table` in the lake's history, in an
         erasure commit on `branch` (default main) recording who, when, why and a hash of each key; `gc` then
-        deletes the old bytes. See `udr.api.erasure`.
+        deletes the old bytes. See `udr.api.erasure`. Every Iceberg destination this lake published to is then
+        published again, its history rebuilt without the erased rows (a failure there only warns: publish again).
 
         Raises:
             TableNotFound, KeyViolation, UsageError, ConflictError: no such table; no primary key; bad keys; retry.
         """
-        commit = erasure.erase(self._handle.ctx, table, keys, reason=reason, branch=branch or "main",
+        ctx = self._handle.ctx
+        commit = erasure.erase(ctx, table, keys, reason=reason, branch=branch or "main",
                                author=self._handle.author(author))
         self._handle.changes.committed(commit)
+        for publication in PublicationStore(ctx.log).all():
+            dest = Path(publication.dest)
+            if not dest.is_dir():  # deleted by hand: nothing left to bring up to date
+                PublicationStore(ctx.log).remove(publication.dest)
+                continue
+            try:
+                for published, names in publication.branches.items():
+                    iceberg.publish_iceberg(ctx.log, ctx.materializer, ctx.rows, dest,
+                                            list(names) if names is not None else None, published)
+            except (UdrError, OSError) as exc:
+                warnings.warn(f"udr: the erasure is committed, but republishing {dest} failed ({exc}); its files "
+                              f"still hold the erased rows: run publish_iceberg({str(dest)!r}) again before gc",
+                              RuntimeWarning, stacklevel=2)
         return commit
 
     def publish_iceberg(self, dest: str | os.PathLike[str], tables: list[str] | None = None, *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from udr.api import branches, replay
+from udr.api import branches, merging, replay, revert
 from udr.api.changes import commit_value
 from udr.api.handle import Handle
 from udr.api.refmoves import fast_forward, reset_branch
@@ -93,7 +93,7 @@ class RefMethods:
                 `strategy="ours"` or `"theirs"` to resolve every conflict one way.
             ConflictError: `into` moved while merging; retry.
         """
-        branches.check_strategy(strategy)
+        merging.check_strategy(strategy)
         ours = self._handle.head(into)
         theirs = self._handle.resolve(source, into)
         base = branches.merge_base(self._handle, ours, theirs)
@@ -121,12 +121,14 @@ class RefMethods:
         return self.commit_info(target)
 
     def revert(self, commit: Ref, branch: str = "main", *, author: str | None = None) -> Commit:
-        """Commit the inverse of one commit on `branch` (a three-way merge of its parent over it).
+        """Undo one commit on `branch` in a new commit: its tables become what replaying the branch without that
+        commit gives, every later change kept (see `udr.api.revert`).
 
         Raises:
-            RefNotFound, UsageError, MergeConflict: no such ref; not revertible; later commits changed its cells.
+            RefNotFound, UsageError, MergeConflict: no such ref; not revertible; a later commit's change does
+                not apply without it (see `udr.api.revert`).
         """
-        return replay.revert(self._handle.ctx, branches.reapplier(self._handle, "revert", self._handle.author(author)), commit, branch, self._handle.author(author))
+        return revert.revert(self._handle, commit, branch, self._handle.author(author))
 
     def cherry_pick(self, commit: Ref, onto: str = "main", *, author: str | None = None) -> Commit:
         """Re-apply one commit's changes cell by cell as a new commit on branch `onto` (see `udr.api.replay`).

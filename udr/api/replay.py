@@ -1,9 +1,10 @@
 """Cherry-pick, replay and revert: re-applying commits' changes cell by cell on another line of history.
 
 Each step is one three-way merge (the facade's `Reapply`, `udr.api.branches.three_way`): re-applying commit C
-merges C over C's first parent into the branch head; reverting C merges C's first parent over C. So a cherry-pick,
-a replayed commit and a revert follow the same per-cell rules as `merge` (keyed tables cell by cell, other tables
-whole) and conflict in the same places. Every step commits with compare-and-swap like any transaction.
+merges C over C's first parent into the branch head. So a cherry-pick and a replayed commit follow the same
+per-cell rules as `merge` (keyed tables cell by cell, other tables whole) and conflict in the same places
+(`udr.api.revert` builds a revert from the same rules). Every step commits with compare-and-swap like any
+transaction.
 
 `replay` creates its branch first and deletes it again if a conflict stops it: the branch is never left behind,
 but the commits made before the conflict stay in the log, unreachable, like those of a deleted branch.
@@ -12,7 +13,7 @@ but the commits made before the conflict stay in the log, unreachable, like thos
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Protocol
@@ -28,10 +29,22 @@ from udr.values import Commit
 REPLAYED_FROM = "udr.replayed_from"
 SKIPPED = "udr.replay_skipped"
 
-Reapply = Callable[[str, CommitId, CommitId, str, str, Mapping[str, str], AbstractSet[str] | None], Commit]
-"""`(branch, base, theirs, message, author, metadata, tables)`: commit on `branch` the changes from `base` to
-`theirs` (only to `tables`, None: all), three-way merged into its head; the head itself if nothing changed.
-Raises `MergeConflict` and writes nothing when a cell conflicts."""
+class Reapply(Protocol):
+    """How replay, cherry-pick and revert commit on a branch of the lake."""
+
+    def __call__(self, branch: str, base: CommitId, theirs: CommitId, message: str, author: str,
+                 metadata: Mapping[str, str], tables: AbstractSet[str] | None) -> Commit:
+        """Commit on `branch` the changes from `base` to `theirs` (only to `tables`, None: all), three-way merged
+        into its head; return the head itself if nothing changed.
+
+        Raises:
+            MergeConflict: a cell conflicts; nothing was written.
+        """
+        ...
+
+    def note(self, branch: str, message: str, metadata: Mapping[str, str]) -> Commit:
+        """Commit on `branch` a commit that changes no table and records `metadata` (what a replay skipped)."""
+        ...
 
 
 class BranchMaker(Protocol):
@@ -48,29 +61,6 @@ class BranchMaker(Protocol):
     def delete_branch(self, name: str, *, force: bool = False) -> None:
         """Delete branch `name`."""
         ...
-
-
-def _on_branch(ctx: LakeContext, target: CommitId, branch: str) -> CommitRecord:
-    """The record of `target`, which must have a parent and be in the history of `branch`."""
-    record = ctx.log.get_commit(target)
-    if not record.parents:
-        raise UsageError(f"commit {target[:10]} is the root commit: it has no changes to re-apply or revert")
-    if target not in graph.ancestors(ctx.log, refspec.branch_head(ctx.log, branch)):
-        raise UsageError(f"commit {target[:10]} is not in the history of branch {branch!r}; nothing to revert")
-    return record
-
-
-def revert(ctx: LakeContext, reapply: Reapply, ref: Ref, branch: str, author: str) -> Commit:
-    """Commit the inverse of the commit `ref` names (read on `branch`) on `branch`.
-
-    Raises:
-        RefNotFound: no such commit or branch.
-        UsageError: the commit is the root commit or not in `branch`'s history.
-        MergeConflict: later commits changed the same cells; nothing was written.
-    """
-    target = refspec.resolve(ctx.log, ref, branch)
-    record = _on_branch(ctx, target, branch)
-    return reapply(branch, target, record.parents[0], f"revert {target[:10]}: {record.message}", author, {}, None)
 
 
 def cherry_pick(ctx: LakeContext, reapply: Reapply, target: CommitId, onto: str, author: str | None) -> Commit:
@@ -106,9 +96,9 @@ def replay(ctx: LakeContext, reapply: Reapply, lake: BranchMaker, *, onto: str, 
     `until` (None: the head of `source`) on `source`'s first-parent chain, except those in `skip` (refs read
     on `source`), and with `tables` only their changes to those tables.
 
-    Returns the head of `onto`. With `on_conflict="skip"`, a commit that conflicts is left out and the returned
-    commit's metadata lists it under `udr.replay_skipped` (a JSON list of the commits and their conflicts; the
-    stored commits do not carry it).
+    Returns the head of `onto`. With `on_conflict="skip"`, a commit that conflicts is left out; if any was, a last
+    commit on `onto` that changes no table records them durably in its metadata under `udr.replay_skipped` (a
+    JSON list of the commits and their conflicts), and is the one returned.
 
     Raises:
         UsageError: a bad `on_conflict`, or a `skip` commit not in the range; nothing was written.
@@ -140,10 +130,10 @@ def replay(ctx: LakeContext, reapply: Reapply, lake: BranchMaker, *, onto: str, 
     except BaseException:
         lake.delete_branch(onto, force=True)
         raise
-    result = lake.commit_info(onto)
     if skipped:
-        result = replace(result, metadata={**result.metadata, SKIPPED: json.dumps(skipped, default=str)})
-    return result
+        return reapply.note(onto, f"replay skipped {len(skipped)} conflicting commit(s)",
+                            {SKIPPED: json.dumps(skipped, default=str)})
+    return lake.commit_info(onto)
 
 
 def _described(c: Conflict) -> dict[str, object]:

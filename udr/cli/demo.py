@@ -8,6 +8,7 @@ The demo never touches an existing lake: it runs in a new temp directory or in a
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shlex
 import tempfile
@@ -16,8 +17,6 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
 import pyarrow as pa
 from rich.console import Console
 from rich.panel import Panel
@@ -277,7 +276,7 @@ async with db.subscribe(["customers", "orders"], start="latest") as sub:
 
 def _react_in_real_time(db: udr.Lake, console: Console) -> None:
     console.print(Syntax(_SUBSCRIBER.strip(), "python", theme="ansi_dark", background_color="default"))
-    seen = anyio.run(_watch_new_customer, db)
+    seen = asyncio.run(_watch_new_customer(db))
     grid = Table("commit", "table", "change rows", "delivered after the commit")
     for batch, delivered in seen:
         delay = (delivered - batch.commit.time.timestamp()) * 1000
@@ -301,13 +300,17 @@ async def _watch_new_customer(db: udr.Lake) -> list[tuple[udr.ChangeBatch, float
             tx.append("orders", orders)
 
     seen: list[tuple[udr.ChangeBatch, float]] = []
-    async with db.subscribe(["customers", "orders"], start="latest") as sub, anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, new_customer_with_orders)
-        with anyio.fail_after(60):
-            async for batch in sub:
-                seen.append((batch, time.time()))
-                if len(seen) == 2:
-                    break
+
+    async def first_two(sub: udr.Subscription) -> None:
+        async for batch in sub:
+            seen.append((batch, time.time()))
+            if len(seen) == 2:
+                return
+
+    async with db.subscribe(["customers", "orders"], start="latest") as sub:
+        writer = asyncio.ensure_future(asyncio.to_thread(new_customer_with_orders))
+        await asyncio.wait_for(first_two(sub), 60)
+        await writer
     return seen
 
 

@@ -49,8 +49,10 @@ DB_EXPIRED = b"expired"
 # Erasures (udr.log.erasure): their replacement maps in order, and every chunk or blob one replaced.
 DB_ERASURES = b"erasures"
 DB_REPLACED = b"replaced"
+# Destinations outside the lake that mirror it (published Iceberg tables), brought up to date after an erasure.
+DB_PUBLICATIONS = b"publications"
 LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_RETENTION,
-           DB_EXPIRED, DB_ERASURES, DB_REPLACED, DB_REFLOG)
+           DB_EXPIRED, DB_ERASURES, DB_REPLACED, DB_REFLOG, DB_PUBLICATIONS)
 
 # Sub-databases of the cache environment (derived: deleting them loses nothing).
 DB_SNAPSHOTS = b"snapshots"

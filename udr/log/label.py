@@ -38,11 +38,13 @@ def read_format(root: Path) -> int | None:
         raise FormatError(f"{root} is a file, not a UDR lake directory")
     marker = root / FORMAT_FILE
     if not marker.exists():
-        # Only UDR's own entries and no FORMAT file: a creation that crashed or is under way elsewhere.
-        strangers = [p.name for p in root.iterdir() if not _LAYOUT.match(p.name)] if root.exists() else []
-        if strangers:
-            raise FormatError(f"{root} is not empty and is not a UDR lake (no {FORMAT_FILE} file)")
-        return None
+        # Only UDR's own entries and no FORMAT file: a creation that crashed or is under way elsewhere (whose
+        # FORMAT file may appear while this looks: then it is read below).
+        names = {p.name for p in root.iterdir()} if root.exists() else set()
+        if FORMAT_FILE not in names:
+            if any(not _LAYOUT.match(name) for name in names):
+                raise FormatError(f"{root} is not empty and is not a UDR lake (no {FORMAT_FILE} file)")
+            return None
     try:
         doc = json.loads(marker.read_text())
         name, version = doc["format"], int(doc["version"])

@@ -10,7 +10,7 @@ safe across threads and processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from udr.errors import ConflictError, UsageError
 from udr.log.format import DB_INTENTS, DB_PINS, ChunkId
@@ -61,6 +61,14 @@ class PinStore:
                         break
                     out[key[len(prefix):].decode()] = ChunkId(value.decode())
         return out
+
+    def unpin(self, owner: str, names: Sequence[str]) -> None:
+        """Drop the pins of `owner` with these names (their chunks become garbage unless kept otherwise)."""
+        prefix = _prefix(owner)
+        env = self._log.env
+        with env.write() as txn:
+            for name in names:
+                txn.delete(prefix + name.encode(), db=env.db(DB_PINS))
 
     def release(self, owner: str) -> int:
         """Drop every pin of `owner` (its chunks become garbage unless a commit references them);

@@ -15,12 +15,17 @@ Invariants:
   write version N); `version-hint.text` is replaced after it. Readers see the old version or the new one.
 - Incremental and idempotent: only commits after the last published one are read and written; publishing
   again with nothing new writes nothing.
+- Erasure reaches the copy: each table records how many of the lake's erasures its files reflect. When the lake
+  has more, the next publish rebuilds the table's Iceberg history from the lake (whose readers see every
+  version through the erasures' replacement maps): every snapshot keeps its id and time but names the
+  replacement chunks, in files with new names; once the new metadata version is in place, the files only
+  older versions named are deleted and the pins of replaced inline copies dropped, so `gc` can free every
+  byte of the erased rows. `Lake.erase` republishes every recorded destination (`udr.log.publications`).
 Not safe for two publishers of one destination at once: the second gets `ConflictError` and retries.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -31,8 +36,10 @@ import numpy as np
 
 from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
 from udr.log import graph
+from udr.log.erasure import ErasureStore
 from udr.log.format import ChunkId, CommitId
 from udr.log.pins import PinStore
+from udr.log.publications import PublicationStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import FragmentState, Materializer, TableState
@@ -77,8 +84,10 @@ class _Context:
     dest: Path
     branch: str
     head: CommitId
+    erasures: int
     files: int = 0
     bytes: int = 0
+    written: set[Path] = field(default_factory=set)  # files a rebuild wrote (the only ones it keeps)
 
 
 def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, dest: Path,
@@ -100,9 +109,16 @@ def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, 
             # Iceberg names files by URI and readers (pyiceberg) parse "#", "?" and "%" as URI syntax.
             raise UsageError(f"{place} contains '#', '?' or '%', which Iceberg readers misread in file URIs; "
                              "use a path without them")
-    ctx = _Context(log, materializer, rows, dest.resolve(), branch, head)
+    erasures = ErasureStore(log.env, log.get_blob)
+    ctx = _Context(log, materializer, rows, dest.resolve(), branch, head, erasures.generation())
     names = sorted(materializer.snapshot(head)) if tables is None else list(tables)
     added = {name: _publish_table(ctx, name) for name in names}
+    PublicationStore(log).record(str(ctx.dest), "iceberg", branch, tables)
+    owner = inline_owner(ctx.dest)
+    if ctx.erasures:
+        # Copies of inline rows an erasure replaced: no metadata names them any more.
+        pins = PinStore(log)
+        pins.unpin(owner, [name for name in pins.pins(owner) if erasures.is_replaced(name)])
     return PublishReport(str(ctx.dest), added, ctx.files, ctx.bytes)
 
 
@@ -119,6 +135,7 @@ def unpublish_iceberg(log: LogStore, dest: Path) -> list[str]:
             removed.append(tdir.name)
     # Pins go last: a crash before this leaves chunks kept, never a published table without its files.
     PinStore(log).release(inline_owner(dest))
+    PublicationStore(log).remove(str(dest))
     return removed
 
 
@@ -137,7 +154,11 @@ def _new_commits(log: LogStore, head: CommitId, table: str, known: set[int]) -> 
 def _publish_table(ctx: _Context, table: str) -> int:
     tdir = ctx.dest / table
     meta = load_metadata(tdir) or TableMetadata.fresh(tdir, table, str(ctx.log.root.resolve()),
-                                                      str(uuid.uuid5(uuid.NAMESPACE_URL, file_uri(tdir))))
+                                                      str(uuid.uuid5(uuid.NAMESPACE_URL, file_uri(tdir))), ctx.erasures)
+    rebuild = meta.erasures != ctx.erasures
+    if rebuild:
+        meta = meta.rebuilt(ctx.erasures)
+        ctx.written.clear()
     base, new = _new_commits(ctx.log, ctx.head, table, meta.snapshot_ids())
     if base is None and not new and ctx.materializer.table(ctx.head, table) is None:
         raise TableNotFound(f"table {table!r} never existed on branch {ctx.branch!r}; nothing to publish")
@@ -153,11 +174,24 @@ def _publish_table(ctx: _Context, table: str) -> int:
     tip = _tip(ctx.log, ctx.head, table, meta.snapshot_ids())
     tags = {name: sid for name, cid in ctx.log.tags().items()
             if (sid := _tip(ctx.log, cid, table, meta.snapshot_ids())) is not None}
-    if new or meta.refs_differ(ctx.branch, tip, tags):
+    if new or rebuild or meta.refs_differ(ctx.branch, tip, tags):
         meta.set_refs(ctx.branch, tip, tags)
-        ctx.bytes += write_metadata(tdir, meta)
+        ctx.bytes += write_metadata(tdir, meta, log_previous=not rebuild)
         ctx.files += 2  # the metadata version and the hint
+    if rebuild:
+        _delete_replaced(tdir, meta, ctx.written)
     return len(new)
+
+
+def _delete_replaced(tdir: Path, meta: TableMetadata, written: set[Path]) -> None:
+    """After a rebuild's metadata version is in place: delete the table's files that only older versions name
+    (they name chunks an erasure replaced)."""
+    keep = written | {tdir / "metadata" / f"v{meta.version}.metadata.json", tdir / "metadata" / "version-hint.text"}
+    for folder in (tdir / "metadata", tdir / "data"):
+        # The table directory belongs to this publisher alone: what is in it and not kept is an older version's.
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path not in keep:
+                path.unlink()
 
 
 def _tip(log: LogStore, cid: CommitId, table: str, known: set[int]) -> int | None:
@@ -226,6 +260,8 @@ def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, tab
     schema_id = meta.schema_id(ctx.rows.schema(state.schema) if state is not None else None, table)
     written = write_snapshot_files(meta, sid, parent, seq, schema_id, data, set(new_files), added, deletes, plan)
     manifests.remember(written.manifests)
+    ctx.written |= {local_path(written.list_uri)} | {local_path(m.path) for m in written.manifests} | {
+        local_path(e.path) for m in written.manifests if m.content == POSITION_DELETES for e in m.entries}
     ctx.files += written.files
     ctx.bytes += written.bytes
     record = ctx.log.get_commit(cid)

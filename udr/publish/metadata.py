@@ -42,6 +42,7 @@ MAX_MANIFESTS = 32
 _HINT = "version-hint.text"
 _NAME_MAPPING = "schema.name-mapping.default"
 _COLUMN_IDS = "udr.column-ids"
+_ERASURES = "udr.erasures"
 
 
 def _metadata_dir(tdir: Path) -> Path:
@@ -57,9 +58,9 @@ class TableMetadata:
         self.doc = doc
 
     @classmethod
-    def fresh(cls, tdir: Path, table: str, lake: str, table_uuid: str) -> TableMetadata:
-        """The metadata of a table with no snapshot yet (version 0: never written)."""
-        return cls(tdir, 0, {
+    def fresh(cls, tdir: Path, table: str, lake: str, table_uuid: str, erasures: int = 0) -> TableMetadata:
+        """The metadata of a table with no snapshot yet (version 0: never written) reflecting `erasures`."""
+        meta = cls(tdir, 0, {
             "format-version": 2, "table-uuid": table_uuid, "location": file_uri(tdir), "last-sequence-number": 0,
             "last-updated-ms": 0, "last-column-id": 0, "current-schema-id": 0, "schemas": [],
             "default-spec-id": 0, "partition-specs": [{"spec-id": 0, "fields": []}], "last-partition-id": 999,
@@ -67,12 +68,33 @@ class TableMetadata:
             "properties": {"udr.lake": lake, "udr.table": table}, "refs": {}, "snapshots": [],
             "snapshot-log": [], "metadata-log": [],
         })
+        if erasures:
+            meta.properties[_ERASURES] = str(erasures)
+        return meta
 
     @property
     def properties(self) -> dict[str, str]:
         """The table properties."""
         props: dict[str, str] = self.doc["properties"]
         return props
+
+    @property
+    def erasures(self) -> int:
+        """How many of the lake's erasures this table's files reflect (`udr.log.erasure` generation)."""
+        return int(self.properties.get(_ERASURES, "0"))
+
+    def file_tag(self) -> str:
+        """What the names of this table's manifests, lists and delete files carry, so that the files of a
+        rebuild after an erasure never collide with the ones they replace."""
+        return f"-e{self.erasures}" if self.erasures else ""
+
+    def rebuilt(self, erasures: int) -> TableMetadata:
+        """An empty document for this table (same uuid and location) reflecting `erasures`, to be written as the
+        version after this one."""
+        fresh = TableMetadata.fresh(self.tdir, self.properties["udr.table"], self.properties["udr.lake"],
+                                    self.doc["table-uuid"], erasures)
+        fresh.version = self.version
+        return fresh
 
     @property
     def last_sequence(self) -> int:
@@ -187,14 +209,15 @@ def load_metadata(tdir: Path) -> TableMetadata | None:
         raise CorruptionError(f"Iceberg metadata {path} is damaged: {exc}; publish to a new destination") from exc
 
 
-def write_metadata(tdir: Path, meta: TableMetadata) -> int:
-    """Write the next metadata version, then the version hint; return the bytes written.
+def write_metadata(tdir: Path, meta: TableMetadata, *, log_previous: bool = True) -> int:
+    """Write the next metadata version, then the version hint; return the bytes written. `log_previous`: list
+    the version it follows in its metadata log (not after a rebuild, which deletes that version).
 
     Raises:
         ConflictError: another publisher wrote that version first.
     """
     mdir = _metadata_dir(tdir)
-    if meta.version:
+    if meta.version and log_previous:
         log: list[dict[str, object]] = meta.doc["metadata-log"]
         log.append({"timestamp-ms": meta.doc["last-updated-ms"],
                     "metadata-file": file_uri(mdir / f"v{meta.version}.metadata.json")})
@@ -223,7 +246,7 @@ class _Writer:
         self.written: list[Manifest] = []
 
     def manifest(self, content: int, entries: Sequence[FileEntry]) -> Manifest:
-        path = _metadata_dir(self.meta.tdir) / f"{self.sid}-m{len(self.written)}.avro"
+        path = _metadata_dir(self.meta.tdir) / f"{self.sid}{self.meta.file_tag()}-m{len(self.written)}.avro"
         length = write_bytes_atomic(path, encode_manifest(content, entries, self.sid, self.avro))
         self.files += 1
         self.bytes += length
@@ -257,7 +280,7 @@ def write_snapshot_files(meta: TableMetadata, sid: int, parent: int | None, seq:
     writer = _Writer(meta, sid, seq, schema_id)
     new_deletes: list[FileEntry] = []
     if plan.write:
-        path = meta.tdir / "data" / f"{sid}-deletes.parquet"
+        path = meta.tdir / "data" / f"{sid}{meta.file_tag()}-deletes.parquet"
         size = write_position_deletes(path, plan.write)
         writer.files += 1
         writer.bytes += size
@@ -265,6 +288,6 @@ def write_snapshot_files(meta: TableMetadata, sid: int, parent: int | None, seq:
                                      tuple(p for p, _ in plan.write)))
     manifests = writer.carry(DATA, data, live, added) + writer.carry(POSITION_DELETES, deletes, set(plan.keep),
                                                                       new_deletes)
-    list_path = _metadata_dir(meta.tdir) / f"snap-{sid}.avro"
+    list_path = _metadata_dir(meta.tdir) / f"snap-{sid}{meta.file_tag()}.avro"
     size = write_bytes_atomic(list_path, encode_manifest_list(manifests, sid, parent, seq))
     return SnapshotFiles(file_uri(list_path), tuple(writer.written), writer.files + 1, writer.bytes + size)

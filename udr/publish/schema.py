@@ -11,7 +11,7 @@ Iceberg way to read files written without ids) also lists every name a field had
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
@@ -40,10 +41,8 @@ def publish_iceberg(lake: Path, dest: Path, tables: tuple[str, ...], branch: str
         sub = db.subscribe(list(tables) or None, start="latest", branch=branch) if follow else None
         once()
         if sub is not None:
-            import anyio
-
             with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --follow ends: exit 0
-                anyio.run(_follow, sub, once)
+                asyncio.run(_follow(sub, once))
 
 
 async def _follow(sub: udr.Subscription, publish_once: Callable[[], None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -32,10 +33,8 @@ def tail(lake: Path, tables: tuple[str, ...], group: str | None, member: str | N
     out = console()
     with open_lake(lake) as db:
         sub = db.subscribe(list(tables) or None, group=group, member=member, start=start, branch=branch)
-        import anyio
-
         try:
-            anyio.run(_tail, sub, fmt, out)
+            asyncio.run(_tail(sub, fmt, out))
         except KeyboardInterrupt:
             return  # Ctrl-C is how tail ends: exit 0
 
