@@ -50,12 +50,13 @@ def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table:
             pass  # a type Arrow cannot count (dictionary, string_view): DuckDB below checks every type
     keys = ", ".join(quote_ident(k) for k in key)
     nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in key)
-    row = con.execute(f"SELECT {keys} FROM {view} WHERE {nulls} LIMIT 1").fetchone()
-    if row is not None:
-        raise KeyViolation(f"table {table!r}: null primary key in row with key {dict(zip(key, row))}")
-    row = con.execute(f"SELECT {keys} FROM {view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchone()
-    if row is not None:
-        raise KeyViolation(f"table {table!r}: duplicate primary key {dict(zip(key, row))} in the written data")
+    # fetchall, not fetchone: on DuckDB 2 a result not fetched to its end keeps the connection busy.
+    rows = con.execute(f"SELECT {keys} FROM {view} WHERE {nulls} LIMIT 1").fetchall()
+    if rows:
+        raise KeyViolation(f"table {table!r}: null primary key in row with key {dict(zip(key, rows[0]))}")
+    rows = con.execute(f"SELECT {keys} FROM {view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchall()
+    if rows:
+        raise KeyViolation(f"table {table!r}: duplicate primary key {dict(zip(key, rows[0]))} in the written data")
 
 
 def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
