@@ -116,6 +116,8 @@ class Feed:
                     self.dropped[table] = Cursor(record.seq, table)
                 skip = self._skip[1] if self._skip is not None and self._skip[0] == table else 0
                 self._skip = None
+                if rows is not None and skip and skip >= rows.num_rows:
+                    continue  # every part of it was delivered already
                 if rows is not None and (rows.num_rows or (op is not None and op.drop)):
                     if rows.num_rows <= self._max_rows and not skip:
                         return ChangeBatch(commit, table, rows), Cursor(record.seq, table)
