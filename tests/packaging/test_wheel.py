@@ -4,6 +4,7 @@ examples, and the wheel installs into a fresh virtual environment whose `udr dem
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tarfile
 import venv
@@ -37,8 +38,14 @@ def test_the_sdist_and_wheel_build_install_into_a_fresh_venv_and_run_the_demo(tm
                    env=CLEAN)
     # Without --sdist/--wheel, `build` makes the sdist, then the wheel from the unpacked sdist: a file the
     # sdist forgot fails here.
-    subprocess.run([str(builder / "python"), "-m", "build", "-q", "--outdir", str(tmp_path / "dist"), str(ROOT)],
-                   check=True, timeout=900, cwd=tmp_path, env=CLEAN)
+    metadata = ROOT / "udr_lake.egg-info"  # setuptools writes it into the checkout while making the sdist
+    existed = metadata.exists()
+    try:
+        subprocess.run([str(builder / "python"), "-m", "build", "-q", "--outdir", str(tmp_path / "dist"), str(ROOT)],
+                       check=True, timeout=900, cwd=tmp_path, env=CLEAN)
+    finally:
+        if not existed:
+            shutil.rmtree(metadata, ignore_errors=True)
     [sdist] = (tmp_path / "dist").glob("udr_lake-*.tar.gz")
     [wheel] = (tmp_path / "dist").glob("udr_lake-*.whl")
     with tarfile.open(sdist) as archive:
