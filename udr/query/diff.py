@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
-from udr.query.engine import own_or_given, quote_ident
+from udr.query.engine import own_or_given, quote_ident, same_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +225,7 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         con.register("n", new)
         con.register("o", old)
         check_keys(con, "n", key, table, new)
-        on = " AND ".join(f"n.{quote_ident(k)} = o.{quote_ident(k)}" for k in key)
+        on = same_key("n", "o", key)
         values = [c for c in new.column_names if c not in key]
         distinct = [f"n.{quote_ident(c)} IS DISTINCT FROM o.{quote_ident(c)}" for c in values]
         differs = " OR ".join(distinct) or "false"
@@ -291,7 +291,7 @@ def _matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
     try:
         con.register("o", old)
         con.register("k", keys.select(key))
-        on = " AND ".join(f"k.{quote_ident(c)} = o.{quote_ident(c)}" for c in key)
+        on = same_key("k", "o", key)
         return con.sql(f"SELECT o.__frag, o.__pos FROM o SEMI JOIN k ON {on}").to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key lookup failed: {str(exc).splitlines()[0]}") from exc

@@ -72,6 +72,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def same_key(a: str, b: str, key: list[str]) -> str:
+    """A join condition: rows of the relations named `a` and `b` have equal `key` columns.
+
+    `IS NOT DISTINCT FROM`, not `=`: DuckDB 1.5's hash join never matches a NaN key with `=` (2.x does), and
+    key columns hold no NULL, so nothing else changes. It is still a hash join.
+    """
+    return " AND ".join(f"{a}.{quote_ident(k)} IS NOT DISTINCT FROM {b}.{quote_ident(k)}" for k in key)
+
+
 def _quote_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
