@@ -108,12 +108,23 @@ class ChangeBatch:
             `_commit_id`, `_commit_seq` and `_commit_time`.
         partition: for a member of a consumer group with several members, the group partition these rows
             belong to (only that partition's rows of the commit's changes to `table`); None otherwise.
+        part: which part of the commit's changes to `table` this is, from 0: changes of more than the
+            subscription's `max_rows` rows come in consecutive parts of `max_rows` rows each (the last
+            may be shorter), each delivered and acknowledged on its own.
+        parts: how many parts the commit's changes to `table` come in (1: the whole batch at once).
     """
 
     commit: Commit
     table: str
     changes: pa.Table
     partition: int | None = None
+    part: int = 0
+    parts: int = 1
+
+    @property
+    def last_part(self) -> bool:
+        """Whether this is the last (or only) part of the commit's changes to `table`."""
+        return self.part + 1 >= self.parts
 
 
 @dataclass(frozen=True, slots=True)

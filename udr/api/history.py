@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.api.context import LakeContext
-from udr.errors import TableNotFound, close_matches
+from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId
@@ -17,7 +17,7 @@ from udr.log.retention import RetentionStore
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
 from udr.materialize.schemas import rename_by_id
-from udr.materialize.snapshot import TableState
+from udr.materialize.snapshot import FragmentState, TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
 
@@ -37,8 +37,11 @@ def _readable(ctx: LakeContext, commit: CommitId, tables: tuple[str, ...]) -> No
         RetentionStore(ctx.log).check_readable(commit, tables)
 
 
-def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord) -> pa.Table | None:
-    """The change rows one commit made to `table` (None if it did not touch it or only re-encoded it)."""
+def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord, *,
+                   first: int | None = None) -> pa.Table | None:
+    """The change rows one commit made to `table` (None if it did not touch it or only re-encoded it); with
+    `first`, at least its first `first` change rows (a commit that only inserted rows reads no more of its
+    fragments than those need)."""
     op = record.tables.get(table)
     if op is None or op.rewrite:
         return None
@@ -52,10 +55,30 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
     if record.parents:  # the changes are computed against the parent's rows
         _readable(ctx, record.parents[0], (table,))
     old = ctx.materializer.snapshot(record.parents[0]).get(table) if record.parents else None
+    if first is not None and new is not None and not (op.drop or op.truncate or op.deletes) and (
+            old is None or not op.create):
+        # Only inserts: the live rows of the fragments the commit added (all of a new table's), in order.
+        return _first_inserts(ctx, table, new, new.fragments if old is None else new.appended({f.chunk for f in op.add}),
+                              first)
     if op.create or op.drop or op.truncate:
         return paired(ctx, table, old, new)
     # Otherwise only the fragments the op adds or re-deletes can differ.
     return paired(ctx, table, old, new, added={f.chunk for f in op.add}, redeleted={d.chunk for d in op.deletes})
+
+
+def _first_inserts(ctx: LakeContext, table: str, new: TableState, added: Sequence[FragmentState],
+                   first: int) -> pa.Table:
+    """The first `first` change rows of a commit that only added the fragments `added` to `table`."""
+    schema = ctx.rows.schema(new.schema)
+    read: list[pa.Table] = []
+    count = 0
+    for frag in added:
+        if count >= first:
+            break
+        read.append(ctx.rows.live_as(frag, schema, table=table))
+        count += read[-1].num_rows
+    rows = pa.concat_tables(read).slice(0, first) if read else schema.empty_table()
+    return pair_changes(schema, schema.empty_table(), rows, list(new.primary_key) if new.primary_key else None)
 
 
 def paired(ctx: LakeContext, table: str, old: TableState | None, new: TableState | None,
@@ -101,13 +124,13 @@ def _change_schema(ctx: LakeContext, table: str, cid: CommitId) -> pa.Schema:
             .append(pa.field("_commit_seq", pa.int64())).append(pa.field("_commit_time", _TIME)))
 
 
-def _commits_touching(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId
-                      ) -> Iterator[tuple[CommitId, CommitRecord, pa.Table]]:
-    """The commits of `chain` that changed rows of `table`, with their change rows named as at `until`: a
-    renamed column is followed by its stable id."""
+def _commits_touching(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId,
+                      first: int | None) -> Iterator[tuple[CommitId, CommitRecord, pa.Table]]:
+    """The commits of `chain` that changed rows of `table`, with their change rows (at least the `first`
+    ones) named as at `until`: a renamed column is followed by its stable id."""
     final = ctx.materializer.snapshot(until).get(table)
     for cid, record in chain:
-        rows = commit_changes(ctx, table, cid, record)
+        rows = commit_changes(ctx, table, cid, record, first=first)
         if rows is None or not rows.num_rows:
             continue
         state = ctx.materializer.snapshot(cid).get(table)
@@ -122,11 +145,27 @@ def _check_table_known(ctx: LakeContext, table: str, chain: list[tuple[CommitId,
     raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, ctx.materializer.snapshot(until)))
 
 
-def changes(ctx: LakeContext, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
-    """Every row-level change to `table` by the commits after `since` up to `until`, in commit order."""
+def changes(ctx: LakeContext, table: str, since: CommitId | None, until: CommitId, *,
+            limit: int | None = None) -> pa.Table:
+    """Every row-level change to `table` by the commits after `since` up to `until`, in commit order; with
+    `limit`, only the first `limit` of them, computing (and stamping) no more commits and rows than those.
+
+    Raises:
+        UsageError: `limit` is negative.
+    """
+    if limit is not None and limit < 0:
+        raise UsageError(f"limit={limit}: a number of rows cannot be negative; pass limit >= 0 (None: all)")
     chain = first_parent_range(ctx, since, until)
     _check_table_known(ctx, table, chain, until)
-    parts = [_stamp(rows, cid, record) for cid, record, rows in _commits_touching(ctx, table, chain, until)]
+    parts: list[pa.Table] = []
+    wanted = limit
+    for cid, record, rows in _commits_touching(ctx, table, chain, until, limit) if limit != 0 else ():
+        if wanted is not None:
+            rows = rows.slice(0, wanted)
+            wanted -= rows.num_rows
+        parts.append(_stamp(rows, cid, record))
+        if wanted == 0:
+            break
     return _unify(parts, _change_schema(ctx, table, until))
 
 

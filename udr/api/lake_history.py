@@ -50,19 +50,20 @@ class HistoryMethods:
 
     # -- row-level history -----------------------------------------------------------------------------
 
-    def changes(self, table: str, since: Ref = None, until: Ref = None, branch: str = "main") -> pa.Table:
+    def changes(self, table: str, since: Ref = None, until: Ref = None, branch: str = "main", *,
+                limit: int | None = None) -> pa.Table:
         """Every row-level change to `table` by the commits after `since` up to and including `until`.
 
         Returns the table's columns plus `_change` (`insert`, `update_before`, `update_after`, `delete`),
         `_commit_id`, `_commit_seq` and `_commit_time`, in commit order. Updates of keyed tables come as
         `update_before` + `update_after` pairs; compactions change nothing. `since=None` starts at the
-        beginning of the lake; `until=None` is the head of `branch`.
+        beginning of the lake; `until=None` is the head of `branch`; `limit`: only the first `limit` rows.
 
         Raises:
-            TableNotFound, RefNotFound: no such table, or no such ref.
+            TableNotFound, RefNotFound, UsageError: no such table or ref; a negative `limit`.
         """
         start = self._handle.resolve(since, branch) if since is not None else None
-        return history.changes(self._handle.ctx, table, start, self._handle.resolve(until, branch))
+        return history.changes(self._handle.ctx, table, start, self._handle.resolve(until, branch), limit=limit)
 
     def history(self, table: str, key: Mapping[str, object], branch: str = "main") -> pa.Table:
         """Every version of one row (by primary key) through every parent, oldest first, with `_change`,

@@ -22,7 +22,8 @@ class StreamMethods:
     # -- change streams --------------------------------------------------------------------------------
 
     def subscribe(self, tables: list[str] | str | None = None, *, group: str | None = None, member: str | None = None,
-                  partitions: int | None = None, start: Ref = "earliest", branch: str = "main") -> Subscription:
+                  partitions: int | None = None, start: Ref = "earliest", branch: str = "main", max_rows: int = 65_536,
+                  ) -> Subscription:
         """Follow the row changes committed to `branch`: one `udr.ChangeBatch` per commit and table.
 
         Use as `async with db.subscribe(...) as sub: async for batch in sub: ...; await sub.ack(batch)`.
@@ -38,21 +39,19 @@ class StreamMethods:
             partitions: the partition count of a new group with members (default 8; fixed once made).
             start: `"earliest"`, `"latest"` (the head now), or a ref: delivery begins after that commit.
             branch: the branch whose first-parent history is delivered.
+            max_rows: the most rows a batch holds; larger changes come in parts (`ChangeBatch.part`), acked singly.
 
         Raises:
             TableNotFound, RefNotFound, InvalidName: no such table or ref, or a bad group or member name.
-            UsageError: no table named, or `group` consumes another branch.
+            UsageError: no table named, `group` consumes another branch, or `max_rows` < 1.
             GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
         """
         head = self._handle.head(branch)
         resume = group_resume(self._handle.ctx.log, check_name(group, "group"), branch) if group is not None else None
         if member is not None:
             check_name(member, "member")
-        if start == "earliest":
-            after = Cursor(-1)
-        else:
-            first = head if start == "latest" else self._handle.resolve(start, branch)
-            after = Cursor(self._handle.ctx.log.get_commit(first).seq)
+        first = None if start == "earliest" else head if start == "latest" else self._handle.resolve(start, branch)
+        after = Cursor(self._handle.ctx.log.get_commit(first).seq if first is not None else -1)
         wanted: frozenset[str] | None = None
         if tables is not None:
             names = [tables] if isinstance(tables, str) else list(tables)
@@ -62,7 +61,7 @@ class StreamMethods:
             wanted = frozenset(names)
         sub = Subscription(
             self._handle.ctx.log, branch=branch, tables=wanted, group=group, start=after, source=self._handle.changes, member=member,
-            partitions=partitions)
+            partitions=partitions, max_rows=max_rows)
         self._handle.subscriptions.add(sub)
         return sub
 

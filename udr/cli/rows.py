@@ -36,6 +36,12 @@ class RowOutput:
             return self.limit or None
         return PAGE if self.fmt == "table" and self.output is None else None
 
+    def fetch(self) -> int | None:
+        """How many rows a command that can stop early should compute: one past `cut`, to tell whether
+        rows were left out (None: all)."""
+        cut = self.cut()
+        return cut + 1 if cut is not None else None
+
 
 def row_options(command: Callable[..., None]) -> Callable[..., None]:
     """Add `--limit`, `--format` and `-o/--output` to a click callback, which gets them as `rows: RowOutput`."""
@@ -60,8 +66,12 @@ def row_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapped
 
 
-def emit_rows(rows: pa.Table, how: RowOutput, *, shown: Callable[[pa.Table], pa.Table] = lambda t: t) -> None:
+def emit_rows(rows: pa.Table, how: RowOutput, *, shown: Callable[[pa.Table], pa.Table] = lambda t: t,
+              counted: bool = True) -> None:
     """Print `rows` as `how` says; `shown` turns the cut rows into what the table view displays.
+
+    `counted` False: `rows` was itself cut just past the limit (`RowOutput.fetch`), so rows beyond the limit
+    are reported as "more rows" without a count.
 
     Raises:
         Failure: the rows cannot be written in the chosen format, or the output file cannot be created.
@@ -69,10 +79,11 @@ def emit_rows(rows: pa.Table, how: RowOutput, *, shown: Callable[[pa.Table], pa.
     limit = how.cut()
     cut = rows.slice(0, limit) if limit is not None else rows
     more = rows.num_rows - cut.num_rows
+    left_out = f"{more:,} more rows" if counted else "more rows"
     out = console()
     if how.fmt == "table" and how.output is None:
         printed = print_rows(shown(cut).to_reader(), out)
-        say(out, f"({printed:,} row{'s' if printed != 1 else ''}" + (f"; {more:,} more rows; "
+        say(out, f"({printed:,} row{'s' if printed != 1 else ''}" + (f"; {left_out}; "
                  "use --limit N, or --format csv|json|parquet -o FILE for all)" if more else ")"))
         return
     with sink(how.output) as file:
@@ -81,4 +92,4 @@ def emit_rows(rows: pa.Table, how: RowOutput, *, shown: Callable[[pa.Table], pa.
         except pa.ArrowException as exc:
             raise Failure(f"cannot write the rows as {how.fmt}: {exc}") from exc
     if more:
-        click.echo(f"note: {more:,} more rows left out by --limit {limit:,}", err=True)
+        click.echo(f"note: {left_out} left out by --limit {limit:,}", err=True)

@@ -2,15 +2,18 @@
 
 A group's *position* is where its consumers resume: the sequence number of the commit of its last
 acknowledged change batch, plus the table of that batch (a commit delivers one batch per table, in sorted
-table order; `table` None means the whole commit is done). A position moves only by compare-and-swap inside
-a log write transaction: its own (`GroupStore.ack`) or a commit's (`ack_hook`), so a consumer's outputs
-and the position that covers them become durable in the same LMDB transaction, or neither does.
+table order; `table` None means the whole commit is done), plus, when a table's batch is delivered in parts
+(bounded by `max_rows`), how many of its rows the acknowledged parts hold (`offset`; None: all of them).
+A position moves only by compare-and-swap inside a log write transaction: its own (`GroupStore.ack`) or a
+commit's (`ack_hook`), so a consumer's outputs and the position that covers them become durable in the same
+LMDB transaction, or neither does.
 
 A *lease* names the one subscriber that may consume a group: the holder's pid, the start time of that
 process (so a recycled pid is not mistaken for the holder) and a random token. A lease whose process is
 gone is free; a live holder, even in the calling process, makes `acquire` raise `GroupBusy`.
 
-Keys: `GROUP_POSITION + name` -> JSON `{"seq", "table", "time_us", "branch", "tables"}`;
+Keys: `GROUP_POSITION + name` -> JSON `{"seq", "table", "time_us", "branch", "tables"}` (plus `"offset"`
+inside a table's parts, and `"dropped"` once a followed table was dropped);
 `GROUP_LEASE + name` -> JSON `{"pid", "started", "token", "time_us"}`. Each public method is one LMDB
 transaction; safe across threads and processes. Groups with several members keep other records
 (`udr.log.members`); an ack of either kind is a `GroupAck`, applied by `ack_hook` inside a commit.
@@ -38,17 +41,21 @@ JsonDoc = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A point in a branch's change stream: after commit `seq`'s batch for `table` (None: the whole commit)."""
+    """A point in a branch's change stream: after commit `seq`'s batch for `table` (None: the whole commit),
+    or, with `offset`, after the first `offset` rows of that batch (its parts delivered so far)."""
 
     seq: int
     table: str | None = None
+    offset: int | None = None
 
     def __str__(self) -> str:
-        return f"seq {self.seq}" + (f" table {self.table!r}" if self.table is not None else "")
+        return (f"seq {self.seq}" + (f" table {self.table!r}" if self.table is not None else "")
+                + (f" row {self.offset}" if self.offset is not None else ""))
 
-    def sort_key(self) -> tuple[int, int, str]:
-        """Orders cursors along a stream: by commit, then table; `table` None (whole commit) comes last."""
-        return (self.seq, 1 if self.table is None else 0, self.table or "")
+    def sort_key(self) -> tuple[int, int, str, int, int]:
+        """Orders cursors along a stream: by commit, then table, then rows; None (all of it) comes last."""
+        return (self.seq, 1 if self.table is None else 0, self.table or "",
+                1 if self.offset is None else 0, self.offset or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +293,8 @@ def position_doc(position: Position) -> dict[str, object]:
     }
     if position.dropped:
         doc["dropped"] = list(position.dropped)
+    if position.cursor.offset is not None:
+        doc["offset"] = position.cursor.offset
     return doc
 
 
@@ -312,8 +321,10 @@ def position_from(doc: JsonDoc) -> Position:
     """
     tables = doc["tables"]
     table = doc["table"]
+    offset = doc.get("offset")
     return Position(
-        Cursor(int(doc["seq"]), str(table) if table is not None else None),
+        Cursor(int(doc["seq"]), str(table) if table is not None else None,
+               int(offset) if offset is not None else None),
         int(doc["time_us"]),
         str(doc["branch"]),
         tuple(str(t) for t in tables) if tables is not None else None,

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from udr.errors import SqlError
 from udr.materialize.data import conform
-from udr.query.engine import own_or_given, quote_ident
+from udr.query.engine import own_or_given, quote_ident, same_key
 
 CHANGE = "_change"
 
@@ -41,7 +41,7 @@ def _paired(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Table, added: 
         con.register("a", added)
         cols = ", ".join(quote_ident(c) for c in schema.names)
         if key:
-            on = " AND ".join(f"r.{quote_ident(k)} = a.{quote_ident(k)}" for k in key)
+            on = same_key("r", "a", key)
             differs = " OR ".join(
                 f"r.{quote_ident(c)} IS DISTINCT FROM a.{quote_ident(c)}" for c in schema.names if c not in key
             ) or "false"

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
-from udr.query.engine import own_or_given, quote_ident
+from udr.query.engine import own_or_given, quote_ident, same_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +50,13 @@ def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table:
             pass  # a type Arrow cannot count (dictionary, string_view): DuckDB below checks every type
     keys = ", ".join(quote_ident(k) for k in key)
     nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in key)
-    row = con.execute(f"SELECT {keys} FROM {view} WHERE {nulls} LIMIT 1").fetchone()
-    if row is not None:
-        raise KeyViolation(f"table {table!r}: null primary key in row with key {dict(zip(key, row))}")
-    row = con.execute(f"SELECT {keys} FROM {view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchone()
-    if row is not None:
-        raise KeyViolation(f"table {table!r}: duplicate primary key {dict(zip(key, row))} in the written data")
+    # fetchall, not fetchone: on DuckDB 2 a result not fetched to its end keeps the connection busy.
+    rows = con.execute(f"SELECT {keys} FROM {view} WHERE {nulls} LIMIT 1").fetchall()
+    if rows:
+        raise KeyViolation(f"table {table!r}: null primary key in row with key {dict(zip(key, rows[0]))}")
+    rows = con.execute(f"SELECT {keys} FROM {view} GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchall()
+    if rows:
+        raise KeyViolation(f"table {table!r}: duplicate primary key {dict(zip(key, rows[0]))} in the written data")
 
 
 def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
@@ -224,7 +225,7 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         con.register("n", new)
         con.register("o", old)
         check_keys(con, "n", key, table, new)
-        on = " AND ".join(f"n.{quote_ident(k)} = o.{quote_ident(k)}" for k in key)
+        on = same_key("n", "o", key)
         values = [c for c in new.column_names if c not in key]
         distinct = [f"n.{quote_ident(c)} IS DISTINCT FROM o.{quote_ident(c)}" for c in values]
         differs = " OR ".join(distinct) or "false"
@@ -290,7 +291,7 @@ def _matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
     try:
         con.register("o", old)
         con.register("k", keys.select(key))
-        on = " AND ".join(f"k.{quote_ident(c)} = o.{quote_ident(c)}" for c in key)
+        on = same_key("k", "o", key)
         return con.sql(f"SELECT o.__frag, o.__pos FROM o SEMI JOIN k ON {on}").to_arrow_table()
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key lookup failed: {str(exc).splitlines()[0]}") from exc

@@ -183,8 +183,8 @@ def _create(target: WriteTarget, st: Statement, table: str) -> None:
             rows = _fetch(con, f"SELECT * FROM {scratch}")
             found = con.execute(
                 "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
-                "AND constraint_type = 'PRIMARY KEY'", [scratch.split(".")[0]]).fetchone()
-        key = list(found[0]) if found else None
+                "AND constraint_type = 'PRIMARY KEY'", [scratch.split(".")[0]]).fetchall()
+        key = list(found[0][0]) if found else None
     if exists:
         old = target.schema(table)
         same = old.names == rows.schema.names and all(a.type.equals(b.type) for a, b in zip(old, rows.schema))

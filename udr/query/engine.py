@@ -1,10 +1,12 @@
 """Serving snapshots to DuckDB: every table becomes a view over its Parquet chunks and inline rows.
 
 Parquet chunks are scanned in place (projection and filter pushdown apply); deleted rows are removed by
-an anti-join on (file, row number) against the deletion vectors; inline rows are registered as Arrow
-tables. Each chunk file is hashed once per `SnapshotServer` before DuckDB reads it, so a damaged or
-missing chunk raises `CorruptionError` instead of a wrong answer. Connections are not shared between
-threads; the server itself is safe across threads.
+a positional join with a keep-mask; inline rows are scanned as Arrow tables. Each view is made from a
+DuckDB relation that holds the Arrow data it reads (inline rows, masks), so a connection's catalog
+(`SHOW TABLES`, `information_schema.tables`) lists the tables and nothing of how they are read. Each chunk
+file is hashed once per `SnapshotServer` before DuckDB reads it, so a damaged or missing chunk raises
+`CorruptionError` instead of a wrong answer. Connections are not shared between threads; the server itself
+is safe across threads.
 """
 
 from __future__ import annotations
@@ -70,8 +72,44 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def same_key(a: str, b: str, key: list[str]) -> str:
+    """A join condition: rows of the relations named `a` and `b` have equal `key` columns.
+
+    `IS NOT DISTINCT FROM`, not `=`: DuckDB 1.5's hash join never matches a NaN key with `=` (2.x does), and
+    key columns hold no NULL, so nothing else changes. It is still a hash join.
+    """
+    return " AND ".join(f"{a}.{quote_ident(k)} IS NOT DISTINCT FROM {b}.{quote_ident(k)}" for k in key)
+
+
 def _quote_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _view_relation(con: duckdb.DuckDBPyConnection, query: str, keep: pa.Table | None,
+                   inline: pa.Table | None) -> duckdb.DuckDBPyRelation:
+    """`query` as a relation; it may read the keep-masks `keep` as `__udr_keep` and the inline rows
+    `inline` as `__udr_inline`.
+
+    DuckDB finds those two by its replacement scan, which reads a local variable of the calling frame by
+    name: unlike `register`, that adds no name to the connection's catalog, and the relation (and a view
+    made from it) keeps the Arrow data alive. A module-level function, so the names are not mangled.
+    """
+    __udr_keep, __udr_inline = keep, inline  # read by name in `query`
+    return con.sql(query)
+
+
+def _no_rows(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
+    """A subquery with the columns of `schema` (as DuckDB types them) and no rows."""
+    typed = con.from_arrow(schema.empty_table())
+    cols = ", ".join(f"CAST(NULL AS {kind}) AS {quote_ident(name)}" for name, kind in zip(typed.columns, typed.types))
+    return f"(SELECT {cols or '1 AS __udr_none'} WHERE false) AS e"
+
+
+def _masks(masks: dict[str, np.ndarray]) -> pa.Table:
+    """The keep-masks as the columns of one table, each padded with False to the longest: a positional
+    join yields a row per row of its longer side, and the padding keeps none of them."""
+    length = max(len(m) for m in masks.values())
+    return pa.table({name: np.concatenate([m, np.zeros(length - len(m), dtype=bool)]) for name, m in masks.items()})
 
 
 class SnapshotServer:
@@ -81,7 +119,6 @@ class SnapshotServer:
         self._log = log
         self._rows = rows
         self._lock = threading.Lock()
-        self._counter = 0
         self._database: duckdb.DuckDBPyConnection | None = None
         self._log_views = LogViews(log)
 
@@ -140,9 +177,7 @@ class SnapshotServer:
         # Every column and the filter call error(): DuckDB folds neither away, so any query that reads
         # the view (even count(*) or a filter on a column) fails instead of returning no rows.
         fail = f"error({_quote_str(f'udr: {exc}')})"
-        hidden = self._hidden("schema")
-        con.register(hidden, schema.empty_table())
-        relation = con.sql(f"SELECT * FROM {hidden}")
+        relation = con.from_arrow(schema.empty_table())
         cols = ", ".join(f"CAST({fail} AS {kind}) AS {quote_ident(name)}"
                          for name, kind in zip(relation.columns, relation.types)) or "1"
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT {cols} WHERE {fail} IS NULL")
@@ -150,13 +185,13 @@ class SnapshotServer:
     def register(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState | pa.Table,
                  rows: RowReader | None = None) -> None:
         """Create view `view` on `con` showing `state` (a table snapshot, or a ready Arrow table), read
-        through `rows` (default: the server's reader)."""
-        reader = rows or self._rows
-        if isinstance(state, pa.Table):
-            hidden = self._hidden("arrow")
-            con.register(hidden, state)
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT * FROM {hidden}")
-            return
+        through `rows` (default: the server's reader). No other name is added to `con`'s catalog."""
+        relation = con.from_arrow(state) if isinstance(state, pa.Table) else self._relation(con, table, state,
+                                                                                            rows or self._rows)
+        con.register(view, relation)
+
+    def _relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
+                  reader: RowReader) -> duckdb.DuckDBPyRelation:
         schema = reader.schema(state.schema)
         cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
         parts: list[str] = []
@@ -169,38 +204,32 @@ class SnapshotServer:
         # file_row_number cost more). DuckDB runs each positional join on one thread, so the fragments of
         # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
         current = [f for f in pruned if f.schema == state.schema]
+        masks: dict[str, np.ndarray] = {}
         for group in ([current] if current else []) + [[f] for f in pruned if f.schema != state.schema]:
-            keep = np.concatenate([reader.keep_mask(f) for f in group])
-            mask = self._hidden("keep")
-            con.register(mask, pa.table({"__udr_keep": keep}))
+            mask = f"__udr_keep_{len(masks)}"
+            masks[mask] = np.concatenate([reader.keep_mask(f) for f in group])
             scan = self._scan(con, table, group, state, schema, reader)
-            parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN {mask} WHERE {mask}.__udr_keep")
-        if inline:
-            data = [reader.live_as(f, schema, table=table) for f in inline]
-            hidden = self._hidden("inline")
-            con.register(hidden, pa.concat_tables(data))
-            parts.append(f"SELECT {cols} FROM {hidden}")
+            parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN __udr_keep WHERE __udr_keep.{mask}")
+        rows = pa.concat_tables([reader.live_as(f, schema, table=table) for f in inline]) if inline else None
+        if rows is not None:
+            parts.append(f"SELECT {cols} FROM __udr_inline")
         if not parts:
-            hidden = self._hidden("empty")
-            con.register(hidden, schema.empty_table())
-            parts.append(f"SELECT {cols} FROM {hidden}")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS " + " UNION ALL ".join(parts))
+            parts.append(f"SELECT {cols} FROM {_no_rows(con, schema)}")
+        return _view_relation(con, " UNION ALL ".join(parts), _masks(masks) if masks else None, rows)
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
               schema: pa.Schema, reader: RowReader) -> str:
         if all(f.schema == state.schema for f in frags):
             return f"read_parquet({self._files(table, frags)}) AS t"
         # Chunks of older schemas: columns matched by id (renamed ones under their stored names), those
-        # they lack filled by a union by name with an empty table of the full schema.
+        # they lack filled by a union by name with no rows of the full schema.
         parts = []
         for schema_id in dict.fromkeys(f.schema for f in frags):
             group = [f for f in frags if f.schema == schema_id]
             names = stored_names(reader.schema(schema_id), schema)
             cols = ", ".join(f"{quote_ident(stored)} AS {quote_ident(name)}" for name, stored in names.items())
             parts.append(f"SELECT {cols or '1 AS __udr_none'} FROM read_parquet({self._files(table, group)})")
-        hidden = self._hidden("schema")
-        con.register(hidden, schema.empty_table())
-        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {hidden}) AS t"
+        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {_no_rows(con, schema)}) AS t"
 
     def _files(self, table: str, frags: list[FragmentState]) -> str:
         paths = [self._verified_path(f.chunk, table) for f in frags]
@@ -211,11 +240,6 @@ class SnapshotServer:
             return str(self._log.chunks.verified_path(chunk))
         except CorruptionError as exc:
             raise CorruptionError(f"table {table!r}: {exc}") from exc
-
-    def _hidden(self, kind: str) -> str:
-        with self._lock:
-            self._counter += 1
-            return f"__udr_{kind}_{self._counter}"
 
     def sql(self, con: duckdb.DuckDBPyConnection, query: str, resolve: Resolver) -> duckdb.DuckDBPyRelation:
         """Run `query` on `con`, first registering every quoted `"table@REF"` it names via `resolve`.

@@ -3,8 +3,12 @@
 The stream of a branch is the first-parent chain of its head, oldest first: a fast-forward merge brings
 the merged commits into it, and a merge commit contributes its net effect relative to its first parent.
 Each commit yields one batch per table it changed (in the sorted table order of the commit record) whose
-row changes are not empty. A cursor (`udr.log.groups.Cursor`) says what is already delivered: commits up
-to its seq, and within commit `seq` the tables up to and including its `table`.
+row changes are not empty; changes of more than `max_rows` rows come as consecutive parts of `max_rows`
+rows (part `i` holds rows `i*max_rows` up to `(i+1)*max_rows`, in the order the source computes them, which
+is deterministic). A cursor (`udr.log.groups.Cursor`) says what is already delivered: commits up to its seq,
+within commit `seq` the tables up to and including its `table`, and with an `offset` only that table's first
+`offset` rows (its parts before that row): a resumed feed computes the table's changes again and goes on
+with the part after them.
 
 Nothing is buffered beyond the commit in hand, the sequence numbers of the commits still to visit (8 bytes
 each) and at most `_KEEP_RECORDS` commit records, so a slow consumer's memory stays bounded however far
@@ -34,14 +38,18 @@ from udr.values import ChangeBatch, Commit
 _KEEP_RECORDS = 1024
 # How many commits `next_is_light` looks through: a longer stretch is a backlog for a worker thread.
 _LIGHT_COMMITS = 16
+# The default bound on a batch's rows (`max_rows`): a 65,536-row part of a wide table is tens of MB.
+MAX_ROWS = 65_536
 
 
 class Feed:
     """The change batches of `branch` after a cursor, for every table or only `tables`."""
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, after: Cursor,
-                 source: ChangeSource, wants: Callable[[Commit, str], bool] | None = None) -> None:
+                 source: ChangeSource, wants: Callable[[Commit, str], bool] | None = None,
+                 max_rows: int = MAX_ROWS) -> None:
         self._log = log
+        self._max_rows = max_rows
         # Which (commit, table) batches the reader may want: the others' rows are never computed (a group
         # member skips other members' unkeyed batches). None: all.
         self._wants = wants
@@ -64,14 +72,21 @@ class Feed:
         self._records: dict[int, tuple[CommitId, CommitRecord]] = {}
         self._commit: tuple[CommitId, CommitRecord, Commit] | None = None
         self._todo: list[str] = []
+        # The table whose changes are being delivered in parts: its batch (all rows) and the next row.
+        self._parts: tuple[ChangeBatch, int] | None = None
+        # A table of the first commit whose first rows were delivered already (resuming inside its parts).
+        self._skip: tuple[str, int] | None = None
         if after.table is not None and self._scanned_id is not None:
-            # Resume inside a commit whose earlier tables were delivered.
-            self._start_commit(self._scanned_id, log.get_commit(self._scanned_id), after.table)
+            # Resume inside a commit whose earlier tables (and parts) were delivered.
+            self._start_commit(self._scanned_id, log.get_commit(self._scanned_id), after.table,
+                               within=after.offset is not None)
+            if after.offset is not None:
+                self._skip = (after.table, after.offset)
 
     @property
     def finished(self) -> bool:
         """True once every table the feed follows was dropped: nothing more can come."""
-        return self._tables is not None and not self._tables and not self._todo
+        return self._tables is not None and not self._tables and not self._todo and self._parts is None
 
     def next_batch(self) -> tuple[ChangeBatch, Cursor] | None:
         """The next batch and the cursor just after it, or None when the stream has nothing more now.
@@ -80,6 +95,8 @@ class Feed:
             RefNotFound: the branch was deleted.
         """
         while True:
+            if self._parts is not None:
+                return self._next_part()
             while self._todo:
                 table = self._todo[0]
                 assert self._commit is not None
@@ -97,8 +114,15 @@ class Feed:
                     # The drop is the table's last batch: all its rows as deletes, then nothing more.
                     self._tables.discard(table)
                     self.dropped[table] = Cursor(record.seq, table)
+                skip = self._skip[1] if self._skip is not None and self._skip[0] == table else 0
+                self._skip = None
+                if rows is not None and skip and skip >= rows.num_rows:
+                    continue  # every part of it was delivered already
                 if rows is not None and (rows.num_rows or (op is not None and op.drop)):
-                    return ChangeBatch(commit, table, rows), Cursor(record.seq, table)
+                    if rows.num_rows <= self._max_rows and not skip:
+                        return ChangeBatch(commit, table, rows), Cursor(record.seq, table)
+                    self._parts = (ChangeBatch(commit, table, rows), skip)
+                    return self._next_part()
             if self._next >= len(self._plan) and not self._walk():
                 return None
             seq = self._plan[self._next]
@@ -115,6 +139,8 @@ class Feed:
         """Whether `next_batch` is cheap now: the next commit with followed tables (if any) only adds
         inline rows to existing tables or rewrites them, so computing it reads no chunk file and no old
         rows, and at most `_LIGHT_COMMITS` commits lie before it. Reads only commit records."""
+        if self._parts is not None:
+            return True
         if self._todo:
             assert self._commit is not None
             return self._jumped is not None or all(_light(self._commit[1].tables[t]) for t in self._todo)
@@ -137,11 +163,27 @@ class Feed:
                 return all(_light(op) for op in ops)
         return len(self._plan) - self._next <= _LIGHT_COMMITS
 
-    def _start_commit(self, cid: CommitId, record: CommitRecord, after_table: str | None) -> None:
+    def _next_part(self) -> tuple[ChangeBatch, Cursor]:
+        """The next part of the batch being delivered in parts, and the cursor just after it."""
+        assert self._parts is not None
+        whole, start = self._parts
+        total, size = whole.changes.num_rows, self._max_rows
+        part = start // size
+        # Parts end on multiples of `max_rows`, so a resume under another `max_rows` stays on the grid.
+        end = min(total, (part + 1) * size)
+        last = end >= total
+        self._parts = None if last else (whole, end)
+        batch = ChangeBatch(whole.commit, whole.table, whole.changes.slice(start, end - start),
+                            part=part, parts=-(-total // size))
+        return batch, Cursor(whole.commit.seq, whole.table, None if last else end)
+
+    def _start_commit(self, cid: CommitId, record: CommitRecord, after_table: str | None, *,
+                      within: bool = False) -> None:
+        """Begin delivering commit `cid`: its tables after `after_table` (`within`: from `after_table`)."""
         touched = self._jumped if self._jumped is not None else record.tables
         todo = [t for t in sorted(touched) if self._tables is None or t in self._tables]
         if after_table is not None:
-            todo = [t for t in todo if t > after_table]
+            todo = [t for t in todo if t > after_table or (within and t == after_table)]
         self._todo = todo
         self._commit = (cid, record, self._source.commit_value(cid, record)) if todo else None
 
@@ -213,6 +255,12 @@ def lag(log: LogStore, branch: str, tables: tuple[str, ...] | None, after: Curso
             if (wanted is None or name in wanted) and not op.rewrite
             and (record.seq > after.seq or (after.table is not None and name > after.table))
         )
+        if record.seq == after.seq and after.table is not None and after.offset is not None:
+            op = record.tables.get(after.table)
+            if op is not None and (wanted is None or after.table in wanted):
+                # The offset counts change rows, where an update has two (its before and after images).
+                total, images = op.inserted + op.updated + op.deleted, op.inserted + 2 * op.updated + op.deleted
+                changed += total - total * after.offset // max(images, 1)
         if changed:
             commits += 1
             rows += changed

@@ -46,7 +46,7 @@ class MemberFeed:
     """The batches of the partitions member `member` of `group` owns, and the records acknowledging them."""
 
     def __init__(self, log: LogStore, *, group: str, member: str, partitions: int | None, branch: str,
-                 tables: frozenset[str] | None, start: Cursor, source: ChangeSource) -> None:
+                 tables: frozenset[str] | None, start: Cursor, source: ChangeSource, max_rows: int) -> None:
         """Join the group as `member` (making its partitions, from `start`, if it has none).
 
         Raises:
@@ -58,6 +58,7 @@ class MemberFeed:
         self._log = log
         self._store = MemberStore(log.env)
         self._source = source
+        self._max_rows = max_rows
         origin = Position(start, time.time_ns() // 1000, branch, tuple(sorted(tables)) if tables is not None else None)
         state = self._store.join(group, member, self.token, partitions=partitions, start=origin)
         self.count = len(state.partitions)
@@ -241,7 +242,8 @@ class MemberFeed:
             # Tables every active partition stopped following when they were dropped are not read again.
             gone = set.intersection(*(set(self._durable[n].dropped) for n in self._active))
             tables = tables - gone
-        feed = Feed(self._log, branch=self.branch, tables=tables, after=after, source=self._source, wants=self._wants)
+        feed = Feed(self._log, branch=self.branch, tables=tables, after=after, source=self._source, wants=self._wants,
+                    max_rows=self._max_rows)
         feed.dropped = self.dropped
         self._scanned = after
         return feed

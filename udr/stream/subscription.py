@@ -11,6 +11,9 @@ delivery latency.
 
 Invariants:
 - Acks come in delivery order, each batch once; anything else raises `AckError` and changes nothing.
+- A batch holds at most `max_rows` rows: a commit's larger changes to a table come in parts
+  (`ChangeBatch.part` of `parts`), each delivered and acknowledged like a batch of its own, so a group
+  resumes at the part after its last acknowledged one.
 - With a group, the lease is taken when the subscription is made and given back by `aclose()`. The
   group's position moves only by compare-and-swap from the position this subscriber last acknowledged:
   in a write of its own (`ack`) or inside the commit of a transaction (`stage_ack`, via
@@ -45,7 +48,7 @@ from udr.errors import AckError, UsageError
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position
 from udr.log.store import LogStore
-from udr.stream.feed import Feed
+from udr.stream.feed import MAX_ROWS, Feed
 from udr.stream.member import Delivery, MemberFeed
 from udr.stream.notify import open_waiter
 from udr.stream.source import ChangeSource
@@ -80,15 +83,16 @@ class Subscription:
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
                  start: Cursor, source: ChangeSource, member: str | None = None,
-                 partitions: int | None = None) -> None:
-        """Open a subscription that delivers what follows `start` (a group resumes from its own position).
+                 partitions: int | None = None, max_rows: int = MAX_ROWS) -> None:
+        """Deliver what follows `start` (a group resumes from its position) in batches of <= `max_rows` rows.
 
         Raises:
             GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
-            UsageError: `partitions` differs from the group's, or `member` without `group`.
+            UsageError: `partitions` differs from the group's, `member` without `group`, or `max_rows` < 1.
         """
-        self.branch = branch
-        self.group = group
+        if max_rows < 1:
+            raise UsageError(f"max_rows={max_rows}: a batch holds at least one row; pass max_rows >= 1")
+        self.branch, self.group, self.max_rows = branch, group, max_rows
         self.tables = tuple(sorted(tables)) if tables is not None else None
         self._log = log
         self._groups = GroupStore(log.env)
@@ -101,7 +105,7 @@ class Subscription:
             raise UsageError("partitions= splits a group between members: give this subscriber a member=... name")
         if member is not None and group is not None:
             self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch,
-                                      tables=tables, start=start, source=source)
+                                      tables=tables, start=start, source=source, max_rows=max_rows)
         after = start
         stored = self._groups.acquire(group, self._token) if group is not None and member is None else None
         # Tables the group stopped following when they were dropped: not followed again on resume.
@@ -112,7 +116,7 @@ class Subscription:
                 tables = tables - set(self._dropped_before)
         try:
             self._feed: Feed | MemberFeed = self._member or Feed(log, branch=branch, tables=tables, after=after,
-                                                                 source=source)
+                                                                 source=source, max_rows=max_rows)
             self._waiter = open_waiter(log.root / LOG_DIR / LOG_DATA_FILE)
         except BaseException:
             self._released = False
@@ -374,10 +378,14 @@ class Subscription:
     def _expect(self, batch: ChangeBatch, earlier: int) -> Delivery:
         if not isinstance(batch, ChangeBatch):
             raise AckError(f"ack() needs a udr.ChangeBatch, got {type(batch).__name__}")
-        delivery = (Cursor(batch.commit.seq, batch.table), batch.partition)
+        # A part ends on a multiple of `max_rows` (see `Feed`): its cursor follows from its number.
+        offset = None if batch.last_part else (batch.part + 1) * self.max_rows
+        delivery = (Cursor(batch.commit.seq, batch.table, offset), batch.partition)
         if earlier < len(self._unacked) and self._unacked[earlier] == delivery:
             return delivery
         where = f"batch of table {batch.table!r} in commit {batch.commit.short_id} (seq {batch.commit.seq})"
+        if batch.parts > 1:
+            where += f", part {batch.part + 1} of {batch.parts}"
         if batch.partition is not None:
             where += f", partition {batch.partition}"
         if delivery in self._unacked:

@@ -48,8 +48,9 @@ async def _tail(sub: udr.Subscription, fmt: str, out: Console) -> None:
                     out.file.write(json.dumps(json_value(line), default=json_scalar) + "\n")
             else:
                 commit = batch.commit
+                part = f", part {batch.part + 1} of {batch.parts}" if batch.parts > 1 else ""
                 say(out, f"{commit.short_id} seq {commit.seq} {when(commit.time)} {commit.author}: "
-                          f"{batch.table} ({batch.changes.num_rows:,} change rows) {commit.message}")
+                          f"{batch.table} ({batch.changes.num_rows:,} change rows{part}) {commit.message}")
                 emit_rows(batch.changes, RowOutput("table", None, None))
             out.file.flush()
             await sub.ack(batch)
