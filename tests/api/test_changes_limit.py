@@ -49,10 +49,10 @@ def test_a_limited_feed_reads_only_the_chunks_its_rows_are_in(tmp_path: Path) ->
         bulk = db.append("big", {"id": np.arange(rows, dtype=np.int64)})
         later = db.append("big", {"id": np.arange(rows, rows + 400_000, dtype=np.int64)})
         # Every chunk file but the first of the bulk commit goes missing.
-        added = [f for c in (bulk, later) for f in db._log.get_commit(CommitId(c.id)).tables["big"].add]
+        added = [f for c in (bulk, later) for f in db._handle.ctx.log.get_commit(CommitId(c.id)).tables["big"].add]
         assert [f.inline for f in added] == [False] * 3
         for frag in added[1:]:
-            db._log.chunks.verified_path(frag.chunk).unlink()
+            db._handle.ctx.log.chunks.verified_path(frag.chunk).unlink()
         first = db.changes("big", limit=CHUNK_ROWS)
         assert first.column("id").to_pylist() == list(range(CHUNK_ROWS))
         assert set(first.column("_change").to_pylist()) == {"insert"}
