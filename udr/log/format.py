@@ -114,6 +114,9 @@ ROW_GROUP_ROWS = 122_880
 ROW_GROUPS_PER_CHUNK = 8
 CHUNK_ROWS = ROW_GROUP_ROWS * ROW_GROUPS_PER_CHUNK
 PARQUET_COMPRESSION = "snappy"
+# A decimal column with at most this many distinct values in a chunk's first row group keeps Parquet's
+# dictionary encoding; other integer-like columns are delta-encoded (udr.materialize.data._column_encodings).
+DICTIONARY_DECIMALS = 4096
 
 # Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.
 INLINE_MAX_BYTES = 256 * 1024

@@ -11,17 +11,20 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Generic, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
 from udr.log.commits import Fragment, content_id
 from udr.log.format import (
     CHUNK_ROWS,
+    DICTIONARY_DECIMALS,
     INLINE_MAX_BYTES,
     PARQUET_COMPRESSION,
     ROW_GROUP_ROWS,
@@ -85,14 +88,24 @@ def _delta_encoded(t: pa.DataType) -> bool:
                 or pa.types.is_time(t) or (pa.types.is_decimal(t) and t.precision <= 18))
 
 
-def _column_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
-    """Per-column encodings, from the schema alone (so chunk bytes stay deterministic).
+def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None) -> tuple[list[str], dict[str, str]]:
+    """Per-column encodings, from the schema and the chunk's first row group `sample` alone (so chunk bytes
+    stay a function of their rows).
 
     Integer-like columns use DELTA_BINARY_PACKED instead of a dictionary: DuckDB decodes them faster
-    (TPC-H Q1/Q6 0.6-0.8x the source files' time instead of ~1.05x) and the files are smaller.
+    (TPC-H Q1/Q6 0.6-0.8x the source files' time instead of ~1.05x) and the files are smaller. A decimal
+    column with few distinct values in `sample` (prices' discounts and taxes, quantities) keeps its dictionary:
+    DuckDB and polars both decode that faster than delta (polars much faster: bench/RESULTS.md, I3).
     """
-    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema if _delta_encoded(f.type)}
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema
+             if _delta_encoded(f.type) and not (sample is not None and pa.types.is_decimal(f.type)
+                                                and _few_values(sample.column(f.name)))}
     return [f.name for f in schema if f.name not in delta], delta
+
+
+def _few_values(column: pa.ChunkedArray) -> bool:
+    """Whether a dictionary of `column`'s values stays small (at most `DICTIONARY_DECIMALS` distinct)."""
+    return cast(int, pc.count_distinct(column).as_py()) <= DICTIONARY_DECIMALS
 
 
 def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, copy: int = 0) -> int:
@@ -102,7 +115,9 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, 
     the same bytes whether its rows arrived as one table or as a stream.
     """
     target = _salted(schema, copy)
-    dictionary, delta = _column_encodings(target)
+    pieces = iter(pieces)
+    first = next(pieces, None)
+    dictionary, delta = _column_encodings(target, first)
     rows = 0
     with pq.ParquetWriter(
         path,
@@ -113,7 +128,7 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, 
         write_statistics=True,
         store_decimal_as_integer=True,
     ) as writer:
-        for piece in pieces:
+        for piece in chain([first] if first is not None else [], pieces):
             writer.write_table(piece.replace_schema_metadata(target.metadata), row_group_size=ROW_GROUP_ROWS)
             rows += piece.num_rows
     return rows
