@@ -236,7 +236,8 @@ class ExpireReport:
     Attributes:
         expired: versions (commits) whose data this call expired (for at least one table).
         tables_expired: (version, table) pairs this call expired.
-        protected: versions outside the window kept by a branch head, tag, hold or consumer group.
+        protected: versions outside the window kept by a branch head, tag, hold, consumer group or published
+            Iceberg table.
         now: the time the window was measured from.
     """
 

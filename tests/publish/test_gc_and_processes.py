@@ -53,6 +53,24 @@ def test_gc_between_publishes_keeps_everything_a_published_version_reads(tmp_pat
         check_every_snapshot(db, dest, "t")
 
 
+def test_expire_and_gc_keep_every_version_a_published_table_reads_until_unpublish(tmp_path: Path) -> None:
+    dest = tmp_path / "ice"
+    with udr.open(tmp_path / "lake") as db:
+        for n in range(4):
+            db.overwrite("t", pa.table({"a": np.arange(n * 20_000, (n + 1) * 20_000)}))
+        db.publish_iceberg(dest)
+        db.overwrite("t", pa.table({"a": np.arange(5)}))  # not published: may expire
+        db.set_retention(keep_commits=1)
+        report = db.expire()
+        assert (report.expired, report.protected) == (0, 4)  # the four published versions are kept
+        db.gc()
+        assert check_every_snapshot(db, dest, "t") == 4
+        db.unpublish_iceberg(dest)
+        assert db.expire().expired == 4
+        freed = db.gc()
+        assert freed > 0 and db.verify().ok
+
+
 _READER = textwrap.dedent("""
     import sys, time
     from pyiceberg.table import StaticTable

@@ -139,6 +139,21 @@ def unpublish_iceberg(log: LogStore, dest: Path) -> list[str]:
     return removed
 
 
+def published_commits(log: LogStore) -> dict[CommitId, str]:
+    """Every commit that a snapshot of an Iceberg table this lake published (and did not unpublish) reads ->
+    where: `expire` keeps their data, as the tables' readers need it."""
+    out: dict[CommitId, str] = {}
+    lake = str(log.root.resolve())
+    for publication in PublicationStore(log).all():
+        dest = Path(publication.dest)
+        for tdir in sorted(dest.iterdir()) if dest.is_dir() else []:
+            meta = load_metadata(tdir)
+            if meta is not None and meta.properties.get("udr.lake") == lake:
+                for commit in meta.commits():
+                    out.setdefault(CommitId(commit), f"published Iceberg table {tdir}")
+    return out
+
+
 def _new_commits(log: LogStore, head: CommitId, table: str, known: set[int]) -> tuple[CommitId | None, list[CommitId]]:
     """(the newest published commit on head's first-parent chain, the commits after it that touched
     `table`, oldest first)."""

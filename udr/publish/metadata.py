@@ -109,6 +109,10 @@ class TableMetadata:
         schemas: list[IcebergSchema] = self.doc["schemas"]
         return schemas
 
+    def commits(self) -> list[str]:
+        """The UDR commit each snapshot was published from."""
+        return [str(s["summary"]["udr.commit"]) for s in self._snapshots()]
+
     def snapshot_ids(self) -> set[int]:
         """Ids of every snapshot of the table."""
         return {int(s["snapshot-id"]) for s in self._snapshots()}
