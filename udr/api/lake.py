@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ from udr.query.engine import (
 )
 from udr.query.logviews import names_log_view
 from udr.query.statements import check_not_writing, writing_kind
+from udr.remote.mirror import Mirror
 from udr.stream.admin import delete_group, group_infos, group_resume, reset_group
 from udr.stream.subscription import PendingAck, Subscription
 from udr.values import (
@@ -63,10 +63,6 @@ from udr.values import (
 
 Progress = Callable[[int, int], None]
 
-# "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
 def os_user() -> str:
     """The OS user name ("unknown" if the system cannot tell)."""
     try:
@@ -75,29 +71,15 @@ def os_user() -> str:
         return "unknown"
 
 
-def open(path: str | os.PathLike[str] = "lake", *, create: bool = True) -> Lake:
-    """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
-
-    Args:
-        path: a local directory.
-        create: whether a missing lake is created; False raises `LakeNotFound` instead.
-
-    Raises:
-        UsageError: `path` is a URL (object storage is not supported yet); nothing was touched.
-        LakeNotFound: no lake at `path` and `create` is False.
-        FormatError: `path` is not a lake, or was written by a newer version of udr.
-    """
-    if isinstance(path, str) and _URL.match(path):
-        raise UsageError(f"cannot open {path!r}: object storage is not supported yet; give a local directory")
-    return Lake(Path(path), create=create)
-
-
 class Lake:
     """A handle on one lake directory. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, remote: Mirror | None = None) -> None:
         self.path = path
         self._log = LogStore(path, create=create)
+        self._remote = remote  # a lake in object storage (udr.remote): `path` is its cache
+        if remote is not None:
+            remote.attach(self._log.env)
         self._materializer = Materializer(self._log)
         self._rows = RowReader(self._log, self._log.get_blob)
         self._server = SnapshotServer(self._log, self._rows)
@@ -121,10 +103,21 @@ class Lake:
         for sub in list(self._subscriptions):
             sub._detach()
         self._server.close()
+        if self._remote is not None:
+            self._remote.close()
         self._log.close()
 
     def __repr__(self) -> str:
-        return f"udr.Lake({str(self.path)!r})"
+        return f"udr.Lake({self._remote.url if self._remote is not None else str(self.path)!r})"
+
+    def refresh(self) -> int:
+        """Apply the commits other writers published to this lake in object storage since this handle last
+        looked; return how many remote log entries were applied (0 for a local lake).
+
+        Raises:
+            StorageError: object storage failed; nothing was applied.
+        """
+        return self._remote.pull() if self._remote is not None else 0
 
     # -- transactions -------------------------------------------------------------------------------
 
@@ -551,6 +544,8 @@ class Lake:
             UsageError: no table named, or `group` consumes another branch.
             GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
         """
+        if self._remote is not None:
+            self._remote.start_polling()
         head = self._head(branch)
         resume = group_resume(self._log, check_name(group, "group"), branch) if group is not None else None
         if member is not None:
@@ -609,8 +604,13 @@ class Lake:
 
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunks no commit in the log references (after `expire`: that no kept version needs, and
-        their inline rows in the log); return bytes freed."""
-        return retention.collect_garbage(self._ctx, progress)
+        their inline rows in the log); return bytes freed. In object storage, chunks no commit references are
+        deleted only once older than an hour (a concurrent writer may be about to commit them)."""
+        freed = retention.collect_garbage(self._ctx, progress)
+        if self._remote is not None:
+            self._remote.pull()
+            freed += self._remote.collect_garbage(self._log.referenced_chunks())
+        return freed
 
     def set_retention(self, keep_days: float | None = None, keep_commits: int | None = None, *,
                       table: str | None = None) -> RetentionPolicy:
