@@ -37,6 +37,7 @@ _COMMANDS = {
     "retention": "retention", "expire": "retention", "hold": "retention", "release": "retention",
     "holds": "retention", "erase": "retention",
     "reflog": "audit", "audit": "audit",
+    "clone": "remotes", "push": "remotes", "pull": "remotes",
 }
 
 

@@ -136,7 +136,7 @@ class Mirror:
         if found is None:
             return
         entry, chunks = found
-        self._upload(chunks)
+        self.upload(chunks)
         if not self.log.append(entry):
             self._stale = True
             raise _lost(self.url, entry)
@@ -192,7 +192,8 @@ class Mirror:
 
     # -- chunks -------------------------------------------------------------------------------------------
 
-    def _upload(self, chunks: Iterable[ChunkId]) -> None:
+    def upload(self, chunks: Iterable[ChunkId]) -> None:
+        """Upload the chunk files `chunks` from the cache (those not uploaded by this mirror before)."""
         todo = [c for c in chunks if c not in self._uploaded]
 
         def send(chunk: ChunkId) -> None:

@@ -90,14 +90,14 @@ def record_chunks(record: CommitRecord) -> set[ChunkId]:
     return {f.chunk for op in record.tables.values() for f in op.add if not f.inline}
 
 
-def collect(env: Environment, txn: IndexTxn, since: Position, seq: int) -> tuple[Entry, set[ChunkId]] | None:
-    """The entry (at remote position `seq`) publishing what `txn` wrote after `since`, and the chunks it needs
-    uploaded first; None if it added no commit and moved no ref."""
+def commits_after(env: Environment, txn: IndexTxn, seq: int) -> tuple[list[tuple[CommitId, bytes]],
+                                                                      dict[BlobId, bytes], set[ChunkId]]:
+    """The stored commits after commit seq `seq` in log order, the blobs they name and the chunks they add."""
     commits: list[tuple[CommitId, bytes]] = []
     blobs: dict[BlobId, bytes] = {}
     chunks: set[ChunkId] = set()
     cursor = txn.cursor(db=env.db(DB_SEQS))
-    if cursor.set_range(struct.pack(">Q", since.seq + 1)):
+    if cursor.set_range(struct.pack(">Q", seq + 1)):
         for _, raw_id in cursor:
             cid = CommitId(raw_id.decode())
             stored = txn.get(raw_id, db=env.db(DB_COMMITS))
@@ -110,6 +110,13 @@ def collect(env: Environment, txn: IndexTxn, since: Position, seq: int) -> tuple
                 raw_blob = txn.get(blob.encode(), db=env.db(DB_BLOBS))
                 if raw_blob is not None:
                     blobs[blob] = raw_blob
+    return commits, blobs, chunks
+
+
+def collect(env: Environment, txn: IndexTxn, since: Position, seq: int) -> tuple[Entry, set[ChunkId]] | None:
+    """The entry (at remote position `seq`) publishing what `txn` wrote after `since`, and the chunks it needs
+    uploaded first; None if it added no commit and moved no ref."""
+    commits, blobs, chunks = commits_after(env, txn, since.seq)
     moves: list[dict[str, object]] = []
     reflog = txn.cursor(db=env.db(DB_REFLOG))
     if reflog.set_range(struct.pack(">Q", since.moves)):
@@ -127,8 +134,9 @@ def entry_chunks(entry: Entry) -> set[ChunkId]:
     return out
 
 
-def apply(env: Environment, txn: IndexTxn, entry: Entry) -> None:
-    """Apply remote `entry` to the cache inside `txn`: its blobs, commits and ref moves, and the position.
+def apply(env: Environment, txn: IndexTxn, entry: Entry, *, track: bool = True) -> None:
+    """Apply remote `entry` to the cache inside `txn`: its blobs, commits and ref moves, and (if `track`: a
+    cache, not a lake receiving a push or pull) the position.
 
     Raises:
         CorruptionError: a stored object does not hash to its id, or the cache has diverged from the remote
@@ -162,4 +170,5 @@ def apply(env: Environment, txn: IndexTxn, entry: Entry) -> None:
                                   f"not hold there ({exc}): the cache diverged; delete it and reopen") from exc
     if entry.format > lake_format(env, txn):
         txn.put(b"format_version", str(entry.format).encode(), db=env.db(DB_META))
-    set_applied(env, txn, entry.seq)
+    if track:
+        set_applied(env, txn, entry.seq)

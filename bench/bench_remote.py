@@ -1,0 +1,148 @@
+"""O1-O3: a lake in object storage against the same S3 server written to directly with the same library.
+
+The S3 server is moto's (`moto_server`, a separate process on 127.0.0.1, objects in memory), so figures
+measure UDR's protocol and client overhead, not a cloud network. Baselines, measured in the same run and
+interleaved with UDR:
+- O1 (W1 ingest of TPC-H SF1 lineitem): encode the in-memory table as one Parquet file (snappy, UDR's row
+  groups) and `obstore.put` it to the server. UDR: `udr.open("s3://...").append(...)` (chunks written to the
+  cache, uploaded, then the log entry created).
+- O2 (warm only): TPC-H Q1/Q6 on the remote lake's warm cache vs DuckDB `read_parquet` of the original file.
+  The cold comparison needs DuckDB's httpfs extension, which this machine cannot download.
+- O3: small commits (10 rows each) on a remote lake vs the server's rate of single conditional puts
+  (`obstore.put(mode="create")` of 1 KiB objects).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import duckdb
+import obstore
+import pyarrow as pa
+import pyarrow.parquet as pq
+from obstore.store import from_url
+
+import udr
+from bench_ingest import LINEITEM, Q1, Q6
+from common import remove, report, scratch
+
+BUCKET = "udr-bench"
+SMALL_COMMITS = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                break
+        except OSError:
+            time.sleep(0.05)
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true")
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    return proc, endpoint
+
+
+def _url() -> str:
+    return f"s3://{BUCKET}/{uuid.uuid4().hex}"
+
+
+def o1_ingest(table: pa.Table, repeat: int = 3) -> None:
+    floor, ours = [], []
+    for _ in range(repeat):
+        store = from_url(_url(), client_options={"allow_http": "true"})
+        start = time.perf_counter()
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="snappy", row_group_size=122_880)
+        obstore.put(store, "lineitem.parquet", sink.getvalue())
+        floor.append(time.perf_counter() - start)
+        del sink
+        cache = scratch("remote-o1")
+        start = time.perf_counter()
+        with udr.open(_url(), cache=cache) as db:
+            db.append("lineitem", table)
+        ours.append(time.perf_counter() - start)
+        remove(cache)
+    f, o = statistics.median(floor), statistics.median(ours)
+    print(f"     O1 times: obstore put {sorted(floor)}, udr {sorted(ours)}")
+    report("O1", "W1 ingest into a remote lake", o, "s", baseline=f, baseline_name="obstore put of the Parquet",
+           target="<= 1.2x", ok=o <= 1.2 * f)
+
+
+def o2_warm(table: pa.Table) -> None:
+    cache = scratch("remote-o2")
+    url = _url()
+    with udr.open(url, cache=cache) as db:
+        db.append("lineitem", table)
+    with udr.open(url, cache=cache) as db:
+        for name, query in (("Q1", Q1), ("Q6", Q6)):
+            db.query(query)
+            ours = statistics.median(_timed(lambda q=query: db.query(q)) for _ in range(5))
+            con = duckdb.connect()
+            floor_sql = query.replace("FROM lineitem", f"FROM read_parquet('{LINEITEM}')")
+            con.sql(floor_sql).fetchall()
+            floor = statistics.median(_timed(lambda s=floor_sql: con.sql(s).fetchall()) for _ in range(5))
+            report("O2", f"{name} on a remote lake, warm cache", ours, "s", baseline=floor,
+                   baseline_name="duckdb read_parquet (local file)", target="<= 1.0x", ok=ours <= floor)
+    remove(cache)
+
+
+def _timed(fn: object) -> float:
+    start = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def o3_small_commits() -> None:
+    store = from_url(_url(), client_options={"allow_http": "true"})
+    payload = b"x" * 1024
+    start = time.perf_counter()
+    for n in range(SMALL_COMMITS):
+        obstore.put(store, f"log/{n:020d}", payload, mode="create")
+    puts = SMALL_COMMITS / (time.perf_counter() - start)
+    cache = scratch("remote-o3")
+    rows = pa.table({"k": pa.array(range(10), pa.int64()), "v": pa.array(range(10), pa.float64())})
+    with udr.open(_url(), cache=cache) as db:
+        db.create_table("t", rows.schema)
+        start = time.perf_counter()
+        for _ in range(SMALL_COMMITS):
+            db.append("t", rows)
+        commits = SMALL_COMMITS / (time.perf_counter() - start)
+    remove(cache)
+    report("O3", "small commits on a remote lake", commits, "tx/s", baseline=puts,
+           baseline_name="conditional puts", target=">= 0.5x", ok=commits >= 0.5 * puts)
+
+
+def main() -> None:
+    proc, endpoint = start_server()
+    try:
+        print(f"moto S3 server at {endpoint}; udr {udr.__version__}, obstore {obstore.__version__}", flush=True)
+        o3_small_commits()
+        table = pq.read_table(LINEITEM)
+        o1_ingest(table)
+        o2_warm(table)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
