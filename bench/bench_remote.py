@@ -28,11 +28,11 @@ import duckdb
 import obstore
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bench_ingest import LINEITEM, Q1, Q6
+from common import remove, report, scratch
 from obstore.store import from_url
 
 import udr
-from bench_ingest import LINEITEM, Q1, Q6
-from common import remove, report, scratch
 
 BUCKET = "udr-bench"
 SMALL_COMMITS = 300
@@ -66,9 +66,13 @@ def _url() -> str:
 
 
 def o1_ingest(table: pa.Table, repeat: int = 3) -> None:
-    floor, ours = [], []
+    floor, ours, upload = [], [], []
+    data = LINEITEM.read_bytes()
     for _ in range(repeat):
         store = from_url(_url(), client_options={"allow_http": "true"})
+        start = time.perf_counter()
+        obstore.put(store, "tpchgen.parquet", data)
+        upload.append(time.perf_counter() - start)
         start = time.perf_counter()
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="snappy", row_group_size=122_880)
@@ -81,10 +85,12 @@ def o1_ingest(table: pa.Table, repeat: int = 3) -> None:
             db.append("lineitem", table)
         ours.append(time.perf_counter() - start)
         remove(cache)
-    f, o = statistics.median(floor), statistics.median(ours)
-    print(f"     O1 times: obstore put {sorted(floor)}, udr {sorted(ours)}")
-    report("O1", "W1 ingest into a remote lake", o, "s", baseline=f, baseline_name="obstore put of the Parquet",
-           target="<= 1.2x", ok=o <= 1.2 * f)
+    f, o, u = statistics.median(floor), statistics.median(ours), statistics.median(upload)
+    print(f"     O1 times: encode+put {sorted(floor)}, put of file bytes {sorted(upload)}, udr {sorted(ours)}")
+    report("O1", "W1 ingest into a remote lake", o, "s", baseline=f,
+           baseline_name="encode the table as Parquet + obstore put", target="<= 1.2x", ok=o <= 1.2 * f)
+    report("O1", "W1 ingest into a remote lake", o, "s", baseline=u,
+           baseline_name="obstore put of the tpchgen file's bytes (no encoding)", target="printed")
 
 
 def o2_warm(table: pa.Table) -> None:
@@ -99,7 +105,7 @@ def o2_warm(table: pa.Table) -> None:
             con = duckdb.connect()
             floor_sql = query.replace("FROM lineitem", f"FROM read_parquet('{LINEITEM}')")
             con.sql(floor_sql).fetchall()
-            floor = statistics.median(_timed(lambda s=floor_sql: con.sql(s).fetchall()) for _ in range(5))
+            floor = statistics.median(_timed(lambda s=floor_sql, c=con: c.sql(s).fetchall()) for _ in range(5))
             report("O2", f"{name} on a remote lake, warm cache", ours, "s", baseline=floor,
                    baseline_name="duckdb read_parquet (local file)", target="<= 1.0x", ok=ours <= floor)
     remove(cache)

@@ -92,6 +92,17 @@ def test_a_deleted_cache_is_rebuilt_identically(url: str, caches: Path) -> None:
         assert again.verify().problems == []
 
 
+def test_a_damaged_cache_is_thrown_away_and_rebuilt(url: str, caches: Path) -> None:
+    with udr.open(url, cache=caches / "a") as a:
+        a.create_table("t", pa.schema([("k", pa.int64()), ("v", pa.int64())]))
+        a.append("t", _rows(0, 10))
+        before = _signature(a)
+    # The cache skips fsync (the remote log is the truth), so a system crash may leave it damaged.
+    (caches / "a" / "log" / "data.mdb").write_bytes(b"\0" * 4096)
+    with udr.open(url, cache=caches / "a") as again:
+        assert _signature(again) == before
+
+
 def test_a_subscriber_on_its_own_cache_receives_remote_commits(url: str, caches: Path) -> None:
     with udr.open(url, cache=caches / "w") as writer:
         writer.create_table("t", pa.schema([("k", pa.int64()), ("v", pa.int64())]))

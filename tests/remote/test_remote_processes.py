@@ -4,6 +4,7 @@ following them, and a writer SIGKILLed at random moments. They share nothing but
 
 from __future__ import annotations
 
+import itertools
 import random
 import signal
 import subprocess
@@ -53,7 +54,7 @@ def _check_linear(db: udr.Lake) -> list[udr.Commit]:
     """The lake's log is one chain (each commit's parent is the one before it) and verifies clean."""
     log = list(reversed(db.log(limit=None)))
     assert [c.seq for c in log] == list(range(len(log)))
-    assert all(c.parents == (p.id,) for p, c in zip(log, log[1:]))
+    assert all(c.parents == (p.id,) for p, c in itertools.pairwise(log))
     assert db.verify().problems == []
     return log
 

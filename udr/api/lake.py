@@ -76,7 +76,7 @@ class Lake:
 
     def __init__(self, path: Path, *, create: bool = True, remote: Mirror | None = None) -> None:
         self.path = path
-        self._log = LogStore(path, create=create)
+        self._log = LogStore(path, create=create, durable=remote is None)  # a remote lake's truth is remote
         self._remote = remote  # a lake in object storage (udr.remote): `path` is its cache
         if remote is not None:
             remote.attach(self._log.env)

@@ -344,10 +344,11 @@ class Environment:
         self._shared = None
 
 
-def open_log_env(path: Path) -> Environment:
-    """Open (creating if needed) the durable log environment."""
+def open_log_env(path: Path, *, durable: bool = True) -> Environment:
+    """Open (creating if needed) the log environment: durable unless it replays a log kept elsewhere (the cache
+    of a lake in object storage, whose lost transactions the next pull re-applies)."""
     path.mkdir(parents=True, exist_ok=True)
-    return Environment(path, LOG_DBS, durable=True, map_size=LOG_MAP_SIZE)
+    return Environment(path, LOG_DBS, durable=durable, map_size=LOG_MAP_SIZE)
 
 
 def open_cache_env(path: Path) -> Environment:

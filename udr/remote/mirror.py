@@ -26,7 +26,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
-from udr.errors import ConflictError, CorruptionError, LakeNotFound, UsageError
+from udr.errors import (
+    ConflictError,
+    CorruptionError,
+    FormatError,
+    LakeNotFound,
+    UsageError,
+)
 from udr.log.chunks import FileChunkStore
 from udr.log.format import (
     DB_META,
@@ -270,7 +276,11 @@ def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapp
 
 def _cache_matches(mirror: Mirror, first: Entry | None) -> bool:
     """Whether the lake at the cache directory replays `mirror`'s remote lake (else it is deleted)."""
-    env = open_log_env(mirror.root / LOG_DIR)
+    try:
+        env = open_log_env(mirror.root / LOG_DIR)
+    except FormatError:
+        shutil.rmtree(mirror.root)  # damaged by a system crash (a cache is never fsynced): rebuild it
+        return False
     try:
         with env.read() as txn:
             url = txn.get(META_REMOTE_URL, db=env.db(DB_META))
