@@ -37,3 +37,14 @@ def test_the_cli_reports_a_missing_remote_lake_in_one_line(url: str, tmp_path: P
     result = CliRunner().invoke(cli, ["--lake", url, "log"])
     assert result.exit_code != 0
     assert "no lake at s3://" in result.output
+
+
+def test_the_demo_runs_on_a_remote_lake(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    result = CliRunner().invoke(cli, ["demo", url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"udr --lake {url} log --graph" in result.output
+    with udr.open(url, cache=tmp_path / "other", create=False) as db:
+        assert "orders" in db.tables()
+    again = CliRunner().invoke(cli, ["demo", url])
+    assert again.exit_code != 0 and "already holds a lake" in again.output
