@@ -10,6 +10,7 @@ interleaved with UDR:
   The cold comparison needs DuckDB's httpfs extension, which this machine cannot download.
 - O3: small commits (10 rows each) on a remote lake vs the server's rate of single conditional puts
   (`obstore.put(mode="create")` of 1 KiB objects).
+- S1: a subscriber on its own cache polling the remote log; delivery latency of commits made through another.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import time
 import uuid
 
+import anyio
 import boto3
 import duckdb
 import obstore
@@ -137,11 +139,49 @@ def o3_small_commits() -> None:
            baseline_name="conditional puts", target=">= 0.5x", ok=commits >= 0.5 * puts)
 
 
+def delivery_latency(commits: int = 20) -> None:
+    """A subscriber on its own cache (polling the remote log) receiving commits made through another cache,
+    one every 0.25 s: latency from the writer's commit returning to the batch arriving."""
+    url, cache_w, cache_r = _url(), scratch("remote-sw"), scratch("remote-sr")
+    rows = pa.table({"k": pa.array(range(10), pa.int64())})
+    with udr.open(url, cache=cache_w) as db:
+        db.create_table("t", rows.schema)
+    sent: dict[str, float] = {}
+    got: list[float] = []
+
+    def write() -> None:
+        with udr.open(url, cache=cache_w) as w:
+            for _ in range(commits):
+                time.sleep(0.25)
+                cid = w.append("t", rows).id
+                sent[cid] = time.perf_counter()
+
+    async def follow() -> None:
+        with udr.open(url, cache=cache_r) as reader:
+            async with reader.subscribe("t", start="latest") as sub, anyio.create_task_group() as tg:
+                tg.start_soon(anyio.to_thread.run_sync, write)
+                async for batch in sub:
+                    arrived = time.perf_counter()
+                    await anyio.sleep(0.01)  # the writer's thread records its send time after `append` returns
+                    got.append(arrived - sent[batch.commit.id])
+                    if len(got) == commits:
+                        break
+
+    anyio.run(follow)
+    remove(cache_w)
+    remove(cache_r)
+    got.sort()
+    report("S1", "remote subscription delivery p50", got[len(got) // 2] * 1000, "ms", target="<= 1000 ms",
+           ok=got[len(got) // 2] <= 1.0)
+    report("S1", "remote subscription delivery max", got[-1] * 1000, "ms", target="printed")
+
+
 def main() -> None:
     proc, endpoint = start_server()
     try:
         print(f"moto S3 server at {endpoint}; udr {udr.__version__}, obstore {obstore.__version__}", flush=True)
         o3_small_commits()
+        delivery_latency()
         table = pq.read_table(LINEITEM)
         o1_ingest(table)
         o2_warm(table)
