@@ -92,6 +92,19 @@ def test_a_deleted_cache_is_rebuilt_identically(url: str, caches: Path) -> None:
         assert again.verify().problems == []
 
 
+def test_a_new_cache_downloads_a_chunk_only_when_a_read_needs_it(url: str, caches: Path) -> None:
+    with udr.open(url, cache=caches / "a") as a:
+        a.create_table("t", pa.schema([("k", pa.int64()), ("v", pa.int64())]))
+        a.create_table("u", pa.schema([("k", pa.int64()), ("v", pa.int64())]))
+        a.append("t", _rows(0, BIG))
+        a.append("u", _rows(0, BIG))
+    with udr.open(url, cache=caches / "b") as b:
+        assert list((caches / "b" / "chunks").rglob("*.parquet")) == []
+        assert b.row_count("t") == BIG  # from the log alone
+        assert b.query("select sum(k) as s from t").to_pylist() == [{"s": sum(range(BIG))}]
+        assert len(list((caches / "b" / "chunks").rglob("*.parquet"))) == 1  # t's chunk, not u's
+
+
 def test_a_damaged_cache_is_thrown_away_and_rebuilt(url: str, caches: Path) -> None:
     with udr.open(url, cache=caches / "a") as a:
         a.create_table("t", pa.schema([("k", pa.int64()), ("v", pa.int64())]))

@@ -79,7 +79,7 @@ class Lake:
         self._log = LogStore(path, create=create, durable=remote is None)  # a remote lake's truth is remote
         self._remote = remote  # a lake in object storage (udr.remote): `path` is its cache
         if remote is not None:
-            remote.attach(self._log.env)
+            remote.attach(self._log)
         self._materializer = Materializer(self._log)
         self._rows = RowReader(self._log, self._log.get_blob)
         self._server = SnapshotServer(self._log, self._rows)

@@ -1,8 +1,9 @@
 """A local cache directory kept as a replica of one remote lake, publishing every commit made through it.
 
 The cache is an ordinary lake directory (LMDB log + chunk files) whose log holds exactly the remote log's
-commits, in its order; `meta.remote_applied` names the last remote entry applied. It can be deleted at any
-time: the next open rebuilds it from the remote lake.
+commits, in its order; `meta.remote_applied` names the last remote entry applied. Chunk files are fetched the
+first time a read needs one. The cache can be deleted at any time: the next open rebuilds it from the remote
+lake.
 
 Write order of a commit (docs/remote.md): (1) the commit's chunk files are uploaded (content-addressed: a
 repeated put writes identical bytes); (2) the remote entry is created only if absent: the commit point; (3)
@@ -52,7 +53,6 @@ from udr.remote.replay import (
     applied,
     apply,
     collect,
-    entry_chunks,
     lake_format,
     position,
     set_applied,
@@ -88,10 +88,9 @@ class Mirror:
         self.store = store
         self.log = RemoteLog(store)
         self.root = root
-        self.chunks = FileChunkStore(root)
         self._stale = False
         self._uploaded: set[ChunkId] = set()
-        self._env: Environment | None = None
+        self._log: LogStore | None = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -102,19 +101,25 @@ class Mirror:
 
     @property
     def _live(self) -> Environment:
-        if self._env is None:
+        if self._log is None:
             raise UsageError(f"the cache of {self.url} is not attached to an open lake")
-        return self._env
+        return self._log.env
 
-    def attach(self, env: Environment) -> None:
-        """Publish every write of `env` (the cache's log, opened by a lake), and pull the entries it lacks.
+    def attach(self, log: LogStore) -> None:
+        """Publish every write of `log` (the cache's, opened by a lake), fetch its chunk files on first read,
+        and pull the entries it lacks.
 
         Raises:
             StorageError: object storage failed.
         """
-        self._env = env
-        env.watch(self)
+        self._log = log
+        log.env.watch(self)
+        log.chunks.fetch_missing(self.fetch)
         self.pull()
+
+    def fetch(self, chunk: ChunkId) -> bytes | None:
+        """The bytes of chunk file `chunk` in object storage, None if it is not there."""
+        return self.store.get(chunk_key(chunk))
 
     def close(self) -> None:
         """Stop polling (the cache's environment stays with the lake that opened it)."""
@@ -168,7 +173,6 @@ class Mirror:
         entries = list(self.log.entries_from(start))
         if not entries:
             return 0
-        self._download(set().union(*(entry_chunks(e) for e in entries)))
         with env.write(watched=False) as txn:
             done = applied(env, txn)
             for entry in entries:
@@ -200,23 +204,11 @@ class Mirror:
 
     def upload(self, chunks: Iterable[ChunkId]) -> None:
         """Upload the chunk files `chunks` from the cache (those not uploaded by this mirror before)."""
+        if self._log is None:
+            raise UsageError(f"the cache of {self.url} is not attached to an open lake")
         todo = [c for c in chunks if c not in self._uploaded]
-
-        def send(chunk: ChunkId) -> None:
-            self.store.put(chunk_key(chunk), self.chunks.path(chunk).read_bytes())
-
-        _each(send, todo)
+        upload(self.store, self._log.chunks, todo)
         self._uploaded.update(todo)
-
-    def _download(self, chunks: Iterable[ChunkId]) -> None:
-        def fetch(chunk: ChunkId) -> None:
-            data = self.store.get(chunk_key(chunk))
-            if data is None:
-                raise CorruptionError(f"chunk {chunk} is referenced by the log of {self.url} but missing from it")
-            if self.chunks.put(data) != chunk:
-                raise CorruptionError(f"chunk {chunk} of {self.url} does not hash to its name")
-
-        _each(fetch, [c for c in chunks if not self.chunks.exists(c)])
 
     def collect_garbage(self, referenced: set[ChunkId], *, grace: timedelta = GC_GRACE) -> int:
         """Delete remote chunks no commit references and older than `grace` (a concurrent writer may be about
@@ -229,6 +221,14 @@ class Mirror:
                 self.store.delete(info.key)
                 freed += info.size
         return freed
+
+
+def upload(store: ObjectStore, source: FileChunkStore, chunks: list[ChunkId]) -> None:
+    """Put the chunk files `chunks` of `source` into `store`, several at a time."""
+    def send(chunk: ChunkId) -> None:
+        store.put(chunk_key(chunk), source.get(chunk, verify=False))
+
+    _each(send, chunks)
 
 
 def _each(work: Callable[[ChunkId], None], chunks: list[ChunkId]) -> None:
@@ -318,7 +318,6 @@ def _bootstrap(mirror: Mirror) -> None:
     """Build the cache from the remote log alone; the FORMAT label, written last, marks it complete."""
     entries = list(mirror.log.entries_from(0))
     mirror.root.mkdir(parents=True, exist_ok=True)
-    mirror._download(set().union(*(entry_chunks(e) for e in entries)))
     env = open_log_env(mirror.root / LOG_DIR)
     try:
         with env.write(watched=False) as txn:

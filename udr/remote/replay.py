@@ -126,14 +126,6 @@ def collect(env: Environment, txn: IndexTxn, since: Position, seq: int) -> tuple
     return Entry(seq, lake_format(env, txn), tuple(commits), blobs, tuple(moves)), chunks
 
 
-def entry_chunks(entry: Entry) -> set[ChunkId]:
-    """The chunk files the commits of `entry` add (they must be in the cache before it is applied)."""
-    out: set[ChunkId] = set()
-    for cid, stored in entry.commits:
-        out |= record_chunks(decode_commit(unframe_blob(cid, stored, expect=BlobKind.COMMIT, verify=False), cid))
-    return out
-
-
 def apply(env: Environment, txn: IndexTxn, entry: Entry, *, track: bool = True) -> None:
     """Apply remote `entry` to the cache inside `txn`: its blobs, commits and ref moves, and (if `track`: a
     cache, not a lake receiving a push or pull) the position.

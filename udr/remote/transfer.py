@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from udr.log.index import open_log_env
 from udr.log.label import read_format, write_label
 from udr.log.store import LogStore
 from udr.remote.log import Entry, RemoteLog
-from udr.remote.mirror import Mirror, open_mirror
+from udr.remote.mirror import open_mirror, upload
 from udr.remote.replay import apply, commits_after, lake_format
 from udr.remote.store import open_store
 
@@ -69,6 +68,7 @@ def _source(where: Location, options: Mapping[str, str] | None) -> Iterator[LogS
     with tempfile.TemporaryDirectory(prefix="udr-transfer-") as tmp:
         mirror = open_mirror(str(where), cache=Path(tmp) / "cache", options=options, create=False)
         log = LogStore(mirror.root, create=False)
+        log.chunks.fetch_missing(mirror.fetch)
         try:
             yield log
         finally:
@@ -149,11 +149,11 @@ def transfer(src: Location, dst: Location, *, branches: Sequence[str] | None = N
             return 0
         entry = Entry(have.entries, version, tuple(commits), blobs, tuple(moves))
         if _is_url(dst):
-            Mirror(remote.store, source.root).upload(chunks)
+            upload(remote.store, source.chunks, sorted(chunks))
             if not remote.append(entry):
                 raise ConflictError(f"another writer changed {dst} during the transfer; retry")
         else:
-            _apply_local(Path(dst), entry, FileChunkStore(source.root), chunks)
+            _apply_local(Path(dst), entry, source.chunks, chunks)
         return len(commits)
 
 
@@ -174,8 +174,7 @@ def _apply_local(root: Path, entry: Entry, chunks: FileChunkStore, wanted: set[C
     target = FileChunkStore(root)
     for chunk in wanted:
         if not target.exists(chunk):
-            source = chunks.path(chunk)
-            target.put_written(lambda path, source=source: shutil.copyfile(source, path))  # type: ignore[misc]
+            target.put(chunks.get(chunk))
     new = read_format(root) is None
     env = open_log_env(root / LOG_DIR)
     try:
