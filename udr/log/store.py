@@ -107,8 +107,7 @@ class LogStore:
     """The log of one lake directory: append commits, read them back, move refs."""
 
     def __init__(self, root: Path, *, create: bool = True, durable: bool = True) -> None:
-        """Open the lake at `root`, creating an empty one if the directory is missing or empty (and `create`).
-        `durable=False` skips fsync: only for a cache of a log kept elsewhere (`udr.remote`).
+        """Open the lake at `root`, creating an empty one if missing or empty (and `create`); fsync unless not `durable`.
 
         Raises:
             LakeNotFound: no lake at `root` and `create` is False.
