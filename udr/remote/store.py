@@ -26,7 +26,7 @@ from obstore.exceptions import (
     PreconditionError,
     UnauthenticatedError,
 )
-from obstore.store import from_url
+from obstore.store import MemoryStore, from_url
 
 from udr.errors import LakeNotFound, StorageError, UsageError
 
@@ -204,6 +204,11 @@ class _Obstore:
             return StorageError(f"cannot {what} {where}: not found")
         return StorageError(f"cannot {what} {where}: {_first_line(exc)}; check the network and the endpoint, "
                             "then retry", retryable=True)
+
+
+def memory_store(url: str = "memory://udr") -> ObjectStore:
+    """An `ObjectStore` held in this process's memory (the in-memory twin of `open_store`, for tests)."""
+    return _Obstore(url, MemoryStore())
 
 
 def _first_line(exc: BaseException) -> str:
