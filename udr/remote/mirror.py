@@ -106,16 +106,11 @@ class Mirror:
         return self._log.env
 
     def attach(self, log: LogStore) -> None:
-        """Publish every write of `log` (the cache's, opened by a lake), fetch its chunk files on first read,
-        and pull the entries it lacks.
-
-        Raises:
-            StorageError: object storage failed.
-        """
+        """Publish every write of `log` (the cache's, opened by a lake) and fetch its chunk files on first read.
+        Touches no network: `open_mirror` pulled."""
         self._log = log
         log.env.watch(self)
         log.chunks.fetch_missing(self.fetch)
-        self.pull()
 
     def fetch(self, chunk: ChunkId) -> bytes | None:
         """The bytes of chunk file `chunk` in object storage, None if it is not there."""
@@ -167,7 +162,9 @@ class Mirror:
         Raises:
             StorageError: the store failed (nothing was applied). CorruptionError: see `replay.apply`.
         """
-        env = self._live
+        return self._pull_into(self._live)
+
+    def _pull_into(self, env: Environment) -> int:
         with env.read() as txn:
             start = applied(env, txn) + 1
         entries = list(self.log.entries_from(start))
@@ -263,6 +260,11 @@ def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapp
     mirror = Mirror(store, root)
     first = mirror.log.read(0)
     if read_format(root) is not None and _cache_matches(mirror, first):
+        env = open_log_env(root / LOG_DIR)
+        try:
+            mirror._pull_into(env)
+        finally:
+            env.close()
         return mirror
     if first is None:
         if not create:
