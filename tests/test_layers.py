@@ -26,9 +26,11 @@ ALLOWED = {
     "query": {"errors", "values", "log", "materialize"},
     "stream": {"errors", "values", "log", "materialize"},
     "publish": {"errors", "values", "log", "materialize"},
-    "api": {"errors", "values", "log", "materialize", "query", "stream", "publish"},
+    # A lake in object storage: a remote log and chunks, replayed into a local lake's LMDB log.
+    "remote": {"errors", "values", "log"},
+    "api": {"errors", "values", "log", "materialize", "query", "stream", "publish", "remote"},
     # udr/__init__.py: re-exports the public API.
-    "package": {"errors", "values", "log", "materialize", "query", "stream", "publish", "api"},
+    "package": {"errors", "values", "log", "materialize", "query", "stream", "publish", "remote", "api"},
     # The CLI sees only what `udr` exports (`udr.Lake`, `udr.open`, ...), plus its own modules.
     "cli": {"package"},
 }
@@ -42,6 +44,7 @@ DEPENDENCY_HOMES = {
     "duckdb": {"query"},
     "anyio": {"stream", "api", "cli"},
     "fastavro": {"publish"},
+    "obstore": {"remote"},
     "pyiceberg": {"api"},  # reading Iceberg tables as an import source; publishing writes them without it
     "deltalake": {"api"},
 }

@@ -28,6 +28,7 @@ from udr.errors import MergeConflict as MergeConflict
 from udr.errors import RefNotFound as RefNotFound
 from udr.errors import SchemaError as SchemaError
 from udr.errors import SqlError as SqlError
+from udr.errors import StorageError as StorageError
 from udr.errors import TableNotFound as TableNotFound
 from udr.errors import UdrError as UdrError
 from udr.errors import UsageError as UsageError
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from udr.api.inputs import TableData as TableData
     from udr.api.lake import Lake as Lake
     from udr.api.lake import open as open
+    from udr.api.remotes import clone as clone
+    from udr.api.remotes import pull as pull
+    from udr.api.remotes import push as push
     from udr.api.sources import SourceVersion as SourceVersion
     from udr.api.sources import read_source as read_source
     from udr.api.sources import source_kind as source_kind
@@ -81,7 +85,10 @@ _LAZY = {
     "TableData": "udr.api.inputs",
     "Transaction": "udr.api.transaction",
     "VerifyReport": "udr.values",
+    "clone": "udr.api.remotes",
     "open": "udr.api.lake",
+    "pull": "udr.api.remotes",
+    "push": "udr.api.remotes",
     "read_source": "udr.api.sources",
     "source_kind": "udr.api.sources",
     "source_versions": "udr.api.sources",
@@ -130,6 +137,7 @@ __all__ = [
     "SchemaError",
     "SourceVersion",
     "SqlError",
+    "StorageError",
     "Subscription",
     "TableChange",
     "TableData",
@@ -138,7 +146,10 @@ __all__ = [
     "UdrError",
     "UsageError",
     "VerifyReport",
+    "clone",
     "open",
+    "pull",
+    "push",
     "read_source",
     "source_kind",
     "source_versions",

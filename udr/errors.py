@@ -2,7 +2,7 @@
 
 - Fix the input: `InvalidName`, `TableNotFound`, `RefNotFound`, `SchemaError`, `KeyViolation`, `SqlError`,
   `UsageError`, `AckError`.
-- Retry: `ConflictError` (and its `retryable` flag), `GroupBusy`.
+- Retry: `ConflictError` (and its `retryable` flag), `GroupBusy`, `StorageError` when `retryable`.
 - Resolve by hand: `MergeConflict`.
 - Repair or upgrade: `CorruptionError`, `FormatError`.
 - Read another version: `Expired`.
@@ -100,6 +100,15 @@ class LakeNotFound(UdrError, LookupError):
 
 class FormatError(UdrError):
     """The directory is not a UDR lake, or it was written by a newer format version."""
+
+
+class StorageError(UdrError):
+    """Object storage refused or failed a request (no bucket, no credentials, access denied, network failure).
+    `retryable` is true when the same call may succeed later (a timeout, a dropped connection, a 5xx)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class Expired(UdrError, LookupError):

@@ -23,6 +23,7 @@ from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.log.refspec import Ref
 from udr.materialize.snapshot import TableState
+from udr.remote.mirror import Mirror
 from udr.stream.source import ChangeSource
 from udr.values import Commit
 
@@ -67,11 +68,13 @@ class Handle:
         changes: change rows, commit values and this handle's commit listeners.
         transactions: the transactions open on this handle.
         subscriptions: the live subscriptions of this handle.
+        remote: for a lake in object storage, its mirror (`ctx.path` is then the local cache); else None.
     """
 
-    def __init__(self, ctx: LakeContext, changes: Changes) -> None:
+    def __init__(self, ctx: LakeContext, changes: Changes, remote: Mirror | None = None) -> None:
         self.ctx = ctx
         self.changes = changes
+        self.remote = remote
         self.transactions: set[Abortable] = set()
         self.subscriptions: weakref.WeakSet[Detachable] = weakref.WeakSet()
         self._os_user: str | None = None

@@ -37,38 +37,49 @@ from udr.query.engine import (
 )
 from udr.query.logviews import names_log_view
 from udr.query.statements import check_not_writing, writing_kind
+from udr.remote.mirror import Mirror, open_mirror
 from udr.values import Commit
 
 # "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def open(path: str | os.PathLike[str] = "lake", *, create: bool = True) -> Lake:
+def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: str | os.PathLike[str] | None = None,
+         storage_options: Mapping[str, str] | None = None) -> Lake:
     """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
 
     Args:
-        path: a local directory.
+        path: a local directory, or the URL of a lake in object storage (`s3://bucket/prefix`, `gs://...`,
+            `az://...`; see docs/remote.md).
         create: whether a missing lake is created; False raises `LakeNotFound` instead.
+        cache: for a URL, the local directory that caches the remote lake (default
+            `~/.cache/udr/<hash of the URL>`); it may be deleted at any time and is rebuilt from the remote lake.
+        storage_options: for a URL, obstore options ("endpoint", "access_key_id", "region", "allow_http", ...)
+            overriding the usual environment variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...).
 
     Raises:
-        UsageError: `path` is a URL (object storage is not supported yet); nothing was touched.
-        LakeNotFound: no lake at `path` and `create` is False.
+        UsageError: an unsupported URL scheme or storage option, or `cache` is a local lake; nothing was touched.
+        LakeNotFound: no lake at `path` (or no such bucket) and `create` is False.
         FormatError: `path` is not a lake, or was written by a newer version of udr.
+        StorageError: object storage failed (no credentials, access denied, network); `retryable` when it may pass.
     """
     if isinstance(path, str) and _URL.match(path):
-        raise UsageError(f"cannot open {path!r}: object storage is not supported yet; give a local directory")
+        mirror = open_mirror(path, cache=cache, options=storage_options, create=create)
+        return Lake(mirror.root, create=False, remote=mirror)
     return Lake(Path(path), create=create)
 
 
 class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
     """A handle on one lake directory. Use as a context manager or call `close()`."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, remote: Mirror | None = None) -> None:
         self.path = path
-        log = LogStore(path, create=create)
+        log = LogStore(path, create=create, durable=remote is None)  # a remote lake's truth is remote
+        if remote is not None:  # a lake in object storage (udr.remote): `path` is its cache
+            remote.attach(log)
         rows = RowReader(log, log.get_blob)
         ctx = LakeContext(path, log, Materializer(log), rows, SnapshotServer(log, rows))
-        self._handle = Handle(ctx, LakeChanges(ctx))
+        self._handle = Handle(ctx, LakeChanges(ctx), remote)
 
     def __enter__(self) -> Lake:
         return self
@@ -81,10 +92,22 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         stops) and give their groups' leases back."""
         self._handle.close()
         self._handle.ctx.server.close()
+        if self._handle.remote is not None:
+            self._handle.remote.close()
         self._handle.ctx.log.close()
 
     def __repr__(self) -> str:
-        return f"udr.Lake({str(self.path)!r})"
+        remote = self._handle.remote
+        return f"udr.Lake({remote.url if remote is not None else str(self.path)!r})"
+
+    def refresh(self) -> int:
+        """Apply the commits other writers published to this lake in object storage since this handle last
+        looked; return how many remote log entries were applied (0 for a local lake).
+
+        Raises:
+            StorageError: object storage failed; nothing was applied.
+        """
+        return self._handle.remote.pull() if self._handle.remote is not None else 0
 
     # -- transactions -------------------------------------------------------------------------------
 

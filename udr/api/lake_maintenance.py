@@ -46,8 +46,14 @@ class MaintenanceMethods:
 
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunks no commit in the log references (after `expire`: that no kept version needs, and
-        their inline rows in the log); return bytes freed."""
-        return retention.collect_garbage(self._handle.ctx, progress)
+        their inline rows in the log); return bytes freed. In object storage, chunks no commit references are
+        deleted only once older than an hour (a concurrent writer may be about to commit them)."""
+        freed = retention.collect_garbage(self._handle.ctx, progress)
+        remote = self._handle.remote
+        if remote is not None:
+            remote.pull()
+            freed += remote.collect_garbage(self._handle.ctx.log.referenced_chunks())
+        return freed
 
     def set_retention(self, keep_days: float | None = None, keep_commits: int | None = None, *,
                       table: str | None = None) -> RetentionPolicy:

@@ -46,6 +46,8 @@ class StreamMethods:
             UsageError: no table named, `group` consumes another branch, or `max_rows` < 1.
             GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
         """
+        if self._handle.remote is not None:
+            self._handle.remote.start_polling()
         head = self._handle.head(branch)
         resume = group_resume(self._handle.ctx.log, check_name(group, "group"), branch) if group is not None else None
         if member is not None:

@@ -37,6 +37,7 @@ _COMMANDS = {
     "retention": "retention", "expire": "retention", "hold": "retention", "release": "retention",
     "holds": "retention", "erase": "retention",
     "reflog": "audit", "audit": "audit",
+    "clone": "remotes", "push": "remotes", "pull": "remotes",
 }
 
 
@@ -78,6 +79,17 @@ class _UdrGroup(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
+class _LakeLocation(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """A lake directory (a `Path`), or the URL of a lake in object storage, kept as text: a `Path` would fold
+    the URL's "//"."""
+
+    name = "lake"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        text = str(value)
+        return text if "://" in text else Path(text)
+
+
 def _usage(exc: click.UsageError) -> BadInput:
     """A usage error as one line that says where the help is (click would print the usage text too)."""
     where = exc.ctx.command_path if exc.ctx is not None else "udr"
@@ -87,15 +99,15 @@ def _usage(exc: click.UsageError) -> BadInput:
 @click.group(cls=_UdrGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--lake",
-    type=click.Path(path_type=Path),
+    type=_LakeLocation(),
     envvar="UDR_LAKE",
     default="lake",
     show_default="$UDR_LAKE, else ./lake",
-    help="The lake directory.",
+    help="The lake directory, or a lake in object storage (s3://BUCKET/PREFIX, gs://..., az://...).",
 )
 @click.version_option(udr.__version__, prog_name="udr")
 @click.pass_context
-def cli(ctx: click.Context, lake: Path) -> None:
+def cli(ctx: click.Context, lake: Path | str) -> None:
     """UDR: versioned tables with cross-table transactions and time travel, in one local directory."""
     ctx.obj = lake
 

@@ -54,14 +54,16 @@ def console() -> Console:
     return Console(highlight=False)
 
 
-def lake_exists(path: Path) -> bool:
-    """Whether `path` holds a lake (its FORMAT file), checked without opening or creating anything."""
-    return (path / "FORMAT").is_file()
+def lake_exists(path: Path | str) -> bool:
+    """Whether `path` holds a lake (its FORMAT file), checked without opening or creating anything (a URL:
+    False; opening it tells)."""
+    return isinstance(path, Path) and (path / "FORMAT").is_file()
 
 
 @contextlib.contextmanager
-def open_lake(path: Path) -> Iterator[udr.Lake]:
-    """Open the existing lake at `path`; a missing lake is an error, never created (only `init` creates one)."""
+def open_lake(path: Path | str) -> Iterator[udr.Lake]:
+    """Open the existing lake at `path` (a directory or a URL); a missing lake is an error, never created (only
+    `init` creates one)."""
     with udr.open(path, create=False) as db:
         yield db
 

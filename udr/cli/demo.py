@@ -39,14 +39,17 @@ class _PipelineError(RuntimeError):
     """The failure step 2 raises on purpose, so only it is caught."""
 
 
-def run_demo(path: Path | None, console: Console) -> None:
-    """Run every step of `STEPS` on a new lake at `path` (default: a new temp directory).
+def run_demo(path: Path | str | None, console: Console) -> None:
+    """Run every step of `STEPS` on a new lake at `path` (a directory or the URL of a lake in object storage;
+    default: a new temp directory).
 
     Raises:
-        UsageError: `path` exists and is not an empty directory.
+        UsageError: `path` exists and is not an empty directory, or already holds a lake.
     """
     if path is None:
         path = Path(tempfile.mkdtemp(prefix="udr-demo-"))
+    elif isinstance(path, str):
+        _check_no_remote_lake(path)
     elif path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise udr.UsageError(f"{path} is not empty; the demo needs a new or empty directory")
     started = time.perf_counter()
@@ -64,6 +67,14 @@ def run_demo(path: Path | None, console: Console) -> None:
     # Unwrapped, so the commands stay copyable on a narrow terminal.
     console.print(Text(f'  udr --lake {lake} sql "SELECT status, count(*) FROM orders GROUP BY status"'), soft_wrap=True)
     console.print(Text(f"  udr --lake {lake} log --graph"), soft_wrap=True)
+
+
+def _check_no_remote_lake(url: str) -> None:
+    try:
+        udr.open(url, create=False).close()
+    except udr.LakeNotFound:
+        return
+    raise udr.UsageError(f"{url} already holds a lake; the demo needs a new one")
 
 
 # -- data ------------------------------------------------------------------------------------------------

@@ -80,6 +80,23 @@ class FileChunkStore:
         self._tmp = root / TMP_DIR
         self._verified: set[tuple[str, int, int, int, int]] = set()
         self._lock = threading.Lock()
+        self._fetch: Callable[[ChunkId], bytes | None] | None = None
+
+    def fetch_missing(self, fetch: Callable[[ChunkId], bytes | None] | None) -> None:
+        """Have `get`, `verified_path` and `exists` of a chunk whose file is not here first ask `fetch` for its
+        bytes (None: it has none) and store them: this directory caches a lake kept elsewhere (`udr.remote`)."""
+        self._fetch = fetch
+
+    def _here(self, chunk: ChunkId) -> bool:
+        """Whether the chunk file is present, after fetching it if it is missing and a fetch is set."""
+        if self.path(chunk).exists():
+            return True
+        data = self._fetch(chunk) if self._fetch is not None else None
+        if data is None:
+            return False
+        if self.put(data) != chunk:
+            raise CorruptionError(f"chunk {chunk} fetched from where this lake is kept does not hash to its name")
+        return True
 
     def path(self, chunk: ChunkId) -> Path:
         """The file holding `chunk`."""
@@ -130,6 +147,7 @@ class FileChunkStore:
         Raises:
             CorruptionError: the chunk is missing or its bytes do not hash to its name.
         """
+        self._here(chunk)
         try:
             data = self.path(chunk).read_bytes()
         except FileNotFoundError as exc:
@@ -152,6 +170,7 @@ class FileChunkStore:
         Raises:
             CorruptionError: missing, or the bytes do not hash to the name.
         """
+        self._here(chunk)
         path = self.path(chunk)
         try:
             stat = path.stat()
@@ -166,8 +185,8 @@ class FileChunkStore:
         return path
 
     def exists(self, chunk: ChunkId) -> bool:
-        """Whether the chunk file is present."""
-        return self.path(chunk).exists()
+        """Whether the chunk file is present (or could be fetched, see `fetch_missing`)."""
+        return self._here(chunk)
 
     def size(self, chunk: ChunkId) -> int:
         """The chunk file's size, 0 when missing."""

@@ -138,6 +138,16 @@ ERASURE_REASON = "udr.erasure.reason"
 ERASURE_TABLE = "udr.erasure.table"
 ERASURE_KEYS = "udr.erasure.keys"
 
+# A lake in object storage (udr.remote, docs/remote.md): object keys under the lake's URL, the version of a
+# remote log entry, and the `meta` keys by which a local cache records which remote lake it replays and the
+# last remote log entry it applied (written in the transaction that applies the entry).
+REMOTE_LOG_PREFIX = "log/"
+REMOTE_CHUNK_PREFIX = "chunks/"
+REMOTE_SEQ_DIGITS = 20
+REMOTE_ENTRY_VERSION = 1
+META_REMOTE_URL = b"remote_url"
+META_REMOTE_APPLIED = b"remote_applied"
+
 CommitId = NewType("CommitId", str)
 ChunkId = NewType("ChunkId", str)
 BlobId = NewType("BlobId", str)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 import lmdb
 import zstandard
@@ -49,6 +49,28 @@ from udr.log.format import (
 # key and value LMDB returns through one is `bytes`, never a `memoryview`. A string because
 # `lmdb.Transaction` cannot be subscripted at runtime.
 IndexTxn: TypeAlias = "lmdb.Transaction[bytes]"
+
+
+
+class WriteWatcher(Protocol):
+    """Sees every watched write transaction of one environment (a lake mirrored elsewhere publishes through it).
+
+    `begin` runs right after the transaction starts, inside LMDB's writer lock; `finish` runs just before it
+    commits, and raising there aborts the transaction, so what it publishes and what commits locally agree.
+    """
+
+    def begin(self, txn: IndexTxn) -> object:
+        """Note where the log stands as `txn` begins; the value comes back to `finish`."""
+        ...
+
+    def finish(self, txn: IndexTxn, began: object) -> None:
+        """Publish what `txn` wrote since `began`, or raise to abort it."""
+        ...
+
+    def aborted(self) -> None:
+        """`finish` raised and the transaction is aborted; LMDB's writer lock is free again."""
+        ...
+
 
 # How many times `wait_published` yields the CPU before it starts sleeping between looks.
 _PUBLISH_SPINS = 200
@@ -102,6 +124,7 @@ class _Shared:
     syncer: _Syncer | None
     # How it was opened (path, sub-database names, durable, map size), for `Environment.renew`.
     how: tuple[Path, tuple[bytes, ...], bool, int]
+    watcher: WriteWatcher | None = None
 
 
 def _open(path: Path, names: tuple[bytes, ...], *, durable: bool,
@@ -128,23 +151,38 @@ class _Txn:
     transactions, and this costs a third as much per transaction.
     """
 
-    __slots__ = ("_env", "_syncer", "_txn", "_write")
+    __slots__ = ("_began", "_env", "_syncer", "_txn", "_watcher", "_write")
 
-    def __init__(self, env: lmdb.Environment, *, write: bool, syncer: _Syncer | None = None) -> None:
+    def __init__(self, env: lmdb.Environment, *, write: bool, syncer: _Syncer | None = None,
+                 watcher: WriteWatcher | None = None) -> None:
         self._env = env
         self._write = write
         self._syncer = syncer
+        self._watcher = watcher
 
     def __enter__(self) -> IndexTxn:
         try:
             self._txn = self._env.begin(write=self._write)
         except lmdb.Error as exc:
             raise self._failed(exc) from exc
+        if self._watcher is not None:
+            try:
+                self._began = self._watcher.begin(self._txn)
+            except BaseException:
+                self._txn.abort()
+                raise
         return self._txn
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is None and self._write:
+            if self._watcher is not None:
+                try:
+                    self._watcher.finish(self._txn, self._began)
+                except BaseException:
+                    self._txn.abort()
+                    self._watcher.aborted()
+                    raise
             try:
                 self._txn.commit()
                 if self._syncer is not None:
@@ -203,11 +241,16 @@ class Environment:
         """A read-only snapshot transaction (a context manager): never blocks, sees one consistent state."""
         return _Txn(self._live.env, write=False)
 
-    def write(self) -> _Txn:
+    def write(self, *, watched: bool = True) -> _Txn:
         """A write transaction (a context manager); committed (and, for the log, durable) on clean exit,
-        aborted on error."""
+        aborted on error. The environment's `WriteWatcher`, if any, sees it unless `watched` is false."""
         live = self._live
-        return _Txn(live.env, write=True, syncer=live.syncer)
+        return _Txn(live.env, write=True, syncer=live.syncer, watcher=live.watcher if watched else None)
+
+    def watch(self, watcher: WriteWatcher | None) -> None:
+        """Have `watcher` see every watched write transaction of this environment, through any handle of this
+        process (None: stop)."""
+        self._live.watcher = watcher
 
     def hold(self, chunk: str) -> None:
         """Note that an open transaction of this process will commit `chunk` (gc keeps it)."""
@@ -301,10 +344,11 @@ class Environment:
         self._shared = None
 
 
-def open_log_env(path: Path) -> Environment:
-    """Open (creating if needed) the durable log environment."""
+def open_log_env(path: Path, *, durable: bool = True) -> Environment:
+    """Open (creating if needed) the log environment: durable unless it replays a log kept elsewhere (the cache
+    of a lake in object storage, whose lost transactions the next pull re-applies)."""
     path.mkdir(parents=True, exist_ok=True)
-    return Environment(path, LOG_DBS, durable=True, map_size=LOG_MAP_SIZE)
+    return Environment(path, LOG_DBS, durable=durable, map_size=LOG_MAP_SIZE)
 
 
 def open_cache_env(path: Path) -> Environment:

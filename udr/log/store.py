@@ -106,8 +106,8 @@ def _open_cache(path: Path) -> Environment:
 class LogStore:
     """The log of one lake directory: append commits, read them back, move refs."""
 
-    def __init__(self, root: Path, *, create: bool = True) -> None:
-        """Open the lake at `root`, creating an empty one if the directory is missing or empty (and `create`).
+    def __init__(self, root: Path, *, create: bool = True, durable: bool = True) -> None:
+        """Open the lake at `root`, creating an empty one if missing or empty (and `create`); fsync unless not `durable`.
 
         Raises:
             LakeNotFound: no lake at `root` and `create` is False.
@@ -120,7 +120,7 @@ class LogStore:
             raise LakeNotFound(f"no lake at {root}; run `udr init {root}`")
         self.version = version if version is not None else FORMAT_VERSION
         root.mkdir(parents=True, exist_ok=True)
-        self.env = open_log_env(root / LOG_DIR)
+        self.env = open_log_env(root / LOG_DIR, durable=durable)
         try:
             if version is not None:
                 self.version = self._checked_meta_version(version)

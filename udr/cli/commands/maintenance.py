@@ -69,12 +69,13 @@ def stats(lake: Path) -> None:
 
 
 @click.command()
-@click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
-def demo(path: Path | None) -> None:
-    """Tour transactions, failure, SQL, time travel, branches and change streams on a new lake (PATH or temp)."""
+@click.argument("path", required=False)
+def demo(path: str | None) -> None:
+    """Tour transactions, failure, SQL, time travel, branches and change streams on a new lake (PATH, a URL such
+    as s3://BUCKET/PREFIX, or a temp directory)."""
     from udr.cli.demo import run_demo
 
-    run_demo(path, console())
+    run_demo(path if path is None or "://" in path else Path(path), console())
 
 
 @click.command()
