@@ -826,13 +826,13 @@ class Transaction:
 
     def _old_rows(self, table: str, state: TableState, data: pa.Table) -> pa.Table:
         """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
-        (read by position after a scan of the key columns), else the whole table."""
+        (found through the key index, or a scan of the key columns, then read by position), else the whole table."""
         if data.num_rows * 20 > state.rows:
             return self._rows.table(table, state, with_position=True)
         key = list(state.primary_key or ())
-        with self._lake._server.session() as con:
-            hits = matching_keys(self._rows.table(table, state, key, with_position=True), data, key, table=table,
-                                 con=con)
+        if (hits := self._rows.key_hits(table, state, data)) is None:
+            with self._lake._server.session() as con:
+                hits = matching_keys(self._rows.table(table, state, key, with_position=True), data, key, table=table, con=con)
         return self._rows.rows_at_hits(table, state, hits)
 
     def _note_keyed_write(self, table: str, keep: bool) -> None:

@@ -30,6 +30,7 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.store import LogStore
+from udr.materialize.keyindex import KeyIndex, indexable
 from udr.materialize.schemas import as_target, parquet_field_id, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 
@@ -38,6 +39,8 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 # Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
 POSITIONS_CACHE_BYTES = 16 << 20
+# Decoded Parquet row groups that keyed writes read rows from by position.
+ROW_GROUP_CACHE_BYTES = 64 << 20
 
 
 _PARQUET_FIELD_ID = b"PARQUET:field_id"
@@ -227,7 +230,7 @@ _Decoded = TypeVar("_Decoded", pa.Table, pa.Array)
 
 
 class _DecodedCache(Generic[_Decoded]):
-    """Decoded blobs (inline chunks, deletion vectors) by id, newest kept, within a byte budget; shared by threads.
+    """Decoded blobs (inline chunks, deletion vectors, row groups of chunks) by id, newest kept, within a byte budget; shared by threads.
 
     Blobs are immutable and named by their bytes, so a decoded one stays right. Many small writes make many
     inline chunks and deletion vectors: every read of the table would otherwise decode each one again.
@@ -266,6 +269,8 @@ class RowReader:
         self._schemas: dict[BlobId, pa.Schema] = {}
         self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
         self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
+        self._keys = KeyIndex()
+        self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES)
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
@@ -274,6 +279,8 @@ class RowReader:
         reader._schemas = self._schemas
         reader._inline = self._inline
         reader._positions = self._positions
+        reader._keys = self._keys
+        reader._groups = self._groups
         return reader
 
     def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
@@ -312,14 +319,21 @@ class RowReader:
             raise CorruptionError(f"table {table!r}: {exc}") from exc
         meta = reader.metadata
         starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-        groups = sorted(set(np.searchsorted(starts, positions, side="right") - 1))
-        data = reader.read_row_groups(groups)
-        offsets = np.concatenate([[0], np.cumsum([starts[g + 1] - starts[g] for g in groups])])
-        local = np.empty(len(positions), dtype=np.int64)
-        for n, g in enumerate(groups):
-            mask = (positions >= starts[g]) & (positions < starts[g + 1])
-            local[mask] = positions[mask] - starts[g] + offsets[n]
-        return data.take(pa.array(local))
+        groups = np.searchsorted(starts, positions, side="right") - 1
+        # Positions are sorted, so taking group by group keeps their order.
+        return pa.concat_tables([
+            self._row_group(reader, frag.chunk, int(g)).take(pa.array(positions[groups == g] - starts[g]))
+            for g in np.unique(groups)
+        ])
+
+    def _row_group(self, reader: pq.ParquetFile, chunk: ChunkId, group: int) -> pa.Table:
+        # Keyed writes of a few rows into a big table read the same row groups again and again.
+        name = f"{chunk}/{group}"
+        data = self._groups.get(name)
+        if data is None:
+            data = reader.read_row_group(group)
+            self._groups.put(name, data)
+        return data
 
     def deleted_positions(self, frag: FragmentState) -> pa.Array:
         """Row positions deleted from a fragment (empty if none)."""
@@ -390,6 +404,22 @@ class RowReader:
                 empty = empty.append(pa.field("__pos", pa.uint32())).append(pa.field("__frag", pa.uint32()))
             return empty.empty_table()
         return pa.concat_tables(parts)
+
+    def key_hits(self, name: str, state: TableState, keys: pa.Table) -> pa.Table | None:
+        """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
+        found through the reader's key index; None when the key cannot be indexed (the caller scans)."""
+        key = state.primary_key or ()
+        field = self.schema(state.schema).field(key[0]) if len(key) == 1 else None
+        if field is None or not indexable(field):
+            return None
+        try:
+            wanted = keys.column(key[0]).cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None  # keys of another type: the scan compares them as SQL would
+        return self._keys.hits(state, field, wanted, column=self._key_column, deleted=self.deleted_positions)
+
+    def _key_column(self, frag: FragmentState, field: pa.Field) -> pa.ChunkedArray:
+        return self.live_as(frag._replace(deletes=None), pa.schema([field])).column(0)
 
     def rows_at_hits(self, name: str, state: TableState, hits: pa.Table) -> pa.Table:
         """The live rows at (`__frag`, `__pos`) `hits`, conformed to the table's schema, with `__pos`
