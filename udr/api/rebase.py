@@ -32,8 +32,9 @@ from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.placement import check_reads
+from udr.materialize.changes import state_delta
 from udr.materialize.data import decode_positions
-from udr.materialize.merge import merge_rows
+from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.query.diff import matching_keys
 
@@ -113,32 +114,39 @@ class _Keyed:
 
     def __init__(self, tx: Transaction, table: str, base: TableState, head: TableState, staged: TableState,
                  other: CommitId) -> None:
-        ctx = tx._lake._ctx
-        key = list(staged.primary_key or ())
+        self.tx, self.table, self.key, self.other = tx, table, list(staged.primary_key or ()), other
+        self.states = base, head, staged
         self.schema = tx._rows.schema(head.schema)
-        theirs = history.paired(ctx, table, base, head)
-        mine = history.paired(ctx, table, base, staged, tx._rows)
-        self.result = merge_rows(table, self.schema, key, theirs, mine, strategy=None)
-        if self.result.conflicts:
-            first = self.result.conflicts[0]
-            where = f" key {first.key}" + (f" column {first.column!r}" if first.column else " (deleted on one side)")
-            raise ConflictError(f"table {table!r}{where} was also changed by commit {other[:10]} after this "
-                                f"transaction began ({len(self.result.conflicts)} conflicting cell(s)); reload "
-                                "and retry")
-        theirs_keys = set(zip(*(theirs.column(k).to_pylist() for k in key)))
-        self.shared = any(k in theirs_keys for k in zip(*(mine.column(k).to_pylist() for k in key)))
-        self.tx, self.table, self.key, self.other = tx, table, key, other
         self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
+        # Only a key both sides changed can conflict: when none is, the rows need no pairing and merging.
+        self.shared = bool(_touched(tx, table, base, head, self.key) & _touched(tx, table, base, staged, self.key))
+        self.result = self._merged() if self.shared else None
+
+    def _merged(self) -> RowMerge:
+        ctx, (base, head, staged), table = self.tx._lake._ctx, self.states, self.table
+        theirs = history.paired(ctx, table, base, head)
+        mine = history.paired(ctx, table, base, staged, self.tx._rows)
+        result = merge_rows(table, self.schema, self.key, theirs, mine, strategy=None)
+        if result.conflicts:
+            first = result.conflicts[0]
+            where = f" key {first.key}" + (f" column {first.column!r}" if first.column else " (deleted on one side)")
+            raise ConflictError(f"table {table!r}{where} was also changed by commit {self.other[:10]} after this "
+                                f"transaction began ({len(result.conflicts)} conflicting cell(s)); reload "
+                                "and retry")
+        return result
 
     def __call__(self, op: TableOp) -> None:
         if not self.shared and _carry(self.tx, self.table, op, self.base_vectors):
             return
+        if self.result is None:  # disjoint keys cannot conflict: merging now (the base has moved) raises nothing
+            self.result = self._merged()
         tx, table = self.tx, self.table
         if self.result.remove.num_rows:
             state = tx._require(table)
-            with tx._lake._server.session() as con:
-                hits = matching_keys(tx._rows.table(table, state, with_position=True), self.result.remove, self.key,
-                                     table=table, con=con)
+            if (hits := tx._rows.key_hits(table, state, self.result.remove)) is None:
+                with tx._lake._server.session() as con:
+                    hits = matching_keys(tx._rows.table(table, state, with_position=True), self.result.remove,
+                                         self.key, table=table, con=con)
             tx._delete_positions(table, state, hits, counted=None)
         if self.result.add.num_rows:
             tx._add_rows(table, self.schema, iter(self.result.add.to_batches()))
@@ -146,6 +154,12 @@ class _Keyed:
             counts = history.count_changes(tx._lake._ctx, table, tx._base_tables[table], tx._state(table), tx._rows)
             tx._ops[table] = replace(tx._ops[table], inserted=counts.inserted, updated=counts.updated,
                                      deleted=counts.deleted)
+
+
+def _touched(tx: Transaction, table: str, old: TableState, new: TableState, key: list[str]) -> set[tuple[object, ...]]:
+    """The keys of the rows that differ between two states of a keyed table (removed or added)."""
+    delta = state_delta(tx._rows, table, old, new)
+    return {k for rows in (delta.removed, delta.added) for k in zip(*(rows.column(c).to_pylist() for c in key))}
 
 
 def _carry(tx: Transaction, table: str, op: TableOp, base_vectors: dict[ChunkId, BlobId | None]) -> bool:

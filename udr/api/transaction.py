@@ -45,6 +45,7 @@ from udr.log.format import (
 )
 from udr.log.placement import HeadMoved
 from udr.log.refs import check_name
+from udr.log.turns import writer_turn
 from udr.materialize import schemas
 from udr.materialize.data import (
     EncodedChunk,
@@ -623,20 +624,20 @@ class Transaction:
         log = self._lake._log
         if self._ids_used:
             log.upgrade_format()
-        for _ in range(_MAX_REBASES):
-            record = CommitRecord(
-                parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0, author=self._author,
-                message=self._message, metadata=self._metadata, tables=dict(sorted(self._ops.items())),
-            )
-            try:
-                return log.append(record, base=self._base, rebase=not self._parents, blobs=self._blobs,
-                                  hook=self._lake._hook_for(self._hooks), placeable=self._placeable(),
-                                  read=frozenset(self._read or ()), action=self._action,
-                                  mover=self._mover)
-            except HeadMoved as moved:
-                rebase.restage(self, moved.head)
-        raise ConflictError(f"branch {self.branch!r} moved {_MAX_REBASES} times while this transaction was being "
-                            "re-applied on it; retry")
+        for attempt in range(_MAX_REBASES):
+            with writer_turn(log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
+                if attempt:
+                    rebase.restage(self, self._lake._head(self.branch))
+                record = CommitRecord(parents=self._parents or (self._base,), seq=0, branch=self.branch, time_us=0,
+                                      author=self._author, message=self._message, metadata=self._metadata,
+                                      tables=dict(sorted(self._ops.items())))
+                try:
+                    return log.append(record, base=self._base, rebase=not self._parents, blobs=self._blobs,
+                                      hook=self._lake._hook_for(self._hooks), placeable=self._placeable(),
+                                      read=frozenset(self._read or ()), action=self._action, mover=self._mover)
+                except HeadMoved:
+                    continue
+        raise ConflictError(f"branch {self.branch!r} moved {_MAX_REBASES} times while this transaction was being re-applied on it; retry")
 
     def _placeable(self) -> frozenset[str]:
         """Tables whose op the log may place over concurrent changes that touch other fragments: multiset
@@ -868,7 +869,6 @@ class Transaction:
             changes["inserted"] = op.inserted - mine
             changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self._ops[table] = replace(op, **changes)
-
 
     def _deletion(self, frag: FragmentState, positions: np.ndarray) -> Deletes:
         """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged."""
