@@ -272,6 +272,7 @@ class RowReader:
         self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
         self._keys = KeyIndex()
         self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES)
+        self._starts: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)  # first row of each group
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
@@ -282,6 +283,7 @@ class RowReader:
         reader._positions = self._positions
         reader._keys = self._keys
         reader._groups = self._groups
+        reader._starts = self._starts
         return reader
 
     def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
@@ -311,30 +313,36 @@ class RowReader:
 
     def rows_at(self, frag: FragmentState, positions: np.ndarray, *, table: str = "?") -> pa.Table:
         """The rows of a fragment at the given sorted positions (deleted or not), reading only the
-        Parquet row groups that hold them."""
+        Parquet row groups that hold them (kept decoded: keyed writes of a few rows into a big table read
+        the same groups again and again)."""
         if frag.inline:
             return self.fragment(frag, table=table).take(pa.array(positions))
-        try:
-            reader = pq.ParquetFile(self._log.chunks.verified_path(frag.chunk), memory_map=True)
-        except CorruptionError as exc:
-            raise CorruptionError(f"table {table!r}: {exc}") from exc
-        meta = reader.metadata
-        starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-        groups = np.searchsorted(starts, positions, side="right") - 1
-        # Positions are sorted, so taking group by group keeps their order.
-        return pa.concat_tables([
-            self._row_group(reader, frag.chunk, int(g)).take(pa.array(positions[groups == g] - starts[g]))
-            for g in np.unique(groups)
-        ])
+        opened: list[pq.ParquetFile] = []
 
-    def _row_group(self, reader: pq.ParquetFile, chunk: ChunkId, group: int) -> pa.Table:
-        # Keyed writes of a few rows into a big table read the same row groups again and again.
-        name = f"{chunk}/{group}"
-        data = self._groups.get(name)
-        if data is None:
-            data = reader.read_row_group(group)
-            self._groups.put(name, data)
-        return data
+        def parquet() -> pq.ParquetFile:
+            if not opened:
+                try:
+                    opened.append(pq.ParquetFile(self._log.chunks.verified_path(frag.chunk), memory_map=True))
+                except CorruptionError as exc:
+                    raise CorruptionError(f"table {table!r}: {exc}") from exc
+            return opened[0]
+
+        cached = self._starts.get(frag.chunk)
+        if cached is None:
+            meta = parquet().metadata
+            cached = pa.array(np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]))
+            self._starts.put(frag.chunk, cached)
+        starts = cached.to_numpy()
+        groups = np.searchsorted(starts, positions, side="right") - 1
+        parts = []
+        for g in np.unique(groups):  # positions are sorted, so taking group by group keeps their order
+            name = f"{frag.chunk}/{g}"
+            data = self._groups.get(name)
+            if data is None:
+                data = parquet().read_row_group(int(g))
+                self._groups.put(name, data)
+            parts.append(data.take(pa.array(positions[groups == g] - starts[g])))
+        return pa.concat_tables(parts)
 
     def deleted_positions(self, frag: FragmentState) -> pa.Array:
         """Row positions deleted from a fragment (empty if none)."""
