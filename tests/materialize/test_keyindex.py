@@ -13,7 +13,7 @@ import pytest
 
 import udr
 from udr.log.format import BlobId, ChunkId
-from udr.materialize.keyindex import KeyIndex, SortedKeys, indexable, sort_keys
+from udr.materialize.keyindex import RUN, KeyIndex, SortedKeys, indexable, sort_keys
 from udr.materialize.snapshot import FragmentState, TableState
 
 
@@ -22,12 +22,13 @@ def test_sorted_keys_find_every_copy_of_a_key_and_nothing_else() -> None:
     assert keys.keys.tolist() == [3, 3, 5, 7, 9]  # the null never matches, so it is not indexed
     assert keys.positions(np.array([3, 4, 9])).tolist() == [1, 2, 3]
     assert keys.positions(np.array([1, 8])).tolist() == []
-    assert SortedKeys(np.empty(0, np.int64), np.empty(0, np.uint32)).positions(np.array([1])).tolist() == []
+    assert SortedKeys(np.empty(0, np.int64), np.empty(0, np.uint64)).positions(np.array([1])).tolist() == []
 
 
+@pytest.mark.parametrize("count", [6, 2 * RUN + 5])  # runs of small fragments are sorted together
 @pytest.mark.parametrize("field", [pa.field("k", pa.int32()), pa.field("k", pa.string()),
                                    pa.field("k", pa.timestamp("us", "UTC")), pa.field("k", pa.date32())])
-def test_hits_equal_a_scan_of_the_live_rows(field: pa.Field) -> None:
+def test_hits_equal_a_scan_of_the_live_rows(field: pa.Field, count: int) -> None:
     rng = random.Random(7)
     if pa.types.is_string(field.type):
         universe = pa.array([f"key-{i}" for i in range(40)])
@@ -37,15 +38,15 @@ def test_hits_equal_a_scan_of_the_live_rows(field: pa.Field) -> None:
     columns: dict[str, pa.ChunkedArray] = {}
     deleted: dict[str, pa.Array] = {}
     fragments = []
-    for n in range(6):
+    for n in range(count):
         take = [rng.randrange(40) for _ in range(rng.randrange(1, 15))]
         values = pa.chunked_array([universe.take(pa.array(take))])
-        gone = sorted(rng.sample(range(len(take)), rng.randrange(len(take))))
+        gone = sorted(rng.sample(range(len(take)), rng.randrange(len(take) + 1)))
         chunk = ChunkId(f"c{n}")
         columns[chunk] = values
         deleted[chunk] = pa.array(gone, pa.uint32())
-        fragments.append(FragmentState(chunk, len(take), True, BlobId("s"), BlobId(f"d{n}") if gone else None,
-                                       len(gone)))
+        vector = None if len(gone) in (0, len(take)) else BlobId(f"d{n}")  # every row deleted: no vector
+        fragments.append(FragmentState(chunk, len(take), True, BlobId("s"), vector, len(gone)))
     state = TableState(BlobId("s"), ("k",), tuple(fragments))
     index = KeyIndex()
     for _ in range(20):
