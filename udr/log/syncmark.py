@@ -5,8 +5,8 @@ pages, fsyncs the data file, then writes the meta page without syncing it, and t
 durable with one more fsync before it returns. Any fsync of the data file that starts after a transaction's
 meta page was written covers it. So a writer returns without an fsync of its own when
 
-- a later transaction is already committed: its commit fsynced after this meta page was written. When another
-  writer is inside LMDB's commit, waiting for its writer lock waits for exactly that fsync; or
+- a later transaction is already committed: its commit fsynced after this meta page was written. While other
+  writers commit side by side, a writer waits up to 2 ms for the next commit rather than fsync again; or
 - `log/synced` says an fsync since covered it: it records the newest transaction id one covered.
 
 Threads of one process and separate processes share alike. The rule needs every writer of the log to open it
@@ -16,8 +16,7 @@ with `sync` on (udr always does; LMDB's default too).
 inode number and the boot id, and is ignored after a reboot (a power failure may have undone transactions it
 names) or once the data file was replaced (a restored copy). The checks, the fsync and the update run under an
 exclusive `flock` of the file, so no writer reads it half-written; threads of one process take a lock first,
-because a `flock` does not exclude threads that share its descriptor. Nobody waits for LMDB's writer lock while
-holding a transaction, so waiting for it under the `flock` cannot deadlock.
+because a `flock` does not exclude threads that share its descriptor.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import fcntl
 import os
 import struct
 import threading
+import time
 from pathlib import Path
 
 import lmdb
@@ -34,6 +34,10 @@ from udr.errors import UdrError
 from udr.log.format import SYNC_MARK_FILE
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+# How long a writer waits for another writer's commit to cover its own (a long write, e.g. gc, must not hold it
+# up), and how often it looks.
+_WAIT_FOR_OTHERS = 0.002
+_POLL = 0.0001
 # The mark: a transaction id, then the stamp of who may trust it (the data file's inode number, the boot id).
 _U64 = struct.Struct(">Q")
 
@@ -52,6 +56,7 @@ class SyncMark:
     def __init__(self, path: Path, data_file: Path, env: lmdb.Environment) -> None:
         self._path = path / SYNC_MARK_FILE
         self._env = env
+        self._previous = 0  # the last transaction this process synced, to tell whether others commit meanwhile
         self._threads = threading.Lock()
         boot = boot_id()
         # Who may trust a mark: writers of this boot, on this data file.
@@ -87,9 +92,19 @@ class SyncMark:
         return int(self._env.info()["last_txnid"])
 
     def _later_commit(self, txnid: int) -> bool:
-        """Whether a transaction after `txnid` committed, waiting first for a writer inside LMDB's commit."""
-        self._env.begin(write=True).abort()
-        return self._last_txnid() > txnid
+        """Whether a transaction after `txnid` committed; while other writers commit side by side (transaction
+        ids skip between this process's own), wait a little for the next one's commit rather than fsync again."""
+        previous, self._previous = self._previous, txnid
+        if self._last_txnid() > txnid:
+            return True
+        if txnid <= previous + 1:
+            return False
+        deadline = time.monotonic() + _WAIT_FOR_OTHERS
+        while time.monotonic() < deadline:
+            time.sleep(_POLL)
+            if self._last_txnid() > txnid:
+                return True
+        return False
 
     def covered(self) -> int:
         """The newest transaction id an fsync of this boot covered (0 when the mark is absent or not trusted)."""
