@@ -53,6 +53,7 @@ def test_hits_equal_a_scan_of_the_live_rows(field: pa.Field, count: int) -> None
         wanted = universe.take(pa.array(rng.sample(range(40), rng.randrange(1, 8))))
         hits = index.hits(state, field, wanted, column=lambda frag, _f: columns[frag.chunk],
                           deleted=lambda frag: deleted[frag.chunk])
+        assert hits is not None
         scan = {(i, p) for i, frag in enumerate(fragments) for p, value in enumerate(columns[frag.chunk].to_pylist())
                 if value in wanted.to_pylist() and p not in deleted[frag.chunk].to_pylist()}
         assert set(zip(hits.column("__frag").to_pylist(), hits.column("__pos").to_pylist())) == scan
@@ -64,13 +65,17 @@ def test_only_single_plain_keys_are_indexed() -> None:
     assert not indexable(pa.field("k", pa.float64())) and not indexable(pa.field("k", pa.decimal128(10, 2)))
 
 
-def test_a_budget_too_small_still_answers() -> None:
-    index = KeyIndex(budget=1)
+def test_a_table_whose_index_would_not_fit_is_left_to_a_scan() -> None:
     state = TableState(BlobId("s"), ("k",), (FragmentState(ChunkId("c"), 3, True, BlobId("s")),))
-    hits = index.hits(state, pa.field("k", pa.int64()), pa.array([2], pa.int64()),
-                      column=lambda _frag, _f: pa.chunked_array([pa.array([1, 2, 3], pa.int64())]),
-                      deleted=lambda _frag: pa.array([], pa.uint32()))
-    assert hits.column("__pos").to_pylist() == [1]
+
+    def hits(index: KeyIndex) -> pa.Table | None:
+        return index.hits(state, pa.field("k", pa.int64()), pa.array([2], pa.int64()),
+                          column=lambda _frag, _f: pa.chunked_array([pa.array([1, 2, 3], pa.int64())]),
+                          deleted=lambda _frag: pa.array([], pa.uint32()))
+
+    assert hits(KeyIndex(budget=3 * 16 - 1)) is None  # every lookup would sort again: slower than a scan
+    found = hits(KeyIndex(budget=3 * 16))
+    assert found is not None and found.column("__pos").to_pylist() == [1]
 
 
 def test_keyed_writes_through_the_index_match_a_model(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ KEY_INDEX_BYTES = 256 << 20
 # table of 256 small writes costs a few binary searches rather than one each (~10 us apiece).
 RUN = 32
 RUN_ROWS = 65_536
+# What a string key costs in memory beyond its pointer (a Python str object), for the budget.
+_STRING_BYTES = 64
 
 # Reads one fragment's key column, every row (deleted ones included), conformed to the table's key field.
 KeyColumn = Callable[[FragmentState, pa.Field], pa.ChunkedArray]
@@ -49,8 +51,9 @@ class SortedKeys:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the arrays hold (strings: their pointers only)."""
-        return int(self.keys.nbytes + self.order.nbytes)
+        """Bytes the index holds (string keys: an estimate of their objects too)."""
+        return int(self.keys.nbytes + self.order.nbytes) + (_STRING_BYTES * len(self.keys)
+                                                            if self.keys.dtype == object else 0)
 
     def positions(self, wanted: npt.NDArray[np.generic]) -> npt.NDArray[np.uint64]:
         """The `order` entries of the rows whose key is in `wanted` (sorted, distinct), in increasing order."""
@@ -100,11 +103,15 @@ class KeyIndex:
         self._lock = threading.Lock()
 
     def hits(self, state: TableState, field: pa.Field, keys: pa.ChunkedArray | pa.Array, *,
-             column: KeyColumn, deleted: DeletedPositions) -> pa.Table:
-        """(`__frag`, `__pos`) of the live rows of `state` whose key (column `field`) is one of `keys`.
+             column: KeyColumn, deleted: DeletedPositions) -> pa.Table | None:
+        """(`__frag`, `__pos`) of the live rows of `state` whose key (column `field`) is one of `keys`; None when
+        the table's index would not fit the budget (every lookup would sort again: the caller scans instead).
 
         The same rows as a semi join of the table's live rows with `keys` (of `field`'s type).
         """
+        per_row = 16 + (_STRING_BYTES if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) else 0)
+        if sum(f.rows for f in state.fragments) * per_row > self._budget:  # deleted rows are indexed too
+            return None
         wanted = np.unique(_as_numpy(keys.drop_null(), field))
         # A chunk read under another schema (a renamed or widened key) is another entry.
         signature = (str(field.type), parquet_field_id(field))
