@@ -231,7 +231,8 @@ _Decoded = TypeVar("_Decoded", pa.Table, pa.Array)
 
 
 class _DecodedCache(Generic[_Decoded]):
-    """Decoded blobs (inline chunks, deletion vectors, row groups of chunks) by id, newest kept, within a byte budget; shared by threads.
+    """Decoded blobs (inline chunks, deletion vectors, row groups of chunks) by id, newest kept, within a byte
+    budget; shared by threads.
 
     Blobs are immutable and named by their bytes, so a decoded one stays right. Many small writes make many
     inline chunks and deletion vectors: every read of the table would otherwise decode each one again.
@@ -416,7 +417,8 @@ class RowReader:
 
     def key_hits(self, name: str, state: TableState, keys: pa.Table) -> pa.Table | None:
         """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
-        found through the reader's key index; None when the key cannot be indexed (the caller scans)."""
+        found through the reader's key index; None when the key cannot be indexed or its index would not fit
+        the reader's budget (the caller scans)."""
         key = state.primary_key or ()
         field = self.schema(state.schema).field(key[0]) if len(key) == 1 else None
         if field is None or not indexable(field):

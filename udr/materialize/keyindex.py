@@ -2,7 +2,8 @@
 
 A keyed write (upsert, delete by key) of a few rows needs the positions of the current rows with those keys.
 Scanning every key of a 1M-row table for that costs ~15 ms a transaction; instead each chunk's key column is
-sorted once, and a lookup is a binary search per fragment, filtered by that fragment's deletion vector.
+sorted once (small fragments RUN at a time), and a lookup is a binary search per chunk or run, filtered by the
+fragments' deletion vectors. A table whose index would not fit the budget is left to the scan.
 
 The index is derived state held in memory by one reader: chunks are immutable and named by their bytes, so a
 chunk's sorted keys stay right for as long as the process lives, and deletion vectors (which change per table
