@@ -56,7 +56,8 @@ class SyncMark:
     def __init__(self, path: Path, data_file: Path, env: lmdb.Environment) -> None:
         self._path = path / SYNC_MARK_FILE
         self._env = env
-        self._previous = 0  # the last transaction this process synced, to tell whether others commit meanwhile
+        # The last transaction this process synced (None: none yet), to tell whether others commit meanwhile.
+        self._previous: int | None = None
         self._threads = threading.Lock()
         boot = boot_id()
         # Who may trust a mark: writers of this boot, on this data file.
@@ -97,7 +98,7 @@ class SyncMark:
         previous, self._previous = self._previous, txnid
         if self._last_txnid() > txnid:
             return True
-        if txnid <= previous + 1:
+        if previous is None or txnid <= previous + 1:
             return False
         deadline = time.monotonic() + _WAIT_FOR_OTHERS
         while time.monotonic() < deadline:
