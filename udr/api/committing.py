@@ -20,6 +20,7 @@ from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
 from udr.log.groups import ack_hook
 from udr.log.placement import HeadMoved
 from udr.log.store import CommitHook
+from udr.log.turns import writer_turn
 from udr.materialize.snapshot import TableState, fold
 from udr.materialize.staging import Staging, flush_due
 from udr.stream.subscription import PendingAck
@@ -108,17 +109,21 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
     log = handle.ctx.log
     if staging.ids_used:
         log.upgrade_format()
-    for _ in range(_MAX_REBASES):
-        record = CommitRecord(
-            parents=intent.parents or (staging.base,), seq=0, branch=intent.branch, time_us=0, author=intent.author,
-            message=intent.message, metadata=dict(intent.metadata), tables=dict(sorted(staging.ops.items())),
-        )
-        try:
-            return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.blobs, hook=hook,
-                              placeable=_placeable(staging, intent.maintenance), read=frozenset(read or ()),
-                              action=intent.action, mover=intent.mover)
-        except HeadMoved as moved:
-            rebase.restage(handle.ctx, staging, moved.head, read)
+    for attempt in range(_MAX_REBASES):
+        with writer_turn(log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
+            if attempt:
+                rebase.restage(handle.ctx, staging, handle.head(intent.branch), read)
+            record = CommitRecord(
+                parents=intent.parents or (staging.base,), seq=0, branch=intent.branch, time_us=0,
+                author=intent.author, message=intent.message, metadata=dict(intent.metadata),
+                tables=dict(sorted(staging.ops.items())),
+            )
+            try:
+                return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.blobs,
+                                  hook=hook, placeable=_placeable(staging, intent.maintenance),
+                                  read=frozenset(read or ()), action=intent.action, mover=intent.mover)
+            except HeadMoved:
+                continue
     raise ConflictError(f"branch {intent.branch!r} moved {_MAX_REBASES} times while this transaction was being "
                         "re-applied on it; retry")
 

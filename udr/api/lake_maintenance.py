@@ -70,9 +70,11 @@ class MaintenanceMethods:
         return retention.policies(self._handle.ctx)
 
     def expire(self, now: datetime | None = None) -> ExpireReport:
-        """Expire the data of versions outside the retention window, except branch heads, tags, holds and
-        what consumer groups still need; `gc` then frees it. Reading it later raises `udr.Expired`."""
-        return retention.expire(self._handle.ctx, now)
+        """Expire the data of versions outside the retention window, except branch heads, tags, holds, what
+        consumer groups still need and what published Iceberg tables read (until unpublished); `gc` then frees
+        it. Reading it later raises `udr.Expired`."""
+        log = self._handle.ctx.log
+        return retention.expire(self._handle.ctx, now, lambda: iceberg.published_commits(log))
 
     def hold(self, name: str, ref: Ref, reason: str, *, author: str | None = None) -> Hold:
         """Keep the version `ref` names from expiring until `release(name)`.

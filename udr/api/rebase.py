@@ -32,8 +32,9 @@ from udr.log import graph
 from udr.log.commits import Deletes, TableOp
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.placement import check_reads
+from udr.materialize.changes import state_delta
 from udr.materialize.data import decode_positions
-from udr.materialize.merge import merge_rows
+from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.materialize.staging import Staging
 
@@ -104,26 +105,38 @@ class _Keyed:
 
     def __init__(self, ctx: LakeContext, staging: Staging, table: str, base: TableState, head: TableState,
                  staged: TableState, other: CommitId) -> None:
-        key = list(staged.primary_key or ())
+        self.ctx, self.staging, self.table, self.other = ctx, staging, table, other
+        self.key = list(staged.primary_key or ())
+        self.states = base, head, staged
         self.schema = staging.rows.schema(head.schema)
-        theirs = history.paired(ctx, table, base, head)
-        mine = history.paired(ctx, table, base, staged, staging.rows)
-        self.result = merge_rows(table, self.schema, key, theirs, mine, strategy=None)
-        if self.result.conflicts:
-            first = self.result.conflicts[0]
-            where = f" key {first.key}" + (f" column {first.column!r}" if first.column else " (deleted on one side)")
-            raise ConflictError(f"table {table!r}{where} was also changed by commit {other[:10]} after this "
-                                f"transaction began ({len(self.result.conflicts)} conflicting cell(s)); reload "
-                                "and retry")
-        theirs_keys = set(zip(*(theirs.column(k).to_pylist() for k in key)))
-        self.shared = any(k in theirs_keys for k in zip(*(mine.column(k).to_pylist() for k in key)))
-        self.ctx, self.staging, self.table = ctx, staging, table
         self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
+        # Only a key both sides changed can conflict: when none is, the rows need no pairing and merging.
+        self.shared = bool(self._touched(base, head) & self._touched(base, staged))
+        self.result = self._merged() if self.shared else None
+
+    def _touched(self, old: TableState, new: TableState) -> set[tuple[object, ...]]:
+        """The keys of the rows that differ between two states of the table (removed or added)."""
+        delta = state_delta(self.staging.rows, self.table, old, new)
+        return {k for rows in (delta.removed, delta.added) for k in zip(*(rows.column(c).to_pylist() for c in self.key))}
+
+    def _merged(self) -> RowMerge:
+        (base, head, staged), table = self.states, self.table
+        theirs = history.paired(self.ctx, table, base, head)
+        mine = history.paired(self.ctx, table, base, staged, self.staging.rows)
+        result = merge_rows(table, self.schema, self.key, theirs, mine, strategy=None)
+        if result.conflicts:
+            first = result.conflicts[0]
+            where = f" key {first.key}" + (f" column {first.column!r}" if first.column else " (deleted on one side)")
+            raise ConflictError(f"table {table!r}{where} was also changed by commit {self.other[:10]} after this "
+                                f"transaction began ({len(result.conflicts)} conflicting cell(s)); reload and retry")
+        return result
 
     def __call__(self, op: TableOp) -> None:
         staging, table = self.staging, self.table
         if not self.shared and _carry(staging, table, op, self.base_vectors):
             return
+        if self.result is None:  # disjoint keys cannot conflict: merging now (the base has moved) raises nothing
+            self.result = self._merged()
         if self.result.remove.num_rows:
             writes.delete_keys(self.ctx, staging, table, self.result.remove, counted=None)
         if self.result.add.num_rows:

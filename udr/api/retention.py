@@ -22,7 +22,6 @@ from udr.log.refs import check_name
 from udr.log.retention import RetentionStore, drop_blobs, protected, recent
 from udr.log.scrub import scrub
 from udr.materialize.retained import LiveData, live_data
-from udr.publish.iceberg import published_commits
 from udr.values import ExpireReport, Hold, RetentionPolicy, VerifyReport
 
 _DAY_US = 86_400 * 1_000_000
@@ -49,9 +48,9 @@ def policies(ctx: LakeContext) -> list[RetentionPolicy]:
     return [found[name] for name in sorted(found, key=lambda n: (n is not None, n or ""))]
 
 
-def expire(ctx: LakeContext, now: datetime | None) -> ExpireReport:
+def expire(ctx: LakeContext, now: datetime | None, published: Callable[[], Iterable[CommitId]]) -> ExpireReport:
     """Expire the data of every version outside its tables' retention window that nothing protects (see
-    `udr.log.retention.protected`; also every version a published Iceberg table reads, until it is unpublished)."""
+    `udr.log.retention.protected`), nor `published()` names (the versions published copies read)."""
     when = now if now is not None else datetime.now(timezone.utc)
     if when.tzinfo is None:
         raise UsageError("expire(now=...) needs a timezone-aware datetime (e.g. datetime.now(timezone.utc))")
@@ -74,7 +73,7 @@ def expire(ctx: LakeContext, now: datetime | None) -> ExpireReport:
                 tables[table] = policy.describe()
         if tables:
             candidates[commit] = tables
-    result = store.mark_expired(candidates, lambda: set(protected(ctx.log)) | set(published_commits(ctx.log)))
+    result = store.mark_expired(candidates, lambda: set(protected(ctx.log)) | set(published()))
     return ExpireReport(result.versions, result.tables, result.protected, when)
 
 

@@ -37,14 +37,22 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
 
 def _old_rows(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table) -> pa.Table:
     """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
-    (read by position after a scan of the key columns), else the whole table."""
+    (found through the key index or a scan of the key columns, then read by position), else the whole table."""
     if data.num_rows * 20 > state.rows:
         return staging.rows.table(table, state, with_position=True)
-    key = list(state.primary_key or ())
-    with ctx.server.session() as con:
-        hits = matching_keys(staging.rows.table(table, state, key, with_position=True), data, key, table=table,
-                             con=con)
-    return staging.rows.rows_at_hits(table, state, hits)
+    return staging.rows.rows_at_hits(table, state, _hits(ctx, staging, table, state, data))
+
+
+def _hits(ctx: LakeContext, staging: Staging, table: str, state: TableState, keys: pa.Table) -> pa.Table:
+    """Where the rows of keyed `table` whose key is in `keys` are (`__frag`, `__pos`): through the table's key
+    index (`udr.materialize.keyindex`), else by a scan of its key columns in DuckDB."""
+    hits = staging.rows.key_hits(table, state, keys)
+    if hits is None:
+        key = list(state.primary_key or ())
+        with ctx.server.session() as con:
+            hits = matching_keys(staging.rows.table(table, state, key, with_position=True), keys, key, table=table,
+                                 con=con)
+    return hits
 
 
 def check_new_keys(ctx: LakeContext, staging: Staging, table: str, data: pa.Table) -> None:
@@ -69,9 +77,7 @@ def delete_keys(ctx: LakeContext, staging: Staging, table: str, keys: pa.Table, 
                 counted: CountField | None) -> int:
     """Stage the deletion of the rows of `table` whose key is in `keys`; return how many."""
     state = staging.require(table)
-    with ctx.server.session() as con:
-        hits = matching_keys(staging.rows.table(table, state, with_position=True), keys,
-                             list(state.primary_key or ()), table=table, con=con)
+    hits = _hits(ctx, staging, table, state, keys)
     staging.delete_positions(table, state, hits, counted=counted)
     return int(hits.num_rows)
 

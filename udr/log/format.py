@@ -79,6 +79,10 @@ GROUP_PARTITIONS_DEFAULT = 8
 # The file inside LOG_DIR that every committed LMDB write transaction writes (LMDB's own name for it):
 # watching it for modification is how other processes learn of a new commit without polling.
 LOG_DATA_FILE = "data.mdb"
+# The file inside LOG_DIR whose `flock` is a writer's turn to rebase and append (`udr.log.turns`); it holds no data.
+TURN_FILE = "turn.lock"
+# The file inside LOG_DIR naming the newest log transaction an fsync of this boot covered (`udr.log.syncmark`).
+SYNC_MARK_FILE = "synced"
 
 BLOB_MAGIC = b"U"
 

@@ -8,9 +8,10 @@ across threads and processes.
 
 The log environment is durable with group commit: LMDB syncs a write transaction's pages inside its commit
 but not its meta page (`metasync=False`, which keeps the file consistent: a power failure can only undo the
-newest transactions), and the writer then waits for `_Syncer`, which makes every transaction committed so far
-durable with one fsync shared by all the threads of the process waiting at that moment. Concurrent writers so
-spend one fsync each inside LMDB's writer lock instead of two, and share the second. A write returns only once
+newest transactions), and the writer then waits for its `SyncMark` (`udr/log/syncmark.py`), which makes every
+transaction committed so far durable with one fsync shared by the writers of every process waiting at that
+moment, or skips it when a later commit's fsync already covered this one. Concurrent writers so spend one fsync
+each inside LMDB's writer lock instead of two, and share the second. A write returns only once
 it is durable. The cache environment skips fsync: its contents are keyed by immutable ids and can be rebuilt
 by replay, so a lost write only costs time.
 """
@@ -36,6 +37,7 @@ from udr.log.format import (
     BLOB_MAGIC,
     CACHE_DBS,
     CACHE_MAP_SIZE,
+    LOG_DATA_FILE,
     LOG_DBS,
     LOG_MAP_SIZE,
     MAX_DBS,
@@ -44,6 +46,7 @@ from udr.log.format import (
     BlobKind,
     Codec,
 )
+from udr.log.syncmark import SyncMark
 
 # What `Environment.read()` and `write()` yield. They begin transactions without `buffers=True`, so every
 # key and value LMDB returns through one is `bytes`, never a `memoryview`. A string because
@@ -76,43 +79,6 @@ class WriteWatcher(Protocol):
 _PUBLISH_SPINS = 200
 
 
-class _Syncer:
-    """Makes committed write transactions durable, one fsync for every commit that finished before it began.
-
-    A thread that committed takes a ticket; if no sync is running it runs one covering every ticket issued so
-    far, else it waits for the running one and then, if that one started before its commit, for the next.
-    """
-
-    def __init__(self, env: lmdb.Environment) -> None:
-        self._env = env
-        self._cond = threading.Condition()
-        self._issued = 0
-        self._done = 0
-        self._running = False
-
-    def sync(self) -> None:
-        """Return once every write transaction this process committed before the call is durable."""
-        with self._cond:
-            self._issued += 1
-            ticket = self._issued
-            while self._done < ticket:
-                if self._running:
-                    self._cond.wait()
-                    continue
-                self._running = True
-                covered = self._issued
-                try:
-                    self._cond.release()
-                    try:
-                        self._env.sync(True)
-                    finally:
-                        self._cond.acquire()
-                    self._done = max(self._done, covered)
-                finally:
-                    self._running = False
-                    self._cond.notify_all()
-
-
 @dataclass(slots=True)
 class _Shared:
     env: lmdb.Environment
@@ -121,7 +87,7 @@ class _Shared:
     # Chunks that open transactions of this process (any handle) are about to commit.
     held: Counter[str]
     # Group commit of a durable environment (None: the cache, never synced).
-    syncer: _Syncer | None
+    syncer: SyncMark | None
     # How it was opened (path, sub-database names, durable, map size), for `Environment.renew`.
     how: tuple[Path, tuple[bytes, ...], bool, int]
     watcher: WriteWatcher | None = None
@@ -140,6 +106,15 @@ def _open(path: Path, names: tuple[bytes, ...], *, durable: bool,
         raise open_failure(path, exc) from exc
 
 
+def _sync_mark(path: Path, env: lmdb.Environment) -> SyncMark:
+    """The group commit of the durable environment `env` at `path` (closing `env` if it cannot be set up)."""
+    try:
+        return SyncMark(path, path / LOG_DATA_FILE, env)
+    except UdrError:
+        env.close()
+        raise
+
+
 _registry: dict[str, _Shared] = {}
 _registry_lock = threading.Lock()
 
@@ -153,7 +128,7 @@ class _Txn:
 
     __slots__ = ("_began", "_env", "_syncer", "_txn", "_watcher", "_write")
 
-    def __init__(self, env: lmdb.Environment, *, write: bool, syncer: _Syncer | None = None,
+    def __init__(self, env: lmdb.Environment, *, write: bool, syncer: SyncMark | None = None,
                  watcher: WriteWatcher | None = None) -> None:
         self._env = env
         self._write = write
@@ -184,9 +159,10 @@ class _Txn:
                     self._watcher.aborted()
                     raise
             try:
+                txnid = int(self._txn.id())
                 self._txn.commit()
                 if self._syncer is not None:
-                    self._syncer.sync()
+                    self._syncer.sync(txnid)
             except lmdb.Error as failed:
                 raise self._failed(failed) from failed
             return
@@ -221,7 +197,7 @@ class Environment:
             shared = _registry.get(self._key)
             if shared is None:
                 env, dbs = _open(path, names, durable=durable, map_size=map_size)
-                shared = _Shared(env, dbs, 0, Counter(), _Syncer(env) if durable else None,
+                shared = _Shared(env, dbs, 0, Counter(), _sync_mark(path, env) if durable else None,
                                  (path, names, durable, map_size))
                 _registry[self._key] = shared
             shared.users += 1
@@ -290,8 +266,10 @@ class Environment:
             shared = self._live
             path, names, durable, map_size = shared.how
             shared.env.close()
+            if shared.syncer is not None:
+                shared.syncer.close()
             shared.env, shared.dbs = _open(path, names, durable=durable, map_size=map_size)
-            shared.syncer = _Syncer(shared.env) if durable else None
+            shared.syncer = _sync_mark(path, shared.env) if durable else None
 
     def last_txnid(self) -> int:
         """The id of the newest write transaction in the data file, read from its meta pages in memory
@@ -340,6 +318,8 @@ class Environment:
             self._shared.users -= 1
             if self._shared.users == 0:
                 self._shared.env.close()
+                if self._shared.syncer is not None:
+                    self._shared.syncer.close()
                 del _registry[self._key]
         self._shared = None
 

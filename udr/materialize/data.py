@@ -33,6 +33,7 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.store import LogStore
+from udr.materialize.keyindex import KeyIndex, indexable
 from udr.materialize.schemas import as_target, parquet_field_id, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 
@@ -41,6 +42,8 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 # Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
 POSITIONS_CACHE_BYTES = 16 << 20
+# Decoded Parquet row groups that keyed writes read rows from by position.
+ROW_GROUP_CACHE_BYTES = 64 << 20
 
 
 _PARQUET_FIELD_ID = b"PARQUET:field_id"
@@ -171,7 +174,8 @@ def encode_positions(positions: pa.Array | np.ndarray) -> bytes:
 
 def decode_positions(payload: bytes) -> pa.Array:
     """Parse a deletion vector payload into a sorted uint32 array."""
-    return pq.read_table(pa.BufferReader(payload)).column("p").combine_chunks()
+    # One small column: `pq.read_table` (datasets, a thread pool) costs 3-40x this, more on a busy machine.
+    return pq.ParquetFile(pa.BufferReader(payload)).read(use_threads=False).column("p").combine_chunks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +246,8 @@ _Decoded = TypeVar("_Decoded", pa.Table, pa.Array)
 
 
 class _DecodedCache(Generic[_Decoded]):
-    """Decoded blobs (inline chunks, deletion vectors) by id, newest kept, within a byte budget; shared by threads.
+    """Decoded blobs (inline chunks, deletion vectors, row groups of chunks) by id, newest kept, within a byte
+    budget; shared by threads.
 
     Blobs are immutable and named by their bytes, so a decoded one stays right. Many small writes make many
     inline chunks and deletion vectors: every read of the table would otherwise decode each one again.
@@ -281,6 +286,9 @@ class RowReader:
         self._schemas: dict[BlobId, pa.Schema] = {}
         self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
         self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
+        self._keys = KeyIndex()
+        self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES)
+        self._starts: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)  # first row of each group
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
@@ -289,6 +297,9 @@ class RowReader:
         reader._schemas = self._schemas
         reader._inline = self._inline
         reader._positions = self._positions
+        reader._keys = self._keys
+        reader._groups = self._groups
+        reader._starts = self._starts
         return reader
 
     def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
@@ -318,23 +329,36 @@ class RowReader:
 
     def rows_at(self, frag: FragmentState, positions: np.ndarray, *, table: str = "?") -> pa.Table:
         """The rows of a fragment at the given sorted positions (deleted or not), reading only the
-        Parquet row groups that hold them."""
+        Parquet row groups that hold them (kept decoded: keyed writes of a few rows into a big table read
+        the same groups again and again)."""
         if frag.inline:
             return self.fragment(frag, table=table).take(pa.array(positions))
-        try:
-            reader = pq.ParquetFile(self._log.chunks.verified_path(frag.chunk), memory_map=True)
-        except CorruptionError as exc:
-            raise CorruptionError(f"table {table!r}: {exc}") from exc
-        meta = reader.metadata
-        starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-        groups = sorted(set(np.searchsorted(starts, positions, side="right") - 1))
-        data = reader.read_row_groups(groups)
-        offsets = np.concatenate([[0], np.cumsum([starts[g + 1] - starts[g] for g in groups])])
-        local = np.empty(len(positions), dtype=np.int64)
-        for n, g in enumerate(groups):
-            mask = (positions >= starts[g]) & (positions < starts[g + 1])
-            local[mask] = positions[mask] - starts[g] + offsets[n]
-        return data.take(pa.array(local))
+        opened: list[pq.ParquetFile] = []
+
+        def parquet() -> pq.ParquetFile:
+            if not opened:
+                try:
+                    opened.append(pq.ParquetFile(self._log.chunks.verified_path(frag.chunk), memory_map=True))
+                except CorruptionError as exc:
+                    raise CorruptionError(f"table {table!r}: {exc}") from exc
+            return opened[0]
+
+        cached = self._starts.get(frag.chunk)
+        if cached is None:
+            meta = parquet().metadata
+            cached = pa.array(np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]))
+            self._starts.put(frag.chunk, cached)
+        starts = cached.to_numpy()
+        groups = np.searchsorted(starts, positions, side="right") - 1
+        parts = []
+        for g in np.unique(groups):  # positions are sorted, so taking group by group keeps their order
+            name = f"{frag.chunk}/{g}"
+            data = self._groups.get(name)
+            if data is None:
+                data = parquet().read_row_group(int(g))
+                self._groups.put(name, data)
+            parts.append(data.take(pa.array(positions[groups == g] - starts[g])))
+        return pa.concat_tables(parts)
 
     def deleted_positions(self, frag: FragmentState) -> pa.Array:
         """Row positions deleted from a fragment (empty if none)."""
@@ -405,6 +429,23 @@ class RowReader:
                 empty = empty.append(pa.field("__pos", pa.uint32())).append(pa.field("__frag", pa.uint32()))
             return empty.empty_table()
         return pa.concat_tables(parts)
+
+    def key_hits(self, name: str, state: TableState, keys: pa.Table) -> pa.Table | None:
+        """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
+        found through the reader's key index; None when the key cannot be indexed or its index would not fit
+        the reader's budget (the caller scans)."""
+        key = state.primary_key or ()
+        field = self.schema(state.schema).field(key[0]) if len(key) == 1 else None
+        if field is None or not indexable(field):
+            return None
+        try:
+            wanted = keys.column(key[0]).cast(field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None  # keys of another type: the scan compares them as SQL would
+        return self._keys.hits(state, field, wanted, column=self._key_column, deleted=self.deleted_positions)
+
+    def _key_column(self, frag: FragmentState, field: pa.Field) -> pa.ChunkedArray:
+        return self.live_as(frag._replace(deletes=None), pa.schema([field])).column(0)
 
     def rows_at_hits(self, name: str, state: TableState, hits: pa.Table) -> pa.Table:
         """The live rows at (`__frag`, `__pos`) `hits`, conformed to the table's schema, with `__pos`

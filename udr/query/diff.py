@@ -105,6 +105,11 @@ def _any(flags: list[pa.ChunkedArray], rows: int) -> pa.ChunkedArray:
     return result
 
 
+# Below this many written rows the columns are compared one after another: starting a thread pool costs
+# more (~1 ms) than comparing a few thousand rows.
+_PARALLEL_ROWS = 50_000
+
+
 def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
     # A contiguous old table: take on many-chunk columns is several times slower than the copy.
     old = old.combine_chunks()
@@ -122,9 +127,11 @@ def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remo
     def differs(c: str) -> pa.ChunkedArray:
         return _distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
 
-    # Arrow's kernels release the GIL: the columns compare side by side.
-    with ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))) as pool:
-        flags = list(pool.map(differs, values))
+    if new.num_rows < _PARALLEL_ROWS or len(values) < 2:
+        flags = [differs(c) for c in values]
+    else:  # Arrow's kernels release the GIL: the columns compare side by side.
+        with ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))) as pool:
+            flags = list(pool.map(differs, values))
     changed = pc.and_not(_any(flags, new.num_rows), is_new)
     inserted = new.filter(is_new)
     updated = new.filter(changed)

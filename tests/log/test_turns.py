@@ -1,0 +1,94 @@
+"""udr.log.turns: shared turns coexist, an exclusive turn excludes every other turn (threads and processes alike),
+and a process killed in its turn releases it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from udr.errors import UdrError
+from udr.log.format import LOG_DIR, TURN_FILE
+from udr.log.turns import writer_turn
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from udr.log.turns import writer_turn
+with writer_turn(Path(sys.argv[1]), exclusive=True):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / LOG_DIR).mkdir()
+    return tmp_path
+
+
+def _entered(root: Path, *, exclusive: bool, out: list[float]) -> threading.Thread:
+    def body() -> None:
+        with writer_turn(root, exclusive=exclusive):
+            out.append(time.monotonic())
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    return thread
+
+
+def test_shared_turns_are_held_together(root: Path) -> None:
+    entered: list[float] = []
+    with writer_turn(root, exclusive=False):
+        thread = _entered(root, exclusive=False, out=entered)
+        thread.join(5)
+        assert entered, "a second shared turn waited for the first"
+    assert (root / LOG_DIR / TURN_FILE).exists()
+
+
+@pytest.mark.parametrize("second_exclusive", [False, True])
+def test_an_exclusive_turn_keeps_every_other_turn_out(root: Path, second_exclusive: bool) -> None:
+    entered: list[float] = []
+    with writer_turn(root, exclusive=True):
+        thread = _entered(root, exclusive=second_exclusive, out=entered)
+        time.sleep(0.2)
+        assert not entered
+        released = time.monotonic()
+    thread.join(5)
+    assert entered and entered[0] >= released
+
+
+def test_an_exclusive_turn_waits_for_shared_ones(root: Path) -> None:
+    entered: list[float] = []
+    with writer_turn(root, exclusive=False):
+        thread = _entered(root, exclusive=True, out=entered)
+        time.sleep(0.2)
+        assert not entered
+        released = time.monotonic()
+    thread.join(5)
+    assert entered and entered[0] >= released
+
+
+def test_a_process_killed_in_its_turn_releases_it(root: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", HOLD, str(root)], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+            entered: list[float] = []
+            thread = _entered(root, exclusive=False, out=entered)
+            time.sleep(0.2)
+            assert not entered  # the other process's exclusive turn keeps this one out
+            holder.send_signal(signal.SIGKILL)
+            thread.join(10)
+            assert entered
+        finally:
+            holder.kill()
+
+
+def test_a_lake_without_a_log_directory_reports_a_udr_error(tmp_path: Path) -> None:
+    with pytest.raises(UdrError, match="cannot open"), writer_turn(tmp_path / "missing", exclusive=False):
+        pass
