@@ -25,7 +25,7 @@ _DROPPABLE = {BlobKind.ROWS, BlobKind.DELETES, BlobKind.BEFORE}
 def stored(db: udr.Lake) -> int:
     """Bytes of every chunk file and every log blob gc may drop."""
     files = sum(f.stat().st_size for f in (db.path / CHUNK_DIR).rglob("*.parquet"))
-    env = db._log.env
+    env = db._handle.ctx.log.env
     with env.read() as txn:
         blobs = sum(len(v) for _, v in txn.cursor(db=env.db(DB_BLOBS)) if v[1] in _DROPPABLE)
     return files + blobs
@@ -33,10 +33,10 @@ def stored(db: udr.Lake) -> int:
 
 def needed_by_head(db: udr.Lake) -> int:
     """Bytes the head version uses: its fragments' chunk files or inline rows, deletion vectors, before-image."""
-    log = db._log
+    log = db._handle.ctx.log
     head = db.resolve("main")
     total = 0
-    for state in db._materializer.snapshot(head).values():
+    for state in db._handle.ctx.materializer.snapshot(head).values():
         for frag in state.fragments:
             total += log.blob_size(BlobId(frag.chunk)) if frag.inline else log.chunks.size(frag.chunk)
             if frag.deletes is not None:
