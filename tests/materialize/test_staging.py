@@ -1,0 +1,114 @@
+"""udr.materialize.staging: the write engine stages rows as chunks (inline or Parquet, each fragment its own
+chunk id), deletions as cumulative vectors with their counts, schemas with fresh column ids, and undoes a block
+that raises; nothing is visible in the log until the facade commits the ops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+import udr
+from udr.log.format import INLINE_MAX_BYTES, BlobKind, CommitId
+from udr.materialize.schemas import field_id
+from udr.materialize.staging import Staging, flush_due
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> udr.Lake:
+    db = udr.open(tmp_path / "lake")
+    db.append("t", {"id": [1, 2, 3], "v": ["a", "b", "c"]})
+    yield db
+    db.close()
+
+
+def _staging(db: udr.Lake) -> Staging:
+    ctx = db._handle.ctx
+    head = CommitId(db.resolve(None))
+    return Staging(ctx.log, ctx.rows, head, ctx.materializer.snapshot(head), branch="main")
+
+
+def _ids(staging: Staging, table: str) -> list[int]:
+    return sorted(staging.rows.table(table, staging.require(table)).column("id").to_pylist())
+
+
+def test_identical_rows_written_twice_get_distinct_chunks_and_both_count(lake: udr.Lake) -> None:
+    staging = _staging(lake)
+    schema = lake.schema("t")
+    rows = pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"]}, schema=schema)
+    assert staging.add_rows("t", schema, iter(rows.to_batches())) == 3
+    assert staging.add_rows("t", schema, iter(rows.to_batches())) == 3
+    op = staging.op("t")
+    chunks = [f.chunk for f in staging.require("t").fragments]
+    assert len(chunks) == len(set(chunks)) == 3  # the stored fragment and two copies
+    assert op.inserted == 6 and all(f.inline for f in op.add)
+    assert _ids(staging, "t") == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert lake.read("t").num_rows == 3  # nothing is visible before a commit
+    staging.release()
+
+
+def test_rows_past_the_inline_limit_become_a_parquet_chunk(lake: udr.Lake) -> None:
+    staging = _staging(lake)
+    n = INLINE_MAX_BYTES // 8 + 1_000
+    schema = lake.schema("t")
+    rows = pa.table({"id": list(range(n)), "v": ["x"] * n}, schema=schema)
+    staging.add_rows("t", schema, iter(rows.to_batches()))
+    (fragment,) = staging.op("t").add
+    assert not fragment.inline and lake._handle.ctx.log.chunks.exists(fragment.chunk)
+    staging.release()
+
+
+def test_deletions_accumulate_per_fragment_and_uncount_own_rows(lake: udr.Lake) -> None:
+    staging = _staging(lake)
+    state = staging.require("t")
+    hits = pa.table({"__frag": pa.array([0], pa.int64()), "__pos": pa.array([1], pa.int64())})
+    staging.delete_positions("t", state, hits, counted="deleted")
+    staging.delete_positions("t", staging.require("t"), hits.set_column(1, "__pos", pa.array([2], pa.int64())),
+                             counted="deleted")
+    (deletes,) = staging.op("t").deletes
+    assert deletes.count == 2 and staging.op("t").deleted == 2
+    assert _ids(staging, "t") == [1]
+    schema = lake.schema("t")
+    staging.add_rows("t", schema, iter(pa.table({"id": [9], "v": ["z"]}, schema=schema).to_batches()))
+    own = len(staging.require("t").fragments) - 1
+    staging.delete_positions("t", staging.require("t"), pa.table({"__frag": pa.array([own], pa.int64()),
+                                                                  "__pos": pa.array([0], pa.int64())}),
+                             counted="deleted")
+    assert (staging.op("t").inserted, staging.op("t").deleted) == (0, 2)  # a row it added itself is un-inserted
+    assert staging.blob(deletes.vector, BlobKind.DELETES)  # the vector is staged, not in the log
+    staging.release()
+
+
+def test_a_savepoint_undoes_what_its_block_staged(lake: udr.Lake) -> None:
+    staging = _staging(lake)
+    schema = lake.schema("t")
+    with pytest.raises(RuntimeError), staging.savepoint():
+        staging.add_rows("t", schema, iter(pa.table({"id": [7], "v": ["q"]}, schema=schema).to_batches()))
+        staging.writes["t"] += 1
+        raise RuntimeError("statement failed")
+    assert staging.ops == {} and staging.writes["t"] == 0 and _ids(staging, "t") == [1, 2, 3]
+    staging.release()
+
+
+def test_a_column_dropped_and_added_again_gets_a_fresh_id(lake: udr.Lake) -> None:
+    with lake.transaction() as tx:
+        tx.drop_column("t", "v")
+    staging = _staging(lake)
+    old = {field_id(f) for f in lake.schema("t", at="main~1")}
+    staging.stage_schema("t", lake.schema("t").append(pa.field("v", pa.string())))
+    new = staging.rows.schema(staging.require("t").schema)
+    assert field_id(new.field("v")) not in old and staging.ids_used
+    staging.release()
+
+
+def test_flush_takes_the_trailing_run_of_inline_writes_into_parquet(lake: udr.Lake) -> None:
+    for i in range(4):
+        lake.append("t", {"id": [10 + i], "v": ["s"]})
+    staging = _staging(lake)
+    assert flush_due(staging.base_tables, ["t"]) == []  # far below the threshold
+    staging.flush_inline("t")
+    op = staging.op("t")
+    assert op.rewrite and op.inserted == 0 and [f.inline for f in op.add] == [False]
+    assert _ids(staging, "t") == [1, 2, 3, 10, 11, 12, 13]
+    staging.release()
