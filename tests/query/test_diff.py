@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udr.errors import KeyViolation
+from udr.materialize.current import CurrentRows
 from udr.query.diff import keyed_diff, matching_keys
 
 NAN = math.nan
 
 
-def old_rows(**columns: list[object]) -> pa.Table:
+def old_rows(**columns: list[object]) -> CurrentRows:
     """Current rows: every row sits in fragment 0 at its index."""
-    n = len(next(iter(columns.values())))
-    table = pa.table(columns)
-    return table.append_column("__pos", pa.array(range(n), pa.uint32())).append_column(
-        "__frag", pa.array([0] * n, pa.uint32())
-    )
+    return CurrentRows(pa.table(columns))
 
 
 def positions(table: pa.Table) -> list[tuple[int, int]]:
@@ -122,7 +120,7 @@ def test_a_repeated_integer_key_is_named(keys: list[int]) -> None:
 
 
 def test_matching_keys_finds_rows_by_key() -> None:
-    hits = matching_keys(OLD, pa.table({"id": [3, 1, 99], "ignored": [0, 0, 0]}), ["id"], table="t")
+    hits = matching_keys(OLD.positioned(), pa.table({"id": [3, 1, 99], "ignored": [0, 0, 0]}), ["id"], table="t")
     assert positions(hits) == [(0, 0), (0, 2)]
 
 
@@ -206,9 +204,7 @@ def test_single_and_composite_keys_follow_the_same_rules(
     if not remove_missing:
         expected = (*expected[:3], set())
     for composite in (False, True):
-        old_table = _tables(kind, old, composite)
-        old_table = old_table.append_column("__pos", pa.array(range(len(old)), pa.uint32())).append_column(
-            "__frag", pa.array([0] * len(old), pa.uint32()))
+        old_table = CurrentRows(_tables(kind, old, composite))
         key = ["k", "c"] if composite else ["k"]
         diff = keyed_diff(old_table, _tables(kind, new, composite), key, table="t", remove_missing=remove_missing)
         assert _observed(diff) == expected, "composite" if composite else "single"
@@ -224,3 +220,55 @@ def test_negative_zero_key_matches_zero_as_in_sql() -> None:
     old = old_rows(k=[0.0], v=[1])
     diff = keyed_diff(old, pa.table({"k": [-0.0], "v": [1]}), ["k"], table="t", remove_missing=False)
     assert diff.inserted.num_rows == 0
+
+
+# -- current rows with deleted rows, over several fragments -----------------------------------------------
+# A keyed write reads every stored row (deleted ones too) and marks the live ones: a deleted row, often the
+# old version of a live row with the same key, must never match, be replaced or be removed.
+
+
+@st.composite
+def _stored(draw: st.DrawFn) -> tuple[str, list[tuple[object, object, object, bool]], list[tuple[object, object, object]]]:
+    kind, old, new = draw(_cases())
+    # Deleted copies of some keys (stale versions) anywhere among the stored rows.
+    stale = [(k, draw(_x), draw(_s), False) for k, _, _ in old if draw(st.booleans())]
+    stored = [(k, x, s, True) for k, x, s in old] + stale
+    order = draw(st.permutations(range(len(stored))))
+    return kind, [stored[i] for i in order], new
+
+
+@settings(max_examples=60, deadline=None)
+@given(_stored(), st.booleans(), st.integers(0, 6))
+def test_deleted_rows_never_match_and_places_span_fragments(
+    case: tuple[str, list[tuple[object, object, object, bool]], list[tuple[object, object, object]]],
+    remove_missing: bool, split: int,
+) -> None:
+    kind, stored, new = case
+    live_rows = [(i, r[:3]) for i, r in enumerate(stored) if r[3]]
+    cut = min(split, len(stored))  # fragment 0 holds rows [0, cut), fragment 1 the rest
+
+    def place(i: int) -> tuple[int, int]:
+        return (0, i) if i < cut else (1, i - cut)
+
+    by_key = {_norm(r[0]): (i, (_norm(r[1]), _norm(r[2]))) for i, r in live_rows}
+    new_keys = {_norm(k) for k, _, _ in new}
+    updated = {_norm(k) for k, x, s in new if _norm(k) in by_key and by_key[_norm(k)][1] != (_norm(x), _norm(s))}
+    expected = (
+        {_norm(k) for k, _, _ in new if _norm(k) not in by_key},
+        updated,
+        sorted(place(by_key[k][0]) for k in updated),
+        sorted(place(i) for key, (i, _) in by_key.items() if key not in new_keys) if remove_missing else [],
+    )
+    for composite in (False, True):
+        rows = _tables(kind, [r[:3] for r in stored], composite)
+        current = CurrentRows(rows, live=np.array([r[3] for r in stored], dtype=bool),
+                              starts=np.array([0, cut, len(stored)], dtype=np.int64))
+        key = ["k", "c"] if composite else ["k"]
+        diff = keyed_diff(current, _tables(kind, new, composite), key, table="t", remove_missing=remove_missing)
+        observed = (
+            {_norm(k) for k in diff.inserted.column("k").to_pylist()},
+            {_norm(k) for k in diff.updated.column("k").to_pylist()},
+            positions(diff.replaced),
+            positions(diff.removed),
+        )
+        assert observed == expected, "composite" if composite else "single"

@@ -46,6 +46,7 @@ from udr.log.format import (
 from udr.log.placement import HeadMoved
 from udr.log.refs import check_name
 from udr.materialize import schemas
+from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import (
     EncodedChunk,
     conform,
@@ -279,7 +280,7 @@ class Transaction:
         if state.primary_key is not None:
             data_table = pa.Table.from_batches(list(batches), schema=target)
             with self._lake._server.session() as con:
-                diff = keyed_diff(self._rows.table(table, self._require(table), with_position=True), data_table,
+                diff = keyed_diff(read_current(self._rows, table, self._require(table)), data_table,
                                   list(state.primary_key), table=table, remove_missing=False, con=con)
             if diff.updated.num_rows or diff.replaced.num_rows:
                 raise KeyViolation(f"table {table!r}: append of existing key {_first_key(diff.updated, state)}; use upsert")
@@ -806,8 +807,7 @@ class Transaction:
 
     def _keyed_write(self, table: str, state: TableState, data: pa.Table, *, remove_missing: bool) -> None:
         first = table not in self._ops
-        old = self._old_rows(table, state, data) if not remove_missing else self._rows.table(
-            table, state, with_position=True)
+        old = self._old_rows(table, state, data) if not remove_missing else read_current(self._rows, table, state)
         with self._lake._server.session() as con:
             diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
                               con=con)
@@ -824,16 +824,16 @@ class Transaction:
                                        updated=op.updated + diff.updated.num_rows)
         self._note_keyed_write(table, first and diff.before is not None)
 
-    def _old_rows(self, table: str, state: TableState, data: pa.Table) -> pa.Table:
+    def _old_rows(self, table: str, state: TableState, data: pa.Table) -> CurrentRows:
         """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
         (read by position after a scan of the key columns), else the whole table."""
         if data.num_rows * 20 > state.rows:
-            return self._rows.table(table, state, with_position=True)
+            return read_current(self._rows, table, state)
         key = list(state.primary_key or ())
         with self._lake._server.session() as con:
             hits = matching_keys(self._rows.table(table, state, key, with_position=True), data, key, table=table,
                                  con=con)
-        return self._rows.rows_at_hits(table, state, hits)
+        return CurrentRows.from_positioned(self._rows.rows_at_hits(table, state, hits))
 
     def _note_keyed_write(self, table: str, keep: bool) -> None:
         """Remember the op a before-image describes; any later change to the table makes it stale."""
