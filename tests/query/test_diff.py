@@ -272,3 +272,13 @@ def test_deleted_rows_never_match_and_places_span_fragments(
             positions(diff.removed),
         )
         assert observed == expected, "composite" if composite else "single"
+
+
+def test_a_deleted_row_with_a_null_key_is_ignored() -> None:
+    # Erasure stores an erased row's key as null, and deletes the row.
+    rows = pa.table({"id": pa.array([None, 1, 2], pa.int64()), "v": ["secret", "a", "b"]})
+    current = CurrentRows(rows, live=np.array([False, True, True]))
+    diff = keyed_diff(current, pa.table({"id": [1, 3], "v": ["a", "c"]}), ["id"], table="t", remove_missing=True)
+    assert diff.inserted.column("id").to_pylist() == [3]
+    assert diff.updated.num_rows == 0
+    assert positions(diff.removed) == [(0, 2)]

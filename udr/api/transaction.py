@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Literal, TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from udr.api import history, rebase
 from udr.api.changes import commit_value
@@ -192,7 +191,7 @@ class Transaction:
         names = self.tables()
         found = named_tables(sql) if sql else set()
         self._note_read([n for n in names if n.lower() in found] if found else names)
-        con, _ = self._lake._server.connect({n: self._require(n) for n in names}, self._rows)
+        con, _ = self._lake._server.connect({n: self._require(n) for n in names}, self._rows, named=found)
         self._lake._server.register_versions(con, sql, self._lake._resolver(self.branch))
         return con
 
@@ -847,11 +846,11 @@ class Transaction:
             return
         op = self._op(table)
         deletes = {d.chunk: d for d in op.deletes}
-        frags = hits.column("__frag").to_numpy()
-        positions = hits.column("__pos")
-        for index in sorted({int(i) for i in frags}):
+        frags = np.asarray(hits.column("__frag").to_numpy(), dtype=np.int64)
+        positions, touched = hits.column("__pos").to_numpy(), np.unique(frags).tolist()
+        for index in touched:
             frag = state.fragments[index]
-            new = positions.filter(pc.equal(hits.column("__frag"), index))
+            new = positions[frags == index]
             earlier = deletes.get(frag.chunk)
             if earlier is None:
                 old = self._rows.deleted_positions(frag)
@@ -864,7 +863,7 @@ class Transaction:
         if counted is not None:
             # Rows this transaction added itself were never visible: deleting them un-inserts them.
             own = {f.chunk for f in op.add}
-            mine = sum(1 for i in frags if state.fragments[int(i)].chunk in own)
+            mine = sum(int(np.count_nonzero(frags == i)) for i in touched if state.fragments[i].chunk in own)
             changes["inserted"] = op.inserted - mine
             changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self._ops[table] = replace(op, **changes)

@@ -160,6 +160,9 @@ def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, live: np.ndarray | None, 
     kind = new.type
     # Deleted rows may repeat a live row's key (an updated row's old version): they must never match.
     index = None if live is None else np.flatnonzero(live)
+    if old.null_count:
+        # Only deleted rows have a null key (an erased row's stored key): any key of the column stands in.
+        old = pc.fill_null(old, pc.min(old))
     if pa.types.is_integer(kind) or pa.types.is_temporal(kind):
         n = np.asarray(new.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
         o = np.asarray(old.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
