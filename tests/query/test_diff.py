@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from udr.errors import KeyViolation
 from udr.materialize.current import CurrentRows
-from udr.query.diff import keyed_diff, matching_keys
+from udr.query.diff import keyed_diff, matching_keys, upsert_hits
 
 NAN = math.nan
 
@@ -282,3 +282,17 @@ def test_a_deleted_row_with_a_null_key_is_ignored() -> None:
     assert diff.inserted.column("id").to_pylist() == [3]
     assert diff.updated.num_rows == 0
     assert positions(diff.removed) == [(0, 2)]
+
+
+@pytest.mark.parametrize("kind", [pa.int64(), pa.string(), pa.float64()])  # float keys: through DuckDB
+def test_upsert_hits_find_the_live_rows_of_the_written_keys(kind: pa.DataType) -> None:
+    # Row 1 is a deleted old version of key 2, whose live version is row 3 (fragment 1, position 0).
+    rows = pa.table({"k": pa.array([1, 2, 3, 2], pa.int64()).cast(kind), "v": [10, 20, 30, 21]})
+    current = CurrentRows(rows, live=np.array([True, False, True, True]), starts=np.array([0, 3, 4]))
+    data = pa.table({"k": pa.array([2, 9, 1], pa.int64()).cast(kind), "v": [0, 0, 0]})
+    assert positions(upsert_hits(current, data, ["k"], table="t")) == [(0, 0), (1, 0)]
+
+
+def test_upsert_hits_reject_a_repeated_key() -> None:
+    with pytest.raises(KeyViolation, match="duplicate primary key {'id': 2}"):
+        upsert_hits(OLD, pa.table({"id": [2, 2], "v": ["x", "y"]}), ["id"], table="t")

@@ -45,7 +45,7 @@ from udr.log.format import (
 from udr.log.placement import HeadMoved
 from udr.log.refs import check_name
 from udr.materialize import schemas
-from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.current import read_current
 from udr.materialize.data import (
     EncodedChunk,
     conform,
@@ -61,7 +61,13 @@ from udr.materialize.data import (
     store_parquet,
 )
 from udr.materialize.snapshot import FragmentState, TableState, apply_op, fold
-from udr.query.diff import check_keys, keyed_diff, matching_keys, multiset_diff
+from udr.query.diff import (
+    check_keys,
+    keyed_diff,
+    matching_keys,
+    multiset_diff,
+    rows_to_upsert,
+)
 from udr.query.engine import Connection, Relation, named_tables
 from udr.query.statements import check_not_writing
 from udr.stream.subscription import PendingAck, Subscription
@@ -806,8 +812,9 @@ class Transaction:
 
     def _keyed_write(self, table: str, state: TableState, data: pa.Table, *, remove_missing: bool) -> None:
         first = table not in self._ops
-        old = self._old_rows(table, state, data) if not remove_missing else read_current(self._rows, table, state)
         with self._lake._server.session() as con:
+            old = read_current(self._rows, table, state) if remove_missing else rows_to_upsert(
+                self._rows, table, state, data, con=con)
             diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
                               con=con)
         if first and diff.before is not None:
@@ -822,17 +829,6 @@ class Transaction:
             self._ops[table] = replace(op, inserted=op.inserted - diff.updated.num_rows,
                                        updated=op.updated + diff.updated.num_rows)
         self._note_keyed_write(table, first and diff.before is not None)
-
-    def _old_rows(self, table: str, state: TableState, data: pa.Table) -> CurrentRows:
-        """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
-        (read by position after a scan of the key columns), else the whole table."""
-        if data.num_rows * 20 > state.rows:
-            return read_current(self._rows, table, state)
-        key = list(state.primary_key or ())
-        with self._lake._server.session() as con:
-            hits = matching_keys(self._rows.table(table, state, key, with_position=True), data, key, table=table,
-                                 con=con)
-        return CurrentRows.from_positioned(self._rows.rows_at_hits(table, state, hits))
 
     def _note_keyed_write(self, table: str, keep: bool) -> None:
         """Remember the op a before-image describes; any later change to the table makes it stale."""

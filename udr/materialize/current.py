@@ -65,10 +65,12 @@ class CurrentRows:
         return rows.append_column("__frag", place.column("__frag")).append_column("__pos", place.column("__pos"))
 
 
-def read_current(reader: RowReader, name: str, state: TableState) -> CurrentRows:
+def read_current(reader: RowReader, name: str, state: TableState, columns: list[str] | None = None) -> CurrentRows:
     """Every stored row of `name`'s fragments in order (deleted ones included, marked in `live`), conformed
-    to the table's schema, each column in one contiguous chunk."""
+    to the table's schema (only `columns` if given), each column in one contiguous chunk."""
     schema = reader.schema(state.schema)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
     parts = [reader.live_as(frag._replace(deletes=None, deleted=0), schema, table=name) for frag in state.fragments]
     if not parts:
         return CurrentRows(schema.empty_table(), starts=np.zeros(1, dtype=np.int64))
