@@ -296,3 +296,15 @@ def test_upsert_hits_find_the_live_rows_of_the_written_keys(kind: pa.DataType) -
 def test_upsert_hits_reject_a_repeated_key() -> None:
     with pytest.raises(KeyViolation, match="duplicate primary key {'id': 2}"):
         upsert_hits(OLD, pa.table({"id": [2, 2], "v": ["x", "y"]}), ["id"], table="t")
+
+
+@pytest.mark.parametrize(("kind", "keys"), [
+    (pa.uint64(), [2**64 - 3, 2**64 - 2, 2**64 - 1]),  # dense near the top of the range
+    (pa.int64(), [-(2**63), -(2**63) + 1, -(2**63) + 2]),
+    (pa.int8(), [-128, 0, 127]),
+    (pa.int64(), [0, 2**40, 2**62]),  # sparse: matched by sorting
+])
+def test_upsert_hits_over_the_whole_integer_range(kind: pa.DataType, keys: list[int]) -> None:
+    current = CurrentRows(pa.table({"k": pa.array(keys, kind), "v": [1, 2, 3]}))
+    hits = upsert_hits(current, pa.table({"k": pa.array([keys[2], keys[0]], kind), "v": [0, 0]}), ["k"], table="t")
+    assert positions(hits) == [(0, 0), (0, 2)]

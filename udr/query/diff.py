@@ -225,8 +225,7 @@ def _dense_match(new: np.ndarray, old: np.ndarray, index: np.ndarray | None) -> 
     span = max(int(new.max()), int(old.max())) - low + 1
     if span > 4 * (len(new) + len(old)):
         return None
-    new_slot = (new - low).astype(np.intp, copy=False) if low >= 0 else (new.astype(np.int64) - low).astype(np.intp)
-    old_slot = (old - low).astype(np.intp, copy=False) if low >= 0 else (old.astype(np.int64) - low).astype(np.intp)
+    new_slot, old_slot = _slots(new, low), _slots(old, low)
     counts = np.bincount(new_slot, minlength=span)
     repeated = np.flatnonzero(counts > 1)
     if len(repeated):
@@ -327,12 +326,42 @@ def upsert_hits(current: CurrentRows, data: pa.Table, key: list[str], *, table: 
     """
     column = data.column(key[0])
     if len(key) == 1 and column.null_count == 0 and not pa.types.is_floating(column.type) and _flat(column.type):
+        hit = _members(column, current.rows.column(key[0])) if pa.types.is_integer(column.type) else None
+        if hit is not None:
+            return current.positions(np.flatnonzero(hit if current.live is None else hit & current.live))
         try:
             where, _ = _match(column, current.rows.column(key[0]), current.live, table=table, key=key[0])
             return current.positions(np.sort(where[where >= 0]))
         except pa.ArrowNotImplementedError:
             pass  # a type the vectorized match lacks: DuckDB below handles every type
     return matching_keys(current.positioned(), data, key, table=table, con=con)
+
+
+def _members(new: pa.ChunkedArray, old: pa.ChunkedArray) -> np.ndarray | None:
+    """For each `old` key whether it is among the `new` keys, by a bitmap over the key range: a few writes
+    against a large table cost no table the size of the range per key (as `_dense_match` builds). None
+    when the keys are too sparse, or a new key repeats (`_match` then names it)."""
+    if old.null_count:
+        old = pc.fill_null(old, pc.min(old))  # only deleted rows have a null key (see `_match`)
+    n = np.asarray(new.combine_chunks().to_numpy(zero_copy_only=False))
+    o = np.asarray(old.combine_chunks().cast(new.type).to_numpy(zero_copy_only=False))
+    if not len(n) or not len(o):
+        return np.zeros(len(o), dtype=bool)
+    low = min(int(n.min()), int(o.min()))
+    span = max(int(n.max()), int(o.max())) - low + 1
+    if span > 4 * (len(n) + len(o)):
+        return None
+    present = np.zeros(span, dtype=bool)
+    present[_slots(n, low)] = True
+    if np.count_nonzero(present) != len(n):
+        return None
+    hit: np.ndarray = present[_slots(o, low)]
+    return hit
+
+
+def _slots(keys: np.ndarray, low: int) -> np.ndarray:
+    """Integer keys as offsets from `low` (their smallest), in any integer type up to uint64."""
+    return (keys - low).astype(np.intp, copy=False) if low >= 0 else (keys.astype(np.int64) - low).astype(np.intp)
 
 
 def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,
