@@ -318,8 +318,9 @@ def upsert_hits(current: CurrentRows, data: pa.Table, key: list[str], *, table: 
     """(`__frag`, `__pos`) of the live rows of `current` (which holds at least the key columns) whose key
     appears in `data`, the rows an upsert of `data` replaces if they changed.
 
-    One flat key is matched in memory (`_match`, a few milliseconds for a million keys, where a DuckDB
-    semi-join costs several times that); other keys go through `matching_keys`.
+    One flat key is matched in memory (a bitmap of the key range for integers, else `_match`: a few
+    milliseconds for a million stored keys, where a DuckDB semi-join costs several times that); other
+    keys go through `matching_keys`.
 
     Raises:
         KeyViolation: a key repeats in `data`.
@@ -338,9 +339,9 @@ def upsert_hits(current: CurrentRows, data: pa.Table, key: list[str], *, table: 
 
 
 def _members(new: pa.ChunkedArray, old: pa.ChunkedArray) -> np.ndarray | None:
-    """For each `old` key whether it is among the `new` keys, by a bitmap over the key range: a few writes
-    against a large table cost no table the size of the range per key (as `_dense_match` builds). None
-    when the keys are too sparse, or a new key repeats (`_match` then names it)."""
+    """For each `old` key whether it is among the `new` keys, by a bitmap over the key range: a few keys
+    written to a large table need one byte per key of the range, not the 8-byte tables of `_dense_match`.
+    None when the keys are too sparse, or a new key repeats (`_match` then names it)."""
     if old.null_count:
         old = pc.fill_null(old, pc.min(old))  # only deleted rows have a null key (see `_match`)
     n = np.asarray(new.combine_chunks().to_numpy(zero_copy_only=False))
