@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udr.errors import KeyViolation
-from udr.query.diff import keyed_diff, matching_keys
+from udr.materialize.current import CurrentRows
+from udr.query.diff import keyed_diff, matching_keys, upsert_hits
 
 NAN = math.nan
 
 
-def old_rows(**columns: list[object]) -> pa.Table:
+def old_rows(**columns: list[object]) -> CurrentRows:
     """Current rows: every row sits in fragment 0 at its index."""
-    n = len(next(iter(columns.values())))
-    table = pa.table(columns)
-    return table.append_column("__pos", pa.array(range(n), pa.uint32())).append_column(
-        "__frag", pa.array([0] * n, pa.uint32())
-    )
+    return CurrentRows(pa.table(columns))
 
 
 def positions(table: pa.Table) -> list[tuple[int, int]]:
@@ -122,7 +120,7 @@ def test_a_repeated_integer_key_is_named(keys: list[int]) -> None:
 
 
 def test_matching_keys_finds_rows_by_key() -> None:
-    hits = matching_keys(OLD, pa.table({"id": [3, 1, 99], "ignored": [0, 0, 0]}), ["id"], table="t")
+    hits = matching_keys(OLD.positioned(), pa.table({"id": [3, 1, 99], "ignored": [0, 0, 0]}), ["id"], table="t")
     assert positions(hits) == [(0, 0), (0, 2)]
 
 
@@ -206,9 +204,7 @@ def test_single_and_composite_keys_follow_the_same_rules(
     if not remove_missing:
         expected = (*expected[:3], set())
     for composite in (False, True):
-        old_table = _tables(kind, old, composite)
-        old_table = old_table.append_column("__pos", pa.array(range(len(old)), pa.uint32())).append_column(
-            "__frag", pa.array([0] * len(old), pa.uint32()))
+        old_table = CurrentRows(_tables(kind, old, composite))
         key = ["k", "c"] if composite else ["k"]
         diff = keyed_diff(old_table, _tables(kind, new, composite), key, table="t", remove_missing=remove_missing)
         assert _observed(diff) == expected, "composite" if composite else "single"
@@ -224,3 +220,91 @@ def test_negative_zero_key_matches_zero_as_in_sql() -> None:
     old = old_rows(k=[0.0], v=[1])
     diff = keyed_diff(old, pa.table({"k": [-0.0], "v": [1]}), ["k"], table="t", remove_missing=False)
     assert diff.inserted.num_rows == 0
+
+
+# -- current rows with deleted rows, over several fragments -----------------------------------------------
+# A keyed write reads every stored row (deleted ones too) and marks the live ones: a deleted row, often the
+# old version of a live row with the same key, must never match, be replaced or be removed.
+
+
+@st.composite
+def _stored(draw: st.DrawFn) -> tuple[str, list[tuple[object, object, object, bool]], list[tuple[object, object, object]]]:
+    kind, old, new = draw(_cases())
+    # Deleted copies of some keys (stale versions) anywhere among the stored rows.
+    stale = [(k, draw(_x), draw(_s), False) for k, _, _ in old if draw(st.booleans())]
+    stored = [(k, x, s, True) for k, x, s in old] + stale
+    order = draw(st.permutations(range(len(stored))))
+    return kind, [stored[i] for i in order], new
+
+
+@settings(max_examples=60, deadline=None)
+@given(_stored(), st.booleans(), st.integers(0, 6))
+def test_deleted_rows_never_match_and_places_span_fragments(
+    case: tuple[str, list[tuple[object, object, object, bool]], list[tuple[object, object, object]]],
+    remove_missing: bool, split: int,
+) -> None:
+    kind, stored, new = case
+    live_rows = [(i, r[:3]) for i, r in enumerate(stored) if r[3]]
+    cut = min(split, len(stored))  # fragment 0 holds rows [0, cut), fragment 1 the rest
+
+    def place(i: int) -> tuple[int, int]:
+        return (0, i) if i < cut else (1, i - cut)
+
+    by_key = {_norm(r[0]): (i, (_norm(r[1]), _norm(r[2]))) for i, r in live_rows}
+    new_keys = {_norm(k) for k, _, _ in new}
+    updated = {_norm(k) for k, x, s in new if _norm(k) in by_key and by_key[_norm(k)][1] != (_norm(x), _norm(s))}
+    expected = (
+        {_norm(k) for k, _, _ in new if _norm(k) not in by_key},
+        updated,
+        sorted(place(by_key[k][0]) for k in updated),
+        sorted(place(i) for key, (i, _) in by_key.items() if key not in new_keys) if remove_missing else [],
+    )
+    for composite in (False, True):
+        rows = _tables(kind, [r[:3] for r in stored], composite)
+        current = CurrentRows(rows, live=np.array([r[3] for r in stored], dtype=bool),
+                              starts=np.array([0, cut, len(stored)], dtype=np.int64))
+        key = ["k", "c"] if composite else ["k"]
+        diff = keyed_diff(current, _tables(kind, new, composite), key, table="t", remove_missing=remove_missing)
+        observed = (
+            {_norm(k) for k in diff.inserted.column("k").to_pylist()},
+            {_norm(k) for k in diff.updated.column("k").to_pylist()},
+            positions(diff.replaced),
+            positions(diff.removed),
+        )
+        assert observed == expected, "composite" if composite else "single"
+
+
+def test_a_deleted_row_with_a_null_key_is_ignored() -> None:
+    # Erasure stores an erased row's key as null, and deletes the row.
+    rows = pa.table({"id": pa.array([None, 1, 2], pa.int64()), "v": ["secret", "a", "b"]})
+    current = CurrentRows(rows, live=np.array([False, True, True]))
+    diff = keyed_diff(current, pa.table({"id": [1, 3], "v": ["a", "c"]}), ["id"], table="t", remove_missing=True)
+    assert diff.inserted.column("id").to_pylist() == [3]
+    assert diff.updated.num_rows == 0
+    assert positions(diff.removed) == [(0, 2)]
+
+
+@pytest.mark.parametrize("kind", [pa.int64(), pa.string(), pa.float64()])  # float keys: through DuckDB
+def test_upsert_hits_find_the_live_rows_of_the_written_keys(kind: pa.DataType) -> None:
+    # Row 1 is a deleted old version of key 2, whose live version is row 3 (fragment 1, position 0).
+    rows = pa.table({"k": pa.array([1, 2, 3, 2], pa.int64()).cast(kind), "v": [10, 20, 30, 21]})
+    current = CurrentRows(rows, live=np.array([True, False, True, True]), starts=np.array([0, 3, 4]))
+    data = pa.table({"k": pa.array([2, 9, 1], pa.int64()).cast(kind), "v": [0, 0, 0]})
+    assert positions(upsert_hits(current, data, ["k"], table="t")) == [(0, 0), (1, 0)]
+
+
+def test_upsert_hits_reject_a_repeated_key() -> None:
+    with pytest.raises(KeyViolation, match="duplicate primary key {'id': 2}"):
+        upsert_hits(OLD, pa.table({"id": [2, 2], "v": ["x", "y"]}), ["id"], table="t")
+
+
+@pytest.mark.parametrize(("kind", "keys"), [
+    (pa.uint64(), [2**64 - 3, 2**64 - 2, 2**64 - 1]),  # dense near the top of the range
+    (pa.int64(), [-(2**63), -(2**63) + 1, -(2**63) + 2]),
+    (pa.int8(), [-128, 0, 127]),
+    (pa.int64(), [0, 2**40, 2**62]),  # sparse: matched by sorting
+])
+def test_upsert_hits_over_the_whole_integer_range(kind: pa.DataType, keys: list[int]) -> None:
+    current = CurrentRows(pa.table({"k": pa.array(keys, kind), "v": [1, 2, 3]}))
+    hits = upsert_hits(current, pa.table({"k": pa.array([keys[2], keys[0]], kind), "v": [0, 0]}), ["k"], table="t")
+    assert positions(hits) == [(0, 0), (0, 2)]

@@ -20,7 +20,7 @@ from udr.materialize.data import (
     encode_schema,
 )
 from udr.materialize.snapshot import FragmentState, TableState
-from udr.query.engine import VERSIONED_NAME, SnapshotServer, quote_ident
+from udr.query.engine import VERSIONED_NAME, SnapshotServer, named_tables, quote_ident
 
 
 @pytest.fixture
@@ -264,3 +264,25 @@ def test_chunk_ids_are_typed(log: LogStore, mixed: TableState) -> None:
     # Sanity of the fixture: file fragments' chunks exist on disk under their ids.
     for frag in mixed.fragments[:2]:
         assert log.chunks.exists(ChunkId(frag.chunk))
+
+
+def _views(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                                      "AND view_name NOT LIKE '__udr_%'").fetchall()}
+
+
+@pytest.mark.parametrize(("query", "views"), [
+    ("SELECT * FROM Orders JOIN items USING (id)", {"orders", "items"}),  # DuckDB cannot bind USING: sqlglot
+    ('UPDATE orders SET v = 1 FROM "items@main~1" i WHERE i.id = orders.id', {"orders"}),
+    ("SELECT * FROM information_schema.tables", {"orders", "items", "users"}),  # not a lake table: all
+    ("SELECT * FROM ordrs", {"orders", "items", "users"}),  # a typo: DuckDB's hint can name every table
+    ("SELECT 1", {"orders", "items", "users"}),
+])
+def test_views_only_for_the_tables_a_query_names_when_it_names_only_tables(
+        server: SnapshotServer, mixed: TableState, query: str, views: set[str]) -> None:
+    tables = {"orders": mixed, "items": mixed, "users": mixed}
+    con, _ = server.connect(tables, named=named_tables(query))
+    try:
+        assert _views(con) == views
+    finally:
+        con.close()

@@ -277,9 +277,10 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
     def _connect_for(self, query: str, branch: str, at: Ref) -> Connection:
         """`connect`, raising `CorruptionError` now if `query` names a damaged table (rather than a
         DuckDB error when its rows are fetched)."""
-        con, damaged = self._handle.ctx.server.connect(dict(self._handle.snapshot(branch, at)), log_views=names_log_view(query))
+        named = named_tables(query)
+        con, damaged = self._handle.ctx.server.connect(self._handle.snapshot(branch, at), log_views=names_log_view(query),
+                                                       named=named)
         if damaged:
-            named = named_tables(query)
             hit = sorted(name for name in damaged if name.lower() in named)
             if hit:
                 con.close()

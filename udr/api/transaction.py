@@ -120,7 +120,7 @@ class Transaction:
         found = named_tables(sql) if sql else set()
         self._note_read([n for n in names if n.lower() in found] if found else names)
         server = self._ctx.server
-        con, _ = server.connect({n: self._staging.require(n) for n in names}, self._staging.rows)
+        con, _ = server.connect({n: self._staging.require(n) for n in names}, self._staging.rows, named=found)
         server.register_versions(con, sql, self._handle.resolver(self.branch))
         return con
 

@@ -9,9 +9,11 @@ import pyarrow as pa
 
 from udr.api.context import LakeContext
 from udr.errors import KeyViolation
+from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.snapshot import TableState
 from udr.materialize.staging import CountField, Staging
-from udr.query.diff import keyed_diff, matching_keys, multiset_diff
+from udr.query.diff import keyed_diff, matching_keys, multiset_diff, rows_to_upsert
+from udr.query.engine import Connection
 
 
 def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, *, remove_missing: bool) -> None:
@@ -19,9 +21,9 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
     and with `remove_missing` (an overwrite) keys `data` lacks deleted."""
     state = staging.require(table)
     first = table not in staging.ops
-    old = staging.rows.table(table, state, with_position=True) if remove_missing else _old_rows(
-        ctx, staging, table, state, data)
     with ctx.server.session() as con:
+        old = read_current(staging.rows, table, state) if remove_missing else _upserted(
+            ctx, staging, table, state, data, con)
         diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
                           con=con)
     staging.delete_positions(table, state, diff.replaced, counted=None)
@@ -35,12 +37,15 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
     staging.keep_before(table, diff.before if first else None)
 
 
-def _old_rows(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table) -> pa.Table:
-    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches
-    (found through the key index or a scan of the key columns, then read by position), else the whole table."""
-    if data.num_rows * 20 > state.rows:
-        return staging.rows.table(table, state, with_position=True)
-    return staging.rows.rows_at_hits(table, state, _hits(ctx, staging, table, state, data))
+def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,
+              con: Connection) -> CurrentRows:
+    """The current rows an upsert of `data` can touch: for a few rows, those the table's key index finds,
+    else `udr.query.diff.rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
+    if data.num_rows * 20 <= state.rows:
+        hits = staging.rows.key_hits(table, state, data)
+        if hits is not None:
+            return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
+    return rows_to_upsert(staging.rows, table, state, data, con=con)
 
 
 def _hits(ctx: LakeContext, staging: Staging, table: str, state: TableState, keys: pa.Table) -> pa.Table:
@@ -60,8 +65,8 @@ def check_new_keys(ctx: LakeContext, staging: Staging, table: str, data: pa.Tabl
     state = staging.require(table)
     key = list(state.primary_key or ())
     with ctx.server.session() as con:
-        diff = keyed_diff(staging.rows.table(table, state, with_position=True), data, key, table=table,
-                          remove_missing=False, con=con)
+        diff = keyed_diff(read_current(staging.rows, table, state), data, key, table=table, remove_missing=False,
+                          con=con)
     if diff.updated.num_rows or diff.replaced.num_rows:
         first = {k: diff.updated.column(k)[0].as_py() for k in key} if diff.updated.num_rows else {}
         raise KeyViolation(f"table {table!r}: append of existing key {first}; use upsert")

@@ -21,7 +21,6 @@ from typing import Literal, TypedDict
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from udr.errors import TableNotFound, close_matches
 from udr.log import format as lake_format
@@ -286,11 +285,12 @@ class Staging:
             return
         op = self.op(table)
         deletes = {d.chunk: d for d in op.deletes}
-        frags = hits.column("__frag").to_numpy()
-        positions = hits.column("__pos")
-        for index in sorted({int(i) for i in frags}):
+        frags = np.asarray(hits.column("__frag").to_numpy(), dtype=np.int64)
+        positions = hits.column("__pos").to_numpy()
+        touched = sorted(set(frags.tolist()))
+        for index in touched:
             frag = state.fragments[index]
-            new = positions.filter(pc.equal(hits.column("__frag"), index))
+            new = positions[frags == index]
             earlier = deletes.get(frag.chunk)
             if earlier is None:
                 old = self.rows.deleted_positions(frag)
@@ -303,7 +303,7 @@ class Staging:
         if counted is not None:
             # Rows this staging added itself were never visible: deleting them un-inserts them.
             own = {f.chunk for f in op.add}
-            mine = sum(1 for i in frags if state.fragments[int(i)].chunk in own)
+            mine = sum(int(np.count_nonzero(frags == i)) for i in touched if state.fragments[i].chunk in own)
             changes["inserted"] = op.inserted - mine
             changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self.ops[table] = replace(op, **changes)

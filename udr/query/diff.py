@@ -15,6 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
+from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.data import RowReader
+from udr.materialize.snapshot import TableState
 from udr.query.engine import own_or_given, quote_ident, same_key
 
 
@@ -59,9 +62,9 @@ def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table:
         raise KeyViolation(f"table {table!r}: duplicate primary key {dict(zip(key, rows[0]))} in the written data")
 
 
-def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
+def keyed_diff(old: CurrentRows, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
                con: duckdb.DuckDBPyConnection | None = None) -> KeyedDiff:
-    """Compare `new` rows with `old` rows (which carry `__frag`, `__pos`) by `key`.
+    """Compare `new` rows with the current rows `old` by `key`.
 
     Rows of `new` identical to the current row are no change (NULL equals NULL, NaN equals NaN, as
     `IS DISTINCT FROM`). With `remove_missing`, current rows whose key is absent from `new` are removed
@@ -78,7 +81,7 @@ def keyed_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remo
         except pa.ArrowNotImplementedError:
             pass  # a type the vectorized comparison lacks: DuckDB below handles every type
     with own_or_given(con) as cursor:
-        return _duckdb_diff(old, new, key, table=table, remove_missing=remove_missing, con=cursor)
+        return _duckdb_diff(old.positioned(), new, key, table=table, remove_missing=remove_missing, con=cursor)
 
 
 def _flat(t: pa.DataType) -> bool:
@@ -110,13 +113,13 @@ def _any(flags: list[pa.ChunkedArray], rows: int) -> pa.ChunkedArray:
 _PARALLEL_ROWS = 50_000
 
 
-def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
+def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
     # A contiguous old table: take on many-chunk columns is several times slower than the copy.
-    old = old.combine_chunks()
+    old = current.rows.combine_chunks()
     column = new.column(key)
     if column.null_count:
         raise KeyViolation(f"table {table!r}: null in primary key column {key!r} of the written data")
-    where, kept = _match(column, old.column(key), table=table, key=key)
+    where, kept = _match(column, old.column(key), current.live, table=table, key=key)
     is_new = pa.array(where < 0)
     # The old row of each new row, aligned with `new` (which is then never copied whole). New keys point
     # at row 0, a stand-in whose comparison `is_new` masks out; nulls there would cost every comparison
@@ -135,12 +138,13 @@ def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remo
     changed = pc.and_not(_any(flags, new.num_rows), is_new)
     inserted = new.filter(is_new)
     updated = new.filter(changed)
-    prior = old.take(aligned.filter(changed))
-    replaced = prior.select(["__frag", "__pos"])
+    prior_index = aligned.filter(changed)
+    prior = old.take(prior_index)
+    replaced = current.positions(np.asarray(prior_index.to_numpy(zero_copy_only=False), dtype=np.int64))
+    gone_index = np.empty(0, dtype=np.int64)
     if remove_missing:
-        gone = old.filter(pa.array(~kept))
-    else:
-        gone = old.slice(0, 0)
+        gone_index = np.flatnonzero(~kept if current.live is None else current.live & ~kept)
+    gone = old.take(pa.array(gone_index))
     before = None
     if len(values) < 64:
         mask = np.zeros(updated.num_rows, dtype=np.uint64)
@@ -152,77 +156,93 @@ def _single_key_diff(old: pa.Table, new: pa.Table, key: str, *, table: str, remo
             olds.append(pc.if_else(hit, prior.column(c), pa.scalar(None, prior.column(c).type)))
         image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
         before = _before_image(image, gone, new.schema, [key], values)
-    return KeyedDiff(inserted, updated, replaced, gone.select(["__frag", "__pos"]), before)
+    return KeyedDiff(inserted, updated, replaced, current.positions(gone_index), before)
 
 
-def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, *, table: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """For each new key the row index of the same key in `old` (-1: none), and for each old key whether
-    it is among the new keys.
+def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, live: np.ndarray | None, *, table: str,
+           key: str) -> tuple[np.ndarray, np.ndarray]:
+    """For each new key the row index of the same key among the `live` rows of `old` (-1: none), and for
+    each old key whether it is among the new keys (deleted rows included: callers mask them out).
 
     Raises:
         KeyViolation: a key repeats in `new`.
     """
     kind = new.type
-    numeric = pa.types.is_integer(kind) or pa.types.is_temporal(kind)
-    if numeric:
-        # Sort-based matching: linear on already sorted keys, the common case for nightly refreshes.
+    # Deleted rows may repeat a live row's key (an updated row's old version): they must never match.
+    index = None if live is None else np.flatnonzero(live)
+    if old.null_count:
+        # Only deleted rows have a null key (an erased row's stored key): any key of the column stands in.
+        old = pc.fill_null(old, pc.min(old))
+    if pa.types.is_integer(kind) or pa.types.is_temporal(kind):
         n = np.asarray(new.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
         o = np.asarray(old.combine_chunks().cast(kind).to_numpy(zero_copy_only=False))
-        dense = _dense_match(n, o) if pa.types.is_integer(kind) and len(n) and len(o) else None
-        if dense is not None:
-            where, kept, repeated = dense
-            if repeated is None:
-                return where, kept
-            raise KeyViolation(f"table {table!r}: duplicate primary key {{{key!r}: {repeated!r}}} in the written data")
-        n_order = np.argsort(n, kind="stable")
-        n_sorted = n[n_order]
-        repeats = np.flatnonzero(n_sorted[1:] == n_sorted[:-1])
-        if len(repeats):
-            raise KeyViolation(
-                f"table {table!r}: duplicate primary key {{{key!r}: {n_sorted[repeats[0]].item()!r}}} in the written data"
-            )
-        o_order = np.argsort(o, kind="stable")
-        # Merge the two sorted key lists (a stable sort of two sorted runs is a linear merge): keys are
-        # unique on each side, so equal neighbours are exactly the matches, the old one first. Twice as
-        # fast as binary-searching each side in the other.
-        both = np.concatenate([o[o_order], n_sorted])
-        merged = np.argsort(both, kind="stable")
-        hits = np.flatnonzero(both[merged[1:]] == both[merged[:-1]])
-        old_hit = o_order[merged[hits]]
-        new_hit = n_order[merged[hits + 1] - len(o)]
-        where = np.full(len(n), -1, dtype=np.int64)
-        where[new_hit] = old_hit
-        kept = np.zeros(len(o), dtype=bool)
-        kept[old_hit] = True
-        return where, kept
+        dense = _dense_match(n, o, index) if pa.types.is_integer(kind) and len(n) and len(o) else None
+        if dense is None:
+            dense = _sorted_match(n, o, index)
+        where, kept, repeated = dense
+        if repeated is None:
+            return where, kept
+        raise KeyViolation(f"table {table!r}: duplicate primary key {{{key!r}: {repeated!r}}} in the written data")
     if pc.count_distinct(new).as_py() != len(new):
         counts = pc.value_counts(new)
         dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         raise KeyViolation(f"table {table!r}: duplicate primary key {{{key!r}: {dup!r}}} in the written data")
-    index = pc.index_in(new, value_set=old.combine_chunks())
-    where = np.asarray(pc.fill_null(index, -1).combine_chunks(), dtype=np.int64)
+    candidates = old.combine_chunks() if index is None else old.take(pa.array(index)).combine_chunks()
+    where = np.asarray(pc.fill_null(pc.index_in(new, value_set=candidates), -1).combine_chunks(), dtype=np.int64)
+    if index is not None and len(index):
+        where = np.where(where >= 0, index[np.maximum(where, 0)], -1)
     kept = np.asarray(pc.is_in(old, value_set=new.combine_chunks()).combine_chunks(), dtype=bool)
     return where, kept
 
 
-def _dense_match(new: np.ndarray, old: np.ndarray) -> tuple[np.ndarray, np.ndarray, object] | None:
+_Matched = tuple[np.ndarray, np.ndarray, object]  # where, kept and the first repeated new key (None: none)
+
+
+def _sorted_match(new: np.ndarray, old: np.ndarray, index: np.ndarray | None) -> _Matched:
+    """`_match` of numeric keys by sorting: linear on already sorted keys, the common case for nightly
+    refreshes. `index`: the live rows of `old` (None: all)."""
+    n_order = np.argsort(new, kind="stable")
+    n_sorted = new[n_order]
+    repeats = np.flatnonzero(n_sorted[1:] == n_sorted[:-1])
+    if len(repeats):
+        return np.empty(0, np.int64), np.empty(0, bool), n_sorted[repeats[0]].item()
+    candidates = old if index is None else old[index]
+    o_order = np.argsort(candidates, kind="stable")
+    # Merge the two sorted key lists (a stable sort of two sorted runs is a linear merge): keys are
+    # unique on each side, so equal neighbours are exactly the matches, the old one first. Twice as
+    # fast as binary-searching each side in the other.
+    both = np.concatenate([candidates[o_order], n_sorted])
+    merged = np.argsort(both, kind="stable")
+    hits = np.flatnonzero(both[merged[1:]] == both[merged[:-1]])
+    old_hit = o_order[merged[hits]]
+    if index is not None:
+        old_hit = index[old_hit]
+    where = np.full(len(new), -1, dtype=np.int64)
+    where[n_order[merged[hits + 1] - len(candidates)]] = old_hit
+    kept = np.zeros(len(old), dtype=bool)
+    kept[old_hit] = True
+    return where, kept, None
+
+
+def _dense_match(new: np.ndarray, old: np.ndarray, index: np.ndarray | None) -> _Matched | None:
     """`_match` for integer keys spanning a range at most a few times their count (ids, the common case):
     a direct-address table instead of sorting, about 5x faster. None when the keys are too sparse.
-
-    Returns where, kept and the first repeated new key (None if there is none).
+    `index`: the live rows of `old` (None: all).
     """
     low = min(int(new.min()), int(old.min()))
     span = max(int(new.max()), int(old.max())) - low + 1
     if span > 4 * (len(new) + len(old)):
         return None
-    new_slot = (new - low).astype(np.intp, copy=False) if low >= 0 else (new.astype(np.int64) - low).astype(np.intp)
-    old_slot = (old - low).astype(np.intp, copy=False) if low >= 0 else (old.astype(np.int64) - low).astype(np.intp)
+    new_slot, old_slot = _slots(new, low), _slots(old, low)
     counts = np.bincount(new_slot, minlength=span)
     repeated = np.flatnonzero(counts > 1)
     if len(repeated):
         return np.empty(0, np.int64), np.empty(0, bool), int(repeated[0]) + low
     row = np.full(span, -1, dtype=np.int64)
-    row[old_slot] = np.arange(len(old), dtype=np.int64)
+    if index is None:
+        row[old_slot] = np.arange(len(old), dtype=np.int64)
+    else:
+        row[old_slot[index]] = index
     return row[new_slot], counts[old_slot] > 0, None
 
 
@@ -284,6 +304,73 @@ def _before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: lis
         pa.Table.from_arrays([a.cast(f.type) for a, f in zip(changed, image_schema)], schema=image_schema),
         pa.Table.from_arrays([a.cast(f.type) for a, f in zip(removed, image_schema)], schema=image_schema),
     ])
+
+
+def rows_to_upsert(reader: RowReader, table: str, state: TableState, data: pa.Table, *,
+                   con: duckdb.DuckDBPyConnection | None = None) -> CurrentRows:
+    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (read
+    by position after a scan of the key columns), else the whole table.
+
+    Raises:
+        KeyViolation: a key repeats in `data`.
+    """
+    if data.num_rows * 20 > state.rows:
+        return read_current(reader, table, state)
+    key = list(state.primary_key or ())
+    hits = upsert_hits(read_current(reader, table, state, key), data, key, table=table, con=con)
+    return CurrentRows.from_positioned(reader.rows_at_hits(table, state, hits))
+
+
+def upsert_hits(current: CurrentRows, data: pa.Table, key: list[str], *, table: str,
+                con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """(`__frag`, `__pos`) of the live rows of `current` (which holds at least the key columns) whose key
+    appears in `data`, the rows an upsert of `data` replaces if they changed.
+
+    One flat key is matched in memory (a bitmap of the key range for integers, else `_match`: a few
+    milliseconds for a million stored keys, where a DuckDB semi-join costs several times that); other
+    keys go through `matching_keys`.
+
+    Raises:
+        KeyViolation: a key repeats in `data`.
+    """
+    column = data.column(key[0])
+    if len(key) == 1 and column.null_count == 0 and not pa.types.is_floating(column.type) and _flat(column.type):
+        hit = _members(column, current.rows.column(key[0])) if pa.types.is_integer(column.type) else None
+        if hit is not None:
+            return current.positions(np.flatnonzero(hit if current.live is None else hit & current.live))
+        try:
+            where, _ = _match(column, current.rows.column(key[0]), current.live, table=table, key=key[0])
+            return current.positions(np.sort(where[where >= 0]))
+        except pa.ArrowNotImplementedError:
+            pass  # a type the vectorized match lacks: DuckDB below handles every type
+    return matching_keys(current.positioned(), data, key, table=table, con=con)
+
+
+def _members(new: pa.ChunkedArray, old: pa.ChunkedArray) -> np.ndarray | None:
+    """For each `old` key whether it is among the `new` keys, by a bitmap over the key range: a few keys
+    written to a large table need one byte per key of the range, not the 8-byte tables of `_dense_match`.
+    None when the keys are too sparse, or a new key repeats (`_match` then names it)."""
+    if old.null_count:
+        old = pc.fill_null(old, pc.min(old))  # only deleted rows have a null key (see `_match`)
+    n = np.asarray(new.combine_chunks().to_numpy(zero_copy_only=False))
+    o = np.asarray(old.combine_chunks().cast(new.type).to_numpy(zero_copy_only=False))
+    if not len(n) or not len(o):
+        return np.zeros(len(o), dtype=bool)
+    low = min(int(n.min()), int(o.min()))
+    span = max(int(n.max()), int(o.max())) - low + 1
+    if span > 4 * (len(n) + len(o)):
+        return None
+    present = np.zeros(span, dtype=bool)
+    present[_slots(n, low)] = True
+    if np.count_nonzero(present) != len(n):
+        return None
+    hit: np.ndarray = present[_slots(o, low)]
+    return hit
+
+
+def _slots(keys: np.ndarray, low: int) -> np.ndarray:
+    """Integer keys as offsets from `low` (their smallest), in any integer type up to uint64."""
+    return (keys - low).astype(np.intp, copy=False) if low >= 0 else (keys.astype(np.int64) - low).astype(np.intp)
 
 
 def matching_keys(old: pa.Table, keys: pa.Table, key: list[str], *, table: str,

@@ -43,7 +43,18 @@ def named_tables(query: str) -> set[str]:
     try:
         return {name.lower() for name in duckdb.get_table_names(query)}
     except duckdb.Error:
+        pass
+    # DuckDB binds the names against an empty catalog, which fails for most writing statements and for
+    # joins `USING` a column: sqlglot parses without binding (a plain import: it is only loaded here).
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        return {t.name.lower() for tree in sqlglot.parse(query, dialect="duckdb") if tree is not None
+                for t in tree.find_all(exp.Table) if t.name}
+    except sqlglot.errors.SqlglotError:
         return set()
+
 
 Resolver = Callable[[str, str], "TableState | pa.Table"]
 
@@ -152,16 +163,23 @@ class SnapshotServer:
                 self._database = None
 
     def connect(self, tables: dict[str, TableState], rows: RowReader | None = None, *, log_views: bool = False,
-                ) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
+                named: set[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
         """A new DuckDB cursor with one view per table (and, with `log_views`, the views of
         `udr.query.logviews`), and the tables whose data is damaged.
 
         A damaged table's view raises the `CorruptionError` message as a DuckDB error whenever it is
         scanned, so one damaged chunk leaves every other table queryable. `rows` reads the tables (a
-        transaction passes its own, which sees its staged blobs).
+        transaction passes its own, which sees its staged blobs). `named`: the tables the query to run
+        names (`named_tables`); when each is one of `tables` (or a `"table@REF"`), only those get views.
+        Each view costs a few milliseconds, which a job over a lake of many tables would otherwise pay
+        for every table on every statement. Otherwise (a query of the catalog, `SHOW TABLES`, a misspelled
+        name) every table gets one, so DuckDB's answer or hint lists them all.
         """
         con = self.cursor()
         damaged: dict[str, CorruptionError] = {}
+        found = {n for n in named or () if "@" not in n}
+        if found and found <= {n.lower() for n in tables}:
+            tables = {n: t for n, t in tables.items() if n.lower() in found}
         for name, state in sorted(tables.items()):
             try:
                 self.register(con, name, name, state, rows)
