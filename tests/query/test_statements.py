@@ -52,3 +52,17 @@ def test_refused_statements_are_named(sql: str, named: str) -> None:
 def test_a_script_that_does_not_parse_is_a_sql_error() -> None:
     with pytest.raises(SqlError):
         parse_script("INSERT INTO t VALUES (1); UPDATE SET")
+
+
+def test_a_script_is_cut_only_at_semicolons_that_separate_statements() -> None:
+    """The fallback split for DuckDB 1.5, which expands `ALTER TABLE ... ADD COLUMN ... DEFAULT` into statements
+    without text: semicolons in strings, quoted names and comments stay inside their statement."""
+    from udr.query.statements import _pieces
+
+    sql = """CREATE TABLE "a;b" (x VARCHAR DEFAULT ';'); -- one; two
+ALTER TABLE "a;b" ADD COLUMN y INT DEFAULT 1;;  SELECT 'x;y' """
+    assert [p.strip() for p in _pieces(sql)] == [
+        """CREATE TABLE "a;b" (x VARCHAR DEFAULT ';')""",
+        """-- one; two\nALTER TABLE "a;b" ADD COLUMN y INT DEFAULT 1""",
+        "SELECT 'x;y'",
+    ]

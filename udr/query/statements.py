@@ -7,6 +7,8 @@ target table and that `udr.query.dml` rewrites. Pure functions, safe from any th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 
 from udr.errors import SqlError, UsageError
@@ -25,14 +27,50 @@ WRITES = {
     duckdb.StatementType.DROP: "DROP",
     duckdb.StatementType.ALTER: "ALTER",
 }
-def split_statements(sql: str) -> list[duckdb.Statement]:
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement of a script: DuckDB's type for it and its text."""
+
+    type: duckdb.StatementType
+    query: str
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """The statements of `sql`, as DuckDB splits and types them.
+
+    Raises:
+        SqlError: DuckDB cannot parse the script.
+    """
     try:
-        return list(duckdb.extract_statements(sql))
+        found = list(duckdb.extract_statements(sql))
+        if all(statement.query.strip() for statement in found):
+            return [Statement(statement.type, statement.query) for statement in found]
+        # DuckDB 1.5 expands some statements (ALTER TABLE ... ADD COLUMN ... DEFAULT) into a transaction of
+        # statements without text: split at the script's semicolons and type each piece on its own.
+        return [typed for piece in _pieces(sql) if (typed := _typed(piece)) is not None]
     except duckdb.Error as exc:
         raise SqlError(" ".join(str(exc).split())) from exc
 
 
-def kind_name(statement: duckdb.Statement) -> str:
+def _pieces(sql: str) -> list[str]:
+    """`sql` cut at its statement-separating semicolons (not those inside strings, identifiers or comments)."""
+    cuts = [position for position, kind in duckdb.tokenize(sql)
+            if kind == duckdb.token_type.operator and sql[position] == ";"]
+    bounds = zip([0, *(c + 1 for c in cuts)], [*cuts, len(sql)])
+    return [piece for start, end in bounds if (piece := sql[start:end]).strip()]
+
+
+def _typed(piece: str) -> Statement | None:
+    """`piece` typed as the first statement DuckDB makes of it besides the transaction around an expansion
+    (None: it holds no statement, only a comment)."""
+    found = list(duckdb.extract_statements(piece))
+    if not found:
+        return None
+    typed = next((s.type for s in found if s.type != duckdb.StatementType.TRANSACTION), found[0].type)
+    return Statement(typed, piece)
+
+
+def kind_name(statement: Statement) -> str:
     return str(statement.type).rpartition(".")[2].replace("_", " ")
 
 
