@@ -17,7 +17,7 @@ from udr.api.handle import Handle
 from udr.errors import ConflictError, UdrError
 from udr.log.commits import CommitRecord, TableOp, commit_value
 from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
-from udr.log.groups import ack_hook
+from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import HeadMoved
 from udr.log.store import CommitHook
 from udr.log.turns import writer_turn
@@ -65,7 +65,8 @@ def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[Pen
     hook = ack_hook([pending.ack for pending in hooks]) if hooks else None
     try:
         if not staging.ops and not intent.parents:
-            _write_acks(handle, hook)
+            if hooks:  # acks of a transaction that changed nothing: a write of their own, as `Subscription.ack`
+                write_acks(handle.ctx.log, [pending.ack for pending in hooks])
             cid, final = None, None
         else:
             _settle(handle, staging)
@@ -77,14 +78,6 @@ def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[Pen
     if cid is None or final is None:
         return handle.commit_info(staging.base)
     return _committed(handle, staging, intent, cid, final)
-
-
-def _write_acks(handle: Handle, hook: CommitHook | None) -> None:
-    """Acks of a transaction that changed nothing, in a write of their own (as `Subscription.ack` would)."""
-    if hook is not None:
-        log = handle.ctx.log
-        with log.env.write() as txn:
-            hook(txn, log.env)
 
 
 def _settle(handle: Handle, staging: Staging) -> None:

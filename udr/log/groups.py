@@ -33,7 +33,7 @@ from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, Usag
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
 from udr.log.index import Environment, IndexTxn
 from udr.log.processes import process_alive
-from udr.log.store import CommitHook
+from udr.log.store import CommitHook, LogStore
 
 # A decoded JSON record, as `json.loads` returns it.
 JsonDoc = dict[str, Any]
@@ -275,6 +275,17 @@ def ack_hook(acks: Sequence[GroupAck]) -> CommitHook:
             ack.apply(txn, env)
 
     return hook
+
+
+def write_acks(log: LogStore, acks: Sequence[GroupAck]) -> None:
+    """Move group positions in one durable write of their own (acks of no commit: `Subscription.ack`, or a
+    transaction that changed nothing).
+
+    Raises:
+        AckError, ConflictError, GroupBusy: as `GroupStore.ack`; nothing is written.
+    """
+    with log.env.write() as txn:
+        ack_hook(acks)(txn, log.env)
 
 
 def new_lease(token: str) -> Lease:

@@ -46,7 +46,7 @@ import anyio.to_thread
 
 from udr.errors import AckError, UsageError
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
-from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position
+from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position, write_acks
 from udr.log.store import LogStore
 from udr.stream.feed import MAX_ROWS, Feed
 from udr.stream.member import Delivery, MemberFeed
@@ -240,8 +240,7 @@ class Subscription:
             record = self._ack_record(delivery, 0)
 
             def write() -> None:
-                with self._log.env.write() as txn:
-                    record.apply(txn, self._log.env)
+                write_acks(self._log, [record])
                 self._acknowledged(delivery)
 
             await self._in_worker(write)
