@@ -2,8 +2,9 @@
 
 A revert of commit K on branch B is the replay of B's history without K, done in memory: K's tables start as
 they were before K (at its first parent), every later commit on B's first-parent chain that changed one of
-them is re-applied on top cell by cell by the merge's rules (`udr.api.merging`), and the
-result replaces those tables in one revert commit. So a revert agrees with `replay(..., skip=(K,))` wherever
+them is re-applied on top cell by cell by the merge's rules (`udr.api.merging`), and what differs between
+the result and the head is committed as one revert commit (for keyed tables only the differing rows, over
+the head's chunks). So a revert agrees with `replay(..., skip=(K,))` wherever
 both succeed, also when a later commit set a cell back to a value K replaced (a three-way merge of K's parent
 over K into the head cannot tell that from a cell nobody touched). A commit reached only through a merge's
 second parent has no such chain; it is reverted by that three-way merge, as git does.
@@ -13,8 +14,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from udr.api import committing, history, merging, retention
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from udr.api import committing, history, merging, retention, writes
 from udr.api.committing import Intent
+from udr.api.context import LakeContext
 from udr.api.handle import Handle
 from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError
 from udr.log import graph
@@ -22,6 +27,7 @@ from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
 from udr.log.refspec import Ref
 from udr.materialize.staging import Staging
+from udr.query.changefeed import CHANGE
 from udr.values import Commit
 
 
@@ -49,14 +55,20 @@ def revert(handle: Handle, ref: Ref, branch: str, author: str) -> Commit:
     tables = sorted(record.tables)
     for commit in (record.parents[0], target, *(cid for cid, _ in later)):
         retention.check_readable(ctx, commit, tables)
-    staging = Staging(ctx.log, ctx.rows, head, ctx.materializer.snapshot(head), branch=branch)
+    snapshot = ctx.materializer.snapshot(head)
+    replayed = Staging(ctx.log, ctx.rows, head, snapshot, branch=branch)
+    staging = Staging(ctx.log, ctx.rows, head, snapshot, branch=branch)
     try:
-        _replay_without(handle, staging, target, record, later)
-    except BaseException:
-        staging.release()
-        raise
-    return committing.commit(handle, staging, Intent(branch, message, author, action="revert", mover=author), (),
-                             None)
+        try:
+            _replay_without(handle, replayed, target, record, later)
+            _stage_difference(ctx, staging, replayed, tables)
+        except BaseException:
+            staging.release()
+            raise
+        return committing.commit(handle, staging, Intent(branch, message, author, action="revert", mover=author),
+                                 (), None)
+    finally:
+        replayed.release()
 
 
 def _on_branch(handle: Handle, target: CommitId, branch: str) -> CommitRecord:
@@ -72,7 +84,7 @@ def _on_branch(handle: Handle, target: CommitId, branch: str) -> CommitRecord:
 def _replay_without(handle: Handle, staging: Staging, target: CommitId, record: CommitRecord,
                     later: list[tuple[CommitId, CommitRecord]]) -> None:
     """Stage, over the head, the tables `record` (commit `target`) changed as the `later` commits leave them
-    when re-applied without it; tables that end as they are at the head are left unstaged."""
+    when re-applied without it."""
     ctx = handle.ctx
     snapshot = ctx.materializer.snapshot
     touched = set(record.tables)
@@ -92,11 +104,31 @@ def _replay_without(handle: Handle, staging: Staging, target: CommitId, record: 
                     [replace(c, commit=cid) for c in conflicts])
             if plan is not None:
                 plan()
-    for table in sorted(touched):
-        before, after = staging.base_tables.get(table), staging.state(table)
-        counts = history.count_changes(ctx, table, before, after, staging.rows)
-        unchanged = before is not None and after is not None and before.schema == after.schema
-        if before == after or (unchanged and not (counts.inserted or counts.updated or counts.deleted)):
-            staging.ops.pop(table, None)
-        else:
+
+
+def _stage_difference(ctx: LakeContext, staging: Staging, replayed: Staging, tables: list[str]) -> None:
+    """Stage over the head what turns each of `tables` into its state in `replayed`. A keyed table that kept its
+    schema and key gets only the rows that differ, so the head's chunks and layout stay (a compaction since the
+    reverted commit is not undone); any other table takes the replayed state whole (zero-copy)."""
+    for table in tables:
+        head, result = staging.base_tables.get(table), replayed.state(table)
+        if head == result:
+            continue
+        if head is None or result is None or not head.primary_key or head.primary_key != result.primary_key \
+                or head.schema != result.schema:
+            staging.blobs.update(replayed.blobs)  # the replayed state's inline rows, schemas and vectors
+            staging.replace_table(table, result)
+            counts = history.count_changes(ctx, table, head, result, replayed.rows)
             staging.recount(table, counts.inserted, counts.updated, counts.deleted)
+            continue
+        changes = history.paired(ctx, table, head, result, replayed.rows)
+        kinds = changes.column(CHANGE)
+        gone = changes.filter(pc.is_in(kinds, pa.array(["delete", "update_before"]))).select(list(head.primary_key))
+        new = changes.filter(pc.is_in(kinds, pa.array(["insert", "update_after"]))).drop_columns([CHANGE])
+        if gone.num_rows:
+            writes.delete_keys(ctx, staging, table, gone, counted=None)
+        if new.num_rows:
+            staging.add_rows(table, staging.rows.schema(head.schema), iter(new.to_batches()))
+        counted = {kind: int(pc.sum(pc.equal(kinds, kind)).as_py() or 0) for kind in ("insert", "update_after", "delete")}
+        if table in staging.ops:
+            staging.recount(table, counted["insert"], counted["update_after"], counted["delete"])
