@@ -218,3 +218,32 @@ def check_bank_history(db: udr.Lake, setup: str) -> BankHistory:
         with_blobs += commit.metadata["blobs"] == "1"
     transfers = sum(1 for c in db.log() if c.seq >= first and "amount" in c.metadata)
     return BankHistory(states, transfers, with_blobs)
+
+
+def kill_after_commits(worker: Path, args: list[str], commits: int, linger: float) -> list[str]:
+    """Run script `worker` with `args`, wait until it printed `commits` lines starting with "commit", then
+    `linger` seconds more, SIGKILL it and return every whole line it printed."""
+    proc = subprocess.Popen([sys.executable, str(worker), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    lines: list[str] = []
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        lines.extend(line.rstrip("\n") for line in proc.stdout if line.endswith("\n"))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(line.startswith("commit") for line in lines) < commits:
+            assert proc.poll() is None, f"the worker exited {proc.returncode}"
+            assert time.monotonic() < deadline, f"the worker acknowledged fewer than {commits} commits in 60 s"
+            time.sleep(0.01)
+        time.sleep(linger)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        reader.join(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    return list(lines)

@@ -8,16 +8,12 @@ in a loop; it is killed at random moments over several rounds on one lake.
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from crash_checks import kill_after_commits
 from erasure_worker import BATCH, SCHEMA, batch, marker
 
 import udr
@@ -28,31 +24,9 @@ ROUNDS = 5
 
 
 def _run_and_kill(lake: Path, first: int, plan: random.Random) -> list[str]:
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(lake), str(first)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        lines.extend(line.rstrip("\n") for line in proc.stdout if line.endswith("\n"))
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        wanted = plan.randint(2, 3)
-        deadline = time.monotonic() + 60
-        while sum(line.startswith("commit") for line in lines) < wanted:
-            assert proc.poll() is None, f"the worker exited {proc.returncode}"
-            assert time.monotonic() < deadline, "the worker acknowledged too little in 60 s"
-            time.sleep(0.01)
-        time.sleep(plan.uniform(0.0, 0.5))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        reader.join(30)
-        assert proc.stdout is not None
-        proc.stdout.close()
-    return list(lines)
+    """Start a worker, let it acknowledge some commits, kill it a random moment later; return its lines."""
+    commits = plan.randint(2, 3)
+    return kill_after_commits(WORKER, [str(lake), str(first)], commits, plan.uniform(0.0, 0.5))
 
 
 def _check(lake: Path, commits: dict[str, int], erased: set[int]) -> None:

@@ -9,14 +9,10 @@ acknowledged commit must still be in the log, and its data must read back exactl
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from crash_checks import kill_after_commits
 from retention_worker import rows
 
 import udr
@@ -28,31 +24,8 @@ ROUNDS = 5
 
 def _run_and_kill(lake: Path, first_seed: int, plan: random.Random) -> list[str]:
     """Start a worker, let it acknowledge some commits, kill it a random moment later; return its lines."""
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(lake), str(first_seed)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        lines.extend(line.rstrip("\n") for line in proc.stdout if line.endswith("\n"))
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        wanted = plan.randint(1, 3)
-        deadline = time.monotonic() + 60
-        while sum(line.startswith("commit") for line in lines) < wanted:
-            assert proc.poll() is None, f"the worker exited {proc.returncode}"
-            assert time.monotonic() < deadline, "the worker acknowledged nothing in 60 s"
-            time.sleep(0.01)
-        time.sleep(plan.uniform(0.0, 0.4))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        reader.join(30)
-        assert proc.stdout is not None
-        proc.stdout.close()
-    return list(lines)
+    commits = plan.randint(1, 3)
+    return kill_after_commits(WORKER, [str(lake), str(first_seed)], commits, plan.uniform(0.0, 0.4))
 
 
 def _check(lake: Path, acknowledged: dict[str, int], kept: dict[str, int], newest: set[int]) -> None:
