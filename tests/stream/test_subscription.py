@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -423,3 +425,28 @@ def test_a_group_stays_on_its_branch_and_an_empty_table_list_is_refused(db: udr.
         db.subscribe([])
     db.reset_group("g", to="main", branch="dev")
     anyio.run(db.subscribe(group="g", branch="dev").aclose)
+
+
+def test_the_first_subscription_of_a_process_exempts_its_long_lived_objects_from_full_collections(
+        tmp_path: Path) -> None:
+    # In a fresh process: the test process may have subscribed already.
+    script = """
+import gc, sys, anyio, udr
+async def main():
+    with udr.open(sys.argv[1]) as db:
+        db.append("t", {"x": [1]})
+        before = gc.get_freeze_count()
+        async with db.subscribe("t"):
+            first = gc.get_freeze_count()
+        kept = [[i] for i in range(50_000)]  # a second freeze would take these too
+        async with db.subscribe("t"):
+            second = gc.get_freeze_count()
+    print(before, first, second, len(kept))
+anyio.run(main)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "lake")], capture_output=True, text=True,
+                          timeout=120, check=True)
+    before, first, second, _ = map(int, done.stdout.split())
+    assert before == 0
+    assert first > 10_000  # the imported modules' objects, at least
+    assert abs(second - first) < 1_000  # once per process (frozen objects that die leave the count)

@@ -51,6 +51,7 @@ from udr.log.store import LogStore
 from udr.stream.feed import MAX_ROWS, Feed
 from udr.stream.member import Delivery, MemberFeed
 from udr.stream.notify import open_waiter
+from udr.stream.pauses import freeze_long_lived_objects
 from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
 
@@ -127,6 +128,7 @@ class Subscription:
         self._has_position = stored is not None
         self._source = source
         source.add_listener(self._on_commit)
+        freeze_long_lived_objects()
         self._ready: deque[tuple[ChangeBatch, Cursor]] = deque()
         # The log's newest write transaction when the last look began (-1: look again at once): with no
         # newer one, the log holds nothing that look did not read.
@@ -138,9 +140,7 @@ class Subscription:
         # result, so the next step waits for it instead of losing or racing it.
         self._worker_idle = threading.Event()
         self._worker_idle.set()
-        self._closed = False
-        self._waiter_closed = False
-        self._released = False
+        self._closed = self._waiter_closed = self._released = False
 
     @property
     def path(self) -> Path:
