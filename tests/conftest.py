@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 import udr
+from udr.log.memory import MemoryLogStore
 from udr.log.store import LogStore
 
 with warnings.catch_warnings():
@@ -88,9 +89,20 @@ def db(lake_path: Path) -> Iterator[udr.Lake]:
         lake.close()
 
 
+@pytest.fixture(params=["lmdb", "memory"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStore]:
+    """A bare log on a fresh lake, for the layer tests: once in LMDB files, once in memory (`MemoryLogStore`),
+    so every test using it checks that the two keep the same semantics."""
+    store = LogStore(tmp_path / "lake") if request.param == "lmdb" else MemoryLogStore()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    """A bare `LogStore` on a fresh lake, for the layer tests."""
+def disk_log(tmp_path: Path) -> Iterator[LogStore]:
+    """A bare `LogStore` in LMDB files, for tests of what is on disk (reopening, files, other processes)."""
     store = LogStore(tmp_path / "lake")
     try:
         yield store
