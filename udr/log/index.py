@@ -251,6 +251,13 @@ class Environment(Protocol):
         ...
 
 
+class LogEnvironments(Protocol):
+    """A lake log's environments (a `LogStore`), as the modules that `udr.log.store` does not need take it."""
+
+    env: Environment
+    cache: Environment
+
+
 class LmdbEnvironment:
     """One LMDB environment with its named sub-databases, shared within the process."""
 
