@@ -28,7 +28,7 @@ from typing import cast
 import lmdb
 
 from udr.errors import UdrError
-from udr.log.format import CACHE_DBS, LOG_DBS
+from udr.log.format import CACHE_DBS, LOG_DBS, LOG_DIR
 from udr.log.index import IndexTxn, WriteWatcher
 from udr.log.store import LogStore
 
@@ -276,11 +276,13 @@ class MemoryEnvironment:
 
 class MemoryLogStore(LogStore):
     """A lake log held in memory: `LogStore` over two `MemoryEnvironment`s, chunk files in a private temporary
-    directory (DuckDB and the readers take chunks by path), removed on `close`. Nothing survives `close`."""
+    directory (DuckDB and the readers take chunks by path), removed on `close`. Nothing survives `close`;
+    `udr.open(":memory:")` opens a lake on one."""
 
     def __init__(self) -> None:
         """An empty lake: branch `main` with its root commit."""
         self.scratch = Path(tempfile.mkdtemp(prefix="udr-memory-"))
+        (self.scratch / LOG_DIR).mkdir()  # the writers' turn lock file lives there (`udr.log.turns`)
         super().__init__(self.scratch, envs=(MemoryEnvironment(LOG_DBS), MemoryEnvironment(CACHE_DBS)))
 
     def close(self) -> None:

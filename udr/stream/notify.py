@@ -141,9 +141,18 @@ class PollWaiter:
         self._local.wake()
 
     async def wait(self) -> None:
-        """Return after `interval` seconds or a `wake()`, whichever comes first."""
+        """Return after `interval` seconds or a `wake()`, whichever comes first.
+
+        Raises:
+            anyio.ClosedResourceError: the waiter was closed before or during the wait.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
         with anyio.move_on_after(self._interval):
             await anyio.wait_readable(self._local.recv)
+        # Closed by another task as the interval ran out: the socket pair is gone, nothing to drain.
+        if self._closed:
+            raise anyio.ClosedResourceError
         self._local.drain()
 
     async def aclose(self) -> None:
