@@ -11,7 +11,7 @@ import pytest
 
 from udr.errors import UdrError
 from udr.log.commits import CommitRecord, Fragment, TableOp, content_id
-from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import LOG_DATA_FILE, LOG_DIR, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.memory import MemoryLogStore
 from udr.log.reflog import Reason
 from udr.log.refs import branch_key, tag_key
@@ -128,7 +128,7 @@ def test_a_memory_log_keeps_nothing_once_closed() -> None:
     log.chunks.put(b"some rows")
     assert log.head("main") is not None
     assert {p.name for p in scratch.iterdir()} >= {"chunks"}
-    assert not (scratch / "log").exists()  # the log itself lives in dicts
+    assert not (scratch / LOG_DIR / LOG_DATA_FILE).exists()  # the log itself lives in dicts
     log.close()
     assert not scratch.exists()
     with pytest.raises(UdrError, match="closed"):

@@ -162,8 +162,9 @@ class MemoryEnvironment:
 
     def __init__(self, names: Iterable[bytes]) -> None:
         """An empty environment with the sub-databases `names`."""
-        self._tables: _Tables | None = {name: {} for name in names}
-        self._txnid = 0
+        # The committed tables and the id of the write that committed them, swapped as one (a reader never
+        # pairs new tables with an old id or the reverse); None once closed.
+        self._state: tuple[_Tables, int] | None = ({name: {} for name in names}, 0)
         self._writer = threading.Lock()  # LMDB's writer lock: one write transaction at a time
         self._held: Counter[str] = Counter()
         self._held_lock = threading.Lock()
@@ -171,14 +172,15 @@ class MemoryEnvironment:
         self._began: object = None  # what the watcher noted as the current write transaction began
 
     @property
-    def _live(self) -> _Tables:
-        if self._tables is None:
+    def _live(self) -> tuple[_Tables, int]:
+        state = self._state
+        if state is None:
             raise UdrError("this lake handle is closed")
-        return self._tables
+        return state
 
     def db(self, name: bytes) -> lmdb._Database:
         """The handle of sub-database `name` (its name: the transactions look it up)."""
-        if name not in self._live:
+        if name not in self._live[0]:
             raise UdrError(f"index has no sub-database {name!r}")
         return cast(lmdb._Database, name)
 
@@ -193,10 +195,11 @@ class MemoryEnvironment:
     def begin_txn(self, *, write: bool, watched: bool) -> _MemoryTxn:
         """Begin a transaction (`write`: wait for the writer lock first); `_MemoryTxnContext` calls it."""
         if not write:
-            return _MemoryTxn(self._live, self._txnid, write=False)
+            return _MemoryTxn(*self._live, write=False)
         self._writer.acquire()
         try:
-            txn = _MemoryTxn(self._live, self._txnid + 1, write=True)
+            tables, txnid = self._live
+            txn = _MemoryTxn(tables, txnid + 1, write=True)
             if watched and self._watcher is not None:
                 self._began = self._watcher.begin(cast(IndexTxn, txn))
         except BaseException:
@@ -218,8 +221,7 @@ class MemoryEnvironment:
                     raise
             if commit and txn.changed:
                 # A new dict of tables: readers holding the old one keep their snapshot.
-                self._tables = {**self._live, **txn.changed}
-                self._txnid = txn.id()
+                self._state = ({**self._live[0], **txn.changed}, txn.id())
         finally:
             self._writer.release()
 
@@ -254,11 +256,11 @@ class MemoryEnvironment:
 
     def last_txnid(self) -> int:
         """The id of the newest committed write transaction."""
-        return self._txnid
+        return self._live[1]
 
     def published(self, txnid: int) -> bool:
         """Whether new readers see write transaction `txnid` (every committed one: commit publishes)."""
-        return self._txnid >= txnid
+        return self._live[1] >= txnid
 
     def wait_published(self, limit: float = 1.0) -> None:
         """Returns at once: a commit is visible to readers the moment it commits."""
@@ -266,12 +268,12 @@ class MemoryEnvironment:
     def clear(self) -> None:
         """Empty every sub-database."""
         with self.write() as txn:
-            for name in self._live:
+            for name in self._live[0]:
                 txn.drop(self.db(name), delete=False)
 
     def close(self) -> None:
         """Drop the contents; later use raises `UdrError`."""
-        self._tables = None
+        self._state = None
 
 
 class MemoryLogStore(LogStore):
