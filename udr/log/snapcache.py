@@ -47,10 +47,12 @@ class SnapshotCache:
         """The cache `log` keeps beside it."""
         self._log = log
 
-    def has(self, key: bytes) -> bool:
-        """Whether a snapshot is stored under `key`."""
-        with self.reading() as view:
-            return view.snapshot(key) is not None
+    def snapshot(self, key: bytes) -> bytes | None:
+        """The record stored under snapshot key `key`, if any, read on its own (no view: a fold asks once per
+        ancestor it walks, and most have none)."""
+        env = self._log.cache
+        with env.read() as txn:
+            return txn.get(key, db=env.db(DB_SNAPSHOTS))
 
     @contextmanager
     def reading(self) -> Iterator[CacheView]:

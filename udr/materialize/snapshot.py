@@ -330,11 +330,14 @@ class Materializer:
         self._pool.clear()
 
     def _stored(self, cid: CommitId) -> bool:
-        return self._cache.has(self._key(cid))
+        return self._cache.snapshot(self._key(cid)) is not None
 
     def _load(self, cid: CommitId) -> dict[str, TableState] | None:
+        key = self._key(cid)
+        if self._cache.snapshot(key) is None:  # most ancestors a fold walks have none: no view for those
+            return None
         with self._cache.reading() as view:
-            raw = view.snapshot(self._key(cid))
+            raw = view.snapshot(key)
             if raw is None:
                 return None
             out: dict[str, TableState] = {}
