@@ -6,6 +6,7 @@ Real LMDB files in `tmp_path` and real DuckDB throughout; nothing of UDR is mock
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 import udr
+from udr.log.memory import MemoryLogStore
 from udr.log.store import LogStore
 
 with warnings.catch_warnings():
@@ -78,19 +80,52 @@ def lake_path(tmp_path: Path) -> Path:
     return tmp_path / "lake"
 
 
+# Facade test modules whose `db` tests run twice: on a lake directory and on `udr.open(":memory:")` (the
+# in-memory log, `udr.log.memory`), so the facade is checked on both logs; not the tests that look at the lake
+# directory themselves (they take one of `ON_DISK`).
+MEMORY_TOO = {"test_api", "test_keyed", "test_branches", "test_reflog", "test_erasure", "test_retention", "test_log_sql",
+              "test_audit_report", "test_subscription"}
+
+
+ON_DISK = {"lake_path", "chunk_files", "disk_state", "tmp_path"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if ("lake_kind" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in MEMORY_TOO
+            and not ON_DISK & set(inspect.signature(metafunc.function).parameters)):
+        metafunc.parametrize("lake_kind", ["disk", "memory"])
+
+
 @pytest.fixture
-def db(lake_path: Path) -> Iterator[udr.Lake]:
+def lake_kind() -> str:
+    """Where `db` lives: "disk" (a directory) or "memory" (`udr.open(":memory:")`), see `MEMORY_TOO`."""
+    return "disk"
+
+
+@pytest.fixture
+def db(lake_path: Path, lake_kind: str) -> Iterator[udr.Lake]:
     """A new, empty lake, closed after the test."""
-    lake = udr.open(lake_path)
+    lake = udr.open(lake_path if lake_kind == "disk" else ":memory:")
     try:
         yield lake
     finally:
         lake.close()
 
 
+@pytest.fixture(params=["lmdb", "memory"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogStore]:
+    """A bare log on a fresh lake, for the layer tests: once in LMDB files, once in memory (`MemoryLogStore`),
+    so every test using it checks that the two keep the same semantics."""
+    store = LogStore(tmp_path / "lake") if request.param == "lmdb" else MemoryLogStore()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogStore]:
-    """A bare `LogStore` on a fresh lake, for the layer tests."""
+def disk_log(tmp_path: Path) -> Iterator[LogStore]:
+    """A bare `LogStore` in LMDB files, for tests of what is on disk (reopening, files, other processes)."""
     store = LogStore(tmp_path / "lake")
     try:
         yield store

@@ -179,3 +179,48 @@ def test_checker_flags_a_bad_import(module: str, source: str) -> None:
 )
 def test_checker_accepts_a_good_import(module: str, source: str) -> None:
     assert violations(source, module) == []
+
+
+# -- no LMDB environment, handle or transaction leaves udr/log ---------------------------------------
+
+# The log's environments and transactions: the layers above reach the log through its typed stores
+# (`GroupStore.of(log)`, `udr.log.activity`, `udr.log.snapcache`, ...), never through these.
+ENVIRONMENT_ATTRIBUTES = {"env", "cache", "begin"}
+ENVIRONMENT_NAMES = {"Environment", "LmdbEnvironment", "MemoryEnvironment", "IndexTxn", "LogEnvironments",
+                     "open_log_env", "open_cache_env", "WriteWatcher"}
+
+
+def environment_reach(source: str, module: str) -> list[str]:
+    """Where `module` (outside udr.log) touches a log environment: an attribute named `env`, `cache` or
+    `begin`, or a name of `udr.log.index`'s environments and transactions imported."""
+    if module == "udr.log" or module.startswith("udr.log."):
+        return []
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT_ATTRIBUTES:
+            found.append(f"{module}:{node.lineno} .{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("udr.log"):
+            found.extend(f"{module}:{node.lineno} imports {alias.name}" for alias in node.names
+                         if alias.name in ENVIRONMENT_NAMES)
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_no_log_environment_outside_udr_log(path: Path) -> None:
+    assert environment_reach(path.read_text(), module_name(path)) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "bad"),
+    [
+        ("udr.stream.member", "n = log.env.last_txnid()", True),
+        ("udr.materialize.snapshot", "with self._log.cache.read() as txn: pass", True),
+        ("udr.remote.mirror", "def begin(self, txn): pass\nwatcher.begin(txn)", True),
+        ("udr.api.retention", "from udr.log.index import IndexTxn", True),
+        ("udr.remote.mirror", "from udr.log.index import open_log_env", True),
+        ("udr.log.groups", "n = log.env.last_txnid()", False),
+        ("udr.stream.member", "from udr.log.activity import last_write\nn = last_write(log)", False),
+    ],
+)
+def test_environment_checker_can_fail(module: str, source: str, bad: bool) -> None:
+    assert bool(environment_reach(source, module)) is bad

@@ -35,3 +35,26 @@ def test_open_refuses_unsupported_urls_before_touching_disk(url: str, tmp_path: 
     with pytest.raises(udr.UsageError, match=r"cannot open .*udr reads lakes from s3://"):
         udr.open(url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_open_memory_gives_a_fresh_lake_in_memory_that_is_gone_once_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a lake directory named ":memory:" would appear here
+    first, second = udr.open(":memory:"), udr.open(":memory:")
+    try:
+        assert repr(first) == "udr.Lake(':memory:')"
+        first.append("t", {"a": [1, 2, 3]})
+        big = {"a": list(range(100_000))}  # big enough for a chunk file
+        first.append("t", big)
+        assert list(first._handle.ctx.log.chunks.all_ids())  # a Parquet chunk file, in the scratch directory
+        assert first.query("SELECT count(*) AS n, sum(a) AS s FROM t").to_pylist() == [
+            {"n": 100_003, "s": sum(range(100_000)) + 6}]
+        assert first.read("t", at="main~1").num_rows == 3
+        assert "t" not in second.tables()  # each ":memory:" lake is its own
+        assert first.verify().ok
+    finally:
+        first.close()
+        second.close()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(udr.UdrError, match="closed"):
+        first.read("t")

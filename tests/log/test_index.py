@@ -9,7 +9,7 @@ import pytest
 from udr.errors import CorruptionError, UdrError
 from udr.log.commits import content_id
 from udr.log.format import BLOB_MAGIC, ZSTD_MIN_BYTES, BlobKind, Codec
-from udr.log.index import Environment, frame_blob, open_log_env, unframe_blob
+from udr.log.index import frame_blob, open_log_env, unframe_blob
 
 SMALL = b"tiny payload"
 COMPRESSIBLE = b"abcdefgh" * 1000
@@ -102,20 +102,6 @@ def test_one_environment_per_path_is_shared_and_outlives_one_user(tmp_path: Path
                 pass
     finally:
         second.close()
-
-
-def test_clear_empties_every_sub_database(tmp_path: Path) -> None:
-    env = Environment(tmp_path / "cache", (b"a", b"b"), durable=False, map_size=1 << 24)
-    try:
-        with env.write() as txn:
-            txn.put(b"1", b"x", db=env.db(b"a"))
-            txn.put(b"2", b"y", db=env.db(b"b"))
-        env.clear()
-        with env.read() as txn:
-            assert txn.get(b"1", db=env.db(b"a")) is None
-            assert txn.get(b"2", db=env.db(b"b")) is None
-    finally:
-        env.close()
 
 
 def test_a_failed_write_transaction_leaves_nothing(tmp_path: Path) -> None:

@@ -259,17 +259,17 @@ def test_unknown_commit_is_ref_not_found(log: LogStore) -> None:
         log.get_commit(CommitId("0" * 64))
 
 
-def test_a_damaged_commit_record_is_detected(log: LogStore) -> None:
-    cid = _commit(log, "a", message="original")
-    forged = encode_commit(log.get_commit(cid)).replace(b"original", b"Original")
+def test_a_damaged_commit_record_is_detected(disk_log: LogStore) -> None:
+    cid = _commit(disk_log, "a", message="original")
+    forged = encode_commit(disk_log.get_commit(cid)).replace(b"original", b"Original")
     _, stored = frame_blob(BlobKind.COMMIT, forged)
-    with log.env.write() as txn:
-        txn.put(cid.encode(), stored, db=log.env.db(DB_COMMITS))
+    with disk_log.env.write() as txn:
+        txn.put(cid.encode(), stored, db=disk_log.env.db(DB_COMMITS))
     # A record this handle already verified is served from memory; re-reading the bytes finds the damage.
-    assert log.get_commit(cid).message == "original"
+    assert disk_log.get_commit(cid).message == "original"
     with pytest.raises(CorruptionError, match=cid):
-        log.get_commit(cid, cached=False)
-    fresh = LogStore(log.root)
+        disk_log.get_commit(cid, cached=False)
+    fresh = LogStore(disk_log.root)
     try:
         with pytest.raises(CorruptionError, match=cid):
             fresh.get_commit(cid)
@@ -338,14 +338,14 @@ def test_gc_keeps_chunks_held_in_this_process_until_released(log: LogStore) -> N
     assert not log.chunks.exists(held)
 
 
-def test_held_chunks_are_shared_by_every_handle_of_the_process(log: LogStore) -> None:
-    other = LogStore(log.root)
+def test_held_chunks_are_shared_by_every_handle_of_the_process(disk_log: LogStore) -> None:
+    other = LogStore(disk_log.root)
     try:
-        held = log.chunks.put(b"held through the other handle")
+        held = disk_log.chunks.put(b"held through the other handle")
         other.env.hold(held)
-        assert log.collect_garbage() == 0
+        assert disk_log.collect_garbage() == 0
         other.env.release([held])
-        assert log.collect_garbage() > 0
+        assert disk_log.collect_garbage() > 0
     finally:
         other.close()
 

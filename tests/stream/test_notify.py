@@ -92,6 +92,21 @@ async def test_the_poll_waiter_returns_after_its_interval() -> None:
         await waiter.aclose()
 
 
+async def test_a_closed_poll_waiter_ends_every_wait_as_closed() -> None:
+    waiter = PollWaiter(interval=0.05)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            async def close_soon() -> None:
+                await anyio.sleep(0.01)
+                await waiter.aclose()
+
+            tg.start_soon(close_soon)
+            with pytest.raises(anyio.ClosedResourceError):  # closed during the wait
+                await waiter.wait()
+    with pytest.raises(anyio.ClosedResourceError):  # and after
+        await waiter.wait()
+
+
 @linux_only
 async def test_an_idle_waiter_uses_no_cpu(watched: Path) -> None:
     waiter = InotifyWaiter(watched)

@@ -22,8 +22,8 @@ CHANGE_COLUMNS = ["_change", "_commit_id", "_commit_seq", "_commit_time"]
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[udr.Lake]:
-    lake = udr.open(tmp_path / "lake")
+def db(tmp_path: Path, lake_kind: str) -> Iterator[udr.Lake]:
+    lake = udr.open(tmp_path / "lake" if lake_kind == "disk" else ":memory:")
     lake.create_table("orders", ORDERS, primary_key=["id"])
     lake.create_table("payments", PAYMENTS)
     try:

@@ -42,6 +42,7 @@ from udr.log.format import (
     BlobKind,
     ChunkId,
 )
+from udr.log.pins import hold_chunk, release_chunks
 from udr.materialize.data import (
     decode_before,
     decode_positions,
@@ -101,12 +102,12 @@ def erase(ctx: LakeContext, table: str, keys: TableData, *, reason: str, branch:
         )
         # An older udr would read the replaced chunks as they were: relabel before the commit point.
         ctx.log.upgrade_format(ERASURE_VERSION)
-        hook = ErasureStore(ctx.log.env, ctx.log.get_blob).index_hook(
+        hook = ErasureStore.of(ctx.log).index_hook(
             mapping, plan.erasure, plan.chunks, lambda: _unchanged(ctx, table, seen))
         # Placed on a moved head when the commits in between left the table alone (its before-image holds).
         cid, final = ctx.log.append(record, base=head, rebase=True, blobs=plan.blobs, hook=hook)
     finally:
-        ctx.log.env.release(plan.chunks)
+        release_chunks(ctx.log, plan.chunks)
     return commit_value(cid, final)
 
 
@@ -225,7 +226,7 @@ def _rewrite_chunk(ctx: LakeContext, table: str, frag: Fragment, key: list[str],
     def announce(chunk: ChunkId) -> None:
         # Registered and held before the file gets its name: a concurrent gc must not take it.
         ctx.log.register_intents([chunk])
-        ctx.log.env.hold(chunk)
+        hold_chunk(ctx.log, chunk)
         plan.chunks.append(chunk)
 
     written = store_parquet(rebatch(iter(blank.to_batches()), ROW_GROUP_ROWS), blank.schema, frag.schema,

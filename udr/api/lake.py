@@ -24,6 +24,7 @@ from udr.api.lake_refs import RefMethods
 from udr.api.lake_streams import StreamMethods
 from udr.api.transaction import Isolation, Transaction
 from udr.errors import UsageError
+from udr.log.memory import MemoryLogStore
 from udr.log.refspec import Ref
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
@@ -40,6 +41,8 @@ from udr.query.statements import check_not_writing, writing_kind
 from udr.remote.mirror import Mirror, open_mirror
 from udr.values import Commit
 
+# `udr.open(":memory:")`: a lake in memory, as DuckDB's `duckdb.connect(":memory:")`.
+MEMORY_LAKE = ":memory:"
 # "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -49,8 +52,9 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
     """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
 
     Args:
-        path: a local directory, or the URL of a lake in object storage (`s3://bucket/prefix`, `gs://...`,
-            `az://...`; see docs/remote.md).
+        path: a local directory, the URL of a lake in object storage (`s3://bucket/prefix`, `gs://...`,
+            `az://...`; see docs/remote.md), or ":memory:" for a new lake held in memory (its chunk files in a
+            temporary directory) that is gone once closed, for tests and scratch work.
         create: whether a missing lake is created; False raises `LakeNotFound` instead.
         cache: for a URL, the local directory that caches the remote lake (default
             `~/.cache/udr/<hash of the URL>`); it may be deleted at any time and is rebuilt from the remote lake.
@@ -63,6 +67,8 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
         FormatError: `path` is not a lake, or was written by a newer version of udr.
         StorageError: object storage failed (no credentials, access denied, network); `retryable` when it may pass.
     """
+    if str(path) == MEMORY_LAKE:
+        return Lake(Path(MEMORY_LAKE))
     if isinstance(path, str) and _URL.match(path):
         mirror = open_mirror(path, cache=cache, options=storage_options, create=create)
         return Lake(mirror.root, create=False, remote=mirror)
@@ -70,15 +76,16 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
 
 
 class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
-    """A handle on one lake directory. Use as a context manager or call `close()`."""
+    """A handle on one lake directory (or a lake in memory). Use as a context manager or call `close()`."""
 
     def __init__(self, path: Path, *, create: bool = True, remote: Mirror | None = None) -> None:
         self.path = path
-        log = LogStore(path, create=create, durable=remote is None)  # a remote lake's truth is remote
+        log = (MemoryLogStore() if str(path) == MEMORY_LAKE
+               else LogStore(path, create=create, durable=remote is None))  # a remote lake's truth is remote
         if remote is not None:  # a lake in object storage (udr.remote): `path` is its cache
             remote.attach(log)
         rows = RowReader(log, log.get_blob)
-        ctx = LakeContext(path, log, Materializer(log), rows, SnapshotServer(log, rows))
+        ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows))
         self._handle = Handle(ctx, LakeChanges(ctx), remote)
 
     def __enter__(self) -> Lake:

@@ -10,6 +10,7 @@ keeps every chunk any commit references, as before. Safe across threads and proc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta, timezone
 
 from udr.api.context import LakeContext
@@ -17,10 +18,8 @@ from udr.api.maintenance import verify as verify_lake
 from udr.errors import UsageError
 from udr.log.erasure import ErasureStore
 from udr.log.format import ChunkId, CommitId
-from udr.log.index import IndexTxn
 from udr.log.refs import check_name
-from udr.log.retention import RetentionStore, drop_blobs, protected, recent
-from udr.log.scrub import scrub
+from udr.log.retention import RetentionStore, collect_live, protected, recent
 from udr.materialize.retained import LiveData, live_data
 from udr.values import ExpireReport, Hold, RetentionPolicy, VerifyReport
 
@@ -106,19 +105,12 @@ def collect_garbage(ctx: LakeContext, progress: Callable[[int], None] | None) ->
     if not _pruned(ctx, store):
         return ctx.log.collect_garbage(progress)
 
-    dropped = 0
-
-    def keep(txn: IndexTxn) -> tuple[set[ChunkId], int]:
-        nonlocal dropped
+    def live() -> tuple[set[ChunkId], AbstractSet[str]]:
         # Runs under the log's write lock: the expired records, erasures and the log cannot change meanwhile.
-        live = live_data(ctx.log, ctx.materializer, store.all_expired())
-        dropped = drop_blobs(ctx.log, txn, live.blobs.keys())
-        return live.chunks, dropped
+        found = live_data(ctx.log, ctx.materializer, store.all_expired())
+        return found.chunks, found.blobs.keys()
 
-    freed = ctx.log.collect_garbage(progress, keep=keep)
-    if dropped and ErasureStore(ctx.log.env, ctx.log.get_blob).generation():
-        scrub(ctx.log.env)  # no byte of an erased row may stay in the log's freed pages
-    return freed
+    return collect_live(ctx.log, progress, live)
 
 
 def verify(ctx: LakeContext, progress: Callable[[int, int], None] | None) -> VerifyReport:
@@ -135,4 +127,4 @@ def kept_data(ctx: LakeContext) -> LiveData | None:
 
 def _pruned(ctx: LakeContext, store: RetentionStore) -> bool:
     """Whether some version's data was expired or replaced by an erasure (gc then keeps only what is live)."""
-    return store.any_expired() or ErasureStore(ctx.log.env, ctx.log.get_blob).generation() > 0
+    return store.any_expired() or ErasureStore.of(ctx.log).generation() > 0

@@ -22,6 +22,7 @@ import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, Deletes, TableOp
@@ -128,12 +129,27 @@ def replace_record(record: CommitRecord, erasures: Iterable[Erasure]) -> CommitR
     return replace(record, tables=tables)
 
 
+class ErasureLog(Protocol):
+    """What an `ErasureStore` reads of a lake log (a `LogStore`)."""
+
+    env: Environment
+
+    def get_blob(self, blob: BlobId, kind: BlobKind) -> bytes:
+        """The payload of a blob stored in the log."""
+        ...
+
+
 class ErasureStore:
     """The erasure index of one lake's log."""
 
     def __init__(self, env: Environment, blobs: BlobGetter) -> None:
         self._env = env
         self._blobs = blobs
+
+    @classmethod
+    def of(cls, log: ErasureLog) -> ErasureStore:
+        """The erasure index of `log` (how the layers above `udr.log` reach it)."""
+        return cls(log.env, log.get_blob)
 
     def generation(self) -> int:
         """How many erasures the lake holds (readers cache folded snapshots per generation)."""

@@ -130,6 +130,11 @@ class GroupStore:
     def __init__(self, env: Environment) -> None:
         self._env = env
 
+    @classmethod
+    def of(cls, log: LogStore) -> GroupStore:
+        """The group records of `log` (how the layers above `udr.log` reach them)."""
+        return cls(log.env)
+
     # -- reading ----------------------------------------------------------------------------------------
 
     def position(self, group: str) -> Position | None:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -88,7 +89,7 @@ class _Shared:
     held: Counter[str]
     # Group commit of a durable environment (None: the cache, never synced).
     syncer: SyncMark | None
-    # How it was opened (path, sub-database names, durable, map size), for `Environment.renew`.
+    # How it was opened (path, sub-database names, durable, map size), for `LmdbEnvironment.renew`.
     how: tuple[Path, tuple[bytes, ...], bool, int]
     watcher: WriteWatcher | None = None
 
@@ -188,7 +189,76 @@ def open_failure(path: Path, exc: lmdb.Error) -> UdrError:
                     "space and that no other program holds its lock, then retry")
 
 
-class Environment:
+class Environment(Protocol):
+    """What the log's modules need of an environment: named sub-databases, snapshot reads, serialized atomic
+    writes. `LmdbEnvironment` keeps it in files; `udr.log.memory.MemoryEnvironment` in dicts (for tests and
+    in-memory lakes). Nothing outside `udr/log` sees one: upper layers go through the log's typed stores."""
+
+    def db(self, name: bytes) -> lmdb._Database:
+        """Return the handle of sub-database `name`."""
+        ...
+
+    def read(self) -> AbstractContextManager[IndexTxn]:
+        """A read-only snapshot transaction."""
+        ...
+
+    def write(self, *, watched: bool = True) -> AbstractContextManager[IndexTxn]:
+        """A write transaction: committed (durably, for a durable log) on clean exit, aborted on error."""
+        ...
+
+    def watch(self, watcher: WriteWatcher | None) -> None:
+        """Have `watcher` see every watched write transaction (None: stop)."""
+        ...
+
+    def hold(self, chunk: str) -> None:
+        """Note that an open transaction of this process will commit `chunk` (gc keeps it)."""
+        ...
+
+    def release(self, chunks: Iterable[str]) -> None:
+        """The transaction holding `chunks` ended."""
+        ...
+
+    def held(self) -> set[str]:
+        """Chunks held by open transactions of this process."""
+        ...
+
+    def free_pages(self) -> tuple[int, int]:
+        """(page size, pages of the data file no sub-database uses)."""
+        ...
+
+    def renew(self) -> None:
+        """Drop every buffer that may hold bytes of deleted values."""
+        ...
+
+    def last_txnid(self) -> int:
+        """The id of the newest write transaction: a change means some writer committed since."""
+        ...
+
+    def published(self, txnid: int) -> bool:
+        """Whether new readers already see write transaction `txnid`."""
+        ...
+
+    def wait_published(self, limit: float = 1.0) -> None:
+        """Wait (at most `limit` seconds) until new readers see every committed write transaction."""
+        ...
+
+    def clear(self) -> None:
+        """Empty every sub-database."""
+        ...
+
+    def close(self) -> None:
+        """Release this handle."""
+        ...
+
+
+class LogEnvironments(Protocol):
+    """A lake log's environments (a `LogStore`), as the modules that `udr.log.store` does not need take it."""
+
+    env: Environment
+    cache: Environment
+
+
+class LmdbEnvironment:
     """One LMDB environment with its named sub-databases, shared within the process."""
 
     def __init__(self, path: Path, names: tuple[bytes, ...], *, durable: bool, map_size: int) -> None:
@@ -324,17 +394,17 @@ class Environment:
         self._shared = None
 
 
-def open_log_env(path: Path, *, durable: bool = True) -> Environment:
+def open_log_env(path: Path, *, durable: bool = True) -> LmdbEnvironment:
     """Open (creating if needed) the log environment: durable unless it replays a log kept elsewhere (the cache
     of a lake in object storage, whose lost transactions the next pull re-applies)."""
     path.mkdir(parents=True, exist_ok=True)
-    return Environment(path, LOG_DBS, durable=durable, map_size=LOG_MAP_SIZE)
+    return LmdbEnvironment(path, LOG_DBS, durable=durable, map_size=LOG_MAP_SIZE)
 
 
-def open_cache_env(path: Path) -> Environment:
+def open_cache_env(path: Path) -> LmdbEnvironment:
     """Open (creating if needed) the derived-state cache environment."""
     path.mkdir(parents=True, exist_ok=True)
-    return Environment(path, CACHE_DBS, durable=False, map_size=CACHE_MAP_SIZE)
+    return LmdbEnvironment(path, CACHE_DBS, durable=False, map_size=CACHE_MAP_SIZE)
 
 
 class _Codecs(threading.local):

@@ -49,6 +49,7 @@ from udr.log.groups import (
     position_from,
 )
 from udr.log.index import Environment, IndexTxn
+from udr.log.store import LogStore
 
 MAX_PARTITIONS = 4096
 
@@ -105,6 +106,11 @@ class MemberStore:
 
     def __init__(self, env: Environment) -> None:
         self._env = env
+
+    @classmethod
+    def of(cls, log: LogStore) -> MemberStore:
+        """The members' records of `log` (how the layers above `udr.log` reach them)."""
+        return cls(log.env)
 
     def state(self, group: str) -> GroupState | None:
         """`group`'s partitions and members, None if it has no members' records."""

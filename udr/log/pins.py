@@ -10,7 +10,7 @@ safe across threads and processes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from udr.errors import ConflictError, UsageError
 from udr.log.format import DB_INTENTS, DB_PINS, ChunkId
@@ -91,3 +91,14 @@ class PinStore:
                 keys.append(key)
         return keys
 
+
+
+def hold_chunk(log: LogStore, chunk: ChunkId) -> None:
+    """Note that an open transaction of this process will commit `chunk`, so gc keeps it until
+    `release_chunks` (any handle of the lake in this process sees the hold)."""
+    log.env.hold(chunk)
+
+
+def release_chunks(log: LogStore, chunks: Iterable[ChunkId]) -> None:
+    """The transaction that held `chunks` (`hold_chunk`) committed or ended."""
+    log.env.release(chunks)

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 
 from udr.errors import CorruptionError, Expired, RefNotFound, UsageError
 from udr.log import graph
+from udr.log.erasure import ErasureStore
 from udr.log.format import (
     DB_BLOBS,
     DB_EXPIRED,
@@ -35,10 +36,12 @@ from udr.log.format import (
     RETENTION_HOLD,
     RETENTION_POLICY,
     BlobKind,
+    ChunkId,
     CommitId,
 )
 from udr.log.groups import GroupStore
 from udr.log.index import IndexTxn
+from udr.log.scrub import scrub
 from udr.log.store import LogStore
 from udr.values import Hold, RetentionPolicy
 
@@ -234,6 +237,25 @@ def drop_blobs(log: LogStore, txn: IndexTxn, keep: AbstractSet[str]) -> int:
     return sum(size for _, size in doomed)
 
 
+def collect_live(log: LogStore, progress: Callable[[int], None] | None,
+                 live: Callable[[], tuple[set[ChunkId], AbstractSet[str]]]) -> int:
+    """`LogStore.collect_garbage` keeping only the chunks and log blobs `live()` names (it runs under the log's
+    write lock, so no commit lands meanwhile); return bytes freed. Once an erasure exists, the log is then
+    scrubbed (`udr.log.scrub`) if blobs were dropped: no byte of an erased row may stay in its freed pages."""
+    dropped = 0
+
+    def keep(txn: IndexTxn) -> tuple[set[ChunkId], int]:
+        nonlocal dropped
+        chunks, blobs = live()
+        dropped = drop_blobs(log, txn, blobs)
+        return chunks, dropped
+
+    freed = log.collect_garbage(progress, keep=keep)
+    if dropped and ErasureStore.of(log).generation():
+        scrub(log.env)
+    return freed
+
+
 def protected(log: LogStore) -> dict[CommitId, str]:
     """Every version that is never expired -> why: branch heads, tags, holds, and what consumer groups need.
 
@@ -247,7 +269,7 @@ def protected(log: LogStore) -> dict[CommitId, str]:
         out.setdefault(commit, f"tag {name!r}")
     for name, hold in RetentionStore(log).holds().items():
         out.setdefault(CommitId(hold.commit_id), f"hold {name!r}")
-    for name, position in GroupStore(log.env).positions().items():
+    for name, position in GroupStore.of(log).positions().items():
         head = log.head(position.branch)
         unread = False  # whether the commit at the position still has batches the group will read
         for commit, record in graph.first_parents(log, head):

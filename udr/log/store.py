@@ -31,12 +31,7 @@ from udr.errors import (
     close_matches,
 )
 from udr.log.chunks import FileChunkStore
-from udr.log.commits import (
-    CommitRecord,
-    commit_id,
-    decode_commit,
-    encode_commit,
-)
+from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
 from udr.log.format import (
     CACHE_DIR,
     COLUMN_IDS_VERSION,
@@ -106,8 +101,11 @@ def _open_cache(path: Path) -> Environment:
 class LogStore:
     """The log of one lake directory: append commits, read them back, move refs."""
 
-    def __init__(self, root: Path, *, create: bool = True, durable: bool = True) -> None:
+    def __init__(self, root: Path, *, create: bool = True, durable: bool = True,
+                 envs: tuple[Environment, Environment] | None = None) -> None:
         """Open the lake at `root`, creating an empty one if missing or empty (and `create`); fsync unless not `durable`.
+
+        `envs` (log, cache) replace the LMDB environments under `root` (`udr.log.memory.MemoryLogStore`).
 
         Raises:
             LakeNotFound: no lake at `root` and `create` is False.
@@ -120,11 +118,11 @@ class LogStore:
             raise LakeNotFound(f"no lake at {root}; run `udr init {root}`")
         self.version = version if version is not None else FORMAT_VERSION
         root.mkdir(parents=True, exist_ok=True)
-        self.env = open_log_env(root / LOG_DIR, durable=durable)
+        self.env: Environment = envs[0] if envs else open_log_env(root / LOG_DIR, durable=durable)
         try:
             if version is not None:
                 self.version = self._checked_meta_version(version)
-            self.cache = _open_cache(root / CACHE_DIR)
+            self.cache: Environment = envs[1] if envs else _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
             # Decoded records by id: a record is immutable and verified against its id when first read.
             self._records: dict[CommitId, CommitRecord] = {}

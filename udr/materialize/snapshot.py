@@ -18,19 +18,16 @@ from operator import itemgetter
 from typing import NamedTuple, TypeAlias
 
 from udr.errors import CorruptionError
+from udr.log.activity import last_write, pruning
 from udr.log.commits import CommitRecord, TableOp, content_id
 from udr.log.erasure import Erasure, ErasureStore, replace_record
 from udr.log.format import (
     CACHE_STATE_TAG,
-    DB_ERASURES,
-    DB_EXPIRED,
-    DB_SNAPSHOTS,
-    DB_TABLESTATES,
     BlobId,
     ChunkId,
     CommitId,
 )
-from udr.log.index import IndexTxn
+from udr.log.snapcache import CacheView, SnapshotCache
 from udr.log.store import LogStore
 
 _MEMORY_CACHE = 512
@@ -232,7 +229,8 @@ class Materializer:
         self._segment_ids: dict[tuple[FragmentState, ...], str] = {}
         # Erasures replace chunks in every version (udr.log.erasure): snapshots are folded through their
         # maps, and cached per generation (how many erasures there are), so none outlives a new erasure.
-        self._erasures = ErasureStore(log.env, log.get_blob)
+        self._erasures = ErasureStore.of(log)
+        self._cache = SnapshotCache(log)
         self._generation = 0
         self._maps: tuple[Erasure, ...] = ()
         # The log write transaction the two figures below were read at, and whether any version expired.
@@ -250,19 +248,16 @@ class Materializer:
         return self._expired
 
     def _refresh(self) -> None:
-        env = self._log.env
-        # Read from LMDB's meta pages in memory: unchanged means no write since the figures were read.
-        if env.last_txnid() == self._seen:
+        # Read from memory: unchanged means no write since the figures were read.
+        if last_write(self._log) == self._seen:
             return
-        with env.read() as txn:
-            seen = int(txn.id())
-            generation = int(txn.stat(env.db(DB_ERASURES))["entries"])
-            self._expired = int(txn.stat(env.db(DB_EXPIRED))["entries"]) > 0
-        if generation != self._generation:
+        found = pruning(self._log)
+        self._expired = found.expired
+        if found.erasures != self._generation:
             self._maps = tuple(self._erasures.erasures())
             self._memory.clear()
-            self._generation = generation
-        self._seen = seen
+            self._generation = found.erasures
+        self._seen = found.write
 
     def _key(self, cid: CommitId) -> bytes:
         return cid.encode() if not self._generation else f"{cid}:{self._generation}".encode()
@@ -335,26 +330,26 @@ class Materializer:
         self._pool.clear()
 
     def _stored(self, cid: CommitId) -> bool:
-        cache = self._log.cache
-        with cache.read() as txn:
-            return txn.get(self._key(cid), db=cache.db(DB_SNAPSHOTS)) is not None
+        return self._cache.snapshot(self._key(cid)) is not None
 
     def _load(self, cid: CommitId) -> dict[str, TableState] | None:
-        cache = self._log.cache
-        with cache.read() as txn:
-            raw = txn.get(self._key(cid), db=cache.db(DB_SNAPSHOTS))
+        key = self._key(cid)
+        if self._cache.snapshot(key) is None:  # most ancestors a fold walks have none: no view for those
+            return None
+        with self._cache.reading() as view:
+            raw = view.snapshot(key)
             if raw is None:
                 return None
             out: dict[str, TableState] = {}
             try:
                 for name, state_id in json.loads(raw).items():
-                    record = _untag(txn.get(state_id.encode(), db=cache.db(DB_TABLESTATES)))
+                    record = _untag(view.state(state_id))
                     if record is None:
                         return None
                     schema, pk, segment_ids = marshal.loads(record)
                     fragments: tuple[FragmentState, ...] = ()
                     for segment_id in segment_ids:
-                        segment = self._segment(txn, segment_id)
+                        segment = self._segment(view, segment_id)
                         if segment is None:
                             return None
                         fragments += segment
@@ -364,21 +359,19 @@ class Materializer:
                 return None
         return out
 
-    def _segment(self, txn: IndexTxn, segment_id: str) -> tuple[FragmentState, ...] | None:
+    def _segment(self, view: CacheView, segment_id: str) -> tuple[FragmentState, ...] | None:
         found = self._segments.get(segment_id)
         if found is None:
-            data = _untag(txn.get(segment_id.encode(), db=self._log.cache.db(DB_TABLESTATES)))
+            data = _untag(view.state(segment_id))
             if data is None:
                 return None
             found = self._segments[segment_id] = self._pool.intern_all(marshal.loads(data))
         return found
 
     def _store(self, cid: CommitId, snap: Mapping[str, TableState]) -> None:
-        cache = self._log.cache
-        db = cache.db(DB_TABLESTATES)
         if len(self._segments) > _MEMORY_SEGMENTS:
             self._forget_segments()
-        with cache.write() as txn:
+        with self._cache.writing() as view:
             ids: dict[str, str] = {}
             for name, state in snap.items():
                 segment_ids = []
@@ -387,19 +380,19 @@ class Materializer:
                     if segment_id is None:
                         data = _pack(tuple(map(tuple, segment)))
                         segment_id = content_id(data)
-                        txn.put(segment_id.encode(), data, db=db, overwrite=False)
+                        view.put_state(segment_id, data)
                         self._segments.setdefault(segment_id, segment)
                         self._segment_ids[segment] = segment_id
                     segment_ids.append(segment_id)
                 record = _pack((state.schema, state.primary_key, tuple(segment_ids)))
                 state_id = content_id(record)
-                txn.put(state_id.encode(), record, db=db, overwrite=False)
+                view.put_state(state_id, record)
                 ids[name] = state_id
-            txn.put(self._key(cid), json.dumps(ids, sort_keys=True).encode(), db=cache.db(DB_SNAPSHOTS))
+            view.put_snapshot(self._key(cid), json.dumps(ids, sort_keys=True).encode())
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Throw every cached snapshot away and fold the whole log again; return commits replayed."""
-        self._log.cache.clear()
+        self._cache.clear()
         self._memory.clear()
         self._forget_segments()
         total = self._log.last_seq() + 1

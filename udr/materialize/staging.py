@@ -34,6 +34,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.pins import hold_chunk, release_chunks
 from udr.log.store import LogStore
 from udr.materialize import schemas
 from udr.materialize.data import (
@@ -274,7 +275,7 @@ class Staging:
             self._log.register_intents([chunk])
             if chunk not in self._chunks:
                 self._chunks.add(chunk)
-                self._log.env.hold(chunk)
+                hold_chunk(self._log, chunk)
 
         return self._log.chunks.put_written(write, announce)
 
@@ -397,7 +398,7 @@ class Staging:
 
     def release(self) -> None:
         """Stop protecting this staging's chunks from `gc` (it committed or was abandoned)."""
-        self._log.env.release(self._chunks)
+        release_chunks(self._log, self._chunks)
 
 
 def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:

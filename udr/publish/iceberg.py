@@ -109,7 +109,7 @@ def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, 
             # Iceberg names files by URI and readers (pyiceberg) parse "#", "?" and "%" as URI syntax.
             raise UsageError(f"{place} contains '#', '?' or '%', which Iceberg readers misread in file URIs; "
                              "use a path without them")
-    erasures = ErasureStore(log.env, log.get_blob)
+    erasures = ErasureStore.of(log)
     ctx = _Context(log, materializer, rows, dest.resolve(), branch, head, erasures.generation())
     names = sorted(materializer.snapshot(head)) if tables is None else list(tables)
     added = {name: _publish_table(ctx, name) for name in names}

@@ -42,7 +42,7 @@ _REFS_SCHEMA = pa.schema([("name", pa.string()), ("kind", pa.string()), ("commit
 
 def _group_positions(log: LogStore) -> dict[str, CommitId]:
     out = {}
-    for name, position in GroupStore(log.env).positions().items():
+    for name, position in GroupStore.of(log).positions().items():
         cid = log.commit_at_seq(position.cursor.seq) if position.cursor.seq >= 0 else None
         if cid is not None:
             out[name] = cid

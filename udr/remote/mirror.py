@@ -35,28 +35,13 @@ from udr.errors import (
     UsageError,
 )
 from udr.log.chunks import FileChunkStore
-from udr.log.format import (
-    DB_META,
-    DB_SEQS,
-    LOG_DIR,
-    META_REMOTE_URL,
-    REMOTE_CHUNK_PREFIX,
-    ChunkId,
-)
-from udr.log.index import Environment, IndexTxn, open_log_env
+from udr.log.format import REMOTE_CHUNK_PREFIX, ChunkId
 from udr.log.label import read_format, write_label
 from udr.log.placement import HeadMoved
+from udr.log.replica import Position, Replica, ReplicaTxn, open_replica
 from udr.log.store import LogStore
 from udr.remote.log import Entry, RemoteLog
-from udr.remote.replay import (
-    Position,
-    applied,
-    apply,
-    collect,
-    lake_format,
-    position,
-    set_applied,
-)
+from udr.remote.replay import apply, collect
 from udr.remote.store import ObjectStore, open_store
 
 # Parallel transfers of chunk files: obstore releases the GIL while a request is in flight.
@@ -100,16 +85,16 @@ class Mirror:
         return self.store.url
 
     @property
-    def _live(self) -> Environment:
+    def _live(self) -> Replica:
         if self._log is None:
             raise UsageError(f"the cache of {self.url} is not attached to an open lake")
-        return self._log.env
+        return Replica.of(self._log)
 
     def attach(self, log: LogStore) -> None:
         """Publish every write of `log` (the cache's, opened by a lake) and fetch its chunk files on first read.
         Touches no network: `open_mirror` pulled."""
         self._log = log
-        log.env.watch(self)
+        Replica.of(log).watch(self)
         log.chunks.fetch_missing(self.fetch)
 
     def fetch(self, chunk: ChunkId) -> bytes | None:
@@ -124,11 +109,11 @@ class Mirror:
 
     # -- the write watcher --------------------------------------------------------------------------------
 
-    def begin(self, txn: IndexTxn) -> object:
+    def begin(self, txn: ReplicaTxn) -> object:
         """Note where the cache's log stands as `txn` begins."""
-        return position(self._live, txn)
+        return txn.position()
 
-    def finish(self, txn: IndexTxn, began: object) -> None:
+    def finish(self, txn: ReplicaTxn, began: object) -> None:
         """Publish what `txn` wrote: upload its chunks, then create the next remote entry (the commit point).
 
         Raises:
@@ -136,9 +121,8 @@ class Mirror:
                 commits, and the writer re-applies its changes on them.
             StorageError: the store failed; `txn` aborts.
         """
-        env = self._live
-        seq = applied(env, txn) + 1
-        found = collect(env, txn, cast(Position, began), seq)
+        seq = txn.applied() + 1
+        found = collect(txn, cast(Position, began), seq)
         if found is None:
             return
         entry, chunks = found
@@ -146,7 +130,7 @@ class Mirror:
         if not self.log.append(entry):
             self._stale = True
             raise _lost(self.url, entry)
-        set_applied(env, txn, seq)
+        txn.set_applied(seq)
 
     def aborted(self) -> None:
         """After a lost publish, pull the winners' entries (in a transaction of their own, which commits)."""
@@ -164,17 +148,17 @@ class Mirror:
         """
         return self._pull_into(self._live)
 
-    def _pull_into(self, env: Environment) -> int:
-        with env.read() as txn:
-            start = applied(env, txn) + 1
+    def _pull_into(self, replica: Replica) -> int:
+        with replica.reading() as txn:
+            start = txn.applied() + 1
         entries = list(self.log.entries_from(start))
         if not entries:
             return 0
-        with env.write(watched=False) as txn:
-            done = applied(env, txn)
+        with replica.writing(watched=False) as txn:
+            done = txn.applied()
             for entry in entries:
                 if entry.seq == done + 1:  # a thread or process sharing the cache may have applied some
-                    apply(env, txn, entry)
+                    apply(txn, entry)
                     done = entry.seq
         return len(entries)
 
@@ -260,11 +244,8 @@ def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapp
     mirror = Mirror(store, root)
     first = mirror.log.read(0)
     if read_format(root) is not None and _cache_matches(mirror, first):
-        env = open_log_env(root / LOG_DIR)
-        try:
-            mirror._pull_into(env)
-        finally:
-            env.close()
+        with open_replica(root) as replica:
+            mirror._pull_into(replica)
         return mirror
     if first is None:
         if not create:
@@ -279,20 +260,16 @@ def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapp
 def _cache_matches(mirror: Mirror, first: Entry | None) -> bool:
     """Whether the lake at the cache directory replays `mirror`'s remote lake (else it is deleted)."""
     try:
-        env = open_log_env(mirror.root / LOG_DIR)
+        with open_replica(mirror.root) as replica, replica.reading() as txn:
+            url = txn.remote_url()
+            root_commit = txn.root_commit()
     except FormatError:
         shutil.rmtree(mirror.root)  # damaged by a system crash (a cache is never fsynced): rebuild it
         return False
-    try:
-        with env.read() as txn:
-            url = txn.get(META_REMOTE_URL, db=env.db(DB_META))
-            root_commit = txn.get((0).to_bytes(8, "big"), db=env.db(DB_SEQS))
-    finally:
-        env.close()
     if url is None:
         raise UsageError(f"{mirror.root} is a local lake, not a cache of {mirror.url}; give another cache directory")
-    if url.decode() == mirror.url and first is not None and first.commits \
-            and root_commit is not None and root_commit.decode() == first.commits[0][0]:
+    if url == mirror.url and first is not None and first.commits \
+            and root_commit is not None and root_commit == first.commits[0][0]:
         return True
     shutil.rmtree(mirror.root)
     return False
@@ -301,18 +278,14 @@ def _cache_matches(mirror: Mirror, first: Entry | None) -> bool:
 def _create(mirror: Mirror) -> bool:
     """Make a new lake in the cache and publish it as remote entry 0; False if another writer made one first."""
     LogStore(mirror.root).close()
-    env = open_log_env(mirror.root / LOG_DIR)
-    try:
-        with env.write(watched=False) as txn:
-            found = collect(env, txn, Position(-1, 0), 0)
-            if found is None:
-                raise CorruptionError(f"the new lake at {mirror.root} has no root commit")
-            won = mirror.log.append(found[0])
-            if won:
-                txn.put(META_REMOTE_URL, mirror.url.encode(), db=env.db(DB_META))
-                set_applied(env, txn, 0)
-    finally:
-        env.close()
+    with open_replica(mirror.root) as replica, replica.writing(watched=False) as txn:
+        found = collect(txn, Position(-1, 0), 0)
+        if found is None:
+            raise CorruptionError(f"the new lake at {mirror.root} has no root commit")
+        won = mirror.log.append(found[0])
+        if won:
+            txn.set_remote_url(mirror.url)
+            txn.set_applied(0)
     return won
 
 
@@ -320,15 +293,11 @@ def _bootstrap(mirror: Mirror) -> None:
     """Build the cache from the remote log alone; the FORMAT label, written last, marks it complete."""
     entries = list(mirror.log.entries_from(0))
     mirror.root.mkdir(parents=True, exist_ok=True)
-    env = open_log_env(mirror.root / LOG_DIR)
-    try:
-        with env.write(watched=False) as txn:
-            txn.put(META_REMOTE_URL, mirror.url.encode(), db=env.db(DB_META))
-            if entries:
-                txn.put(b"format_version", str(entries[0].format).encode(), db=env.db(DB_META))
-            for entry in entries:
-                apply(env, txn, entry)
-            version = lake_format(env, txn)
-    finally:
-        env.close()
+    with open_replica(mirror.root) as replica, replica.writing(watched=False) as txn:
+        txn.set_remote_url(mirror.url)
+        if entries:
+            txn.set_format(entries[0].format)
+        for entry in entries:
+            apply(txn, entry)
+        version = txn.lake_format()
     write_label(mirror.root, version)

@@ -21,21 +21,18 @@ from udr.errors import ConflictError, LakeNotFound, UsageError
 from udr.log import graph
 from udr.log.chunks import FileChunkStore
 from udr.log.format import (
-    DB_META,
     FORMAT_VERSION,
-    LOG_DIR,
-    META_REMOTE_APPLIED,
     REF_BRANCH,
     REF_TAG,
     ChunkId,
     CommitId,
 )
-from udr.log.index import open_log_env
 from udr.log.label import read_format, write_label
+from udr.log.replica import Position, Replica, open_replica
 from udr.log.store import LogStore
 from udr.remote.log import Entry, RemoteLog
 from udr.remote.mirror import open_mirror, upload
-from udr.remote.replay import apply, commits_after, lake_format
+from udr.remote.replay import apply
 from udr.remote.store import open_store
 
 Location = str | os.PathLike[str]
@@ -142,12 +139,13 @@ def transfer(src: Location, dst: Location, *, branches: Sequence[str] | None = N
             raise ConflictError(f"the logs of {src} and {dst} have diverged (the target has commits the source "
                                 "lacks); pull first")
         moves = _moves(source, have, want, branches)
-        with source.env.read() as txn:
-            commits, blobs, chunks = commits_after(source.env, txn, len(have.commits) - 1)
-            version = lake_format(source.env, txn)
+        with Replica.of(source).reading() as txn:
+            suffix = txn.suffix(Position(len(have.commits) - 1, 0))
+            version = txn.lake_format()
+        commits, blobs, chunks = suffix.commits, suffix.blobs, set(suffix.chunks)
         if not commits and not moves:
             return 0
-        entry = Entry(have.entries, version, tuple(commits), blobs, tuple(moves))
+        entry = Entry(have.entries, version, commits, blobs, tuple(moves))
         if _is_url(dst):
             upload(remote.store, source.chunks, sorted(chunks))
             if not remote.append(entry):
@@ -176,14 +174,10 @@ def _apply_local(root: Path, entry: Entry, chunks: FileChunkStore, wanted: set[C
         if not target.exists(chunk):
             target.put(chunks.get(chunk))
     new = read_format(root) is None
-    env = open_log_env(root / LOG_DIR)
-    try:
-        with env.write() as txn:
-            if new:
-                txn.put(b"format_version", str(entry.format or FORMAT_VERSION).encode(), db=env.db(DB_META))
-            apply(env, txn, entry, track=False)
-            txn.delete(META_REMOTE_APPLIED, db=env.db(DB_META))
-    finally:
-        env.close()
+    with open_replica(root) as replica, replica.writing() as txn:
+        if new:
+            txn.set_format(entry.format or FORMAT_VERSION)
+        apply(txn, entry, track=False)
+        txn.set_applied(None)
     if new:
         write_label(root, entry.format)

@@ -20,11 +20,11 @@ from udr.values import GroupInfo, MemberInfo, PartitionInfo
 
 def group_infos(log: LogStore) -> list[GroupInfo]:
     """Every group that has a position (it acknowledged a batch or was reset) or members, by name."""
-    store = GroupStore(log.env)
+    store = GroupStore.of(log)
     leases = store.leases()
     out = [_info(log, name, position, active=name in leases and lease_alive(leases[name]))
            for name, position in store.positions().items()]
-    for name, state in MemberStore(log.env).states().items():
+    for name, state in MemberStore.of(log).states().items():
         oldest = min((p.position for p in state.partitions), key=lambda p: p.cursor.sort_key())
         info = _info(log, name, oldest, active=bool(state.live()))
         members = tuple(MemberInfo(m, lease_alive(lease), lease.pid,
@@ -44,9 +44,9 @@ def group_resume(log: LogStore, group: str, branch: str) -> Cursor | None:
     Raises:
         UsageError: the group consumes another branch.
     """
-    state = MemberStore(log.env).state(group)
+    state = MemberStore.of(log).state(group)
     position = (min((p.position for p in state.partitions), key=lambda p: p.cursor.sort_key()) if state is not None
-                else GroupStore(log.env).position(group))
+                else GroupStore.of(log).position(group))
     if position is not None and position.branch != branch:
         raise UsageError(f"group {group!r} consumes branch {position.branch!r}, not {branch!r}; use another group "
                          f"or move it with reset_group({group!r}, to=..., branch={branch!r})")
@@ -61,13 +61,13 @@ def reset_group(log: LogStore, group: str, *, seq: int, branch: str) -> None:
     Raises:
         GroupBusy: a live subscriber consumes the group (for a group with members: any member).
     """
-    members = MemberStore(log.env)
+    members = MemberStore.of(log)
     state = members.state(group)
     if state is not None:
         tables = state.partitions[0].position.tables
         members.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
         return
-    store = GroupStore(log.env)
+    store = GroupStore.of(log)
     old = store.position(group)
     tables = old.tables if old is not None else None
     store.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
@@ -80,8 +80,8 @@ def delete_group(log: LogStore, group: str) -> None:
         GroupBusy: a live subscriber consumes the group.
         UsageError: there is no such group.
     """
-    deleted = MemberStore(log.env).delete(group)
-    deleted = GroupStore(log.env).delete(group) or deleted
+    deleted = MemberStore.of(log).delete(group)
+    deleted = GroupStore.of(log).delete(group) or deleted
     if not deleted:
         raise UsageError(f"there is no consumer group {group!r}; `udr groups` lists them")
 

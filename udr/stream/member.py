@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from udr.errors import AckError, GroupBusy
+from udr.log.activity import last_write
 from udr.log.groups import Cursor, Lease, Position, lease_alive
 from udr.log.members import GroupState, MemberStore, PartitionAck
 from udr.log.store import LogStore
@@ -56,7 +57,7 @@ class MemberFeed:
         self.group, self.member, self.branch = group, member, branch
         self.token = secrets.token_hex(16)
         self._log = log
-        self._store = MemberStore(log.env)
+        self._store = MemberStore.of(log)
         self._source = source
         self._max_rows = max_rows
         origin = Position(start, time.time_ns() // 1000, branch, tuple(sorted(tables)) if tables is not None else None)
@@ -187,7 +188,7 @@ class MemberFeed:
     def _sync(self, *, may_write: bool) -> bool:
         """Bring ownership up to date with the group's records; False if that needs a write and
         `may_write` is False (nothing changed then)."""
-        txnid = self._log.env.last_txnid()
+        txnid = last_write(self._log)
         if txnid == self._synced_at:
             return True
         state = self._store.state(self.group)

@@ -11,7 +11,7 @@ another branch, a write before the commit point), so callers re-read the log aft
 that lose no wake-up: `wait()` drains pending notifications *before* returning, and the caller reads the
 log after that, so a commit landing after the drain leaves a notification that ends the next `wait()`; and
 since LMDB writes a commit's last page a moment before readers can see it, the caller first lets what was
-written become visible (`Environment.wait_published`).
+written become visible (`udr.log.activity.wait_published`).
 
 `wake()` is safe from any thread; `wait()` and `aclose()` belong to the one task that owns the waiter.
 """
@@ -141,9 +141,18 @@ class PollWaiter:
         self._local.wake()
 
     async def wait(self) -> None:
-        """Return after `interval` seconds or a `wake()`, whichever comes first."""
+        """Return after `interval` seconds or a `wake()`, whichever comes first.
+
+        Raises:
+            anyio.ClosedResourceError: the waiter was closed before or during the wait.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
         with anyio.move_on_after(self._interval):
             await anyio.wait_readable(self._local.recv)
+        # Closed by another task as the interval ran out: the socket pair is gone, nothing to drain.
+        if self._closed:
+            raise anyio.ClosedResourceError
         self._local.drain()
 
     async def aclose(self) -> None:

@@ -45,6 +45,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from udr.errors import AckError, UsageError
+from udr.log.activity import last_write, published, wait_published
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position, write_acks
 from udr.log.store import LogStore
@@ -96,7 +97,7 @@ class Subscription:
         self.branch, self.group, self.max_rows = branch, group, max_rows
         self.tables = tuple(sorted(tables)) if tables is not None else None
         self._log = log
-        self._groups = GroupStore(log.env)
+        self._groups = GroupStore.of(log)
         self._token = secrets.token_hex(16)
         self._unacked: deque[Delivery] = deque()
         self._member: MemberFeed | None = None
@@ -177,7 +178,7 @@ class Subscription:
         try:
             while not self._closed:
                 await self._settled()
-                newest = self._log.env.last_txnid()
+                newest = last_write(self._log)
                 if not self._ready and newest != self._looked_at:
                     quick = self._quick_look(newest)
                     if quick is None:
@@ -212,7 +213,7 @@ class Subscription:
                 if idle.cancelled_caught:
                     self._member.recheck()
                     self._looked_at = -1
-            if self._closed or self._log.env.last_txnid() != self._looked_at:
+            if self._closed or last_write(self._log) != self._looked_at:
                 return
 
     # -- acknowledging --------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ class Subscription:
     def _quick_look(self, looked_at: int) -> list[tuple[ChangeBatch, Cursor]] | None:
         """Read the next batch here when that needs no file and no waiting, else None (use `_look`).
         `looked_at` is the log's newest write transaction, read just before."""
-        if not self._log.env.published(looked_at) or not self._feed.next_is_light():
+        if not published(self._log, looked_at) or not self._feed.next_is_light():
             return None
         item = self._feed.next_batch()
         # One batch only: anything after it is read in the next look, which starts at once.
@@ -347,9 +348,9 @@ class Subscription:
 
     def _look(self) -> None:
         """Read ahead into the ready queue (in a worker thread)."""
-        self._looked_at = self._log.env.last_txnid()
+        self._looked_at = last_write(self._log)
         # A wake-up may come from a commit LMDB has written but not yet shown to readers: let it land first.
-        self._log.env.wait_published()
+        wait_published(self._log)
         found: list[tuple[ChangeBatch, Cursor]] = []
         rows = 0
         while True:
