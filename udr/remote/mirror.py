@@ -84,8 +84,9 @@ def chunk_key(chunk: ChunkId) -> str:
 class Mirror:
     """One remote lake and the local cache directory that replays it."""
 
-    def __init__(self, store: ObjectStore, root: Path) -> None:
+    def __init__(self, store: ObjectStore, root: Path, options: Mapping[str, str] | None = None) -> None:
         self.store = store
+        self.options = dict(options or {})  # for other stores the lake writes to (Iceberg destinations)
         self.log = RemoteLog(store)
         self.root = root
         self._stale = False
@@ -257,7 +258,7 @@ def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapp
     """
     store = open_store(url, options)
     root = Path(cache).expanduser() if cache is not None else default_cache(store.url)
-    mirror = Mirror(store, root)
+    mirror = Mirror(store, root, options)
     first = mirror.log.read(0)
     if read_format(root) is not None and _cache_matches(mirror, first):
         env = open_log_env(root / LOG_DIR)

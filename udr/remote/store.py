@@ -78,6 +78,10 @@ class ObjectStore(Protocol):
         """Whether the object exists."""
         ...
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, None if there is no such object."""
+        ...
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix` (for gc only: a listing is not a snapshot)."""
         ...
@@ -158,14 +162,16 @@ class _Obstore:
         return True
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
         try:
-            obstore.head(self._store, key)
+            return int(obstore.head(self._store, key)["size"])
         except FileNotFoundError as exc:
             self._check_bucket(exc)
-            return False
+            return None
         except BaseError as exc:
             raise self._failed("read", key, exc) from exc
-        return True
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         try:
