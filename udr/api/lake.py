@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from udr.api import remote_upkeep
 from udr.api.changes import LakeChanges
 from udr.api.context import LakeContext
 from udr.api.handle import Handle
@@ -102,12 +103,13 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
 
     def refresh(self) -> int:
         """Apply the commits other writers published to this lake in object storage since this handle last
-        looked; return how many remote log entries were applied (0 for a local lake).
+        looked; return how many remote log entries were applied (0 for a local lake). When they include an
+        erasure, the cache's copies of the bytes it replaced are deleted.
 
         Raises:
             StorageError: object storage failed; nothing was applied.
         """
-        return self._handle.remote.pull() if self._handle.remote is not None else 0
+        return remote_upkeep.refresh(self._handle)
 
     # -- transactions -------------------------------------------------------------------------------
 

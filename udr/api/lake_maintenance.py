@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 
-from udr.api import erasure, publishing, retention
+from udr.api import erasure, publishing, remote_upkeep, retention
 from udr.api.handle import Handle
 from udr.api.inputs import TableData
 from udr.api.maintenance import stats
@@ -43,13 +43,9 @@ class MaintenanceMethods:
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunks no commit in the log references (after `expire`: that no kept version needs, and
         their inline rows in the log); return bytes freed. In object storage, chunks no commit references are
-        deleted only once older than an hour (a concurrent writer may be about to commit them)."""
-        freed = retention.collect_garbage(self._handle.ctx, progress)
-        remote = self._handle.remote
-        if remote is not None:
-            remote.pull()
-            freed += remote.collect_garbage(self._handle.ctx.log.referenced_chunks())
-        return freed
+        deleted only once older than an hour (a concurrent writer may be about to commit them), except those an
+        erasure replaced, and log entries are rewritten without the blobs erasures replaced (docs/remote.md)."""
+        return remote_upkeep.collect_garbage(self._handle, progress)
 
     def set_retention(self, keep_days: float | None = None, keep_commits: int | None = None, *,
                       table: str | None = None) -> RetentionPolicy:

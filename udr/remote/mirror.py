@@ -39,6 +39,7 @@ from udr.log.format import (
     DB_META,
     DB_SEQS,
     LOG_DIR,
+    META_REMOTE_PURGED,
     META_REMOTE_URL,
     REMOTE_CHUNK_PREFIX,
     ChunkId,
@@ -208,17 +209,35 @@ class Mirror:
         upload(self.store, self._log.chunks, todo)
         self._uploaded.update(todo)
 
-    def collect_garbage(self, referenced: set[ChunkId], *, grace: timedelta = GC_GRACE) -> int:
-        """Delete remote chunks no commit references and older than `grace` (a concurrent writer may be about
-        to reference a newer one); return bytes freed."""
+    def collect_garbage(self, needed: set[ChunkId], replaced: set[str], *, grace: timedelta = GC_GRACE) -> int:
+        """Delete the remote chunks in `replaced` (by an erasure) at once, and those not in `needed` once older
+        than `grace` (a concurrent writer may be about to reference a newer one); return bytes freed."""
         cutoff = datetime.now(timezone.utc) - grace
         freed = 0
         for info in self.store.list(REMOTE_CHUNK_PREFIX):
             chunk = ChunkId(info.key.rpartition("/")[2])
-            if chunk not in referenced and info.modified < cutoff:
+            if chunk in replaced or (chunk not in needed and info.modified < cutoff):
                 self.store.delete(info.key)
                 freed += info.size
         return freed
+
+    def purge_log(self, replaced: set[str]) -> int:
+        """Rewrite every remote log entry that carries a blob an erasure replaced without it (once per set of
+        erasures: the cache notes how many ids it purged); return the entries rewritten.
+
+        Raises:
+            StorageError: the store failed; purging again resumes.
+        """
+        env = self._live
+        with env.read() as txn:
+            done = txn.get(META_REMOTE_PURGED, db=env.db(DB_META))
+            last = applied(env, txn)
+        if not replaced or (done is not None and int(done) >= len(replaced)):
+            return 0
+        rewritten = sum(self.log.drop_blobs(seq, replaced) for seq in range(last + 1))
+        with env.write(watched=False) as txn:
+            txn.put(META_REMOTE_PURGED, str(len(replaced)).encode(), db=env.db(DB_META))
+        return rewritten
 
 
 def upload(store: ObjectStore, source: FileChunkStore, chunks: list[ChunkId]) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from udr.errors import ConflictError, CorruptionError
 from udr.log.commits import CommitRecord, commit_id, decode_commit
+from udr.log.erasure import Erasure, index_erasure
 from udr.log.format import (
     DB_BLOBS,
     DB_COMMITS,
@@ -106,11 +107,27 @@ def commits_after(env: Environment, txn: IndexTxn, seq: int) -> tuple[list[tuple
             record = decode_commit(unframe_blob(cid, stored, expect=BlobKind.COMMIT, verify=False), cid)
             commits.append((cid, stored))
             chunks |= record_chunks(record)
-            for blob in record_blobs(record):
-                raw_blob = txn.get(blob.encode(), db=env.db(DB_BLOBS))
+            erasure = _erasure_of(env, txn, cid, record)
+            # An erasure's replacement chunk files and blobs are named by its map, not by its commit's ops.
+            written = erasure.new_ids() if erasure is not None else []
+            for name in [*record_blobs(record), *written]:
+                raw_blob = txn.get(name.encode(), db=env.db(DB_BLOBS))
                 if raw_blob is not None:
-                    blobs[blob] = raw_blob
+                    blobs[BlobId(name)] = raw_blob
+                elif name in written:
+                    chunks.add(ChunkId(name))
     return commits, blobs, chunks
+
+
+def _erasure_of(env: Environment, txn: IndexTxn, cid: CommitId, record: CommitRecord) -> Erasure | None:
+    """The replacement map of erasure commit `record` (None for another commit), read inside `txn`."""
+    blob = record.metadata.get(ERASURE_KEY)
+    if blob is None:
+        return None
+    raw = txn.get(blob.encode(), db=env.db(DB_BLOBS))
+    if raw is None:
+        raise CorruptionError(f"erasure commit {cid[:10]} names map {blob}, which the log lacks")
+    return Erasure.decode(BlobId(blob), unframe_blob(BlobId(blob), raw, expect=BlobKind.ERASURE))
 
 
 def collect(env: Environment, txn: IndexTxn, since: Position, seq: int) -> tuple[Entry, set[ChunkId]] | None:
@@ -150,6 +167,9 @@ def apply(env: Environment, txn: IndexTxn, entry: Entry, *, track: bool = True) 
                                   f"the cache's next seq is {expected}: the cache diverged; delete it and reopen")
         txn.put(cid.encode(), stored, db=env.db(DB_COMMITS))
         txn.put(struct.pack(">Q", record.seq), cid.encode(), db=env.db(DB_SEQS))
+        erasure = _erasure_of(env, txn, cid, record)
+        if erasure is not None:  # readers see every later read through it, as on the erasing machine
+            index_erasure(txn, env, BlobId(record.metadata[ERASURE_KEY]), erasure)
     for move in entry.moves:
         why = Reason(str(move["action"]), str(move["message"]), str(move["author"]))
         old, new = move["old"], move["new"]

@@ -2,7 +2,7 @@
 
 `ObjectStore` is the seam the remote log and the chunk mirror use: whole-object get, unconditional put (for
 content-addressed chunks, where a repeated put writes the same bytes), create-if-absent put (the commit point
-of the remote log), list and delete (gc only). `open_store` builds the real one from a URL (`s3://`, `gs://`,
+of the remote log), compare-and-swap on an ETag (an erasure purging a log entry), list and delete (gc only). `open_store` builds the real one from a URL (`s3://`, `gs://`,
 `az://`); obstore's stores are safe across threads.
 
 Every obstore failure is translated here into `udr.StorageError` (with `retryable` set for timeouts, dropped
@@ -74,6 +74,14 @@ class ObjectStore(Protocol):
         """Create the object only if absent, atomically; False if it already existed (nothing written)."""
         ...
 
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (its version, for `replace`), or None if there is no such object."""
+        ...
+
+    def replace(self, key: str, data: bytes, etag: str) -> bool:
+        """Overwrite the object only if its ETag is still `etag`, atomically; False if it changed (or is gone)."""
+        ...
+
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
         ...
@@ -139,6 +147,25 @@ class _Obstore:
             return None
         except BaseError as exc:
             raise self._failed("read", key, exc) from exc
+
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            found = obstore.get(self._store, key)
+            return bytes(found.bytes()), str(found.meta["e_tag"])
+        except FileNotFoundError as exc:
+            self._check_bucket(exc)
+            return None
+        except BaseError as exc:
+            raise self._failed("read", key, exc) from exc
+
+    def replace(self, key: str, data: bytes, etag: str) -> bool:
+        try:
+            obstore.put(self._store, key, data, mode={"e_tag": etag})
+        except (PreconditionError, NotFoundError, FileNotFoundError):
+            return False
+        except BaseError as exc:
+            raise self._failed("write", key, exc) from exc
+        return True
 
     def put(self, key: str, data: bytes) -> None:
         try:
