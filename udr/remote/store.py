@@ -230,6 +230,9 @@ class _Obstore:
         if isinstance(exc, UnauthenticatedError) or "/latest/api/token" in text or "credential" in text.lower():
             return StorageError(f"cannot {what} {where}: no valid credentials; set AWS_ACCESS_KEY_ID and "
                                 "AWS_SECRET_ACCESS_KEY (or the store's own variables) or pass storage_options")
+        if "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+            return StorageError(f"cannot {what} {where}: the store refused the credentials (unknown access key or "
+                                "wrong secret); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or storage_options")
         if isinstance(exc, PermissionDeniedError) or "AccessDenied" in text or "403" in text:
             return StorageError(f"cannot {what} {where}: access denied; check the credentials' permissions "
                                 "on this bucket and prefix")
