@@ -1,6 +1,6 @@
-"""Erasure on a lake in object storage: after `erase` and `gc` no object of the bucket holds a byte of the
-erased rows, a second machine's cache drops its copies when it refreshes, and a new cache reads every version
-without them (`udr.api.remote_upkeep`, `RemoteLog.drop_blobs`)."""
+"""Erasure on a lake in object storage: after `erase` and `gc` no object of the bucket (chunks, log entries, a
+published Iceberg copy) holds a byte of the erased rows, a second machine's cache drops its copies when it
+refreshes, and a new cache reads every version without them (`udr.api.remote_upkeep`, `RemoteLog.drop_blobs`)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,11 @@ def test_erase_and_gc_purge_the_bucket_and_every_cache(url: str, caches: Path) -
         a.append("people", {"id": list(range(ROWS)), "x": list(range(ROWS)),
                             "name": [SECRET if i == 42 else f"n{i}" for i in range(ROWS)]})
         a.upsert("people", {"id": [42, 7], "name": [SECRET + "-v2", "seven"], "x": [1, 2]})
+        a.publish_iceberg(f"{url}/iceberg")
         b.refresh()
         assert b.read("people", at=b.log(limit=None)[1].id).num_rows == ROWS  # b caches the chunk
         held = _objects_holding(store, SECRET)
-        assert any(k.startswith("chunks/") for k in held) and any(k.startswith("log/") for k in held)
+        assert {k.split("/")[0] for k in held} == {"chunks", "log", "iceberg"}
         assert _files_holding(caches / "b", SECRET)
 
         a.erase("people", {"id": [42]}, reason="GDPR request 12")

@@ -259,13 +259,14 @@ class _Manifests:
             self._cache[m.path] = m
 
 
-def _file_paths(ctx: _Context, state: TableState | None,
-                copies: dict[ChunkId, ChunkId]) -> dict[str, tuple[FragmentState, ChunkId]]:
+def _file_paths(ctx: _Context, state: TableState | None, copies: dict[ChunkId, ChunkId],
+                table: str) -> dict[str, tuple[FragmentState, ChunkId]]:
     """Data file URI -> (fragment, the chunk file it is) of every fragment of `state`."""
     if state is None:
         return {}
-    files = ((f, copies[f.chunk] if f.inline else f.chunk) for f in state.fragments)
-    return {ctx.target.chunk_uri(chunk): (f, chunk) for f, chunk in files}
+    uri = ctx.target.chunk_uri
+    return {(uri(copies[f.chunk], table) if f.inline else uri(f.chunk)): (f, copies[f.chunk] if f.inline else f.chunk)
+            for f in state.fragments}
 
 
 def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, table: str, cid: CommitId,
@@ -274,12 +275,12 @@ def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, tab
     sid = snapshot_id(cid)
     seq = meta.last_sequence + 1
     previous = manifests.of(parent)
-    old_files = {p: f for p, (f, _) in _file_paths(ctx, before, copies).items()}
-    located = _file_paths(ctx, state, copies)
+    old_files = {p: f for p, (f, _) in _file_paths(ctx, before, copies, table).items()}
+    located = _file_paths(ctx, state, copies, table)
     new_files = {p: f for p, (f, _) in located.items()}
     data = [m for m in previous if m.content == DATA]
     live_data = {e.path: e for m in data for e in m.entries}
-    added = [FileEntry(p, f.rows, ctx.target.prepare_chunk(chunk), seq, sid)
+    added = [FileEntry(p, f.rows, ctx.target.prepare_chunk(p, chunk), seq, sid)
              for p, (f, chunk) in located.items() if p not in live_data]
     data_seq = {e.path: e.sequence for e in live_data.values()} | {e.path: seq for e in added}
 
@@ -294,7 +295,8 @@ def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, tab
     manifests.remember(written.manifests)
     rel = ctx.target.rel
     ctx.written |= {rel(written.list_uri)} | {rel(m.path) for m in written.manifests} | {
-        rel(e.path) for m in written.manifests if m.content == POSITION_DELETES for e in m.entries}
+        rel(e.path) for m in written.manifests if m.content == POSITION_DELETES for e in m.entries} | {
+        rel(p) for p in new_files if ctx.target.owns(p)}
     ctx.files += written.files
     ctx.bytes += written.bytes
     record = ctx.log.get_commit(cid)

@@ -73,12 +73,21 @@ class Target(Protocol):
         """Whether the destination is still there (not deleted by hand)."""
         ...
 
-    def chunk_uri(self, chunk: ChunkId) -> str:
-        """The URI of the lake's chunk file `chunk`, as a data file."""
+    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
+        """The URI of chunk file `chunk` as a data file; `table`: the chunk is a Parquet copy of inline rows
+        made for that table (a target may keep such copies among the table's own files)."""
         ...
 
-    def prepare_chunk(self, chunk: ChunkId) -> int:
-        """Make chunk `chunk` readable at `chunk_uri` (a copy of inline rows may not be yet); return its size."""
+    def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
+        """Make chunk `chunk` readable at `uri` (from `chunk_uri`; a copy may not be there yet); return its size.
+
+        Raises:
+            ConflictError: the chunk is gone (gc or an erasure removed it meanwhile); publish again.
+        """
+        ...
+
+    def owns(self, uri: str) -> bool:
+        """Whether `uri` names a file of the destination (rather than of the lake)."""
         ...
 
 
@@ -130,10 +139,13 @@ class LocalTarget:
     def exists(self) -> bool:
         return self._root.is_dir()
 
-    def chunk_uri(self, chunk: ChunkId) -> str:
-        return file_uri(self._chunks.path(chunk))
+    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
+        return file_uri(self._chunks.path(chunk))  # copies of inline rows too: the lake keeps them, pinned
 
-    def prepare_chunk(self, chunk: ChunkId) -> int:
+    def owns(self, uri: str) -> bool:
+        return uri.startswith(file_uri(self._root) + "/")
+
+    def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
         try:
             return os.stat(self._chunks.path(chunk)).st_size
         except FileNotFoundError as exc:

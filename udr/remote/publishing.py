@@ -4,8 +4,10 @@
 whose data files are the remote lake's chunk objects, named by URL: zero copy, as a local publish is. Every
 file is one whole-object put, and a metadata version is created only if absent (the object store's
 conditional put), so two publishers cannot both write version N. A Parquet copy of inline rows is made in
-the cache's chunk store (pinned, `udr.publish.files`) and uploaded under `chunks/` before any metadata names
-it. Safe across threads (obstore's stores are).
+the cache's chunk store and uploaded as `<table>/data/inline-<chunk id>.parquet` of the destination before any
+metadata names it: the destination owns it, so the lake's `gc` never needs to know of it, a rebuild after an
+erasure deletes the copies of replaced rows, and unpublishing removes them. Safe across threads (obstore's
+stores are).
 """
 
 from __future__ import annotations
@@ -84,14 +86,22 @@ class ObjectTarget:
     def exists(self) -> bool:
         return next(iter(self._store.list("")), None) is not None
 
-    def chunk_uri(self, chunk: ChunkId) -> str:
+    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
+        if table is not None:  # the destination owns its copies: rebuilt and unpublished with its tables
+            return self.uri(f"{table}/data/inline-{chunk}.parquet")
         return f"{self._lake.url}/{chunk_key(chunk)}"
 
-    def prepare_chunk(self, chunk: ChunkId) -> int:
-        key = chunk_key(chunk)
-        size = self._lake.size(key)
-        if size is None:  # a copy of inline rows, made for this destination: upload it before metadata names it
+    def owns(self, uri: str) -> bool:
+        return uri.startswith(self._store.url + "/")
+
+    def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
+        store, key = (self._store, self.rel(uri)) if self.owns(uri) else (self._lake, chunk_key(chunk))
+        size = store.size(key)
+        if size is None:
+            if not self.owns(uri):
+                raise ConflictError(f"chunk {chunk} of {self._lake.url} is gone (gc or an erasure removed it "
+                                    "meanwhile); publish again")
             data = self._chunks.get(chunk, verify=False)
-            self._lake.put(key, data)
+            store.put(key, data)
             size = len(data)
         return size
