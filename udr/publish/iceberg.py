@@ -156,7 +156,7 @@ def published_commits(log: LogStore, open_target: Callable[[str], Target]) -> di
         target = open_target(publication.dest)
         for meta in _own_tables(target) if target.exists() else []:
             for commit in meta.commits():
-                out.setdefault(CommitId(commit), f"published Iceberg table {target.uri(meta.table)}")
+                out.setdefault(CommitId(commit), f"published Iceberg table {target.name}/{meta.table}")
     return out
 
 
