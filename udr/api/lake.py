@@ -8,7 +8,6 @@ thread or task. Reads never block and see one consistent commit. Its methods are
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -39,10 +38,8 @@ from udr.query.engine import (
 from udr.query.logviews import names_log_view
 from udr.query.statements import check_not_writing, writing_kind
 from udr.remote.mirror import Mirror, open_mirror
+from udr.remote.store import is_url
 from udr.values import Commit
-
-# "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: str | os.PathLike[str] | None = None,
@@ -64,7 +61,7 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
         FormatError: `path` is not a lake, or was written by a newer version of udr.
         StorageError: object storage failed (no credentials, access denied, network); `retryable` when it may pass.
     """
-    if isinstance(path, str) and _URL.match(path):
+    if isinstance(path, str) and is_url(path):
         mirror = open_mirror(path, cache=cache, options=storage_options, create=create)
         return Lake(mirror.root, create=False, remote=mirror)
     return Lake(Path(path), create=create)

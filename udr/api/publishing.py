@@ -9,7 +9,6 @@ destinations are recorded in the lake's `publications` sub-database by `udr.publ
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +20,7 @@ from udr.log.publications import PublicationStore
 from udr.publish import iceberg
 from udr.publish.target import LocalTarget, Target
 from udr.remote.publishing import object_target
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+from udr.remote.store import is_url
 
 
 def target(handle: Handle, dest: str | os.PathLike[str]) -> Target:
@@ -33,7 +31,7 @@ def target(handle: Handle, dest: str | os.PathLike[str]) -> Target:
     """
     text = os.fspath(dest)
     remote = handle.remote
-    if _URL.match(text):
+    if is_url(text):
         if remote is None:
             raise UsageError(f"cannot publish the local lake {handle.ctx.path} to {text}: its data files are local; "
                              "publish to a directory, or clone the lake into object storage and publish from there")

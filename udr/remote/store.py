@@ -12,6 +12,7 @@ connections and server errors), or `LakeNotFound` for a missing bucket, so no la
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from obstore.store import ObjectStore as _Backend
 
 SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss")
+# "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 # Options obstore takes as HTTP client options rather than store configuration.
 _CLIENT_OPTIONS = frozenset({"allow_http", "allow_invalid_certificates", "connect_timeout", "timeout", "proxy_url",
@@ -97,6 +100,11 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object (no error if it is gone)."""
         ...
+
+
+def is_url(text: str) -> bool:
+    """Whether `text` is a URL (any scheme) rather than a path: a lake or destination in object storage."""
+    return _URL.match(text) is not None
 
 
 def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStore:
