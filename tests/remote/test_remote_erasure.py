@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import udr
 from udr.log.format import BlobId, BlobKind
@@ -78,3 +79,18 @@ def test_erase_and_gc_purge_the_bucket_and_every_cache(url: str, caches: Path) -
             if "people" in c.tables(at=commit.id):
                 assert 42 not in c.read("people", at=commit.id).column("id").to_pylist()
         assert c.verify().ok
+
+
+def test_a_reader_that_missed_an_erasure_is_told_to_refresh(url: str, caches: Path) -> None:
+    with udr.open(url, cache=caches / "a") as a, udr.open(url, cache=caches / "b") as b:
+        a.create_table("people", SCHEMA, primary_key=["id"])
+        a.append("people", {"id": list(range(ROWS)), "x": list(range(ROWS)),
+                            "name": [SECRET if i == 42 else f"n{i}" for i in range(ROWS)]})
+        assert b.refresh() == 2  # b holds the commits, but not yet the chunk file
+        a.erase("people", {"id": [42]}, reason="request 13")
+        a.gc()
+        with pytest.raises(udr.StorageError, match=r"refresh\(\) and read again") as failed:
+            b.read("people")
+        assert failed.value.retryable is True
+        assert b.refresh() == 1
+        assert b.row_count("people") == ROWS - 1 and b.verify().ok

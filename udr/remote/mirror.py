@@ -32,6 +32,7 @@ from udr.errors import (
     CorruptionError,
     FormatError,
     LakeNotFound,
+    StorageError,
     UsageError,
 )
 from udr.log.chunks import FileChunkStore
@@ -91,6 +92,7 @@ class Mirror:
         self.log = RemoteLog(store)
         self.root = root
         self._stale = False
+        self._seen = -1  # the newest remote entry this mirror knows the cache holds (for error messages only)
         self._uploaded: set[ChunkId] = set()
         self._log: LogStore | None = None
         self._stop = threading.Event()
@@ -115,8 +117,22 @@ class Mirror:
         log.chunks.fetch_missing(self.fetch)
 
     def fetch(self, chunk: ChunkId) -> bytes | None:
-        """The bytes of chunk file `chunk` in object storage, None if it is not there."""
-        return self.store.get(chunk_key(chunk))
+        """The bytes of chunk file `chunk` in object storage, None if it is not there.
+
+        Raises:
+            StorageError: (retryable) it is not there, and other machines committed since this cache last
+                pulled: an erasure there may have replaced it; `refresh()` and read again.
+        """
+        data = self.store.get(chunk_key(chunk))
+        if data is None and self.log.read(self._seen + 1) is not None:
+            raise StorageError(f"chunk {chunk} is no longer in {self.url}, and other machines committed since this "
+                               "cache last looked (an erasure and gc there remove the chunks it replaced); "
+                               "refresh() and read again", retryable=True)
+        return data
+
+    def saw(self, seq: int) -> None:
+        """Note that the cache holds remote entry `seq` (a chunk missing later is then explained better)."""
+        self._seen = max(self._seen, seq)
 
     def close(self) -> None:
         """Stop polling (the cache's environment stays with the lake that opened it)."""
@@ -149,6 +165,7 @@ class Mirror:
             self._stale = True
             raise _lost(self.url, entry)
         set_applied(env, txn, seq)
+        self.saw(seq)
 
     def aborted(self) -> None:
         """After a lost publish, pull the winners' entries (in a transaction of their own, which commits)."""
@@ -178,6 +195,7 @@ class Mirror:
                 if entry.seq == done + 1:  # a thread or process sharing the cache may have applied some
                     apply(env, txn, entry)
                     done = entry.seq
+        self.saw(done)
         return len(entries)
 
     def start_polling(self, on_error: Callable[[Exception], None] | None = None) -> None:
@@ -331,6 +349,7 @@ def _create(mirror: Mirror) -> bool:
             if won:
                 txn.put(META_REMOTE_URL, mirror.url.encode(), db=env.db(DB_META))
                 set_applied(env, txn, 0)
+                mirror.saw(0)
     finally:
         env.close()
     return won
@@ -348,6 +367,7 @@ def _bootstrap(mirror: Mirror) -> None:
                 txn.put(b"format_version", str(entries[0].format).encode(), db=env.db(DB_META))
             for entry in entries:
                 apply(env, txn, entry)
+                mirror.saw(entry.seq)
             version = lake_format(env, txn)
     finally:
         env.close()
