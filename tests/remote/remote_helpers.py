@@ -1,7 +1,11 @@
-"""Helpers of the remote-lake tests: the S3 server's description and a look at the bucket's keys."""
+"""Helpers of the remote-lake tests: the S3 server's description, a look at the bucket's keys, and a proxy that
+cuts the network at a commit point."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from dataclasses import dataclass
 
 import boto3
@@ -24,3 +28,44 @@ def bucket_keys(s3: S3, url: str) -> list[str]:
                           aws_secret_access_key="testing", region_name="us-east-1")
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return sorted(obj["Key"][len(prefix):] for page in pages for obj in page.get("Contents", []))
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the S3 server that, while `cut` is set, drops every connection carrying a PUT of
+    a remote log entry before it reaches the server: a network failure at a commit point."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.removeprefix("http://").partition(":")
+        self._upstream = (host, int(port))
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self.cut = threading.Event()
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._upstream)
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, inspect: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if inspect and self.cut.is_set() and b"PUT /" in data and b"/log/" in data.split(b"\r\n", 1)[0]:
+                    self.dropped += 1
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()

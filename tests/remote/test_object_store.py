@@ -38,6 +38,30 @@ def test_put_new_creates_only_if_absent(store: ObjectStore) -> None:
     assert store.get("log/1") == b"first"
 
 
+def test_replace_is_a_compare_and_swap_on_the_etag(store: ObjectStore) -> None:
+    assert store.get_tagged("log/1") is None
+    assert store.size("log/1") is None
+    store.put("log/1", b"first")
+    found = store.get_tagged("log/1")
+    assert found is not None and found[0] == b"first" and store.size("log/1") == 5
+    assert store.replace("log/1", b"second", found[1]) is True
+    assert store.replace("log/1", b"third", found[1]) is False  # the tag moved with the first replace
+    assert store.get("log/1") == b"second"
+    assert store.replace("log/none", b"x", found[1]) is False
+
+
+def test_drop_blobs_rewrites_an_entry_without_them_and_keeps_its_commits(store: ObjectStore) -> None:
+    log = RemoteLog(store)
+    entry = _entry()
+    assert log.append(entry)
+    kept = next(iter(entry.blobs))
+    assert log.drop_blobs(7, {"ef" * 32}) is False  # carries none of them: untouched
+    assert log.drop_blobs(7, {kept}) is True
+    again = log.read(7)
+    assert again is not None and again.commits == entry.commits and again.moves == entry.moves
+    assert kept not in again.blobs
+
+
 def test_list_and_delete(store: ObjectStore) -> None:
     for key in ("chunks/a", "chunks/b", "log/0"):
         store.put(key, b"12")

@@ -26,6 +26,8 @@ def test_the_cli_works_on_a_remote_lake(url: str, tmp_path: Path, monkeypatch: p
     assert "2 inserted" in udr_cli("import", "t", str(source))
     assert "(2 rows)" in udr_cli("sql", "select * from t")
     assert "ok: 2 commits" in udr_cli("verify")
+    assert f"published {url}/ice: t +1 snapshots" in udr_cli("publish", "iceberg", f"{url}/ice")
+    assert "unpublished 1 table from" in udr_cli("unpublish", "iceberg", f"{url}/ice")
     assert (tmp_path / "xdg" / "udr").is_dir()  # the default cache
     with udr.open(url, cache=tmp_path / "elsewhere", create=False) as db:
         assert db.query("select sum(a) as s from t").to_pylist() == [{"s": 4}]

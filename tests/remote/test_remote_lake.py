@@ -154,7 +154,7 @@ def test_gc_removes_only_unreferenced_chunks_past_the_grace_period(url: str, cac
         mirror.store.put("chunks/" + "ab" * 32, b"left by a writer killed before its commit point")
         assert a.gc() >= 0
         assert "chunks/" + "ab" * 32 in bucket_keys(s3_server, url)  # younger than the grace period
-        freed = mirror.collect_garbage(a._handle.ctx.log.referenced_chunks(), grace=timedelta(0))
+        freed = mirror.collect_garbage(a._handle.ctx.log.referenced_chunks(), set(), grace=timedelta(0))
         assert freed == len(b"left by a writer killed before its commit point")
         chunks = [k for k in bucket_keys(s3_server, url) if k.startswith("chunks/")]
         assert len(chunks) == len(a._handle.ctx.log.referenced_chunks()) == 2

@@ -8,12 +8,12 @@ thread or task. Reads never block and see one consistent commit. Its methods are
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pyarrow as pa
 
+from udr.api import remote_upkeep
 from udr.api.changes import LakeChanges
 from udr.api.context import LakeContext
 from udr.api.handle import Handle
@@ -39,12 +39,11 @@ from udr.query.engine import (
 from udr.query.logviews import names_log_view
 from udr.query.statements import check_not_writing, writing_kind
 from udr.remote.mirror import Mirror, open_mirror
+from udr.remote.store import is_url
 from udr.values import Commit
 
 # `udr.open(":memory:")`: a lake in memory, as DuckDB's `duckdb.connect(":memory:")`.
 MEMORY_LAKE = ":memory:"
-# "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: str | os.PathLike[str] | None = None,
@@ -69,7 +68,7 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
     """
     if str(path) == MEMORY_LAKE:
         return Lake(Path(MEMORY_LAKE))
-    if isinstance(path, str) and _URL.match(path):
+    if isinstance(path, str) and is_url(path):
         mirror = open_mirror(path, cache=cache, options=storage_options, create=create)
         return Lake(mirror.root, create=False, remote=mirror)
     return Lake(Path(path), create=create)
@@ -109,12 +108,13 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
 
     def refresh(self) -> int:
         """Apply the commits other writers published to this lake in object storage since this handle last
-        looked; return how many remote log entries were applied (0 for a local lake).
+        looked; return how many remote log entries were applied (0 for a local lake). When they include an
+        erasure, the cache's copies of the bytes it replaced are deleted.
 
         Raises:
             StorageError: object storage failed; nothing was applied.
         """
-        return self._handle.remote.pull() if self._handle.remote is not None else 0
+        return remote_upkeep.refresh(self._handle)
 
     # -- transactions -------------------------------------------------------------------------------
 

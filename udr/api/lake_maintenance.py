@@ -4,17 +4,13 @@ Iceberg publishing and statistics."""
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
-from udr.api import erasure, retention
+from udr.api import erasure, publishing, remote_upkeep, retention
 from udr.api.handle import Handle
 from udr.api.inputs import TableData
 from udr.api.maintenance import stats
-from udr.errors import UdrError
-from udr.log.publications import PublicationStore
 from udr.log.refspec import Ref
 from udr.publish import iceberg
 from udr.values import (
@@ -47,13 +43,9 @@ class MaintenanceMethods:
     def gc(self, progress: Callable[[int], None] | None = None) -> int:
         """Delete chunks no commit in the log references (after `expire`: that no kept version needs, and
         their inline rows in the log); return bytes freed. In object storage, chunks no commit references are
-        deleted only once older than an hour (a concurrent writer may be about to commit them)."""
-        freed = retention.collect_garbage(self._handle.ctx, progress)
-        remote = self._handle.remote
-        if remote is not None:
-            remote.pull()
-            freed += remote.collect_garbage(self._handle.ctx.log.referenced_chunks())
-        return freed
+        deleted only once older than an hour (a concurrent writer may be about to commit them), except those an
+        erasure replaced, and log entries are rewritten without the blobs erasures replaced (docs/remote.md)."""
+        return remote_upkeep.collect_garbage(self._handle, progress)
 
     def set_retention(self, keep_days: float | None = None, keep_commits: int | None = None, *,
                       table: str | None = None) -> RetentionPolicy:
@@ -73,8 +65,7 @@ class MaintenanceMethods:
         """Expire the data of versions outside the retention window, except branch heads, tags, holds, what
         consumer groups still need and what published Iceberg tables read (until unpublished); `gc` then frees
         it. Reading it later raises `udr.Expired`."""
-        log = self._handle.ctx.log
-        return retention.expire(self._handle.ctx, now, lambda: iceberg.published_commits(log))
+        return retention.expire(self._handle.ctx, now, lambda: publishing.published_commits(self._handle))
 
     def hold(self, name: str, ref: Ref, reason: str, *, author: str | None = None) -> Hold:
         """Keep the version `ref` names from expiring until `release(name)`.
@@ -110,36 +101,26 @@ class MaintenanceMethods:
         commit = erasure.erase(ctx, table, keys, reason=reason, branch=branch or "main",
                                author=self._handle.author(author))
         self._handle.changes.committed(commit)
-        for publication in PublicationStore(ctx.log).all():
-            dest = Path(publication.dest)
-            if not dest.is_dir():  # deleted by hand: nothing left to bring up to date
-                PublicationStore(ctx.log).remove(publication.dest)
-                continue
-            try:
-                for published, names in publication.branches.items():
-                    iceberg.publish_iceberg(ctx.log, ctx.materializer, ctx.rows, dest,
-                                            list(names) if names is not None else None, published)
-            except (UdrError, OSError) as exc:
-                warnings.warn(f"udr: the erasure is committed, but republishing {dest} failed ({exc}); its files "
-                              f"still hold the erased rows: run publish_iceberg({str(dest)!r}) again before gc",
-                              RuntimeWarning, stacklevel=2)
+        publishing.republish_all(self._handle)
         return commit
 
     def publish_iceberg(self, dest: str | os.PathLike[str], tables: list[str] | None = None, *,
                         branch: str = "main") -> iceberg.PublishReport:
         """Publish tables as Apache Iceberg tables at `dest/<table>/` reading UDR's chunks in place (zero copy);
-        incremental and idempotent. See `udr.publish.iceberg`.
+        incremental and idempotent. See `udr.publish.iceberg`. A lake in object storage publishes under a URL
+        (such as `s3://bucket/lake/iceberg`), whose data files are the lake's chunk objects.
 
         Raises:
+            UsageError: a URL for a local lake, or a directory for a lake in object storage.
             RefNotFound, TableNotFound, SchemaError: no such ref or table, or a column type Iceberg cannot describe.
             ConflictError: another publisher wrote `dest` meanwhile; publish again.
         """
-        return iceberg.publish_iceberg(self._handle.ctx.log, self._handle.ctx.materializer, self._handle.ctx.rows, Path(dest), tables, branch)
+        return publishing.publish(self._handle, dest, tables, branch)
 
     def unpublish_iceberg(self, dest: str | os.PathLike[str]) -> list[str]:
         """Delete the Iceberg tables this lake published at `dest` and let `gc` free what only they used;
         return the tables removed."""
-        return iceberg.unpublish_iceberg(self._handle.ctx.log, Path(dest))
+        return publishing.unpublish(self._handle, dest)
 
     def stats(self) -> LakeStats:
         """Commits, chunks and bytes (logical vs stored) of the lake."""

@@ -81,6 +81,21 @@ class Erasure:
         """Every chunk and blob id this erasure replaced."""
         return [*self.chunks, *(v for _, v in self.vectors), *self.blobs]
 
+    def new_ids(self) -> list[str]:
+        """Every chunk and blob id this erasure wrote: replacement chunks (files or inline rows), deletion
+        vectors and before-images."""
+        return [*(i for new, erased, _ in self.chunks.values() for i in (new, erased)),
+                *(v for v, _ in self.vectors.values()), *self.blobs.values()]
+
+
+def index_erasure(txn: IndexTxn, env: Environment, blob: BlobId, erasure: Erasure) -> None:
+    """Index erasure `blob` (whose map is `erasure`) inside `txn`, its erasure commit's transaction: the
+    next ordinal of `erasures`, and each id it replaced in `replaced`."""
+    ordinal = int(txn.stat(env.db(DB_ERASURES))["entries"])
+    txn.put(struct.pack(">Q", ordinal), blob.encode(), db=env.db(DB_ERASURES))
+    for name in erasure.replaced_ids():
+        txn.put(name.encode(), blob.encode(), db=env.db(DB_REPLACED))
+
 
 def replace_op(op: TableOp, erasures: Iterable[Erasure]) -> TableOp:
     """`op` as readers see it once `erasures` (in order) replaced the chunks and blobs it names."""
@@ -167,6 +182,11 @@ class ErasureStore:
         with self._env.read() as txn:
             return txn.get(name.encode(), db=self._env.db(DB_REPLACED)) is not None
 
+    def replaced(self) -> set[str]:
+        """Every chunk and blob id some erasure replaced."""
+        with self._env.read() as txn:
+            return {key.decode() for key, _ in txn.cursor(db=self._env.db(DB_REPLACED))}
+
     def index_hook(self, blob: BlobId, erasure: Erasure, new_chunks: Iterable[ChunkId],
                    unchanged: Callable[[], None]) -> CommitHook:
         """A `LogStore.append` hook that indexes the erasure inside its commit's transaction, after
@@ -175,10 +195,7 @@ class ErasureStore:
 
         def hook(txn: IndexTxn, env: Environment) -> None:
             unchanged()
-            ordinal = int(txn.stat(env.db(DB_ERASURES))["entries"])
-            txn.put(struct.pack(">Q", ordinal), blob.encode(), db=env.db(DB_ERASURES))
-            for name in erasure.replaced_ids():
-                txn.put(name.encode(), blob.encode(), db=env.db(DB_REPLACED))
+            index_erasure(txn, env, blob, erasure)
             for chunk in fresh:  # committed now: kept by the map, no longer by an intent
                 txn.delete(chunk.encode(), db=env.db(DB_INTENTS))
 

@@ -151,6 +151,7 @@ REMOTE_SEQ_DIGITS = 20
 REMOTE_ENTRY_VERSION = 1
 META_REMOTE_URL = b"remote_url"
 META_REMOTE_APPLIED = b"remote_applied"
+META_REMOTE_PURGED = b"remote_purged"
 
 CommitId = NewType("CommitId", str)
 ChunkId = NewType("ChunkId", str)

@@ -70,6 +70,12 @@ class PinStore:
             for name in names:
                 txn.delete(prefix + name.encode(), db=env.db(DB_PINS))
 
+    def pinned(self) -> set[ChunkId]:
+        """Every chunk some owner pins."""
+        env = self._log.env
+        with env.read() as txn:
+            return {ChunkId(value.decode()) for _, value in txn.cursor(db=env.db(DB_PINS))}
+
     def release(self, owner: str) -> int:
         """Drop every pin of `owner` (its chunks become garbage unless a commit references them);
         return how many were dropped."""

@@ -2,7 +2,8 @@
 
 A publisher records each destination it writes, with the branches and tables it published there, so the lake
 can bring every copy up to date when it must: after an erasure, published copies have to drop the erased rows
-too. Key: the destination (UTF-8, an absolute path). Value: JSON `{"kind": "iceberg", "branches": {BRANCH:
+too. Key: the destination (UTF-8, an absolute path, or a URL
+for a lake in object storage). Value: JSON `{"kind": "iceberg", "branches": {BRANCH:
 [TABLE, ...] | null}}` (null: every table of the branch). Each method is one LMDB transaction; safe across
 threads and processes.
 """

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from udr.errors import ConflictError, CorruptionError
 from udr.log.commits import CommitRecord, commit_id, decode_commit
+from udr.log.erasure import Erasure, index_erasure
 from udr.log.format import (
     DB_BLOBS,
     DB_COMMITS,
@@ -32,6 +33,7 @@ from udr.log.format import (
     FORMAT_VERSION,
     LOG_DIR,
     META_REMOTE_APPLIED,
+    META_REMOTE_PURGED,
     META_REMOTE_URL,
     BlobId,
     BlobKind,
@@ -128,6 +130,15 @@ class ReplicaTxn:
         else:
             self._txn.put(META_REMOTE_APPLIED, str(seq).encode(), db=self._env.db(DB_META))
 
+    def purged(self) -> int:
+        """How many replaced ids the remote log was last purged of (0: never)."""
+        raw = self._get(META_REMOTE_PURGED, DB_META)
+        return int(raw) if raw is not None else 0
+
+    def set_purged(self, count: int) -> None:
+        """Record that the remote log no longer carries the first `count` replaced ids' blobs."""
+        self._txn.put(META_REMOTE_PURGED, str(count).encode(), db=self._env.db(DB_META))
+
     def lake_format(self) -> int:
         """The format version the log records (its `meta.format_version`)."""
         raw = self._get(_FORMAT_KEY, DB_META)
@@ -166,10 +177,15 @@ class ReplicaTxn:
                 record = decode_commit(unframe_blob(cid, stored, expect=BlobKind.COMMIT, verify=False), cid)
                 commits.append((cid, stored))
                 chunks |= record_chunks(record)
-                for blob in record_blobs(record):
-                    raw_blob = self._get(blob.encode(), DB_BLOBS)
+                erasure = self._erasure_of(cid, record)
+                # An erasure's replacement chunk files and blobs are named by its map, not by its commit's ops.
+                written = erasure.new_ids() if erasure is not None else []
+                for name in [*record_blobs(record), *written]:
+                    raw_blob = self._get(name.encode(), DB_BLOBS)
                     if raw_blob is not None:
-                        blobs[blob] = raw_blob
+                        blobs[BlobId(name)] = raw_blob
+                    elif name in written:
+                        chunks.add(ChunkId(name))
         moves: list[dict[str, object]] = []
         reflog = self._txn.cursor(db=self._env.db(DB_REFLOG))
         if reflog.set_range(struct.pack(">Q", since.moves)):
@@ -208,6 +224,19 @@ class ReplicaTxn:
                                   f"is {expected}: the cache diverged; delete it and reopen")
         self._txn.put(cid.encode(), stored, db=self._env.db(DB_COMMITS))
         self._txn.put(struct.pack(">Q", record.seq), cid.encode(), db=self._env.db(DB_SEQS))
+        erasure = self._erasure_of(cid, record)
+        if erasure is not None:  # readers see every later read through it, as on the erasing machine
+            index_erasure(self._txn, self._env, BlobId(record.metadata[ERASURE_KEY]), erasure)
+
+    def _erasure_of(self, cid: CommitId, record: CommitRecord) -> Erasure | None:
+        """The replacement map of erasure commit `record` (None for another commit)."""
+        blob = record.metadata.get(ERASURE_KEY)
+        if blob is None:
+            return None
+        raw = self._get(blob.encode(), DB_BLOBS)
+        if raw is None:
+            raise CorruptionError(f"erasure commit {cid[:10]} names map {blob}, which the log lacks")
+        return Erasure.decode(BlobId(blob), unframe_blob(BlobId(blob), raw, expect=BlobKind.ERASURE))
 
     def _apply_move(self, what: str, move: Mapping[str, object]) -> None:
         why = Reason(str(move["action"]), str(move["message"]), str(move["author"]))

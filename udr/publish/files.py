@@ -83,8 +83,8 @@ def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> i
     return write_atomic(path, write, exclusive=exclusive)
 
 
-def write_position_deletes(path: Path, rows: Sequence[tuple[str, np.ndarray]]) -> int:
-    """Write a position-delete file: for each (data file path, sorted positions), its rows; return bytes.
+def encode_position_deletes(rows: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """A position-delete Parquet file: for each (data file URI, sorted positions), its rows.
 
     Rows are ordered by file path, then position, as the Iceberg spec requires.
     """
@@ -94,15 +94,17 @@ def write_position_deletes(path: Path, rows: Sequence[tuple[str, np.ndarray]]) -
         pa.array(np.repeat(names, [len(p) for _, p in ordered]), pa.string()),
         pa.array(np.concatenate([p.astype(np.int64) for _, p in ordered]), pa.int64()),
     ], schema=_DELETE_SCHEMA)
-    return write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out, compression="zstd")
+    return bytes(out.getvalue().to_pybytes())
 
 
-def inline_owner(dest: Path) -> str:
-    """The pin owner of a publishing destination."""
+def inline_owner(dest: str) -> str:
+    """The pin owner of a publishing destination (its recorded name: an absolute path or a URL)."""
     return f"iceberg:{dest}"
 
 
-def materialize_inline(log: LogStore, rows: RowReader, dest: Path, frags: Sequence[FragmentState],
+def materialize_inline(log: LogStore, rows: RowReader, dest: str, frags: Sequence[FragmentState],
                        table: str) -> dict[ChunkId, ChunkId]:
     """Give each inline fragment a Parquet chunk in the chunk store (once: pins remember it); return
     inline chunk -> Parquet chunk for `frags`."""

@@ -26,15 +26,19 @@ Not safe for two publishers of one destination at once: the second gets `Conflic
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from udr.errors import RefNotFound, TableNotFound, UsageError, close_matches
+from udr.errors import (
+    CorruptionError,
+    RefNotFound,
+    TableNotFound,
+    UsageError,
+    close_matches,
+)
 from udr.log import graph
 from udr.log.erasure import ErasureStore
 from udr.log.format import ChunkId, CommitId
@@ -52,13 +56,15 @@ from udr.publish.avro import (
     decode_manifest_list,
 )
 from udr.publish.deletes import plan_deletes
-from udr.publish.files import file_uri, inline_owner, local_path, materialize_inline
+from udr.publish.files import inline_owner, materialize_inline
 from udr.publish.metadata import (
     TableMetadata,
     load_metadata,
+    metadata_files,
     write_metadata,
     write_snapshot_files,
 )
+from udr.publish.target import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,76 +87,76 @@ class _Context:
     log: LogStore
     materializer: Materializer
     rows: RowReader
-    dest: Path
+    target: Target
     branch: str
     head: CommitId
     erasures: int
     files: int = 0
     bytes: int = 0
-    written: set[Path] = field(default_factory=set)  # files a rebuild wrote (the only ones it keeps)
+    written: set[str] = field(default_factory=set)  # files a rebuild wrote (the only ones it keeps)
 
 
-def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, dest: Path,
+def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, target: Target,
                     tables: Sequence[str] | None, branch: str) -> PublishReport:
-    """Publish `tables` (None: every table at the head) of `branch` as Iceberg tables under `dest`.
+    """Publish `tables` (None: every table at the head) of `branch` as Iceberg tables at `target`.
 
     Raises:
         RefNotFound: no such branch.
         TableNotFound: a named table never existed on the branch.
-        UsageError: `dest` or the lake path holds characters Iceberg readers misread in URIs.
+        UsageError: the destination or the lake's path holds characters Iceberg readers misread in URIs.
         SchemaError: a column type Iceberg cannot describe.
         ConflictError: another publisher wrote the same destination meanwhile; publish again.
     """
     head = log.head(branch)
     if head is None:
         raise RefNotFound(f"branch {branch!r} does not exist" + close_matches(branch, log.branches()))
-    for place in (dest.resolve(), log.root.resolve()):
-        if set(str(place)) & set("#?%"):
+    for place in (target.name, target.lake):
+        if set(place) & set("#?%"):
             # Iceberg names files by URI and readers (pyiceberg) parse "#", "?" and "%" as URI syntax.
             raise UsageError(f"{place} contains '#', '?' or '%', which Iceberg readers misread in file URIs; "
                              "use a path without them")
     erasures = ErasureStore.of(log)
-    ctx = _Context(log, materializer, rows, dest.resolve(), branch, head, erasures.generation())
+    ctx = _Context(log, materializer, rows, target, branch, head, erasures.generation())
     names = sorted(materializer.snapshot(head)) if tables is None else list(tables)
     added = {name: _publish_table(ctx, name) for name in names}
-    PublicationStore(log).record(str(ctx.dest), "iceberg", branch, tables)
-    owner = inline_owner(ctx.dest)
+    PublicationStore(log).record(target.name, "iceberg", branch, tables)
+    owner = inline_owner(target.name)
     if ctx.erasures:
         # Copies of inline rows an erasure replaced: no metadata names them any more.
         pins = PinStore(log)
         pins.unpin(owner, [name for name in pins.pins(owner) if erasures.is_replaced(name)])
-    return PublishReport(str(ctx.dest), added, ctx.files, ctx.bytes)
+    return PublishReport(target.name, added, ctx.files, ctx.bytes)
 
 
-def unpublish_iceberg(log: LogStore, dest: Path) -> list[str]:
-    """Delete the Iceberg tables this lake published under `dest` and release their pins (so `gc` may
+def _own_tables(target: Target) -> list[TableMetadata]:
+    """The tables at `target` that the lake `target.lake` published."""
+    found = (load_metadata(target, table) for table in target.tables())
+    return [meta for meta in found if meta is not None and meta.properties.get("udr.lake") == target.lake]
+
+
+def unpublish_iceberg(log: LogStore, target: Target) -> list[str]:
+    """Delete the Iceberg tables this lake published at `target` and release their pins (so `gc` may
     free the Parquet copies of inline rows); return the tables removed."""
-    dest = dest.resolve()
     removed = []
-    lake = str(log.root.resolve())
-    for tdir in sorted(dest.iterdir()) if dest.is_dir() else []:
-        found = load_metadata(tdir)
-        if found is not None and found.properties.get("udr.lake") == lake:
-            shutil.rmtree(tdir)
-            removed.append(tdir.name)
+    for meta in _own_tables(target):
+        target.remove(meta.table)
+        removed.append(meta.table)
     # Pins go last: a crash before this leaves chunks kept, never a published table without its files.
-    PinStore(log).release(inline_owner(dest))
-    PublicationStore(log).remove(str(dest))
+    PinStore(log).release(inline_owner(target.name))
+    PublicationStore(log).remove(target.name)
     return removed
 
 
-def published_commits(log: LogStore) -> dict[CommitId, str]:
+def published_commits(log: LogStore, open_target: Callable[[str], Target]) -> dict[CommitId, str]:
     """Every commit that a snapshot of an Iceberg table this lake published (and did not unpublish) reads ->
-    where: `expire` keeps their data, as the tables' readers need it."""
+    where: `expire` keeps their data, as the tables' readers need it. `open_target` opens a recorded
+    destination."""
     out: dict[CommitId, str] = {}
-    lake = str(log.root.resolve())
     for publication in PublicationStore(log).all():
-        dest = Path(publication.dest)
-        for tdir in sorted(dest.iterdir()) if dest.is_dir() else []:
-            meta = load_metadata(tdir)
-            if meta is not None and meta.properties.get("udr.lake") == lake:
-                for commit in meta.commits():
-                    out.setdefault(CommitId(commit), f"published Iceberg table {tdir}")
+        target = open_target(publication.dest)
+        for meta in _own_tables(target) if target.exists() else []:
+            for commit in meta.commits():
+                out.setdefault(CommitId(commit), f"published Iceberg table {target.name}/{meta.table}")
     return out
 
 
@@ -167,9 +173,9 @@ def _new_commits(log: LogStore, head: CommitId, table: str, known: set[int]) -> 
 
 
 def _publish_table(ctx: _Context, table: str) -> int:
-    tdir = ctx.dest / table
-    meta = load_metadata(tdir) or TableMetadata.fresh(tdir, table, str(ctx.log.root.resolve()),
-                                                      str(uuid.uuid5(uuid.NAMESPACE_URL, file_uri(tdir))), ctx.erasures)
+    target = ctx.target
+    meta = load_metadata(target, table) or TableMetadata.fresh(
+        target, table, str(uuid.uuid5(uuid.NAMESPACE_URL, target.uri(table))), ctx.erasures)
     rebuild = meta.erasures != ctx.erasures
     if rebuild:
         meta = meta.rebuilt(ctx.erasures)
@@ -180,7 +186,7 @@ def _publish_table(ctx: _Context, table: str) -> int:
     before = ctx.materializer.table(base, table) if base is not None else None
     states = [ctx.materializer.table(c, table) for c in new]
     inline = [f for s in [before, *states] if s is not None for f in s.fragments if f.inline]
-    copies = materialize_inline(ctx.log, ctx.rows, ctx.dest, inline, table) if inline and new else {}
+    copies = materialize_inline(ctx.log, ctx.rows, target.name, inline, table) if inline and new else {}
     manifests = _Manifests(meta)
     parent = snapshot_id(base) if base is not None else None
     for cid, state in zip(new, states):
@@ -191,22 +197,23 @@ def _publish_table(ctx: _Context, table: str) -> int:
             if (sid := _tip(ctx.log, cid, table, meta.snapshot_ids())) is not None}
     if new or rebuild or meta.refs_differ(ctx.branch, tip, tags):
         meta.set_refs(ctx.branch, tip, tags)
-        ctx.bytes += write_metadata(tdir, meta, log_previous=not rebuild)
+        ctx.bytes += write_metadata(meta, log_previous=not rebuild)
         ctx.files += 2  # the metadata version and the hint
     if rebuild:
-        _delete_replaced(tdir, meta, ctx.written)
+        _delete_replaced(meta, ctx.written)
     return len(new)
 
 
-def _delete_replaced(tdir: Path, meta: TableMetadata, written: set[Path]) -> None:
+def _delete_replaced(meta: TableMetadata, written: set[str]) -> None:
     """After a rebuild's metadata version is in place: delete the table's files that only older versions name
     (they name chunks an erasure replaced)."""
-    keep = written | {tdir / "metadata" / f"v{meta.version}.metadata.json", tdir / "metadata" / "version-hint.text"}
-    for folder in (tdir / "metadata", tdir / "data"):
-        # The table directory belongs to this publisher alone: what is in it and not kept is an older version's.
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path not in keep:
-                path.unlink()
+    keep = written | metadata_files(meta)
+    target = meta.target
+    for folder in (f"{meta.table}/metadata", f"{meta.table}/data"):
+        # The table's folder belongs to this publisher alone: what is in it and not kept is an older version's.
+        for name in target.files(folder):
+            if name not in keep:
+                target.delete(name)
 
 
 def _tip(log: LogStore, cid: CommitId, table: str, known: set[int]) -> int | None:
@@ -223,6 +230,7 @@ class _Manifests:
 
     def __init__(self, meta: TableMetadata) -> None:
         self._meta = meta
+        self._target = meta.target
         self._cache: dict[str, Manifest] = {}
 
     def of(self, sid: int | None) -> list[Manifest]:
@@ -231,13 +239,19 @@ class _Manifests:
             return []
         list_path = self._meta.manifest_list(sid)
         out = []
-        for path, length, seq, added_by in decode_manifest_list(local_path(list_path).read_bytes(), list_path):
+        for path, length, seq, added_by in decode_manifest_list(self._read(list_path), list_path):
             found = self._cache.get(path)
             if found is None:
-                content, entries = decode_manifest(local_path(path).read_bytes(), path)
+                content, entries = decode_manifest(self._read(path), path)
                 found = self._cache[path] = Manifest(path, length, content, seq, added_by, entries)
             out.append(found)
         return out
+
+    def _read(self, uri: str) -> bytes:
+        raw = self._target.read(self._target.rel(uri))
+        if raw is None:
+            raise CorruptionError(f"Iceberg file {uri} is missing; publish again to a new destination")
+        return raw
 
     def remember(self, manifests: Iterable[Manifest]) -> None:
         """Keep manifests just written (the next snapshot starts from them)."""
@@ -245,11 +259,14 @@ class _Manifests:
             self._cache[m.path] = m
 
 
-def _file_paths(ctx: _Context, state: TableState | None, copies: dict[ChunkId, ChunkId]) -> dict[str, FragmentState]:
+def _file_paths(ctx: _Context, state: TableState | None, copies: dict[ChunkId, ChunkId],
+                table: str) -> dict[str, tuple[FragmentState, ChunkId]]:
+    """Data file URI -> (fragment, the chunk file it is) of every fragment of `state`."""
     if state is None:
         return {}
-    chunks = ctx.log.chunks
-    return {file_uri(chunks.path(copies[f.chunk] if f.inline else f.chunk)): f for f in state.fragments}
+    uri = ctx.target.chunk_uri
+    return {(uri(copies[f.chunk], table) if f.inline else uri(f.chunk)): (f, copies[f.chunk] if f.inline else f.chunk)
+            for f in state.fragments}
 
 
 def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, table: str, cid: CommitId,
@@ -258,12 +275,13 @@ def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, tab
     sid = snapshot_id(cid)
     seq = meta.last_sequence + 1
     previous = manifests.of(parent)
-    old_files = _file_paths(ctx, before, copies)
-    new_files = _file_paths(ctx, state, copies)
+    old_files = {p: f for p, (f, _) in _file_paths(ctx, before, copies, table).items()}
+    located = _file_paths(ctx, state, copies, table)
+    new_files = {p: f for p, (f, _) in located.items()}
     data = [m for m in previous if m.content == DATA]
     live_data = {e.path: e for m in data for e in m.entries}
-    added = [FileEntry(p, f.rows, local_path(p).stat().st_size, seq, sid)
-             for p, f in new_files.items() if p not in live_data]
+    added = [FileEntry(p, f.rows, ctx.target.prepare_chunk(p, chunk), seq, sid)
+             for p, (f, chunk) in located.items() if p not in live_data]
     data_seq = {e.path: e.sequence for e in live_data.values()} | {e.path: seq for e in added}
 
     def positions(frag: FragmentState) -> np.ndarray:
@@ -275,8 +293,10 @@ def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, tab
     schema_id = meta.schema_id(ctx.rows.schema(state.schema) if state is not None else None, table)
     written = write_snapshot_files(meta, sid, parent, seq, schema_id, data, set(new_files), added, deletes, plan)
     manifests.remember(written.manifests)
-    ctx.written |= {local_path(written.list_uri)} | {local_path(m.path) for m in written.manifests} | {
-        local_path(e.path) for m in written.manifests if m.content == POSITION_DELETES for e in m.entries}
+    rel = ctx.target.rel
+    ctx.written |= {rel(written.list_uri)} | {rel(m.path) for m in written.manifests} | {
+        rel(e.path) for m in written.manifests if m.content == POSITION_DELETES for e in m.entries} | {
+        rel(p) for p in new_files if ctx.target.owns(p)}
     ctx.files += written.files
     ctx.bytes += written.bytes
     record = ctx.log.get_commit(cid)

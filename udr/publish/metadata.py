@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -29,13 +28,14 @@ from udr.publish.avro import (
     encode_manifest_list,
 )
 from udr.publish.deletes import DeletePlan
-from udr.publish.files import file_uri, write_bytes_atomic, write_position_deletes
+from udr.publish.files import encode_position_deletes
 from udr.publish.schema import (
     IcebergSchema,
     name_mapping,
     same_fields,
     to_iceberg,
 )
+from udr.publish.target import Target
 
 # Past this many manifests of one kind, a snapshot merges them into one (readers open every manifest).
 MAX_MANIFESTS = 32
@@ -45,27 +45,28 @@ _COLUMN_IDS = "udr.column-ids"
 _ERASURES = "udr.erasures"
 
 
-def _metadata_dir(tdir: Path) -> Path:
-    return tdir / "metadata"
+def _metadata_file(table: str, name: str) -> str:
+    return f"{table}/metadata/{name}"
 
 
 class TableMetadata:
     """A published table's metadata document, as read and as being extended."""
 
-    def __init__(self, tdir: Path, version: int, doc: dict[str, Any]) -> None:
-        self.tdir = tdir
+    def __init__(self, target: Target, table: str, version: int, doc: dict[str, Any]) -> None:
+        self.target = target
+        self.table = table
         self.version = version
         self.doc = doc
 
     @classmethod
-    def fresh(cls, tdir: Path, table: str, lake: str, table_uuid: str, erasures: int = 0) -> TableMetadata:
+    def fresh(cls, target: Target, table: str, table_uuid: str, erasures: int = 0) -> TableMetadata:
         """The metadata of a table with no snapshot yet (version 0: never written) reflecting `erasures`."""
-        meta = cls(tdir, 0, {
-            "format-version": 2, "table-uuid": table_uuid, "location": file_uri(tdir), "last-sequence-number": 0,
+        meta = cls(target, table, 0, {
+            "format-version": 2, "table-uuid": table_uuid, "location": target.uri(table), "last-sequence-number": 0,
             "last-updated-ms": 0, "last-column-id": 0, "current-schema-id": 0, "schemas": [],
             "default-spec-id": 0, "partition-specs": [{"spec-id": 0, "fields": []}], "last-partition-id": 999,
             "default-sort-order-id": 0, "sort-orders": [{"order-id": 0, "fields": []}],
-            "properties": {"udr.lake": lake, "udr.table": table}, "refs": {}, "snapshots": [],
+            "properties": {"udr.lake": target.lake, "udr.table": table}, "refs": {}, "snapshots": [],
             "snapshot-log": [], "metadata-log": [],
         })
         if erasures:
@@ -91,8 +92,7 @@ class TableMetadata:
     def rebuilt(self, erasures: int) -> TableMetadata:
         """An empty document for this table (same uuid and location) reflecting `erasures`, to be written as the
         version after this one."""
-        fresh = TableMetadata.fresh(self.tdir, self.properties["udr.table"], self.properties["udr.lake"],
-                                    self.doc["table-uuid"], erasures)
+        fresh = TableMetadata.fresh(self.target, self.table, self.doc["table-uuid"], erasures)
         fresh.version = self.version
         return fresh
 
@@ -122,7 +122,8 @@ class TableMetadata:
         for s in self._snapshots():
             if s["snapshot-id"] == sid:
                 return str(s["manifest-list"])
-        raise CorruptionError(f"Iceberg table {self.tdir} has no snapshot {sid}; publish again to a new destination")
+        raise CorruptionError(f"Iceberg table {self.target.uri(self.table)} has no snapshot {sid}; publish again "
+                              "to a new destination")
 
     def schema_id(self, arrow: pa.Schema | None, table: str) -> int:
         """The id of the Iceberg schema for `arrow` (added when new; None: the current schema)."""
@@ -190,45 +191,55 @@ class TableMetadata:
                 log.append({"timestamp-ms": stamp, "snapshot-id": current})
 
 
-def load_metadata(tdir: Path) -> TableMetadata | None:
-    """The newest complete metadata version of the table at `tdir`, None if there is none.
+def load_metadata(target: Target, table: str) -> TableMetadata | None:
+    """The newest complete metadata version of `table` at `target`, None if there is none.
 
     Raises:
         CorruptionError: the newest version is not valid JSON.
     """
-    mdir = _metadata_dir(tdir)
+    hint = target.read(_metadata_file(table, _HINT))
     try:
-        version = int((mdir / _HINT).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        version = int(hint.strip()) if hint is not None else 0
+    except ValueError:
         version = 0
     # The hint is replaced after the version it names appears, so a crash can leave it one behind.
-    while (mdir / f"v{version + 1}.metadata.json").exists():
-        version += 1
+    found = None
+    while (raw := target.read(_metadata_file(table, f"v{version + 1}.metadata.json"))) is not None:
+        version, found = version + 1, raw
     if version == 0:
         return None
-    path = mdir / f"v{version}.metadata.json"
+    name = _metadata_file(table, f"v{version}.metadata.json")
+    raw = found if found is not None else target.read(name)
     try:
-        return TableMetadata(tdir, version, json.loads(path.read_text()))
+        if raw is None:
+            raise ValueError("the version hint names a metadata version that does not exist")
+        return TableMetadata(target, table, version, json.loads(raw))
     except ValueError as exc:
-        raise CorruptionError(f"Iceberg metadata {path} is damaged: {exc}; publish to a new destination") from exc
+        raise CorruptionError(f"Iceberg metadata {target.uri(name)} is damaged: {exc}; publish to a new "
+                              "destination") from exc
 
 
-def write_metadata(tdir: Path, meta: TableMetadata, *, log_previous: bool = True) -> int:
+def metadata_files(meta: TableMetadata) -> set[str]:
+    """The names of `meta`'s current metadata version and version hint."""
+    return {_metadata_file(meta.table, f"v{meta.version}.metadata.json"), _metadata_file(meta.table, _HINT)}
+
+
+def write_metadata(meta: TableMetadata, *, log_previous: bool = True) -> int:
     """Write the next metadata version, then the version hint; return the bytes written. `log_previous`: list
     the version it follows in its metadata log (not after a rebuild, which deletes that version).
 
     Raises:
         ConflictError: another publisher wrote that version first.
     """
-    mdir = _metadata_dir(tdir)
+    target, table = meta.target, meta.table
     if meta.version and log_previous:
         log: list[dict[str, object]] = meta.doc["metadata-log"]
         log.append({"timestamp-ms": meta.doc["last-updated-ms"],
-                    "metadata-file": file_uri(mdir / f"v{meta.version}.metadata.json")})
+                    "metadata-file": target.uri(_metadata_file(table, f"v{meta.version}.metadata.json"))})
     meta.version += 1
     data = json.dumps(meta.doc, indent=1).encode()
-    size = write_bytes_atomic(mdir / f"v{meta.version}.metadata.json", data, exclusive=True)
-    return size + write_bytes_atomic(mdir / _HINT, str(meta.version).encode())
+    size = target.write(_metadata_file(table, f"v{meta.version}.metadata.json"), data, exclusive=True)
+    return size + target.write(_metadata_file(table, _HINT), str(meta.version).encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,11 +261,12 @@ class _Writer:
         self.written: list[Manifest] = []
 
     def manifest(self, content: int, entries: Sequence[FileEntry]) -> Manifest:
-        path = _metadata_dir(self.meta.tdir) / f"{self.sid}{self.meta.file_tag()}-m{len(self.written)}.avro"
-        length = write_bytes_atomic(path, encode_manifest(content, entries, self.sid, self.avro))
+        meta = self.meta
+        name = _metadata_file(meta.table, f"{self.sid}{meta.file_tag()}-m{len(self.written)}.avro")
+        length = meta.target.write(name, encode_manifest(content, entries, self.sid, self.avro))
         self.files += 1
         self.bytes += length
-        m = Manifest(file_uri(path), length, content, self.seq, self.sid, tuple(entries))
+        m = Manifest(meta.target.uri(name), length, content, self.seq, self.sid, tuple(entries))
         self.written.append(m)
         return m
 
@@ -284,14 +296,14 @@ def write_snapshot_files(meta: TableMetadata, sid: int, parent: int | None, seq:
     writer = _Writer(meta, sid, seq, schema_id)
     new_deletes: list[FileEntry] = []
     if plan.write:
-        path = meta.tdir / "data" / f"{sid}{meta.file_tag()}-deletes.parquet"
-        size = write_position_deletes(path, plan.write)
+        name = f"{meta.table}/data/{sid}{meta.file_tag()}-deletes.parquet"
+        size = meta.target.write(name, encode_position_deletes(plan.write))
         writer.files += 1
         writer.bytes += size
-        new_deletes.append(FileEntry(file_uri(path), sum(len(p) for _, p in plan.write), size, seq, sid,
+        new_deletes.append(FileEntry(meta.target.uri(name), sum(len(p) for _, p in plan.write), size, seq, sid,
                                      tuple(p for p, _ in plan.write)))
     manifests = writer.carry(DATA, data, live, added) + writer.carry(POSITION_DELETES, deletes, set(plan.keep),
                                                                       new_deletes)
-    list_path = _metadata_dir(meta.tdir) / f"snap-{sid}{meta.file_tag()}.avro"
-    size = write_bytes_atomic(list_path, encode_manifest_list(manifests, sid, parent, seq))
-    return SnapshotFiles(file_uri(list_path), tuple(writer.written), writer.files + 1, writer.bytes + size)
+    list_name = _metadata_file(meta.table, f"snap-{sid}{meta.file_tag()}.avro")
+    size = meta.target.write(list_name, encode_manifest_list(manifests, sid, parent, seq))
+    return SnapshotFiles(meta.target.uri(list_name), tuple(writer.written), writer.files + 1, writer.bytes + size)

@@ -1,7 +1,8 @@
 """The remote log: a linear sequence of entries `log/<seq, 20 digits>` in object storage, the lake's truth.
 
 An entry is created only if absent (one conditional put), so exactly one writer wins each sequence number and
-an entry, once there, never changes: a commit is visible exactly when its entry exists. Entries are found by
+a commit is visible exactly when its entry exists. An entry's commits and ref moves never change; only an
+erasure's purge rewrites it (`drop_blobs`, compare-and-swap on its ETag) without blobs the erasure replaced. Entries are found by
 reading forward (GET seq+1 until there is none), never by listing. An entry carries the stored bytes of the
 commits it adds, of the blobs they reference, and the ref-log records of the refs it moves (docs/FORMAT.md,
 "Remote log entry"). Chunks an entry references were uploaded before it was created. Safe across threads.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from udr.errors import CorruptionError, FormatError
 from udr.log.format import (
@@ -112,6 +113,26 @@ class RemoteLog:
                 return
             yield entry
             seq += 1
+
+    def drop_blobs(self, seq: int, gone: set[str]) -> bool:
+        """Rewrite entry `seq` without the blobs named in `gone` (an erasure replaced them: readers no longer
+        need them), by compare-and-swap on its ETag, retried until no concurrent rewrite intervenes; False if
+        the entry carries none of them.
+
+        Raises:
+            StorageError: the store failed. CorruptionError, FormatError: see `decode_entry`.
+        """
+        key = entry_key(seq)
+        while True:
+            found = self.store.get_tagged(key)
+            if found is None:
+                return False
+            entry = decode_entry(seq, found[0])
+            if not gone & entry.blobs.keys():
+                return False
+            kept = {bid: raw for bid, raw in entry.blobs.items() if bid not in gone}
+            if self.store.replace(key, encode_entry(replace(entry, blobs=kept)), found[1]):
+                return True
 
     def append(self, entry: Entry) -> bool:
         """Create entry `entry.seq` if no writer has; False when another writer won that position.

@@ -32,6 +32,7 @@ from udr.errors import (
     CorruptionError,
     FormatError,
     LakeNotFound,
+    StorageError,
     UsageError,
 )
 from udr.log.chunks import FileChunkStore
@@ -69,11 +70,13 @@ def chunk_key(chunk: ChunkId) -> str:
 class Mirror:
     """One remote lake and the local cache directory that replays it."""
 
-    def __init__(self, store: ObjectStore, root: Path) -> None:
+    def __init__(self, store: ObjectStore, root: Path, options: Mapping[str, str] | None = None) -> None:
         self.store = store
+        self.options = dict(options or {})  # for other stores the lake writes to (Iceberg destinations)
         self.log = RemoteLog(store)
         self.root = root
         self._stale = False
+        self._seen = -1  # the newest remote entry this mirror knows the cache holds (for error messages only)
         self._uploaded: set[ChunkId] = set()
         self._log: LogStore | None = None
         self._stop = threading.Event()
@@ -98,8 +101,22 @@ class Mirror:
         log.chunks.fetch_missing(self.fetch)
 
     def fetch(self, chunk: ChunkId) -> bytes | None:
-        """The bytes of chunk file `chunk` in object storage, None if it is not there."""
-        return self.store.get(chunk_key(chunk))
+        """The bytes of chunk file `chunk` in object storage, None if it is not there.
+
+        Raises:
+            StorageError: (retryable) it is not there, and other machines committed since this cache last
+                pulled: an erasure there may have replaced it; `refresh()` and read again.
+        """
+        data = self.store.get(chunk_key(chunk))
+        if data is None and self.log.read(self._seen + 1) is not None:
+            raise StorageError(f"chunk {chunk} is no longer in {self.url}, and other machines committed since this "
+                               "cache last looked (an erasure and gc there remove the chunks it replaced); "
+                               "refresh() and read again", retryable=True)
+        return data
+
+    def saw(self, seq: int) -> None:
+        """Note that the cache holds remote entry `seq` (a chunk missing later is then explained better)."""
+        self._seen = max(self._seen, seq)
 
     def close(self) -> None:
         """Stop polling (the cache's environment stays with the lake that opened it)."""
@@ -131,6 +148,7 @@ class Mirror:
             self._stale = True
             raise _lost(self.url, entry)
         txn.set_applied(seq)
+        self.saw(seq)
 
     def aborted(self) -> None:
         """After a lost publish, pull the winners' entries (in a transaction of their own, which commits)."""
@@ -160,6 +178,7 @@ class Mirror:
                 if entry.seq == done + 1:  # a thread or process sharing the cache may have applied some
                     apply(txn, entry)
                     done = entry.seq
+        self.saw(done)
         return len(entries)
 
     def start_polling(self, on_error: Callable[[Exception], None] | None = None) -> None:
@@ -191,17 +210,33 @@ class Mirror:
         upload(self.store, self._log.chunks, todo)
         self._uploaded.update(todo)
 
-    def collect_garbage(self, referenced: set[ChunkId], *, grace: timedelta = GC_GRACE) -> int:
-        """Delete remote chunks no commit references and older than `grace` (a concurrent writer may be about
-        to reference a newer one); return bytes freed."""
+    def collect_garbage(self, needed: set[ChunkId], replaced: set[str], *, grace: timedelta = GC_GRACE) -> int:
+        """Delete the remote chunks in `replaced` (by an erasure) at once, and those not in `needed` once older
+        than `grace` (a concurrent writer may be about to reference a newer one); return bytes freed."""
         cutoff = datetime.now(timezone.utc) - grace
         freed = 0
         for info in self.store.list(REMOTE_CHUNK_PREFIX):
             chunk = ChunkId(info.key.rpartition("/")[2])
-            if chunk not in referenced and info.modified < cutoff:
+            if chunk in replaced or (chunk not in needed and info.modified < cutoff):
                 self.store.delete(info.key)
                 freed += info.size
         return freed
+
+    def purge_log(self, replaced: set[str]) -> int:
+        """Rewrite every remote log entry that carries a blob an erasure replaced without it (once per set of
+        erasures: the cache notes how many ids it purged); return the entries rewritten.
+
+        Raises:
+            StorageError: the store failed; purging again resumes.
+        """
+        with self._live.reading() as txn:
+            done, last = txn.purged(), txn.applied()
+        if not replaced or done >= len(replaced):
+            return 0
+        rewritten = sum(self.log.drop_blobs(seq, replaced) for seq in range(last + 1))
+        with self._live.writing(watched=False) as txn:
+            txn.set_purged(len(replaced))
+        return rewritten
 
 
 def upload(store: ObjectStore, source: FileChunkStore, chunks: list[ChunkId]) -> None:
@@ -241,7 +276,7 @@ def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapp
     """
     store = open_store(url, options)
     root = Path(cache).expanduser() if cache is not None else default_cache(store.url)
-    mirror = Mirror(store, root)
+    mirror = Mirror(store, root, options)
     first = mirror.log.read(0)
     if read_format(root) is not None and _cache_matches(mirror, first):
         with open_replica(root) as replica:
@@ -286,6 +321,7 @@ def _create(mirror: Mirror) -> bool:
         if won:
             txn.set_remote_url(mirror.url)
             txn.set_applied(0)
+            mirror.saw(0)
     return won
 
 
@@ -299,5 +335,6 @@ def _bootstrap(mirror: Mirror) -> None:
             txn.set_format(entries[0].format)
         for entry in entries:
             apply(txn, entry)
+            mirror.saw(entry.seq)
         version = txn.lake_format()
     write_label(mirror.root, version)

@@ -2,7 +2,7 @@
 
 `ObjectStore` is the seam the remote log and the chunk mirror use: whole-object get, unconditional put (for
 content-addressed chunks, where a repeated put writes the same bytes), create-if-absent put (the commit point
-of the remote log), list and delete (gc only). `open_store` builds the real one from a URL (`s3://`, `gs://`,
+of the remote log), compare-and-swap on an ETag (an erasure purging a log entry), list and delete (gc only). `open_store` builds the real one from a URL (`s3://`, `gs://`,
 `az://`); obstore's stores are safe across threads.
 
 Every obstore failure is translated here into `udr.StorageError` (with `retryable` set for timeouts, dropped
@@ -12,6 +12,7 @@ connections and server errors), or `LakeNotFound` for a missing bucket, so no la
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
     from obstore.store import ObjectStore as _Backend
 
 SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss")
+# "s3://bucket/x", "file:///tmp/x", "https://...": a scheme, then "://".
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# An HTTP 403 in an error's text (not any "403" in it: keys and bucket prefixes hold random digits).
+_FORBIDDEN = re.compile(r"\b403 Forbidden\b|\bstatus(?: code)?:? 403\b", re.IGNORECASE)
 
 # Options obstore takes as HTTP client options rather than store configuration.
 _CLIENT_OPTIONS = frozenset({"allow_http", "allow_invalid_certificates", "connect_timeout", "timeout", "proxy_url",
@@ -74,8 +79,20 @@ class ObjectStore(Protocol):
         """Create the object only if absent, atomically; False if it already existed (nothing written)."""
         ...
 
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (its version, for `replace`), or None if there is no such object."""
+        ...
+
+    def replace(self, key: str, data: bytes, etag: str) -> bool:
+        """Overwrite the object only if its ETag is still `etag`, atomically; False if it changed (or is gone)."""
+        ...
+
     def exists(self, key: str) -> bool:
         """Whether the object exists."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, None if there is no such object."""
         ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -85,6 +102,11 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object (no error if it is gone)."""
         ...
+
+
+def is_url(text: str) -> bool:
+    """Whether `text` is a URL (any scheme) rather than a path: a lake or destination in object storage."""
+    return _URL.match(text) is not None
 
 
 def open_store(url: str, options: Mapping[str, str] | None = None) -> ObjectStore:
@@ -136,6 +158,25 @@ class _Obstore:
         except BaseError as exc:
             raise self._failed("read", key, exc) from exc
 
+    def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            found = obstore.get(self._store, key)
+            return bytes(found.bytes()), str(found.meta["e_tag"])
+        except FileNotFoundError as exc:
+            self._check_bucket(exc)
+            return None
+        except BaseError as exc:
+            raise self._failed("read", key, exc) from exc
+
+    def replace(self, key: str, data: bytes, etag: str) -> bool:
+        try:
+            obstore.put(self._store, key, data, mode={"e_tag": etag})
+        except (PreconditionError, NotFoundError, FileNotFoundError):
+            return False
+        except BaseError as exc:
+            raise self._failed("write", key, exc) from exc
+        return True
+
     def put(self, key: str, data: bytes) -> None:
         try:
             obstore.put(self._store, key, data, mode="overwrite")
@@ -158,14 +199,16 @@ class _Obstore:
         return True
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
         try:
-            obstore.head(self._store, key)
+            return int(obstore.head(self._store, key)["size"])
         except FileNotFoundError as exc:
             self._check_bucket(exc)
-            return False
+            return None
         except BaseError as exc:
             raise self._failed("read", key, exc) from exc
-        return True
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         try:
@@ -197,7 +240,10 @@ class _Obstore:
         if isinstance(exc, UnauthenticatedError) or "/latest/api/token" in text or "credential" in text.lower():
             return StorageError(f"cannot {what} {where}: no valid credentials; set AWS_ACCESS_KEY_ID and "
                                 "AWS_SECRET_ACCESS_KEY (or the store's own variables) or pass storage_options")
-        if isinstance(exc, PermissionDeniedError) or "AccessDenied" in text or "403" in text:
+        if "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+            return StorageError(f"cannot {what} {where}: the store refused the credentials (unknown access key or "
+                                "wrong secret); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or storage_options")
+        if isinstance(exc, PermissionDeniedError) or "AccessDenied" in text or _FORBIDDEN.search(text):
             return StorageError(f"cannot {what} {where}: access denied; check the credentials' permissions "
                                 "on this bucket and prefix")
         if isinstance(exc, NotFoundError):

@@ -21,13 +21,15 @@ def publish() -> None:
 
 
 @publish.command("iceberg")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest")
 @click.option("--table", "tables", multiple=True, help="A table to publish (repeatable; default: every table).")
 @click.option("--branch", default="main", show_default=True, help="Branch to publish (as the Iceberg branch of that name).")
 @click.option("--follow", is_flag=True, help="Keep publishing each new commit until Ctrl-C.")
 @click.pass_obj
-def publish_iceberg(lake: Path, dest: Path, tables: tuple[str, ...], branch: str, follow: bool) -> None:
-    """Publish tables as Apache Iceberg tables at DEST/<table>/ whose data files are the lake's own chunks."""
+def publish_iceberg(lake: Path, dest: str, tables: tuple[str, ...], branch: str, follow: bool) -> None:
+    """Publish tables as Apache Iceberg tables at DEST/<table>/ whose data files are the lake's own chunks.
+
+    DEST is a directory, or for a lake in object storage a URL (such as s3://bucket/lake/iceberg)."""
     out = console()
     with open_lake(lake) as db:
         def once() -> None:
@@ -57,9 +59,9 @@ def unpublish() -> None:
 
 
 @unpublish.command("iceberg")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest")
 @click.pass_obj
-def unpublish_iceberg(lake: Path, dest: Path) -> None:
+def unpublish_iceberg(lake: Path, dest: str) -> None:
     """Delete the Iceberg tables this lake published at DEST."""
     with open_lake(lake) as db:
         removed = db.unpublish_iceberg(dest)

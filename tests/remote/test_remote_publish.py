@@ -1,0 +1,96 @@
+"""Iceberg publishing of a lake in object storage into the same bucket, read back by pyiceberg from the S3
+server: at every snapshot it reads what UDR reads at the snapshot's commit, after new commits, from a second
+machine, and after an erasure (`udr.remote.publishing`, `udr.api.publishing`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from pyiceberg.table import StaticTable
+from remote_helpers import S3, bucket_keys
+
+import udr
+
+BIG = 20_000
+SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
+
+
+def _table(s3: S3, location: str) -> StaticTable:
+    return StaticTable.from_metadata(location, properties={
+        "s3.endpoint": s3.endpoint, "s3.access-key-id": "testing", "s3.secret-access-key": "testing",
+        "s3.region": "us-east-1"})
+
+
+def _bag(table: pa.Table) -> Counter[tuple[object, ...]]:
+    return Counter(zip(table.column("id").to_pylist(), table.column("name").to_pylist()))
+
+
+def _check_every_snapshot(s3: S3, db: udr.Lake, location: str) -> StaticTable:
+    """Assert pyiceberg reads, at every snapshot, the rows UDR reads at its commit; return the table."""
+    ice = _table(s3, location)
+    assert ice.metadata.snapshots
+    for snap in ice.metadata.snapshots:
+        assert snap.summary is not None
+        expected = db.read("people", at=snap.summary["udr.commit"])
+        assert _bag(ice.scan(snapshot_id=snap.snapshot_id).to_arrow()) == _bag(expected)
+    return ice
+
+
+def test_a_remote_lake_publishes_iceberg_into_its_bucket(url: str, caches: Path, s3_server: S3) -> None:
+    dest = f"{url}/iceberg"
+    with udr.open(url, cache=caches / "a") as a:
+        a.create_table("people", SCHEMA, primary_key=["id"])
+        a.append("people", {"id": list(range(BIG)), "name": [f"n{i}" for i in range(BIG)]})
+        a.upsert("people", {"id": [1, BIG], "name": ["one", "new"]})  # inline rows: a copy is uploaded
+        report = a.publish_iceberg(dest)
+        assert report.dest == dest and report.snapshots == {"people": 3}
+        first = _check_every_snapshot(s3_server, a, f"{dest}/people")
+        # Zero copy: the data files are the lake's chunk objects, but for the copy of inline rows, which the
+        # destination owns.
+        paths = sorted(f.file.file_path for f in first.scan().plan_files())
+        assert len(paths) == 2 and paths[0].startswith(f"{url}/chunks/")
+        assert paths[1].startswith(f"{dest}/people/data/inline-")
+        a.delete("people", "id < 10")
+        assert a.publish_iceberg(dest).snapshots == {"people": 1}
+        assert a.publish_iceberg(dest).files_written == 0  # idempotent
+        _check_every_snapshot(s3_server, a, f"{dest}/people")
+    with udr.open(url, cache=caches / "b", create=False) as b:
+        b.append("people", {"id": [BIG + 1], "name": ["from b"]})
+        # The tables name the lake by its URL, not by a machine's cache: b continues a's history.
+        assert b.publish_iceberg(dest).snapshots == {"people": 1}
+        ice = _check_every_snapshot(s3_server, b, f"{dest}/people")
+        assert len(ice.metadata.snapshots) == 5
+        assert ice.scan().to_arrow().num_rows == b.row_count("people")
+        assert b.unpublish_iceberg(dest) == ["people"]
+    assert not [k for k in bucket_keys(s3_server, url) if k.startswith("iceberg/")]
+
+
+def test_an_erasure_republishes_the_bucket_copy(url: str, caches: Path, s3_server: S3) -> None:
+    dest = f"{url}/iceberg"
+    with udr.open(url, cache=caches / "a") as a:
+        a.create_table("people", SCHEMA, primary_key=["id"])
+        a.append("people", {"id": list(range(BIG)), "name": [f"n{i}" for i in range(BIG)]})
+        a.upsert("people", {"id": [42], "name": ["secret"]})
+        a.publish_iceberg(dest)
+        before = {s.snapshot_id for s in _table(s3_server, f"{dest}/people").metadata.snapshots}
+        a.erase("people", {"id": [42]}, reason="request 7")
+        ice = _check_every_snapshot(s3_server, a, f"{dest}/people")
+        assert before < {s.snapshot_id for s in ice.metadata.snapshots}
+        for snap in ice.metadata.snapshots:
+            assert 42 not in ice.scan(snapshot_id=snap.snapshot_id).to_arrow().column("id").to_pylist()
+
+
+def test_publishing_needs_a_destination_of_the_lake_s_kind(url: str, caches: Path, tmp_path: Path) -> None:
+    with udr.open(url, cache=caches / "a") as a:
+        a.append("t", {"x": [1]})
+        with pytest.raises(udr.UsageError, match="object storage"):
+            a.publish_iceberg(tmp_path / "ice")
+        with pytest.raises(udr.UsageError, match="own storage"):
+            a.publish_iceberg(f"{url}/chunks")
+    with udr.open(tmp_path / "lake") as local:
+        local.append("t", {"x": [1]})
+        with pytest.raises(udr.UsageError, match="local lake"):
+            local.publish_iceberg(f"{url}/iceberg")

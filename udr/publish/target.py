@@ -1,0 +1,153 @@
+"""Where a publish writes: the file tree of one destination, and the URIs its metadata names files by.
+
+`Target` is the seam between Iceberg publishing and storage. Names inside a destination are relative,
+`/`-separated (`<table>/metadata/v3.metadata.json`). `LocalTarget` is a directory on this machine whose data
+files are the lake's own chunk files; `udr.remote.publishing.ObjectTarget` is a prefix in object storage whose
+data files are the remote lake's chunk objects. Both write each file whole (readers never see a torn one) and
+create a metadata version only if absent, so two publishers cannot both write version N.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from udr.errors import ConflictError
+from udr.log.chunks import FileChunkStore
+from udr.log.format import ChunkId
+from udr.publish.files import file_uri, local_path, write_bytes_atomic
+
+
+class Target(Protocol):
+    """One publishing destination."""
+
+    @property
+    def name(self) -> str:
+        """What the lake records the destination as (`udr.log.publications`): an absolute path or a URL."""
+        ...
+
+    @property
+    def lake(self) -> str:
+        """The publishing lake's identity (its path or URL), stamped into every table it publishes."""
+        ...
+
+    def uri(self, rel: str) -> str:
+        """The URI Iceberg metadata names the destination's file `rel` by."""
+        ...
+
+    def rel(self, uri: str) -> str:
+        """The name inside the destination of a `uri` this target made."""
+        ...
+
+    def read(self, rel: str) -> bytes | None:
+        """The bytes of file `rel`, None if there is none."""
+        ...
+
+    def write(self, rel: str, data: bytes, *, exclusive: bool = False) -> int:
+        """Write file `rel` whole; return its size. `exclusive`: only if it does not exist.
+
+        Raises:
+            ConflictError: `exclusive` and another publisher wrote `rel` first.
+        """
+        ...
+
+    def files(self, folder: str) -> list[str]:
+        """Every file under `folder` (relative names, sorted)."""
+        ...
+
+    def delete(self, rel: str) -> None:
+        """Remove file `rel` (no error if it is gone)."""
+        ...
+
+    def tables(self) -> list[str]:
+        """The top-level folders (published tables, or anything else) of the destination, sorted."""
+        ...
+
+    def remove(self, folder: str) -> None:
+        """Remove `folder` and everything under it."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the destination is still there (not deleted by hand)."""
+        ...
+
+    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
+        """The URI of chunk file `chunk` as a data file; `table`: the chunk is a Parquet copy of inline rows
+        made for that table (a target may keep such copies among the table's own files)."""
+        ...
+
+    def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
+        """Make chunk `chunk` readable at `uri` (from `chunk_uri`; a copy may not be there yet); return its size.
+
+        Raises:
+            ConflictError: the chunk is gone (gc or an erasure removed it meanwhile); publish again.
+        """
+        ...
+
+    def owns(self, uri: str) -> bool:
+        """Whether `uri` names a file of the destination (rather than of the lake)."""
+        ...
+
+
+class LocalTarget:
+    """A destination directory; data files are the chunk files of the lake's chunk store, by absolute path."""
+
+    def __init__(self, root: Path, lake: Path, chunks: FileChunkStore) -> None:
+        self._root = root.resolve()
+        self._lake = str(lake.resolve())
+        self._chunks = chunks
+
+    @property
+    def name(self) -> str:
+        return str(self._root)
+
+    @property
+    def lake(self) -> str:
+        return self._lake
+
+    def uri(self, rel: str) -> str:
+        return file_uri(self._root / rel)
+
+    def rel(self, uri: str) -> str:
+        return local_path(uri).relative_to(self._root).as_posix()
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return (self._root / rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, rel: str, data: bytes, *, exclusive: bool = False) -> int:
+        return write_bytes_atomic(self._root / rel, data, exclusive=exclusive)
+
+    def files(self, folder: str) -> list[str]:
+        base = self._root / folder
+        return sorted(p.relative_to(self._root).as_posix() for p in base.rglob("*") if p.is_file()) \
+            if base.is_dir() else []
+
+    def delete(self, rel: str) -> None:
+        (self._root / rel).unlink(missing_ok=True)
+
+    def tables(self) -> list[str]:
+        return sorted(p.name for p in self._root.iterdir() if p.is_dir()) if self._root.is_dir() else []
+
+    def remove(self, folder: str) -> None:
+        shutil.rmtree(self._root / folder, ignore_errors=True)
+
+    def exists(self) -> bool:
+        return self._root.is_dir()
+
+    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
+        return file_uri(self._chunks.path(chunk))  # copies of inline rows too: the lake keeps them, pinned
+
+    def owns(self, uri: str) -> bool:
+        return uri.startswith(file_uri(self._root) + "/")
+
+    def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
+        try:
+            return os.stat(self._chunks.path(chunk)).st_size
+        except FileNotFoundError as exc:
+            raise ConflictError(f"chunk {chunk} of {self._lake} was deleted while publishing (by gc or an "
+                                "erasure); publish again") from exc
