@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Protocol
 
 import duckdb
@@ -26,6 +27,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from udr.errors import SqlError, UsageError
+from udr.query.chunkcopy import copy_rows, copyable
+from udr.query.diff import KeyedDiff
 from udr.query.engine import one_line, quote_ident
 from udr.query.parse import Statement, column_name, parse_script, reads_table
 
@@ -64,8 +67,21 @@ class WriteTarget(Protocol):
     def set_primary_key(self, table: str, columns: list[str]) -> None: ...
 
 
-def execute_script(target: WriteTarget, sql: str) -> None:
-    """Run every statement of `sql` against `target`, in order; all are checked before the first runs.
+class DirectWrites(Protocol):
+    """Writes to the target that skip a copy of the rows through Arrow."""
+
+    def temp_dir(self) -> Path: ...
+
+    def add_files(self, table: str, files: list[tuple[Path, int]]) -> None: ...
+
+    def connect_positioned(self, sql: str, table: str, view: str) -> duckdb.DuckDBPyConnection: ...
+
+    def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
+
+
+def execute_script(target: WriteTarget, sql: str, direct: DirectWrites) -> None:
+    """Run every statement of `sql` against `target` (and `direct`), in order; all are checked before the
+    first runs.
 
     Raises:
         UsageError: a statement UDR cannot run (nothing ran).
@@ -73,13 +89,13 @@ def execute_script(target: WriteTarget, sql: str) -> None:
         TableNotFound, SchemaError, KeyViolation: as the corresponding write method.
     """
     for statement in parse_script(sql):
-        _run(target, statement)
+        _run(target, direct, statement)
 
 
-def _run(target: WriteTarget, st: Statement) -> None:
+def _run(target: WriteTarget, direct: DirectWrites, st: Statement) -> None:
     table = _lake_name(target, st.table)
     if st.kind == "CREATE TABLE":
-        _create(target, st, table)
+        _create(target, direct, st, table)
         return
     if table not in target.tables():
         if st.kind == "DROP TABLE" and st.tree.args.get("exists"):
@@ -162,7 +178,7 @@ def _copy_in(con: duckdb.DuckDBPyConnection, target: WriteTarget, table: str, *,
         _sql(con, f"INSERT INTO {quote_ident(table)} SELECT * FROM temp.main.__udr_src")
 
 
-def _create(target: WriteTarget, st: Statement, table: str) -> None:
+def _create(target: WriteTarget, direct: DirectWrites, st: Statement, table: str) -> None:
     tree = st.tree
     exists = table in target.tables()
     if exists and tree.args.get("exists"):
@@ -171,29 +187,53 @@ def _create(target: WriteTarget, st: Statement, table: str) -> None:
         raise UsageError(f"table {table!r} already exists; use CREATE OR REPLACE TABLE, or DROP TABLE first")
     _check_constraints(tree)
     query = tree.args.get("expression")
-    key: list[str] | None = None
     if isinstance(query, exp.Query) and not isinstance(tree.this, exp.Schema):
-        # CREATE TABLE t AS <query>: the query's rows as they are, not first copied into a DuckDB table.
-        with target.connect(st.text) as con:
-            # A join yields many small chunks; a keyed overwrite compares contiguous columns faster.
-            rows = _fetch(con, query.sql(dialect="duckdb")).combine_chunks()
-    else:
-        with _scratch(target, st, None) as (con, scratch):
-            _sql(con, st.text)
-            rows = _fetch(con, f"SELECT * FROM {scratch}")
-            found = con.execute(
-                "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
-                "AND constraint_type = 'PRIMARY KEY'", [scratch.split(".")[0]]).fetchall()
-        key = list(found[0][0]) if found else None
+        _create_as(target, direct, st, table, query.sql(dialect="duckdb"), exists=exists)
+        return
+    with _scratch(target, st, None) as (con, scratch):
+        _sql(con, st.text)
+        rows = _fetch(con, f"SELECT * FROM {scratch}")
+        found = con.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
+            "AND constraint_type = 'PRIMARY KEY'", [scratch.split(".")[0]]).fetchall()
+    key = list(found[0][0]) if found else None
     if exists:
-        old = target.schema(table)
-        same = old.names == rows.schema.names and all(a.type.equals(b.type) for a, b in zip(old, rows.schema))
-        if same and tree.args.get("expression") is not None and key in (None, target.primary_key(table)):
-            # A keyed (or multiset) overwrite keeps the table and stores only the rows that changed.
+        if _same_columns(target.schema(table), rows.schema) and query is not None and key in (
+                None, target.primary_key(table)):
             target.replace_rows(table, rows)
             return
         target.drop_table(table)
     target.create_table(table, rows.schema, primary_key=key)
+    if rows.num_rows:
+        target.append(table, rows)
+
+
+def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
+    return a.names == b.names and all(x.type.equals(y.type) for x, y in zip(a, b))
+
+
+def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: str, query: str, *,
+               exists: bool) -> None:
+    """`CREATE [OR REPLACE] TABLE t AS <query>`: the query's rows as they are, not first copied into a DuckDB
+    table. A new table's chunks are written by DuckDB itself (`udr.query.chunkcopy`); an existing table of the
+    same columns keeps what did not change (by key: `udr.query.overwrite`)."""
+    # Views for the tables the query reads: the statement also names the table it creates, which would
+    # make every table of the lake get one.
+    with target.connect(query) as con:
+        schema = _fetch(con, f"SELECT * FROM ({query}) LIMIT 0").schema
+        if exists and _same_columns(target.schema(table), schema):
+            # A keyed (or multiset) overwrite keeps the table and stores only the rows that changed.
+            # A join yields many small chunks; a keyed overwrite compares contiguous columns faster.
+            target.replace_rows(table, _fetch(con, query).combine_chunks())
+            return
+        if exists:
+            target.drop_table(table)
+        target.create_table(table, schema)
+        copied = copy_rows(con, query, target.schema(table), direct.temp_dir()) if copyable(schema) else None
+        if isinstance(copied, list):
+            direct.add_files(table, copied)
+            return
+        rows = _fetch(con, query).combine_chunks() if copied is None else copied
     if rows.num_rows:
         target.append(table, rows)
 

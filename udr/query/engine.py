@@ -92,7 +92,8 @@ def same_key(a: str, b: str, key: list[str]) -> str:
     return " AND ".join(f"{a}.{quote_ident(k)} IS NOT DISTINCT FROM {b}.{quote_ident(k)}" for k in key)
 
 
-def _quote_str(text: str) -> str:
+def quote_str(text: str) -> str:
+    """A DuckDB string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -121,6 +122,31 @@ def _masks(masks: dict[str, np.ndarray]) -> pa.Table:
     join yields a row per row of its longer side, and the padding keeps none of them."""
     length = max(len(m) for m in masks.values())
     return pa.table({name: np.concatenate([m, np.zeros(length - len(m), dtype=bool)]) for name, m in masks.items()})
+
+
+_PLACE = (pa.field("__frag", pa.uint32()), pa.field("__pos", pa.uint32()))
+
+
+class _Places:
+    """Where each row of a positioned view is stored (`SnapshotServer.register_positioned`)."""
+
+    def __init__(self, state: TableState) -> None:
+        self._index = {f.chunk: i for i, f in enumerate(state.fragments)}
+
+    def parquet(self, frags: list[FragmentState]) -> str:
+        """The `__frag` and `__pos` select items of one `read_parquet` over `frags`, from DuckDB's virtual
+        columns `file_index` (the file's index in the list read) and `file_row_number`."""
+        indices = [self._index[f.chunk] for f in frags]
+        if indices == list(range(indices[0], indices[0] + len(indices))):
+            frag = f"(file_index + {indices[0]})"
+        else:
+            frag = f"({indices})[file_index + 1]"
+        return f"{frag}::UINTEGER AS __frag, file_row_number::UINTEGER AS __pos"
+
+    def inline(self, rows: pa.Table, frag: FragmentState) -> pa.Table:
+        """Live rows of inline fragment `frag` (with their `__pos`) given their `__frag`."""
+        index = pa.array(np.full(rows.num_rows, self._index[frag.chunk], dtype=np.uint32))
+        return rows.append_column(_PLACE[0], index).select([*rows.column_names[:-1], "__frag", "__pos"])
 
 
 class SnapshotServer:
@@ -194,7 +220,7 @@ class SnapshotServer:
                           exc: CorruptionError) -> None:
         # Every column and the filter call error(): DuckDB folds neither away, so any query that reads
         # the view (even count(*) or a filter on a column) fails instead of returning no rows.
-        fail = f"error({_quote_str(f'udr: {exc}')})"
+        fail = f"error({quote_str(f'udr: {exc}')})"
         relation = con.from_arrow(schema.empty_table())
         cols = ", ".join(f"CAST({fail} AS {kind}) AS {quote_ident(name)}"
                          for name, kind in zip(relation.columns, relation.types)) or "1"
@@ -208,16 +234,26 @@ class SnapshotServer:
                                                                                             rows or self._rows)
         con.register(view, relation)
 
+    def register_positioned(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState,
+                            rows: RowReader | None = None) -> None:
+        """Create view `view` on `con` showing the live rows of `state` with two more columns, `__frag` (the
+        index of the row's fragment in `state.fragments`) and `__pos` (its row position in that fragment),
+        both UINTEGER: a write reads the rows it changes and where they are stored in one scan."""
+        con.register(view, self._relation(con, table, state, rows or self._rows, positioned=True))
+
     def _relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
-                  reader: RowReader) -> duckdb.DuckDBPyRelation:
+                  reader: RowReader, *, positioned: bool = False) -> duckdb.DuckDBPyRelation:
         schema = reader.schema(state.schema)
-        cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
+        cols = ", ".join(quote_ident(n) for n in schema.names) or ("*" if not positioned else "")
+        if positioned:
+            cols = ", ".join(c for c in (cols, "__frag", "__pos") if c)
         parts: list[str] = []
         plain = [f for f in state.fragments if not f.inline and f.deletes is None]
         pruned = [f for f in state.fragments if not f.inline and f.deletes is not None]
         inline = [f for f in state.fragments if f.inline]
+        where = _Places(state) if positioned else None
         if plain:
-            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema, reader)}")
+            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema, reader, where)}")
         # A positional join with a keep-mask drops deleted rows without hashing (an anti-join on
         # file_row_number cost more). DuckDB runs each positional join on one thread, so the fragments of
         # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
@@ -226,32 +262,40 @@ class SnapshotServer:
         for group in ([current] if current else []) + [[f] for f in pruned if f.schema != state.schema]:
             mask = f"__udr_keep_{len(masks)}"
             masks[mask] = np.concatenate([reader.keep_mask(f) for f in group])
-            scan = self._scan(con, table, group, state, schema, reader)
+            scan = self._scan(con, table, group, state, schema, reader, where)
             parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN __udr_keep WHERE __udr_keep.{mask}")
-        rows = pa.concat_tables([reader.live_as(f, schema, table=table) for f in inline]) if inline else None
+        rows = None
+        if inline:
+            rows = pa.concat_tables([reader.live_as(f, schema, table=table) if where is None else where.inline(
+                reader.live_as(f, schema, table=table, with_position=True), f) for f in inline])
         if rows is not None:
             parts.append(f"SELECT {cols} FROM __udr_inline")
         if not parts:
-            parts.append(f"SELECT {cols} FROM {_no_rows(con, schema)}")
+            empty = schema if where is None else schema.append(_PLACE[0]).append(_PLACE[1])
+            parts.append(f"SELECT {cols} FROM {_no_rows(con, empty)}")
         return _view_relation(con, " UNION ALL ".join(parts), _masks(masks) if masks else None, rows)
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
-              schema: pa.Schema, reader: RowReader) -> str:
+              schema: pa.Schema, reader: RowReader, where: _Places | None = None) -> str:
         if all(f.schema == state.schema for f in frags):
-            return f"read_parquet({self._files(table, frags)}) AS t"
+            if where is None:
+                return f"read_parquet({self._files(table, frags)}) AS t"
+            return f"(SELECT *, {where.parquet(frags)} FROM read_parquet({self._files(table, frags)})) AS t"
         # Chunks of older schemas: columns matched by id (renamed ones under their stored names), those
         # they lack filled by a union by name with no rows of the full schema.
         parts = []
         for schema_id in dict.fromkeys(f.schema for f in frags):
             group = [f for f in frags if f.schema == schema_id]
             names = stored_names(reader.schema(schema_id), schema)
-            cols = ", ".join(f"{quote_ident(stored)} AS {quote_ident(name)}" for name, stored in names.items())
+            cols = ", ".join([f"{quote_ident(stored)} AS {quote_ident(name)}" for name, stored in names.items()]
+                             + ([where.parquet(group)] if where is not None else []))
             parts.append(f"SELECT {cols or '1 AS __udr_none'} FROM read_parquet({self._files(table, group)})")
-        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {_no_rows(con, schema)}) AS t"
+        empty = schema if where is None else schema.append(_PLACE[0]).append(_PLACE[1])
+        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {_no_rows(con, empty)}) AS t"
 
     def _files(self, table: str, frags: list[FragmentState]) -> str:
         paths = [self._verified_path(f.chunk, table) for f in frags]
-        return "[" + ", ".join(_quote_str(p) for p in paths) + "]"
+        return "[" + ", ".join(quote_str(p) for p in paths) + "]"
 
     def _verified_path(self, chunk: ChunkId, table: str) -> str:
         try:
