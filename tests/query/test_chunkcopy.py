@@ -14,7 +14,7 @@ from udr.log.format import CHUNK_ROWS, ROW_GROUP_ROWS, TMP_DIR, ChunkId
 from udr.materialize.schemas import parquet_field_id
 
 ROWS = CHUNK_ROWS + 5_000  # two chunk files: one full, one short
-QUERY = (f"SELECT i AS id, i % 7 AS g, i / 3 AS x, 'n' || (i % 1000) AS name, DATE '2020-01-01' + (i % 9)::INT AS d, "
+QUERY = (f"SELECT i AS id, i % 7 AS g, i / 4 AS x, 'n' || (i % 1000) AS name, DATE '2020-01-01' + (i % 9)::INT AS d, "
          f"(i % 100)::DECIMAL(9, 2) AS price, i % 2 = 0 AS even, NULLIF(i % 5, 0) AS maybe FROM range({ROWS}) r(i)")
 
 

@@ -48,6 +48,10 @@ class DirectWrites:
             raise
         return con
 
+    def live_rows(self, table: str) -> int:
+        """How many rows `table` has as the transaction sees it."""
+        return self._staging.require(table).rows
+
     def stage_diff(self, table: str, diff: KeyedDiff) -> None:
         """Stage `diff`, found against keyed `table` as this transaction sees it, as a write of `table`."""
         state = self._staging.require(table)

@@ -1,11 +1,13 @@
 """Running writing SQL (DML and DDL) as UDR writes: each statement becomes calls on a `WriteTarget`.
 
 Rows a statement leaves are the rows DuckDB leaves for it. Three ways, fastest first:
-- keyed `UPDATE` (keys untouched) and `DELETE` are rewritten (sqlglot) into a `SELECT` of the affected rows
-  over the target's views, then applied as an upsert or a delete by keys: no table is materialized;
-- `CREATE TABLE t AS <query>` fetches the query's rows; `CREATE TABLE t (...)` and `INSERT` (plain or
-  `OR REPLACE`) not reading its own table run unchanged in a scratch in-memory catalog against an empty
-  table, and the rows they produce are appended or upserted;
+- keyed `UPDATE` (keys untouched) is rewritten (sqlglot) into one `SELECT` over a positioned view of the
+  target (`udr.query.sqldiff`) giving only the rows whose values change and where they are stored; keyed
+  `DELETE` into a `SELECT` of the doomed keys, then a delete by keys: no table is materialized;
+- `CREATE TABLE t AS <query>` has DuckDB write a new table's chunks (`udr.query.chunkcopy`), or, for an
+  existing keyed table of the same columns, find the changed rows against it (`udr.query.sqldiff`);
+  `CREATE TABLE t (...)` and `INSERT` (plain or `OR REPLACE`) not reading its own table run unchanged in a
+  scratch in-memory catalog against an empty table, and the rows they produce are appended or upserted;
 - anything else (`MERGE`, `ON CONFLICT`, unkeyed `UPDATE`/`DELETE`, self-reading `INSERT`) copies the
   target table into the scratch catalog (with its primary key), runs the real statement, and replaces
   the table's rows with the result, which stores only the rows that differ.
@@ -31,6 +33,15 @@ from udr.query.chunkcopy import copy_rows, copyable
 from udr.query.diff import KeyedDiff
 from udr.query.engine import one_line, quote_ident
 from udr.query.parse import Statement, column_name, parse_script, reads_table
+from udr.query.sqldiff import (
+    FRAG,
+    IN,
+    POS,
+    changes_sql,
+    old_name,
+    overwrite_diff,
+    split,
+)
 
 
 class WriteTarget(Protocol):
@@ -78,6 +89,12 @@ class DirectWrites(Protocol):
 
     def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
 
+    def live_rows(self, table: str) -> int: ...
+
+
+# The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`).
+_TARGET = "__udr_target"
+
 
 def execute_script(target: WriteTarget, sql: str, direct: DirectWrites) -> None:
     """Run every statement of `sql` against `target` (and `direct`), in order; all are checked before the
@@ -107,7 +124,7 @@ def _run(target: WriteTarget, direct: DirectWrites, st: Statement) -> None:
         _alter(target, st, table)
     elif st.kind == "INSERT" and _insert(target, st, table):
         return
-    elif st.kind == "UPDATE" and _keyed_update(target, st, table):
+    elif st.kind == "UPDATE" and _keyed_update(target, direct, st, table):
         return
     elif st.kind == "DELETE" and _keyed_delete(target, st, table):
         return
@@ -215,16 +232,21 @@ def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
 def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: str, query: str, *,
                exists: bool) -> None:
     """`CREATE [OR REPLACE] TABLE t AS <query>`: the query's rows as they are, not first copied into a DuckDB
-    table. A new table's chunks are written by DuckDB itself (`udr.query.chunkcopy`); an existing table of the
-    same columns keeps what did not change (by key: `udr.query.overwrite`)."""
+    table. A new table's chunks are written by DuckDB itself (`udr.query.chunkcopy`); an existing keyed table
+    of the same columns gets only the rows that changed, found by DuckDB (`udr.query.sqldiff`)."""
     # Views for the tables the query reads: the statement also names the table it creates, which would
     # make every table of the lake get one.
-    with target.connect(query) as con:
+    with direct.connect_positioned(query, table, _TARGET) if exists else target.connect(query) as con:
         schema = _fetch(con, f"SELECT * FROM ({query}) LIMIT 0").schema
         if exists and _same_columns(target.schema(table), schema):
-            # A keyed (or multiset) overwrite keeps the table and stores only the rows that changed.
-            # A join yields many small chunks; a keyed overwrite compares contiguous columns faster.
-            target.replace_rows(table, _fetch(con, query).combine_chunks())
+            key = target.primary_key(table)
+            if key:
+                diff = overwrite_diff(con, query, _TARGET, schema.names, key, target.schema(table),
+                                      live_rows=direct.live_rows(table), table=table)
+                direct.stage_diff(table, diff)
+            else:
+                # A multiset overwrite keeps the table and stores only the rows that changed.
+                target.replace_rows(table, _fetch(con, query))
             return
         if exists:
             target.drop_table(table)
@@ -233,7 +255,7 @@ def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: 
         if isinstance(copied, list):
             direct.add_files(table, copied)
             return
-        rows = _fetch(con, query).combine_chunks() if copied is None else copied
+        rows = _fetch(con, query) if copied is None else copied
     if rows.num_rows:
         target.append(table, rows)
 
@@ -288,8 +310,9 @@ def _where(tree: exp.Expr) -> str:
     return f" {clause.sql(dialect='duckdb')}" if clause is not None else ""
 
 
-def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
-    """`UPDATE` of a keyed table as a `SELECT` of the new rows, then an upsert; False if not rewritable."""
+def _keyed_update(target: WriteTarget, direct: DirectWrites, st: Statement, table: str) -> bool:
+    """`UPDATE` of a keyed table as one `SELECT` of the rows whose values change, with where each is stored
+    (`udr.query.sqldiff`), then staged as their new versions; False if not rewritable (a key changes)."""
     key = target.primary_key(table)
     tree = st.tree
     if not key:
@@ -297,28 +320,32 @@ def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
     assignments = {column_name(eq.this).lower(): eq.expression for eq in tree.expressions}
     if any(k.lower() in assignments for k in key):
         return False  # a key change is a delete plus an insert: run for real
-    with target.connect(st.text) as con:
-        relation = con.sql(f"SELECT * FROM {quote_ident(table)}")
-        written, alias = _target_sql(tree)
-        cols = []
-        for name, kind in zip(relation.columns, relation.types):
+    with direct.connect_positioned(st.text, table, _TARGET) as con:
+        relation = con.sql(f"SELECT * FROM {_TARGET}")
+        alias = quote_ident(tree.this.alias_or_name)
+        cols, olds = [], []
+        for index, (name, kind) in enumerate(zip(relation.columns[:-2], relation.types)):
             value = assignments.pop(name.lower(), None)
             cols.append(f"{alias}.{quote_ident(name)}" if value is None
                         else f"CAST({value.sql(dialect='duckdb')} AS {kind}) AS {quote_ident(name)}")
+            olds.append(f"{alias}.{quote_ident(name)} AS {old_name(index)}")
         if assignments:
             raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(assignments))}")
-        sources = [written]
+        sources = [f"{_TARGET} AS {alias}"]
         from_ = tree.args.get("from_")
         if from_ is not None:
             sources.append(from_.this.sql(dialect="duckdb"))
             sources.extend(j.sql(dialect="duckdb").removeprefix("JOIN ") for j in from_.args.get("joins") or [])
-        query = f"{_with(tree)}SELECT {', '.join(cols)} FROM {', '.join(sources)}{_where(tree)}"
+        places = f"true AS {IN}, {alias}.__frag AS {FRAG}, {alias}.__pos AS {POS}"
+        query = f"SELECT {', '.join(cols)}, {places}, {', '.join(olds)} FROM {', '.join(sources)}{_where(tree)}"
         if from_ is not None:
             # UPDATE ... FROM with several matching source rows updates a row once, with one of them.
             keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
             query += f" QUALIFY row_number() OVER (PARTITION BY {keys}) = 1"
-        rows = _fetch(con, query)
-    target.upsert(table, rows)
+        names = relation.columns[:-2]
+        rows = _fetch(con, _with(tree) + changes_sql(names, key, query))
+    schema = target.schema(table)
+    direct.stage_diff(table, split(rows, schema, key, table=table))
     return True
 
 
