@@ -309,6 +309,8 @@ def test_a_positioned_view_gives_each_live_row_its_fragment_and_position(
     newer = _fragment(log, evolved, new_id)
     cases = [mixed, TableState(mixed.schema, None, (mixed.fragments[1], mixed.fragments[2], mixed.fragments[0])),
              TableState(new_id, None, (older, newer, mixed.fragments[1], _fragment(log, _ids(BIG, 5 * BIG), old_id))),
+             TableState(mixed.schema, None, (mixed.fragments[1], mixed.fragments[0], _fragment(log, _ids(BIG, 6 * BIG),
+                                                                                               mixed.schema))),
              TableState(mixed.schema, None)]
     reader = RowReader(log, log.get_blob)
     for state in cases:

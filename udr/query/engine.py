@@ -140,7 +140,7 @@ class _Places:
         if indices == list(range(indices[0], indices[0] + len(indices))):
             frag = f"(file_index + {indices[0]})"
         else:
-            frag = f"({indices})[file_index + 1]"
+            frag = f"({indices})[file_index::BIGINT + 1]"
         return f"{frag}::UINTEGER AS __frag, file_row_number::UINTEGER AS __pos"
 
     def inline(self, rows: pa.Table, frag: FragmentState) -> pa.Table:
