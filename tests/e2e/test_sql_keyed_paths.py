@@ -122,3 +122,21 @@ def test_a_keyed_overwrite_with_a_bad_key_writes_nothing(tmp_path: Path, query: 
         with pytest.raises(udr.KeyViolation, match=message):
             db.execute(f"CREATE OR REPLACE TABLE k AS {query}")
         assert db.commit_info("main").id == head
+
+
+def test_an_update_whose_where_fails_only_on_a_deleted_row_runs_as_duckdb_runs_it(tmp_path: Path) -> None:
+    # The deleted old version of row 5 holds 'abc' in a chunk file; the live rows all hold numbers.
+    setup = ("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR, n INTEGER);"
+             "INSERT INTO t SELECT i, CASE WHEN i = 5 THEN 'abc' ELSE i::VARCHAR END, 0 FROM range(20000) r(i)")
+    plain = duckdb.connect()
+    plain.execute(setup)
+    with udr.open(tmp_path / "lake") as db:
+        db.execute(setup)
+        for sql in ["UPDATE t SET v = '5' WHERE id = 5", "UPDATE t SET n = n + 1 WHERE v::INTEGER % 2 = 1"]:
+            plain.execute(sql)
+            db.execute(sql)
+        assert db.commit_info("main").tables["t"] == udr.TableChange(0, 10000, 0)
+        assert db.query("SELECT * FROM t ORDER BY id").to_pylist() == [
+            dict(zip(("id", "v", "n"), row)) for row in plain.execute("SELECT * FROM t ORDER BY id").fetchall()]
+        with pytest.raises(udr.SqlError, match="abc"):
+            db.execute("UPDATE t SET n = 0 WHERE v::INTEGER = 1 OR id = 5 AND 'abc'::INTEGER = 0")

@@ -37,12 +37,14 @@ class DirectWrites:
         stage them as inserted rows of `table`, in order."""
         self._staging.add_files(table, files)
 
-    def connect_positioned(self, sql: str, table: str, view: str) -> Connection:
+    def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None) -> Connection:
         """A connection as the transaction's `connect(sql)`, plus view `view`: `table`'s live rows with their
-        `__frag` and `__pos` (`udr.query.engine.SnapshotServer.register_positioned`)."""
+        `__frag` and `__pos` (with `deleted`, the deleted ones too, listed in view `deleted`; see
+        `udr.query.engine.SnapshotServer.register_positioned`)."""
         con = self._connect(sql)
         try:
-            self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows)
+            self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
+                                                 deleted=deleted)
         except BaseException:
             con.close()
             raise

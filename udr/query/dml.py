@@ -85,15 +85,18 @@ class DirectWrites(Protocol):
 
     def add_files(self, table: str, files: list[tuple[Path, int]]) -> None: ...
 
-    def connect_positioned(self, sql: str, table: str, view: str) -> duckdb.DuckDBPyConnection: ...
+    def connect_positioned(self, sql: str, table: str, view: str, *,
+                           deleted: str | None = None) -> duckdb.DuckDBPyConnection: ...
 
     def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
 
     def live_rows(self, table: str) -> int: ...
 
 
-# The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`).
+# The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`), and
+# of the places of its deleted rows.
 _TARGET = "__udr_target"
+_DELETED = "__udr_deleted"
 
 
 def execute_script(target: WriteTarget, sql: str, direct: DirectWrites) -> None:
@@ -320,33 +323,57 @@ def _keyed_update(target: WriteTarget, direct: DirectWrites, st: Statement, tabl
     assignments = {column_name(eq.this).lower(): eq.expression for eq in tree.expressions}
     if any(k.lower() in assignments for k in key):
         return False  # a key change is a delete plus an insert: run for real
-    with direct.connect_positioned(st.text, table, _TARGET) as con:
-        relation = con.sql(f"SELECT * FROM {_TARGET}")
-        alias = quote_ident(tree.this.alias_or_name)
-        cols, olds = [], []
-        for index, (name, kind) in enumerate(zip(relation.columns[:-2], relation.types)):
-            value = assignments.pop(name.lower(), None)
-            cols.append(f"{alias}.{quote_ident(name)}" if value is None
-                        else f"CAST({value.sql(dialect='duckdb')} AS {kind}) AS {quote_ident(name)}")
-            olds.append(f"{alias}.{quote_ident(name)} AS {old_name(index)}")
-        if assignments:
-            raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(assignments))}")
+    schema = target.schema(table)
+    unknown = set(assignments) - {n.lower() for n in schema.names}
+    if unknown:
+        raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(unknown))}")
+    rows = None
+    if tree.args.get("from_") is None:
+        # The rows the WHERE keeps, filtered before deleted rows are dropped (DuckDB would filter every
+        # stored row after the drop). The WHERE then also sees deleted rows: if it fails on one, the
+        # statement runs again the other way, where it sees only live rows, as DuckDB's own UPDATE does.
+        try:
+            with direct.connect_positioned(st.text, table, _TARGET, deleted=_DELETED) as con:
+                rows = _fetch(con, _update_query(con, tree, key, filtered_first=True))
+        except SqlError:
+            rows = None
+    if rows is None:
+        with direct.connect_positioned(st.text, table, _TARGET) as con:
+            rows = _fetch(con, _update_query(con, tree, key, filtered_first=False))
+    direct.stage_diff(table, split(rows, schema, key, table=table))
+    return True
+
+
+def _update_query(con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: list[str], *, filtered_first: bool) -> str:
+    """The `changes_sql` query of an `UPDATE` of the positioned view `_TARGET` (`filtered_first`: it shows
+    deleted rows, listed in `_DELETED`, and the statement has no FROM)."""
+    relation = con.sql(f"SELECT * FROM {_TARGET}")
+    names, kinds = relation.columns[:-2], relation.types[:-2]
+    alias = quote_ident(tree.this.alias_or_name)
+    assignments = {column_name(eq.this).lower(): eq.expression for eq in tree.expressions}
+    cols, olds = [], []
+    for index, (name, kind) in enumerate(zip(names, kinds)):
+        value = assignments.get(name.lower())
+        cols.append(f"{alias}.{quote_ident(name)}" if value is None
+                    else f"CAST({value.sql(dialect='duckdb')} AS {kind}) AS {quote_ident(name)}")
+        olds.append(f"{alias}.{quote_ident(name)} AS {old_name(index)}")
+    places = f"true AS {IN}, {alias}.__frag AS {FRAG}, {alias}.__pos AS {POS}"
+    select = f"SELECT {', '.join(cols)}, {places}, {', '.join(olds)} FROM "
+    if filtered_first:
+        kept = f"(SELECT * FROM {_TARGET} AS {alias}{_where(tree)}) AS {alias}"
+        query = f"{select}{kept} ANTI JOIN {_DELETED} ON {alias}.__frag = __dfrag AND {alias}.__pos = __dpos"
+    else:
         sources = [f"{_TARGET} AS {alias}"]
         from_ = tree.args.get("from_")
         if from_ is not None:
             sources.append(from_.this.sql(dialect="duckdb"))
             sources.extend(j.sql(dialect="duckdb").removeprefix("JOIN ") for j in from_.args.get("joins") or [])
-        places = f"true AS {IN}, {alias}.__frag AS {FRAG}, {alias}.__pos AS {POS}"
-        query = f"SELECT {', '.join(cols)}, {places}, {', '.join(olds)} FROM {', '.join(sources)}{_where(tree)}"
+        query = f"{select}{', '.join(sources)}{_where(tree)}"
         if from_ is not None:
             # UPDATE ... FROM with several matching source rows updates a row once, with one of them.
             keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
             query += f" QUALIFY row_number() OVER (PARTITION BY {keys}) = 1"
-        names = relation.columns[:-2]
-        rows = _fetch(con, _with(tree) + changes_sql(names, key, query))
-    schema = target.schema(table)
-    direct.stage_diff(table, split(rows, schema, key, table=table))
-    return True
+    return _with(tree) + changes_sql(list(names), key, query)
 
 
 def _keyed_delete(target: WriteTarget, st: Statement, table: str) -> bool:

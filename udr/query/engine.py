@@ -143,6 +143,13 @@ class _Places:
             frag = f"({indices})[file_index::BIGINT + 1]"
         return f"{frag}::UINTEGER AS __frag, file_row_number::UINTEGER AS __pos"
 
+    def deleted(self, reader: RowReader, frags: list[FragmentState]) -> pa.Table:
+        """The places (`__dfrag`, `__dpos`) of the deleted rows of `frags`."""
+        parts = [(self._index[f.chunk], reader.deleted_positions(f)) for f in frags if f.deletes is not None]
+        frag = [np.full(len(p), i, dtype=np.uint32) for i, p in parts]
+        return pa.table({"__dfrag": pa.array(np.concatenate(frag) if frag else [], pa.uint32()),
+                         "__dpos": pa.concat_arrays([p.cast(pa.uint32()) for _, p in parts] or [pa.array([], pa.uint32())])})
+
     def inline(self, rows: pa.Table, frag: FragmentState) -> pa.Table:
         """Live rows of inline fragment `frag` (with their `__pos`) given their `__frag`."""
         index = pa.array(np.full(rows.num_rows, self._index[frag.chunk], dtype=np.uint32))
@@ -235,25 +242,30 @@ class SnapshotServer:
         con.register(view, relation)
 
     def register_positioned(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState,
-                            rows: RowReader | None = None) -> None:
+                            rows: RowReader | None = None, *, deleted: str | None = None) -> None:
         """Create view `view` on `con` showing the live rows of `state` with two more columns, `__frag` (the
         index of the row's fragment in `state.fragments`) and `__pos` (its row position in that fragment),
-        both UINTEGER: a write reads the rows it changes and where they are stored in one scan."""
-        con.register(view, self._relation(con, table, state, rows or self._rows, positioned=True))
+        both UINTEGER: a write reads the rows it changes and where they are stored in one scan.
+
+        With `deleted`, `view` shows the deleted rows of chunk files too, and view `deleted` lists their
+        places (`__dfrag`, `__dpos`): a caller that filters first and drops those places after joins only
+        the rows its filter keeps (DuckDB places a filter such as `id % 100 = 7` above the view's anti-join).
+        """
+        relation, places = self._positioned_relation(con, table, state, rows or self._rows, live=deleted is None)
+        con.register(view, relation)
+        if deleted is not None:
+            con.register(deleted, con.from_arrow(places))
 
     def _relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
-                  reader: RowReader, *, positioned: bool = False) -> duckdb.DuckDBPyRelation:
+                  reader: RowReader) -> duckdb.DuckDBPyRelation:
         schema = reader.schema(state.schema)
-        cols = ", ".join(quote_ident(n) for n in schema.names) or ("*" if not positioned else "")
-        if positioned:
-            cols = ", ".join(c for c in (cols, "__frag", "__pos") if c)
+        cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
         parts: list[str] = []
         plain = [f for f in state.fragments if not f.inline and f.deletes is None]
         pruned = [f for f in state.fragments if not f.inline and f.deletes is not None]
         inline = [f for f in state.fragments if f.inline]
-        where = _Places(state) if positioned else None
         if plain:
-            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema, reader, where)}")
+            parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema, reader)}")
         # A positional join with a keep-mask drops deleted rows without hashing (an anti-join on
         # file_row_number cost more). DuckDB runs each positional join on one thread, so the fragments of
         # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
@@ -262,18 +274,39 @@ class SnapshotServer:
         for group in ([current] if current else []) + [[f] for f in pruned if f.schema != state.schema]:
             mask = f"__udr_keep_{len(masks)}"
             masks[mask] = np.concatenate([reader.keep_mask(f) for f in group])
-            scan = self._scan(con, table, group, state, schema, reader, where)
+            scan = self._scan(con, table, group, state, schema, reader)
             parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN __udr_keep WHERE __udr_keep.{mask}")
-        rows = None
-        if inline:
-            rows = pa.concat_tables([reader.live_as(f, schema, table=table) if where is None else where.inline(
-                reader.live_as(f, schema, table=table, with_position=True), f) for f in inline])
+        rows = pa.concat_tables([reader.live_as(f, schema, table=table) for f in inline]) if inline else None
         if rows is not None:
             parts.append(f"SELECT {cols} FROM __udr_inline")
         if not parts:
-            empty = schema if where is None else schema.append(_PLACE[0]).append(_PLACE[1])
-            parts.append(f"SELECT {cols} FROM {_no_rows(con, empty)}")
+            parts.append(f"SELECT {cols} FROM {_no_rows(con, schema)}")
         return _view_relation(con, " UNION ALL ".join(parts), _masks(masks) if masks else None, rows)
+
+    def _positioned_relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
+                             reader: RowReader, *, live: bool) -> tuple[duckdb.DuckDBPyRelation, pa.Table]:
+        """The positioned view of `state` (only its live rows if `live`) and the places of its deleted rows."""
+        schema = reader.schema(state.schema)
+        places = _Places(state)
+        cols = ", ".join([*(quote_ident(n) for n in schema.names), "__frag", "__pos"])
+        files = [f for f in state.fragments if not f.inline]
+        inline = [f for f in state.fragments if f.inline]
+        parts: list[str] = []
+        deleted = places.deleted(reader, files)
+        if files:
+            # Deleted rows leave by an anti-join on their place, not a positional join with a keep-mask (as
+            # in `_relation`): the join runs on every thread.
+            anti = " ANTI JOIN __udr_keep ON __frag = __dfrag AND __pos = __dpos" if live and deleted.num_rows else ""
+            parts.append(f"SELECT {cols} FROM {self._scan(con, table, files, state, schema, reader, places)}{anti}")
+        rows = None
+        if inline:
+            # Inline rows are few: the deleted ones leave here whether `live` or not.
+            rows = pa.concat_tables([places.inline(reader.live_as(f, schema, table=table, with_position=True), f)
+                                     for f in inline])
+            parts.append(f"SELECT {cols} FROM __udr_inline")
+        if not parts:
+            parts.append(f"SELECT {cols} FROM {_no_rows(con, schema.append(_PLACE[0]).append(_PLACE[1]))}")
+        return _view_relation(con, " UNION ALL ".join(parts), deleted, rows), deleted
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
               schema: pa.Schema, reader: RowReader, where: _Places | None = None) -> str:
