@@ -286,7 +286,7 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
 
 
 def before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list[str],
-                  values: list[str]) -> pa.Table:
+                 values: list[str]) -> pa.Table:
     """Key, changed-column mask, deleted flag and old values of every updated or removed row."""
     image_schema = pa.schema(
         [schema.field(k) for k in key]

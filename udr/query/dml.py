@@ -220,6 +220,7 @@ def _create(target: WriteTarget, direct: DirectWrites, st: Statement, table: str
     if exists:
         if _same_columns(target.schema(table), rows.schema) and query is not None and key in (
                 None, target.primary_key(table)):
+            # A keyed (or multiset) overwrite keeps the table and stores only the rows that changed.
             target.replace_rows(table, rows)
             return
         target.drop_table(table)
