@@ -286,3 +286,35 @@ def test_views_only_for_the_tables_a_query_names_when_it_names_only_tables(
         assert _views(con) == views
     finally:
         con.close()
+
+
+def _positioned(server: SnapshotServer, state: TableState) -> list[tuple[object, ...]]:
+    con = server.cursor()
+    try:
+        server.register_positioned(con, "p", "t", state)
+        return sorted(con.sql("SELECT * FROM p").fetchall(), key=repr)
+    finally:
+        con.close()
+
+
+def test_a_positioned_view_gives_each_live_row_its_fragment_and_position(
+    server: SnapshotServer, mixed: TableState, log: LogStore
+) -> None:
+    # Pruned, plain and inline fragments, in an order where the plain files are not contiguous, and
+    # fragments of an older schema (deleted rows included).
+    old_id = _schema(log, _ids(1).schema)
+    evolved = _ids(BIG, start=3 * BIG).append_column("note", pa.array(["x"] * BIG))
+    new_id = _schema(log, evolved.schema)
+    older = _deleted(log, _fragment(log, _ids(BIG, start=4 * BIG), old_id), [2])
+    newer = _fragment(log, evolved, new_id)
+    cases = [mixed, TableState(mixed.schema, None, (mixed.fragments[1], mixed.fragments[2], mixed.fragments[0])),
+             TableState(new_id, None, (older, newer, mixed.fragments[1], _fragment(log, _ids(BIG, 5 * BIG), old_id))),
+             TableState(mixed.schema, None, (mixed.fragments[1], mixed.fragments[0], _fragment(log, _ids(BIG, 6 * BIG),
+                                                                                               mixed.schema))),
+             TableState(mixed.schema, None)]
+    reader = RowReader(log, log.get_blob)
+    for state in cases:
+        expected = reader.table("t", state, with_position=True)
+        order = [*(n for n in expected.column_names if not n.startswith("__")), "__frag", "__pos"]
+        rows = [tuple(row.values()) for row in expected.select(order).to_pylist()]
+        assert _positioned(server, state) == sorted(rows, key=repr)

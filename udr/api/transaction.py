@@ -18,6 +18,7 @@ from udr.api import committing, writes
 from udr.api.committing import Intent
 from udr.api.handle import Handle
 from udr.api.inputs import TableData, conform_input, to_batches
+from udr.api.sqlwrites import DirectWrites
 from udr.errors import KeyViolation, SchemaError, UsageError
 from udr.log.format import CommitId
 from udr.log.refs import check_name
@@ -153,7 +154,7 @@ class Transaction:
                 execute_script,  # loads sqlglot: only scripts that write need it
             )
 
-            execute_script(self, sql)
+            execute_script(self, sql, DirectWrites(self._ctx, self._staging, self.connect))
 
     def _note_read(self, tables: Iterable[str]) -> None:
         if self._read is not None:

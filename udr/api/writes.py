@@ -12,7 +12,13 @@ from udr.errors import KeyViolation
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.snapshot import TableState
 from udr.materialize.staging import CountField, Staging
-from udr.query.diff import keyed_diff, matching_keys, multiset_diff, rows_to_upsert
+from udr.query.diff import (
+    KeyedDiff,
+    keyed_diff,
+    matching_keys,
+    multiset_diff,
+    rows_to_upsert,
+)
 from udr.query.engine import Connection
 
 
@@ -26,12 +32,19 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
             ctx, staging, table, state, data, con)
         diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
                           con=con)
+    stage_keyed_diff(staging, table, diff, data.schema, first=first)
+
+
+def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.Schema, *, first: bool) -> None:
+    """Stage the change `diff` (found against `table`'s staged state) of keyed `table`, new rows written with
+    `schema`; `first`: nothing else of the table was staged before, so `diff.before` is its before-image."""
+    state = staging.require(table)
     staging.delete_positions(table, state, diff.replaced, counted=None)
     staging.delete_positions(table, state, diff.removed, counted="deleted")
     if diff.updated.num_rows or diff.inserted.num_rows:
         # New versions of updated rows and new rows share chunks: fewer, better-compressed files.
         rows = pa.concat_tables([diff.updated, diff.inserted])
-        staging.add_rows(table, data.schema, iter(rows.to_batches()))
+        staging.add_rows(table, schema, iter(rows.to_batches()))
         op = staging.op(table)
         staging.recount(table, op.inserted - diff.updated.num_rows, op.updated + diff.updated.num_rows, op.deleted)
     staging.keep_before(table, diff.before if first else None)

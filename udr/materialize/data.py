@@ -84,6 +84,12 @@ def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
     return plain.with_metadata({"udr.copy": str(copy)}) if copy else plain
 
 
+def chunk_schema(schema: pa.Schema) -> pa.Schema:
+    """The Arrow schema a Parquet chunk of a table of `schema` stores (each column with its Parquet field id),
+    for a writer other than `write_parquet` to store the same."""
+    return _salted(schema, 0)
+
+
 def _delta_encoded(t: pa.DataType) -> bool:
     # Types stored as Parquet INT32/INT64 (decimals up to 18 digits are, with store_decimal_as_integer).
     # pyarrow is untyped: its calls return Any.

@@ -223,6 +223,23 @@ class Staging:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        return self._stage_fragments(table, fragments, counted)
+
+    def add_files(self, table: str, files: list[tuple[Path, int]]) -> int:
+        """Stage Parquet files written elsewhere (`udr.query` has DuckDB write them), each given with its row
+        count, as chunks of `table` in order; each file is moved into the chunk store. Return the rows.
+
+        A file must be a chunk of the table's current schema: its columns under the names the table
+        gives them, readable as the table's types.
+        """
+        fragments: list[Fragment] = []
+        collect = self._collector(table, fragments)
+        schema_id = self.require(table).schema
+        for path, rows in files:
+            collect(EncodedChunk(Fragment(self._store_file(_moved_from(path)), rows, False, schema_id), None))
+        return self._stage_fragments(table, fragments, "inserted")
+
+    def _stage_fragments(self, table: str, fragments: list[Fragment], counted: CountField) -> int:
         rows = sum(f.rows for f in fragments)
         op = self.op(table)
         self.ops[table] = replace(op, add=op.add + tuple(fragments), **{counted: getattr(op, counted) + rows})
@@ -266,7 +283,8 @@ class Staging:
         frag = encoded.fragment
         if encoded.payload is not None:
             return decode_ipc(encoded.payload)
-        return self.rows.fragment(FragmentState(frag.chunk, frag.rows, False, frag.schema))
+        # Under the table's schema exactly: a file DuckDB wrote reads back with some columns not nullable.
+        return self.rows.live_as(FragmentState(frag.chunk, frag.rows, False, frag.schema), self.rows.schema(frag.schema))
 
     def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
         def announce(chunk: ChunkId) -> None:
@@ -404,6 +422,16 @@ class Staging:
 def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:
     """Which of `tables` (just written) have a run of `INLINE_FLUSH_FRAGMENTS` inline writes to flush."""
     return [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= lake_format.INLINE_FLUSH_FRAGMENTS]
+
+
+def _moved_from(source: Path) -> Callable[[Path], None]:
+    """A chunk writer that moves the finished file `source` to the temp path it is given (a rename when both
+    are in the lake's tmp directory: the bytes are not copied)."""
+
+    def move(temp: Path) -> None:
+        os.replace(source, temp)
+
+    return move
 
 
 def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:

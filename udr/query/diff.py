@@ -155,7 +155,7 @@ def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: st
                                dtype=bool).astype(np.uint64) << np.uint64(bit)
             olds.append(pc.if_else(hit, prior.column(c), pa.scalar(None, prior.column(c).type)))
         image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
-        before = _before_image(image, gone, new.schema, [key], values)
+        before = before_image(image, gone, new.schema, [key], values)
     return KeyedDiff(inserted, updated, replaced, current.positions(gone_index), before)
 
 
@@ -279,14 +279,14 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         else:
             gone = con.sql(f"SELECT {ocols}, o.__frag, o.__pos FROM o LIMIT 0").to_arrow_table()
         removed = gone.select(["__frag", "__pos"])
-        before = _before_image(updates, gone, new.schema, key, values) if with_before else None
+        before = before_image(updates, gone, new.schema, key, values) if with_before else None
         return KeyedDiff(inserted, updated, replaced, removed, before)
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key comparison failed: {' '.join(str(exc).split())}") from exc
 
 
-def _before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list[str],
-                  values: list[str]) -> pa.Table:
+def before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list[str],
+                 values: list[str]) -> pa.Table:
     """Key, changed-column mask, deleted flag and old values of every updated or removed row."""
     image_schema = pa.schema(
         [schema.field(k) for k in key]

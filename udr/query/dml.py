@@ -1,11 +1,13 @@
 """Running writing SQL (DML and DDL) as UDR writes: each statement becomes calls on a `WriteTarget`.
 
 Rows a statement leaves are the rows DuckDB leaves for it. Three ways, fastest first:
-- keyed `UPDATE` (keys untouched) and `DELETE` are rewritten (sqlglot) into a `SELECT` of the affected rows
-  over the target's views, then applied as an upsert or a delete by keys: no table is materialized;
-- `CREATE TABLE t AS <query>` fetches the query's rows; `CREATE TABLE t (...)` and `INSERT` (plain or
-  `OR REPLACE`) not reading its own table run unchanged in a scratch in-memory catalog against an empty
-  table, and the rows they produce are appended or upserted;
+- keyed `UPDATE` (keys untouched) is rewritten (sqlglot) into one `SELECT` over a positioned view of the
+  target (`udr.query.sqldiff`) giving only the rows whose values change and where they are stored; keyed
+  `DELETE` into a `SELECT` of the doomed keys, then a delete by keys: no table is materialized;
+- `CREATE TABLE t AS <query>` has DuckDB write a new table's chunks (`udr.query.chunkcopy`), or, for an
+  existing keyed table of the same columns, find the changed rows against it (`udr.query.sqldiff`);
+  `CREATE TABLE t (...)` and `INSERT` (plain or `OR REPLACE`) not reading its own table run unchanged in a
+  scratch in-memory catalog against an empty table, and the rows they produce are appended or upserted;
 - anything else (`MERGE`, `ON CONFLICT`, unkeyed `UPDATE`/`DELETE`, self-reading `INSERT`) copies the
   target table into the scratch catalog (with its primary key), runs the real statement, and replaces
   the table's rows with the result, which stores only the rows that differ.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Protocol
 
 import duckdb
@@ -26,8 +29,19 @@ import pyarrow as pa
 from sqlglot import exp
 
 from udr.errors import SqlError, UsageError
+from udr.query.chunkcopy import copy_rows, copyable
+from udr.query.diff import KeyedDiff
 from udr.query.engine import one_line, quote_ident
 from udr.query.parse import Statement, column_name, parse_script, reads_table
+from udr.query.sqldiff import (
+    FRAG,
+    IN,
+    POS,
+    changes_sql,
+    old_name,
+    overwrite_diff,
+    split,
+)
 
 
 class WriteTarget(Protocol):
@@ -64,8 +78,30 @@ class WriteTarget(Protocol):
     def set_primary_key(self, table: str, columns: list[str]) -> None: ...
 
 
-def execute_script(target: WriteTarget, sql: str) -> None:
-    """Run every statement of `sql` against `target`, in order; all are checked before the first runs.
+class DirectWrites(Protocol):
+    """Writes to the target that skip a copy of the rows through Arrow."""
+
+    def temp_dir(self) -> Path: ...
+
+    def add_files(self, table: str, files: list[tuple[Path, int]]) -> None: ...
+
+    def connect_positioned(self, sql: str, table: str, view: str, *,
+                           deleted: str | None = None) -> duckdb.DuckDBPyConnection: ...
+
+    def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
+
+    def live_rows(self, table: str) -> int: ...
+
+
+# The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`), and
+# of the places of its deleted rows.
+_TARGET = "__udr_target"
+_DELETED = "__udr_deleted"
+
+
+def execute_script(target: WriteTarget, sql: str, direct: DirectWrites) -> None:
+    """Run every statement of `sql` against `target` (and `direct`), in order; all are checked before the
+    first runs.
 
     Raises:
         UsageError: a statement UDR cannot run (nothing ran).
@@ -73,13 +109,13 @@ def execute_script(target: WriteTarget, sql: str) -> None:
         TableNotFound, SchemaError, KeyViolation: as the corresponding write method.
     """
     for statement in parse_script(sql):
-        _run(target, statement)
+        _run(target, direct, statement)
 
 
-def _run(target: WriteTarget, st: Statement) -> None:
+def _run(target: WriteTarget, direct: DirectWrites, st: Statement) -> None:
     table = _lake_name(target, st.table)
     if st.kind == "CREATE TABLE":
-        _create(target, st, table)
+        _create(target, direct, st, table)
         return
     if table not in target.tables():
         if st.kind == "DROP TABLE" and st.tree.args.get("exists"):
@@ -91,7 +127,7 @@ def _run(target: WriteTarget, st: Statement) -> None:
         _alter(target, st, table)
     elif st.kind == "INSERT" and _insert(target, st, table):
         return
-    elif st.kind == "UPDATE" and _keyed_update(target, st, table):
+    elif st.kind == "UPDATE" and _keyed_update(target, direct, st, table):
         return
     elif st.kind == "DELETE" and _keyed_delete(target, st, table):
         return
@@ -162,7 +198,7 @@ def _copy_in(con: duckdb.DuckDBPyConnection, target: WriteTarget, table: str, *,
         _sql(con, f"INSERT INTO {quote_ident(table)} SELECT * FROM temp.main.__udr_src")
 
 
-def _create(target: WriteTarget, st: Statement, table: str) -> None:
+def _create(target: WriteTarget, direct: DirectWrites, st: Statement, table: str) -> None:
     tree = st.tree
     exists = table in target.tables()
     if exists and tree.args.get("exists"):
@@ -171,29 +207,59 @@ def _create(target: WriteTarget, st: Statement, table: str) -> None:
         raise UsageError(f"table {table!r} already exists; use CREATE OR REPLACE TABLE, or DROP TABLE first")
     _check_constraints(tree)
     query = tree.args.get("expression")
-    key: list[str] | None = None
     if isinstance(query, exp.Query) and not isinstance(tree.this, exp.Schema):
-        # CREATE TABLE t AS <query>: the query's rows as they are, not first copied into a DuckDB table.
-        with target.connect(st.text) as con:
-            # A join yields many small chunks; a keyed overwrite compares contiguous columns faster.
-            rows = _fetch(con, query.sql(dialect="duckdb")).combine_chunks()
-    else:
-        with _scratch(target, st, None) as (con, scratch):
-            _sql(con, st.text)
-            rows = _fetch(con, f"SELECT * FROM {scratch}")
-            found = con.execute(
-                "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
-                "AND constraint_type = 'PRIMARY KEY'", [scratch.split(".")[0]]).fetchall()
-        key = list(found[0][0]) if found else None
+        _create_as(target, direct, st, table, query.sql(dialect="duckdb"), exists=exists)
+        return
+    with _scratch(target, st, None) as (con, scratch):
+        _sql(con, st.text)
+        rows = _fetch(con, f"SELECT * FROM {scratch}")
+        found = con.execute(
+            "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ? "
+            "AND constraint_type = 'PRIMARY KEY'", [scratch.split(".")[0]]).fetchall()
+    key = list(found[0][0]) if found else None
     if exists:
-        old = target.schema(table)
-        same = old.names == rows.schema.names and all(a.type.equals(b.type) for a, b in zip(old, rows.schema))
-        if same and tree.args.get("expression") is not None and key in (None, target.primary_key(table)):
+        if _same_columns(target.schema(table), rows.schema) and query is not None and key in (
+                None, target.primary_key(table)):
             # A keyed (or multiset) overwrite keeps the table and stores only the rows that changed.
             target.replace_rows(table, rows)
             return
         target.drop_table(table)
     target.create_table(table, rows.schema, primary_key=key)
+    if rows.num_rows:
+        target.append(table, rows)
+
+
+def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
+    return a.names == b.names and all(x.type.equals(y.type) for x, y in zip(a, b))
+
+
+def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: str, query: str, *,
+               exists: bool) -> None:
+    """`CREATE [OR REPLACE] TABLE t AS <query>`: the query's rows as they are, not first copied into a DuckDB
+    table. A new table's chunks are written by DuckDB itself (`udr.query.chunkcopy`); an existing keyed table
+    of the same columns gets only the rows that changed, found by DuckDB (`udr.query.sqldiff`)."""
+    # Views for the tables the query reads: the statement also names the table it creates, which would
+    # make every table of the lake get one.
+    with direct.connect_positioned(query, table, _TARGET) if exists else target.connect(query) as con:
+        schema = _fetch(con, f"SELECT * FROM ({query}) LIMIT 0").schema
+        if exists and _same_columns(target.schema(table), schema):
+            key = target.primary_key(table)
+            if key:
+                diff = overwrite_diff(con, query, _TARGET, schema.names, key, target.schema(table),
+                                      live_rows=direct.live_rows(table), table=table)
+                direct.stage_diff(table, diff)
+            else:
+                # A multiset overwrite keeps the table and stores only the rows that changed.
+                target.replace_rows(table, _fetch(con, query))
+            return
+        if exists:
+            target.drop_table(table)
+        target.create_table(table, schema)
+        copied = copy_rows(con, query, target.schema(table), direct.temp_dir()) if copyable(schema) else None
+        if isinstance(copied, list):
+            direct.add_files(table, copied)
+            return
+        rows = _fetch(con, query) if copied is None else copied
     if rows.num_rows:
         target.append(table, rows)
 
@@ -248,8 +314,9 @@ def _where(tree: exp.Expr) -> str:
     return f" {clause.sql(dialect='duckdb')}" if clause is not None else ""
 
 
-def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
-    """`UPDATE` of a keyed table as a `SELECT` of the new rows, then an upsert; False if not rewritable."""
+def _keyed_update(target: WriteTarget, direct: DirectWrites, st: Statement, table: str) -> bool:
+    """`UPDATE` of a keyed table as one `SELECT` of the rows whose values change, with where each is stored
+    (`udr.query.sqldiff`), then staged as their new versions; False if not rewritable (a key changes)."""
     key = target.primary_key(table)
     tree = st.tree
     if not key:
@@ -257,29 +324,57 @@ def _keyed_update(target: WriteTarget, st: Statement, table: str) -> bool:
     assignments = {column_name(eq.this).lower(): eq.expression for eq in tree.expressions}
     if any(k.lower() in assignments for k in key):
         return False  # a key change is a delete plus an insert: run for real
-    with target.connect(st.text) as con:
-        relation = con.sql(f"SELECT * FROM {quote_ident(table)}")
-        written, alias = _target_sql(tree)
-        cols = []
-        for name, kind in zip(relation.columns, relation.types):
-            value = assignments.pop(name.lower(), None)
-            cols.append(f"{alias}.{quote_ident(name)}" if value is None
-                        else f"CAST({value.sql(dialect='duckdb')} AS {kind}) AS {quote_ident(name)}")
-        if assignments:
-            raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(assignments))}")
-        sources = [written]
+    schema = target.schema(table)
+    unknown = set(assignments) - {n.lower() for n in schema.names}
+    if unknown:
+        raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(unknown))}")
+    rows = None
+    if tree.args.get("from_") is None:
+        # The rows the WHERE keeps, filtered before deleted rows are dropped (DuckDB would filter every
+        # stored row after the drop). The WHERE then also sees deleted rows: if it fails on one, the
+        # statement runs again the other way, where it sees only live rows, as DuckDB's own UPDATE does.
+        try:
+            with direct.connect_positioned(st.text, table, _TARGET, deleted=_DELETED) as con:
+                rows = _fetch(con, _update_query(con, tree, key, filtered_first=True))
+        except SqlError:
+            rows = None
+    if rows is None:
+        with direct.connect_positioned(st.text, table, _TARGET) as con:
+            rows = _fetch(con, _update_query(con, tree, key, filtered_first=False))
+    direct.stage_diff(table, split(rows, schema, key, table=table))
+    return True
+
+
+def _update_query(con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: list[str], *, filtered_first: bool) -> str:
+    """The `changes_sql` query of an `UPDATE` of the positioned view `_TARGET` (`filtered_first`: it shows
+    deleted rows, listed in `_DELETED`, and the statement has no FROM)."""
+    relation = con.sql(f"SELECT * FROM {_TARGET}")
+    names, kinds = relation.columns[:-2], relation.types[:-2]
+    alias = quote_ident(tree.this.alias_or_name)
+    assignments = {column_name(eq.this).lower(): eq.expression for eq in tree.expressions}
+    cols, olds = [], []
+    for index, (name, kind) in enumerate(zip(names, kinds)):
+        value = assignments.get(name.lower())
+        cols.append(f"{alias}.{quote_ident(name)}" if value is None
+                    else f"CAST({value.sql(dialect='duckdb')} AS {kind}) AS {quote_ident(name)}")
+        olds.append(f"{alias}.{quote_ident(name)} AS {old_name(index)}")
+    places = f"true AS {IN}, {alias}.__frag AS {FRAG}, {alias}.__pos AS {POS}"
+    select = f"SELECT {', '.join(cols)}, {places}, {', '.join(olds)} FROM "
+    if filtered_first:
+        kept = f"(SELECT * FROM {_TARGET} AS {alias}{_where(tree)}) AS {alias}"
+        query = f"{select}{kept} ANTI JOIN {_DELETED} ON {alias}.__frag = __dfrag AND {alias}.__pos = __dpos"
+    else:
+        sources = [f"{_TARGET} AS {alias}"]
         from_ = tree.args.get("from_")
         if from_ is not None:
             sources.append(from_.this.sql(dialect="duckdb"))
             sources.extend(j.sql(dialect="duckdb").removeprefix("JOIN ") for j in from_.args.get("joins") or [])
-        query = f"{_with(tree)}SELECT {', '.join(cols)} FROM {', '.join(sources)}{_where(tree)}"
+        query = f"{select}{', '.join(sources)}{_where(tree)}"
         if from_ is not None:
             # UPDATE ... FROM with several matching source rows updates a row once, with one of them.
             keys = ", ".join(f"{alias}.{quote_ident(k)}" for k in key)
             query += f" QUALIFY row_number() OVER (PARTITION BY {keys}) = 1"
-        rows = _fetch(con, query)
-    target.upsert(table, rows)
-    return True
+    return _with(tree) + changes_sql(list(names), key, query)
 
 
 def _keyed_delete(target: WriteTarget, st: Statement, table: str) -> bool:

@@ -92,7 +92,8 @@ def same_key(a: str, b: str, key: list[str]) -> str:
     return " AND ".join(f"{a}.{quote_ident(k)} IS NOT DISTINCT FROM {b}.{quote_ident(k)}" for k in key)
 
 
-def _quote_str(text: str) -> str:
+def quote_str(text: str) -> str:
+    """A DuckDB string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -121,6 +122,38 @@ def _masks(masks: dict[str, np.ndarray]) -> pa.Table:
     join yields a row per row of its longer side, and the padding keeps none of them."""
     length = max(len(m) for m in masks.values())
     return pa.table({name: np.concatenate([m, np.zeros(length - len(m), dtype=bool)]) for name, m in masks.items()})
+
+
+_PLACE = (pa.field("__frag", pa.uint32()), pa.field("__pos", pa.uint32()))
+
+
+class _Places:
+    """Where each row of a positioned view is stored (`SnapshotServer.register_positioned`)."""
+
+    def __init__(self, state: TableState) -> None:
+        self._index = {f.chunk: i for i, f in enumerate(state.fragments)}
+
+    def parquet(self, frags: list[FragmentState]) -> str:
+        """The `__frag` and `__pos` select items of one `read_parquet` over `frags`, from DuckDB's virtual
+        columns `file_index` (the file's index in the list read) and `file_row_number`."""
+        indices = [self._index[f.chunk] for f in frags]
+        if indices == list(range(indices[0], indices[0] + len(indices))):
+            frag = f"(file_index + {indices[0]})"
+        else:
+            frag = f"({indices})[file_index::BIGINT + 1]"
+        return f"{frag}::UINTEGER AS __frag, file_row_number::UINTEGER AS __pos"
+
+    def deleted(self, reader: RowReader, frags: list[FragmentState]) -> pa.Table:
+        """The places (`__dfrag`, `__dpos`) of the deleted rows of `frags`."""
+        parts = [(self._index[f.chunk], reader.deleted_positions(f)) for f in frags if f.deletes is not None]
+        frag = [np.full(len(p), i, dtype=np.uint32) for i, p in parts]
+        return pa.table({"__dfrag": pa.array(np.concatenate(frag) if frag else [], pa.uint32()),
+                         "__dpos": pa.concat_arrays([p.cast(pa.uint32()) for _, p in parts] or [pa.array([], pa.uint32())])})
+
+    def inline(self, rows: pa.Table, frag: FragmentState) -> pa.Table:
+        """Live rows of inline fragment `frag` (with their `__pos`) given their `__frag`."""
+        index = pa.array(np.full(rows.num_rows, self._index[frag.chunk], dtype=np.uint32))
+        return rows.append_column(_PLACE[0], index).select([*rows.column_names[:-1], "__frag", "__pos"])
 
 
 class SnapshotServer:
@@ -194,7 +227,7 @@ class SnapshotServer:
                           exc: CorruptionError) -> None:
         # Every column and the filter call error(): DuckDB folds neither away, so any query that reads
         # the view (even count(*) or a filter on a column) fails instead of returning no rows.
-        fail = f"error({_quote_str(f'udr: {exc}')})"
+        fail = f"error({quote_str(f'udr: {exc}')})"
         relation = con.from_arrow(schema.empty_table())
         cols = ", ".join(f"CAST({fail} AS {kind}) AS {quote_ident(name)}"
                          for name, kind in zip(relation.columns, relation.types)) or "1"
@@ -207,6 +240,21 @@ class SnapshotServer:
         relation = con.from_arrow(state) if isinstance(state, pa.Table) else self._relation(con, table, state,
                                                                                             rows or self._rows)
         con.register(view, relation)
+
+    def register_positioned(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState,
+                            rows: RowReader | None = None, *, deleted: str | None = None) -> None:
+        """Create view `view` on `con` showing the live rows of `state` with two more columns, `__frag` (the
+        index of the row's fragment in `state.fragments`) and `__pos` (its row position in that fragment),
+        both UINTEGER: a write reads the rows it changes and where they are stored in one scan.
+
+        With `deleted`, `view` shows the deleted rows of chunk files too, and view `deleted` lists their
+        places (`__dfrag`, `__dpos`): a caller that filters first and drops those places after joins only
+        the rows its filter keeps (DuckDB places a filter such as `id % 100 = 7` above the view's anti-join).
+        """
+        relation, places = self._positioned_relation(con, table, state, rows or self._rows, live=deleted is None)
+        con.register(view, relation)
+        if deleted is not None:
+            con.register(deleted, con.from_arrow(places))
 
     def _relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
                   reader: RowReader) -> duckdb.DuckDBPyRelation:
@@ -235,23 +283,52 @@ class SnapshotServer:
             parts.append(f"SELECT {cols} FROM {_no_rows(con, schema)}")
         return _view_relation(con, " UNION ALL ".join(parts), _masks(masks) if masks else None, rows)
 
+    def _positioned_relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
+                             reader: RowReader, *, live: bool) -> tuple[duckdb.DuckDBPyRelation, pa.Table]:
+        """The positioned view of `state` (only its live rows if `live`) and the places of its deleted rows."""
+        schema = reader.schema(state.schema)
+        places = _Places(state)
+        cols = ", ".join([*(quote_ident(n) for n in schema.names), "__frag", "__pos"])
+        files = [f for f in state.fragments if not f.inline]
+        inline = [f for f in state.fragments if f.inline]
+        parts: list[str] = []
+        deleted = places.deleted(reader, files)
+        if files:
+            # Deleted rows leave by an anti-join on their place, not a positional join with a keep-mask (as
+            # in `_relation`): the join runs on every thread.
+            anti = " ANTI JOIN __udr_keep ON __frag = __dfrag AND __pos = __dpos" if live and deleted.num_rows else ""
+            parts.append(f"SELECT {cols} FROM {self._scan(con, table, files, state, schema, reader, places)}{anti}")
+        rows = None
+        if inline:
+            # Inline rows are few: the deleted ones leave here whether `live` or not.
+            rows = pa.concat_tables([places.inline(reader.live_as(f, schema, table=table, with_position=True), f)
+                                     for f in inline])
+            parts.append(f"SELECT {cols} FROM __udr_inline")
+        if not parts:
+            parts.append(f"SELECT {cols} FROM {_no_rows(con, schema.append(_PLACE[0]).append(_PLACE[1]))}")
+        return _view_relation(con, " UNION ALL ".join(parts), deleted, rows), deleted
+
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
-              schema: pa.Schema, reader: RowReader) -> str:
+              schema: pa.Schema, reader: RowReader, where: _Places | None = None) -> str:
         if all(f.schema == state.schema for f in frags):
-            return f"read_parquet({self._files(table, frags)}) AS t"
+            if where is None:
+                return f"read_parquet({self._files(table, frags)}) AS t"
+            return f"(SELECT *, {where.parquet(frags)} FROM read_parquet({self._files(table, frags)})) AS t"
         # Chunks of older schemas: columns matched by id (renamed ones under their stored names), those
         # they lack filled by a union by name with no rows of the full schema.
         parts = []
         for schema_id in dict.fromkeys(f.schema for f in frags):
             group = [f for f in frags if f.schema == schema_id]
             names = stored_names(reader.schema(schema_id), schema)
-            cols = ", ".join(f"{quote_ident(stored)} AS {quote_ident(name)}" for name, stored in names.items())
+            cols = ", ".join([f"{quote_ident(stored)} AS {quote_ident(name)}" for name, stored in names.items()]
+                             + ([where.parquet(group)] if where is not None else []))
             parts.append(f"SELECT {cols or '1 AS __udr_none'} FROM read_parquet({self._files(table, group)})")
-        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {_no_rows(con, schema)}) AS t"
+        empty = schema if where is None else schema.append(_PLACE[0]).append(_PLACE[1])
+        return f"({' UNION ALL BY NAME '.join(parts)} UNION ALL BY NAME SELECT * FROM {_no_rows(con, empty)}) AS t"
 
     def _files(self, table: str, frags: list[FragmentState]) -> str:
         paths = [self._verified_path(f.chunk, table) for f in frags]
-        return "[" + ", ".join(_quote_str(p) for p in paths) + "]"
+        return "[" + ", ".join(quote_str(p) for p in paths) + "]"
 
     def _verified_path(self, chunk: ChunkId, table: str) -> str:
         try:

@@ -1,0 +1,62 @@
+"""What SQL writes (`udr.query.dml`) do to a transaction besides calling its write methods: store chunk files
+DuckDB wrote, read a table together with where each row is stored, and stage a keyed change DuckDB found.
+
+Each of these skips a copy of the rows through Arrow (see `udr.query.dml`). Belongs to the transaction's
+thread, as the transaction does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from udr.api import writes
+from udr.api.context import LakeContext
+from udr.log.format import TMP_DIR
+from udr.materialize.staging import Staging
+from udr.query.diff import KeyedDiff
+from udr.query.engine import Connection
+
+
+class DirectWrites:
+    """The `udr.query.dml.DirectWrites` of one transaction: its staging, and `connect` its connections."""
+
+    def __init__(self, ctx: LakeContext, staging: Staging, connect: Callable[[str], Connection]) -> None:
+        self._ctx = ctx
+        self._staging = staging
+        self._connect = connect
+
+    def temp_dir(self) -> Path:
+        """The lake's directory for chunk files being written (files there move into the store by rename)."""
+        path = self._ctx.log.root / TMP_DIR
+        path.mkdir(exist_ok=True)
+        return path
+
+    def add_files(self, table: str, files: list[tuple[Path, int]]) -> None:
+        """Move Parquet chunk files of `table`'s current schema (each with its row count) into the store and
+        stage them as inserted rows of `table`, in order."""
+        self._staging.add_files(table, files)
+
+    def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None) -> Connection:
+        """A connection as the transaction's `connect(sql)`, plus view `view`: `table`'s live rows with their
+        `__frag` and `__pos` (with `deleted`, the deleted ones too, listed in view `deleted`; see
+        `udr.query.engine.SnapshotServer.register_positioned`)."""
+        con = self._connect(sql)
+        try:
+            self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
+                                                 deleted=deleted)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def live_rows(self, table: str) -> int:
+        """How many rows `table` has as the transaction sees it."""
+        return self._staging.require(table).rows
+
+    def stage_diff(self, table: str, diff: KeyedDiff) -> None:
+        """Stage `diff`, found against keyed `table` as this transaction sees it, as a write of `table`."""
+        state = self._staging.require(table)
+        first = table not in self._staging.ops
+        self._staging.writes[table] += 1
+        writes.stage_keyed_diff(self._staging, table, diff, self._staging.rows.schema(state.schema), first=first)
