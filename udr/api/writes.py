@@ -34,7 +34,9 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
         staging.add_rows(table, data.schema, iter(rows.to_batches()))
         op = staging.op(table)
         staging.recount(table, op.inserted - diff.updated.num_rows, op.updated + diff.updated.num_rows, op.deleted)
-    staging.keep_before(table, diff.before if first else None)
+    # An overwrite's old rows stay readable from their chunks and the base's deletion vectors, so its change
+    # feed derives them on read: storing them again cost a refreshed lake ~25% of each night's bytes.
+    staging.keep_before(table, diff.before if first and not remove_missing else None)
 
 
 def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,

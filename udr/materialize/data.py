@@ -27,6 +27,7 @@ from udr.log.format import (
     DICTIONARY_DECIMALS,
     INLINE_MAX_BYTES,
     PARQUET_COMPRESSION,
+    SHORT_CHUNK_COMPRESSION,
     ROW_GROUP_ROWS,
     BlobId,
     BlobKind,
@@ -121,11 +122,13 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, 
     pieces = iter(pieces)
     first = next(pieces, None)
     dictionary, delta = _column_encodings(target, first)
+    # Pieces are whole row groups but the last, so the first tells a short chunk, streamed or not.
+    short = first is None or first.num_rows < ROW_GROUP_ROWS
     rows = 0
     with pq.ParquetWriter(
         path,
         target,
-        compression=PARQUET_COMPRESSION,
+        compression=SHORT_CHUNK_COMPRESSION if short else PARQUET_COMPRESSION,
         use_dictionary=dictionary,
         column_encoding=delta or None,
         write_statistics=True,
