@@ -18,16 +18,18 @@ from udr.materialize.data import (
     RowReader,
     conform,
     decode_ipc,
-    decode_positions,
     decode_schema,
-    distinct_positions,
     encode_chunk,
     encode_ipc,
-    encode_positions,
     encode_schema,
     rebatch,
 )
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import (
+    decode_positions,
+    distinct_positions,
+    encode_positions,
+)
 
 SMALL = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", None]})
 

@@ -11,11 +11,16 @@ from enum import IntEnum
 from typing import NewType
 
 FORMAT_NAME = "udr-lake"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = frozenset({1, 2, 3})
+FORMAT_VERSION = 4
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 # The version an older lake is relabelled to before its first commit of data only that version describes.
 COLUMN_IDS_VERSION = 2
 ERASURE_VERSION = 3
+# Deletion vectors may chain onto an older vector (udr.materialize.vectors); only lakes created at this
+# version or later are written so (older ones are not relabelled for it).
+CHAINED_VECTORS_VERSION = 4
+# The most payloads one deletion vector's chain holds: a cold read decodes at most this many.
+MAX_VECTOR_CHAIN = 16
 # The "v" field of a commit record (its canonical JSON encoding); a reader refuses a newer one.
 COMMIT_RECORD_VERSION = 1
 

@@ -41,17 +41,20 @@ from udr.materialize.data import (
     RowReader,
     conform,
     decode_ipc,
-    decode_positions,
-    distinct_positions,
     encode_before,
     encode_chunk,
     encode_inline,
-    encode_positions,
     encode_schema,
     rebatch,
     store_parquet,
 )
 from udr.materialize.snapshot import FragmentState, TableState, apply_op
+from udr.materialize.vectors import (
+    distinct_positions,
+    encode_vector,
+    parse_vector,
+    read_vector,
+)
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
 
@@ -297,7 +300,7 @@ class Staging:
             elif earlier.vector is None:
                 continue  # every row of the fragment is deleted already
             else:
-                old = decode_positions(self.blob(earlier.vector, BlobKind.DELETES))
+                old = self.vector(earlier.vector)
             deletes[frag.chunk] = self.deletion(frag, distinct_positions(old, new))
         changes: _DeleteChanges = {"deletes": tuple(deletes.values())}
         if counted is not None:
@@ -312,10 +315,25 @@ class Staging:
         """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged."""
         if len(positions) == frag.rows:
             return Deletes(frag.chunk, None, len(positions))
-        payload = encode_positions(positions)
+        base = self._committed(frag.deletes) if self._log.version >= lake_format.CHAINED_VECTORS_VERSION else None
+        payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector)
         blob = BlobId(content_id(payload))
         self.blobs[blob] = (BlobKind.DELETES, payload)
         return Deletes(frag.chunk, blob, len(positions))
+
+    def vector(self, vector: BlobId) -> pa.Array:
+        """Every position deletion vector `vector` (staged here or committed) names."""
+        return read_vector(vector, self._vector_payload, self.rows.known_vector)
+
+    def _vector_payload(self, vector: BlobId) -> bytes:
+        return self.blob(vector, BlobKind.DELETES)
+
+    def _committed(self, vector: BlobId | None) -> BlobId | None:
+        """`vector`, or for one staged here the committed vector it chains onto (a staged vector is replaced
+        by the next deletion from its fragment, so nothing may chain onto it)."""
+        while vector is not None and vector in self.blobs:
+            vector = parse_vector(self.blobs[vector][1]).base
+        return vector
 
     def set_primary_key(self, table: str, key: tuple[str, ...]) -> None:
         """Stage `key` as the table's primary key."""
