@@ -98,7 +98,16 @@ def test_v4_reads_its_chained_deletion_vectors(v4: Path) -> None:
         assert db.sql("SELECT count(*) FROM accounts WHERE id BETWEEN 5 AND 8").fetchall() == [(0,)]
         assert db.read("accounts", at="main~1").num_rows == 19_996  # before the chained delete of 8
         assert db.changes("accounts", since="main~1").column("id").to_pylist() == [8]
-        assert len(db.log()) == 11
+        assert len(db.log()) == 12
+
+
+def test_v4_reads_inline_rows_stored_as_parquet(v4: Path) -> None:
+    with udr.open(v4, create=False) as db:
+        events = db.read("events")
+        assert events.num_rows == 3_002 and pc.sum(events["n"]).as_py() == 4 + sum(range(3_000))
+        assert db.read("events", at="main~3").sort_by("n").to_pylist() == [
+            {"kind": "open", "n": 1}, {"kind": "open", "n": 3}]
+        assert db.sql("SELECT count(*), max(n) FROM events WHERE kind = 'bulk'").fetchall() == [(3_000, 2_999)]
 
 
 def test_v4_verifies_clean_and_rebuilds_to_the_same_rows(v4: Path) -> None:

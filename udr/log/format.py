@@ -132,6 +132,10 @@ DICTIONARY_DECIMALS = 4096
 
 # Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.
 INLINE_MAX_BYTES = 256 * 1024
+# From format 4, inline rows whose IPC encoding exceeds this are stored as a Parquet file instead (below
+# it Parquet's footer outweighs what its encodings save, and tiny commits encode faster as IPC).
+INLINE_PARQUET_BYTES = 16 * 1024
+PARQUET_INLINE_VERSION = 4
 # A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
 INLINE_FLUSH_FRAGMENTS = 256
 

@@ -26,6 +26,7 @@ from udr.log.format import (
     CHUNK_ROWS,
     DICTIONARY_DECIMALS,
     INLINE_MAX_BYTES,
+    INLINE_PARQUET_BYTES,
     PARQUET_COMPRESSION,
     ROW_GROUP_ROWS,
     SHORT_CHUNK_COMPRESSION,
@@ -40,6 +41,7 @@ from udr.materialize.snapshot import FragmentState, TableState
 from udr.materialize.vectors import read_vector
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
+_PARQUET_MAGIC = b"PAR1"
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 # Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
@@ -113,8 +115,8 @@ def _few_values(column: pa.ChunkedArray) -> bool:
     return cast(int, pc.count_distinct(column).as_py()) <= DICTIONARY_DECIMALS
 
 
-def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, copy: int = 0) -> int:
-    """Write row-group-sized `pieces` as one Parquet chunk at `path`; return the rows written.
+def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa.NativeFile, *, copy: int = 0) -> int:
+    """Write row-group-sized `pieces` as one Parquet chunk at `path` (or into a stream); return the rows written.
 
     Pieces are consumed one at a time, so a streamed chunk never sits whole in memory, and a chunk has
     the same bytes whether its rows arrived as one table or as a stream.
@@ -190,12 +192,27 @@ StoreFile = Callable[[Callable[[Path], None]], ChunkId]
 """Stores the file a writer callback produces at the temp path it is given; returns the chunk id."""
 
 
-def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0) -> EncodedChunk:
-    """Encode a small chunk as an Arrow IPC blob to inline in the log."""
+def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0, parquet: bool = False) -> EncodedChunk:
+    """Encode a small chunk as a blob to inline in the log: Arrow IPC, or with `parquet` (a lake of format 4
+    or later) a Parquet file laid out as a chunk file when its IPC bytes exceed `INLINE_PARQUET_BYTES`."""
     # One record batch whatever the input's batching, so the same rows always give the same bytes.
     rows = table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks()
     payload = encode_ipc(rows)
+    if parquet and len(payload) > INLINE_PARQUET_BYTES:
+        # The bulk's encodings (sorted keys delta-packed, dictionaries) store a keyed write's changed rows
+        # in ~0.7x the bytes of IPC under the log's zstd.
+        sink = pa.BufferOutputStream()
+        write_parquet([table.combine_chunks()], table.schema, sink, copy=copy)
+        payload = cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
+        rows = decode_inline(payload)
     return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload, rows)
+
+
+def decode_inline(payload: bytes) -> pa.Table:
+    """The rows of an inline chunk's blob payload: a Parquet file (it starts with its magic) or Arrow IPC."""
+    if payload[:4] == _PARQUET_MAGIC:
+        return pq.read_table(pa.BufferReader(payload), use_threads=False)
+    return decode_ipc(payload)
 
 
 def store_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, schema_id: BlobId, store_file: StoreFile, *,
@@ -211,14 +228,16 @@ def store_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, schema_id: Blob
     return EncodedChunk(Fragment(chunk, rows, False, schema_id), None)
 
 
-def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, copy: int = 0) -> EncodedChunk:
+def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, copy: int = 0,
+                 parquet: bool = False) -> EncodedChunk:
     """Encode at most one chunk's rows: inline if small, else a Parquet file via `store_file`.
 
     A table never holds one chunk twice (deletion vectors are keyed by chunk id), so rows identical to a
     chunk already in the table are re-encoded with `copy` > 0, which only changes schema metadata.
+    `parquet` as in `encode_inline`.
     """
     if table.nbytes <= INLINE_MAX_BYTES:
-        return encode_inline(table, schema_id, copy=copy)
+        return encode_inline(table, schema_id, copy=copy, parquet=parquet)
     return store_parquet(rebatch(iter(table.to_batches()), ROW_GROUP_ROWS), table.schema, schema_id, store_file,
                          copy=copy)
 
@@ -293,7 +312,7 @@ class RowReader:
             if frag.inline:
                 data = self._inline.get(frag.chunk)
                 if data is None:
-                    data = decode_ipc(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
+                    data = decode_inline(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
                     self._inline.put(frag.chunk, data)
             else:
                 present = None if columns is None else [c for c in columns if c in self.schema(frag.schema).names]

@@ -40,7 +40,7 @@ from udr.materialize.data import (
     EncodedChunk,
     RowReader,
     conform,
-    decode_ipc,
+    decode_inline,
     encode_before,
     encode_chunk,
     encode_inline,
@@ -210,7 +210,7 @@ class Staging:
             pending: list[Future[EncodedChunk]] = []
             while head := _inline_candidate(pieces):
                 if inline and sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
-                    collect(encode_inline(pa.concat_tables(head), schema_id))
+                    collect(encode_inline(pa.concat_tables(head), schema_id, parquet=self._parquet_inline))
                     continue
                 rest = islice(pieces, ROW_GROUPS_PER_CHUNK - len(head))
                 if streaming:
@@ -252,7 +252,8 @@ class Staging:
                 copy = len(present)
                 while encoded.fragment.chunk in present:
                     copy += 1
-                    encoded = encode_chunk(self._encoded_rows(encoded), state.schema, self._store_file, copy=copy)
+                    encoded = encode_chunk(self._encoded_rows(encoded), state.schema, self._store_file, copy=copy,
+                                           parquet=self._parquet_inline)
                 present.add(encoded.fragment.chunk)
             staged.add(encoded.fragment.chunk)
             if encoded.payload is not None:
@@ -263,11 +264,16 @@ class Staging:
 
         return collect
 
+    @property
+    def _parquet_inline(self) -> bool:
+        """Whether inline rows may be Parquet (a lake of format 4 or later: older readers expect IPC)."""
+        return self._log.version >= lake_format.PARQUET_INLINE_VERSION
+
     def _encoded_rows(self, encoded: EncodedChunk) -> pa.Table:
         """The rows of a chunk just encoded (read back from its payload or file)."""
         frag = encoded.fragment
         if encoded.payload is not None:
-            return decode_ipc(encoded.payload)
+            return decode_inline(encoded.payload)
         return self.rows.fragment(FragmentState(frag.chunk, frag.rows, False, frag.schema))
 
     def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
