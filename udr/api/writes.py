@@ -24,8 +24,10 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
     with ctx.server.session() as con:
         old = read_current(staging.rows, table, state) if remove_missing else _upserted(
             ctx, staging, table, state, data, con)
+        # An overwrite's old rows stay readable from their chunks and the base's deletion vectors, so its
+        # change feed derives them on read: a before-image cost a refreshed lake ~25% of each night's bytes.
         diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
-                          con=con)
+                          con=con, before=not remove_missing, pool=staging.pool())
     staging.delete_positions(table, state, diff.replaced, counted=None)
     staging.delete_positions(table, state, diff.removed, counted="deleted")
     if diff.updated.num_rows or diff.inserted.num_rows:
@@ -34,9 +36,7 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
         staging.add_rows(table, data.schema, iter(rows.to_batches()))
         op = staging.op(table)
         staging.recount(table, op.inserted - diff.updated.num_rows, op.updated + diff.updated.num_rows, op.deleted)
-    # An overwrite's old rows stay readable from their chunks and the base's deletion vectors, so its change
-    # feed derives them on read: storing them again cost a refreshed lake ~25% of each night's bytes.
-    staging.keep_before(table, diff.before if first and not remove_missing else None)
+    staging.keep_before(table, diff.before if first else None)
 
 
 def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,

