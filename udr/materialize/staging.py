@@ -50,9 +50,9 @@ from udr.materialize.data import (
 )
 from udr.materialize.snapshot import FragmentState, TableState, apply_op
 from udr.materialize.vectors import (
+    chain_link,
     distinct_positions,
     encode_vector,
-    parse_vector,
     read_vector,
 )
 
@@ -340,7 +340,7 @@ class Staging:
         """`vector`, or for one staged here the committed vector it chains onto (a staged vector is replaced
         by the next deletion from its fragment, so nothing may chain onto it)."""
         while vector is not None and vector in self.blobs:
-            vector = parse_vector(self.blobs[vector][1]).base
+            vector = chain_link(self.blobs[vector][1])[0]
         return vector
 
     def set_primary_key(self, table: str, key: tuple[str, ...]) -> None:
