@@ -2,7 +2,8 @@
 
 It writes tests/golden/v<FORMAT>/lake with the public API only: a keyed table with a Parquet chunk and a
 deletion vector, an unkeyed table of small inline writes, a renamed column, a branch merged back, a tag, and
-(from version 3) an erasure of one key followed by gc.
+(from version 3) an erasure of one key followed by gc, (from version 4) an
+inline write stored as Parquet and two deletes whose vectors chain.
 tests/golden/test_golden.py opens a copy of every golden lake and checks the rows it holds.
 """
 
@@ -39,6 +40,10 @@ def make(path: Path) -> None:
         # Version 3: an erasure replaced the Parquet chunk (and a before-image) in every version; gc freed the old.
         db.erase("accounts", {"id": [5]}, reason="golden erasure", author="golden")
         db.gc()
+        # Version 4: inline rows stored as Parquet, and a deletion vector chained onto the erasure's vector.
+        db.append("events", {"kind": ["bulk"] * 3_000, "n": list(range(3_000))}, author="golden")
+        db.delete("accounts", keys={"id": [6, 7]}, author="golden")
+        db.delete("accounts", keys={"id": [8]}, author="golden")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import (
     RowReader,
     encode_chunk,
-    encode_positions,
     encode_schema,
 )
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import encode_positions
 
 
 def _state(log: LogStore, parts: list[tuple[pa.Table, list[int]]]) -> TableState:

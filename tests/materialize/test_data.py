@@ -17,17 +17,21 @@ from udr.log.store import LogStore
 from udr.materialize.data import (
     RowReader,
     conform,
+    decode_inline,
     decode_ipc,
-    decode_positions,
     decode_schema,
-    distinct_positions,
     encode_chunk,
+    encode_inline,
     encode_ipc,
-    encode_positions,
     encode_schema,
     rebatch,
 )
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import (
+    decode_positions,
+    distinct_positions,
+    encode_positions,
+)
 
 SMALL = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", None]})
 
@@ -238,3 +242,19 @@ def test_a_missing_chunk_file_is_corruption_naming_the_table(log: LogStore, make
     state = TableState(schema_id, None, (FragmentState(f.chunk, f.rows, False, schema_id),))
     with pytest.raises(CorruptionError, match=f"'orders'.*{f.chunk}"):
         RowReader(log, log.get_blob).table("orders", state)
+
+
+def test_inline_rows_past_the_parquet_threshold_are_parquet_in_format_4_and_read_back_the_same() -> None:
+    big = pa.table({"id": pa.array(range(3_000), pa.int64()), "kind": ["a", "b", "c"] * 1_000})
+    schema_id, _ = encode_schema(big.schema)
+    packed = encode_inline(big, schema_id, parquet=True)
+    assert packed.payload is not None and packed.payload[:4] == b"PAR1"
+    assert decode_inline(packed.payload).select(["id", "kind"]).to_pylist() == big.to_pylist()
+    assert packed.rows is not None and packed.rows.equals(decode_inline(packed.payload))
+    rebatched = pa.Table.from_batches(big.to_batches(max_chunksize=700))
+    assert encode_inline(rebatched, schema_id, parquet=True).payload == packed.payload  # same rows, same bytes
+    ipc = encode_inline(big, schema_id)  # an older lake: IPC whatever the size
+    assert ipc.payload is not None and ipc.payload[:4] != b"PAR1" and decode_inline(ipc.payload).equals(big)
+    assert len(packed.payload) < len(ipc.payload)
+    tiny = encode_inline(SMALL, encode_schema(SMALL.schema)[0], parquet=True)
+    assert tiny.payload is not None and decode_ipc(tiny.payload).equals(SMALL)  # under the threshold: IPC

@@ -16,10 +16,10 @@ from udr.log.store import LogStore
 from udr.materialize.data import (
     RowReader,
     encode_chunk,
-    encode_positions,
     encode_schema,
 )
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import encode_positions
 from udr.query.engine import VERSIONED_NAME, SnapshotServer, named_tables, quote_ident
 
 

@@ -45,15 +45,13 @@ from udr.log.format import (
 from udr.log.pins import hold_chunk, release_chunks
 from udr.materialize.data import (
     decode_before,
-    decode_positions,
-    distinct_positions,
     encode_before,
     encode_inline,
-    encode_positions,
     rebatch,
     store_parquet,
 )
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import distinct_positions, encode_positions, read_vector
 from udr.values import Commit
 
 _POS = "__pos"
@@ -177,7 +175,8 @@ def _rewrite_history(ctx: LakeContext, table: str, state: TableState, wanted: pa
         new, positions = found
         chunks[frag.chunk] = (new, plan.blob(BlobKind.DELETES, encode_positions(positions)), len(positions))
         for vector in vectors.get(frag.chunk, ()):
-            union = distinct_positions(decode_positions(ctx.log.get_blob(vector, BlobKind.DELETES)), positions)
+            whole = read_vector(vector, lambda b: ctx.log.get_blob(b, BlobKind.DELETES))
+            union = distinct_positions(whole, positions)
             merged[(frag.chunk, vector)] = (plan.blob(BlobKind.DELETES, encode_positions(union)), len(union))
     blobs = {}
     for before in befores:

@@ -30,10 +30,9 @@ from udr.api.context import LakeContext
 from udr.errors import ConflictError, RefNotFound
 from udr.log import graph
 from udr.log.commits import Deletes, TableOp
-from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import BlobId, ChunkId, CommitId
 from udr.log.placement import check_reads
 from udr.materialize.changes import state_delta
-from udr.materialize.data import decode_positions
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.materialize.staging import Staging
@@ -216,4 +215,4 @@ def _positions(staging: Staging, vector: BlobId | None, rows: int) -> npt.NDArra
     """The row positions a cumulative deletion vector names (None: every row of the fragment)."""
     if vector is None:
         return np.arange(rows, dtype=np.int64)
-    return np.asarray(decode_positions(staging.blob(vector, BlobKind.DELETES)), dtype=np.int64)
+    return np.asarray(staging.vector(vector), dtype=np.int64)

@@ -26,8 +26,10 @@ from udr.log.format import (
     CHUNK_ROWS,
     DICTIONARY_DECIMALS,
     INLINE_MAX_BYTES,
+    INLINE_PARQUET_BYTES,
     PARQUET_COMPRESSION,
     ROW_GROUP_ROWS,
+    SHORT_CHUNK_COMPRESSION,
     BlobId,
     BlobKind,
     ChunkId,
@@ -36,8 +38,10 @@ from udr.log.store import LogStore
 from udr.materialize.keyindex import KeyIndex, indexable
 from udr.materialize.schemas import as_target, parquet_field_id, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import read_vector
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
+_PARQUET_MAGIC = b"PAR1"
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 # Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
@@ -97,7 +101,8 @@ def _delta_encoded(t: pa.DataType) -> bool:
                 or pa.types.is_time(t) or (pa.types.is_decimal(t) and t.precision <= 18))
 
 
-def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None) -> tuple[list[str], dict[str, str]]:
+def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None, *,
+                      split_floats: bool = False) -> tuple[list[str], dict[str, str]]:
     """Per-column encodings, from the schema and the chunk's first row group `sample` alone (so chunk bytes
     stay a function of their rows).
 
@@ -105,11 +110,22 @@ def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None) -> tupl
     (TPC-H Q1/Q6 0.6-0.8x the source files' time instead of ~1.05x) and the files are smaller. A decimal
     column with few distinct values in `sample` (prices' discounts and taxes, quantities) keeps its dictionary:
     DuckDB and polars both decode that faster than delta (polars much faster: bench/RESULTS.md, I3).
+    With `split_floats` (a short, zstd chunk), a float column whose sample is mostly distinct values is
+    BYTE_STREAM_SPLIT: zstd then finds the repeats in exponents and low mantissa bytes (a nightly refresh's
+    changed rows take ~8% fewer bytes).
     """
     delta = {f.name: "DELTA_BINARY_PACKED" for f in schema
              if _delta_encoded(f.type) and not (sample is not None and pa.types.is_decimal(f.type)
                                                 and _few_values(sample.column(f.name)))}
+    if split_floats and sample is not None:
+        delta.update((f.name, "BYTE_STREAM_SPLIT") for f in schema
+                     if pa.types.is_floating(f.type) and _mostly_distinct(sample.column(f.name)))
     return [f.name for f in schema if f.name not in delta], delta
+
+
+def _mostly_distinct(column: pa.ChunkedArray) -> bool:
+    """Whether more than half of `column`'s values are distinct (a dictionary would save little)."""
+    return 2 * cast(int, pc.count_distinct(column).as_py()) > len(column)
 
 
 def _few_values(column: pa.ChunkedArray) -> bool:
@@ -117,8 +133,8 @@ def _few_values(column: pa.ChunkedArray) -> bool:
     return cast(int, pc.count_distinct(column).as_py()) <= DICTIONARY_DECIMALS
 
 
-def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, copy: int = 0) -> int:
-    """Write row-group-sized `pieces` as one Parquet chunk at `path`; return the rows written.
+def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa.NativeFile, *, copy: int = 0) -> int:
+    """Write row-group-sized `pieces` as one Parquet chunk at `path` (or into a stream); return the rows written.
 
     Pieces are consumed one at a time, so a streamed chunk never sits whole in memory, and a chunk has
     the same bytes whether its rows arrived as one table or as a stream.
@@ -126,12 +142,14 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path, *, 
     target = _salted(schema, copy)
     pieces = iter(pieces)
     first = next(pieces, None)
-    dictionary, delta = _column_encodings(target, first)
+    # Pieces are whole row groups but the last, so the first tells a short chunk, streamed or not.
+    short = first is None or first.num_rows < ROW_GROUP_ROWS
+    dictionary, delta = _column_encodings(target, first, split_floats=short)
     rows = 0
     with pq.ParquetWriter(
         path,
         target,
-        compression=PARQUET_COMPRESSION,
+        compression=SHORT_CHUNK_COMPRESSION if short else PARQUET_COMPRESSION,
         use_dictionary=dictionary,
         column_encoding=delta or None,
         write_statistics=True,
@@ -159,29 +177,6 @@ def encode_before(image: pa.Table) -> bytes:
 def decode_before(payload: bytes) -> pa.Table:
     """Parse a before-image blob payload."""
     return pq.read_table(pa.BufferReader(payload))
-
-
-def distinct_positions(*parts: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
-    """The sorted distinct row positions found in any of `parts`, as uint32."""
-    # Sort and drop repeats: numpy 2's np.unique took 65 ms on 110,000 positions where this takes 1.2.
-    ordered = np.sort(np.concatenate([np.asarray(p, dtype=np.uint32) for p in parts]))
-    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
-
-
-def encode_positions(positions: pa.Array | np.ndarray) -> bytes:
-    """Payload of a deletion vector: a Parquet file of the sorted distinct row positions (one uint32
-    column, DELTA_BINARY_PACKED, zstd): about 0.7 byte a position where raw deltas under zstd take 1.2."""
-    values = pa.array(distinct_positions(positions), pa.uint32())
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.table({"p": values}), sink, compression="zstd", use_dictionary=False,
-                   column_encoding={"p": "DELTA_BINARY_PACKED"}, write_statistics=False)
-    return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
-
-
-def decode_positions(payload: bytes) -> pa.Array:
-    """Parse a deletion vector payload into a sorted uint32 array."""
-    # One small column: `pq.read_table` (datasets, a thread pool) costs 3-40x this, more on a busy machine.
-    return pq.ParquetFile(pa.BufferReader(payload)).read(use_threads=False).column("p").combine_chunks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +210,28 @@ StoreFile = Callable[[Callable[[Path], None]], ChunkId]
 """Stores the file a writer callback produces at the temp path it is given; returns the chunk id."""
 
 
-def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0) -> EncodedChunk:
-    """Encode a small chunk as an Arrow IPC blob to inline in the log."""
+def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0, parquet: bool = False) -> EncodedChunk:
+    """Encode a small chunk as a blob to inline in the log: Arrow IPC, or with `parquet` (a lake of format 4
+    or later) a Parquet file laid out as a chunk file when its IPC bytes exceed `INLINE_PARQUET_BYTES`."""
     # One record batch whatever the input's batching, so the same rows always give the same bytes.
     rows = table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks()
     payload = encode_ipc(rows)
+    if parquet and len(payload) > INLINE_PARQUET_BYTES:
+        # The bulk's encodings (sorted keys delta-packed, dictionaries) store a keyed write's changed rows
+        # in ~0.7x the bytes of IPC under the log's zstd.
+        sink = pa.BufferOutputStream()
+        write_parquet([table.combine_chunks()], table.schema, sink, copy=copy)
+        payload = cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
+        rows = decode_inline(payload)
     return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload, rows)
+
+
+def decode_inline(payload: bytes) -> pa.Table:
+    """The rows of an inline chunk's blob payload: a Parquet file (it starts with its magic) or Arrow IPC."""
+    if payload[:4] == _PARQUET_MAGIC:
+        # `pq.read_table` (datasets) costs twice this on a small file.
+        return pq.ParquetFile(pa.BufferReader(payload)).read(use_threads=False)
+    return decode_ipc(payload)
 
 
 def store_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, schema_id: BlobId, store_file: StoreFile, *,
@@ -236,14 +247,16 @@ def store_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, schema_id: Blob
     return EncodedChunk(Fragment(chunk, rows, False, schema_id), None)
 
 
-def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, copy: int = 0) -> EncodedChunk:
+def encode_chunk(table: pa.Table, schema_id: BlobId, store_file: StoreFile, *, copy: int = 0,
+                 parquet: bool = False) -> EncodedChunk:
     """Encode at most one chunk's rows: inline if small, else a Parquet file via `store_file`.
 
     A table never holds one chunk twice (deletion vectors are keyed by chunk id), so rows identical to a
     chunk already in the table are re-encoded with `copy` > 0, which only changes schema metadata.
+    `parquet` as in `encode_inline`.
     """
     if table.nbytes <= INLINE_MAX_BYTES:
-        return encode_inline(table, schema_id, copy=copy)
+        return encode_inline(table, schema_id, copy=copy, parquet=parquet)
     return store_parquet(rebatch(iter(table.to_batches()), ROW_GROUP_ROWS), table.schema, schema_id, store_file,
                          copy=copy)
 
@@ -318,7 +331,7 @@ class RowReader:
             if frag.inline:
                 data = self._inline.get(frag.chunk)
                 if data is None:
-                    data = decode_ipc(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
+                    data = decode_inline(self._blobs(BlobId(frag.chunk), BlobKind.ROWS))
                     self._inline.put(frag.chunk, data)
             else:
                 present = None if columns is None else [c for c in columns if c in self.schema(frag.schema).names]
@@ -372,9 +385,13 @@ class RowReader:
             return pa.array([], pa.uint32())
         positions = self._positions.get(frag.deletes)
         if positions is None:
-            positions = decode_positions(self._blobs(frag.deletes, BlobKind.DELETES))
+            positions = read_vector(frag.deletes, lambda b: self._blobs(b, BlobKind.DELETES), self._positions.get)
             self._positions.put(frag.deletes, positions)
         return positions
+
+    def known_vector(self, vector: BlobId) -> pa.Array | None:
+        """The positions of deletion vector `vector` if this reader decoded them already."""
+        return self._positions.get(vector)
 
     def schema(self, schema_id: BlobId) -> pa.Schema:
         """The Arrow schema stored as blob `schema_id`."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
 from udr.materialize.snapshot import Materializer, TableState
+from udr.materialize.vectors import vector_chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,10 @@ class LiveData:
 def live_data(log: LogStore, materializer: Materializer, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:
     """Everything the versions not in `expired` (commit -> expired tables) need, over the whole log."""
     out = LiveData()
+
+    def payload(vector: BlobId) -> bytes:
+        return log.get_blob(vector, BlobKind.DELETES)
+
     counted: dict[str, TableState] = {}  # per table, the last state collected: untouched tables repeat it
     for _, commit in log.commits_from(0):
         gone = expired.get(commit, {})
@@ -44,8 +49,9 @@ def live_data(log: LogStore, materializer: Materializer, expired: Mapping[Commit
                     out.blobs[BlobId(frag.chunk)] = BlobKind.ROWS
                 else:
                     out.chunks.add(frag.chunk)
-                if frag.deletes is not None:
-                    out.blobs[frag.deletes] = BlobKind.DELETES
+                if frag.deletes is not None and frag.deletes not in out.blobs:
+                    # A chained vector reads the vectors below it too (udr.materialize.vectors).
+                    out.blobs.update((v, BlobKind.DELETES) for v in vector_chain(frag.deletes, payload))
         for table, op in materializer.replaced(log.get_commit(commit)).tables.items():
             if op.before is not None and table not in gone:
                 out.blobs[op.before] = BlobKind.BEFORE

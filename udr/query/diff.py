@@ -6,7 +6,7 @@ Pure functions over Arrow tables; safe from any thread (each call owns its DuckD
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -63,12 +63,14 @@ def check_keys(con: duckdb.DuckDBPyConnection, view: str, key: list[str], table:
 
 
 def keyed_diff(old: CurrentRows, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
-               con: duckdb.DuckDBPyConnection | None = None) -> KeyedDiff:
+               con: duckdb.DuckDBPyConnection | None = None, before: bool = True,
+               pool: Executor | None = None) -> KeyedDiff:
     """Compare `new` rows with the current rows `old` by `key`.
 
     Rows of `new` identical to the current row are no change (NULL equals NULL, NaN equals NaN, as
     `IS DISTINCT FROM`). With `remove_missing`, current rows whose key is absent from `new` are removed
-    (a keyed overwrite).
+    (a keyed overwrite). `before=False` skips the before-image; `pool` compares columns side by side (else
+    a pool is started for a large write).
 
     Raises:
         KeyViolation: `new` has a null or duplicate key.
@@ -77,11 +79,13 @@ def keyed_diff(old: CurrentRows, new: pa.Table, key: list[str], *, table: str, r
     if len(key) == 1 and not pa.types.is_floating(new.schema.field(key[0]).type) and all(
             _flat(f.type) for f in new.schema):
         try:
-            return _single_key_diff(old, new, key[0], table=table, remove_missing=remove_missing)
+            return _single_key_diff(old, new, key[0], table=table, remove_missing=remove_missing, before=before,
+                                    pool=pool)
         except pa.ArrowNotImplementedError:
             pass  # a type the vectorized comparison lacks: DuckDB below handles every type
     with own_or_given(con) as cursor:
-        return _duckdb_diff(old.positioned(), new, key, table=table, remove_missing=remove_missing, con=cursor)
+        return _duckdb_diff(old.positioned(), new, key, table=table, remove_missing=remove_missing, con=cursor,
+                            before=before)
 
 
 def _flat(t: pa.DataType) -> bool:
@@ -113,7 +117,8 @@ def _any(flags: list[pa.ChunkedArray], rows: int) -> pa.ChunkedArray:
 _PARALLEL_ROWS = 50_000
 
 
-def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: str, remove_missing: bool) -> KeyedDiff:
+def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: str, remove_missing: bool,
+                     before: bool, pool: Executor | None) -> KeyedDiff:
     # A contiguous old table: take on many-chunk columns is several times slower than the copy.
     old = current.rows.combine_chunks()
     column = new.column(key)
@@ -132,31 +137,33 @@ def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: st
 
     if new.num_rows < _PARALLEL_ROWS or len(values) < 2:
         flags = [differs(c) for c in values]
-    else:  # Arrow's kernels release the GIL: the columns compare side by side.
-        with ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))) as pool:
-            flags = list(pool.map(differs, values))
+    elif pool is not None:  # Arrow's kernels release the GIL: the columns compare side by side.
+        flags = list(pool.map(differs, values))
+    else:
+        with ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))) as own:
+            flags = list(own.map(differs, values))
     changed = pc.and_not(_any(flags, new.num_rows), is_new)
     inserted = new.filter(is_new)
     updated = new.filter(changed)
     prior_index = aligned.filter(changed)
-    prior = old.take(prior_index)
     replaced = current.positions(np.asarray(prior_index.to_numpy(zero_copy_only=False), dtype=np.int64))
     gone_index = np.empty(0, dtype=np.int64)
     if remove_missing:
         gone_index = np.flatnonzero(~kept if current.live is None else current.live & ~kept)
+    removed = current.positions(gone_index)
+    if not before or len(values) >= 64:
+        return KeyedDiff(inserted, updated, replaced, removed, None)
+    prior = old.take(prior_index)
     gone = old.take(pa.array(gone_index))
-    before = None
-    if len(values) < 64:
-        mask = np.zeros(updated.num_rows, dtype=np.uint64)
-        olds = []
-        for bit, (c, flag) in enumerate(zip(values, flags)):
-            hit = flag.filter(changed)
-            mask |= np.asarray(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit,
-                               dtype=bool).astype(np.uint64) << np.uint64(bit)
-            olds.append(pc.if_else(hit, prior.column(c), pa.scalar(None, prior.column(c).type)))
-        image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
-        before = before_image(image, gone, new.schema, [key], values)
-    return KeyedDiff(inserted, updated, replaced, current.positions(gone_index), before)
+    mask = np.zeros(updated.num_rows, dtype=np.uint64)
+    olds = []
+    for bit, (c, flag) in enumerate(zip(values, flags)):
+        hit = flag.filter(changed)
+        mask |= np.asarray(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit,
+                           dtype=bool).astype(np.uint64) << np.uint64(bit)
+        olds.append(pc.if_else(hit, prior.column(c), pa.scalar(None, prior.column(c).type)))
+    image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
+    return KeyedDiff(inserted, updated, replaced, removed, before_image(image, gone, new.schema, [key], values))
 
 
 def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, live: np.ndarray | None, *, table: str,
@@ -247,7 +254,7 @@ def _dense_match(new: np.ndarray, old: np.ndarray, index: np.ndarray | None) -> 
 
 
 def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, remove_missing: bool,
-                 con: duckdb.DuckDBPyConnection) -> KeyedDiff:
+                 con: duckdb.DuckDBPyConnection, before: bool) -> KeyedDiff:
     try:
         con.register("n", new)
         con.register("o", old)
@@ -257,7 +264,7 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         distinct = [f"n.{quote_ident(c)} IS DISTINCT FROM o.{quote_ident(c)}" for c in values]
         differs = " OR ".join(distinct) or "false"
         cols = ", ".join(f"n.{quote_ident(c)}" for c in new.column_names)
-        with_before = len(values) < 64
+        with_before = before and len(values) < 64
         old_cells = "".join(
             f", CASE WHEN {d} THEN o.{quote_ident(c)} END AS {quote_ident('__old_' + c)}"
             for c, d in zip(values, distinct)
@@ -279,8 +286,8 @@ def _duckdb_diff(old: pa.Table, new: pa.Table, key: list[str], *, table: str, re
         else:
             gone = con.sql(f"SELECT {ocols}, o.__frag, o.__pos FROM o LIMIT 0").to_arrow_table()
         removed = gone.select(["__frag", "__pos"])
-        before = before_image(updates, gone, new.schema, key, values) if with_before else None
-        return KeyedDiff(inserted, updated, replaced, removed, before)
+        image = before_image(updates, gone, new.schema, key, values) if with_before else None
+        return KeyedDiff(inserted, updated, replaced, removed, image)
     except duckdb.Error as exc:
         raise SqlError(f"table {table!r}: key comparison failed: {' '.join(str(exc).split())}") from exc
 

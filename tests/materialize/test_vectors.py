@@ -1,0 +1,132 @@
+"""udr.materialize.vectors: a chained deletion vector reads as the whole set, is written only when it is
+valid and short, and a lake's vectors chain across commits yet read, verify, rebuild and survive gc alike."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import udr
+from udr.errors import CorruptionError
+from udr.log.commits import content_id
+from udr.log.format import MAX_VECTOR_CHAIN, BlobId, BlobKind, CommitId
+from udr.materialize.vectors import (
+    encode_positions,
+    encode_vector,
+    parse_vector,
+    read_vector,
+    vector_chain,
+)
+
+GOLDEN_V3 = Path(__file__).resolve().parents[1] / "golden" / "v3" / "lake"
+
+
+class Blobs(dict[BlobId, bytes]):
+    def add(self, payload: bytes) -> BlobId:
+        blob = BlobId(content_id(payload))
+        self[blob] = payload
+        return blob
+
+
+def _positions(*values: int) -> np.ndarray:
+    return np.array(sorted(values), dtype=np.uint32)
+
+
+def test_a_chained_vector_reads_as_every_position_and_holds_only_the_new_ones() -> None:
+    blobs = Blobs()
+    first = blobs.add(encode_vector(_positions(3, 9, 40), None, blobs.__getitem__))
+    second = blobs.add(encode_vector(_positions(3, 9, 12, 40), first, blobs.__getitem__))
+    third = blobs.add(encode_vector(_positions(1, 3, 9, 12, 40, 41), second, blobs.__getitem__))
+    assert parse_vector(blobs[second]).positions.to_pylist() == [12] and parse_vector(blobs[first]).base is None
+    link = parse_vector(blobs[third])
+    assert link.positions.to_pylist() == [1, 41] and link.base == second and link.depth == 2
+    assert read_vector(third, blobs.__getitem__).to_pylist() == [1, 3, 9, 12, 40, 41]
+    assert read_vector(third, blobs.__getitem__).type == pa.uint32()
+    assert vector_chain(third, blobs.__getitem__) == [third, second, first]
+    known = {second: pa.array([3, 9, 12, 40], pa.uint32())}
+    assert read_vector(third, {third: blobs[third]}.__getitem__, known.get).to_pylist() == [1, 3, 9, 12, 40, 41]
+
+
+def test_a_vector_is_whole_when_chaining_would_be_wrong_long_or_useless() -> None:
+    blobs = Blobs()
+    base = blobs.add(encode_vector(_positions(3, 9), None, blobs.__getitem__))
+    undeleted = parse_vector(encode_vector(_positions(3, 10), base, blobs.__getitem__))  # 9 is live again
+    assert undeleted.base is None and undeleted.positions.to_pylist() == [3, 10]
+    mostly_new = parse_vector(encode_vector(_positions(3, 9, 20, 21, 22), base, blobs.__getitem__))
+    assert mostly_new.base is None  # chaining would save fewer than half the positions
+    vector, positions = base, [3, 9]
+    for n in range(MAX_VECTOR_CHAIN + 2):
+        positions.append(100 + n)
+        vector = blobs.add(encode_vector(np.array(positions, np.uint32), vector, blobs.__getitem__))
+        assert parse_vector(blobs[vector]).depth < MAX_VECTOR_CHAIN
+        assert read_vector(vector, blobs.__getitem__).to_pylist() == positions
+    assert any(parse_vector(blobs[v]).base is None for v in list(blobs)[-3:])  # the chain restarted whole
+
+
+def test_a_damaged_chain_is_corruption() -> None:
+    blobs = Blobs()
+    base = BlobId(content_id(b"gone"))
+    blobs.add(encode_positions(_positions(5), base=base, depth=1))
+
+    def get(blob: BlobId) -> bytes:
+        if blob not in blobs:
+            raise CorruptionError(f"blob {blob} (deletes) is missing from the log")
+        return blobs[blob]
+
+    with pytest.raises(CorruptionError, match=base):
+        read_vector(next(iter(blobs)), get)
+
+
+def _delete_nightly(db: udr.Lake, nights: int) -> list[str]:
+    db.create_table("t", pa.schema([("id", pa.int64()), ("v", pa.int64())]), primary_key=["id"])
+    db.append("t", {"id": list(range(50_000)), "v": list(range(50_000))})
+    return [db.delete("t", keys={"id": list(range(n, 50_000, 97))}).id for n in range(nights)]
+
+
+def _vectors(db: udr.Lake, commit: str) -> list[BlobId]:
+    ops = db._handle.ctx.log.get_commit(CommitId(commit)).tables["t"]
+    return [d.vector for d in ops.deletes if d.vector is not None]
+
+
+def test_a_lake_chains_its_vectors_and_reads_verifies_and_rebuilds_the_same(db: udr.Lake) -> None:
+    commits = _delete_nightly(db, 4)
+    log = db._handle.ctx.log
+    links = [parse_vector(log.get_blob(v, BlobKind.DELETES)) for c in commits[1:] for v in _vectors(db, c)]
+    assert links and all(link.base is not None for link in links)
+    expected = [i for i in range(50_000) if i % 97 >= 4]
+    assert sorted(db.read("t").column("id").to_pylist()) == expected
+    assert db.query("SELECT count(*) AS n FROM t").column("n")[0].as_py() == len(expected)
+    assert db.read("t", at=commits[1]).num_rows == 50_000 - 2 * len(range(0, 50_000, 97))
+    assert db.verify().ok
+    db.rebuild()
+    assert sorted(db.read("t").column("id").to_pylist()) == expected
+    assert db.changes("t", since=commits[2]).num_rows == len(range(3, 50_000, 97))
+
+
+def test_gc_keeps_the_vectors_a_kept_vector_chains_onto(db: udr.Lake) -> None:
+    commits = _delete_nightly(db, 3)
+    db.set_retention(keep_commits=1)
+    db.expire()
+    db.gc()
+    assert sorted(db.read("t").column("id").to_pylist()) == [i for i in range(50_000) if i % 97 >= 3]
+    report = db.verify()
+    assert report.ok, report.problems
+    assert db.read("t", at=commits[-1]).num_rows == 50_000 - 3 * len(range(0, 50_000, 97))
+
+
+def test_a_version_3_lake_keeps_writing_whole_vectors(tmp_path: Path) -> None:
+    path = Path(shutil.copytree(GOLDEN_V3, tmp_path / "lake"))
+    with udr.open(path, create=False) as db:
+        first = db.delete("accounts", keys={"id": [100]}).id
+        second = db.delete("accounts", keys={"id": [101]}).id
+        log = db._handle.ctx.log
+        for commit in (first, second):
+            ops = log.get_commit(CommitId(commit)).tables["accounts"]
+            assert all(parse_vector(log.get_blob(d.vector, BlobKind.DELETES)).base is None
+                       for d in ops.deletes if d.vector is not None)
+        assert {100, 101}.isdisjoint(db.read("accounts").column("id").to_pylist())
+    assert '"version": 3' in (path / "FORMAT").read_text()

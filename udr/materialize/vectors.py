@@ -1,0 +1,131 @@
+"""Deletion vectors: the sorted distinct row positions deleted from a fragment, as DELETES blob payloads.
+
+A vector is cumulative: it names every deleted row of its fragment so far. Its payload may hold only the
+positions added to an older vector of the same fragment, its base, named in the payload (a chain, format
+version 4). A table refreshed every night then stores each night's deletions once, where a payload holding
+the whole vector would store night n's deletions again on every later night (bytes growing with the square
+of the nights). A writer chains only onto a vector already committed, only when that vector's positions are
+all still deleted, and at most `MAX_CHAIN` links deep, so a cold read decodes a bounded number of payloads.
+Pure functions; safe from any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from udr.errors import CorruptionError
+from udr.log.format import MAX_VECTOR_CHAIN, BlobId
+
+VectorGetter = Callable[[BlobId], bytes]
+"""The DELETES payload of a vector blob (raises `CorruptionError` when it is missing)."""
+
+# A chained payload: this magic, the base's blob id (32 raw bytes), the depth (1 byte), then the Parquet file.
+_CHAINED = b"UDRC"
+_HEADER = len(_CHAINED) + 32 + 1
+
+
+@dataclass(frozen=True, slots=True)
+class VectorLink:
+    """One DELETES payload: its own positions, and the vector it adds them to (None: it is whole)."""
+
+    positions: pa.Array
+    base: BlobId | None = None
+    depth: int = 0  # how many payloads lie below this one in its chain
+
+
+def distinct_positions(*parts: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
+    """The sorted distinct row positions found in any of `parts`, as uint32."""
+    # Sort and drop repeats: numpy 2's np.unique took 65 ms on 110,000 positions where this takes 1.2.
+    ordered = np.sort(np.concatenate([np.asarray(p, dtype=np.uint32) for p in parts]))
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
+
+
+def encode_positions(positions: pa.Array | np.ndarray, *, base: BlobId | None = None, depth: int = 0) -> bytes:
+    """Payload of a deletion vector: a Parquet file of the sorted distinct row positions (one uint32
+    column, DELTA_BINARY_PACKED, zstd): about 0.7 byte a position where raw deltas under zstd take 1.2.
+    With `base`, the positions are those added to vector `base`, `depth` payloads deep, after a header."""
+    values = pa.array(distinct_positions(positions), pa.uint32())
+    sink = pa.BufferOutputStream()
+    # No Arrow schema in the footer: Parquet's UINT_32 reads back as uint32 alone, and the ~500 bytes it
+    # took were most of a small vector's payload (a nightly refresh writes hundreds of those a night).
+    pq.write_table(pa.table({"p": values}), sink, compression="zstd", use_dictionary=False,
+                   column_encoding={"p": "DELTA_BINARY_PACKED"}, write_statistics=False, store_schema=False)
+    packed = cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
+    return packed if base is None else _CHAINED + bytes.fromhex(base) + bytes([depth]) + packed
+
+
+def parse_vector(payload: bytes) -> VectorLink:
+    """Parse one DELETES payload (its own positions: `read_vector` gives a chained vector's whole set)."""
+    base, depth = chain_link(payload)
+    body = payload[_HEADER:] if base is not None else payload
+    # One small column: `pq.read_table` (datasets, a thread pool) costs 3-40x this, more on a busy machine.
+    positions = pq.ParquetFile(pa.BufferReader(body)).read(use_threads=False).column("p").combine_chunks()
+    return VectorLink(positions.cast(pa.uint32()), base, depth)
+
+
+def chain_link(payload: bytes) -> tuple[BlobId | None, int]:
+    """The base and depth a payload names (None, 0: a whole vector), from its header alone."""
+    if payload[:len(_CHAINED)] != _CHAINED:
+        return None, 0
+    if len(payload) < _HEADER:
+        raise CorruptionError(f"a chained deletion vector payload of {len(payload)} bytes is cut short")
+    return BlobId(payload[len(_CHAINED):_HEADER - 1].hex()), payload[_HEADER - 1]
+
+
+def decode_positions(payload: bytes) -> pa.Array:
+    """The positions one DELETES payload holds itself (a whole vector's, unless it is chained)."""
+    return parse_vector(payload).positions
+
+
+def read_vector(vector: BlobId, get: VectorGetter,
+                known: Callable[[BlobId], pa.Array | None] = lambda _: None) -> pa.Array:
+    """Every position of deletion vector `vector`, following its chain; `known` may hold decoded vectors.
+
+    Raises:
+        CorruptionError: a payload of the chain is missing, damaged, or the chain is longer than written.
+    """
+    parts: list[pa.Array] = []
+    link_id: BlobId | None = vector
+    while link_id is not None:
+        cached = known(link_id)
+        if cached is not None:
+            parts.append(cached)
+            break
+        if len(parts) > MAX_VECTOR_CHAIN:
+            raise CorruptionError(f"deletion vector {vector} chains through more than {MAX_VECTOR_CHAIN} payloads")
+        link = parse_vector(get(link_id))
+        parts.append(link.positions)
+        link_id = link.base
+    if len(parts) == 1:
+        return parts[0]
+    return pa.array(np.sort(np.concatenate([np.asarray(p) for p in parts])), pa.uint32())
+
+
+def vector_chain(vector: BlobId, get: VectorGetter) -> list[BlobId]:
+    """`vector` and every vector its payload chains onto, newest first."""
+    chain = [vector]
+    while (base := chain_link(get(chain[-1]))[0]) is not None and len(chain) <= MAX_VECTOR_CHAIN:
+        chain.append(base)
+    return chain
+
+
+def encode_vector(positions: np.ndarray, base: BlobId | None, get: VectorGetter,
+                  known: Callable[[BlobId], pa.Array | None] = lambda _: None) -> bytes:
+    """Payload of the vector of sorted distinct `positions` of a fragment whose committed vector is `base`:
+    chained onto `base` when every position of `base` is among `positions`, the chain stays within
+    `MAX_VECTOR_CHAIN` and it saves at least half the positions, else whole."""
+    if base is not None:
+        depth = chain_link(get(base))[1] + 1
+        old = np.asarray(read_vector(base, get, known), dtype=np.int64)
+        ours = np.asarray(positions, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ours, old), max(len(ours) - 1, 0))
+        kept = len(ours) > 0 and bool(np.all(ours[at] == old))
+        if depth < MAX_VECTOR_CHAIN and kept and 2 * len(old) >= len(ours):
+            return encode_positions(np.setdiff1d(ours, old, assume_unique=True), base=base, depth=depth)
+    return encode_positions(positions)
