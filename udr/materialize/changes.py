@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.log.format import ChunkId
-from udr.materialize.data import RowReader, conform
+from udr.materialize.data import RowReader
+from udr.materialize.schemas import conform
 from udr.materialize.snapshot import FragmentState, TableState
 
 CHANGE = "_change"

@@ -36,7 +36,7 @@ from udr.log.format import (
 )
 from udr.log.store import LogStore
 from udr.materialize.keyindex import KeyIndex, indexable
-from udr.materialize.schemas import as_target, parquet_field_id, stored_names
+from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.materialize.vectors import read_vector
 
@@ -485,22 +485,3 @@ class RowReader:
         if not parts:
             return self.table(name, TableState(state.schema, state.primary_key), with_position=True)
         return pa.concat_tables(parts)
-
-
-def conform(data: pa.Table, schema: pa.Schema, *, extra: bool = False) -> pa.Table:
-    """Reorder `data`'s columns to `schema`, adding missing (nullable) ones as nulls; keeps `__*` if `extra`."""
-    if data.schema.equals(schema):
-        return data
-    columns = []
-    for field in schema:
-        if field.name in data.column_names:
-            columns.append(data.column(field.name).cast(field.type))
-        else:
-            columns.append(pa.nulls(data.num_rows, field.type))
-    names = list(schema.names)
-    if extra:
-        for name in data.column_names:
-            if name.startswith("__"):
-                columns.append(data.column(name))
-                names.append(name)
-    return pa.table(columns, names=names)

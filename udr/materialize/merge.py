@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import Conflict
-from udr.materialize.data import conform
+from udr.materialize.schemas import conform
 
 CHANGE = "_change"
 _ABSENT = object()

@@ -52,6 +52,25 @@ def as_target(data: pa.Table, stored: pa.Schema, target: pa.Schema) -> pa.Table:
     return data.select(keep).rename_columns([back.get(c, c) for c in keep])
 
 
+def conform(data: pa.Table, schema: pa.Schema, *, extra: bool = False) -> pa.Table:
+    """Reorder `data`'s columns to `schema`, adding missing (nullable) ones as nulls; keeps `__*` if `extra`."""
+    if data.schema.equals(schema):
+        return data
+    columns = []
+    for field in schema:
+        if field.name in data.column_names:
+            columns.append(data.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(data.num_rows, field.type))
+    names = list(schema.names)
+    if extra:
+        for name in data.column_names:
+            if name.startswith("__"):
+                columns.append(data.column(name))
+                names.append(name)
+    return pa.table(columns, names=names)
+
+
 def rename_by_id(data: pa.Table, source: pa.Schema, target: pa.Schema) -> pa.Table:
     """`data` (named as in `source`) with every column `target` has by id under `target`'s name; other
     columns keep their names."""

@@ -40,7 +40,6 @@ from udr.materialize import schemas
 from udr.materialize.data import (
     EncodedChunk,
     RowReader,
-    conform,
     decode_inline,
     encode_before,
     encode_chunk,
@@ -414,7 +413,7 @@ class Staging:
         if len(run) < 2 or table in self.ops:
             return
         schema = self.rows.schema(state.schema)
-        parts = [conform(self.rows.live(f, table=table), schema) for f in run]
+        parts = [schemas.conform(self.rows.live(f, table=table), schema) for f in run]
         self.ops[table] = TableOp(rewrite=True, deletes=tuple(Deletes(f.chunk, None, f.rows) for f in run))
         self.add_rows(table, schema, (b for part in parts for b in part.to_batches()), inline=False)
         self.ops[table] = replace(self.ops[table], inserted=0)

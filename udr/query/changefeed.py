@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import SqlError
-from udr.materialize.data import conform
+from udr.materialize.schemas import conform
 from udr.query.engine import own_or_given, quote_ident, same_key
 
 CHANGE = "_change"
