@@ -80,8 +80,12 @@ def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
     # A source file's own ids are replaced: they would make those readers swap columns.
     fields = [f.with_metadata({**(f.metadata or {}), _PARQUET_FIELD_ID: str(parquet_field_id(f)).encode()})
               for f in schema]
-    plain = pa.schema(fields)
-    return plain.with_metadata({"udr.copy": str(copy)}) if copy else plain
+    return pa.schema(fields, metadata=_copy_metadata(copy))
+
+
+def _copy_metadata(copy: int) -> dict[str, str] | None:
+    """A chunk's schema metadata: only its copy number, when it has one (`encode_chunk`)."""
+    return {"udr.copy": str(copy)} if copy else None
 
 
 def _delta_encoded(t: pa.DataType) -> bool:
@@ -212,7 +216,8 @@ StoreFile = Callable[[Callable[[Path], None]], ChunkId]
 def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0) -> EncodedChunk:
     """Encode a small chunk as an Arrow IPC blob to inline in the log."""
     # One record batch whatever the input's batching, so the same rows always give the same bytes.
-    rows = table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks()
+    # Schema-level metadata only: Arrow IPC keeps field metadata as given, so no Parquet field ids are added.
+    rows = table.replace_schema_metadata(_copy_metadata(copy)).combine_chunks()
     payload = encode_ipc(rows)
     return EncodedChunk(Fragment(ChunkId(content_id(payload)), table.num_rows, True, schema_id), payload, rows)
 

@@ -205,8 +205,11 @@ class Staging:
         pool: ThreadPoolExecutor | None = None
         try:
             pending: list[Future[EncodedChunk]] = []
-            while head := _inline_candidate(pieces):
-                if inline and sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
+            while True:
+                head, size = _inline_candidate(pieces)
+                if not head:
+                    break
+                if inline and size <= INLINE_MAX_BYTES:
                     collect(encode_inline(pa.concat_tables(head), schema_id))
                     continue
                 rest = islice(pieces, ROW_GROUPS_PER_CHUNK - len(head))
@@ -402,11 +405,12 @@ class Staging:
 
 def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:
     """Which of `tables` (just written) have a run of `INLINE_FLUSH_FRAGMENTS` inline writes to flush."""
-    return [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= lake_format.INLINE_FLUSH_FRAGMENTS]
+    return [t for t in tables if t in snapshot and snapshot[t].inline_run_reaches(lake_format.INLINE_FLUSH_FRAGMENTS)]
 
 
-def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:
-    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out."""
+def _inline_candidate(pieces: Iterator[pa.Table]) -> tuple[list[pa.Table], int]:
+    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out; return them and
+    their size in bytes (Arrow computes `nbytes` anew on each call)."""
     head: list[pa.Table] = []
     size = 0
     for piece in pieces:
@@ -414,4 +418,4 @@ def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:
         size += piece.nbytes
         if size > INLINE_MAX_BYTES or len(head) == ROW_GROUPS_PER_CHUNK:
             break
-    return head
+    return head, size
