@@ -13,7 +13,9 @@ import pytest
 import udr
 import udr.api.lake
 import udr.log.format
+from udr.api import committing
 from udr.errors import CorruptionError
+from udr.log.turns import flush_turn
 from udr.materialize.staging import Staging
 
 FLUSH_AT = 6
@@ -140,3 +142,32 @@ def test_a_failed_flush_warns_and_keeps_the_commit(tmp_path: Path, monkeypatch: 
         assert db.commit_info("main") == last
         assert db.read("t").column("id").to_pylist() == list(range(FLUSH_AT))
         assert not flushes(db)
+
+
+def test_a_writer_leaves_the_flush_to_one_already_flushing_and_a_later_commit_flushes(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        for i in range(FLUSH_AT - 1):
+            db.append("t", one(i))
+        with flush_turn(tmp_path / "lake") as held:
+            assert held
+            db.append("t", one(FLUSH_AT - 1))  # due now, but another writer (this test) holds the flush turn
+            assert not flushes(db)
+        db.append("t", one(FLUSH_AT))  # still due: this commit flushes the whole run
+        assert len(flushes(db)) == 1
+        assert fragments(db, "t") == [False]
+        assert db.read("t").column("id").to_pylist() == list(range(FLUSH_AT + 1))
+
+
+def test_a_stale_writer_does_not_flush_a_run_another_writer_flushed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        for i in range(FLUSH_AT):
+            db.append("t", one(i))  # the last one flushes
+        [done] = flushes(db)
+        due = done.parents[0]
+        calls: list[str] = []
+        monkeypatch.setattr(Staging, "flush_inline", lambda self, table: calls.append(table))
+        # A writer whose own commit left the run due (it folded `due`) finds it flushed at the branch's head.
+        committing._flush_small_writes(db._handle, "main", due, db._handle.ctx.materializer.snapshot(due), ["t"])
+        assert calls == [], "no run was read and re-encoded"
+        assert flushes(db) == [done]

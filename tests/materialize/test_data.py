@@ -109,6 +109,17 @@ def test_a_copy_number_changes_the_chunk_but_not_the_rows() -> None:
     assert decode_ipc(copy.payload).equals(SMALL)
 
 
+def test_inline_chunk_ids_stay_as_released() -> None:
+    """An inline chunk's id is its bytes' hash: a change of encoding would give old rows new ids (a table then
+    holds the same rows under two names), so the bytes of one table are pinned here."""
+    schema = pa.schema([pa.field("id", pa.int64(), metadata={"udr.id": "c1"}), pa.field("note", pa.string())],
+                       metadata={"x": "y"})
+    table = pa.table({"id": [1, 2, 3], "note": ["a", "b", None]}, schema=schema)
+    ids = [encode_chunk(table, BlobId("b" * 64), _no_files, copy=copy).fragment.chunk for copy in (0, 2)]
+    assert ids == ["a511fd79e8758f46a60670c1ef7b453b468bd7e587c82e8c421850319ddc0b3c",
+                   "eb7304367bcc676fcd2393b6d0f1db72fe7e92e1e6e573ff3b692b56e83163d3"]
+
+
 def test_ipc_round_trip() -> None:
     assert decode_ipc(encode_ipc(SMALL)).equals(SMALL)
 

@@ -121,6 +121,12 @@ def test_create_without_schema_is_corruption() -> None:
 # -- fold -----------------------------------------------------------------------------------------------
 
 
+@given(st.lists(st.booleans(), max_size=12), st.integers(min_value=1, max_value=14))
+def test_inline_run_reaches_agrees_with_the_inline_tail(inline: list[bool], length: int) -> None:
+    state = TableState(S1, None, tuple(FragmentState(chunk(n), 1, flag, S1) for n, flag in enumerate(inline)))
+    assert state.inline_run_reaches(length) == (len(state.inline_tail()) >= length)
+
+
 def test_fold_leaves_its_input_untouched() -> None:
     before = {"a": TableState(S1, None), "gone": TableState(S1, None)}
     copy = dict(before)

@@ -20,7 +20,7 @@ from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
 from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import HeadMoved
 from udr.log.store import CommitHook
-from udr.log.turns import writer_turn
+from udr.log.turns import flush_turn, writer_turn
 from udr.materialize.snapshot import TableState, fold
 from udr.materialize.staging import Staging, flush_due
 from udr.stream.subscription import PendingAck
@@ -151,6 +151,20 @@ def _committed(handle: Handle, staging: Staging, intent: Intent, cid: CommitId, 
     return made
 
 
+def _flush(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState], due: list[str]) -> None:
+    """Commit the runs of small writes of `due` (tables of `snapshot`, the state at `head`) rewritten as Parquet."""
+    intent = Intent(branch, f"flush small writes of {', '.join(due)}", "udr",
+                    {MAINTENANCE_KEY: MAINTENANCE_FLUSH_INLINE}, maintenance=True)
+    staging = Staging(handle.ctx.log, handle.ctx.rows, head, snapshot, branch=branch)
+    try:
+        for table in due:
+            staging.flush_inline(table)
+    except BaseException:
+        staging.release()
+        raise
+    commit(handle, staging, intent, (), None)
+
+
 def _flush_small_writes(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState],
                         tables: list[str]) -> None:
     """After commit `head` (whose `snapshot` the writer folded), flush the tables whose run of inline writes is
@@ -158,22 +172,21 @@ def _flush_small_writes(handle: Handle, branch: str, head: CommitId, snapshot: M
 
     Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
     raised would be retried and applied twice), and a concurrent writer's move means the next commit
-    flushes instead.
+    flushes instead. One writer of the lake flushes at a time (`udr.log.turns.flush_turn`); the others skip.
     """
     due = flush_due(snapshot, tables)
     if not due:
         return
-    intent = Intent(branch, f"flush small writes of {', '.join(due)}", "udr",
-                    {MAINTENANCE_KEY: MAINTENANCE_FLUSH_INLINE}, maintenance=True)
     try:
-        staging = Staging(handle.ctx.log, handle.ctx.rows, head, snapshot, branch=branch)
-        try:
-            for table in due:
-                staging.flush_inline(table)
-        except BaseException:
-            staging.release()
-            raise
-        commit(handle, staging, intent, (), None)
+        with flush_turn(handle.ctx.log.root) as mine:
+            if not mine:
+                return  # another writer is flushing; should its flush fail, a later commit finds the run still due
+            current = handle.head(branch)
+            if current != head:  # others committed since: one of them may have flushed already
+                head, snapshot = current, handle.ctx.materializer.snapshot(current)
+                due = flush_due(snapshot, due)
+            if due:
+                _flush(handle, branch, head, snapshot, due)
     except ConflictError:
         pass
     except (UdrError, OSError) as exc:

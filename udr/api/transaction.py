@@ -449,6 +449,8 @@ class Transaction:
     def _conformed(self, table: str, state: TableState, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
                    evolve: bool, drop_missing: bool = False) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         current = self._staging.rows.schema(state.schema)
+        if schema.equals(current):  # a write of the table's own columns: nothing to check or convert
+            return current, batches
         target, convert = conform_input(table, current, schema, evolve=evolve, drop_missing=drop_missing,
                                         key=state.primary_key)
         if not target.equals(current):

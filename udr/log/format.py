@@ -86,6 +86,8 @@ GROUP_PARTITIONS_DEFAULT = 8
 LOG_DATA_FILE = "data.mdb"
 # The file inside LOG_DIR whose `flock` is a writer's turn to rebase and append (`udr.log.turns`); it holds no data.
 TURN_FILE = "turn.lock"
+# The file inside LOG_DIR whose `flock` is a writer's turn to flush the lake's small writes (`udr.log.turns`); no data.
+FLUSH_TURN_FILE = "flush.lock"
 # The file inside LOG_DIR naming the newest log transaction an fsync of this boot covered (`udr.log.syncmark`).
 SYNC_MARK_FILE = "synced"
 

@@ -6,7 +6,10 @@ several processes writing, a rebased transaction was overtaken again and again, 
 a `ConflictError` no key collision explains. Appending inside a turn means a transaction that had to rebase is
 not overtaken while it does, so its second append succeeds.
 
-A turn is a `flock` on `log/turn.lock` through a descriptor of its own, so it excludes other processes and
+A second turn, on `log/flush.lock`, is taken without waiting by a writer about to flush the lake's small writes
+(`flush_turn`), so concurrent writers do not all do the same flush.
+
+A turn is a `flock` on its file through a descriptor of its own, so it excludes other processes and
 other threads alike. The kernel drops a `flock` when its process dies, so a writer killed in its turn never
 blocks the others. Turns carry no data and only order writers: correctness never depends on them (the commit
 point stays the compare-and-swap of `LogStore.append`), and a writer that takes no turn (an older udr) only
@@ -22,7 +25,37 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from udr.errors import UdrError
-from udr.log.format import LOG_DIR, TURN_FILE
+from udr.log.format import FLUSH_TURN_FILE, LOG_DIR, TURN_FILE
+
+
+@contextmanager
+def flush_turn(root: Path) -> Iterator[bool]:
+    """Try to take the lake's one turn to flush small writes into Parquet; yield whether this writer has it.
+
+    Never waits: with several writers, every one of them sees the run of small writes come due at about the
+    same moment, and all but the first flush would be rejected at commit after doing the whole work (reading,
+    encoding and syncing the run). A writer that finds the turn taken leaves the flush to its holder, and if
+    that flush fails, a later commit finds the run still due and flushes.
+
+    Raises:
+        UdrError: the lock file cannot be opened or locked (permissions, a read-only file system).
+    """
+    path = root / LOG_DIR / FLUSH_TURN_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UdrError(f"cannot open {path}: {exc}; check the lake's permissions") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError as exc:
+            raise UdrError(f"cannot lock {path}: {exc}; check the lake's permissions") from exc
+        yield True
+    finally:
+        os.close(fd)  # closing the only descriptor of the open file releases the lock
 
 
 @contextmanager

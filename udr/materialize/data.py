@@ -84,8 +84,12 @@ def _salted(schema: pa.Schema, copy: int) -> pa.Schema:
     # A source file's own ids are replaced: they would make those readers swap columns.
     fields = [f.with_metadata({**(f.metadata or {}), _PARQUET_FIELD_ID: str(parquet_field_id(f)).encode()})
               for f in schema]
-    plain = pa.schema(fields)
-    return plain.with_metadata({"udr.copy": str(copy)}) if copy else plain
+    return pa.schema(fields, metadata=_copy_metadata(copy))
+
+
+def _copy_metadata(copy: int) -> dict[str, str] | None:
+    """A chunk's schema metadata: only its copy number, when it has one (`encode_chunk`)."""
+    return {"udr.copy": str(copy)} if copy else None
 
 
 def chunk_schema(schema: pa.Schema) -> pa.Schema:
@@ -214,7 +218,8 @@ def encode_inline(table: pa.Table, schema_id: BlobId, *, copy: int = 0, parquet:
     """Encode a small chunk as a blob to inline in the log: Arrow IPC, or with `parquet` (a lake of format 4
     or later) a Parquet file laid out as a chunk file when its IPC bytes exceed `INLINE_PARQUET_BYTES`."""
     # One record batch whatever the input's batching, so the same rows always give the same bytes.
-    rows = table.replace_schema_metadata(_salted(table.schema, copy).metadata).combine_chunks()
+    # Schema-level metadata only: Arrow IPC keeps field metadata as given, so no Parquet field ids are added.
+    rows = table.replace_schema_metadata(_copy_metadata(copy)).combine_chunks()
     payload = encode_ipc(rows)
     if parquet and len(payload) > INLINE_PARQUET_BYTES:
         # The bulk's encodings (sorted keys delta-packed, dictionaries) store a keyed write's changed rows

@@ -86,6 +86,12 @@ class TableState:
             start -= 1
         return self.fragments[start:]
 
+    def inline_run_reaches(self, length: int) -> bool:
+        """Whether `inline_tail` holds at least `length` fragments; asked after every small write, so the
+        fragment `length` from the end is looked at first and a shorter run is not walked."""
+        frags = self.fragments
+        return len(frags) >= length and frags[-length].inline and all(f.inline for f in frags[-length:])
+
     def chunk_ids(self) -> frozenset[ChunkId]:
         """The chunk ids of the table's fragments (a table never holds one chunk twice)."""
         return frozenset(map(itemgetter(0), self.fragments))

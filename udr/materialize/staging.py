@@ -208,8 +208,11 @@ class Staging:
         schema_id = self.require(table).schema
         pending: list[Future[EncodedChunk]] = []
         try:
-            while head := _inline_candidate(pieces):
-                if inline and sum(p.nbytes for p in head) <= INLINE_MAX_BYTES:
+            while True:
+                head, size = _inline_candidate(pieces)
+                if not head:
+                    break
+                if inline and size <= INLINE_MAX_BYTES:
                     collect(encode_inline(pa.concat_tables(head), schema_id, parquet=self._parquet_inline))
                     continue
                 rest = islice(pieces, ROW_GROUPS_PER_CHUNK - len(head))
@@ -456,7 +459,7 @@ class Staging:
 
 def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:
     """Which of `tables` (just written) have a run of `INLINE_FLUSH_FRAGMENTS` inline writes to flush."""
-    return [t for t in tables if t in snapshot and len(snapshot[t].inline_tail()) >= lake_format.INLINE_FLUSH_FRAGMENTS]
+    return [t for t in tables if t in snapshot and snapshot[t].inline_run_reaches(lake_format.INLINE_FLUSH_FRAGMENTS)]
 
 
 def _moved_from(source: Path) -> Callable[[Path], None]:
@@ -469,8 +472,9 @@ def _moved_from(source: Path) -> Callable[[Path], None]:
     return move
 
 
-def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:
-    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out."""
+def _inline_candidate(pieces: Iterator[pa.Table]) -> tuple[list[pa.Table], int]:
+    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out; return them and
+    their size in bytes (Arrow computes `nbytes` anew on each call)."""
     head: list[pa.Table] = []
     size = 0
     for piece in pieces:
@@ -478,4 +482,4 @@ def _inline_candidate(pieces: Iterator[pa.Table]) -> list[pa.Table]:
         size += piece.nbytes
         if size > INLINE_MAX_BYTES or len(head) == ROW_GROUPS_PER_CHUNK:
             break
-    return head
+    return head, size
