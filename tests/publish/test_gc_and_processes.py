@@ -75,6 +75,7 @@ _READER = textwrap.dedent("""
     import sys, time
     from pyiceberg.table import StaticTable
     dest, seconds = sys.argv[1], float(sys.argv[2])
+    print("READY", flush=True)
     seen, end = set(), time.time() + seconds
     while time.time() < end:
         try:
@@ -98,9 +99,11 @@ def test_a_reader_process_never_sees_a_half_published_version(tmp_path: Path) ->
         db.publish_iceberg(dest)
         reader = subprocess.Popen([sys.executable, "-c", _READER, str(dest / "t"), "4"], stdout=subprocess.PIPE,
                                   text=True)
-        deadline = time.time() + 3
+        assert reader.stdout is not None and reader.stdout.readline() == "READY\n"
+        # Publishing goes on for as long as the reader reads (its start-up, slow on a busy machine, excluded).
+        deadline = time.time() + 60
         n = 0
-        while time.time() < deadline:
+        while reader.poll() is None and time.time() < deadline:
             n += 1
             db.append("t", pa.table({"a": np.arange(n)}))
             db.delete("t", f"a = {n}")
