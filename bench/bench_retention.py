@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 from bench_refresh import ROWS, initial, refreshed
@@ -18,6 +19,8 @@ from common import remove, report, scratch
 
 import udr
 from udr.log.format import CHUNK_DIR, DB_BLOBS, BlobId, BlobKind
+from udr.log.store import LogStore
+from udr.materialize.vectors import vector_chain
 
 _DROPPABLE = {BlobKind.ROWS, BlobKind.DELETES, BlobKind.BEFORE}
 
@@ -31,16 +34,21 @@ def stored(db: udr.Lake) -> int:
     return files + blobs
 
 
+def _deletes(log: LogStore) -> Callable[[BlobId], bytes]:
+    return lambda vector: log.get_blob(vector, BlobKind.DELETES)
+
+
 def needed_by_head(db: udr.Lake) -> int:
-    """Bytes the head version uses: its fragments' chunk files or inline rows, deletion vectors, before-image."""
+    """Bytes the head version uses: its fragments' chunk files or inline rows, deletion vectors (with the ones they
+    chain onto), before-image."""
     log = db._handle.ctx.log
     head = db.resolve("main")
     total = 0
     for state in db._handle.ctx.materializer.snapshot(head).values():
         for frag in state.fragments:
             total += log.blob_size(BlobId(frag.chunk)) if frag.inline else log.chunks.size(frag.chunk)
-            if frag.deletes is not None:
-                total += log.blob_size(frag.deletes)
+            if frag.deletes is not None:  # from format 4 a vector chains onto older ones, which it needs too
+                total += sum(log.blob_size(v) for v in vector_chain(frag.deletes, _deletes(log)))
     for op in log.get_commit(head).tables.values():
         if op.before is not None:
             total += log.blob_size(op.before)
