@@ -30,10 +30,8 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
     with ctx.server.session() as con:
         old = read_current(staging.rows, table, state) if remove_missing else _upserted(
             ctx, staging, table, state, data, con)
-        # An overwrite's old rows stay readable from their chunks and the base's deletion vectors, so its
-        # change feed derives them on read: a before-image cost a refreshed lake ~25% of each night's bytes.
         diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
-                          con=con, before=not remove_missing, pool=staging.pool())
+                          con=con, pool=staging.pool())
     stage_keyed_diff(staging, table, diff, data.schema, first=first)
 
 
@@ -81,7 +79,7 @@ def check_new_keys(ctx: LakeContext, staging: Staging, table: str, data: pa.Tabl
     key = list(state.primary_key or ())
     with ctx.server.session() as con:
         diff = keyed_diff(read_current(staging.rows, table, state), data, key, table=table, remove_missing=False,
-                          con=con)
+                          con=con, before=False)
     if diff.updated.num_rows or diff.replaced.num_rows:
         first = {k: diff.updated.column(k)[0].as_py() for k in key} if diff.updated.num_rows else {}
         raise KeyViolation(f"table {table!r}: append of existing key {first}; use upsert")

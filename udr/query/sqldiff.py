@@ -71,8 +71,7 @@ def overwrite_diff(con: duckdb.DuckDBPyConnection, query: str, target: str, colu
     rows = _fetch(con, sql)
     is_count = rows.column(_COUNT).is_valid()
     total = pc.max(rows.column(_COUNT)).as_py()
-    # As `keyed_diff` for an overwrite: the old rows stay in their chunks, so no before-image is stored.
-    diff = split(rows.filter(pc.invert(is_count)).drop_columns([_COUNT]), schema, key, table=table, before=False)
+    diff = split(rows.filter(pc.invert(is_count)).drop_columns([_COUNT]), schema, key, table=table)
     if total != live_rows - diff.removed.num_rows + diff.inserted.num_rows:
         keys = ", ".join(quote_ident(k) for k in key)
         dup = _fetch(con, f"SELECT {keys} FROM ({query}) GROUP BY ALL HAVING count(*) > 1 LIMIT 1")
@@ -80,9 +79,8 @@ def overwrite_diff(con: duckdb.DuckDBPyConnection, query: str, target: str, colu
     return diff
 
 
-def split(rows: pa.Table, schema: pa.Schema, key: list[str], *, table: str, before: bool = True) -> KeyedDiff:
-    """The `KeyedDiff` of the rows of a `changes_sql` query (table schema `schema`); with `before`, with the
-    before-image of its updates and deletes.
+def split(rows: pa.Table, schema: pa.Schema, key: list[str], *, table: str) -> KeyedDiff:
+    """The `KeyedDiff` of the rows of a `changes_sql` query (table schema `schema`).
 
     Raises:
         KeyViolation: a new row has a null key, or two new rows share a key.
@@ -97,7 +95,7 @@ def split(rows: pa.Table, schema: pa.Schema, key: list[str], *, table: str, befo
     updates = rows.filter(updated_mask)
     gone = rows.filter(removed_mask)
     image = None
-    if before and len(values) < _MASK_COLUMNS:
+    if len(values) < _MASK_COLUMNS:
         old_rows = pa.table([gone.column("__oldkey_" + k) for k in key] + [gone.column("__old_" + c) for c in values],
                             names=[*key, *values])
         image = before_image(updates, old_rows, schema, key, values)
