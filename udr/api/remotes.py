@@ -36,11 +36,16 @@ def push(lake: str | os.PathLike[str], remote: str | os.PathLike[str], branches:
          storage_options: Mapping[str, str] | None = None) -> int:
     """Send `lake`'s new commits to `remote` and fast-forward its `branches` (default: every branch and tag).
 
+    Named branches send only the commits they need: those reachable from their heads that `remote` lacks.
+    Commit ids hash their log position, so those must be the commits right after `remote`'s last one.
+
     Returns:
         The number of commits sent (0: `remote` was up to date).
 
     Raises:
-        ConflictError: `remote` has commits `lake` lacks, or a branch would not fast-forward; pull first.
+        ConflictError: a branch would not fast-forward (pull first); `remote` has commits `lake` lacks and no
+            branch is named; or the named branches' commits cannot take their seqs in `remote` (the message
+            names the commit in the way: send its branch too) or would leave an erasure behind.
         LakeNotFound: no lake at `lake` or `remote` (clone it first).
         StorageError: object storage failed; nothing changed.
     """
@@ -51,11 +56,15 @@ def pull(lake: str | os.PathLike[str], remote: str | os.PathLike[str], branches:
          storage_options: Mapping[str, str] | None = None) -> int:
     """Fetch `remote`'s new commits into `lake` and fast-forward its `branches` (default: every branch and tag).
 
+    Named branches fetch only the commits they need, on the terms of `push`.
+
     Returns:
         The number of commits received (0: `lake` was up to date).
 
     Raises:
-        ConflictError: `lake` has commits `remote` lacks, or a branch would not fast-forward.
+        ConflictError: a branch would not fast-forward; `lake` has commits `remote` lacks and no branch is
+            named; or the named branches' commits cannot take their seqs in `lake` or would leave an erasure
+            behind (see `push`).
         LakeNotFound: no lake at `lake` or `remote`.
         StorageError: object storage failed; nothing changed.
     """

@@ -162,14 +162,17 @@ class ReplicaTxn:
         raw = self._get(struct.pack(">Q", 0), DB_SEQS)
         return CommitId(raw.decode()) if raw is not None else None
 
-    def suffix(self, since: Position) -> Suffix:
-        """The commits after `since.seq` (with their blobs and chunks) and the ref moves after `since.moves`."""
+    def suffix(self, since: Position, *, until: int | None = None) -> Suffix:
+        """The commits after `since.seq` (with their blobs and chunks), up to seq `until` (exclusive; None: the
+        newest), and the ref moves after `since.moves`."""
         commits: list[tuple[CommitId, bytes]] = []
         blobs: dict[BlobId, bytes] = {}
         chunks: set[ChunkId] = set()
         cursor = self._txn.cursor(db=self._env.db(DB_SEQS))
         if cursor.set_range(struct.pack(">Q", since.seq + 1)):
-            for _, raw_id in cursor:
+            for raw_seq, raw_id in cursor:
+                if until is not None and struct.unpack(">Q", raw_seq)[0] >= until:
+                    break
                 cid = CommitId(raw_id.decode())
                 stored = self._get(raw_id, DB_COMMITS)
                 if stored is None:

@@ -239,10 +239,12 @@ class Mirror:
         return rewritten
 
 
-def upload(store: ObjectStore, source: FileChunkStore, chunks: list[ChunkId]) -> None:
-    """Put the chunk files `chunks` of `source` into `store`, several at a time."""
+def upload(store: ObjectStore, source: FileChunkStore, chunks: list[ChunkId], *, missing_only: bool = False) -> None:
+    """Put the chunk files `chunks` of `source` into `store`, several at a time (if `missing_only`: those the
+    store lacks, at the cost of one existence check each)."""
     def send(chunk: ChunkId) -> None:
-        store.put(chunk_key(chunk), source.get(chunk, verify=False))
+        if not (missing_only and store.exists(chunk_key(chunk))):
+            store.put(chunk_key(chunk), source.get(chunk, verify=False))
 
     _each(send, chunks)
 

@@ -1,9 +1,11 @@
 """Moving commits between two lakes, local or in object storage: clone, push and pull.
 
-Commit ids hash each commit's sequence number, so two lakes can share commits only as a shared prefix of their
-logs. A transfer sends the source's commits after that prefix, with the chunks the target lacks, and moves the
-target's refs to the source's where that is a fast-forward (the target's head is an ancestor of the source's);
-a target whose log or branch has diverged is refused with the reason, as `git push` refuses a non-fast-forward.
+Commit ids hash each commit's sequence number, so a commit can only sit at its own seq in any lake. A transfer
+of every branch sends the source's commits after the shared prefix of the two logs; one of named branches sends
+only the commits those branches need, which must be the run of seqs right after the target's last commit
+(`udr.remote.selection`). Either sends the chunks the target lacks and moves the target's refs to the source's
+where that is a fast-forward (the target's head is an ancestor of the source's); a target whose log or branch
+has diverged is refused with the reason, as `git push` refuses a non-fast-forward.
 Into object storage the transfer is one remote log entry (one conditional put); into a local directory it is
 one LMDB write transaction. Either is all-or-nothing.
 """
@@ -33,6 +35,7 @@ from udr.log.store import LogStore
 from udr.remote.log import Entry, RemoteLog
 from udr.remote.mirror import open_mirror, upload
 from udr.remote.replay import apply
+from udr.remote.selection import select
 from udr.remote.store import open_store
 
 Location = str | os.PathLike[str]
@@ -113,6 +116,19 @@ def _moves(source: LogStore, have: _Side, want: _Side, branches: Sequence[str] |
     return moves
 
 
+def _end(source: LogStore, have: _Side, want: _Side, branches: Sequence[str] | None, diverged: str) -> int:
+    """Where the run of source commits to send ends (exclusive; it starts at the target's next seq): the whole
+    suffix for every branch, the commits the named `branches` need otherwise (`udr.remote.selection`)."""
+    start = len(have.commits)
+    if branches:
+        heads = {b: want.refs[f"branch:{b}"] for b in branches if f"branch:{b}" in want.refs}
+        return select(source, want.commits, set(have.commits), start, heads)
+    if want.commits[:start] != have.commits:
+        raise ConflictError(f"{diverged} (the target has commits the source lacks); pull first, or name the "
+                            "branches to send: only what they need is sent")
+    return len(want.commits)
+
+
 def transfer(src: Location, dst: Location, *, branches: Sequence[str] | None = None,
              options: Mapping[str, str] | None = None, create: bool = False) -> int:
     """Send `src`'s commits that `dst` lacks and fast-forward `dst`'s refs (only `branches`, default every ref);
@@ -135,19 +151,17 @@ def transfer(src: Location, dst: Location, *, branches: Sequence[str] | None = N
             raise UsageError(f"cannot clone into {dst}: it already holds a lake")
         if not have.commits and not create:
             raise LakeNotFound(f"no lake at {dst}; use `udr clone` to make one")
-        if want.commits[: len(have.commits)] != have.commits:
-            raise ConflictError(f"the logs of {src} and {dst} have diverged (the target has commits the source "
-                                "lacks); pull first")
         moves = _moves(source, have, want, branches)
+        end = _end(source, have, want, branches, f"the logs of {src} and {dst} have diverged")
         with Replica.of(source).reading() as txn:
-            suffix = txn.suffix(Position(len(have.commits) - 1, 0))
+            suffix = txn.suffix(Position(len(have.commits) - 1, txn.position().moves), until=end)
             version = txn.lake_format()
         commits, blobs, chunks = suffix.commits, suffix.blobs, set(suffix.chunks)
         if not commits and not moves:
             return 0
         entry = Entry(have.entries, version, commits, blobs, tuple(moves))
         if _is_url(dst):
-            upload(remote.store, source.chunks, sorted(chunks))
+            upload(remote.store, source.chunks, sorted(chunks), missing_only=True)
             if not remote.append(entry):
                 raise ConflictError(f"another writer changed {dst} during the transfer; retry")
         else:

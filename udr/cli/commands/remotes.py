@@ -25,7 +25,10 @@ def clone(src: str, dest: str) -> None:
 @click.argument("branches", nargs=-1)
 @click.pass_obj
 def push(lake: Path | str, remote: str, branches: tuple[str, ...]) -> None:
-    """Send the lake's new commits to REMOTE and fast-forward its BRANCHES (default: every branch and tag)."""
+    """Send the lake's new commits to REMOTE and fast-forward its BRANCHES (default: every branch and tag).
+
+    Named BRANCHES send only the commits they need.
+    """
     sent = udr.push(lake, remote, list(branches) or None)
     say(console(), f"{remote} is up to date" if not sent else f"pushed {sent} commits to {remote}")
 
@@ -35,6 +38,9 @@ def push(lake: Path | str, remote: str, branches: tuple[str, ...]) -> None:
 @click.argument("branches", nargs=-1)
 @click.pass_obj
 def pull(lake: Path | str, remote: str, branches: tuple[str, ...]) -> None:
-    """Fetch REMOTE's new commits into the lake and fast-forward its BRANCHES (default: every branch and tag)."""
+    """Fetch REMOTE's new commits into the lake and fast-forward its BRANCHES (default: every branch and tag).
+
+    Named BRANCHES fetch only the commits they need.
+    """
     got = udr.pull(lake, remote, list(branches) or None)
     say(console(), f"{lake} is up to date" if not got else f"pulled {got} commits from {remote}")
