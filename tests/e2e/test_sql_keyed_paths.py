@@ -140,3 +140,20 @@ def test_an_update_whose_where_fails_only_on_a_deleted_row_runs_as_duckdb_runs_i
             dict(zip(("id", "v", "n"), row)) for row in plain.execute("SELECT * FROM t ORDER BY id").fetchall()]
         with pytest.raises(udr.SqlError, match="abc"):
             db.execute("UPDATE t SET n = 0 WHERE v::INTEGER = 1 OR id = 5 AND 'abc'::INTEGER = 0")
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE t SET n = n + 1 WHERE id IN (SELECT id + 1 FROM t WHERE n % 3 = 0)",  # reads t again: its own view
+    "UPDATE t AS x SET n = (SELECT max(n) FROM t) WHERE x.id % 7 = 2",
+    "UPDATE t SET n = n * 2 WHERE id % 7 = 3",  # reads t only as its target: no view of t is built
+])
+def test_an_update_reading_its_own_table_elsewhere_sees_it_as_duckdb_does(tmp_path: Path, sql: str) -> None:
+    setup = "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO t SELECT i, i FROM range(30000) r(i)"
+    plain = duckdb.connect()
+    with udr.open(tmp_path / "lake") as db:
+        for step in [setup, "DELETE FROM t WHERE id % 5 = 0", sql]:
+            plain.execute(step)
+            db.execute(step)
+        assert db.query("SELECT * FROM t ORDER BY id").to_pylist() == [
+            {"id": i, "n": n} for i, n in plain.execute("SELECT * FROM t ORDER BY id").fetchall()]
+

@@ -85,8 +85,8 @@ class DirectWrites(Protocol):
 
     def add_files(self, table: str, files: list[tuple[Path, int]]) -> None: ...
 
-    def connect_positioned(self, sql: str, table: str, view: str, *,
-                           deleted: str | None = None) -> duckdb.DuckDBPyConnection: ...
+    def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None,
+                           plain: bool = True) -> duckdb.DuckDBPyConnection: ...
 
     def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
 
@@ -329,17 +329,18 @@ def _keyed_update(target: WriteTarget, direct: DirectWrites, st: Statement, tabl
     if unknown:
         raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(unknown))}")
     rows = None
+    plain = reads_table(tree, table, skip=tree.this)  # else the target is read only as `_TARGET`
     if tree.args.get("from_") is None:
         # The rows the WHERE keeps, filtered before deleted rows are dropped (DuckDB would filter every
         # stored row after the drop). The WHERE then also sees deleted rows: if it fails on one, the
         # statement runs again the other way, where it sees only live rows, as DuckDB's own UPDATE does.
         try:
-            with direct.connect_positioned(st.text, table, _TARGET, deleted=_DELETED) as con:
+            with direct.connect_positioned(st.text, table, _TARGET, deleted=_DELETED, plain=plain) as con:
                 rows = _fetch(con, _update_query(con, tree, key, filtered_first=True))
         except SqlError:
             rows = None
     if rows is None:
-        with direct.connect_positioned(st.text, table, _TARGET) as con:
+        with direct.connect_positioned(st.text, table, _TARGET, plain=plain) as con:
             rows = _fetch(con, _update_query(con, tree, key, filtered_first=False))
     direct.stage_diff(table, split(rows, schema, key, table=table))
     return True

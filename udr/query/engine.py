@@ -196,7 +196,8 @@ class SnapshotServer:
                 self._database = None
 
     def connect(self, tables: dict[str, TableState], rows: RowReader | None = None, *, log_views: bool = False,
-                named: set[str] | None = None) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
+                named: set[str] | None = None,
+                without: str | None = None) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
         """A new DuckDB cursor with one view per table (and, with `log_views`, the views of
         `udr.query.logviews`), and the tables whose data is damaged.
 
@@ -206,7 +207,8 @@ class SnapshotServer:
         names (`named_tables`); when each is one of `tables` (or a `"table@REF"`), only those get views.
         Each view costs a few milliseconds, which a job over a lake of many tables would otherwise pay
         for every table on every statement. Otherwise (a query of the catalog, `SHOW TABLES`, a misspelled
-        name) every table gets one, so DuckDB's answer or hint lists them all.
+        name) every table gets one, so DuckDB's answer or hint lists them all. `without`: a table that gets
+        no view even so (the caller shows it another way, e.g. a positioned view of a write's target).
         """
         con = self.cursor()
         damaged: dict[str, CorruptionError] = {}
@@ -214,6 +216,8 @@ class SnapshotServer:
         if found and found <= {n.lower() for n in tables}:
             tables = {n: t for n, t in tables.items() if n.lower() in found}
         for name, state in sorted(tables.items()):
+            if name == without:
+                continue
             try:
                 self.register(con, name, name, state, rows)
             except CorruptionError as exc:
