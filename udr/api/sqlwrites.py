@@ -39,15 +39,16 @@ class DirectWrites:
         self._staging.add_files(table, files)
 
     def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None,
-                           plain: bool = True) -> Connection:
+                           plain: bool = True, where: tuple[str, str] | None = None) -> Connection:
         """A connection as the transaction's `connect(sql)`, plus view `view`: `table`'s live rows with their
         `__frag` and `__pos` (with `deleted`, the deleted ones too, listed in view `deleted`; see
-        `udr.query.engine.SnapshotServer.register_positioned`). Without `plain`, `table` gets no view of
+        `udr.query.engine.SnapshotServer.register_positioned`; `where` an alias and a condition: only the
+        rows it keeps). Without `plain`, `table` gets no view of
         its own name: building one costs milliseconds a statement that reads `table` only as `view` wastes."""
         con = self._connect(sql, None if plain else table)
         try:
             self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
-                                                 deleted=deleted)
+                                                 deleted=deleted, where=where)
         except BaseException:
             con.close()
             raise
