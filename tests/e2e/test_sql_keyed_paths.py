@@ -181,3 +181,17 @@ def test_an_update_filtered_in_the_scan_keeps_the_rows_duckdb_keeps(tmp_path: Pa
         assert db.query("SELECT * FROM t ORDER BY id").to_pylist() == [
             {"id": i, "n": n, "m": m} for i, n, m in plain.execute("SELECT * FROM t ORDER BY id").fetchall()]
         assert db.verify().ok
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("UPDATE t SET n = 1 WHERE nope = 3", "nope"),
+    ("UPDATE t AS x SET n = 1 WHERE t.id = 1", "Referenced table"),
+])
+def test_an_update_with_a_bad_where_is_an_sql_error_and_writes_nothing(tmp_path: Path, sql: str,
+                                                                         message: str) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO t SELECT i, i FROM range(30000) r(i)")
+        head = db.commit_info("main").id
+        with pytest.raises(udr.SqlError, match=message):
+            db.execute(sql)
+        assert db.commit_info("main").id == head

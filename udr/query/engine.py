@@ -258,9 +258,15 @@ class SnapshotServer:
         With `where` (an alias, and a condition over the table's columns that may qualify them by it), `view`
         shows only the rows the condition keeps: it is evaluated inside the Parquet scan, which DuckDB does
         not do for a filter above a view that adds `__frag` and `__pos` (~10% of a 1M-row scan).
+
+        Raises:
+            SqlError: DuckDB rejected `where`.
         """
-        relation, places = self._positioned_relation(con, table, state, rows or self._rows, live=deleted is None,
-                                                     where=where)
+        try:
+            relation, places = self._positioned_relation(con, table, state, rows or self._rows,
+                                                         live=deleted is None, where=where)
+        except duckdb.Error as exc:  # DuckDB binds `where` here
+            raise SqlError(one_line(exc)) from exc
         con.register(view, relation)
         if deleted is not None:
             con.register(deleted, con.from_arrow(places))
