@@ -19,9 +19,10 @@ from udr.query.engine import Connection
 
 
 class DirectWrites:
-    """The `udr.query.dml.DirectWrites` of one transaction: its staging, and `connect` its connections."""
+    """The `udr.query.dml.DirectWrites` of one transaction: its staging, and `connect(sql, without)` its
+    connections (`without`: a table given no view)."""
 
-    def __init__(self, ctx: LakeContext, staging: Staging, connect: Callable[[str], Connection]) -> None:
+    def __init__(self, ctx: LakeContext, staging: Staging, connect: Callable[[str, str | None], Connection]) -> None:
         self._ctx = ctx
         self._staging = staging
         self._connect = connect
@@ -37,14 +38,17 @@ class DirectWrites:
         stage them as inserted rows of `table`, in order."""
         self._staging.add_files(table, files)
 
-    def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None) -> Connection:
+    def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None,
+                           plain: bool = True, where: tuple[str, str] | None = None) -> Connection:
         """A connection as the transaction's `connect(sql)`, plus view `view`: `table`'s live rows with their
         `__frag` and `__pos` (with `deleted`, the deleted ones too, listed in view `deleted`; see
-        `udr.query.engine.SnapshotServer.register_positioned`)."""
-        con = self._connect(sql)
+        `udr.query.engine.SnapshotServer.register_positioned`; `where` an alias and a condition: only the
+        rows it keeps). Without `plain`, `table` gets no view of
+        its own name: building one costs milliseconds a statement that reads `table` only as `view` wastes."""
+        con = self._connect(sql, None if plain else table)
         try:
             self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
-                                                 deleted=deleted)
+                                                 deleted=deleted, where=where)
         except BaseException:
             con.close()
             raise

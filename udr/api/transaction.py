@@ -117,11 +117,16 @@ class Transaction:
     def connect(self, sql: str = "") -> Connection:
         """A DuckDB connection whose views are the tables as this transaction sees them, plus every
         `"table@REF"` that `sql` names (close it when done)."""
+        return self._connect(sql)
+
+    def _connect(self, sql: str = "", without: str | None = None) -> Connection:
+        """`connect(sql)` giving table `without` no view (a SQL write shows its target another way)."""
         names = self.tables()
         found = named_tables(sql) if sql else set()
         self._note_read([n for n in names if n.lower() in found] if found else names)
         server = self._ctx.server
-        con, _ = server.connect({n: self._staging.require(n) for n in names}, self._staging.rows, named=found)
+        con, _ = server.connect({n: self._staging.require(n) for n in names}, self._staging.rows, named=found,
+                                without=without)
         server.register_versions(con, sql, self._handle.resolver(self.branch))
         return con
 
@@ -154,7 +159,7 @@ class Transaction:
                 execute_script,  # loads sqlglot: only scripts that write need it
             )
 
-            execute_script(self, sql, DirectWrites(self._ctx, self._staging, self.connect))
+            execute_script(self, sql, DirectWrites(self._ctx, self._staging, self._connect))
 
     def _note_read(self, tables: Iterable[str]) -> None:
         if self._read is not None:

@@ -204,7 +204,8 @@ class Staging:
         """
         fragments: list[Fragment] = []
         collect = self._collector(table, fragments)
-        pieces = (p if p.schema.equals(schema) else p.cast(schema) for p in rebatch(batches, ROW_GROUP_ROWS))
+        pieces: Iterator[pa.Table] = (p if p.schema.equals(schema) else p.cast(schema)
+                                      for p in rebatch(batches, ROW_GROUP_ROWS))
         schema_id = self.require(table).schema
         pending: list[Future[EncodedChunk]] = []
         try:
@@ -219,8 +220,14 @@ class Staging:
                 if streaming:
                     collect(store_parquet(chain(head, rest), schema, schema_id, self._store_file))
                     continue
-                pending.append(self.pool().submit(store_parquet, head + list(rest), schema, schema_id,
-                                                  self._store_file))
+                chunk = head + list(rest)
+                following = next(pieces, None)
+                if following is None and not pending:
+                    # The only chunk (e.g. a keyed UPDATE's new rows): a worker would add only its hand-off.
+                    collect(store_parquet(chunk, schema, schema_id, self._store_file))
+                    break
+                pieces = chain([following], pieces) if following is not None else pieces
+                pending.append(self.pool().submit(store_parquet, chunk, schema, schema_id, self._store_file))
                 while len(pending) > _ENCODE_THREADS:
                     collect(pending.pop(0).result())
             for future in pending:

@@ -85,8 +85,8 @@ class DirectWrites(Protocol):
 
     def add_files(self, table: str, files: list[tuple[Path, int]]) -> None: ...
 
-    def connect_positioned(self, sql: str, table: str, view: str, *,
-                           deleted: str | None = None) -> duckdb.DuckDBPyConnection: ...
+    def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None,
+                           plain: bool = True, where: tuple[str, str] | None = None) -> duckdb.DuckDBPyConnection: ...
 
     def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
 
@@ -329,25 +329,34 @@ def _keyed_update(target: WriteTarget, direct: DirectWrites, st: Statement, tabl
     if unknown:
         raise SqlError(f"Binder Error: table {table!r} has no column(s) {', '.join(sorted(unknown))}")
     rows = None
+    plain = reads_table(tree, table, skip=tree.this)  # else the target is read only as `_TARGET`
     if tree.args.get("from_") is None:
         # The rows the WHERE keeps, filtered before deleted rows are dropped (DuckDB would filter every
         # stored row after the drop). The WHERE then also sees deleted rows: if it fails on one, the
         # statement runs again the other way, where it sees only live rows, as DuckDB's own UPDATE does.
+        # The WHERE goes into the view's scan, unless it may read the statement's WITH (the view cannot).
+        clause = tree.args.get("where")
+        where = None
+        if clause is not None and tree.args.get("with_") is None:
+            where = (quote_ident(tree.this.alias_or_name), clause.this.sql(dialect="duckdb"))
         try:
-            with direct.connect_positioned(st.text, table, _TARGET, deleted=_DELETED) as con:
-                rows = _fetch(con, _update_query(con, tree, key, filtered_first=True))
+            with direct.connect_positioned(st.text, table, _TARGET, deleted=_DELETED, plain=plain,
+                                           where=where) as con:
+                rows = _fetch(con, _update_query(con, tree, key, filtered_first=True, scanned=where is not None))
         except SqlError:
             rows = None
     if rows is None:
-        with direct.connect_positioned(st.text, table, _TARGET) as con:
+        with direct.connect_positioned(st.text, table, _TARGET, plain=plain) as con:
             rows = _fetch(con, _update_query(con, tree, key, filtered_first=False))
     direct.stage_diff(table, split(rows, schema, key, table=table))
     return True
 
 
-def _update_query(con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: list[str], *, filtered_first: bool) -> str:
+def _update_query(con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: list[str], *, filtered_first: bool,
+                  scanned: bool = False) -> str:
     """The `changes_sql` query of an `UPDATE` of the positioned view `_TARGET` (`filtered_first`: it shows
-    deleted rows, listed in `_DELETED`, and the statement has no FROM)."""
+    deleted rows, listed in `_DELETED`, and the statement has no FROM; `scanned`: it shows only the rows
+    the WHERE keeps)."""
     relation = con.sql(f"SELECT * FROM {_TARGET}")
     names, kinds = relation.columns[:-2], relation.types[:-2]
     alias = quote_ident(tree.this.alias_or_name)
@@ -361,7 +370,7 @@ def _update_query(con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: list[str]
     places = f"true AS {IN}, {alias}.__frag AS {FRAG}, {alias}.__pos AS {POS}"
     select = f"SELECT {', '.join(cols)}, {places}, {', '.join(olds)} FROM "
     if filtered_first:
-        kept = f"(SELECT * FROM {_TARGET} AS {alias}{_where(tree)}) AS {alias}"
+        kept = f"(SELECT * FROM {_TARGET} AS {alias}{'' if scanned else _where(tree)}) AS {alias}"
         query = f"{select}{kept} ANTI JOIN {_DELETED} ON {alias}.__frag = __dfrag AND {alias}.__pos = __dpos"
     else:
         sources = [f"{_TARGET} AS {alias}"]
