@@ -41,10 +41,7 @@ def flush_turn(root: Path) -> Iterator[bool]:
         UdrError: the lock file cannot be opened or locked (permissions, a read-only file system).
     """
     path = root / LOG_DIR / FLUSH_TURN_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UdrError(f"cannot open {path}: {exc}; check the lake's permissions") from exc
+    fd = _open(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -70,12 +67,17 @@ def writer_turn(root: Path, *, exclusive: bool) -> Iterator[None]:
         UdrError: the lock file cannot be opened or locked (permissions, a read-only file system).
     """
     path = root / LOG_DIR / TURN_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UdrError(f"cannot open {path}: {exc}; check the lake's permissions") from exc
+    fd = _open(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
         os.close(fd)  # closing the only descriptor of the open file releases the lock
+
+
+def _open(path: Path) -> int:
+    """A descriptor of its own on lock file `path` (created if missing)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UdrError(f"cannot open {path}: {exc}; check the lake's permissions") from exc
