@@ -8,45 +8,26 @@ environments itself, so LMDB's locks and snapshots are what keeps them apart.
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from processes import Start, finish, worker_processes
 
 import udr
 
 WORKERS = Path(__file__).parents[1] / "crash" / "crash_workers.py"
 TIMEOUT = 90
 
-Start = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture
 def start() -> Iterator[Start]:
-    """Start a worker process (`crash_workers.py COMMAND ...`); any still running at the end is killed."""
-    procs: list[subprocess.Popen[str]] = []
+    """Start a worker process (`WORKERS COMMAND ...`); any still running at the end is killed."""
+    with worker_processes(WORKERS) as start:
+        yield start
 
-    def _start(*args: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, str(WORKERS), *map(str, args)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        return proc
-
-    yield _start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def _finish(proc: subprocess.Popen[str]) -> list[str]:
-    """Wait for a worker to exit cleanly; return its stdout lines."""
-    out, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, err
-    return out.splitlines()
 
 
 def _wait_for(*paths: Path) -> None:
@@ -58,7 +39,7 @@ def _wait_for(*paths: Path) -> None:
 
 def _setup_bank(lake: Path, start: Start) -> tuple[str, int]:
     """Create the bank tables; return the setup commit id and the money in the bank."""
-    [line] = _finish(start("setup", lake))
+    [line] = finish(start("setup", lake), TIMEOUT)
     setup, total = line.split()
     return setup, int(total)
 
@@ -72,7 +53,7 @@ def test_writers_of_disjoint_tables_both_land(tmp_path: Path, start: Start) -> N
     for proc in writers.values():
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     go.touch()
-    acknowledged = {table: _finish(proc) for table, proc in writers.items()}
+    acknowledged = {table: finish(proc, TIMEOUT) for table, proc in writers.items()}
 
     with udr.open(lake) as db:
         log = db.log()
@@ -99,7 +80,7 @@ def _race(tmp_path: Path, start: Start, how: str) -> tuple[Path, str, dict[str, 
     # Both have staged their rows (a chunk file each) on the same head before either commits.
     _wait_for(*(tmp_path / f"{name}.ready" for name in racers))
     (tmp_path / "go").touch()
-    outcome = {name: _finish(proc) for name, proc in racers.items()}
+    outcome = {name: finish(proc, TIMEOUT) for name, proc in racers.items()}
     assert {lines[0] for lines in outcome.values()} == {f"base {before}"}
     return lake, before, outcome
 
@@ -150,9 +131,9 @@ def test_a_reader_sees_a_consistent_state_while_a_writer_commits(tmp_path: Path,
     reader = start("reader", lake, stop)
     assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
     writer = start("bank", lake, 5, 30, "", 0)
-    commits = _finish(writer)[1:-1]
+    commits = finish(writer, TIMEOUT)[1:-1]
     stop.touch()
-    reads = [line.split() for line in _finish(reader)]
+    reads = [line.split() for line in finish(reader, TIMEOUT)]
 
     assert len(commits) == 30
     assert all(int(by_sql) == total and int(by_read) == total for _, by_sql, by_read in reads), reads
@@ -170,7 +151,7 @@ def test_processes_creating_one_lake_at_once_all_open_it(tmp_path: Path, start: 
     for n in range(rounds):
         (tmp_path / f"go{n}").touch()
         time.sleep(0.05)
-    results = [_finish(proc) for proc in creators]
+    results = [finish(proc, TIMEOUT) for proc in creators]
 
     for n in range(rounds):
         lines = [r[n] for r in results]

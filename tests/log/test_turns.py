@@ -51,22 +51,13 @@ def test_shared_turns_are_held_together(root: Path) -> None:
     assert (root / LOG_DIR / TURN_FILE).exists()
 
 
-@pytest.mark.parametrize("second_exclusive", [False, True])
-def test_an_exclusive_turn_keeps_every_other_turn_out(root: Path, second_exclusive: bool) -> None:
+# An exclusive turn keeps every other turn out, and waits for shared ones.
+@pytest.mark.parametrize(("first_exclusive", "second_exclusive"), [(True, False), (True, True), (False, True)])
+def test_a_turn_that_excludes_the_other_waits_until_it_is_released(root: Path, first_exclusive: bool,
+                                                                   second_exclusive: bool) -> None:
     entered: list[float] = []
-    with writer_turn(root, exclusive=True):
+    with writer_turn(root, exclusive=first_exclusive):
         thread = _entered(root, exclusive=second_exclusive, out=entered)
-        time.sleep(0.2)
-        assert not entered
-        released = time.monotonic()
-    thread.join(5)
-    assert entered and entered[0] >= released
-
-
-def test_an_exclusive_turn_waits_for_shared_ones(root: Path) -> None:
-    entered: list[float] = []
-    with writer_turn(root, exclusive=False):
-        thread = _entered(root, exclusive=True, out=entered)
         time.sleep(0.2)
         assert not entered
         released = time.monotonic()

@@ -7,14 +7,13 @@ from __future__ import annotations
 import itertools
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from processes import Start, finish, worker_processes
 
 import udr
 
@@ -24,26 +23,11 @@ SCHEMA = pa.schema([("writer", pa.string()), ("n", pa.int64()), ("i", pa.int64()
 
 
 @pytest.fixture
-def start() -> Iterator[type[subprocess.Popen[str]] | object]:
-    procs: list[subprocess.Popen[str]] = []
+def start() -> Iterator[Start]:
+    """Start a worker process (`WORKERS COMMAND ...`); any still running at the end is killed."""
+    with worker_processes(WORKERS) as start:
+        yield start
 
-    def _start(*args: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([sys.executable, str(WORKERS), *map(str, args)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        return proc
-
-    yield _start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def _finish(proc: subprocess.Popen[str]) -> list[str]:
-    out, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 0, err
-    return out.splitlines()
 
 
 def _acked(lines: list[str]) -> list[str]:
@@ -59,11 +43,11 @@ def _check_linear(db: udr.Lake) -> list[udr.Commit]:
     return log
 
 
-def test_two_writer_processes_never_lose_or_interleave_a_commit(url: str, caches: Path, start) -> None:  # type: ignore[no-untyped-def]
+def test_two_writer_processes_never_lose_or_interleave_a_commit(url: str, caches: Path, start: Start) -> None:
     with udr.open(url, cache=caches / "setup") as db:
         db.create_table("events", SCHEMA)
     writers = [start("write", url, caches / name, name, 15) for name in ("a", "b")]
-    acked = {name: _acked(_finish(proc)) for name, proc in zip(("a", "b"), writers)}
+    acked = {name: _acked(finish(proc, TIMEOUT)) for name, proc in zip(("a", "b"), writers)}
     with udr.open(url, cache=caches / "check") as db:
         log = _check_linear(db)
         ids = [c.id for c in log]
@@ -76,21 +60,21 @@ def test_two_writer_processes_never_lose_or_interleave_a_commit(url: str, caches
         assert rows == [{"writer": w, "n": n, "c": 10} for w in ("a", "b") for n in range(15)]
 
 
-def test_a_reader_process_on_its_own_cache_sees_every_commit(url: str, caches: Path, start) -> None:  # type: ignore[no-untyped-def]
+def test_a_reader_process_on_its_own_cache_sees_every_commit(url: str, caches: Path, start: Start) -> None:
     with udr.open(url, cache=caches / "setup") as db:
         db.create_table("events", SCHEMA)
     reader = start("read", url, caches / "reader", 20)
     assert reader.stdout is not None
     assert reader.stdout.readline().strip() == "ready"
-    acked = _acked(_finish(start("write", url, caches / "writer", "w", 20)))
-    got = [line.split() for line in _finish(reader) if line.startswith("got ")]
+    acked = _acked(finish(start("write", url, caches / "writer", "w", 20), TIMEOUT))
+    got = [line.split() for line in finish(reader, TIMEOUT) if line.startswith("got ")]
     assert [g[1] for g in got] == acked
     assert all(g[2] == "10" for g in got)
 
 
 @pytest.mark.slow
 def test_a_writer_killed_at_random_moments_leaves_every_acked_commit_and_nothing_partial(
-        url: str, caches: Path, start) -> None:  # type: ignore[no-untyped-def]
+        url: str, caches: Path, start: Start) -> None:
     with udr.open(url, cache=caches / "setup") as db:
         db.create_table("events", SCHEMA)
     rng = random.Random(15)
