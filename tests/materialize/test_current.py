@@ -16,7 +16,7 @@ from udr.materialize.data import (
     encode_chunk,
     encode_schema,
 )
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import encode_positions
 
 

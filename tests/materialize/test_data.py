@@ -26,7 +26,7 @@ from udr.materialize.data import (
     encode_schema,
     rebatch,
 )
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import (
     decode_positions,
     distinct_positions,

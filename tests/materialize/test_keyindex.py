@@ -14,7 +14,7 @@ import pytest
 import udr
 from udr.log.format import BlobId, ChunkId
 from udr.materialize.keyindex import RUN, KeyIndex, SortedKeys, indexable, sort_keys
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 
 
 def test_sorted_keys_find_every_copy_of_a_key_and_nothing_else() -> None:

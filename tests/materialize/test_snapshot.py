@@ -24,14 +24,13 @@ from udr.log.format import (
 from udr.log.store import LogStore
 from udr.materialize.snapshot import (
     CHECKPOINT_EVERY,
-    FragmentState,
     Materializer,
-    TableState,
     apply_op,
     decode_state,
     encode_state,
     fold,
 )
+from udr.materialize.states import FragmentState, TableState
 
 S1 = BlobId(content_id(b"schema 1"))  # ids of the schema blobs _commit stores
 S2 = BlobId(content_id(b"schema 2"))

@@ -21,8 +21,9 @@ from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import HeadMoved
 from udr.log.store import CommitHook
 from udr.log.turns import flush_turn, writer_turn
-from udr.materialize.snapshot import TableState, fold
+from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging, flush_due
+from udr.materialize.states import TableState
 from udr.stream.subscription import PendingAck
 from udr.values import Commit
 

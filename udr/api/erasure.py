@@ -50,7 +50,7 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import distinct_positions, encode_positions, read_vector
 from udr.values import Commit
 

@@ -22,7 +22,7 @@ from udr.log import refspec
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.log.refspec import Ref
-from udr.materialize.snapshot import TableState
+from udr.materialize.states import TableState
 from udr.remote.mirror import Mirror
 from udr.stream.source import ChangeSource
 from udr.values import Commit

@@ -17,7 +17,7 @@ from udr.log.retention import RetentionStore
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
 from udr.materialize.schemas import rename_by_id
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 from udr.query.changefeed import CHANGE, pair_changes
 from udr.values import TableChange
 

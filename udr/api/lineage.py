@@ -25,7 +25,7 @@ from udr.log import graph
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import BlobId, ChunkId, CommitId
 from udr.materialize.merge import merge_rows
-from udr.materialize.snapshot import FragmentState
+from udr.materialize.states import FragmentState
 from udr.query.changefeed import CHANGE
 
 _TIME = pa.timestamp("us", tz="UTC")

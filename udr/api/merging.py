@@ -21,8 +21,8 @@ from udr.log.format import CommitId
 from udr.materialize.merge import merge_rows
 from udr.materialize.multiset import merge_multiset
 from udr.materialize.schemas import rename_by_id
-from udr.materialize.snapshot import TableState
 from udr.materialize.staging import Staging
+from udr.materialize.states import TableState
 
 Apply = Callable[[], None]
 

@@ -34,8 +34,8 @@ from udr.log.format import BlobId, ChunkId, CommitId
 from udr.log.placement import check_reads
 from udr.materialize.changes import state_delta
 from udr.materialize.merge import RowMerge, merge_rows
-from udr.materialize.snapshot import FragmentState, TableState
 from udr.materialize.staging import Staging
+from udr.materialize.states import FragmentState, TableState
 
 
 def restage(ctx: LakeContext, staging: Staging, head: CommitId, read: set[str] | None) -> None:

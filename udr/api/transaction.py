@@ -23,8 +23,8 @@ from udr.errors import KeyViolation, SchemaError, UsageError
 from udr.log.format import CommitId
 from udr.log.refs import check_name
 from udr.materialize import schemas
-from udr.materialize.snapshot import TableState
 from udr.materialize.staging import Staging
+from udr.materialize.states import TableState
 from udr.query.diff import check_keys
 from udr.query.engine import Connection, Relation, named_tables
 from udr.query.statements import check_not_writing

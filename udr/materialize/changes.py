@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from udr.log.format import ChunkId
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import conform
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 
 CHANGE = "_change"
 

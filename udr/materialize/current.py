@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from udr.materialize.data import RowReader
-from udr.materialize.snapshot import TableState
+from udr.materialize.states import TableState
 
 
 @dataclass(frozen=True, slots=True)

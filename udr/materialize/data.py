@@ -37,7 +37,7 @@ from udr.log.format import (
 from udr.log.store import LogStore
 from udr.materialize.keyindex import KeyIndex, indexable
 from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import read_vector
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.materialize.schemas import parquet_field_id
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 
 # Sorted key columns a reader keeps; a 1M-row int64 key costs 16 MB (keys and positions).
 KEY_INDEX_BYTES = 256 << 20

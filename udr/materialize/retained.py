@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
-from udr.materialize.snapshot import Materializer, TableState
+from udr.materialize.snapshot import Materializer
+from udr.materialize.states import TableState
 from udr.materialize.vectors import vector_chain
 
 

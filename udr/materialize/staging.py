@@ -48,7 +48,8 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
-from udr.materialize.snapshot import FragmentState, TableState, apply_op
+from udr.materialize.snapshot import apply_op
+from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import (
     chain_link,
     distinct_positions,

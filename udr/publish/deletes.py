@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from udr.materialize.snapshot import FragmentState
+from udr.materialize.states import FragmentState
 from udr.publish.avro import FileEntry
 
 Positions = Callable[[FragmentState], np.ndarray]

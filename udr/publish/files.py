@@ -23,7 +23,7 @@ from udr.log.format import ROW_GROUP_ROWS, ChunkId
 from udr.log.pins import PinStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader, rebatch, write_parquet
-from udr.materialize.snapshot import FragmentState
+from udr.materialize.states import FragmentState
 
 # Iceberg's reserved field ids of a position-delete file's columns.
 _DELETE_SCHEMA = pa.schema([

@@ -46,7 +46,8 @@ from udr.log.pins import PinStore
 from udr.log.publications import PublicationStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
-from udr.materialize.snapshot import FragmentState, Materializer, TableState
+from udr.materialize.snapshot import Materializer
+from udr.materialize.states import FragmentState, TableState
 from udr.publish.avro import (
     DATA,
     POSITION_DELETES,

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from udr.errors import KeyViolation, SqlError
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import RowReader
-from udr.materialize.snapshot import TableState
+from udr.materialize.states import TableState
 from udr.query.engine import own_or_given, quote_ident, same_key
 
 

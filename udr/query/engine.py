@@ -26,7 +26,7 @@ from udr.log.format import ChunkId
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import stored_names
-from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.states import FragmentState, TableState
 from udr.query.logviews import LogViews
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
