@@ -21,11 +21,12 @@ from udr.materialize.data import (
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import encode_positions
 from udr.query.engine import VERSIONED_NAME, SnapshotServer, named_tables, quote_ident
+from udr.query.logviews import LogViews
 
 
 @pytest.fixture
 def server(log: LogStore) -> SnapshotServer:
-    return SnapshotServer(log, RowReader(log, log.get_blob))
+    return SnapshotServer(log, RowReader(log, log.get_blob), LogViews(log))
 
 
 def _schema(log: LogStore, schema: pa.Schema) -> BlobId:

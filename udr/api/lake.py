@@ -36,7 +36,7 @@ from udr.query.engine import (
     named_tables,
     quote_ident,
 )
-from udr.query.logviews import names_log_view
+from udr.query.logviews import LogViews, names_log_view
 from udr.query.statements import check_not_writing, writing_kind
 from udr.remote.mirror import Mirror, open_mirror
 from udr.remote.store import is_url
@@ -84,7 +84,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         if remote is not None:  # a lake in object storage (udr.remote): `path` is its cache
             remote.attach(log)
         rows = RowReader(log, log.get_blob)
-        ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows))
+        ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows, LogViews(log)))
         self._handle = Handle(ctx, LakeChanges(ctx), remote)
 
     def __enter__(self) -> Lake:

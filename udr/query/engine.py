@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 import duckdb
 import numpy as np
@@ -27,7 +27,6 @@ from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import stored_names
 from udr.materialize.states import FragmentState, TableState
-from udr.query.logviews import LogViews
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
 VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
@@ -156,15 +155,22 @@ class _Places:
         return rows.append_column(_PLACE[0], index).select([*rows.column_names[:-1], "__frag", "__pos"])
 
 
-class SnapshotServer:
-    """Builds DuckDB connections whose views are the tables of a snapshot."""
+class LogViewSource(Protocol):
+    """The views of the log a connection gets on request (`udr.query.logviews.LogViews`)."""
 
-    def __init__(self, log: LogStore, rows: RowReader) -> None:
+    def register(self, con: duckdb.DuckDBPyConnection, taken: set[str]) -> None:
+        """Register the views on `con`, except those named in `taken` (lower case: user tables win)."""
+
+
+class SnapshotServer:
+    """Builds DuckDB connections whose views are the tables of a snapshot (and, on request, the log's)."""
+
+    def __init__(self, log: LogStore, rows: RowReader, log_views: LogViewSource) -> None:
         self._log = log
         self._rows = rows
         self._lock = threading.Lock()
         self._database: duckdb.DuckDBPyConnection | None = None
-        self._log_views = LogViews(log)
+        self._log_views = log_views
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection (cursor) to this server's in-memory DuckDB database.
