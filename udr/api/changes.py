@@ -18,9 +18,6 @@ from udr.log.format import CommitId
 from udr.stream.source import CommitListener
 from udr.values import Commit
 
-# `commit_value` lives with the commit records; the facade's modules take it from here.
-__all__ = ["LakeChanges", "commit_value"]
-
 
 class LakeChanges:
     """Change rows from `udr.api.history`, commit values, and the listeners of one lake handle."""
@@ -45,6 +42,10 @@ class LakeChanges:
         if state is None and commit.parents:
             state = self._ctx.materializer.snapshot(CommitId(commit.parents[0])).get(table)
         return state.primary_key if state is not None else None
+
+    def between(self, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
+        """The change rows of `table` after `since` (None: from its creation) up to `until`."""
+        return history.changes(self._ctx, table, since, until)
 
     def commit_value(self, cid: CommitId, record: CommitRecord) -> Commit:
         """See `ChangeSource.commit_value`."""

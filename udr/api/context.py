@@ -7,9 +7,12 @@ privates. Immutable; its objects are safe across threads as their own modules st
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from udr.log.format import CommitId
+from udr.log.retention import RetentionStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer
@@ -33,3 +36,8 @@ class LakeContext:
     materializer: Materializer
     rows: RowReader
     server: SnapshotServer
+
+    def check_readable(self, commit: CommitId, tables: Iterable[str]) -> None:
+        """Raise `udr.Expired` if the data of one of `tables` at `commit` has expired (`udr.log.retention`)."""
+        if self.materializer.any_expired():  # no read pays for the lookup before the first `expire`
+            RetentionStore(self.log).check_readable(commit, tables)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from udr.api.changes import commit_value
 from udr.api.context import LakeContext
 from udr.api.inputs import TableData, to_batches
 from udr.errors import (
@@ -29,7 +28,7 @@ from udr.errors import (
     UsageError,
 )
 from udr.log import refspec
-from udr.log.commits import CommitRecord, Fragment, TableOp, content_id
+from udr.log.commits import CommitRecord, Fragment, TableOp, commit_value, content_id
 from udr.log.erasure import Erasure, ErasureStore
 from udr.log.format import (
     ERASURE_KEY,

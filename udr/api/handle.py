@@ -15,7 +15,6 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from udr.api import history, retention
 from udr.api.context import LakeContext
 from udr.errors import TableNotFound, close_matches
 from udr.log import refspec
@@ -50,6 +49,9 @@ class Changes(ChangeSource, Protocol):
 
     def committed(self, commit: Commit) -> None:
         """Tell every listener about `commit`, just made through this handle."""
+
+    def between(self, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
+        """The change rows of `table` after `since` (None: from its creation) up to `until`."""
 
 
 def os_user() -> str:
@@ -114,14 +116,13 @@ class Handle:
 
     def readable(self, commit: CommitId, tables: Iterable[str] | None = None) -> None:
         """Raise `udr.Expired` if one of `tables` (None: every table) at `commit` has expired."""
-        retention.check_readable(self.ctx, commit, self.ctx.materializer.snapshot(commit) if tables is None
-                                 else tables)
+        self.ctx.check_readable(commit, self.ctx.materializer.snapshot(commit) if tables is None else tables)
 
     def snapshot(self, branch: str, at: Ref) -> dict[str, TableState]:
         """The tables of the version `at` names on `branch`, checked readable."""
         cid = self.resolve(at, branch)
         snap = self.ctx.materializer.snapshot(cid)
-        retention.check_readable(self.ctx, cid, snap)
+        self.ctx.check_readable(cid, snap)
         return snap
 
     def table(self, table: str, branch: str, at: Ref) -> TableState:
@@ -135,13 +136,13 @@ class Handle:
         if not isinstance(table, str) or table not in snap:
             where = f"at {at}" if at is not None else f"on branch {branch!r}"
             raise TableNotFound(f"table {table!r} does not exist {where}" + close_matches(str(table), snap))
-        retention.check_readable(self.ctx, cid, (table,))
+        self.ctx.check_readable(cid, (table,))
         return snap[table]
 
     def change_rows(self, table: str, since: Ref, until: Ref, branch: str) -> pa.Table:
         """The change rows of `table` after `since` up to `until` (see `Lake.changes`)."""
         start = self.resolve(since, branch) if since is not None else None
-        return history.changes(self.ctx, table, start, self.resolve(until, branch))
+        return self.changes.between(table, start, self.resolve(until, branch))
 
     def resolver(self, branch: str) -> Resolver:
         """How a query on `branch` reads a quoted `"table@REF"` or `"table@A..B"` (B defaults to its head)."""

@@ -13,7 +13,6 @@ from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
 from udr.log.commits import CommitRecord
 from udr.log.format import BlobKind, ChunkId, CommitId
-from udr.log.retention import RetentionStore
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
 from udr.materialize.schemas import rename_by_id
@@ -31,12 +30,6 @@ def first_parent_range(ctx: LakeContext, since: CommitId | None, until: CommitId
     return graph.first_parent_range(ctx.log, since, until)
 
 
-def _readable(ctx: LakeContext, commit: CommitId, tables: tuple[str, ...]) -> None:
-    """Raise `udr.Expired` if one of `tables` at `commit` has expired (see `udr.api.retention`)."""
-    if ctx.materializer.any_expired():
-        RetentionStore(ctx.log).check_readable(commit, tables)
-
-
 def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRecord, *,
                    first: int | None = None) -> pa.Table | None:
     """The change rows one commit made to `table` (None if it did not touch it or only re-encoded it); with
@@ -47,13 +40,13 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
         return None
     record = ctx.materializer.replaced(record)  # chunks and before-images an erasure replaced
     op = record.tables[table]
-    _readable(ctx, cid, (table,))
+    ctx.check_readable(cid, (table,))
     new = ctx.materializer.snapshot(cid).get(table)
     if op.before is not None and new is not None and new.primary_key:
         image = decode_before(ctx.log.get_blob(op.before, BlobKind.BEFORE))
         return changes_from_before(ctx.rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
     if record.parents:  # the changes are computed against the parent's rows
-        _readable(ctx, record.parents[0], (table,))
+        ctx.check_readable(record.parents[0], (table,))
     old = ctx.materializer.snapshot(record.parents[0]).get(table) if record.parents else None
     if first is not None and new is not None and not (op.drop or op.truncate or op.deletes) and (
             old is None or not op.create):
@@ -186,7 +179,7 @@ def diff(ctx: LakeContext, table: str, a: CommitId, b: CommitId) -> pa.Table:
         known = set(ctx.materializer.snapshot(a)) | set(ctx.materializer.snapshot(b))
         raise TableNotFound(f"table {table!r} exists at neither version" + close_matches(table, known))
     for commit in (a, b):
-        _readable(ctx, commit, (table,))
+        ctx.check_readable(commit, (table,))
     record = ctx.log.get_commit(b)
     return _stamp(paired(ctx, table, old, new), b, record)
 
@@ -228,5 +221,5 @@ def _differing(ctx: LakeContext, a: CommitId, b: CommitId) -> Iterator[tuple[str
     for table in sorted(set(snap_a) | set(snap_b)):
         if snap_a.get(table) != snap_b.get(table):
             for commit in (a, b):
-                _readable(ctx, commit, (table,))
+                ctx.check_readable(commit, (table,))
             yield table, snap_a.get(table), snap_b.get(table)

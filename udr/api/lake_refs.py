@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from udr.api import branches, merging, replay, revert
-from udr.api.changes import commit_value
 from udr.api.handle import Handle
 from udr.api.refmoves import fast_forward, reset_branch
 from udr.log.refspec import Ref
@@ -21,8 +20,7 @@ class RefMethods:
         Raises:
             RefNotFound: the ref names no commit.
         """
-        cid = self._handle.resolve(ref, "main")
-        return commit_value(cid, self._handle.ctx.log.get_commit(cid))
+        return self._handle.commit_info(ref)
 
     def resolve(self, ref: Ref, branch: str = "main") -> str:
         """The full commit id a ref names (`None`: the head of `branch`).

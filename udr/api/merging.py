@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
-from udr.api import history, retention, writes
+from udr.api import history, writes
 from udr.api.context import LakeContext
 from udr.api.handle import Handle
 from udr.errors import Conflict, ConflictError, MergeConflict, UsageError
@@ -127,7 +127,7 @@ def stage_three_way(handle: Handle, *, branch: str, base: CommitId, ours: Commit
     for table in set().union(*snaps):
         if not snaps[0].get(table) == snaps[1].get(table) == snaps[2].get(table):
             for commit in (base, ours, theirs):  # the merge reads this table's rows at all three
-                retention.check_readable(ctx, commit, (table,))
+                ctx.check_readable(commit, (table,))
     head = handle.head(branch)
     if head != ours:
         raise ConflictError(f"branch {branch!r} moved from {ours[:7]} to {head[:7]} during the merge; merge again")

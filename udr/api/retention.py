@@ -92,12 +92,6 @@ def holds(ctx: LakeContext) -> list[Hold]:
     return [found[name] for name in sorted(found)]
 
 
-def check_readable(ctx: LakeContext, commit: CommitId, tables: Iterable[str]) -> None:
-    """Raise `udr.Expired` if the data of one of `tables` at `commit` is expired."""
-    if ctx.materializer.any_expired():
-        RetentionStore(ctx.log).check_readable(commit, tables)
-
-
 def collect_garbage(ctx: LakeContext, progress: Callable[[int], None] | None) -> int:
     """`gc`: once versions expired or an erasure replaced chunks, keep only the chunks and blobs the versions
     need (as readers see them); return bytes freed."""

@@ -17,7 +17,7 @@ from dataclasses import replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udr.api import committing, history, merging, retention, writes
+from udr.api import committing, history, merging, writes
 from udr.api.committing import Intent
 from udr.api.context import LakeContext
 from udr.api.handle import Handle
@@ -54,7 +54,7 @@ def revert(handle: Handle, ref: Ref, branch: str, author: str) -> Commit:
                                  (), None)
     tables = sorted(record.tables)
     for commit in (record.parents[0], target, *(cid for cid, _ in later)):
-        retention.check_readable(ctx, commit, tables)
+        ctx.check_readable(commit, tables)
     snapshot = ctx.materializer.snapshot(head)
     replayed = Staging(ctx.log, ctx.rows, head, snapshot, branch=branch)
     staging = Staging(ctx.log, ctx.rows, head, snapshot, branch=branch)
