@@ -409,7 +409,7 @@ class Transaction:
         A transaction that changed nothing writes no commit and returns the commit it started from; if
         it only acknowledged batches (`ack`), their groups' positions are written on their own. If the
         branch moved since the transaction began, its changes are re-applied on the new head (see
-        `udr.api.rebase`) and the commit's parent is that head.
+        `udr.api.committing.restage`) and the commit's parent is that head.
 
         Raises:
             ConflictError: a concurrent commit made a conflicting change (or, under "serializable", changed

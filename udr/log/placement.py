@@ -4,7 +4,7 @@ The log decides this inside its write transaction, from the ops alone (no data i
 with a concurrent one when they change different tables, or when both change a multiset table (one the writer
 names as `placeable`) without reshaping it, without adding the same chunk, and setting the deletion vectors
 of different fragments. Anything else raises `HeadMoved`, and the writer re-expresses its changes on the new
-head (`udr.api.rebase`). Pure: safe from any thread.
+head (`udr.api.committing.restage`). Pure: safe from any thread.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ the local LMDB transaction commits. `Mirror` does (1) and (2) as the `WriteWatch
 before the LMDB transaction commits, so a writer killed before (2) leaves only unreferenced chunks and one
 killed between (2) and (3) leaves an entry its cache applies on the next pull. A writer that loses (2) to
 another writer aborts its LMDB transaction, pulls on its next write and re-applies its changes on the new head
-(`HeadMoved`, the many-writers rule of `udr.log.placement` and `udr.api.rebase`).
+(`HeadMoved`, the many-writers rule of `udr.log.placement` and `udr.api.committing.restage`).
 Safe across threads (LMDB serializes the cache's writers); the poller is one daemon thread per mirror.
 """
 
