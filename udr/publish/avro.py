@@ -2,7 +2,7 @@
 
 The Avro schemas are the Iceberg v2 spec's, with the spec's field ids, holding the required fields and
 none of the optional column statistics. Files are written whole to a temp name and renamed into place by
-`udr.publish.files.write_atomic`, so a reader never opens a half-written one. Pure functions: safe from
+`udr.publish.target.write_atomic`, so a reader never opens a half-written one. Pure functions: safe from
 any thread.
 """
 

@@ -4,20 +4,74 @@
 `/`-separated (`<table>/metadata/v3.metadata.json`). `LocalTarget` is a directory on this machine whose data
 files are the lake's own chunk files; `udr.remote.publishing.ObjectTarget` is a prefix in object storage whose
 data files are the remote lake's chunk objects. Both write each file whole (readers never see a torn one) and
-create a metadata version only if absent, so two publishers cannot both write version N.
+create a metadata version only if absent, so two publishers cannot both write version N. A local file appears
+under its final name only complete and durable (`write_atomic`: temp file, fsync, rename, fsync of the
+directory), so a crash leaves at worst an unreferenced temp file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from udr.errors import ConflictError
-from udr.log.chunks import FileChunkStore
+from udr.log.chunks import FileChunkStore, fsync_dir
 from udr.log.format import ChunkId
-from udr.publish.files import file_uri, local_path, write_bytes_atomic
+
+
+def file_uri(path: Path) -> str:
+    """The URI Iceberg metadata names a local file by: `file://` and the absolute path as is (readers such as
+    pyiceberg do not percent-decode, so `Path.as_uri` would break paths with spaces)."""
+    return "file://" + str(path.resolve())
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a `file_uri`."""
+    return Path(uri.removeprefix("file://"))
+
+
+def write_atomic(path: Path, write: Callable[[Path], None], *, exclusive: bool = False) -> int:
+    """Produce `path` whole through `write(temp)`; return its size.
+
+    `exclusive`: fail if `path` exists (a hard link is atomic create-if-absent), so two publishers
+    cannot both write one metadata version.
+
+    Raises:
+        ConflictError: `exclusive` and another publisher wrote `path` first.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+    try:
+        write(tmp)
+        size = tmp.stat().st_size
+        with open(tmp, "rb+") as fh:
+            # fsync before rename: a crash must not leave the final name pointing at empty blocks.
+            os.fsync(fh.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError as exc:
+                raise ConflictError(f"{path} was written by another publisher meanwhile; publish again") from exc
+        else:
+            os.replace(tmp, path)
+        # The rename must survive a crash before anything that names the file is written.
+        fsync_dir(path.parent)
+        return size
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> int:
+    """`write_atomic` of given bytes."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return write_atomic(path, write, exclusive=exclusive)
 
 
 class Target(Protocol):
