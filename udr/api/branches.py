@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 
 from udr.api import committing, merging
-from udr.api.committing import Intent
-from udr.api.handle import Handle
+from udr.api.handle import Handle, Intent
 from udr.api.replay import Reapply
 from udr.errors import (
     RefNotFound,

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
 from udr.api import history, writes
 from udr.api.context import LakeContext
-from udr.api.handle import Handle
+from udr.api.handle import Handle, Intent
 from udr.errors import ConflictError, RefNotFound, UdrError
 from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
@@ -58,28 +58,6 @@ from udr.values import Commit
 
 # Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
 _MAX_REBASES = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Intent:
-    """What a commit records besides its table ops.
-
-    Attributes:
-        branch: the branch it moves.
-        message, author, metadata: as `udr.Commit` shows them.
-        parents: both parents of a merge (never re-applied on a moved head); empty: the staging's base.
-        action, mover: what the ref log says moved the branch, and who (None: the author).
-        maintenance: a flush of small writes (it triggers no other flush, and its rewrites are placeable).
-    """
-
-    branch: str
-    message: str
-    author: str
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    parents: tuple[CommitId, ...] = ()
-    action: str = "commit"
-    mover: str | None = None
-    maintenance: bool = False
 
 
 def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck],

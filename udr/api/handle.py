@@ -10,7 +10,8 @@ from __future__ import annotations
 import getpass
 import os
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import pyarrow as pa
@@ -52,6 +53,28 @@ class Changes(ChangeSource, Protocol):
 
     def between(self, table: str, since: CommitId | None, until: CommitId) -> pa.Table:
         """The change rows of `table` after `since` (None: from its creation) up to `until`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What a commit records besides its table ops.
+
+    Attributes:
+        branch: the branch it moves.
+        message, author, metadata: as `udr.Commit` shows them.
+        parents: both parents of a merge (never re-applied on a moved head); empty: the staging's base.
+        action, mover: what the ref log says moved the branch, and who (None: the author).
+        maintenance: a flush of small writes (it triggers no other flush, and its rewrites are placeable).
+    """
+
+    branch: str
+    message: str
+    author: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    parents: tuple[CommitId, ...] = ()
+    action: str = "commit"
+    mover: str | None = None
+    maintenance: bool = False
 
 
 def os_user() -> str:

@@ -18,9 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.api import committing, history, merging, writes
-from udr.api.committing import Intent
 from udr.api.context import LakeContext
-from udr.api.handle import Handle
+from udr.api.handle import Handle, Intent
 from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError
 from udr.log import graph
 from udr.log.commits import CommitRecord

@@ -15,8 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from udr.api import committing, writes
-from udr.api.committing import Intent
-from udr.api.handle import Handle
+from udr.api.handle import Handle, Intent
 from udr.api.inputs import TableData, conform_input, to_batches
 from udr.api.sqlwrites import DirectWrites
 from udr.errors import KeyViolation, SchemaError, UsageError
