@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 
-from udr.api import committing, merging
+from udr.api import merging
 from udr.api.handle import Handle, Intent
 from udr.api.replay import Reapply
 from udr.errors import (
@@ -115,7 +115,7 @@ def three_way(handle: Handle, *, branch: str, base: CommitId, ours: CommitId, th
                                       tables=tables)
     intent = Intent(branch, message, author, dict(metadata or {}), parents=parents,
                     action=action or ("merge" if parents else "revert"), mover=mover)
-    return committing.commit(handle, staging, intent, (), None)
+    return handle.commit(staging, intent)
 
 
 class _Reapplier:
@@ -139,7 +139,7 @@ class _Reapplier:
         staging = Staging(handle.ctx.log, handle.ctx.rows, head, handle.ctx.materializer.snapshot(head), branch=branch)
         intent = Intent(branch, message, self._mover, dict(metadata), parents=(head,), action=self._action,
                         mover=self._mover)
-        return committing.commit(handle, staging, intent, (), None)
+        return handle.commit(staging, intent)
 
 
 def reapplier(handle: Handle, action: str, mover: str) -> Reapply:

@@ -60,8 +60,8 @@ from udr.values import Commit
 _MAX_REBASES = 64
 
 
-def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck],
-           read: set[str] | None) -> Commit:
+def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck] = (),
+           read: set[str] | None = None) -> Commit:
     """Commit `staging`'s changes (and the group acks `hooks`) as `intent` says; return the new commit.
 
     Nothing changed and no merge: no commit is written (acks move their groups on their own) and the base

@@ -22,6 +22,7 @@ from udr.log import refspec
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.log.refspec import Ref
+from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
 from udr.remote.mirror import Mirror
 from udr.stream.source import ChangeSource
@@ -43,6 +44,13 @@ class Detachable(Protocol):
 
     def detach(self) -> None:
         """End the subscription and give its group's lease back."""
+
+
+class Committer(Protocol):
+    """The commit point (`udr.api.committing.commit`), which `Lake` hands its handle."""
+
+    def __call__(self, handle: Handle, staging: Staging, intent: Intent) -> Commit:
+        """Commit `staging`'s changes through `handle` as `intent` says; return the new commit."""
 
 
 class Changes(ChangeSource, Protocol):
@@ -96,10 +104,11 @@ class Handle:
         remote: for a lake in object storage, its mirror (`ctx.path` is then the local cache); else None.
     """
 
-    def __init__(self, ctx: LakeContext, changes: Changes, remote: Mirror | None = None) -> None:
+    def __init__(self, ctx: LakeContext, changes: Changes, committer: Committer, remote: Mirror | None = None) -> None:
         self.ctx = ctx
         self.changes = changes
         self.remote = remote
+        self._committer = committer
         self.transactions: set[Abortable] = set()
         self.subscriptions: weakref.WeakSet[Detachable] = weakref.WeakSet()
         self._os_user: str | None = None
@@ -121,6 +130,15 @@ class Handle:
         if self._os_user is None:
             self._os_user = os_user()
         return self._os_user
+
+    def commit(self, staging: Staging, intent: Intent) -> Commit:
+        """Commit `staging`'s changes as `intent` says (a merge, a revert, a note; no group acks and no read
+        set, which only a `Transaction` brings); return the new commit.
+
+        Raises:
+            ConflictError: a real conflict with a concurrent commit; nothing was written.
+        """
+        return self._committer(self, staging, intent)
 
     # -- refs and versions ------------------------------------------------------------------------------
 

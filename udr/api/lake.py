@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from udr.api import remote_upkeep
+from udr.api import committing, remote_upkeep
 from udr.api.changes import LakeChanges
 from udr.api.context import LakeContext
 from udr.api.handle import Handle
@@ -85,7 +85,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
             remote.attach(log)
         rows = RowReader(log, log.get_blob)
         ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows, LogViews(log)))
-        self._handle = Handle(ctx, LakeChanges(ctx), remote)
+        self._handle = Handle(ctx, LakeChanges(ctx), committing.commit, remote)
 
     def __enter__(self) -> Lake:
         return self

@@ -17,7 +17,7 @@ from dataclasses import replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udr.api import committing, history, merging, writes
+from udr.api import history, merging, writes
 from udr.api.context import LakeContext
 from udr.api.handle import Handle, Intent
 from udr.errors import Conflict, MergeConflict, RefNotFound, UsageError
@@ -49,8 +49,7 @@ def revert(handle: Handle, ref: Ref, branch: str, author: str) -> Commit:
     except RefNotFound:
         staging = merging.stage_three_way(handle, branch=branch, base=target, ours=head, theirs=record.parents[0],
                                           strategy=None)
-        return committing.commit(handle, staging, Intent(branch, message, author, action="revert", mover=author),
-                                 (), None)
+        return handle.commit(staging, Intent(branch, message, author, action="revert", mover=author))
     tables = sorted(record.tables)
     for commit in (record.parents[0], target, *(cid for cid, _ in later)):
         ctx.check_readable(commit, tables)
@@ -64,8 +63,7 @@ def revert(handle: Handle, ref: Ref, branch: str, author: str) -> Commit:
         except BaseException:
             staging.release()
             raise
-        return committing.commit(handle, staging, Intent(branch, message, author, action="revert", mover=author),
-                                 (), None)
+        return handle.commit(staging, Intent(branch, message, author, action="revert", mover=author))
     finally:
         replayed.release()
 
