@@ -1,4 +1,4 @@
-"""udr/api/branches.py: a merge whose target moved meanwhile is a retryable ConflictError."""
+"""udr/api/merging.py: a merge whose target moved meanwhile is a retryable ConflictError."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import udr
-from udr.api import branches
+from udr.api import merging
 from udr.log.format import CommitId
 
 
@@ -20,6 +20,6 @@ def test_a_merge_into_a_moved_branch_is_a_retryable_conflict(tmp_path: Path) -> 
         db.append("t", {"x": [4]})
         base = CommitId(db.branches()["dev"])
         with pytest.raises(udr.ConflictError, match="moved from .* during the merge; merge again") as caught:
-            branches.three_way(db._handle, branch="main", base=base, ours=stale, theirs=base, parents=(stale, base),
+            merging.three_way(db._handle, branch="main", base=base, ours=stale, theirs=base, parents=(stale, base),
                                message="m", author="a", strategy=None)
         assert caught.value.retryable

@@ -1,19 +1,11 @@
-"""Git for data: branches, tags, merge (fast-forward or three-way, row- and cell-level), reset, revert.
-
-Branches and tags are refs into the one log: creating one writes a single LMDB record and no chunk.
-A merge or revert is staged by the write engine (`udr.materialize.staging`) over the target branch's head,
-reusing chunks wherever a table is taken whole from one side, and commits with compare-and-swap on that head
-(`udr.api.committing`).
+"""Branches and tags: refs into the one log. Creating one writes a single LMDB record and no chunk; deleting one
+keeps its commits in the log. Merges and reverts, which commit over a branch's head, are `udr.api.merging`'s;
+resets and fast-forwards `udr.api.refmoves`'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from collections.abc import Set as AbstractSet
-
-from udr.api import merging
-from udr.api.handle import Handle, Intent
-from udr.api.replay import Reapply
+from udr.api.handle import Handle
 from udr.errors import (
     RefNotFound,
     UsageError,
@@ -23,8 +15,6 @@ from udr.log import graph
 from udr.log.format import CommitId
 from udr.log.reflog import Reason
 from udr.log.refs import branch_key, check_name, tag_key
-from udr.materialize.staging import Staging
-from udr.values import Commit
 
 
 def ancestors(handle: Handle, start: CommitId) -> set[CommitId]:
@@ -96,52 +86,3 @@ def delete_tag(handle: Handle, name: str, *, author: str) -> None:
     if name not in tags:
         raise RefNotFound(f"tag {name!r} does not exist" + close_matches(name, tags))
     handle.ctx.log.update_ref(tag_key(name), None, tags[name], Reason("delete", f"delete tag {name}", author))
-
-
-def three_way(handle: Handle, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
-              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None,
-              metadata: Mapping[str, str] | None = None, tables: AbstractSet[str] | None = None,
-              action: str | None = None, mover: str | None = None) -> Commit:
-    """Commit the merge of `theirs` into `ours` (from `base`) on `branch` (only of `tables`, None: every
-    table; see `udr.api.merging`). The commit moves the branch in the ref log for `action`, by default "merge"
-    for a merge commit (two `parents`), else "revert".
-
-    Raises:
-        MergeConflict: conflicting changes (and no `strategy`); nothing is written.
-        ConflictError: `branch` moved from `ours` (retryable); nothing is written.
-        Expired: a table the merge must read has expired at one of the three versions.
-    """
-    staging = merging.stage_three_way(handle, branch=branch, base=base, ours=ours, theirs=theirs, strategy=strategy,
-                                      tables=tables)
-    intent = Intent(branch, message, author, dict(metadata or {}), parents=parents,
-                    action=action or ("merge" if parents else "revert"), mover=mover)
-    return handle.commit(staging, intent)
-
-
-class _Reapplier:
-    """`udr.api.replay.Reapply` for a lake: each re-applied change is a `three_way` merge into the branch's head,
-    with no second parent, moving the branch in the ref log for `action`, by `mover`."""
-
-    def __init__(self, handle: Handle, action: str, mover: str) -> None:
-        self._handle, self._action, self._mover = handle, action, mover
-
-    def __call__(self, branch: str, base: CommitId, theirs: CommitId, message: str, author: str,
-                 metadata: Mapping[str, str], tables: AbstractSet[str] | None) -> Commit:
-        """See `udr.api.replay.Reapply`."""
-        return three_way(self._handle, branch=branch, base=base, ours=self._handle.head(branch), theirs=theirs,
-                         parents=(), message=message, author=author, strategy=None, metadata=metadata,
-                         tables=tables, action=self._action, mover=self._mover)
-
-    def note(self, branch: str, message: str, metadata: Mapping[str, str]) -> Commit:
-        """See `udr.api.replay.Reapply`."""
-        handle = self._handle
-        head = handle.head(branch)
-        staging = Staging(handle.ctx.log, handle.ctx.rows, head, handle.ctx.materializer.snapshot(head), branch=branch)
-        intent = Intent(branch, message, self._mover, dict(metadata), parents=(head,), action=self._action,
-                        mover=self._mover)
-        return handle.commit(staging, intent)
-
-
-def reapplier(handle: Handle, action: str, mover: str) -> Reapply:
-    """How `udr.api.replay` commits re-applied changes and notes on a branch of the lake (see `_Reapplier`)."""
-    return _Reapplier(handle, action, mover)

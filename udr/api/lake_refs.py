@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from udr.api import branches, merging, replay, revert
+from udr.api import branches, merging, replay
 from udr.api.handle import Handle
 from udr.api.refmoves import fast_forward, reset_branch
 from udr.log.refspec import Ref
@@ -101,7 +101,7 @@ class RefMethods:
             self._handle.readable(theirs)
             fast_forward(self._handle.ctx.log, into, ours, theirs, source, self._handle.author(author))
             return self.commit_info(theirs)
-        return branches.three_way(
+        return merging.three_way(
             self._handle, branch=into, base=base, ours=ours, theirs=theirs, parents=(ours, theirs),
             message=message or f"merge {source} into {into}", author=self._handle.author(author), strategy=strategy,
         )
@@ -120,13 +120,13 @@ class RefMethods:
 
     def revert(self, commit: Ref, branch: str = "main", *, author: str | None = None) -> Commit:
         """Undo one commit on `branch` in a new commit: its tables become what replaying the branch without that
-        commit gives, every later change kept (see `udr.api.revert`).
+        commit gives, every later change kept (see `udr.api.merging`).
 
         Raises:
             RefNotFound, UsageError, MergeConflict: no such ref; not revertible; a later commit's change does
-                not apply without it (see `udr.api.revert`).
+                not apply without it (see `udr.api.merging`).
         """
-        return revert.revert(self._handle, commit, branch, self._handle.author(author))
+        return merging.revert(self._handle, commit, branch, self._handle.author(author))
 
     def cherry_pick(self, commit: Ref, onto: str = "main", *, author: str | None = None) -> Commit:
         """Re-apply one commit's changes cell by cell as a new commit on branch `onto` (see `udr.api.replay`).
@@ -134,7 +134,7 @@ class RefMethods:
         Raises:
             RefNotFound, UsageError, MergeConflict: no such ref; the root; `onto` changed its cells (nothing written).
         """
-        return replay.cherry_pick(self._handle.ctx, branches.reapplier(self._handle, "cherry-pick", self._handle.author(author)), self._handle.resolve(commit, onto), onto, author)
+        return replay.cherry_pick(self._handle.ctx, merging.reapplier(self._handle, "cherry-pick", self._handle.author(author)), self._handle.resolve(commit, onto), onto, author)
 
     def replay(self, onto: str, start: Ref, until: Ref = None, *, source: str = "main", skip: tuple[Ref, ...] = (),
                tables: list[str] | None = None, on_conflict: str = "raise", author: str | None = None) -> Commit:
@@ -145,5 +145,5 @@ class RefMethods:
         Raises:
             RefNotFound, UsageError, MergeConflict: bad ref or arguments; conflicts name their commit; `onto` not made.
         """
-        return replay.replay(self._handle.ctx, branches.reapplier(self._handle, "replay", self._handle.author(author)), self, onto=onto, start=start, until=until,
+        return replay.replay(self._handle.ctx, merging.reapplier(self._handle, "replay", self._handle.author(author)), self, onto=onto, start=start, until=until,
                              source=source, skip=skip, tables=tables, on_conflict=on_conflict)

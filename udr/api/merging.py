@@ -1,28 +1,48 @@
-"""Three-way merges of table states, staged through the write engine: the rules a merge, a rebase, a revert,
-a cherry-pick and a replay share.
+"""Three-way merges of table states, staged through the write engine, and the commits made of them: a merge
+(`three_way`), the re-application of one commit that cherry-pick and replay take (`reapplier`), and a revert.
+The rules are the ones a merge, a rebase (`udr.api.committing.restage`), a revert, a cherry-pick and a replay
+share.
 
 A table changed on one side only is taken whole from that side (zero-copy: its chunks are reused). A keyed
 table changed on both sides merges row by row and cell by cell (`udr.materialize.merge.merge_rows`); a table
 without a primary key merges as a multiset of whole rows (`udr.materialize.multiset`); any other change on both
 sides (a schema change on both, a re-created table, a changed key) conflicts as a whole, unless a strategy
 ("ours" or "theirs") decides.
+
+A revert of commit K on branch B is the replay of B's history without K, done in memory: K's tables start as they
+were before K (at its first parent), every later commit on B's first-parent chain that changed one of them is re-
+applied on top cell by cell by the merge's rules, and what differs between the result and the head is committed as
+one revert commit (for keyed tables only the differing rows, over the head's chunks). So a revert agrees with
+`replay(..., skip=(K,))` wherever both succeed, also when a later commit set a cell back to a value K replaced (a
+three-way merge of K's parent over K into the head cannot tell that from a cell nobody touched). A commit reached
+only through a merge's second parent has no such chain; it is reverted by that three-way merge, as git does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from udr.api import history, writes
 from udr.api.context import LakeContext
-from udr.api.handle import Handle
-from udr.errors import Conflict, ConflictError, MergeConflict, UsageError
+from udr.api.handle import Handle, Intent
+from udr.api.replay import Reapply
+from udr.errors import Conflict, ConflictError, MergeConflict, RefNotFound, UsageError
+from udr.log import graph
+from udr.log.commits import CommitRecord
 from udr.log.format import CommitId
+from udr.log.refspec import Ref
 from udr.materialize.merge import merge_rows
 from udr.materialize.multiset import merge_multiset
 from udr.materialize.schemas import rename_by_id
 from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
+from udr.query.changefeed import CHANGE
+from udr.values import Commit
 
 Apply = Callable[[], None]
 
@@ -170,3 +190,153 @@ def describe_conflict(c: Conflict) -> str:
     else:
         where += f": {c.base}"
     return where
+
+
+def three_way(handle: Handle, *, branch: str, base: CommitId, ours: CommitId, theirs: CommitId,
+              parents: tuple[CommitId, ...], message: str, author: str, strategy: str | None,
+              metadata: Mapping[str, str] | None = None, tables: AbstractSet[str] | None = None,
+              action: str | None = None, mover: str | None = None) -> Commit:
+    """Commit the merge of `theirs` into `ours` (from `base`) on `branch` (only of `tables`, None: every
+    table; see `udr.api.merging`). The commit moves the branch in the ref log for `action`, by default "merge"
+    for a merge commit (two `parents`), else "revert".
+
+    Raises:
+        MergeConflict: conflicting changes (and no `strategy`); nothing is written.
+        ConflictError: `branch` moved from `ours` (retryable); nothing is written.
+        Expired: a table the merge must read has expired at one of the three versions.
+    """
+    staging = stage_three_way(handle, branch=branch, base=base, ours=ours, theirs=theirs, strategy=strategy,
+                             tables=tables)
+    intent = Intent(branch, message, author, dict(metadata or {}), parents=parents,
+                    action=action or ("merge" if parents else "revert"), mover=mover)
+    return handle.commit(staging, intent)
+
+
+class _Reapplier:
+    """`udr.api.replay.Reapply` for a lake: each re-applied change is a `three_way` merge into the branch's head,
+    with no second parent, moving the branch in the ref log for `action`, by `mover`."""
+
+    def __init__(self, handle: Handle, action: str, mover: str) -> None:
+        self._handle, self._action, self._mover = handle, action, mover
+
+    def __call__(self, branch: str, base: CommitId, theirs: CommitId, message: str, author: str,
+                 metadata: Mapping[str, str], tables: AbstractSet[str] | None) -> Commit:
+        """See `udr.api.replay.Reapply`."""
+        return three_way(self._handle, branch=branch, base=base, ours=self._handle.head(branch), theirs=theirs,
+                         parents=(), message=message, author=author, strategy=None, metadata=metadata,
+                         tables=tables, action=self._action, mover=self._mover)
+
+    def note(self, branch: str, message: str, metadata: Mapping[str, str]) -> Commit:
+        """See `udr.api.replay.Reapply`."""
+        handle = self._handle
+        head = handle.head(branch)
+        staging = Staging(handle.ctx.log, handle.ctx.rows, head, handle.ctx.materializer.snapshot(head), branch=branch)
+        intent = Intent(branch, message, self._mover, dict(metadata), parents=(head,), action=self._action,
+                        mover=self._mover)
+        return handle.commit(staging, intent)
+
+
+def reapplier(handle: Handle, action: str, mover: str) -> Reapply:
+    """How `udr.api.replay` commits re-applied changes and notes on a branch of the lake (see `_Reapplier`)."""
+    return _Reapplier(handle, action, mover)
+
+
+def revert(handle: Handle, ref: Ref, branch: str, author: str) -> Commit:
+    """Commit on `branch` the inverse of the commit `ref` names (read on `branch`); the ref log credits `author`.
+
+    Raises:
+        RefNotFound: no such commit or branch.
+        UsageError: the commit is the root commit or not in `branch`'s history.
+        MergeConflict: a later commit's change does not apply without it; nothing was written.
+        Expired: a version the revert must read has expired.
+    """
+    ctx = handle.ctx
+    target = handle.resolve(ref, branch)
+    record = _on_branch(handle, target, branch)
+    head = handle.head(branch)
+    message = f"revert {target[:10]}: {record.message}"
+    try:
+        later = graph.first_parent_range(ctx.log, target, head)
+    except RefNotFound:
+        staging = stage_three_way(handle, branch=branch, base=target, ours=head, theirs=record.parents[0],
+                                          strategy=None)
+        return handle.commit(staging, Intent(branch, message, author, action="revert", mover=author))
+    tables = sorted(record.tables)
+    for commit in (record.parents[0], target, *(cid for cid, _ in later)):
+        ctx.check_readable(commit, tables)
+    snapshot = ctx.materializer.snapshot(head)
+    replayed = Staging(ctx.log, ctx.rows, head, snapshot, branch=branch)
+    staging = Staging(ctx.log, ctx.rows, head, snapshot, branch=branch)
+    try:
+        try:
+            _replay_without(handle, replayed, target, record, later)
+            _stage_difference(ctx, staging, replayed, tables)
+        except BaseException:
+            staging.release()
+            raise
+        return handle.commit(staging, Intent(branch, message, author, action="revert", mover=author))
+    finally:
+        replayed.release()
+
+
+def _on_branch(handle: Handle, target: CommitId, branch: str) -> CommitRecord:
+    """The record of `target`, which must have a parent and be in the history of `branch`."""
+    record = handle.ctx.log.get_commit(target)
+    if not record.parents:
+        raise UsageError(f"commit {target[:10]} is the root commit: it has no changes to re-apply or revert")
+    if target not in graph.ancestors(handle.ctx.log, handle.head(branch)):
+        raise UsageError(f"commit {target[:10]} is not in the history of branch {branch!r}; nothing to revert")
+    return record
+
+
+def _replay_without(handle: Handle, staging: Staging, target: CommitId, record: CommitRecord,
+                    later: list[tuple[CommitId, CommitRecord]]) -> None:
+    """Stage, over the head, the tables `record` (commit `target`) changed as the `later` commits leave them
+    when re-applied without it."""
+    ctx = handle.ctx
+    snapshot = ctx.materializer.snapshot
+    touched = set(record.tables)
+    for table in sorted(touched):
+        staging.replace_table(table, snapshot(record.parents[0]).get(table))
+    for cid, later_record in later:
+        for table in sorted(touched & set(later_record.tables)):
+            if later_record.tables[table].rewrite:
+                continue  # a compaction or flush: no row changed
+            conflicts: list[Conflict] = []
+            plan = plan_table_merge(ctx, staging, table, snapshot(later_record.parents[0]).get(table),
+                                             staging.state(table), snapshot(cid).get(table), None, conflicts)
+            if conflicts:
+                raise MergeConflict(
+                    f"reverting {target[:10]}: commit {cid[:10]} ({later_record.message!r}) does not apply without "
+                    "it: " + "; ".join(describe_conflict(c) for c in conflicts[:5]),
+                    [replace(c, commit=cid) for c in conflicts])
+            if plan is not None:
+                plan()
+
+
+def _stage_difference(ctx: LakeContext, staging: Staging, replayed: Staging, tables: list[str]) -> None:
+    """Stage over the head what turns each of `tables` into its state in `replayed`. A keyed table that kept its
+    schema and key gets only the rows that differ, so the head's chunks and layout stay (a compaction since the
+    reverted commit is not undone); any other table takes the replayed state whole (zero-copy)."""
+    for table in tables:
+        head, result = staging.base_tables.get(table), replayed.state(table)
+        if head == result:
+            continue
+        if head is None or result is None or not head.primary_key or head.primary_key != result.primary_key \
+                or head.schema != result.schema:
+            staging.blobs.update(replayed.blobs)  # the replayed state's inline rows, schemas and vectors
+            staging.replace_table(table, result)
+            counts = history.count_changes(ctx, table, head, result, replayed.rows)
+            staging.recount(table, counts.inserted, counts.updated, counts.deleted)
+            continue
+        changes = history.paired(ctx, table, head, result, replayed.rows)
+        kinds = changes.column(CHANGE)
+        gone = changes.filter(pc.is_in(kinds, pa.array(["delete", "update_before"]))).select(list(head.primary_key))
+        new = changes.filter(pc.is_in(kinds, pa.array(["insert", "update_after"]))).drop_columns([CHANGE])
+        if gone.num_rows:
+            writes.delete_keys(ctx, staging, table, gone, counted=None)
+        if new.num_rows:
+            staging.add_rows(table, staging.rows.schema(head.schema), iter(new.to_batches()))
+        counted = {kind: int(pc.sum(pc.equal(kinds, kind)).as_py() or 0) for kind in ("insert", "update_after", "delete")}
+        if table in staging.ops:
+            staging.recount(table, counted["insert"], counted["update_after"], counted["delete"])

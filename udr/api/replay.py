@@ -1,10 +1,9 @@
 """Cherry-pick, replay and revert: re-applying commits' changes cell by cell on another line of history.
 
-Each step is one three-way merge (the facade's `Reapply`, `udr.api.branches.three_way`): re-applying commit C
-merges C over C's first parent into the branch head. So a cherry-pick and a replayed commit follow the same
-per-cell rules as `merge` (keyed tables cell by cell, other tables whole) and conflict in the same places
-(`udr.api.revert` builds a revert from the same rules). Every step commits with compare-and-swap like any
-transaction.
+Each step is one three-way merge (the facade's `Reapply`, `udr.api.merging.three_way`): re-applying commit C merges
+C over C's first parent into the branch head. So a cherry-pick and a replayed commit follow the same per-cell rules
+as `merge` (keyed tables cell by cell, other tables whole) and conflict in the same places (`udr.api.merging.revert`
+builds a revert from the same rules). Every step commits with compare-and-swap like any transaction.
 
 `replay` creates its branch first and deletes it again if a conflict stops it: the branch is never left behind,
 but the commits made before the conflict stay in the log, unreachable, like those of a deleted branch.
