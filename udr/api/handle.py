@@ -1,8 +1,10 @@
 """One open lake as the facade's modules share it: its layers, its change listeners, its open transactions
-and subscriptions, and how refs and versions are read.
+and subscriptions, how refs and versions are read, and its commit point.
 
-`Lake` builds one `Handle` when it opens. Transactions, merges and the `Lake` method groups work through it
-(and its `LakeContext`), never through `Lake` itself, so no facade module depends on another's privates.
+`Lake` builds one `Handle` when it opens, handing it the change source (`udr.api.changes`) and the commit
+point (`udr.api.committing.commit`). Transactions, merges and the `Lake` method groups work through it (and
+its `LakeContext`), never through `Lake` itself or one another, so no facade module depends on another's
+privates and the parts of the facade do not import each other.
 """
 
 from __future__ import annotations
