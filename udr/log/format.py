@@ -162,7 +162,11 @@ ERASURE_KEYS = "udr.erasure.keys"
 REMOTE_LOG_PREFIX = "log/"
 REMOTE_CHUNK_PREFIX = "chunks/"
 REMOTE_SEQ_DIGITS = 20
-REMOTE_ENTRY_VERSION = 1
+REMOTE_ENTRY_VERSION = 2
+# Entries that change no consumer-group record are still written as version 1, so older udr reads them.
+REMOTE_ENTRY_VERSION_PLAIN = 1
+# Consumer-group lease renewals: one object per live lease, `leases/<token>` (docs/FORMAT.md).
+REMOTE_LEASE_PREFIX = "leases/"
 META_REMOTE_URL = b"remote_url"
 META_REMOTE_APPLIED = b"remote_applied"
 META_REMOTE_PURGED = b"remote_purged"
