@@ -54,6 +54,11 @@ DB_EXPIRED = b"expired"
 # Erasures (udr.log.erasure): their replacement maps in order, and every chunk or blob one replaced.
 DB_ERASURES = b"erasures"
 DB_REPLACED = b"replaced"
+# A published Iceberg table's own copy of a chunk file as a data file, under the destination (docs/FORMAT.md,
+# "Published Iceberg tables"): of inline rows always, of every chunk when the destination is of the other kind
+# than the lake (a directory for a lake in object storage, object storage for a local lake).
+ICEBERG_INLINE_COPY = "{table}/data/inline-{chunk}.parquet"
+ICEBERG_CHUNK_COPY = "{table}/data/{chunk}.parquet"
 # Destinations outside the lake that mirror it (published Iceberg tables), brought up to date after an erasure.
 DB_PUBLICATIONS = b"publications"
 LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_RETENTION,
