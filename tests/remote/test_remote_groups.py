@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 from processes import Start, worker_processes
+from remote_helpers import S3, CuttingProxy
 
 import udr
 from udr.cli import cli
@@ -147,3 +148,32 @@ def test_entries_carry_group_records_as_version_2_and_others_stay_version_1() ->
     newer = json.loads(encode_entry(grouped)) | {"v": 3}
     with pytest.raises(udr.FormatError, match="upgrade udr"):
         decode_entry(4, json.dumps(newer).encode())
+
+
+def test_a_member_closed_while_the_log_is_out_of_reach_closes_and_its_lease_lapses(
+        url: str, caches: Path, s3_server: S3) -> None:
+    proxy = CuttingProxy(s3_server.endpoint)
+
+    async def check() -> None:
+        with udr.open(url, cache=caches / "b", group_lease=1.0) as b:
+            b.create_table("t", pa.schema([("k", pa.int64())]), primary_key=["k"])
+            b.upsert("t", {"k": [1, 2, 3, 4]})
+            with udr.open(url, cache=caches / "a", storage_options={"endpoint": proxy.endpoint},
+                          group_lease=1.0) as a:
+                sa = a.subscribe("t", group="g", member="a", partitions=2)
+                proxy.cut.set()  # giving the lease back in the log fails: closing must not
+                await sa.aclose()
+            assert proxy.dropped >= 1
+            await anyio.sleep(1.2)
+            b.refresh()
+            (info,) = b.groups()
+            assert [(m.name, m.active) for m in info.members] == [("a", False)]
+            async with b.subscribe("t", group="g", member="b") as sb:
+                batch = await sb.__anext__()  # b claims the partitions a never gave back
+                assert batch.table == "t"
+                assert [m.partitions for m in b.groups()[0].members] == [(), (0, 1)]
+
+    try:
+        anyio.run(check)
+    finally:
+        proxy.close()

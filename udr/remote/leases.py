@@ -51,20 +51,30 @@ class RemoteLeases:
         self.seconds = seconds
         self._host = socket.gethostname()
         self._held: set[str] = set()
+        self._deadlines: dict[str, int] = {}  # token -> the newest renewal deadline read (µs since the epoch)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
     def alive(self, lease: Lease) -> bool:
         """Whether `lease`'s holder renewed it within the lease time (see the module docstring)."""
+        now = time.time_ns() // 1000
+        with self._lock:
+            # A deadline once read stands until it passes: a holder that gives its lease back deletes the
+            # group record naming it too, so only a lease still recorded is ever asked about.
+            if self._deadlines.get(lease.token, 0) > now:
+                return True
         raw = self._store.get(lease_key(lease.token))
         if raw is None:
             return False
         try:
             doc = json.loads(raw)
-            return str(doc["token"]) == lease.token and int(doc["deadline_us"]) > time.time_ns() // 1000
+            deadline = int(doc["deadline_us"]) if str(doc["token"]) == lease.token else 0
         except (ValueError, KeyError, TypeError):
             return False  # a damaged renewal proves nothing: the lease counts as lapsed
+        with self._lock:
+            self._deadlines[lease.token] = deadline
+        return deadline > now
 
     def hold(self, token: str) -> None:
         """Make lease `token` live now and renew it until `drop`.
@@ -80,9 +90,15 @@ class RemoteLeases:
                 self._renewer.start()
 
     def drop(self, token: str) -> None:
-        """Stop renewing lease `token` and delete its object (if that fails it lapses at its deadline)."""
+        """Stop renewing lease `token` and delete its object (if that fails it lapses at its deadline); nothing
+        for a token not held."""
         with self._lock:
+            if token not in self._held:
+                return
             self._held.discard(token)
+        self._delete(token)
+
+    def _delete(self, token: str) -> None:
         try:
             self._store.delete(lease_key(token))
         except StorageError:
@@ -112,4 +128,4 @@ class RemoteLeases:
                 with self._lock:
                     gone = token not in self._held
                 if gone:  # dropped while being renewed: delete the object that renewal wrote again
-                    self.drop(token)
+                    self._delete(token)

@@ -174,7 +174,11 @@ class MemberFeed:
                 self._delivered[q] = max(self._delivered[q], new.cursor, key=Cursor.sort_key)
 
     def leave(self) -> None:
-        """Give the member's lease and partitions back."""
+        """Give the member's lease and partitions back.
+
+        Raises:
+            StorageError: (a lake in object storage) the store failed; the lease lapses at its deadline.
+        """
         try:
             self._store.leave(self.group, self.member, self.token)
         finally:

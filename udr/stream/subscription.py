@@ -44,7 +44,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from udr.errors import AckError, UsageError
+from udr.errors import AckError, StorageError, UsageError
 from udr.log.activity import last_write, published, wait_published
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position, write_acks
@@ -291,13 +291,15 @@ class Subscription:
         """Give the group's lease back (once)."""
         if self.group is not None and not self._released:
             self._released = True
-            if self._member is not None:
-                self._member.leave()
-            else:
-                try:
+            try:
+                if self._member is not None:
+                    self._member.leave()
+                else:
                     self._groups.release(self.group, self._token)
-                finally:
-                    self._leases.drop(self._token)
+            except StorageError:
+                pass  # a lake in object storage out of reach: the lease lapses at its deadline, freeing the same
+            finally:
+                self._leases.drop(self._token)  # a member's own token: dropped by `leave`; this one was not held
 
     def _acquire(self, group: str) -> Position | None:
         """Take `group`'s lease (live from before it is recorded) and return the group's position."""
