@@ -3,7 +3,8 @@
 Each process is one "machine" with its own cache directory. It joins group `derive` of the lake in object
 storage as member NAME (leases of LEASE seconds) and derives the tables of `tests/stream/member_workers.py`
 exactly once, each batch's effect committed with its ack (`Transaction.ack`). Prints `ready` once
-subscribed, then `applied SEQ TABLE PARTITION` per batch, until killed.
+subscribed (waiting, after a restart, until the killed process's lease of the same name lapsed), then
+`applied SEQ TABLE PARTITION` per batch, until killed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ PARTITIONS = 4
 
 async def member(url: str, cache: str, name: str, lease: float) -> None:
     with udr.open(url, cache=cache, group_lease=lease) as db:
-        async with db.subscribe(["ev", "log"], group="derive", member=name, partitions=PARTITIONS) as sub:
+        while True:
+            try:
+                sub = db.subscribe(["ev", "log"], group="derive", member=name, partitions=PARTITIONS)
+                break
+            except udr.GroupBusy:  # restarted after a kill: its old lease lapses within one lease time
+                await anyio.sleep(lease / 4)
+        async with sub:
             print("ready", flush=True)
             async for batch in sub:
                 while True:

@@ -5,7 +5,9 @@ lease lapses, and listing, resetting and deleting a group see every cache's memb
 from __future__ import annotations
 
 import json
+import random
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -56,8 +58,7 @@ def test_members_on_two_caches_split_partitions_derive_exactly_once_and_take_ove
     setup_lake(url, caches / "setup")
     members = {name: start("member", url, caches / name, name, LEASE) for name in ("m0", "m1")}
     for proc in members.values():
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
+        _ready(proc)
     produce(url, 30, seed=5, cache=caches / "producer")
     with udr.open(url, cache=caches / "check") as db:
         want, got = _settled(db, 90)
@@ -76,6 +77,32 @@ def test_members_on_two_caches_split_partitions_derive_exactly_once_and_take_ove
         assert got == want
         assert time.monotonic() - killed >= LEASE - 1
         assert _owners(db) == {"m0": (True, (0, 1, 2, 3)), "m1": (False, ())}
+
+
+@pytest.mark.slow  # members restart after each kill and wait out the dead one's lease: about a minute
+def test_members_on_three_caches_killed_and_restarted_at_random_derive_exactly_once(
+        url: str, caches: Path, start: Start) -> None:
+    setup_lake(url, caches / "setup")
+    rng = random.Random(9)
+    members = {name: start("member", url, caches / name, name, 2.0) for name in ("m0", "m1", "m2")}
+    for proc in members.values():
+        _ready(proc)
+    for round_ in range(3):
+        produce(url, 12, seed=round_, cache=caches / "producer")
+        victim = rng.choice(sorted(members))
+        time.sleep(rng.uniform(0.0, 1.0))
+        members[victim].send_signal(signal.SIGKILL)
+        members[victim].wait()
+        members[victim] = start("member", url, caches / victim, victim, 2.0)  # its cache survived the kill
+        _ready(members[victim])
+    with udr.open(url, cache=caches / "check") as db:
+        want, got = _settled(db, 120)
+        assert got == want
+
+
+def _ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
 
 
 def test_groups_reset_and_delete_see_every_cache(url: str, caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
