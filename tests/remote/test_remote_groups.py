@@ -125,14 +125,17 @@ def test_groups_reset_and_delete_see_every_cache(url: str, caches: Path, monkeyp
                     b.reset_group("g", first)
                 with pytest.raises(udr.GroupBusy):  # a member name is live on another machine
                     b.subscribe("t", group="g", member="a")
-            async with a.subscribe("t", group="solo"):
+            async with a.subscribe("t", group="solo") as solo:
                 with pytest.raises(udr.GroupBusy):  # one subscriber per single-member group, across machines
                     b.subscribe("t", group="solo")
+                await solo.ack(await solo.__anext__())
+            (acked,) = [g for g in b.groups() if g.name == "solo"]  # its position is every cache's
+            assert acked.position == first and acked.lag_commits == 0
             b.reset_group("g", first)
             (info,) = [g for g in a.groups() if g.name == "g"]
             assert info.position == first and not info.active
             a.delete_group("g")
-            assert [g.name for g in b.groups()] == []
+            assert [g.name for g in b.groups()] == ["solo"]
 
     anyio.run(check)
 
