@@ -83,14 +83,48 @@ def test_an_erasure_republishes_the_bucket_copy(url: str, caches: Path, s3_serve
             assert 42 not in ice.scan(snapshot_id=snap.snapshot_id).to_arrow().column("id").to_pylist()
 
 
-def test_publishing_needs_a_destination_of_the_lake_s_kind(url: str, caches: Path, tmp_path: Path) -> None:
+def test_publishing_into_a_lake_s_own_storage_is_refused(url: str, caches: Path) -> None:
     with udr.open(url, cache=caches / "a") as a:
         a.append("t", {"x": [1]})
-        with pytest.raises(udr.UsageError, match="object storage"):
-            a.publish_iceberg(tmp_path / "ice")
         with pytest.raises(udr.UsageError, match="own storage"):
             a.publish_iceberg(f"{url}/chunks")
-    with udr.open(tmp_path / "lake") as local:
-        local.append("t", {"x": [1]})
-        with pytest.raises(udr.UsageError, match="local lake"):
-            local.publish_iceberg(f"{url}/iceberg")
+
+
+def _people(db: udr.Lake) -> None:
+    db.create_table("people", SCHEMA, primary_key=["id"])
+    db.append("people", {"id": list(range(BIG)), "name": [f"n{i}" for i in range(BIG)]})
+    db.upsert("people", {"id": [1, 42], "name": ["one", "secret"]})  # inline rows
+
+
+def test_a_remote_lake_publishes_into_a_directory_with_copies_of_its_chunks(
+        url: str, caches: Path, tmp_path: Path, s3_server: S3) -> None:
+    dest = tmp_path / "ice"
+    with udr.open(url, cache=caches / "a") as a:
+        _people(a)
+        assert a.publish_iceberg(dest).snapshots == {"people": 3}
+        a.delete("people", "id < 10")
+        assert a.publish_iceberg(dest).snapshots == {"people": 1}
+        ice = _check_every_snapshot(s3_server, a, str(dest / "people"))
+        # The data files are the destination's own copies: a reader needs neither the bucket nor the cache.
+        paths = {f.file.file_path for f in ice.scan().plan_files()}
+        assert len(paths) == 2 and all(p.startswith(f"file://{dest}/people/data/") for p in paths)
+        a.erase("people", {"id": [42]}, reason="request 8")  # republishes the directory too
+        ice = _check_every_snapshot(s3_server, a, str(dest / "people"))
+        for snap in ice.metadata.snapshots:
+            assert 42 not in ice.scan(snapshot_id=snap.snapshot_id).to_arrow().column("id").to_pylist()
+        assert a.unpublish_iceberg(dest) == ["people"]
+    assert not list((dest / "people").rglob("*.parquet"))
+
+
+def test_a_local_lake_publishes_into_object_storage_with_copies_of_its_chunks(
+        url: str, tmp_path: Path, s3_server: S3) -> None:
+    dest = f"{url}/iceberg"
+    with udr.open(tmp_path / "lake") as db:
+        _people(db)
+        assert db.publish_iceberg(dest).snapshots == {"people": 3}
+        assert db.publish_iceberg(dest).files_written == 0  # idempotent
+        ice = _check_every_snapshot(s3_server, db, f"{dest}/people")
+        paths = {f.file.file_path for f in ice.scan().plan_files()}
+        assert len(paths) == 2 and all(p.startswith(f"{dest}/people/data/") for p in paths)
+        assert db.unpublish_iceberg(dest) == ["people"]
+    assert not [k for k in bucket_keys(s3_server, url) if k.startswith("iceberg/")]

@@ -31,9 +31,9 @@ SIGN = {"insert": 1, "update_after": 1, "update_before": -1, "delete": -1}
 KEYS = 40
 
 
-def setup_lake(path: Path) -> None:
-    """An empty lake with the workload's tables."""
-    with udr.open(path) as db, db.transaction(message="setup") as tx:
+def setup_lake(path: Path | str, cache: Path | None = None) -> None:
+    """An empty lake with the workload's tables (`path` a URL: a lake in object storage, cached in `cache`)."""
+    with udr.open(path, cache=cache) as db, db.transaction(message="setup") as tx:
         tx.create_table("ev", EV, primary_key=["k"])
         tx.create_table("log", LOG)
         tx.create_table("derived", DERIVED, primary_key=["k"])
@@ -56,9 +56,9 @@ def derived(db: udr.Lake) -> tuple[dict[int, tuple[int | None, int]], int]:
     return {int(k): (None if v is None else int(v), int(t)) for k, v, t in rows}, int(logsum)
 
 
-def produce(path: Path, n: int, seed: int) -> None:
+def produce(path: Path | str, n: int, seed: int, cache: Path | None = None) -> None:
     rng = random.Random(seed)
-    with udr.open(path) as db:
+    with udr.open(path, cache=cache) as db:
         for i in range(n):
             choice = rng.random()
             if choice < 0.6:
@@ -71,7 +71,8 @@ def produce(path: Path, n: int, seed: int) -> None:
     print("done", flush=True)
 
 
-def _apply(tx: udr.Transaction, batch: udr.ChangeBatch) -> None:
+def apply_batch(tx: udr.Transaction, batch: udr.ChangeBatch) -> None:
+    """Derive `batch` into `logsum` or `derived` inside `tx`."""
     if batch.table == "log":
         old = {r["p"]: r["total"] for r in tx.read("logsum").to_pylist()}
         p = batch.partition if batch.partition is not None else -1
@@ -101,7 +102,7 @@ async def member(path: Path, name: str) -> None:
                 while True:
                     try:
                         with db.transaction(message=f"derive {batch.commit.seq}") as tx:
-                            _apply(tx, batch)
+                            apply_batch(tx, batch)
                             tx.ack(sub, batch)
                         break
                     except udr.ConflictError:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import udr
-from udr.log.groups import Ack, Cursor, GroupStore, Position
+from udr.log.groups import Ack, Cursor, GroupStore, Position, lease_alive
 from udr.log.members import MemberStore, PartitionAck
 from udr.log.store import LogStore
 
@@ -30,11 +30,11 @@ def test_join_makes_the_partitions_once_and_a_live_name_is_busy(log: LogStore) -
     store = MemberStore(log.env)
     state = store.join("g", "a", "ta", partitions=3, start=_position(4))
     assert [p.position.cursor for p in state.partitions] == [Cursor(4)] * 3
-    assert all(p.owner is None for p in state.partitions) and state.live() == ["a"]
+    assert all(p.owner is None for p in state.partitions) and state.live(lease_alive) == ["a"]
     with pytest.raises(udr.GroupBusy, match="member 'a' of group 'g' is live"):
         store.join("g", "a", "tx", partitions=None, start=_position(0))
     state = store.join("g", "b", "tb", partitions=None, start=_position(9, None))
-    assert len(state.partitions) == 3 and state.live() == ["a", "b"]
+    assert len(state.partitions) == 3 and state.live(lease_alive) == ["a", "b"]
     assert [p.position.cursor for p in state.partitions] == [Cursor(4)] * 3  # the group's, not b's start
     with pytest.raises(udr.UsageError, match="partitions must be between"):
         store.join("h", "a", "t", partitions=0, start=_position(0))

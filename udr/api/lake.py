@@ -38,6 +38,7 @@ from udr.query.engine import (
 )
 from udr.query.logviews import LogViews, names_log_view
 from udr.query.statements import check_not_writing, writing_kind
+from udr.remote.leases import LEASE_SECONDS
 from udr.remote.mirror import Mirror, open_mirror
 from udr.remote.store import is_url
 from udr.values import Commit
@@ -47,7 +48,7 @@ MEMORY_LAKE = ":memory:"
 
 
 def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: str | os.PathLike[str] | None = None,
-         storage_options: Mapping[str, str] | None = None) -> Lake:
+         storage_options: Mapping[str, str] | None = None, group_lease: float = LEASE_SECONDS) -> Lake:
     """Open the lake at `path`, creating an empty one (with a root commit on `main`) if it is missing.
 
     Args:
@@ -59,9 +60,12 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
             `~/.cache/udr/<hash of the URL>`); it may be deleted at any time and is rebuilt from the remote lake.
         storage_options: for a URL, obstore options ("endpoint", "access_key_id", "region", "allow_http", ...)
             overriding the usual environment variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...).
+        group_lease: for a URL, the seconds a consumer-group subscriber of this handle stays live without
+            renewing its lease (renewed every third of it); other machines take its partitions once it lapses.
 
     Raises:
-        UsageError: an unsupported URL scheme or storage option, or `cache` is a local lake; nothing was touched.
+        UsageError: an unsupported URL scheme or storage option, `cache` is a local lake, or `group_lease` is
+            not positive; nothing was touched.
         LakeNotFound: no lake at `path` (or no such bucket) and `create` is False.
         FormatError: `path` is not a lake, or was written by a newer version of udr.
         StorageError: object storage failed (no credentials, access denied, network); `retryable` when it may pass.
@@ -69,7 +73,7 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
     if str(path) == MEMORY_LAKE:
         return Lake(Path(MEMORY_LAKE))
     if isinstance(path, str) and is_url(path):
-        mirror = open_mirror(path, cache=cache, options=storage_options, create=create)
+        mirror = open_mirror(path, cache=cache, options=storage_options, create=create, lease=group_lease)
         return Lake(mirror.root, create=False, remote=mirror)
     return Lake(Path(path), create=create)
 

@@ -10,6 +10,7 @@ from udr.log.groups import Cursor
 from udr.log.refs import check_name
 from udr.log.refspec import Ref
 from udr.stream.admin import delete_group, group_infos, group_resume, reset_group
+from udr.stream.leases import LeaseKeeper, LocalLeases
 from udr.stream.subscription import Subscription
 from udr.values import GroupInfo
 
@@ -63,13 +64,14 @@ class StreamMethods:
             wanted = frozenset(names)
         sub = Subscription(
             self._handle.ctx.log, branch=branch, tables=wanted, group=group, start=after, source=self._handle.changes, member=member,
-            partitions=partitions, max_rows=max_rows)
+            partitions=partitions, max_rows=max_rows, leases=self._leases)
         self._handle.subscriptions.add(sub)
         return sub
 
     def groups(self) -> list[GroupInfo]:
         """Every consumer group (that acknowledged a batch or was reset), with its position and lag."""
-        return group_infos(self._handle.ctx.log)
+        self._refresh_groups()
+        return group_infos(self._handle.ctx.log, self._leases.alive)
 
     def reset_group(self, name: str, to: Ref, *, branch: str = "main") -> None:
         """Make group `name` resume after commit `to` on `branch`: rewind (redeliver) or skip ahead.
@@ -80,7 +82,9 @@ class StreamMethods:
         """
         check_name(name, "group")
         self._handle.head(branch)
-        reset_group(self._handle.ctx.log, name, seq=self._handle.ctx.log.get_commit(self._handle.resolve(to, branch)).seq, branch=branch)
+        self._refresh_groups()
+        reset_group(self._handle.ctx.log, name, seq=self._handle.ctx.log.get_commit(self._handle.resolve(to, branch)).seq,
+                    branch=branch, alive=self._leases.alive)
 
     def delete_group(self, name: str) -> None:
         """Forget consumer group `name`: its positions, leases and members.
@@ -89,7 +93,18 @@ class StreamMethods:
             InvalidName, UsageError: a bad group name, or no such group.
             GroupBusy: a live subscriber consumes the group; close it first.
         """
-        delete_group(self._handle.ctx.log, check_name(name, "group"))
+        self._refresh_groups()
+        delete_group(self._handle.ctx.log, check_name(name, "group"), self._leases.alive)
+
+    @property
+    def _leases(self) -> LeaseKeeper:
+        """How this lake's group leases stay live: renewed in object storage for a remote lake."""
+        return self._handle.remote.leases if self._handle.remote is not None else LocalLeases()
+
+    def _refresh_groups(self) -> None:
+        """Apply what other machines committed, so a remote lake's groups read as the remote log has them."""
+        if self._handle.remote is not None:
+            self._handle.remote.pull()
 
     def _check_streamed_tables(self, names: list[str], head: CommitId, after: Cursor) -> None:
         # A table counts if it exists now or some commit after `after` touched it (e.g. dropped it).

@@ -1,8 +1,9 @@
 """Iceberg publishing, for the facade: which destination a `dest` names, publishing, unpublishing, and
 bringing every recorded destination up to date after an erasure.
 
-A local lake publishes into a directory; a lake in object storage publishes into object storage (a URL, usually
-under the lake's own prefix: its data files are the lake's chunk objects, which a directory cannot name). The
+A local lake publishes into a directory, naming its chunk files; a lake in object storage publishes into object
+storage (a URL, usually under the lake's own prefix), naming its chunk objects. Across kinds (a local lake into
+object storage, a remote lake into a directory) the destination keeps a copy of each data file. The
 destinations are recorded in the lake's `publications` sub-database by `udr.publish.iceberg`.
 """
 
@@ -14,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from udr.api.handle import Handle
-from udr.errors import UdrError, UsageError
+from udr.errors import UdrError
 from udr.log.format import CommitId
 from udr.log.publications import PublicationStore
 from udr.publish import iceberg
 from udr.publish.target import LocalTarget, Target
-from udr.remote.publishing import object_target
+from udr.remote.publishing import copying_target, object_target
 from udr.remote.store import is_url
 
 
@@ -27,19 +28,17 @@ def target(handle: Handle, dest: str | os.PathLike[str]) -> Target:
     """The destination `dest` names for this lake.
 
     Raises:
-        UsageError: a URL for a local lake, a directory for a lake in object storage, or a bad URL.
+        UsageError: a bad URL, or one inside a remote lake's own storage.
     """
     text = os.fspath(dest)
-    remote = handle.remote
+    remote, chunks = handle.remote, handle.ctx.log.chunks
     if is_url(text):
         if remote is None:
-            raise UsageError(f"cannot publish the local lake {handle.ctx.path} to {text}: its data files are local; "
-                             "publish to a directory, or clone the lake into object storage and publish from there")
-        return object_target(remote, handle.ctx.log.chunks, text)
+            return copying_target(text, handle.ctx.path, chunks)
+        return object_target(remote, chunks, text)
     if remote is not None:
-        raise UsageError(f"cannot publish {remote.url} to the directory {text}: its data files are in object "
-                         f"storage; publish under a URL such as {remote.url}/iceberg")
-    return LocalTarget(Path(text), handle.ctx.path, handle.ctx.log.chunks)
+        return LocalTarget(Path(text), remote.url, chunks, copy=True)
+    return LocalTarget(Path(text), str(handle.ctx.path.resolve()), chunks)
 
 
 def publish(handle: Handle, dest: str | os.PathLike[str], tables: Sequence[str] | None,

@@ -54,6 +54,11 @@ DB_EXPIRED = b"expired"
 # Erasures (udr.log.erasure): their replacement maps in order, and every chunk or blob one replaced.
 DB_ERASURES = b"erasures"
 DB_REPLACED = b"replaced"
+# A published Iceberg table's own copy of a chunk file as a data file, under the destination (docs/FORMAT.md,
+# "Published Iceberg tables"): of inline rows always, of every chunk when the destination is of the other kind
+# than the lake (a directory for a lake in object storage, object storage for a local lake).
+ICEBERG_INLINE_COPY = "{table}/data/inline-{chunk}.parquet"
+ICEBERG_CHUNK_COPY = "{table}/data/{chunk}.parquet"
 # Destinations outside the lake that mirror it (published Iceberg tables), brought up to date after an erasure.
 DB_PUBLICATIONS = b"publications"
 LOG_DBS = (DB_META, DB_COMMITS, DB_SEQS, DB_REFS, DB_BLOBS, DB_INTENTS, DB_GROUPS, DB_PINS, DB_RETENTION,
@@ -162,7 +167,11 @@ ERASURE_KEYS = "udr.erasure.keys"
 REMOTE_LOG_PREFIX = "log/"
 REMOTE_CHUNK_PREFIX = "chunks/"
 REMOTE_SEQ_DIGITS = 20
-REMOTE_ENTRY_VERSION = 1
+REMOTE_ENTRY_VERSION = 2
+# Entries that change no consumer-group record are still written as version 1, so older udr reads them.
+REMOTE_ENTRY_VERSION_PLAIN = 1
+# Consumer-group lease renewals: one object per live lease, `leases/<token>` (docs/FORMAT.md).
+REMOTE_LEASE_PREFIX = "leases/"
 META_REMOTE_URL = b"remote_url"
 META_REMOTE_APPLIED = b"remote_applied"
 META_REMOTE_PURGED = b"remote_purged"

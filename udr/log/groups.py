@@ -10,12 +10,16 @@ LMDB transaction, or neither does.
 
 A *lease* names the one subscriber that may consume a group: the holder's pid, the start time of that
 process (so a recycled pid is not mistaken for the holder) and a random token. A lease whose process is
-gone is free; a live holder, even in the calling process, makes `acquire` raise `GroupBusy`.
+gone is free; a live holder, even in the calling process, makes `acquire` raise `GroupBusy`. Who is live
+is the caller's `alive` (`lease_alive` by default; a lake in object storage, whose holders run on many
+machines, asks their renewal deadlines: `udr.remote.leases`).
 
 Keys: `GROUP_POSITION + name` -> JSON `{"seq", "table", "time_us", "branch", "tables"}` (plus `"offset"`
 inside a table's parts, and `"dropped"` once a followed table was dropped);
 `GROUP_LEASE + name` -> JSON `{"pid", "started", "token", "time_us"}`. Each public method is one LMDB
-transaction; safe across threads and processes. Groups with several members keep other records
+transaction; safe across threads and processes. In the cache of a lake in object storage each such
+transaction is published as a remote log entry (`udr.remote.mirror`); one that loses the race for its
+entry writes nothing and runs again on the records the cache then pulled (`retry_lost`). Groups with several members keep other records
 (`udr.log.members`); an ack of either kind is a `GroupAck`, applied by `ack_hook` inside a commit.
 """
 
@@ -24,19 +28,42 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
 from udr.log.index import Environment, IndexTxn
+from udr.log.placement import LostRace
 from udr.log.processes import process_alive
 from udr.log.store import CommitHook, LogStore
 
 # A decoded JSON record, as `json.loads` returns it.
 JsonDoc = dict[str, Any]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+# Writes retried after losing the race for a replicated log's next entry: each loss means another
+# machine wrote first, and the replica pulled what it wrote.
+_MAX_LOST_RACES = 64
+
+
+def retry_lost(write: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Run the group write `write` (one transaction) again while it loses the race for the next entry of a
+    replicated log (`LostRace`: nothing was written, and the replica now holds the winner's records, which the
+    next attempt checks against)."""
+    @wraps(write)
+    def retried(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for _ in range(_MAX_LOST_RACES - 1):
+            try:
+                return write(*args, **kwargs)
+            except LostRace:
+                continue
+        return write(*args, **kwargs)
+
+    return retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +106,11 @@ class Lease:
     started: int | None
     token: str
     time_us: int
+
+
+# Whether a lease's holder is live: `lease_alive` on one machine; a lake in object storage checks the
+# holder's renewal deadline (`udr.remote.leases`).
+Alive = Callable[[Lease], bool]
 
 
 class GroupAck(Protocol):
@@ -127,13 +159,15 @@ def lease_alive(lease: Lease) -> bool:
 class GroupStore:
     """Reads and writes group records in a log environment."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, alive: Alive | None = None) -> None:
         self._env = env
+        self._alive = alive or lease_alive
 
     @classmethod
-    def of(cls, log: LogStore) -> GroupStore:
-        """The group records of `log` (how the layers above `udr.log` reach them)."""
-        return cls(log.env)
+    def of(cls, log: LogStore, alive: Alive | None = None) -> GroupStore:
+        """The group records of `log` (how the layers above `udr.log` reach them); `alive` tells a live lease
+        (default: its process runs on this machine)."""
+        return cls(log.env, alive)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -154,6 +188,7 @@ class GroupStore:
 
     # -- writing ----------------------------------------------------------------------------------------
 
+    @retry_lost
     def acquire(self, group: str, token: str) -> Position | None:
         """Take `group`'s lease for this process under `token` and return the group's position.
 
@@ -164,12 +199,13 @@ class GroupStore:
             if self._has_prefix(txn, GROUP_PARTITION + group.encode() + b"\0"):
                 raise UsageError(f"group {group!r} has several members; subscribe with member=... to join it")
             held = self._lease(txn, group)
-            if held is not None and lease_alive(held):
+            if held is not None and self._alive(held):
                 raise GroupBusy(_busy(group, held))
             lease = new_lease(token)
             txn.put(GROUP_LEASE + group.encode(), dump(lease_doc(lease)), db=self._env.db(DB_GROUPS))
             return self._position(txn, group)
 
+    @retry_lost
     def release(self, group: str, token: str) -> None:
         """Give `group`'s lease back, if `token` still holds it."""
         with self._env.write() as txn:
@@ -177,6 +213,7 @@ class GroupStore:
             if held is not None and held.token == token:
                 txn.delete(GROUP_LEASE + group.encode(), db=self._env.db(DB_GROUPS))
 
+    @retry_lost
     def ack(self, ack: Ack) -> None:
         """Move a group's position by compare-and-swap, in a durable write of its own.
 
@@ -188,6 +225,7 @@ class GroupStore:
         with self._env.write() as txn:
             self.apply_ack(txn, ack)
 
+    @retry_lost
     def reset(self, group: str, position: Position) -> None:
         """Set `group`'s position outright (rewind or skip).
 
@@ -196,7 +234,7 @@ class GroupStore:
         """
         with self._env.write() as txn:
             held = self._lease(txn, group)
-            if held is not None and lease_alive(held):
+            if held is not None and self._alive(held):
                 raise GroupBusy(_busy(group, held) + "; close it before resetting the group")
             self._put_position(txn, group, position)
 
@@ -208,13 +246,14 @@ class GroupStore:
             GroupBusy: a live subscriber consumes the group.
         """
         held = self._lease(txn, group)
-        if held is not None and lease_alive(held):
+        if held is not None and self._alive(held):
             raise GroupBusy(_busy(group, held) + f"; close it {why}")
         position = self._position(txn, group)
         for prefix in (GROUP_POSITION, GROUP_LEASE):
             txn.delete(prefix + group.encode(), db=self._env.db(DB_GROUPS))
         return position
 
+    @retry_lost
     def delete(self, group: str) -> bool:
         """Forget a single-member group; False if it had no records.
 
@@ -282,6 +321,7 @@ def ack_hook(acks: Sequence[GroupAck]) -> CommitHook:
     return hook
 
 
+@retry_lost
 def write_acks(log: LogStore, acks: Sequence[GroupAck]) -> None:
     """Move group positions in one durable write of their own (acks of no commit: `Subscription.ack`, or a
     transaction that changed nothing).

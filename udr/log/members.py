@@ -4,7 +4,8 @@ A group gets members when the first subscriber naming one (`member=`) joins it; 
 a fixed number of *partitions* (how a batch's rows map to partitions is `udr.stream.partition`'s). Each
 partition has its own position (the single-member `Position`: a cursor and the tables followed) and at most
 one *owner*: the lease token of the member consuming it. A member's lease is like a single-member group's
-(pid, process start time, random token): live while that process runs and has not released it.
+(pid, process start time, random token): live while that process runs and has not released it (or, as
+the caller's `alive` says, while its holder renews it: a lake in object storage).
 
 Ownership moves only in this module's write transactions: `claim` takes a partition that is free or whose
 owner's lease is gone (its process died, or the member joined again under a new token), and gives back the
@@ -22,7 +23,7 @@ across threads and processes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import lmdb
@@ -35,6 +36,7 @@ from udr.log.format import (
     GROUP_PARTITIONS_DEFAULT,
 )
 from udr.log.groups import (
+    Alive,
     Cursor,
     GroupStore,
     JsonDoc,
@@ -47,6 +49,7 @@ from udr.log.groups import (
     new_lease,
     position_doc,
     position_from,
+    retry_lost,
 )
 from udr.log.index import Environment, IndexTxn
 from udr.log.store import LogStore
@@ -72,11 +75,11 @@ class GroupState:
     partitions: tuple[Partition, ...]
     members: dict[str, Lease]
 
-    def live(self, alive: Callable[[Lease], bool] = lease_alive) -> list[str]:
+    def live(self, alive: Alive) -> list[str]:
         """The names of the members whose lease is live (by `alive`), sorted."""
         return sorted(m for m, lease in self.members.items() if alive(lease))
 
-    def owned_live(self, part: Partition, alive: Callable[[Lease], bool] = lease_alive) -> bool:
+    def owned_live(self, part: Partition, alive: Alive) -> bool:
         """Whether `part`'s owner is a live member (by `alive`) still holding the lease it claimed it with."""
         lease = self.members.get(part.member or "")
         return part.owner is not None and lease is not None and lease.token == part.owner and alive(lease)
@@ -104,13 +107,15 @@ class PartitionAck:
 class MemberStore:
     """Reads and writes the records of groups with members in a log environment."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, alive: Alive | None = None) -> None:
         self._env = env
+        self._alive = alive or lease_alive
 
     @classmethod
-    def of(cls, log: LogStore) -> MemberStore:
-        """The members' records of `log` (how the layers above `udr.log` reach them)."""
-        return cls(log.env)
+    def of(cls, log: LogStore, alive: Alive | None = None) -> MemberStore:
+        """The members' records of `log` (how the layers above `udr.log` reach them); `alive` tells a live
+        lease (default: its process runs on this machine)."""
+        return cls(log.env, alive)
 
     def state(self, group: str) -> GroupState | None:
         """`group`'s partitions and members, None if it has no members' records."""
@@ -123,6 +128,7 @@ class MemberStore:
             names = {key.partition(b"\0")[0].decode() for key, _ in self._scan(txn, GROUP_PARTITION)}
             return {name: state for name in sorted(names) if (state := self._state(txn, name)) is not None}
 
+    @retry_lost
     def join(self, group: str, member: str, token: str, *, partitions: int | None, start: Position) -> GroupState:
         """Take `member`'s lease under `token`, making the group's partitions first if it has none (from a
         single-member group's position if there is one, else from `start`).
@@ -136,11 +142,11 @@ class MemberStore:
         with self._env.write() as txn:
             state = self._state(txn, group)
             held = state.members.get(member) if state is not None else None
-            if held is not None and lease_alive(held):
+            if held is not None and self._alive(held):
                 raise GroupBusy(f"member {member!r} of group {group!r} is live in process {held.pid}; "
                                 "use another member name or stop that one")
             if state is None:
-                origin = GroupStore(self._env).take_over(txn, group) or start
+                origin = GroupStore(self._env, self._alive).take_over(txn, group) or start
                 for n in range(partitions or GROUP_PARTITIONS_DEFAULT):
                     self._put_partition(txn, group, Partition(n, origin))
             elif partitions is not None and partitions != len(state.partitions):
@@ -155,6 +161,7 @@ class MemberStore:
             assert joined is not None
             return joined
 
+    @retry_lost
     def claim(self, group: str, member: str, token: str, *, take: Iterable[int], give: Iterable[int]) -> GroupState:
         """Give back the partitions `give` that `token` owns, then take those of `take` that are free or
         whose owner is gone; return the new state.
@@ -170,12 +177,13 @@ class MemberStore:
                     self._put_partition(txn, group, replace(part, owner=None, member=None))
             for n in take:
                 part = state.partitions[n]
-                if part.owner != token and not state.owned_live(part):
+                if part.owner != token and not state.owned_live(part, self._alive):
                     self._put_partition(txn, group, replace(part, owner=token, member=member))
             claimed = self._state(txn, group)
             assert claimed is not None
             return claimed
 
+    @retry_lost
     def leave(self, group: str, member: str, token: str) -> None:
         """Give back `member`'s lease and partitions, if `token` still holds them."""
         with self._env.write() as txn:
@@ -188,6 +196,7 @@ class MemberStore:
                 if part.owner == token:
                     self._put_partition(txn, group, replace(part, owner=None, member=None))
 
+    @retry_lost
     def ack(self, ack: PartitionAck) -> None:
         """Move a partition's position by compare-and-swap, in a durable write of its own.
 
@@ -225,6 +234,7 @@ class MemberStore:
             if idle is not None and idle.owner == ack.token and idle.position.cursor == expected:
                 self._put_partition(txn, ack.group, replace(idle, position=new))
 
+    @retry_lost
     def reset(self, group: str, position: Position) -> None:
         """Set every partition's position to `position` (rewind or skip), leaving them unowned.
 
@@ -236,6 +246,7 @@ class MemberStore:
             for part in state.partitions:
                 self._put_partition(txn, group, Partition(part.number, position))
 
+    @retry_lost
     def delete(self, group: str) -> bool:
         """Forget the group's partitions and members; False if it had none.
 
@@ -290,7 +301,7 @@ class MemberStore:
         state = self._state(txn, group)
         if state is None:
             raise UsageError(f"group {group!r} has no members")
-        live = state.live()
+        live = state.live(self._alive)
         if live:
             raise GroupBusy(f"group {group!r} has live members ({', '.join(live)}); stop them before {doing} the group")
         return state

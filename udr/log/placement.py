@@ -23,6 +23,11 @@ class HeadMoved(ConflictError):
         self.head = head
 
 
+class LostRace(ConflictError):
+    """A write of a log replicated elsewhere (a cache of a lake in object storage) lost the race for the other
+    log's next entry: nothing was written, the replica pulled the winner's entry; the writer retries."""
+
+
 def check_reads(branch: str, read: frozenset[str] | set[str], cid: CommitId, other: CommitRecord) -> None:
     """Raise `ConflictError` if commit `cid` changed a table in `read`, the tables a serializable transaction
     on `branch` read."""

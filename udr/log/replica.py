@@ -25,6 +25,7 @@ from udr.log.erasure import Erasure, index_erasure
 from udr.log.format import (
     DB_BLOBS,
     DB_COMMITS,
+    DB_GROUPS,
     DB_META,
     DB_REFLOG,
     DB_REFS,
@@ -161,6 +162,21 @@ class ReplicaTxn:
         """The id of the log's first commit (seq 0), if any."""
         raw = self._get(struct.pack(">Q", 0), DB_SEQS)
         return CommitId(raw.decode()) if raw is not None else None
+
+    def group_records(self) -> dict[bytes, bytes]:
+        """Every consumer-group record (`udr.log.groups`, `udr.log.members`): key -> value. A lake in object
+        storage publishes the ones a write changed (a few per group: they are read at each write's start)."""
+        cursor = self._txn.cursor(db=self._env.db(DB_GROUPS))
+        return {bytes(key): bytes(value) for key, value in cursor} if cursor.first() else {}
+
+    def put_group_records(self, changes: Mapping[bytes, bytes | None]) -> None:
+        """Apply consumer-group record changes another log published: key -> new value (None: deleted)."""
+        db = self._env.db(DB_GROUPS)
+        for key, value in changes.items():
+            if value is None:
+                self._txn.delete(key, db=db)
+            else:
+                self._txn.put(key, value, db=db)
 
     def suffix(self, since: Position, *, until: int | None = None) -> Suffix:
         """The commits after `since.seq` (with their blobs and chunks), up to seq `until` (exclusive; None: the

@@ -266,8 +266,8 @@ def _file_paths(ctx: _Context, state: TableState | None, copies: dict[ChunkId, C
     if state is None:
         return {}
     uri = ctx.target.chunk_uri
-    return {(uri(copies[f.chunk], table) if f.inline else uri(f.chunk)): (f, copies[f.chunk] if f.inline else f.chunk)
-            for f in state.fragments}
+    return {(uri(copies[f.chunk], table, inline=True) if f.inline else uri(f.chunk, table)):
+            (f, copies[f.chunk] if f.inline else f.chunk) for f in state.fragments}
 
 
 def _add_snapshot(ctx: _Context, meta: TableMetadata, manifests: _Manifests, table: str, cid: CommitId,

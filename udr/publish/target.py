@@ -4,9 +4,12 @@
 `/`-separated (`<table>/metadata/v3.metadata.json`). `LocalTarget` is a directory on this machine whose data
 files are the lake's own chunk files; `udr.remote.publishing.ObjectTarget` is a prefix in object storage whose
 data files are the remote lake's chunk objects. Both write each file whole (readers never see a torn one) and
-create a metadata version only if absent, so two publishers cannot both write version N. A local file appears
-under its final name only complete and durable (`write_atomic`: temp file, fsync, rename, fsync of the
-directory), so a crash leaves at worst an unreferenced temp file.
+create a metadata version only if absent, so two publishers cannot both write version N. A destination of
+the other kind than its lake (a directory for a lake in object storage, object storage for a local lake)
+cannot name the lake's chunk files, so it keeps a copy of each among its table's files (`ICEBERG_*_COPY`), made
+before any metadata names it; the destination owns the copies (rebuilt after an erasure, removed by
+unpublish). A local file appears under its final name only complete and durable (`write_atomic`: temp file,
+fsync, rename, fsync of the directory), so a crash leaves at worst an unreferenced temp file.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Protocol
 
 from udr.errors import ConflictError
 from udr.log.chunks import FileChunkStore, fsync_dir
-from udr.log.format import ChunkId
+from udr.log.format import ICEBERG_CHUNK_COPY, ICEBERG_INLINE_COPY, ChunkId
 
 
 def file_uri(path: Path) -> str:
@@ -127,9 +130,9 @@ class Target(Protocol):
         """Whether the destination is still there (not deleted by hand)."""
         ...
 
-    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
-        """The URI of chunk file `chunk` as a data file; `table`: the chunk is a Parquet copy of inline rows
-        made for that table (a target may keep such copies among the table's own files)."""
+    def chunk_uri(self, chunk: ChunkId, table: str, *, inline: bool = False) -> str:
+        """The URI of chunk file `chunk` as a data file of `table`; `inline`: the chunk is a Parquet copy of
+        inline rows made for that table (a target may keep copies among the table's own files)."""
         ...
 
     def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
@@ -146,12 +149,14 @@ class Target(Protocol):
 
 
 class LocalTarget:
-    """A destination directory; data files are the chunk files of the lake's chunk store, by absolute path."""
+    """A destination directory; data files are the chunk files of the lake's chunk store, by absolute path,
+    or (`copy`: the lake is in object storage, `chunks` its cache's) copies among the table's files."""
 
-    def __init__(self, root: Path, lake: Path, chunks: FileChunkStore) -> None:
+    def __init__(self, root: Path, lake: str, chunks: FileChunkStore, *, copy: bool = False) -> None:
         self._root = root.resolve()
-        self._lake = str(lake.resolve())
+        self._lake = lake
         self._chunks = chunks
+        self._copy = copy
 
     @property
     def name(self) -> str:
@@ -193,13 +198,21 @@ class LocalTarget:
     def exists(self) -> bool:
         return self._root.is_dir()
 
-    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
+    def chunk_uri(self, chunk: ChunkId, table: str, *, inline: bool = False) -> str:
+        if self._copy:
+            return self.uri((ICEBERG_INLINE_COPY if inline else ICEBERG_CHUNK_COPY).format(table=table, chunk=chunk))
         return file_uri(self._chunks.path(chunk))  # copies of inline rows too: the lake keeps them, pinned
 
     def owns(self, uri: str) -> bool:
         return uri.startswith(file_uri(self._root) + "/")
 
     def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
+        if self.owns(uri):
+            path = local_path(uri)
+            if not path.is_file():
+                # Fetched from the lake (and checked against its id) when the cache lacks it.
+                write_bytes_atomic(path, self._chunks.get(chunk))
+            return path.stat().st_size
         try:
             return os.stat(self._chunks.path(chunk)).st_size
         except FileNotFoundError as exc:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from udr.errors import CorruptionError, FormatError
 from udr.log.format import (
     REMOTE_ENTRY_VERSION,
+    REMOTE_ENTRY_VERSION_PLAIN,
     REMOTE_LOG_PREFIX,
     REMOTE_SEQ_DIGITS,
     BlobId,
@@ -36,6 +37,8 @@ class Entry:
         commits: (id, stored commit blob) of every commit it adds, in local log order.
         blobs: stored bytes of the blobs those commits reference.
         moves: the ref-log records (`udr.log.reflog` documents) of the ref moves it makes, in order.
+        groups: the consumer-group records it changes (`udr.log.groups`, `udr.log.members`): key -> new
+            value, None for a deleted record (version 2 entries only).
     """
 
     seq: int
@@ -43,6 +46,7 @@ class Entry:
     commits: tuple[tuple[CommitId, bytes], ...] = ()
     blobs: Mapping[BlobId, bytes] = field(default_factory=dict)
     moves: tuple[Mapping[str, object], ...] = ()
+    groups: Mapping[bytes, bytes | None] = field(default_factory=dict)
 
 
 def entry_key(seq: int) -> str:
@@ -52,15 +56,22 @@ def entry_key(seq: int) -> str:
 
 def encode_entry(entry: Entry) -> bytes:
     """The stored bytes of `entry`: JSON, binary parts in base64."""
-    doc = {
-        "v": REMOTE_ENTRY_VERSION,
+    doc: dict[str, object] = {
+        "v": REMOTE_ENTRY_VERSION if entry.groups else REMOTE_ENTRY_VERSION_PLAIN,
         "seq": entry.seq,
         "format": entry.format,
         "commits": [[cid, base64.b64encode(raw).decode()] for cid, raw in entry.commits],
         "blobs": {bid: base64.b64encode(raw).decode() for bid, raw in sorted(entry.blobs.items())},
         "moves": list(entry.moves),
     }
+    if entry.groups:
+        doc["groups"] = [[_b64(key), _b64(value) if value is not None else None]
+                         for key, value in sorted(entry.groups.items())]
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def decode_entry(seq: int, raw: bytes) -> Entry:
@@ -82,6 +93,8 @@ def decode_entry(seq: int, raw: bytes) -> Entry:
             commits=tuple((CommitId(str(cid)), base64.b64decode(data)) for cid, data in doc["commits"]),
             blobs={BlobId(str(bid)): base64.b64decode(data) for bid, data in doc["blobs"].items()},
             moves=tuple(dict(move) for move in doc["moves"]),
+            groups={base64.b64decode(key): base64.b64decode(value) if value is not None else None
+                    for key, value in doc.get("groups", ())},
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptionError(f"remote log entry {seq} is not a valid entry ({exc}); the remote lake is damaged") from exc

@@ -12,6 +12,10 @@ before the LMDB transaction commits, so a writer killed before (2) leaves only u
 killed between (2) and (3) leaves an entry its cache applies on the next pull. A writer that loses (2) to
 another writer aborts its LMDB transaction, pulls on its next write and re-applies its changes on the new head
 (`HeadMoved`, the many-writers rule of `udr.log.placement` and `udr.api.committing.restage`).
+A write that changes consumer-group records (an ack, a join, a claim of partitions) publishes the records it
+changed in its entry, so every cache holds the same groups and an ack travels in its commit's entry; a
+group write that loses the race runs again (`udr.log.placement.LostRace`). The liveness of group leases
+lives in `udr.remote.leases`.
 Safe across threads (LMDB serializes the cache's writers); the poller is one daemon thread per mirror.
 """
 
@@ -38,9 +42,10 @@ from udr.errors import (
 from udr.log.chunks import FileChunkStore
 from udr.log.format import REMOTE_CHUNK_PREFIX, ChunkId
 from udr.log.label import read_format, write_label
-from udr.log.placement import HeadMoved
+from udr.log.placement import HeadMoved, LostRace
 from udr.log.replica import Position, Replica, ReplicaTxn, open_replica
 from udr.log.store import LogStore
+from udr.remote.leases import LEASE_SECONDS, RemoteLeases
 from udr.remote.log import Entry, RemoteLog
 from udr.remote.replay import apply, collect
 from udr.remote.store import ObjectStore, open_store
@@ -70,8 +75,10 @@ def chunk_key(chunk: ChunkId) -> str:
 class Mirror:
     """One remote lake and the local cache directory that replays it."""
 
-    def __init__(self, store: ObjectStore, root: Path, options: Mapping[str, str] | None = None) -> None:
+    def __init__(self, store: ObjectStore, root: Path, options: Mapping[str, str] | None = None, *,
+                 lease: float = LEASE_SECONDS) -> None:
         self.store = store
+        self.leases = RemoteLeases(store, lease)  # consumer-group leases held through this mirror
         self.options = dict(options or {})  # for other stores the lake writes to (Iceberg destinations)
         self.log = RemoteLog(store)
         self.root = root
@@ -119,16 +126,17 @@ class Mirror:
         self._seen = max(self._seen, seq)
 
     def close(self) -> None:
-        """Stop polling (the cache's environment stays with the lake that opened it)."""
+        """Stop polling and renewing leases (the cache's environment stays with the lake that opened it)."""
         self._stop.set()
+        self.leases.close()
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join()
 
     # -- the write watcher --------------------------------------------------------------------------------
 
     def begin(self, txn: ReplicaTxn) -> object:
-        """Note where the cache's log stands as `txn` begins."""
-        return txn.position()
+        """Note where the cache's log stands as `txn` begins, and its consumer-group records."""
+        return txn.position(), txn.group_records()
 
     def finish(self, txn: ReplicaTxn, began: object) -> None:
         """Publish what `txn` wrote: upload its chunks, then create the next remote entry (the commit point).
@@ -139,7 +147,8 @@ class Mirror:
             StorageError: the store failed; `txn` aborts.
         """
         seq = txn.applied() + 1
-        found = collect(txn, cast(Position, began), seq)
+        position, groups = cast(tuple[Position, dict[bytes, bytes]], began)
+        found = collect(txn, position, seq, groups)
         if found is None:
             return
         entry, chunks = found
@@ -260,25 +269,28 @@ def _each(work: Callable[[ChunkId], None], chunks: list[ChunkId]) -> None:
 
 
 def _lost(url: str, entry: Entry) -> ConflictError:
+    """What a writer that lost entry `entry.seq` raises: a commit re-applies its changes on the winner's head,
+    any other write (a ref or consumer-group change) runs again on the records the cache then pulled."""
     for move in entry.moves:
         if str(move["ref"]).startswith("branch:") and move["old"] is not None and entry.commits:
             return RemoteMoved(f"another writer committed to {url} first (remote log entry {entry.seq}); "
                                "re-applying on its commits", str(move["old"]))  # type: ignore[arg-type]
-    return ConflictError(f"another writer changed {url} first (remote log entry {entry.seq}); retry")
+    return LostRace(f"another writer changed {url} first (remote log entry {entry.seq}); retry")
 
 
 def open_mirror(url: str, *, cache: str | os.PathLike[str] | None, options: Mapping[str, str] | None,
-                create: bool) -> Mirror:
-    """The mirror of the remote lake at `url`, its cache directory ready to open as a lake.
+                create: bool, lease: float = LEASE_SECONDS) -> Mirror:
+    """The mirror of the remote lake at `url`, its cache directory ready to open as a lake (its group leases
+    lasting `lease` seconds).
 
     Raises:
         LakeNotFound: no lake at `url` and `create` is False, or no such bucket.
-        UsageError: `cache` holds a local lake that is not a cache of `url`.
+        UsageError: `cache` holds a local lake that is not a cache of `url`, or `lease` is not positive.
         StorageError: the store failed.
     """
     store = open_store(url, options)
     root = Path(cache).expanduser() if cache is not None else default_cache(store.url)
-    mirror = Mirror(store, root, options)
+    mirror = Mirror(store, root, options, lease=lease)
     first = mirror.log.read(0)
     if read_format(root) is not None and _cache_matches(mirror, first):
         with open_replica(root) as replica:

@@ -6,15 +6,18 @@ file is one whole-object put, and a metadata version is created only if absent (
 conditional put), so two publishers cannot both write version N. A Parquet copy of inline rows is made in
 the cache's chunk store and uploaded as `<table>/data/inline-<chunk id>.parquet` of the destination before any
 metadata names it: the destination owns it, so the lake's `gc` never needs to know of it, a rebuild after an
-erasure deletes the copies of replaced rows, and unpublishing removes them. Safe across threads (obstore's
-stores are).
+erasure deletes the copies of replaced rows, and unpublishing removes them. A local lake publishing into object
+storage (`copying_target`) has no chunk objects to name: the destination gets a copy of every data file, as
+`<table>/data/<chunk id>.parquet`, uploaded the same way. Safe across threads (obstore's stores are).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from udr.errors import ConflictError, CorruptionError, UsageError
 from udr.log.chunks import FileChunkStore
-from udr.log.format import ChunkId
+from udr.log.format import ICEBERG_CHUNK_COPY, ICEBERG_INLINE_COPY, ChunkId
 from udr.remote.mirror import Mirror, chunk_key
 from udr.remote.store import ObjectStore, open_store
 
@@ -31,16 +34,29 @@ def object_target(mirror: Mirror, chunks: FileChunkStore, url: str) -> ObjectTar
     if store.url == mirror.url or (inside != store.url and inside.split("/")[0] in ("chunks", "log")):
         raise UsageError(f"cannot publish to {url}: it is the lake's own storage; publish under another prefix, "
                          f"such as {mirror.url}/iceberg")
-    return ObjectTarget(store, mirror.store, chunks)
+    return ObjectTarget(store, mirror.url, chunks, mirror.store)
+
+
+def copying_target(url: str, lake: Path, chunks: FileChunkStore) -> ObjectTarget:
+    """The destination `url` for publishing the local lake at `lake` (whose chunk files `chunks` holds),
+    reached with the usual environment variables: every data file is a copy the destination keeps.
+
+    Raises:
+        UsageError: an unsupported URL.
+    """
+    return ObjectTarget(open_store(url), str(lake.resolve()), chunks, None)
 
 
 class ObjectTarget:
-    """A publishing destination in object storage for the remote lake in `lake`, whose cache holds `chunks`."""
+    """A publishing destination in object storage for the lake named `lake` whose chunk files `chunks` holds
+    (a remote lake's cache: `source` is then the lake's store, whose chunk objects the metadata names; None:
+    a local lake, whose chunks the destination copies)."""
 
-    def __init__(self, store: ObjectStore, lake: ObjectStore, chunks: FileChunkStore) -> None:
+    def __init__(self, store: ObjectStore, lake: str, chunks: FileChunkStore, source: ObjectStore | None) -> None:
         self._store = store
         self._lake = lake
         self._chunks = chunks
+        self._source = source
 
     @property
     def name(self) -> str:
@@ -48,7 +64,7 @@ class ObjectTarget:
 
     @property
     def lake(self) -> str:
-        return self._lake.url
+        return self._lake
 
     def uri(self, rel: str) -> str:
         return f"{self._store.url}/{rel}"
@@ -86,22 +102,24 @@ class ObjectTarget:
     def exists(self) -> bool:
         return next(iter(self._store.list("")), None) is not None
 
-    def chunk_uri(self, chunk: ChunkId, table: str | None = None) -> str:
-        if table is not None:  # the destination owns its copies: rebuilt and unpublished with its tables
-            return self.uri(f"{table}/data/inline-{chunk}.parquet")
-        return f"{self._lake.url}/{chunk_key(chunk)}"
+    def chunk_uri(self, chunk: ChunkId, table: str, *, inline: bool = False) -> str:
+        if inline or self._source is None:  # the destination owns its copies: rebuilt and unpublished with its tables
+            return self.uri((ICEBERG_INLINE_COPY if inline else ICEBERG_CHUNK_COPY).format(table=table, chunk=chunk))
+        return f"{self._source.url}/{chunk_key(chunk)}"
 
     def owns(self, uri: str) -> bool:
         return uri.startswith(self._store.url + "/")
 
     def prepare_chunk(self, uri: str, chunk: ChunkId) -> int:
-        store, key = (self._store, self.rel(uri)) if self.owns(uri) else (self._lake, chunk_key(chunk))
-        size = store.size(key)
-        if size is None:
-            if not self.owns(uri):
-                raise ConflictError(f"chunk {chunk} of {self._lake.url} is gone (gc or an erasure removed it "
+        if self._source is not None and not self.owns(uri):
+            size = self._source.size(chunk_key(chunk))
+            if size is None:
+                raise ConflictError(f"chunk {chunk} of {self._lake} is gone (gc or an erasure removed it "
                                     "meanwhile); publish again")
+            return size
+        size = self._store.size(self.rel(uri))
+        if size is None:
             data = self._chunks.get(chunk, verify=False)
-            store.put(key, data)
+            self._store.put(self.rel(uri), data)
             size = len(data)
         return size

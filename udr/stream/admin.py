@@ -11,29 +11,32 @@ import time
 from datetime import datetime, timezone
 
 from udr.errors import UsageError
-from udr.log.groups import Cursor, GroupStore, Position, lease_alive
+from udr.log.groups import Alive, Cursor, GroupStore, Position, lease_alive
 from udr.log.members import GroupState, MemberStore
 from udr.log.store import LogStore
 from udr.stream.feed import lag
 from udr.values import GroupInfo, MemberInfo, PartitionInfo
 
 
-def group_infos(log: LogStore) -> list[GroupInfo]:
-    """Every group that has a position (it acknowledged a batch or was reset) or members, by name."""
+def group_infos(log: LogStore, alive: Alive = lease_alive) -> list[GroupInfo]:
+    """Every group that has a position (it acknowledged a batch or was reset) or members, by name; `alive`
+    tells a live lease."""
     store = GroupStore.of(log)
     leases = store.leases()
-    out = [_info(log, name, position, active=name in leases and lease_alive(leases[name]))
+    out = [_info(log, name, position, active=name in leases and alive(leases[name]))
            for name, position in store.positions().items()]
     for name, state in MemberStore.of(log).states().items():
+        live = {m: alive(lease) for m, lease in state.members.items()}
         oldest = min((p.position for p in state.partitions), key=lambda p: p.cursor.sort_key())
-        info = _info(log, name, oldest, active=bool(state.live()))
-        members = tuple(MemberInfo(m, lease_alive(lease), lease.pid,
-                                   tuple(p.number for p in state.partitions if p.member == m and state.owned_live(p)))
+        info = _info(log, name, oldest, active=any(live.values()))
+        owned = {p.number: p.member for p in state.partitions
+                 if p.member is not None and live.get(p.member) and state.members[p.member].token == p.owner}
+        members = tuple(MemberInfo(m, live[m], lease.pid, tuple(n for n, owner in owned.items() if owner == m))
                         for m, lease in sorted(state.members.items()))
         out.append(GroupInfo(
             name=info.name, position=info.position, lag_commits=info.lag_commits, lag_rows=info.lag_rows,
             last_ack=max(_utc(p.position.time_us) for p in state.partitions), branch=info.branch,
-            active=info.active, members=members, partitions=_partition_infos(log, state),
+            active=info.active, members=members, partitions=_partition_infos(log, state, owned),
         ))
     return sorted(out, key=lambda info: info.name)
 
@@ -53,35 +56,36 @@ def group_resume(log: LogStore, group: str, branch: str) -> Cursor | None:
     return position.cursor if position is not None else None
 
 
-def reset_group(log: LogStore, group: str, *, seq: int, branch: str) -> None:
+def reset_group(log: LogStore, group: str, *, seq: int, branch: str, alive: Alive = lease_alive) -> None:
     """Make `group` resume after the commit at `seq` on `branch` (keeping the tables it was made for, and
     following again any it stopped following because they were dropped: a reset is a fresh start). A group
     with members moves every partition there.
 
     Raises:
-        GroupBusy: a live subscriber consumes the group (for a group with members: any member).
+        GroupBusy: a live subscriber consumes the group (for a group with members: any member; `alive` tells
+            a live lease).
     """
-    members = MemberStore.of(log)
+    members = MemberStore.of(log, alive)
     state = members.state(group)
     if state is not None:
         tables = state.partitions[0].position.tables
         members.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
         return
-    store = GroupStore.of(log)
+    store = GroupStore.of(log, alive)
     old = store.position(group)
     tables = old.tables if old is not None else None
     store.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
 
 
-def delete_group(log: LogStore, group: str) -> None:
+def delete_group(log: LogStore, group: str, alive: Alive = lease_alive) -> None:
     """Forget `group`: its position(s), leases and members.
 
     Raises:
         GroupBusy: a live subscriber consumes the group.
         UsageError: there is no such group.
     """
-    deleted = MemberStore.of(log).delete(group)
-    deleted = GroupStore.of(log).delete(group) or deleted
+    deleted = MemberStore.of(log, alive).delete(group)
+    deleted = GroupStore.of(log, alive).delete(group) or deleted
     if not deleted:
         raise UsageError(f"there is no consumer group {group!r}; `udr groups` lists them")
 
@@ -100,11 +104,11 @@ def _info(log: LogStore, name: str, position: Position, *, active: bool) -> Grou
     )
 
 
-def _partition_infos(log: LogStore, state: GroupState) -> tuple[PartitionInfo, ...]:
+def _partition_infos(log: LogStore, state: GroupState, owned: dict[int, str]) -> tuple[PartitionInfo, ...]:
     return tuple(
         PartitionInfo(p.number, (log.commit_at_seq(p.position.cursor.seq) or "") if p.position.cursor.seq >= 0 else "",
                       p.position.cursor.seq,
-                      p.position.cursor.table, p.member if state.owned_live(p) else None, _utc(p.position.time_us))
+                      p.position.cursor.table, owned.get(p.number), _utc(p.position.time_us))
         for p in state.partitions
     )
 

@@ -28,10 +28,11 @@ from dataclasses import replace
 
 from udr.errors import AckError, GroupBusy
 from udr.log.activity import last_write
-from udr.log.groups import Cursor, Lease, Position, lease_alive
+from udr.log.groups import Cursor, Lease, Position
 from udr.log.members import GroupState, MemberStore, PartitionAck
 from udr.log.store import LogStore
 from udr.stream.feed import Feed
+from udr.stream.leases import LeaseKeeper, LocalLeases
 from udr.stream.partition import assign, split
 from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
@@ -47,21 +48,30 @@ class MemberFeed:
     """The batches of the partitions member `member` of `group` owns, and the records acknowledging them."""
 
     def __init__(self, log: LogStore, *, group: str, member: str, partitions: int | None, branch: str,
-                 tables: frozenset[str] | None, start: Cursor, source: ChangeSource, max_rows: int) -> None:
-        """Join the group as `member` (making its partitions, from `start`, if it has none).
+                 tables: frozenset[str] | None, start: Cursor, source: ChangeSource, max_rows: int,
+                 leases: LeaseKeeper | None = None) -> None:
+        """Join the group as `member` (making its partitions, from `start`, if it has none); `leases` keeps
+        the member's lease live and tells whether others' are (default: `LocalLeases`).
 
         Raises:
             GroupBusy: `member` is live already.
             UsageError: `partitions` differs from the group's.
+            StorageError: (a lake in object storage) the store failed.
         """
         self.group, self.member, self.branch = group, member, branch
         self.token = secrets.token_hex(16)
         self._log = log
-        self._store = MemberStore.of(log)
+        self._leases = leases or LocalLeases()
+        self._store = MemberStore.of(log, self._leases.alive)
         self._source = source
         self._max_rows = max_rows
         origin = Position(start, time.time_ns() // 1000, branch, tuple(sorted(tables)) if tables is not None else None)
-        state = self._store.join(group, member, self.token, partitions=partitions, start=origin)
+        self._leases.hold(self.token)
+        try:
+            state = self._store.join(group, member, self.token, partitions=partitions, start=origin)
+        except BaseException:
+            self._leases.drop(self.token)
+            raise
         self.count = len(state.partitions)
         self.tables = state.partitions[0].position.tables
         # Owned partitions: their durable position, and the last cursor delivered or acknowledged.
@@ -164,8 +174,15 @@ class MemberFeed:
                 self._delivered[q] = max(self._delivered[q], new.cursor, key=Cursor.sort_key)
 
     def leave(self) -> None:
-        """Give the member's lease and partitions back."""
-        self._store.leave(self.group, self.member, self.token)
+        """Give the member's lease and partitions back.
+
+        Raises:
+            StorageError: (a lake in object storage) the store failed; the lease lapses at its deadline.
+        """
+        try:
+            self._store.leave(self.group, self.member, self.token)
+        finally:
+            self._leases.drop(self.token)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -198,7 +215,7 @@ class MemberFeed:
         mine = {p.number for p in state.partitions if p.owner == self.token}
         give = {n for n in mine - target if self._outstanding[n] <= 0}
         # A claim checks liveness afresh: a partition is taken only from an owner that is gone now.
-        take = {n for n in target - mine if not state.owned_live(state.partitions[n])}
+        take = {n for n in target - mine if not state.owned_live(state.partitions[n], self._alive)}
         if give or take:
             if not may_write:
                 return False
@@ -214,7 +231,7 @@ class MemberFeed:
         now = time.monotonic()
         checked = self._alive_at.get(lease.token)
         if checked is None or now - checked[0] > LIVENESS_TTL:
-            checked = self._alive_at[lease.token] = (now, lease_alive(lease))
+            checked = self._alive_at[lease.token] = (now, self._leases.alive(lease))
         return checked[1]
 
     def _adopt(self, state: GroupState, mine: set[int], active: set[int]) -> None:

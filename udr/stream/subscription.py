@@ -44,12 +44,13 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from udr.errors import AckError, UsageError
+from udr.errors import AckError, StorageError, UsageError
 from udr.log.activity import last_write, published, wait_published
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position, write_acks
 from udr.log.store import LogStore
 from udr.stream.feed import MAX_ROWS, Feed
+from udr.stream.leases import LeaseKeeper, LocalLeases
 from udr.stream.member import Delivery, MemberFeed
 from udr.stream.notify import open_waiter
 from udr.stream.pauses import freeze_long_lived_objects
@@ -85,8 +86,9 @@ class Subscription:
 
     def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
                  start: Cursor, source: ChangeSource, member: str | None = None,
-                 partitions: int | None = None, max_rows: int = MAX_ROWS) -> None:
-        """Deliver what follows `start` (a group resumes from its position) in batches of <= `max_rows` rows.
+                 partitions: int | None = None, max_rows: int = MAX_ROWS, leases: LeaseKeeper | None = None) -> None:
+        """Deliver what follows `start` (a group resumes from its position) in batches of <= `max_rows` rows
+        (`leases`: how the group's lease stays live; default `LocalLeases`, a lake on this machine).
 
         Raises:
             GroupBusy: another live subscriber consumes `group` (with `member`: that member is live).
@@ -96,8 +98,8 @@ class Subscription:
             raise UsageError(f"max_rows={max_rows}: a batch holds at least one row; pass max_rows >= 1")
         self.branch, self.group, self.max_rows = branch, group, max_rows
         self.tables = tuple(sorted(tables)) if tables is not None else None
-        self._log = log
-        self._groups = GroupStore.of(log)
+        self._log, self._leases = log, leases or LocalLeases()
+        self._groups = GroupStore.of(log, self._leases.alive)
         self._token = secrets.token_hex(16)
         self._unacked: deque[Delivery] = deque()
         self._member: MemberFeed | None = None
@@ -106,10 +108,10 @@ class Subscription:
         if partitions is not None and member is None:
             raise UsageError("partitions= splits a group between members: give this subscriber a member=... name")
         if member is not None and group is not None:
-            self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch,
-                                      tables=tables, start=start, source=source, max_rows=max_rows)
+            self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch, tables=tables,
+                                      start=start, source=source, max_rows=max_rows, leases=self._leases)
         after = start
-        stored = self._groups.acquire(group, self._token) if group is not None and member is None else None
+        stored = self._acquire(group) if group is not None and member is None else None
         # Tables the group stopped following when they were dropped: not followed again on resume.
         self._dropped_before = stored.dropped if stored is not None else ()
         if stored is not None:
@@ -289,10 +291,24 @@ class Subscription:
         """Give the group's lease back (once)."""
         if self.group is not None and not self._released:
             self._released = True
-            if self._member is not None:
-                self._member.leave()
-            else:
-                self._groups.release(self.group, self._token)
+            try:
+                if self._member is not None:
+                    self._member.leave()
+                else:
+                    self._groups.release(self.group, self._token)
+            except StorageError:
+                pass  # a lake in object storage out of reach: the lease lapses at its deadline, freeing the same
+            finally:
+                self._leases.drop(self._token)  # a member's own token: dropped by `leave`; this one was not held
+
+    def _acquire(self, group: str) -> Position | None:
+        """Take `group`'s lease (live from before it is recorded) and return the group's position."""
+        self._leases.hold(self._token)
+        try:
+            return self._groups.acquire(group, self._token)
+        except BaseException:
+            self._leases.drop(self._token)
+            raise
 
     def _stop_following(self) -> None:
         self._closed = True
