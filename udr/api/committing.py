@@ -20,7 +20,7 @@ from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
 from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import HeadMoved
 from udr.log.store import CommitHook
-from udr.log.turns import flush_turn, writer_turn
+from udr.log.turns import commit_turn, flush_turn
 from udr.materialize.snapshot import TableState, fold
 from udr.materialize.staging import Staging, flush_due
 from udr.stream.subscription import PendingAck
@@ -103,7 +103,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
     if staging.ids_used:
         log.upgrade_format()
     for attempt in range(_MAX_REBASES):
-        with writer_turn(log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
+        with commit_turn(log, log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
             if attempt:
                 rebase.restage(handle.ctx, staging, handle.head(intent.branch), read)
             record = CommitRecord(
