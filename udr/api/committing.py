@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from udr.api import history, rebase
 from udr.api.handle import Handle
 from udr.errors import ConflictError, UdrError
+from udr.log import graph
 from udr.log.commits import CommitRecord, TableOp, commit_value
 from udr.log.format import MAINTENANCE_FLUSH_INLINE, MAINTENANCE_KEY, CommitId
 from udr.log.groups import ack_hook, write_acks
-from udr.log.placement import HeadMoved
+from udr.log.placement import HeadMoved, commute
 from udr.log.store import CommitHook
 from udr.log.turns import commit_turn, flush_turn
 from udr.materialize.snapshot import TableState, fold
@@ -28,6 +29,8 @@ from udr.values import Commit
 
 # Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
 _MAX_REBASES = 64
+# Commits since its base a transaction looks through before its first append (`_behind`).
+_LOOK_BACK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
     log = handle.ctx.log
     if staging.ids_used:
         log.upgrade_format()
-    for attempt in range(_MAX_REBASES):
+    for attempt in range(1 if _behind(handle, staging, intent) else 0, _MAX_REBASES):
         with commit_turn(log, log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
             if attempt:
                 rebase.restage(handle.ctx, staging, handle.head(intent.branch), read)
@@ -119,6 +122,23 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
                 continue
     raise ConflictError(f"branch {intent.branch!r} moved {_MAX_REBASES} times while this transaction was being "
                         "re-applied on it; retry")
+
+
+def _behind(handle: Handle, staging: Staging, intent: Intent) -> bool:
+    """Whether a commit since the staging's base changed one of its tables in a way the log cannot place it
+    over (`udr.log.placement`), so that its first append, in a shared turn, would only fail. Read from a
+    snapshot: learning it by appending waits for a turn and for LMDB's writer lock, behind the very writers
+    whose commits make it fail."""
+    placeable = _placeable(staging, intent.maintenance)
+    if intent.parents or placeable.issuperset(staging.ops):
+        return False  # ops the log places over most concurrent ones (appends): rarely behind, not worth a look
+    for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, handle.head(intent.branch))):
+        if cid == staging.base or steps == _LOOK_BACK:
+            return False  # not found near the head (a reset branch): the append tells
+        if any(t not in placeable or not commute(op, other.tables[t]) for t, op in staging.ops.items()
+               if t in other.tables):
+            return True
+    return False
 
 
 def _placeable(staging: Staging, maintenance: bool) -> frozenset[str]:
