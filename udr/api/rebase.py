@@ -36,6 +36,7 @@ from udr.materialize.changes import state_delta
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import FragmentState, TableState
 from udr.materialize.staging import Staging
+from udr.materialize.vectors import distinct_positions
 
 
 def restage(ctx: LakeContext, staging: Staging, head: CommitId, read: set[str] | None) -> None:
@@ -204,7 +205,7 @@ class _Multiset:
 
 def _united(staging: Staging, d: Deletes, frag: FragmentState) -> Deletes:
     """Our cumulative deletion vector `d` united with the new base's vector of the same fragment, staged."""
-    return staging.deletion(frag, np.union1d(_positions(staging, d.vector, frag.rows), _deleted(staging, frag)))
+    return staging.deletion(frag, distinct_positions(_positions(staging, d.vector, frag.rows), _deleted(staging, frag)))
 
 
 def _deleted(staging: Staging, frag: FragmentState) -> npt.NDArray[np.int64]:

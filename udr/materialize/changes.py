@@ -38,6 +38,16 @@ def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
     return np.asarray(rows.deleted_positions(frag), dtype=np.uint32)
 
 
+def _missing(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """The values of sorted distinct positions `values` that sorted distinct `sorted_set` lacks: a binary
+    search each, where `np.setdiff1d` hashes or sorts both (a long-lived fragment's vector every time)."""
+    if not len(sorted_set):
+        return values
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    lacking: np.ndarray = values[sorted_set[at] != values]
+    return lacking
+
+
 def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
                 added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = ()) -> RowDelta:
     """The rows that differ between two states of table `name` (None: the table does not exist).
@@ -66,8 +76,8 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
         if other is None:
             removed.append(rows.live_as(frag, schema, table=name))
         elif other.deletes != frag.deletes:
-            gone = np.setdiff1d(_deleted(rows, other), _deleted(rows, frag), assume_unique=True)
-            back = np.setdiff1d(_deleted(rows, frag), _deleted(rows, other), assume_unique=True)
+            now, before = _deleted(rows, other), _deleted(rows, frag)
+            gone, back = _missing(now, before), _missing(before, now)
             if len(gone):
                 removed.append(rows.rows_at_as(frag, gone, schema, table=name))
             if len(back):
