@@ -21,6 +21,7 @@ from udr.log.format import ChunkId
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import conform
 from udr.materialize.snapshot import FragmentState, TableState
+from udr.materialize.vectors import in_sorted
 
 CHANGE = "_change"
 
@@ -36,16 +37,6 @@ class RowDelta:
 
 def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
     return np.asarray(rows.deleted_positions(frag), dtype=np.uint32)
-
-
-def _missing(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """The values of sorted distinct positions `values` that sorted distinct `sorted_set` lacks: a binary
-    search each, where `np.setdiff1d` hashes or sorts both (a long-lived fragment's vector every time)."""
-    if not len(sorted_set):
-        return values
-    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    lacking: np.ndarray = values[sorted_set[at] != values]
-    return lacking
 
 
 def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
@@ -77,7 +68,7 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
             removed.append(rows.live_as(frag, schema, table=name))
         elif other.deletes != frag.deletes:
             now, before = _deleted(rows, other), _deleted(rows, frag)
-            gone, back = _missing(now, before), _missing(before, now)
+            gone, back = now[~in_sorted(now, before)], before[~in_sorted(before, now)]
             if len(gone):
                 removed.append(rows.rows_at_as(frag, gone, schema, table=name))
             if len(back):
