@@ -132,7 +132,10 @@ def _behind(handle: Handle, staging: Staging, intent: Intent) -> bool:
     placeable = _placeable(staging, intent.maintenance)
     if intent.parents or placeable.issuperset(staging.ops):
         return False  # ops the log places over most concurrent ones (appends): rarely behind, not worth a look
-    for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, handle.head(intent.branch))):
+    head = handle.head(intent.branch)
+    if head == staging.base:
+        return False
+    for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, head)):
         if cid == staging.base or steps == _LOOK_BACK:
             return False  # not found near the head (a reset branch): the append tells
         if any(t not in placeable or not commute(op, other.tables[t]) for t, op in staging.ops.items()
