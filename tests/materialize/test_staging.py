@@ -121,6 +121,7 @@ def test_a_staged_vector_is_known_to_the_reader_without_decoding_it(lake: udr.La
     (deletes,) = staging.op("t").deletes
     assert deletes.vector is not None
     # A rebase and the next keyed write of this process read it back: they find it decoded already.
-    assert staging.rows.known_vector(deletes.vector).to_pylist() == [2]
+    known = staging.rows.known_vector(deletes.vector)
+    assert known is not None and known.to_pylist() == [2]
     assert staging.vector(deletes.vector).to_pylist() == [2]
     staging.release()
