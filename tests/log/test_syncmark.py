@@ -3,6 +3,7 @@ this boot and this data file; a long write of another writer does not hold a syn
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 import time
@@ -101,5 +102,31 @@ def test_log_writes_leave_a_mark_covering_them(tmp_path: Path) -> None:
             txn.put(b"k", b"v", db=log.db(b"meta"))
         raw = (tmp_path / "log" / SYNC_MARK_FILE).read_bytes()
         assert struct.unpack(">Q", raw[:8])[0] == log.last_txnid()
+    finally:
+        log.close()
+
+
+def _marked(path: Path) -> int:
+    raw = (path / SYNC_MARK_FILE).read_bytes()
+    return int(struct.unpack(">Q", raw[:8])[0]) if len(raw) >= 8 else 0
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_writes_in_a_deferred_sync_are_visible_at_once_and_durable_when_the_block_ends(tmp_path: Path,
+                                                                                        raises: bool) -> None:
+    if boot_id() is None:
+        pytest.skip("no boot id on this system: the mark is never trusted")
+    log = open_log_env(tmp_path / "log")
+    try:
+        with pytest.raises(RuntimeError) if raises else contextlib.nullcontext(), log.deferred_sync():
+            for key in (b"a", b"b"):
+                with log.write() as txn:
+                    txn.put(key, b"v", db=log.db(b"meta"))
+            with log.read() as txn:
+                assert txn.get(b"b", db=log.db(b"meta")) == b"v"
+            assert _marked(tmp_path / "log") < log.last_txnid()  # committed, not yet synced
+            if raises:
+                raise RuntimeError("the body failed after committing")
+        assert _marked(tmp_path / "log") == log.last_txnid()  # one sync covered both, even after a raise
     finally:
         log.close()

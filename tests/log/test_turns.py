@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from udr.errors import UdrError
-from udr.log.format import LOG_DIR, TURN_FILE
-from udr.log.turns import writer_turn
+from udr.log.format import LOG_DIR, SYNC_MARK_FILE, TURN_FILE
+from udr.log.store import LogStore
+from udr.log.syncmark import boot_id
+from udr.log.turns import commit_turn, writer_turn
 
 HOLD = """
 import sys, time
@@ -83,3 +85,19 @@ def test_a_process_killed_in_its_turn_releases_it(root: Path) -> None:
 def test_a_lake_without_a_log_directory_reports_a_udr_error(tmp_path: Path) -> None:
     with pytest.raises(UdrError, match="cannot open"), writer_turn(tmp_path / "missing", exclusive=False):
         pass
+
+
+
+def test_commits_in_a_commit_turn_are_made_in_it_and_durable_once_it_ended(tmp_path: Path) -> None:
+    log = LogStore(tmp_path / "lake")
+    mark = tmp_path / "lake" / LOG_DIR / SYNC_MARK_FILE
+    with commit_turn(log, log.root, exclusive=True):
+        with log.env.write() as txn:
+            txn.put(b"k", b"v", db=log.env.db(b"meta"))
+        assert int.from_bytes(mark.read_bytes()[:8], "big") < log.env.last_txnid()  # made, not yet synced
+    if boot_id() is not None:
+        assert int.from_bytes(mark.read_bytes()[:8], "big") == log.env.last_txnid()
+    entered: list[float] = []
+    _entered(log.root, exclusive=True, out=entered).join(timeout=5)
+    assert entered  # the turn is free
+    log.close()

@@ -112,3 +112,16 @@ def test_flush_takes_the_trailing_run_of_inline_writes_into_parquet(lake: udr.La
     assert op.rewrite and op.inserted == 0 and [f.inline for f in op.add] == [False]
     assert _ids(staging, "t") == [1, 2, 3, 10, 11, 12, 13]
     staging.release()
+
+
+def test_a_staged_vector_is_known_to_the_reader_without_decoding_it(lake: udr.Lake) -> None:
+    staging = _staging(lake)
+    hits = pa.table({"__frag": pa.array([0], pa.int64()), "__pos": pa.array([2], pa.int64())})
+    staging.delete_positions("t", staging.require("t"), hits, counted="deleted")
+    (deletes,) = staging.op("t").deletes
+    assert deletes.vector is not None
+    # A rebase and the next keyed write of this process read it back: they find it decoded already.
+    known = staging.rows.known_vector(deletes.vector)
+    assert known is not None and known.to_pylist() == [2]
+    assert staging.vector(deletes.vector).to_pylist() == [2]
+    staging.release()

@@ -17,6 +17,7 @@ from udr.log.format import MAX_VECTOR_CHAIN, BlobId, BlobKind, CommitId
 from udr.materialize.vectors import (
     encode_positions,
     encode_vector,
+    in_sorted,
     parse_vector,
     read_vector,
     vector_chain,
@@ -130,3 +131,13 @@ def test_a_version_3_lake_keeps_writing_whole_vectors(tmp_path: Path) -> None:
                        for d in ops.deletes if d.vector is not None)
         assert {100, 101}.isdisjoint(db.read("accounts").column("id").to_pylist())
     assert '"version": 3' in (path / "FORMAT").read_text()
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 5_000])
+def test_in_sorted_agrees_with_isin(size: int) -> None:
+    rng = np.random.default_rng(size)
+    positions = np.unique(rng.integers(0, 20_000, size)).astype(np.uint32)
+    values = rng.integers(0, 20_001, 300).astype(np.uint32)
+    values[:len(positions[:50])] = positions[:50]  # some certainly present, the last position among them
+    assert in_sorted(values, positions).tolist() == np.isin(values, positions).tolist()
+    assert in_sorted(values[:0], positions).tolist() == []

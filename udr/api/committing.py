@@ -45,19 +45,22 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.groups import ack_hook, write_acks
-from udr.log.placement import HeadMoved, check_reads
+from udr.log.placement import HeadMoved, check_reads, commute
 from udr.log.store import CommitHook
-from udr.log.turns import flush_turn, writer_turn
+from udr.log.turns import commit_turn, flush_turn
 from udr.materialize.changes import state_delta
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging, flush_due
 from udr.materialize.states import FragmentState, TableState
+from udr.materialize.vectors import distinct_positions
 from udr.stream.subscription import PendingAck
 from udr.values import Commit
 
 # Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
 _MAX_REBASES = 64
+# Commits since its base a transaction looks through before its first append (`_behind`).
+_LOOK_BACK = 64
 
 
 def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck] = (),
@@ -110,8 +113,8 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
     log = handle.ctx.log
     if staging.ids_used:
         log.upgrade_format()
-    for attempt in range(_MAX_REBASES):
-        with writer_turn(log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
+    for attempt in range(1 if _behind(handle, staging, intent) else 0, _MAX_REBASES):
+        with commit_turn(log, log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
             if attempt:
                 restage(handle.ctx, staging, handle.head(intent.branch), read)
             record = CommitRecord(
@@ -127,6 +130,26 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
                 continue
     raise ConflictError(f"branch {intent.branch!r} moved {_MAX_REBASES} times while this transaction was being "
                         "re-applied on it; retry")
+
+
+def _behind(handle: Handle, staging: Staging, intent: Intent) -> bool:
+    """Whether a commit since the staging's base changed one of its tables in a way the log cannot place it
+    over (`udr.log.placement`), so that its first append, in a shared turn, would only fail. Read from a
+    snapshot: learning it by appending waits for a turn and for LMDB's writer lock, behind the very writers
+    whose commits make it fail."""
+    placeable = _placeable(staging, intent.maintenance)
+    if intent.parents or placeable.issuperset(staging.ops):
+        return False  # ops the log places over most concurrent ones (appends): rarely behind, not worth a look
+    head = handle.head(intent.branch)
+    if head == staging.base:
+        return False
+    for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, head)):
+        if cid == staging.base or steps == _LOOK_BACK:
+            return False  # not found near the head (a reset branch): the append tells
+        if any(t not in placeable or not commute(op, other.tables[t]) for t, op in staging.ops.items()
+               if t in other.tables):
+            return True
+    return False
 
 
 def _placeable(staging: Staging, maintenance: bool) -> frozenset[str]:
@@ -371,7 +394,7 @@ class _Multiset:
 
 def _united(staging: Staging, d: Deletes, frag: FragmentState) -> Deletes:
     """Our cumulative deletion vector `d` united with the new base's vector of the same fragment, staged."""
-    return staging.deletion(frag, np.union1d(_positions(staging, d.vector, frag.rows), _deleted(staging, frag)))
+    return staging.deletion(frag, distinct_positions(_positions(staging, d.vector, frag.rows), _deleted(staging, frag)))
 
 
 def _deleted(staging: Staging, frag: FragmentState) -> npt.NDArray[np.int64]:

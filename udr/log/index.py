@@ -12,7 +12,7 @@ newest transactions), and the writer then waits for its `SyncMark` (`udr/log/syn
 transaction committed so far durable with one fsync shared by the writers of every process waiting at that
 moment, or skips it when a later commit's fsync already covered this one. Concurrent writers so spend one fsync
 each inside LMDB's writer lock instead of two, and share the second. A write returns only once
-it is durable. The cache environment skips fsync: its contents are keyed by immutable ids and can be rebuilt
+it is durable; inside `deferred_sync` (a writer leaving its turn before it waits for the disk), the block does. The cache environment skips fsync: its contents are keyed by immutable ids and can be rebuilt
 by replay, so a lost write only costs time.
 """
 
@@ -22,8 +22,8 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -127,14 +127,15 @@ class _Txn:
     transactions, and this costs a third as much per transaction.
     """
 
-    __slots__ = ("_began", "_env", "_syncer", "_txn", "_watcher", "_write")
+    __slots__ = ("_began", "_env", "_pending", "_syncer", "_txn", "_watcher", "_write")
 
     def __init__(self, env: lmdb.Environment, *, write: bool, syncer: SyncMark | None = None,
-                 watcher: WriteWatcher | None = None) -> None:
+                 watcher: WriteWatcher | None = None, pending: list[int] | None = None) -> None:
         self._env = env
         self._write = write
         self._syncer = syncer
         self._watcher = watcher
+        self._pending = pending  # set: the sync is deferred (`LmdbEnvironment.deferred_sync`), the id goes here
 
     def __enter__(self) -> IndexTxn:
         try:
@@ -162,7 +163,9 @@ class _Txn:
             try:
                 txnid = int(self._txn.id())
                 self._txn.commit()
-                if self._syncer is not None:
+                if self._pending is not None:
+                    self._pending.append(txnid)
+                elif self._syncer is not None:
                     self._syncer.sync(txnid)
             except lmdb.Error as failed:
                 raise self._failed(failed) from failed
@@ -204,6 +207,11 @@ class Environment(Protocol):
 
     def write(self, *, watched: bool = True) -> AbstractContextManager[IndexTxn]:
         """A write transaction: committed (durably, for a durable log) on clean exit, aborted on error."""
+        ...
+
+    def deferred_sync(self) -> AbstractContextManager[None]:
+        """Write transactions of this thread inside the block return once committed; the block's end returns
+        once every one of them is durable."""
         ...
 
     def watch(self, watcher: WriteWatcher | None) -> None:
@@ -272,6 +280,8 @@ class LmdbEnvironment:
                 _registry[self._key] = shared
             shared.users += 1
         self._shared: _Shared | None = shared
+        # Per thread: the ids of the write transactions committed inside `deferred_sync` (unset: none is open).
+        self._deferring = threading.local()
 
     @property
     def _live(self) -> _Shared:
@@ -291,7 +301,34 @@ class LmdbEnvironment:
         """A write transaction (a context manager); committed (and, for the log, durable) on clean exit,
         aborted on error. The environment's `WriteWatcher`, if any, sees it unless `watched` is false."""
         live = self._live
-        return _Txn(live.env, write=True, syncer=live.syncer, watcher=live.watcher if watched else None)
+        return _Txn(live.env, write=True, syncer=live.syncer, watcher=live.watcher if watched else None,
+                    pending=getattr(self._deferring, "txnids", None))
+
+    @contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Write transactions of this thread inside the block return once committed, before they are durable;
+        the block's end returns once every one of them is durable (one shared fsync at most, `SyncMark`), also
+        when the block raises. A writer so leaves its writer turn (`udr.log.turns`) before it waits for the
+        disk, and the next writer's work overlaps the fsync. Nested blocks defer to the outermost one.
+
+        Raises:
+            UdrError: the sync mark cannot be locked, or LMDB fails to sync.
+        """
+        syncer = self._live.syncer
+        if syncer is None or getattr(self._deferring, "txnids", None) is not None:
+            yield
+            return
+        txnids: list[int] = []
+        self._deferring.txnids = txnids
+        try:
+            yield
+        finally:
+            self._deferring.txnids = None
+            if txnids:
+                try:
+                    syncer.sync(max(txnids))
+                except lmdb.Error as exc:
+                    raise UdrError(f"index write failed: {exc}") from exc
 
     def watch(self, watcher: WriteWatcher | None) -> None:
         """Have `watcher` see every watched write transaction of this environment, through any handle of this

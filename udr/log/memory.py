@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import cast
@@ -191,6 +192,10 @@ class MemoryEnvironment:
     def write(self, *, watched: bool = True) -> _MemoryTxnContext:
         """A write transaction (a context manager), committed on clean exit and aborted on error."""
         return _MemoryTxnContext(self, write=True, watched=watched)
+
+    def deferred_sync(self) -> AbstractContextManager[None]:
+        """Nothing to defer: nothing is durable."""
+        return nullcontext()
 
     def begin_txn(self, *, write: bool, watched: bool) -> _MemoryTxn:
         """Begin a transaction (`write`: wait for the writer lock first); `_MemoryTxnContext` calls it."""

@@ -49,14 +49,14 @@ def check_placeable(record: CommitRecord, cid: CommitId, other: CommitRecord, *,
     """
     check_reads(record.branch, read, cid, other)
     for table in set(record.tables) & set(other.tables):
-        if table not in placeable or not _independent(record.tables[table], other.tables[table]):
+        if table not in placeable or not commute(record.tables[table], other.tables[table]):
             raise HeadMoved(
                 f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} and commit {cid[:10]} also "
                 f"changed {table!r}; reload and retry", head,
             )
 
 
-def _independent(mine: TableOp, theirs: TableOp) -> bool:
+def commute(mine: TableOp, theirs: TableOp) -> bool:
     """Whether two ops of one multiset table, each made against the same base, commute: neither reshapes the
     table, neither adds a chunk the other adds, and they set the deletion vectors of different fragments."""
     if mine.reshapes or theirs.reshapes:

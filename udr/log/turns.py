@@ -26,6 +26,7 @@ from pathlib import Path
 
 from udr.errors import UdrError
 from udr.log.format import FLUSH_TURN_FILE, LOG_DIR, TURN_FILE
+from udr.log.index import LogEnvironments
 
 
 @contextmanager
@@ -73,6 +74,21 @@ def writer_turn(root: Path, *, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the only descriptor of the open file releases the lock
+
+
+@contextmanager
+def commit_turn(log: LogEnvironments, root: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold a writer turn (`writer_turn`) of the lake at `root` for the body, in which commits to its log `log`
+    are made but not yet durable; leave the turn, then return once they are durable.
+
+    The fsync that makes a commit durable needs no turn, and the next writer in (re-applying its changes on the
+    new head, in an exclusive turn) works meanwhile instead of waiting for the disk too.
+
+    Raises:
+        UdrError: the lock file cannot be opened or locked, or the commits cannot be made durable.
+    """
+    with log.env.deferred_sync(), writer_turn(root, exclusive=exclusive):  # the turn ends first
+        yield
 
 
 def _open(path: Path) -> int:

@@ -21,6 +21,7 @@ from udr.log.format import ChunkId
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import conform
 from udr.materialize.states import FragmentState, TableState
+from udr.materialize.vectors import in_sorted
 
 CHANGE = "_change"
 
@@ -66,8 +67,8 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
         if other is None:
             removed.append(rows.live_as(frag, schema, table=name))
         elif other.deletes != frag.deletes:
-            gone = np.setdiff1d(_deleted(rows, other), _deleted(rows, frag), assume_unique=True)
-            back = np.setdiff1d(_deleted(rows, frag), _deleted(rows, other), assume_unique=True)
+            now, before = _deleted(rows, other), _deleted(rows, frag)
+            gone, back = now[~in_sorted(now, before)], before[~in_sorted(before, now)]
             if len(gone):
                 removed.append(rows.rows_at_as(frag, gone, schema, table=name))
             if len(back):

@@ -394,6 +394,10 @@ class RowReader:
             self._positions.put(frag.deletes, positions)
         return positions
 
+    def remember_vector(self, vector: BlobId, positions: pa.Array) -> None:
+        """Keep the positions of deletion vector `vector` that this process just encoded, as its blob decodes."""
+        self._positions.put(vector, positions)
+
     def known_vector(self, vector: BlobId) -> pa.Array | None:
         """The positions of deletion vector `vector` if this reader decoded them already."""
         return self._positions.get(vector)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from udr.materialize.schemas import parquet_field_id
 from udr.materialize.states import FragmentState, TableState
+from udr.materialize.vectors import in_sorted
 
 # Sorted key columns a reader keeps; a 1M-row int64 key costs 16 MB (keys and positions).
 KEY_INDEX_BYTES = 256 << 20
@@ -169,8 +170,9 @@ def _live_hits(frags: tuple[FragmentState, ...], found: list[tuple[npt.NDArray[n
     keep = np.ones(len(indexes), dtype=bool)
     for index in np.unique(indexes):
         frag = frags[int(index)]
-        if frag.deletes is not None or frag.live_rows == 0:
+        if frag.deletes is not None:
             mine = indexes == index
-            gone = np.asarray(deleted(frag)) if frag.deletes is not None else positions[mine]
-            keep[mine] &= ~np.isin(positions[mine], gone)
+            keep[mine] &= ~in_sorted(positions[mine], np.asarray(deleted(frag)))
+        elif frag.live_rows == 0:
+            keep[indexes == index] = False
     return pa.table({"__frag": pa.array(indexes[keep], pa.uint32()), "__pos": pa.array(positions[keep], pa.uint32())})

@@ -356,6 +356,8 @@ class Staging:
         payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector)
         blob = BlobId(content_id(payload))
         self.blobs[blob] = (BlobKind.DELETES, payload)
+        # The next keyed write to this fragment, and a rebase of this one, look the vector up again.
+        self.rows.remember_vector(blob, pa.array(positions, pa.uint32()))
         return Deletes(frag.chunk, blob, len(positions))
 
     def vector(self, vector: BlobId) -> pa.Array:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -45,6 +46,16 @@ def distinct_positions(*parts: pa.Array | pa.ChunkedArray | np.ndarray) -> np.nd
     # stable sort merges sorted runs (a vector and the positions added to it) in linear time: 15x quicksort.
     ordered = np.sort(np.concatenate([np.asarray(p, dtype=np.uint32) for p in parts]), kind="stable")
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if len(ordered) else ordered
+
+
+def in_sorted(values: np.ndarray, positions: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Which of `values` are among the sorted distinct `positions` (a vector): a binary search each, where
+    `np.isin` or `np.setdiff1d` would sort or hash all of `positions` again on every call."""
+    if not len(positions):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(positions, values), len(positions) - 1)
+    found: npt.NDArray[np.bool_] = positions[at] == values
+    return found
 
 
 def encode_positions(positions: pa.Array | np.ndarray, *, base: BlobId | None = None, depth: int = 0) -> bytes:
