@@ -61,7 +61,8 @@ class Builds:
     def changed_keys(self, table: str, plan: KeyLocal) -> pa.Table | None:
         """The keys (one column, `KEY_COLUMN`) of the rows of `plan`'s inputs changed since keyed `table`
         was last built by `plan`'s query; None when the full comparison is needed (no record, `table`
-        changed since, an input changed in this transaction or in schema, too many keys changed)."""
+        changed since, an input changed in this transaction or in schema, a changed input row has a null
+        key, too many keys changed)."""
         found = self._load(table)
         state = self._staging.require(table)
         if (found is None or found.query != plan.digest or found.inputs != plan.inputs
@@ -76,8 +77,7 @@ class Builds:
         parts = []
         for name in plan.inputs:
             old, new = before.get(name), self._staging.require(name)
-            if (name in self._staging.ops or old is None or old.schema != new.schema
-                    or old.primary_key != new.primary_key or not self._key_type(new, plan.key).equals(key_type)):
+            if name in self._staging.ops or not self._comparable(old, new, plan.key, key_type):
                 return None
             if old != new:
                 # Removed and added rows, unpaired: an updated row's key is in both, which is enough.
@@ -85,7 +85,11 @@ class Builds:
                 parts += [rows.select([plan.key]).rename_columns([KEY_COLUMN]) for rows in (delta.removed, delta.added)]
         keys = pa.table({KEY_COLUMN: pc.unique(pa.concat_tables(parts).column(KEY_COLUMN))}) if parts else \
             pa.table({KEY_COLUMN: pa.array([], key_type)})
-        return keys if keys.num_rows <= MAX_CHANGED_SHARE * state.rows else None
+        # A changed row of an unkeyed input with a null key: the filter by key cannot select it, while the
+        # full query may (and then fail on the null key).
+        if keys.column(KEY_COLUMN).null_count or keys.num_rows > MAX_CHANGED_SHARE * state.rows:
+            return None
+        return keys
 
     def record(self, table: str, plan: KeyLocal) -> None:
         """Record that `table` as staged now holds the rows of `plan`'s query over the inputs as they are
@@ -100,8 +104,13 @@ class Builds:
         temp.write_text(json.dumps(asdict(build)))
         os.replace(temp, self._path(table))
 
-    def _key_type(self, state: TableState, key: str) -> pa.DataType:
-        return self._staging.rows.schema(state.schema).field(key).type
+    def _comparable(self, old: TableState | None, new: TableState, key: str, key_type: pa.DataType) -> bool:
+        """Whether an input's changes from `old` to `new` are its changed rows' `key` values (of type
+        `key_type`, the built table's): same schema and primary key, and such a key column."""
+        if old is None or old.schema != new.schema or old.primary_key != new.primary_key:
+            return False
+        schema = self._staging.rows.schema(new.schema)
+        return key in schema.names and schema.field(key).type.equals(key_type)
 
     def _path(self, table: str) -> Path:
         return self._dir / f"{hashlib.sha256(table.encode()).hexdigest()[:32]}.json"

@@ -57,7 +57,7 @@ def key_local(query: exp.Expr, key: list[str], keys: Mapping[str, list[str] | No
 
     `keys` maps each lake table to its primary key. Key-local: one SELECT (no set operation, CTE,
     subquery, GROUP BY, aggregate, window, DISTINCT, LIMIT, QUALIFY, SAMPLE) from lake tables each keyed
-    on exactly `key`, joined by INNER or LEFT joins on `USING (key)` or `x.key = y.key`, whose output key
+    on exactly `key` or not keyed, joined by INNER or LEFT joins on `USING (key)` or `x.key = y.key`, whose output key
     is the first table's key column passed through, with deterministic functions only.
     """
     if len(key) != 1 or not any(check(key_type) for check in _KEY_TYPES) or not isinstance(query, exp.Select):
@@ -84,14 +84,17 @@ def key_local(query: exp.Expr, key: list[str], keys: Mapping[str, list[str] | No
 
 
 def _lake_table(table: exp.Table, keys: Mapping[str, list[str] | None], k: str) -> str | None:
-    """The lake table `table` names, if it is one keyed on exactly `k`, named plainly."""
+    """The lake table `table` names, if it is one keyed on exactly `k` or not keyed, named plainly.
+
+    An input need not be unique on `k`: an output row with key k still comes only from input rows with
+    key k, and a key repeated in the output is found among the recomputed keys (no other key changed)."""
     if any(table.args.get(part) for part in table.args if part not in _TABLE_PARTS):
         return None
     alias = table.args.get("alias")
     if alias is not None and alias.args.get("columns"):
         return None
     matches = [name for name in keys if name.lower() == table.name.lower()]
-    if len(matches) != 1 or not isinstance(table.this, exp.Identifier) or keys[matches[0]] != [k]:
+    if len(matches) != 1 or not isinstance(table.this, exp.Identifier) or keys[matches[0]] not in ([k], None):
         return None
     return matches[0]
 
