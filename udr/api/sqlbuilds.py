@@ -35,13 +35,14 @@ from udr.query.incremental import KEY_COLUMN, MAX_CHANGED_SHARE, KeyLocal
 @dataclass(frozen=True, slots=True)
 class Build:
     """One record: table `table` in state `state` (see `state_digest`) holds the rows of the query with
-    digest `query` over `inputs` as they are at commit `base`."""
+    digest `query` over `inputs` as they are at commit `base`, where they were in states `read`."""
 
     table: str
     query: str
     state: str
     base: str
     inputs: tuple[str, ...]
+    read: tuple[str, ...]
 
 
 def state_digest(state: TableState) -> str:
@@ -77,6 +78,8 @@ class Builds:
         parts = []
         for name in plan.inputs:
             old, new = before.get(name), self._staging.require(name)
+            if old is None or state_digest(old) != found.read[plan.inputs.index(name)]:
+                return None  # commit `base` no longer shows what the build read (an erasure rewrote it)
             if name in self._staging.ops or not self._comparable(old, new, plan.key, key_type):
                 return None
             if old != new:
@@ -98,7 +101,7 @@ class Builds:
         if any(self._staging.require(name) != base.get(name) for name in plan.inputs):
             return
         build = Build(table, plan.digest, state_digest(self._staging.require(table)), self._staging.base,
-                      plan.inputs)
+                      plan.inputs, tuple(state_digest(base[name]) for name in plan.inputs))
         self._dir.mkdir(parents=True, exist_ok=True)
         temp = self._dir / f"{os.getpid()}-{uuid.uuid4().hex}.tmp"
         temp.write_text(json.dumps(asdict(build)))
@@ -118,7 +121,9 @@ class Builds:
     def _load(self, table: str) -> Build | None:
         try:
             raw = json.loads(self._path(table).read_text())
-            build = Build(raw["table"], raw["query"], raw["state"], raw["base"], tuple(raw["inputs"]))
+            build = Build(raw["table"], raw["query"], raw["state"], raw["base"], tuple(raw["inputs"]),
+                          tuple(raw["read"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # none yet, or damaged: derived state, so just build afresh
-        return build if build.table == table and all(isinstance(n, str) for n in build.inputs) else None
+        well_formed = len(build.read) == len(build.inputs) and all(isinstance(n, str) for n in build.inputs)
+        return build if build.table == table and well_formed else None
