@@ -3,7 +3,8 @@
     python bench/bench_sql.py [rows]
 
 S1: CREATE OR REPLACE TABLE ... AS SELECT (a join of three tables) into a new table, then the nightly
-    re-run on a keyed master after 2% of the inputs changed (rows and chunks stored are reported).
+    re-run on a keyed master, built the night before by the same query, after 2% of the inputs changed
+    (rows and chunks stored are reported; a key-local query recomputes only the changed keys).
 S2: UPDATE of 1% of a keyed table's rows, against rewriting the table with COPY.
 S3: ALTER TABLE RENAME COLUMN / DROP COLUMN: milliseconds and chunks written.
 COPY reads the same stored inputs as UDR (DuckDB's views over the lake's tables, `db.connect()`). Each
@@ -75,6 +76,8 @@ def main(n: int) -> None:
                 lambda i=i: db.execute(f"CREATE TABLE master{i} AS {JOIN}") for i in range(RUNS)])  # type: ignore[misc]
             print(f"S1 first build   : {first:.2f}s vs COPY {copy:.2f}s = {first / copy:.2f}x (CPU {cpu:.2f}x)")
             db.execute("ALTER TABLE master0 ADD PRIMARY KEY (id)")
+            # Last night's build by the same query (untimed): a re-run recomputes only the keys changed since.
+            db.execute(f"CREATE OR REPLACE TABLE master0 AS {JOIN}")
             chunks = db.stats().chunks
 
             copy, rerun, cpu = ratio(db, root / "s1n", JOIN, [lambda: db.execute(f"CREATE OR REPLACE TABLE master0 AS {JOIN}")] * RUNS,

@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+
 from udr.api import writes
 from udr.api.context import LakeContext
+from udr.api.sqlbuilds import Builds
 from udr.log.format import TMP_DIR
 from udr.materialize.staging import Staging
 from udr.query.diff import KeyedDiff
 from udr.query.engine import Connection
+from udr.query.incremental import KeyLocal
 
 
 class DirectWrites:
@@ -26,6 +30,7 @@ class DirectWrites:
         self._ctx = ctx
         self._staging = staging
         self._connect = connect
+        self._builds = Builds(ctx, staging)
 
     def temp_dir(self) -> Path:
         """The lake's directory for chunk files being written (files there move into the store by rename)."""
@@ -53,6 +58,20 @@ class DirectWrites:
             con.close()
             raise
         return con
+
+    def add_positioned(self, con: Connection, table: str, view: str, where: tuple[str, str]) -> None:
+        """Add to `con` view `view`: `table`'s live rows `where` keeps, positioned (see `connect_positioned`)."""
+        self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
+                                             where=where)
+
+    def changed_keys(self, table: str, plan: KeyLocal) -> pa.Table | None:
+        """The keys whose input rows changed since keyed `table` was built by `plan` (None: build it all);
+        see `udr.api.sqlbuilds.Builds.changed_keys`."""
+        return self._builds.changed_keys(table, plan)
+
+    def record_build(self, table: str, plan: KeyLocal) -> None:
+        """Note that `table`, as now staged, holds the rows of `plan`'s query (`udr.api.sqlbuilds`)."""
+        self._builds.record(table, plan)
 
     def live_rows(self, table: str) -> int:
         """How many rows `table` has as the transaction sees it."""

@@ -27,6 +27,8 @@ COMMIT_RECORD_VERSION = 1
 FORMAT_FILE = "FORMAT"
 LOG_DIR = "log"
 CACHE_DIR = "cache"
+# Inside CACHE_DIR: one JSON file per table last built by a key-local SQL query (`udr.api.sqlbuilds`); derived.
+SQL_BUILDS_DIR = "sqlbuilds"
 CHUNK_DIR = "chunks"
 TMP_DIR = "tmp"
 CHUNK_SUFFIX = ".parquet"

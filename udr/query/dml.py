@@ -32,6 +32,7 @@ from udr.errors import SqlError, UsageError
 from udr.query.chunkcopy import copy_rows, copyable
 from udr.query.diff import KeyedDiff
 from udr.query.engine import one_line, quote_ident
+from udr.query.incremental import KEYS, KeyLocal, key_filter, key_local, restricted
 from udr.query.parse import Statement, column_name, parse_script, reads_table
 from udr.query.sqldiff import (
     FRAG,
@@ -92,11 +93,20 @@ class DirectWrites(Protocol):
 
     def live_rows(self, table: str) -> int: ...
 
+    def add_positioned(self, con: duckdb.DuckDBPyConnection, table: str, view: str,
+                       where: tuple[str, str]) -> None: ...
+
+    def changed_keys(self, table: str, plan: KeyLocal) -> pa.Table | None: ...
+
+    def record_build(self, table: str, plan: KeyLocal) -> None: ...
+
 
 # The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`), and
 # of the places of its deleted rows.
 _TARGET = "__udr_target"
 _DELETED = "__udr_deleted"
+# The positioned view of the target's rows whose keys changed in the inputs (an incremental rebuild).
+_CHANGED = "__udr_changed"
 
 
 def execute_script(target: WriteTarget, sql: str, direct: DirectWrites) -> None:
@@ -208,7 +218,7 @@ def _create(target: WriteTarget, direct: DirectWrites, st: Statement, table: str
     _check_constraints(tree)
     query = tree.args.get("expression")
     if isinstance(query, exp.Query) and not isinstance(tree.this, exp.Schema):
-        _create_as(target, direct, st, table, query.sql(dialect="duckdb"), exists=exists)
+        _create_as(target, direct, st, table, query, exists=exists)
         return
     with _scratch(target, st, None) as (con, scratch):
         _sql(con, st.text)
@@ -233,21 +243,20 @@ def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
     return a.names == b.names and all(x.type.equals(y.type) for x, y in zip(a, b))
 
 
-def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: str, query: str, *,
+def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: str, tree: exp.Query, *,
                exists: bool) -> None:
     """`CREATE [OR REPLACE] TABLE t AS <query>`: the query's rows as they are, not first copied into a DuckDB
     table. A new table's chunks are written by DuckDB itself (`udr.query.chunkcopy`); an existing keyed table
     of the same columns gets only the rows that changed, found by DuckDB (`udr.query.sqldiff`)."""
     # Views for the tables the query reads: the statement also names the table it creates, which would
     # make every table of the lake get one.
+    query = tree.sql(dialect="duckdb")
     with direct.connect_positioned(query, table, _TARGET) if exists else target.connect(query) as con:
         schema = _fetch(con, f"SELECT * FROM ({query}) LIMIT 0").schema
         if exists and _same_columns(target.schema(table), schema):
             key = target.primary_key(table)
             if key:
-                diff = overwrite_diff(con, query, _TARGET, schema.names, key, target.schema(table),
-                                      live_rows=direct.live_rows(table), table=table)
-                direct.stage_diff(table, diff)
+                _keyed_overwrite(target, direct, con, tree, table, key)
             else:
                 # A multiset overwrite keeps the table and stores only the rows that changed.
                 target.replace_rows(table, _fetch(con, query))
@@ -262,6 +271,30 @@ def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: 
         rows = _fetch(con, query) if copied is None else copied
     if rows.num_rows:
         target.append(table, rows)
+
+
+def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.DuckDBPyConnection, query: exp.Query,
+                     table: str, key: list[str]) -> None:
+    """Make keyed `table` the rows of `query`, staging only the rows that change: found among the keys
+    changed in the inputs since the same key-local query built `table` (`udr.query.incremental`), else by
+    comparing every row."""
+    schema = target.schema(table)
+    keys = {name: target.primary_key(name) for name in target.tables()}
+    plan = key_local(query, key, keys, schema.field(key[0]).type) if len(key) == 1 else None
+    if plan is not None and table in plan.inputs:
+        plan = None
+    changed = direct.changed_keys(table, plan) if plan is not None else None
+    if plan is not None and changed is not None:
+        con.register(KEYS, changed)
+        direct.add_positioned(con, table, _CHANGED, key_filter(_CHANGED, plan.key))
+        diff = overwrite_diff(con, restricted(query, plan.key), _CHANGED, schema.names, key, schema, live_rows=None,
+                              table=table)
+    else:
+        diff = overwrite_diff(con, query.sql(dialect="duckdb"), _TARGET, schema.names, key, schema,
+                              live_rows=direct.live_rows(table), table=table)
+    direct.stage_diff(table, diff)
+    if plan is not None:
+        direct.record_build(table, plan)
 
 
 def _check_constraints(tree: exp.Expr) -> None:

@@ -19,7 +19,7 @@ from udr.query.engine import one_line, quote_ident, same_key
 
 # Names of the helper columns of a candidate relation (see `changes_sql`).
 IN, FRAG, POS = "__udr_in", "__udr_frag", "__udr_pos"
-_COUNT = "__udr_count"
+_COUNT, _LIVE = "__udr_count", "__udr_live"
 # Before-image masks are 64 bits wide: wider tables get no before-image (as `keyed_diff`).
 _MASK_COLUMNS = 64
 
@@ -51,9 +51,10 @@ def changes_sql(columns: list[str], key: list[str], candidates: str) -> str:
 
 
 def overwrite_diff(con: duckdb.DuckDBPyConnection, query: str, target: str, columns: list[str], key: list[str],
-                   schema: pa.Schema, *, live_rows: int, table: str) -> KeyedDiff:
-    """What making keyed `table` (read as positioned view `target`, `live_rows` rows) exactly the rows of
-    `query` changes: the query runs once, joined with the table by key inside DuckDB.
+                   schema: pa.Schema, *, live_rows: int | None, table: str) -> KeyedDiff:
+    """What making keyed `table` (read as positioned view `target`, `live_rows` rows; None: counted in the
+    same query) exactly the rows of `query` changes: the query runs once, joined with the table by key
+    inside DuckDB.
 
     Raises:
         KeyViolation: the query gives a null or duplicate key.
@@ -68,10 +69,16 @@ def overwrite_diff(con: duckdb.DuckDBPyConnection, query: str, target: str, colu
     sql = (f"WITH __udr_new AS MATERIALIZED (SELECT *, true AS {IN} FROM ({query})) "
            f"SELECT * FROM ({changes_sql(columns, key, candidates)}) "
            f"UNION ALL BY NAME SELECT count(*) AS {_COUNT} FROM __udr_new")
+    helpers = [_COUNT] if live_rows is not None else [_COUNT, _LIVE]
+    if live_rows is None:
+        sql += f" UNION ALL BY NAME SELECT count(*) AS {_LIVE} FROM {target}"
     rows = _fetch(con, sql)
     is_count = rows.column(_COUNT).is_valid()
+    if live_rows is None:
+        is_count = pc.or_(is_count, rows.column(_LIVE).is_valid())
+        live_rows = pc.max(rows.column(_LIVE)).as_py()
     total = pc.max(rows.column(_COUNT)).as_py()
-    diff = split(rows.filter(pc.invert(is_count)).drop_columns([_COUNT]), schema, key, table=table)
+    diff = split(rows.filter(pc.invert(is_count)).drop_columns(helpers), schema, key, table=table)
     if total != live_rows - diff.removed.num_rows + diff.inserted.num_rows:
         keys = ", ".join(quote_ident(k) for k in key)
         dup = _fetch(con, f"SELECT {keys} FROM ({query}) GROUP BY ALL HAVING count(*) > 1 LIMIT 1")
