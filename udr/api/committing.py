@@ -142,6 +142,10 @@ def _committed(handle: Handle, staging: Staging, intent: Intent, cid: CommitId, 
             rows = staging.inline_rows(frag.chunk)
             if rows is not None:
                 ctx.rows.remember_inline(frag.chunk, rows)
+        for deletes in op.deletes:
+            positions = staging.vector_positions(deletes.vector) if deletes.vector is not None else None
+            if deletes.vector is not None and positions is not None:
+                ctx.rows.remember_vector(deletes.vector, positions)
     snapshot = fold(ctx.materializer.snapshot(final.parents[0]), final)
     ctx.materializer.remember_commit(cid, final.parents[0], snapshot)
     made = commit_value(cid, final)

@@ -103,6 +103,8 @@ class Staging:
         self._chunks: set[ChunkId] = set()
         # Rows of the inline chunks staged here, handed to the lake's reader once committed.
         self._inline_rows: dict[ChunkId, pa.Table] = {}
+        # Positions of the deletion vectors staged here, likewise (the next write of the table reads them).
+        self._vector_positions: dict[BlobId, pa.Array] = {}
         self.rows = rows.with_blobs(self.blob)
         self._pool: ThreadPoolExecutor | None = None
 
@@ -144,6 +146,10 @@ class Staging:
     def inline_rows(self, chunk: ChunkId) -> pa.Table | None:
         """The rows of an inline chunk staged here (None: not one)."""
         return self._inline_rows.get(chunk)
+
+    def vector_positions(self, vector: BlobId) -> pa.Array | None:
+        """Every position of a deletion vector staged here (None: not one)."""
+        return self._vector_positions.get(vector)
 
     # -- staging ----------------------------------------------------------------------------------------
 
@@ -355,10 +361,14 @@ class Staging:
         payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector)
         blob = BlobId(content_id(payload))
         self.blobs[blob] = (BlobKind.DELETES, payload)
+        self._vector_positions[blob] = pa.array(positions, pa.uint32())
         return Deletes(frag.chunk, blob, len(positions))
 
     def vector(self, vector: BlobId) -> pa.Array:
         """Every position deletion vector `vector` (staged here or committed) names."""
+        staged = self._vector_positions.get(vector)
+        if staged is not None:
+            return staged
         return read_vector(vector, self._vector_payload, self.rows.known_vector)
 
     def _vector_payload(self, vector: BlobId) -> bytes:
