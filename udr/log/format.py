@@ -11,14 +11,19 @@ from enum import IntEnum
 from typing import NewType
 
 FORMAT_NAME = "udr-lake"
-FORMAT_VERSION = 4
-READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+FORMAT_VERSION = 5
+READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 # The version an older lake is relabelled to before its first commit of data only that version describes.
 COLUMN_IDS_VERSION = 2
 ERASURE_VERSION = 3
 # Deletion vectors may chain onto an older vector (udr.materialize.vectors); only lakes created at this
 # version or later are written so (older ones are not relabelled for it).
 CHAINED_VECTORS_VERSION = 4
+# A deletion vector of fewer positions than `GAPS_VECTOR_MAX` is stored as the gaps between its positions, not
+# as Parquet: a Parquet file's footer outweighs a few hundred positions, and writing and reading it back took
+# ~0.4 ms where the gaps take 0.06. Only lakes created at version 5 or later are written so.
+GAPS_VECTORS_VERSION = 5
+GAPS_VECTOR_MAX = 4096
 # The most payloads one deletion vector's chain holds: a cold read decodes at most this many.
 MAX_VECTOR_CHAIN = 16
 # The "v" field of a commit record (its canonical JSON encoding); a reader refuses a newer one.

@@ -358,7 +358,8 @@ class Staging:
         if len(positions) == frag.rows:
             return Deletes(frag.chunk, None, len(positions))
         base = self._committed(frag.deletes) if self._log.version >= lake_format.CHAINED_VECTORS_VERSION else None
-        payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector)
+        payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector,
+                                gaps=self._log.version >= lake_format.GAPS_VECTORS_VERSION)
         blob = BlobId(content_id(payload))
         self.blobs[blob] = (BlobKind.DELETES, payload)
         self._vector_positions[blob] = pa.array(positions, pa.uint32())
