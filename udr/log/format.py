@@ -146,9 +146,16 @@ PARQUET_INLINE_VERSION = 4
 # A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
 INLINE_FLUSH_FRAGMENTS = 256
 
-# Commit metadata marking a commit udr made by itself (key, and the value of an inline flush).
+# A keyed table refreshed by keyed overwrites ends in a run of small fragments (udr.materialize.compaction):
+# a fragment is small when the table's largest one has `MERGE_RATIO` times its rows, and the run is merged
+# into one fragment once it holds `MERGE_FRAGMENTS` of them, or once half its rows are deleted.
+MERGE_RATIO = 8
+MERGE_FRAGMENTS = 16
+
+# Commit metadata marking a commit udr made by itself (key, and the value of an inline flush or a merge).
 MAINTENANCE_KEY = "udr.maintenance"
 MAINTENANCE_FLUSH_INLINE = "flush-inline"
+MAINTENANCE_MERGE = "merge-fragments"
 
 # Cached table states (cache sub-database) start with this tag and a NUL; the marshal format may differ
 # between Python versions, so an entry written by another version is ignored and rebuilt.
