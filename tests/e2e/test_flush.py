@@ -16,7 +16,7 @@ import udr.log.format
 from udr.api import committing
 from udr.errors import CorruptionError
 from udr.log.turns import flush_turn
-from udr.materialize.staging import Staging
+from udr.materialize import compaction
 
 FLUSH_AT = 6
 
@@ -130,10 +130,10 @@ async def test_a_subscriber_gets_one_batch_per_write_and_none_for_a_flush(tmp_pa
 
 
 def test_a_failed_flush_warns_and_keeps_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: object, table: str) -> None:
+    def broken(staging: object, table: str) -> None:
         raise CorruptionError("simulated damage")
 
-    monkeypatch.setattr(Staging, "flush_inline", broken)
+    monkeypatch.setattr(compaction, "flush_inline", broken)
     with udr.open(tmp_path / "lake") as db:
         for i in range(FLUSH_AT - 1):
             db.append("t", one(i))
@@ -166,8 +166,56 @@ def test_a_stale_writer_does_not_flush_a_run_another_writer_flushed(tmp_path: Pa
         [done] = flushes(db)
         due = done.parents[0]
         calls: list[str] = []
-        monkeypatch.setattr(Staging, "flush_inline", lambda self, table: calls.append(table))
+        monkeypatch.setattr(compaction, "flush_inline", lambda staging, table: calls.append(table))
         # A writer whose own commit left the run due (it folded `due`) finds it flushed at the branch's head.
-        committing._flush_small_writes(db._handle, "main", due, db._handle.ctx.materializer.snapshot(due), ["t"])
+        committing._upkeep_after(db._handle, "main", due, db._handle.ctx.materializer.snapshot(due), ["t"],
+                                 committing._FLUSH)
         assert calls == [], "no run was read and re-encoded"
         assert flushes(db) == [done]
+
+
+def merges(db: udr.Lake, branch: str = "main") -> list[udr.Commit]:
+    return [c for c in db.log(branch) if c.metadata.get("udr.maintenance") == "merge-fragments"]
+
+
+def test_a_keyed_table_refreshed_often_gets_its_delta_fragments_merged_without_a_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(udr.log.format, "MERGE_FRAGMENTS", 4)
+    rows = 2_000
+    with udr.open(tmp_path / "lake") as db:
+        db.create_table("t", pa.schema([("id", pa.int64()), ("v", pa.int64())]), primary_key=["id"])
+        db.append("t", {"id": list(range(rows)), "v": [0] * rows})
+        refreshes = []
+        for night in range(1, 6):
+            ids = [i for i in range(rows + night) if i % 97 != night]  # a few keys leave, one arrives
+            refreshes.append(db.overwrite("t", {"id": ids, "v": [night if i % 50 == night else 0 for i in ids]}))
+        [merge] = merges(db)
+        assert merge.author == "udr" and merge.tables["t"] == udr.TableChange(0, 0, 0)
+        assert merge.parents[0] == refreshes[3].id and db.commit_info("main~1").id == merge.id
+        # Rows, SQL, every old version, the change feed and diffs read as if no merge had happened.
+        assert db.read("t", at=merge.parents[0]).sort_by("id").equals(db.read("t", at=merge.id).sort_by("id"))
+        state = db._handle.ctx.materializer.snapshot(db.resolve("main"))["t"]
+        assert [f.rows >= rows for f in state.fragments] == [True, False, False]  # bulk, merged run, last night
+        expected = [i for i in range(rows + 5) if i % 97 != 5]
+        assert sorted(db.read("t").column("id").to_pylist()) == expected
+        assert db.sql("SELECT count(*), sum(v) FROM t").fetchall() == [(len(expected), 5 * sum(
+            1 for i in expected if i % 50 == 5))]
+        feed = db.changes("t", since=refreshes[2].id)
+        assert len(feed.filter(pa.compute.equal(feed.column("_commit_id"), merge.id))) == 0
+        assert db.diff("t", refreshes[3].id, merge.id).num_rows == 0
+        assert db.changes("t", since=merge.id).num_rows == db.changes("t", since=refreshes[3].id).num_rows > 0
+        for commit in refreshes:
+            assert db.read("t", at=commit.id).num_rows == db.row_count("t", at=commit.id)
+        assert db.verify().ok
+        db.rebuild()
+        assert sorted(db.read("t").column("id").to_pylist()) == expected
+
+
+def test_only_keyed_overwrites_lead_to_merges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(udr.log.format, "MERGE_FRAGMENTS", 3)
+    with udr.open(tmp_path / "lake") as db:
+        db.create_table("t", pa.schema([("id", pa.int64()), ("v", pa.int64())]), primary_key=["id"])
+        db.append("t", {"id": list(range(1_000)), "v": [0] * 1_000})
+        for night in range(1, 5):  # 5 inline fragments: one short of a flush
+            db.upsert("t", {"id": [night], "v": [night]})
+        assert merges(db) == [] and len(db._handle.ctx.materializer.snapshot(db.resolve("main"))["t"].fragments) == 5

@@ -3,7 +3,8 @@
 It writes tests/golden/v<FORMAT>/lake with the public API only: a keyed table with a Parquet chunk and a
 deletion vector, an unkeyed table of small inline writes, a renamed column, a branch merged back, a tag, and
 (from version 3) an erasure of one key followed by gc, (from version 4) an
-inline write stored as Parquet and two deletes whose vectors chain.
+inline write stored as Parquet and two deletes whose vectors chain, (from version 5) every vector stored as the
+gaps between its positions.
 tests/golden/test_golden.py opens a copy of every golden lake and checks the rows it holds.
 """
 
@@ -54,5 +55,7 @@ if __name__ == "__main__":
         sys.exit(f"{target} exists: a golden lake is never rewritten; remove it by hand only before its release")
     make(target)
     shutil.rmtree(target / "cache", ignore_errors=True)  # derived state, rebuilt on open
-    (target / "log" / "lock.mdb").unlink(missing_ok=True)  # LMDB reader table: runtime state
+    for runtime in ("lock.mdb", "synced", "turn.lock"):  # LMDB reader table, fsync hint, writer turns
+        (target / "log" / runtime).unlink(missing_ok=True)
+    shutil.rmtree(target / "tmp", ignore_errors=True)
     print(f"wrote {target}")

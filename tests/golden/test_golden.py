@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 import udr
+from udr.log.format import BlobKind, CommitId
 
 GOLDEN = Path(__file__).resolve().parent
 
@@ -82,10 +83,11 @@ def test_v3_verifies_clean_and_rebuilds_to_the_same_rows(v3: Path) -> None:
         assert db.read("accounts", at="v1").sort_by("id").equals(before)
 
 
-@pytest.fixture()
-def v4(tmp_path: Path) -> Path:
-    """A copy of the version-4 golden lake: the version-3 history, then two deletes whose vectors chain."""
-    return Path(shutil.copytree(GOLDEN / "v4" / "lake", tmp_path / "lake"))
+@pytest.fixture(params=["v4", "v5"])
+def v4(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A copy of the version-4 golden lake: the version-3 history, then two deletes whose vectors chain; and of
+    the version-5 one, the same history with every deletion vector stored as gaps."""
+    return Path(shutil.copytree(GOLDEN / request.param / "lake", tmp_path / "lake"))
 
 
 def test_v4_reads_its_chained_deletion_vectors(v4: Path) -> None:
@@ -116,3 +118,18 @@ def test_v4_verifies_clean_and_rebuilds_to_the_same_rows(v4: Path) -> None:
         before = db.read("accounts").sort_by("id")
         db.rebuild()
         assert db.read("accounts").sort_by("id").equals(before)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_each_lake_keeps_the_vector_payloads_of_its_version(tmp_path: Path, version: int) -> None:
+    lake = Path(shutil.copytree(GOLDEN / f"v{version}" / "lake", tmp_path / "lake"))
+    with udr.open(lake, create=False) as db:
+        db.delete("accounts", keys={"id": [9]})
+        log = db._handle.ctx.log
+        op = log.get_commit(CommitId(db.resolve("main"))).tables["accounts"]
+        vector = next(d.vector for d in op.deletes if d.vector is not None)
+        payload = log.get_blob(vector, BlobKind.DELETES)
+        body = payload[37:] if payload[:4] == b"UDRC" else payload
+        assert body[:4] == (b"UDRG" if version == 5 else b"PAR1")  # an older lake stays readable by older udr
+        assert log.version == version
+        assert db.read("accounts").num_rows == 19_994 and db.verify().ok

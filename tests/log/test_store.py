@@ -393,7 +393,7 @@ def test_read_format_of_a_lake(log: LogStore) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"format": "udr-lake", "version": 99}', "99.*4"),
+        ('{"format": "udr-lake", "version": 99}', "99.*5"),
         ('{"format": "other-thing", "version": 1}', "not a UDR lake"),
         ("not json", "damaged"),
         ('{"format": "udr-lake"}', "damaged"),

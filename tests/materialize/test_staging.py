@@ -11,8 +11,9 @@ import pytest
 
 import udr
 from udr.log.format import INLINE_MAX_BYTES, BlobKind, CommitId
+from udr.materialize.compaction import flush_due, flush_inline
 from udr.materialize.schemas import field_id
-from udr.materialize.staging import Staging, flush_due
+from udr.materialize.staging import Staging
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_flush_takes_the_trailing_run_of_inline_writes_into_parquet(lake: udr.La
         lake.append("t", {"id": [10 + i], "v": ["s"]})
     staging = _staging(lake)
     assert flush_due(staging.base_tables, ["t"]) == []  # far below the threshold
-    staging.flush_inline("t")
+    flush_inline(staging, "t")
     op = staging.op("t")
     assert op.rewrite and op.inserted == 0 and [f.inline for f in op.add] == [False]
     assert _ids(staging, "t") == [1, 2, 3, 10, 11, 12, 13]

@@ -1,5 +1,6 @@
 """udr.materialize.vectors: a chained deletion vector reads as the whole set, is written only when it is
-valid and short, and a lake's vectors chain across commits yet read, verify, rebuild and survive gc alike."""
+valid and short, and a lake's vectors chain across commits yet read, verify, rebuild and survive gc alike;
+small vectors are stored as gaps (format 5), and a damaged gaps payload is corruption."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import udr
 from udr.errors import CorruptionError
 from udr.log.commits import content_id
-from udr.log.format import MAX_VECTOR_CHAIN, BlobId, BlobKind, CommitId
+from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, BlobId, BlobKind, CommitId
 from udr.materialize.vectors import (
     encode_positions,
     encode_vector,
@@ -80,6 +81,28 @@ def test_a_damaged_chain_is_corruption() -> None:
 
     with pytest.raises(CorruptionError, match=base):
         read_vector(next(iter(blobs)), get)
+
+
+@pytest.mark.parametrize(("positions", "width"), [
+    (_positions(), 1), (_positions(0), 1), (np.arange(0, 255 * 300, 255, dtype=np.uint32), 1),
+    (_positions(7, 7 + 256), 2), (_positions(1, 60_000, 65_535 + 60_000), 2), (_positions(3, (1 << 32) - 1), 4),
+    (np.arange(0, (GAPS_VECTOR_MAX - 1) * 300, 300, dtype=np.uint32), 2)])
+def test_small_vectors_are_stored_as_gaps_of_the_narrowest_width(positions: np.ndarray, width: int) -> None:
+    payload = encode_positions(positions, gaps=True)
+    assert payload[:4] == b"UDRG" and payload[4] == width and len(payload) == 5 + width * len(positions)
+    assert parse_vector(payload).positions.to_pylist() == positions.tolist()
+    chained = encode_positions(positions, base=BlobId("ab" * 32), depth=3, gaps=True)
+    link = parse_vector(chained)
+    assert link.base == "ab" * 32 and link.depth == 3 and link.positions.to_pylist() == positions.tolist()
+    assert encode_positions(np.arange(GAPS_VECTOR_MAX, dtype=np.uint32), gaps=True)[:4] == b"PAR1"  # large: Parquet
+    assert encode_positions(positions)[:4] == b"PAR1"  # a lake before format 5
+
+
+@pytest.mark.parametrize("payload", [b"UDRG", b"UDRG\x03\x01\x02\x03", b"UDRG\x02\x01", b"UDRG\x01\x05\x00",
+                                     b"UDRG\x04" + np.array([1 << 31, 1 << 31], "<u4").tobytes()])
+def test_a_damaged_gaps_payload_is_corruption(payload: bytes) -> None:
+    with pytest.raises(CorruptionError, match="deletion vector payload"):
+        parse_vector(payload)
 
 
 def _delete_nightly(db: udr.Lake, nights: int) -> list[str]:

@@ -2,7 +2,8 @@
 
 `commit` turns a `udr.materialize.staging.Staging` into one commit: it attaches before-images, recounts
 tables written more than once as net changes, appends the record, then tells the handle's caches and
-listeners and flushes runs of small inline writes into Parquet.
+listeners, flushes runs of small inline writes into Parquet and merges the delta fragments of keyed tables
+refreshed often (`udr.materialize.compaction`), each in a maintenance commit.
 
 The log places a commit over concurrent changes by itself when they commute (`LogStore.append`: untouched
 tables, and multiset tables whose ops touch different fragments). Otherwise it raises `HeadMoved`, and
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,7 @@ from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
 from udr.log.format import (
     MAINTENANCE_FLUSH_INLINE,
     MAINTENANCE_KEY,
+    MAINTENANCE_MERGE,
     BlobId,
     ChunkId,
     CommitId,
@@ -48,10 +50,11 @@ from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import HeadMoved, check_reads, commute
 from udr.log.store import CommitHook
 from udr.log.turns import commit_turn, flush_turn
+from udr.materialize import compaction
 from udr.materialize.changes import state_delta
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import fold
-from udr.materialize.staging import Staging, flush_due
+from udr.materialize.staging import Staging
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import distinct_positions
 from udr.stream.subscription import PendingAck
@@ -178,51 +181,72 @@ def _committed(handle: Handle, staging: Staging, intent: Intent, cid: CommitId, 
     made = commit_value(cid, final)
     handle.changes.committed(made)
     if not intent.maintenance:
-        _flush_small_writes(handle, intent.branch, cid, snapshot, [t for t, op in final.tables.items() if op.add])
+        _upkeep_after(handle, intent.branch, cid, snapshot, [t for t, op in final.tables.items() if op.add], _FLUSH)
+        _upkeep_after(handle, intent.branch, cid, snapshot, sorted(staging.refreshed & set(final.tables)), _MERGE)
     return made
 
 
-def _flush(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState], due: list[str]) -> None:
-    """Commit the runs of small writes of `due` (tables of `snapshot`, the state at `head`) rewritten as Parquet."""
-    intent = Intent(branch, f"flush small writes of {', '.join(due)}", "udr",
-                    {MAINTENANCE_KEY: MAINTENANCE_FLUSH_INLINE}, maintenance=True)
+@dataclass(frozen=True, slots=True)
+class _Upkeep:
+    """One kind of maintenance commit: which tables are due, how one table is staged, what the commit says."""
+
+    kind: str
+    what: str
+    due: Callable[[Mapping[str, TableState], list[str]], list[str]]
+    stage: Callable[[Staging, str], None]
+    kept: str
+
+
+# Looked up at each call, so a test can replace the staging step.
+_FLUSH = _Upkeep(MAINTENANCE_FLUSH_INLINE, "flush small writes of", compaction.flush_due,
+               lambda staging, table: compaction.flush_inline(staging, table), "the data is intact and stays inlined")
+_MERGE = _Upkeep(MAINTENANCE_MERGE, "merge the delta fragments of", compaction.merge_due,
+               lambda staging, table: compaction.merge_fragments(staging, table),
+               "the data is intact and keeps its fragments")
+
+
+def _rewrite(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState], due: list[str],
+             upkeep: _Upkeep) -> None:
+    """Commit the tables `due` (of `snapshot`, the state at `head`) rewritten as `upkeep` says."""
+    intent = Intent(branch, f"{upkeep.what} {', '.join(due)}", "udr", {MAINTENANCE_KEY: upkeep.kind},
+                    maintenance=True)
     staging = Staging(handle.ctx.log, handle.ctx.rows, head, snapshot, branch=branch)
     try:
         for table in due:
-            staging.flush_inline(table)
+            upkeep.stage(staging, table)
     except BaseException:
         staging.release()
         raise
     commit(handle, staging, intent, (), None)
 
 
-def _flush_small_writes(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState],
-                        tables: list[str]) -> None:
-    """After commit `head` (whose `snapshot` the writer folded), flush the tables whose run of inline writes is
-    due (`udr.materialize.staging.flush_due`) into Parquet, in a maintenance commit of its own.
+def _upkeep_after(handle: Handle, branch: str, head: CommitId, snapshot: Mapping[str, TableState],
+                  tables: list[str], upkeep: _Upkeep) -> None:
+    """After commit `head` (whose `snapshot` the writer folded), rewrite the tables of `tables` that `upkeep`
+    finds due (a flush of small inline writes, a merge of delta fragments), in a maintenance commit of its own.
 
     Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
     raised would be retried and applied twice), and a concurrent writer's move means the next commit
-    flushes instead. One writer of the lake flushes at a time (`udr.log.turns.flush_turn`); the others skip.
+    does it instead. One writer of the lake does upkeep at a time (`udr.log.turns.flush_turn`); others skip.
     """
-    due = flush_due(snapshot, tables)
+    due = upkeep.due(snapshot, tables)
     if not due:
         return
     try:
         with flush_turn(handle.ctx.log.root) as mine:
             if not mine:
-                return  # another writer is flushing; should its flush fail, a later commit finds the run still due
+                return  # another writer is at it; should it fail, a later commit finds the tables still due
             current = handle.head(branch)
-            if current != head:  # others committed since: one of them may have flushed already
+            if current != head:  # others committed since: one of them may have done it already
                 head, snapshot = current, handle.ctx.materializer.snapshot(current)
-                due = flush_due(snapshot, due)
+                due = upkeep.due(snapshot, due)
             if due:
-                _flush(handle, branch, head, snapshot, due)
+                _rewrite(handle, branch, head, snapshot, due, upkeep)
     except ConflictError:
         pass
     except (UdrError, OSError) as exc:
-        warnings.warn(f"udr: flushing the small writes of {', '.join(due)} failed ({exc}); "
-                      "the data is intact and stays inlined", RuntimeWarning, stacklevel=5)
+        warnings.warn(f"udr: the maintenance commit to {upkeep.what} {', '.join(due)} failed ({exc}); {upkeep.kept}",
+                      RuntimeWarning, stacklevel=5)
 
 
 # -- automatic rebase: re-express staged changes on a head that moved ----------------------------------

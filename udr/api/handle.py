@@ -74,7 +74,7 @@ class Intent:
         message, author, metadata: as `udr.Commit` shows them.
         parents: both parents of a merge (never re-applied on a moved head); empty: the staging's base.
         action, mover: what the ref log says moved the branch, and who (None: the author).
-        maintenance: a flush of small writes (it triggers no other flush, and its rewrites are placeable).
+        maintenance: a flush or merge (it triggers no other maintenance, and its rewrites are placeable).
     """
 
     branch: str

@@ -33,6 +33,8 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
         diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
                           con=con, pool=staging.pool())
     stage_keyed_diff(staging, table, diff, data.schema, first=first)
+    if remove_missing:
+        staging.refreshed.add(table)
 
 
 def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.Schema, *, first: bool) -> None:

@@ -2,9 +2,9 @@
 
 Rows become chunks (inline blobs for small batches, Parquet files written durably as they are staged,
 deduplicated by content id), deleted rows become deletion vectors, keyed writes keep before-images.
-Transactions, merges, reverts, rebases, compaction and the flush of small writes all stage through a
-`Staging`; nothing here is visible to anyone until the facade appends the resulting ops to the log.
-A `Staging` belongs to one thread at a time.
+Transactions, merges, reverts, rebases, compaction and the rewrites of `udr.materialize.compaction` (the
+flush of small writes, merges of delta fragments) all stage through a `Staging`; nothing here is visible to
+anyone until the facade appends the resulting ops to the log. A `Staging` belongs to one thread at a time.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class Staging:
         writes: write calls per table (counts of several calls are recomputed as the net change).
         overwritten: tables without a key overwritten here (stored as a multiset delta of the whole table,
             so any concurrent change of them conflicts).
+        refreshed: keyed tables overwritten here (their runs of delta fragments may be due for a merge).
         ids_used: a staged schema carries stable column ids (an older lake must be relabelled first).
         rows: reads rows of table states, this staging's blobs first.
     """
@@ -100,6 +101,7 @@ class Staging:
         self._before_ops: dict[str, TableOp] = {}
         self.writes: Counter[str] = Counter()
         self.overwritten: set[str] = set()
+        self.refreshed: set[str] = set()
         self.ids_used = False
         self._chunks: set[ChunkId] = set()
         # Rows of the inline chunks staged here, handed to the lake's reader once committed.
@@ -353,7 +355,8 @@ class Staging:
         if len(positions) == frag.rows:
             return Deletes(frag.chunk, None, len(positions))
         base = self._committed(frag.deletes) if self._log.version >= lake_format.CHAINED_VECTORS_VERSION else None
-        payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector)
+        payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector,
+                                gaps=self._log.version >= lake_format.GAPS_VECTORS_VERSION)
         blob = BlobId(content_id(payload))
         self.blobs[blob] = (BlobKind.DELETES, payload)
         # The next keyed write to this fragment, and a rebase of this one, look the vector up again.
@@ -413,24 +416,6 @@ class Staging:
         self.add_rows(table, data.schema, iter(data.to_batches()), counted="inserted")
         self.ops[table] = replace(self.ops[table], inserted=0)
 
-    def flush_inline(self, table: str) -> None:
-        """Stage the trailing run of inline fragments of `table` rewritten as Parquet chunk(s); no row
-        changes (a `rewrite`).
-
-        Small writes are inlined in the log, one fragment each. Flushing them keeps a table's manifest,
-        its snapshot opens, queries and change-feed looks from growing with the number of tiny commits;
-        the log still holds every inline write. Only a trailing run is taken, so row order is kept.
-        """
-        state = self.require(table)
-        run = state.inline_tail()
-        if len(run) < 2 or table in self.ops:
-            return
-        schema = self.rows.schema(state.schema)
-        parts = [schemas.conform(self.rows.live(f, table=table), schema) for f in run]
-        self.ops[table] = TableOp(rewrite=True, deletes=tuple(Deletes(f.chunk, None, f.rows) for f in run))
-        self.add_rows(table, schema, (b for part in parts for b in part.to_batches()), inline=False)
-        self.ops[table] = replace(self.ops[table], inserted=0)
-
     # -- lifecycle ------------------------------------------------------------------------------------
 
     @contextmanager
@@ -465,11 +450,6 @@ class Staging:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-
-def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:
-    """Which of `tables` (just written) have a run of `INLINE_FLUSH_FRAGMENTS` inline writes to flush."""
-    return [t for t in tables if t in snapshot and snapshot[t].inline_run_reaches(lake_format.INLINE_FLUSH_FRAGMENTS)]
 
 
 def _moved_from(source: Path) -> Callable[[Path], None]:

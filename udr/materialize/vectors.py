@@ -6,7 +6,9 @@ version 4). A table refreshed every night then stores each night's deletions onc
 the whole vector would store night n's deletions again on every later night (bytes growing with the square
 of the nights). A writer chains only onto a vector already committed, only when that vector's positions are
 all still deleted, and at most `MAX_CHAIN` links deep, so a cold read decodes a bounded number of payloads.
-Pure functions; safe from any thread.
+From format version 5 a payload of fewer than `GAPS_VECTOR_MAX` positions holds the gaps between them
+instead of a Parquet file (a refresh of 77 tables writes hundreds of small vectors a night: Parquet's
+footer was most of their bytes and its writer most of their time). Pure functions; safe from any thread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
-from udr.log.format import MAX_VECTOR_CHAIN, BlobId
+from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, BlobId
 
 VectorGetter = Callable[[BlobId], bytes]
 """The DELETES payload of a vector blob (raises `CorruptionError` when it is missing)."""
@@ -29,6 +31,11 @@ VectorGetter = Callable[[BlobId], bytes]
 # A chained payload: this magic, the base's blob id (32 raw bytes), the depth (1 byte), then the Parquet file.
 _CHAINED = b"UDRC"
 _HEADER = len(_CHAINED) + 32 + 1
+# A gaps body: this magic, a width w (1, 2 or 4), then each gap to the previous position (the first: the
+# position itself) as a w-byte little-endian unsigned integer; the log's zstd framing packs the high bytes.
+_GAPS = b"UDRG"
+_GAPS_HEADER = len(_GAPS) + 1
+_GAP_TYPES: dict[int, str] = {1: "<u1", 2: "<u2", 4: "<u4"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +65,51 @@ def in_sorted(values: np.ndarray, positions: np.ndarray) -> npt.NDArray[np.bool_
     return found
 
 
-def encode_positions(positions: pa.Array | np.ndarray, *, base: BlobId | None = None, depth: int = 0) -> bytes:
+def encode_positions(positions: pa.Array | np.ndarray, *, base: BlobId | None = None, depth: int = 0,
+                     gaps: bool = False) -> bytes:
     """Payload of a deletion vector: a Parquet file of the sorted distinct row positions (one uint32
     column, DELTA_BINARY_PACKED, zstd): about 0.7 byte a position where raw deltas under zstd take 1.2.
+    With `gaps` (a lake of format 5 or later), fewer than `GAPS_VECTOR_MAX` positions are stored as gaps.
     With `base`, the positions are those added to vector `base`, `depth` payloads deep, after a header."""
-    values = pa.array(distinct_positions(positions), pa.uint32())
+    distinct = distinct_positions(positions)
+    header = b"" if base is None else _CHAINED + bytes.fromhex(base) + bytes([depth])
+    if gaps and len(distinct) < GAPS_VECTOR_MAX:
+        return header + _encode_gaps(distinct)
+    values = pa.array(distinct, pa.uint32())
     sink = pa.BufferOutputStream()
     # No Arrow schema in the footer: Parquet's UINT_32 reads back as uint32 alone, and the ~500 bytes it
     # took were most of a small vector's payload (a nightly refresh writes hundreds of those a night).
     pq.write_table(pa.table({"p": values}), sink, compression="zstd", use_dictionary=False,
                    column_encoding={"p": "DELTA_BINARY_PACKED"}, write_statistics=False, store_schema=False)
-    packed = cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
-    return packed if base is None else _CHAINED + bytes.fromhex(base) + bytes([depth]) + packed
+    return header + cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
+
+
+def _encode_gaps(positions: np.ndarray) -> bytes:
+    """A gaps body of sorted distinct uint32 `positions`."""
+    gaps = np.diff(positions.astype(np.int64), prepend=0)
+    top = int(gaps.max()) if len(gaps) else 0
+    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4
+    return _GAPS + bytes([width]) + gaps.astype(_GAP_TYPES[width]).tobytes()
+
+
+def _decode_gaps(body: bytes) -> pa.Array:
+    """The positions of a gaps body (raises `CorruptionError` when it does not hold what it says)."""
+    width = body[len(_GAPS)] if len(body) > len(_GAPS) else 0
+    if width not in _GAP_TYPES or (len(body) - _GAPS_HEADER) % width:
+        raise CorruptionError(f"a deletion vector payload of {len(body)} bytes is damaged (gap width {width})")
+    gaps = np.frombuffer(body, dtype=_GAP_TYPES[width], offset=_GAPS_HEADER)
+    positions = np.cumsum(gaps, dtype=np.int64)
+    if len(gaps) and (positions[-1] >= 1 << 32 or not np.all(gaps[1:])):
+        raise CorruptionError("a deletion vector payload holds positions out of range or repeated")
+    return pa.array(positions.astype(np.uint32), pa.uint32())
 
 
 def parse_vector(payload: bytes) -> VectorLink:
     """Parse one DELETES payload (its own positions: `read_vector` gives a chained vector's whole set)."""
     base, depth = chain_link(payload)
     body = payload[_HEADER:] if base is not None else payload
+    if body[:len(_GAPS)] == _GAPS:
+        return VectorLink(_decode_gaps(body), base, depth)
     # One small column: `pq.read_table` (datasets, a thread pool) costs 3-40x this, more on a busy machine.
     positions = pq.ParquetFile(pa.BufferReader(body)).read(use_threads=False).column("p").combine_chunks()
     return VectorLink(positions.cast(pa.uint32()), base, depth)
@@ -129,10 +163,10 @@ def vector_chain(vector: BlobId, get: VectorGetter) -> list[BlobId]:
 
 
 def encode_vector(positions: np.ndarray, base: BlobId | None, get: VectorGetter,
-                  known: Callable[[BlobId], pa.Array | None] = lambda _: None) -> bytes:
+                  known: Callable[[BlobId], pa.Array | None] = lambda _: None, *, gaps: bool = False) -> bytes:
     """Payload of the vector of sorted distinct `positions` of a fragment whose committed vector is `base`:
     chained onto `base` when every position of `base` is among `positions`, the chain stays within
-    `MAX_VECTOR_CHAIN` and it saves at least half the positions, else whole."""
+    `MAX_VECTOR_CHAIN` and it saves at least half the positions, else whole. `gaps`: as `encode_positions`."""
     if base is not None:
         depth = chain_link(get(base))[1] + 1
         old = np.asarray(read_vector(base, get, known), dtype=np.int64)
@@ -141,5 +175,5 @@ def encode_vector(positions: np.ndarray, base: BlobId | None, get: VectorGetter,
         kept = len(ours) > 0 and bool(np.all(ours[at] == old))
         if depth < MAX_VECTOR_CHAIN and kept and 2 * len(old) >= len(ours):
             # `at` is where each old position sits in `ours`: dropping those leaves the added ones, sorted.
-            return encode_positions(np.delete(ours, at), base=base, depth=depth)
-    return encode_positions(positions)
+            return encode_positions(np.delete(ours, at), base=base, depth=depth, gaps=gaps)
+    return encode_positions(positions, gaps=gaps)
