@@ -17,7 +17,6 @@ import pyarrow as pa
 from udr.api import committing, writes
 from udr.api.handle import Handle, Intent
 from udr.api.inputs import TableData, conform_input, to_batches
-from udr.api.sqlwrites import DirectWrites
 from udr.errors import KeyViolation, SchemaError, UsageError
 from udr.log.format import CommitId
 from udr.log.refs import check_name
@@ -154,9 +153,9 @@ class Transaction:
         """
         self._check_open()
         with self._staging.savepoint():
-            from udr.query.dml import (
-                execute_script,  # loads sqlglot: only scripts that write need it
-            )
+            # Both load sqlglot, which only scripts that write need: its ~16k objects slow every full GC.
+            from udr.api.sqlwrites import DirectWrites
+            from udr.query.dml import execute_script
 
             execute_script(self, sql, DirectWrites(self._ctx, self._staging, self._connect))
 
