@@ -17,7 +17,7 @@ import anyio
 import udr
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "stream"))
-from member_workers import apply_batch  # the derivation the local member tests check
+from member_workers import derive  # the derivation the local member tests check
 
 PARTITIONS = 4
 
@@ -30,18 +30,7 @@ async def member(url: str, cache: str, name: str, lease: float) -> None:
                 break
             except udr.GroupBusy:  # restarted after a kill: its old lease lapses within one lease time
                 await anyio.sleep(lease / 4)
-        async with sub:
-            print("ready", flush=True)
-            async for batch in sub:
-                while True:
-                    try:
-                        with db.transaction(message=f"derive {batch.commit.seq}") as tx:
-                            apply_batch(tx, batch)
-                            tx.ack(sub, batch)
-                        break
-                    except udr.ConflictError:
-                        continue  # another machine committed to the same derived row first
-                print(f"applied {batch.commit.seq} {batch.table} {batch.partition}", flush=True)
+        await derive(db, sub)
 
 
 if __name__ == "__main__":

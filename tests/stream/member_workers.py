@@ -94,20 +94,26 @@ def apply_batch(tx: udr.Transaction, batch: udr.ChangeBatch) -> None:
     tx.upsert("derived", {"k": keys, "v": [state[k][0] for k in keys], "total": [state[k][1] for k in keys]})
 
 
+async def derive(db: udr.Lake, sub: udr.Subscription) -> None:
+    """Print `ready`, then apply each batch of `sub` with its ack in one transaction, printing `applied SEQ
+    TABLE PARTITION`, until killed."""
+    async with sub:
+        print("ready", flush=True)
+        async for batch in sub:
+            while True:
+                try:
+                    with db.transaction(message=f"derive {batch.commit.seq}") as tx:
+                        apply_batch(tx, batch)
+                        tx.ack(sub, batch)
+                    break
+                except udr.ConflictError:
+                    continue  # another member committed to the same derived table first
+            print(f"applied {batch.commit.seq} {batch.table} {batch.partition}", flush=True)
+
+
 async def member(path: Path, name: str) -> None:
     with udr.open(path) as db:
-        async with db.subscribe(["ev", "log"], group="derive", member=name, partitions=6) as sub:
-            print("ready", flush=True)
-            async for batch in sub:
-                while True:
-                    try:
-                        with db.transaction(message=f"derive {batch.commit.seq}") as tx:
-                            apply_batch(tx, batch)
-                            tx.ack(sub, batch)
-                        break
-                    except udr.ConflictError:
-                        continue  # another member committed to the same derived table first
-                print(f"applied {batch.commit.seq} {batch.table} {batch.partition}", flush=True)
+        await derive(db, db.subscribe(["ev", "log"], group="derive", member=name, partitions=6))
 
 
 def main(argv: list[str]) -> None:
