@@ -48,21 +48,22 @@ class DirectWrites:
         """A connection as the transaction's `connect(sql)`, plus view `view`: `table`'s live rows with their
         `__frag` and `__pos` (with `deleted`, the deleted ones too, listed in view `deleted`; see
         `udr.query.engine.SnapshotServer.register_positioned`; `where` an alias and a condition: only the
-        rows it keeps). Without `plain`, `table` gets no view of
-        its own name: building one costs milliseconds a statement that reads `table` only as `view` wastes."""
+        rows it keeps). Without `plain`, `table` gets no view of its own name: building one costs
+        milliseconds a statement that reads `table` only as `view` wastes."""
         con = self._connect(sql, None if plain else table)
         try:
-            self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
-                                                 deleted=deleted, where=where)
+            self.add_positioned(con, table, view, deleted=deleted, where=where)
         except BaseException:
             con.close()
             raise
         return con
 
-    def add_positioned(self, con: Connection, table: str, view: str, where: tuple[str, str]) -> None:
-        """Add to `con` view `view`: `table`'s live rows `where` keeps, positioned (see `connect_positioned`)."""
+    def add_positioned(self, con: Connection, table: str, view: str, *, deleted: str | None = None,
+                       where: tuple[str, str] | None = None) -> None:
+        """Add to `con` view `view`: `table`'s live rows (those `where` keeps), positioned (see
+        `connect_positioned`)."""
         self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
-                                             where=where)
+                                             deleted=deleted, where=where)
 
     def changed_keys(self, table: str, plan: KeyLocal) -> pa.Table | None:
         """The keys whose input rows changed since keyed `table` was built by `plan` (None: build it all);

@@ -19,8 +19,9 @@ inside a table's parts, and `"dropped"` once a followed table was dropped);
 `GROUP_LEASE + name` -> JSON `{"pid", "started", "token", "time_us"}`. Each public method is one LMDB
 transaction; safe across threads and processes. In the cache of a lake in object storage each such
 transaction is published as a remote log entry (`udr.remote.mirror`); one that loses the race for its
-entry writes nothing and runs again on the records the cache then pulled (`retry_lost`). Groups with several members keep other records
-(`udr.log.members`); an ack of either kind is a `GroupAck`, applied by `ack_hook` inside a commit.
+entry writes nothing and runs again on the records the cache then pulled (`retry_lost`). Groups with several
+members keep other records (`udr.log.members`); an ack of either kind is a `GroupAck`, applied by `ack_hook`
+inside a commit.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ but not its meta page (`metasync=False`, which keeps the file consistent: a powe
 newest transactions), and the writer then waits for its `SyncMark` (`udr/log/syncmark.py`), which makes every
 transaction committed so far durable with one fsync shared by the writers of every process waiting at that
 moment, or skips it when a later commit's fsync already covered this one. Concurrent writers so spend one fsync
-each inside LMDB's writer lock instead of two, and share the second. A write returns only once
-it is durable; inside `deferred_sync` (a writer leaving its turn before it waits for the disk), the block does. The cache environment skips fsync: its contents are keyed by immutable ids and can be rebuilt
-by replay, so a lost write only costs time.
+each inside LMDB's writer lock instead of two, and share the second. A write returns only once it is durable;
+inside `deferred_sync` (a writer leaving its turn before it waits for the disk), the end of the block does.
+The cache environment skips fsync: its contents are keyed by immutable ids and can be rebuilt by replay, so a
+lost write only costs time.
 """
 
 from __future__ import annotations

@@ -93,8 +93,8 @@ class DirectWrites(Protocol):
 
     def live_rows(self, table: str) -> int: ...
 
-    def add_positioned(self, con: duckdb.DuckDBPyConnection, table: str, view: str,
-                       where: tuple[str, str]) -> None: ...
+    def add_positioned(self, con: duckdb.DuckDBPyConnection, table: str, view: str, *, deleted: str | None = None,
+                       where: tuple[str, str] | None = None) -> None: ...
 
     def changed_keys(self, table: str, plan: KeyLocal) -> pa.Table | None: ...
 
@@ -251,7 +251,7 @@ def _create_as(target: WriteTarget, direct: DirectWrites, st: Statement, table: 
     # Views for the tables the query reads: the statement also names the table it creates, which would
     # make every table of the lake get one.
     query = tree.sql(dialect="duckdb")
-    with direct.connect_positioned(query, table, _TARGET) if exists else target.connect(query) as con:
+    with target.connect(query) as con:
         schema = _fetch(con, f"SELECT * FROM ({query}) LIMIT 0").schema
         if exists and _same_columns(target.schema(table), schema):
             key = target.primary_key(table)
@@ -286,10 +286,11 @@ def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.Duck
     changed = direct.changed_keys(table, plan) if plan is not None else None
     if plan is not None and changed is not None:
         con.register(KEYS, changed)
-        direct.add_positioned(con, table, _CHANGED, key_filter(_CHANGED, plan.key))
+        direct.add_positioned(con, table, _CHANGED, where=key_filter(_CHANGED, plan.key))
         diff = overwrite_diff(con, restricted(query, plan.key), _CHANGED, schema.names, key, schema, live_rows=None,
                               table=table)
     else:
+        direct.add_positioned(con, table, _TARGET)
         diff = overwrite_diff(con, query.sql(dialect="duckdb"), _TARGET, schema.names, key, schema,
                               live_rows=direct.live_rows(table), table=table)
     direct.stage_diff(table, diff)
