@@ -18,11 +18,11 @@ from udr.log.commits import (
     Fragment,
     TableOp,
     commit_id,
-    content_id,
     decode_commit,
     encode_commit,
 )
 from udr.log.format import BlobId, ChunkId, CommitId
+from udr.log.hashing import content_id
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from udr.errors import UdrError
-from udr.log.index import Environment, LmdbEnvironment
+from udr.log.envtypes import Environment
+from udr.log.index import LmdbEnvironment
 from udr.log.memory import MemoryEnvironment
 
 NAMES = (b"a", b"b")

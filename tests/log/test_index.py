@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from udr.errors import CorruptionError, UdrError
-from udr.log.commits import content_id
 from udr.log.format import BLOB_MAGIC, ZSTD_MIN_BYTES, BlobKind, Codec
+from udr.log.hashing import content_id
 from udr.log.index import frame_blob, open_log_env, unframe_blob
 
 SMALL = b"tiny payload"

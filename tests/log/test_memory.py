@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from udr.errors import UdrError
-from udr.log.commits import CommitRecord, Fragment, TableOp, content_id
+from udr.log.commits import CommitRecord, Fragment, TableOp
 from udr.log.format import LOG_DATA_FILE, LOG_DIR, BlobId, BlobKind, ChunkId, CommitId
+from udr.log.hashing import content_id
 from udr.log.memory import MemoryLogStore
 from udr.log.reflog import Reason
 from udr.log.refs import branch_key, tag_key

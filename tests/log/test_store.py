@@ -12,14 +12,7 @@ from pathlib import Path
 import pytest
 
 from udr.errors import ConflictError, CorruptionError, FormatError, RefNotFound
-from udr.log.commits import (
-    CommitRecord,
-    Fragment,
-    TableOp,
-    commit_id,
-    content_id,
-    encode_commit,
-)
+from udr.log.commits import CommitRecord, Fragment, TableOp, commit_id, encode_commit
 from udr.log.format import (
     DB_COMMITS,
     DB_INTENTS,
@@ -30,6 +23,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.hashing import content_id
 from udr.log.index import frame_blob
 from udr.log.label import read_format
 from udr.log.reflog import Reason

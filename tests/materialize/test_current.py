@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from udr.log.commits import content_id
 from udr.log.format import BlobId, BlobKind
+from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import (

@@ -11,8 +11,8 @@ import pytest
 
 from udr.errors import CorruptionError
 from udr.log.chunks import MemoryChunkStore
-from udr.log.commits import content_id
 from udr.log.format import INLINE_MAX_BYTES, BlobId, BlobKind, ChunkId
+from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.data import (
     RowReader,

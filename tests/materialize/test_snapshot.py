@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udr.errors import CorruptionError
-from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp, content_id
+from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp
 from udr.log.format import (
     DB_SNAPSHOTS,
     DB_TABLESTATES,
@@ -21,6 +21,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.snapshot import (
     CHECKPOINT_EVERY,

@@ -13,8 +13,8 @@ import pytest
 
 import udr
 from udr.errors import CorruptionError
-from udr.log.commits import content_id
 from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, BlobId, BlobKind, CommitId
+from udr.log.hashing import content_id
 from udr.materialize.vectors import (
     encode_positions,
     encode_vector,

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from udr.errors import CorruptionError, SqlError
-from udr.log.commits import content_id
 from udr.log.format import BlobId, BlobKind, ChunkId
+from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.data import (
     RowReader,

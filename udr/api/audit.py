@@ -16,7 +16,7 @@ from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.log.store import LogStore
-from udr.materialize.retained import LiveData
+from udr.materialize.states import LiveData
 from udr.values import AuditReport
 
 

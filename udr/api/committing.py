@@ -38,6 +38,7 @@ from udr.api.handle import Handle, Intent
 from udr.errors import ConflictError, RefNotFound, UdrError
 from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
+from udr.log.envtypes import CommitHook
 from udr.log.format import (
     MAINTENANCE_FLUSH_INLINE,
     MAINTENANCE_KEY,
@@ -48,7 +49,6 @@ from udr.log.format import (
 )
 from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import HeadMoved, check_reads, commute
-from udr.log.store import CommitHook
 from udr.log.turns import commit_turn, flush_turn
 from udr.materialize import compaction
 from udr.materialize.changes import state_delta

@@ -28,7 +28,7 @@ from udr.errors import (
     UsageError,
 )
 from udr.log import refspec
-from udr.log.commits import CommitRecord, Fragment, TableOp, commit_value, content_id
+from udr.log.commits import CommitRecord, Fragment, TableOp, commit_value
 from udr.log.erasure import Erasure, ErasureStore
 from udr.log.format import (
     ERASURE_KEY,
@@ -41,6 +41,7 @@ from udr.log.format import (
     BlobKind,
     ChunkId,
 )
+from udr.log.hashing import content_id
 from udr.log.pins import hold_chunk, release_chunks
 from udr.materialize.data import (
     decode_before,

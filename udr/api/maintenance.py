@@ -9,7 +9,7 @@ from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import CommitRecord
 from udr.log.format import ERASURE_KEY, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.store import LogStore
-from udr.materialize.retained import LiveData
+from udr.materialize.states import LiveData
 from udr.values import LakeStats, VerifyReport
 
 

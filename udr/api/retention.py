@@ -20,7 +20,8 @@ from udr.log.erasure import ErasureStore
 from udr.log.format import ChunkId, CommitId
 from udr.log.refs import check_name
 from udr.log.retention import RetentionStore, collect_live, protected, recent
-from udr.materialize.retained import LiveData, live_data
+from udr.materialize.retained import live_data
+from udr.materialize.states import LiveData
 from udr.values import ExpireReport, Hold, RetentionPolicy, VerifyReport
 
 _DAY_US = 86_400 * 1_000_000

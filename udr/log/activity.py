@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from udr.log.envtypes import LogEnvironments
 from udr.log.format import DB_ERASURES, DB_EXPIRED
-from udr.log.index import LogEnvironments
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from typing import Protocol
 import blake3
 
 from udr.errors import CorruptionError
-from udr.log.commits import content_id
 from udr.log.format import CHUNK_DIR, CHUNK_SUFFIX, TMP_DIR, ChunkId
+from udr.log.hashing import content_id
 
 
 class ChunkStore(Protocol):

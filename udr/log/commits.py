@@ -188,11 +188,6 @@ def commit_id(canonical: bytes) -> CommitId:
     return CommitId(blake3.blake3(canonical).hexdigest())
 
 
-def content_id(data: bytes) -> str:
-    """Return the BLAKE3 hex digest used to name chunks and blobs."""
-    return str(blake3.blake3(data, max_threads=blake3.blake3.AUTO if len(data) > 1 << 20 else 1).hexdigest())
-
-
 def commit_value(cid: CommitId, record: CommitRecord) -> Commit:
     """The public `udr.Commit` of a stored commit record."""
     return Commit(

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from udr.errors import CorruptionError
 from udr.log.commits import CommitRecord, Deletes, TableOp
+from udr.log.envtypes import Environment, IndexTxn
 from udr.log.format import (
     DB_ERASURES,
     DB_INTENTS,
@@ -34,7 +35,6 @@ from udr.log.format import (
     BlobKind,
     ChunkId,
 )
-from udr.log.index import Environment, IndexTxn
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
 CommitHook = Callable[[IndexTxn, Environment], None]

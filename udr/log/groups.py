@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
+from udr.log.envtypes import CommitHook, Environment, IndexTxn
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
-from udr.log.index import Environment, IndexTxn
 from udr.log.placement import LostRace
 from udr.log.processes import process_alive
-from udr.log.store import CommitHook, LogStore
+from udr.log.store import LogStore
 
 # A decoded JSON record, as `json.loads` returns it.
 JsonDoc = dict[str, Any]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import lmdb
 
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
+from udr.log.envtypes import Environment, IndexTxn
 from udr.log.format import (
     DB_GROUPS,
     GROUP_MEMBER,
@@ -51,7 +52,6 @@ from udr.log.groups import (
     position_from,
     retry_lost,
 )
-from udr.log.index import Environment, IndexTxn
 from udr.log.store import LogStore
 
 MAX_PARTITIONS = 4096

@@ -29,8 +29,8 @@ from typing import cast
 import lmdb
 
 from udr.errors import UdrError
+from udr.log.envtypes import IndexTxn, WriteWatcher
 from udr.log.format import CACHE_DBS, LOG_DBS, LOG_DIR
-from udr.log.index import IndexTxn, WriteWatcher
 from udr.log.store import LogStore
 
 _Tables = dict[bytes, dict[bytes, bytes]]

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from udr.errors import ConflictError, UsageError
+from udr.log.envtypes import IndexTxn
 from udr.log.format import DB_INTENTS, DB_PINS, ChunkId
-from udr.log.index import IndexTxn
 from udr.log.store import LogStore
 
 _SEP = b"\0"

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from udr.errors import ConflictError, CorruptionError
 from udr.log.commits import CommitRecord, commit_id, decode_commit
+from udr.log.envtypes import Environment, IndexTxn, LogEnvironments
 from udr.log.erasure import Erasure, index_erasure
 from udr.log.format import (
     DB_BLOBS,
@@ -41,13 +42,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
-from udr.log.index import (
-    Environment,
-    IndexTxn,
-    LogEnvironments,
-    open_log_env,
-    unframe_blob,
-)
+from udr.log.index import open_log_env, unframe_blob
 from udr.log.reflog import Reason, move_ref
 
 _FORMAT_KEY = b"format_version"

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 
 from udr.errors import CorruptionError, Expired, RefNotFound, UsageError
 from udr.log import graph
+from udr.log.envtypes import IndexTxn
 from udr.log.erasure import ErasureStore
 from udr.log.format import (
     DB_BLOBS,
@@ -40,7 +41,6 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.groups import GroupStore
-from udr.log.index import IndexTxn
 from udr.log.scrub import scrub
 from udr.log.store import LogStore
 from udr.values import Hold, RetentionPolicy

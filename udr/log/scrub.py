@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import struct
 
+from udr.log.envtypes import Environment
 from udr.log.format import DB_META, LOG_DBS
-from udr.log.index import Environment
 
 _FILLER = b"scrub:"
 

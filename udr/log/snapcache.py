@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from udr.log.envtypes import Environment, IndexTxn, LogEnvironments
 from udr.log.format import DB_SNAPSHOTS, DB_TABLESTATES
-from udr.log.index import Environment, IndexTxn, LogEnvironments
 
 
 @dataclass(frozen=True, slots=True)

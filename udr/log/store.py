@@ -32,6 +32,7 @@ from udr.errors import (
 )
 from udr.log.chunks import FileChunkStore
 from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
+from udr.log.envtypes import CommitHook, Environment, IndexTxn
 from udr.log.format import (
     CACHE_DIR,
     COLUMN_IDS_VERSION,
@@ -54,21 +55,13 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
-from udr.log.index import (
-    Environment,
-    IndexTxn,
-    frame_blob,
-    open_cache_env,
-    open_log_env,
-    unframe_blob,
-)
+from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import check_placeable
 from udr.log.processes import process_alive
 from udr.log.reflog import Move, Reason, move_ref, read_moves
 from udr.log.refs import branch_key
 
-CommitHook = Callable[[IndexTxn, Environment], None]
 # Decides, inside gc's write transaction, which chunk files commits still need, and may drop log blobs
 # there too; returns (chunks to keep, blob bytes freed).
 GcKeep = Callable[[IndexTxn], tuple[set[ChunkId], int]]

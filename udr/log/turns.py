@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from udr.errors import UdrError
+from udr.log.envtypes import LogEnvironments
 from udr.log.format import FLUSH_TURN_FILE, LOG_DIR, TURN_FILE
-from udr.log.index import LogEnvironments
 
 
 @contextmanager

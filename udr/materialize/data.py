@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
-from udr.log.commits import Fragment, content_id
+from udr.log.commits import Fragment
 from udr.log.format import (
     CHUNK_ROWS,
     DICTIONARY_DECIMALS,
@@ -34,6 +34,7 @@ from udr.log.format import (
     BlobKind,
     ChunkId,
 )
+from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.keyindex import KeyIndex, indexable
 from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
@@ -151,15 +152,9 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa
     short = first is None or first.num_rows < ROW_GROUP_ROWS
     dictionary, delta = _column_encodings(target, first, split_floats=short)
     rows = 0
-    with pq.ParquetWriter(
-        path,
-        target,
-        compression=SHORT_CHUNK_COMPRESSION if short else PARQUET_COMPRESSION,
-        use_dictionary=dictionary,
-        column_encoding=delta or None,
-        write_statistics=True,
-        store_decimal_as_integer=True,
-    ) as writer:
+    with pq.ParquetWriter(path, target, compression=SHORT_CHUNK_COMPRESSION if short else PARQUET_COMPRESSION,
+                          use_dictionary=dictionary, column_encoding=delta or None, write_statistics=True,
+                          store_decimal_as_integer=True) as writer:
         for piece in chain([first] if first is not None else [], pieces):
             writer.write_table(piece.replace_schema_metadata(target.metadata), row_group_size=ROW_GROUP_ROWS)
             rows += piece.num_rows

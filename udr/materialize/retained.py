@@ -10,25 +10,12 @@ unneeded as expired rather than damaged. Pure over the log and the materializer;
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
-from udr.log.format import BlobId, BlobKind, ChunkId, CommitId
+from udr.log.format import BlobId, BlobKind, CommitId
 from udr.log.store import LogStore
 from udr.materialize.snapshot import Materializer
-from udr.materialize.states import TableState
+from udr.materialize.states import LiveData, TableState
 from udr.materialize.vectors import vector_chain
-
-
-@dataclass(frozen=True, slots=True)
-class LiveData:
-    """The stored objects kept versions need: chunk files, and log blobs (rows, deletion vectors, before-images)."""
-
-    chunks: set[ChunkId] = field(default_factory=set)
-    blobs: dict[BlobId, BlobKind] = field(default_factory=dict)
-
-    def needs(self, name: str) -> bool:
-        """Whether a chunk or blob of id `name` is needed."""
-        return name in self.chunks or name in self.blobs
 
 
 def live_data(log: LogStore, materializer: Materializer, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from udr.errors import SchemaError
-from udr.log.commits import content_id
+from udr.log.hashing import content_id
 
 ID_KEY = b"udr.id"
 

@@ -17,12 +17,13 @@ from typing import TypeAlias
 
 from udr.errors import CorruptionError
 from udr.log.activity import last_write, pruning
-from udr.log.commits import CommitRecord, TableOp, content_id
+from udr.log.commits import CommitRecord, TableOp
 from udr.log.erasure import Erasure, ErasureStore, replace_record
 from udr.log.format import (
     CACHE_STATE_TAG,
     CommitId,
 )
+from udr.log.hashing import content_id
 from udr.log.snapcache import CacheView, SnapshotCache
 from udr.log.store import LogStore
 from udr.materialize.states import FragmentState, TableState

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from udr.errors import TableNotFound, close_matches
 from udr.log import format as lake_format
-from udr.log.commits import Deletes, Fragment, TableOp, content_id
+from udr.log.commits import Deletes, Fragment, TableOp
 from udr.log.format import (
     INLINE_MAX_BYTES,
     ROW_GROUP_ROWS,
@@ -34,6 +34,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.hashing import content_id
 from udr.log.pins import hold_chunk, release_chunks
 from udr.log.store import LogStore
 from udr.materialize import schemas

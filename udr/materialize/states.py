@@ -1,4 +1,5 @@
-"""What a table holds at a snapshot: its schema, primary key and fragments, each with its deletion vector.
+"""What a table holds at a snapshot: its schema, primary key and fragments, each with its deletion vector;
+and what the kept versions need of the stored data (`LiveData`, which `udr.materialize.retained` collects).
 
 The values `udr.materialize.snapshot` folds from the log and every reader of table data takes: immutable
 (a `FragmentState` is a NamedTuple, a `TableState` a frozen dataclass), so safe to share across threads.
@@ -7,11 +8,11 @@ The values `udr.materialize.snapshot` folds from the log and every reader of tab
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import NamedTuple
 
-from udr.log.format import BlobId, ChunkId
+from udr.log.format import BlobId, BlobKind, ChunkId
 
 
 class FragmentState(NamedTuple):
@@ -70,3 +71,15 @@ class TableState:
     def chunk_ids(self) -> frozenset[ChunkId]:
         """The chunk ids of the table's fragments (a table never holds one chunk twice)."""
         return frozenset(map(itemgetter(0), self.fragments))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveData:
+    """The stored objects kept versions need: chunk files, and log blobs (rows, deletion vectors, before-images)."""
+
+    chunks: set[ChunkId] = field(default_factory=set)
+    blobs: dict[BlobId, BlobKind] = field(default_factory=dict)
+
+    def needs(self, name: str) -> bool:
+        """Whether a chunk or blob of id `name` is needed."""
+        return name in self.chunks or name in self.blobs
