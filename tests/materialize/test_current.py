@@ -43,7 +43,7 @@ def _state(log: LogStore, parts: list[tuple[pa.Table, list[int]]]) -> TableState
 def test_live_rows_and_places_match_the_positioned_read(log: LogStore, make_big: Callable[..., pa.Table]) -> None:
     big = make_big(rows=40_000)
     state = _state(log, [(big, [0, 7, 39_999]), (big.slice(0, 5), []), (big.slice(5, 4), [1, 3])])
-    reader = RowReader(log, log.get_blob)
+    reader = RowReader(log.chunks, log.get_blob)
     current = read_current(reader, "t", state)
     assert current.rows.num_rows == 40_000 + 5 + 4  # deleted rows stay, marked
     assert current.live is not None and int(current.live.sum()) == 40_000 - 3 + 5 + 2
@@ -64,5 +64,5 @@ def test_places_of_rows_read_one_by_one_come_from_their_columns() -> None:
 def test_an_empty_table_has_its_schema_and_no_rows(log: LogStore) -> None:
     schema_id, payload = encode_schema(pa.schema([("id", pa.int64())]))
     log.put_blobs_now({schema_id: (BlobKind.SCHEMA, payload)})
-    current = read_current(RowReader(log, log.get_blob), "t", TableState(schema_id, ("id",)))
+    current = read_current(RowReader(log.chunks, log.get_blob), "t", TableState(schema_id, ("id",)))
     assert current.rows.num_rows == 0 and current.positioned().column_names == ["id", "__frag", "__pos"]

@@ -209,7 +209,7 @@ def test_reader_returns_live_rows_of_inline_and_file_fragments(
     small = big.slice(0, 5)
     inline = _store_deletes(log, _store_inline(log, small, schema_id), [0, 4])
     state = TableState(schema_id, None, (FragmentState(file_frag.chunk, file_frag.rows, False, schema_id), inline))
-    reader = RowReader(log, log.get_blob)
+    reader = RowReader(log.chunks, log.get_blob)
     rows = reader.table("t", state)
     assert rows.num_rows == 40_000 + 3
     assert rows.slice(40_000).equals(small.slice(1, 3))
@@ -225,14 +225,14 @@ def test_reader_conforms_old_fragments_to_an_evolved_schema(log: LogStore) -> No
     frag = _store_inline(log, SMALL, old_id)
     evolved = SMALL.schema.append(pa.field("score", pa.float64()))
     new_id = _store_schema(log, evolved)
-    rows = RowReader(log, log.get_blob).table("t", TableState(new_id, None, (frag,)))
+    rows = RowReader(log.chunks, log.get_blob).table("t", TableState(new_id, None, (frag,)))
     assert rows.schema.equals(evolved)
     assert rows.column("score").null_count == 3
 
 
 def test_an_empty_table_has_the_schema_and_no_rows(log: LogStore) -> None:
     schema_id = _store_schema(log, SMALL.schema)
-    reader = RowReader(log, log.get_blob)
+    reader = RowReader(log.chunks, log.get_blob)
     assert reader.table("t", TableState(schema_id, None)).equals(SMALL.schema.empty_table())
     assert reader.table("t", TableState(schema_id, None), with_position=True).num_rows == 0
 
@@ -242,7 +242,7 @@ def test_a_row_count_mismatch_is_corruption_naming_table_and_chunk(log: LogStore
     frag = _store_inline(log, SMALL, schema_id)
     lying = FragmentState(frag.chunk, 4, True, schema_id)
     with pytest.raises(CorruptionError, match=f"'orders'.*{frag.chunk}"):
-        RowReader(log, log.get_blob).table("orders", TableState(schema_id, None, (lying,)))
+        RowReader(log.chunks, log.get_blob).table("orders", TableState(schema_id, None, (lying,)))
 
 
 def test_a_missing_chunk_file_is_corruption_naming_the_table(log: LogStore, make_big: Callable[..., pa.Table]) -> None:
@@ -252,7 +252,7 @@ def test_a_missing_chunk_file_is_corruption_naming_the_table(log: LogStore, make
     log.chunks.delete(f.chunk)
     state = TableState(schema_id, None, (FragmentState(f.chunk, f.rows, False, schema_id),))
     with pytest.raises(CorruptionError, match=f"'orders'.*{f.chunk}"):
-        RowReader(log, log.get_blob).table("orders", state)
+        RowReader(log.chunks, log.get_blob).table("orders", state)
 
 
 def test_inline_rows_past_the_parquet_threshold_are_parquet_in_format_4_and_read_back_the_same() -> None:

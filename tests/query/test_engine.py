@@ -26,7 +26,7 @@ from udr.query.logviews import LogViews
 
 @pytest.fixture
 def server(log: LogStore) -> SnapshotServer:
-    return SnapshotServer(log, RowReader(log, log.get_blob), LogViews(log))
+    return SnapshotServer(log, RowReader(log.chunks, log.get_blob), LogViews(log))
 
 
 def _schema(log: LogStore, schema: pa.Schema) -> BlobId:
@@ -313,7 +313,7 @@ def test_a_positioned_view_gives_each_live_row_its_fragment_and_position(
              TableState(mixed.schema, None, (mixed.fragments[1], mixed.fragments[0], _fragment(log, _ids(BIG, 6 * BIG),
                                                                                                mixed.schema))),
              TableState(mixed.schema, None)]
-    reader = RowReader(log, log.get_blob)
+    reader = RowReader(log.chunks, log.get_blob)
     for state in cases:
         expected = reader.table("t", state, with_position=True)
         order = [*(n for n in expected.column_names if not n.startswith("__")), "__frag", "__pos"]

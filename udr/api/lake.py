@@ -87,7 +87,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
                else LogStore(path, create=create, durable=remote is None))  # a remote lake's truth is remote
         if remote is not None:  # a lake in object storage (udr.remote): `path` is its cache
             remote.attach(log)
-        rows = RowReader(log, log.get_blob)
+        rows = RowReader(log.chunks, log.get_blob)
         ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows, LogViews(log)))
         self._handle = Handle(ctx, LakeChanges(ctx), committing.commit, remote)
 

@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
-from udr.log.envtypes import CommitHook, Environment, IndexTxn
+from udr.log.envtypes import CommitHook, Environment, IndexTxn, LogEnvironments
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
 from udr.log.placement import LostRace
 from udr.log.processes import process_alive
-from udr.log.store import LogStore
 
 # A decoded JSON record, as `json.loads` returns it.
 JsonDoc = dict[str, Any]
@@ -165,7 +164,7 @@ class GroupStore:
         self._alive = alive or lease_alive
 
     @classmethod
-    def of(cls, log: LogStore, alive: Alive | None = None) -> GroupStore:
+    def of(cls, log: LogEnvironments, alive: Alive | None = None) -> GroupStore:
         """The group records of `log` (how the layers above `udr.log` reach them); `alive` tells a live lease
         (default: its process runs on this machine)."""
         return cls(log.env, alive)
@@ -323,7 +322,7 @@ def ack_hook(acks: Sequence[GroupAck]) -> CommitHook:
 
 
 @retry_lost
-def write_acks(log: LogStore, acks: Sequence[GroupAck]) -> None:
+def write_acks(log: LogEnvironments, acks: Sequence[GroupAck]) -> None:
     """Move group positions in one durable write of their own (acks of no commit: `Subscription.ack`, or a
     transaction that changed nothing).
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import lmdb
 
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
-from udr.log.envtypes import Environment, IndexTxn
+from udr.log.envtypes import Environment, IndexTxn, LogEnvironments
 from udr.log.format import (
     DB_GROUPS,
     GROUP_MEMBER,
@@ -52,7 +52,6 @@ from udr.log.groups import (
     position_from,
     retry_lost,
 )
-from udr.log.store import LogStore
 
 MAX_PARTITIONS = 4096
 
@@ -112,7 +111,7 @@ class MemberStore:
         self._alive = alive or lease_alive
 
     @classmethod
-    def of(cls, log: LogStore, alive: Alive | None = None) -> MemberStore:
+    def of(cls, log: LogEnvironments, alive: Alive | None = None) -> MemberStore:
         """The members' records of `log` (how the layers above `udr.log` reach them); `alive` tells a live
         lease (default: its process runs on this machine)."""
         return cls(log.env, alive)

@@ -11,11 +11,12 @@ safe across threads and processes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from udr.errors import ConflictError, UsageError
-from udr.log.envtypes import IndexTxn
+from udr.log.chunks import ChunkStore
+from udr.log.envtypes import Environment, IndexTxn, LogEnvironments
 from udr.log.format import DB_INTENTS, DB_PINS, ChunkId
-from udr.log.store import LogStore
 
 _SEP = b"\0"
 
@@ -26,10 +27,24 @@ def _prefix(owner: str) -> bytes:
     return owner.encode() + _SEP
 
 
+class PinnedLog(Protocol):
+    """What pins need of a lake's log (a `LogStore`): its environment, and its chunk files to check."""
+
+    @property
+    def env(self) -> Environment:
+        """The log's durable environment."""
+        ...
+
+    @property
+    def chunks(self) -> ChunkStore:
+        """The lake's chunk files."""
+        ...
+
+
 class PinStore:
     """The pins of one lake's log."""
 
-    def __init__(self, log: LogStore) -> None:
+    def __init__(self, log: PinnedLog) -> None:
         self._log = log
 
     def pin(self, owner: str, chunks: Mapping[str, ChunkId]) -> None:
@@ -99,12 +114,12 @@ class PinStore:
 
 
 
-def hold_chunk(log: LogStore, chunk: ChunkId) -> None:
+def hold_chunk(log: LogEnvironments, chunk: ChunkId) -> None:
     """Note that an open transaction of this process will commit `chunk`, so gc keeps it until
     `release_chunks` (any handle of the lake in this process sees the hold)."""
     log.env.hold(chunk)
 
 
-def release_chunks(log: LogStore, chunks: Iterable[ChunkId]) -> None:
+def release_chunks(log: LogEnvironments, chunks: Iterable[ChunkId]) -> None:
     """The transaction that held `chunks` (`hold_chunk`) committed or ended."""
     log.env.release(chunks)

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
+from udr.log.chunks import FileChunkStore
 from udr.log.commits import Fragment
 from udr.log.format import (
     CHUNK_ROWS,
@@ -35,7 +36,6 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.hashing import content_id
-from udr.log.store import LogStore
 from udr.materialize.keyindex import KeyIndex, indexable
 from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
 from udr.materialize.states import FragmentState, TableState
@@ -300,8 +300,8 @@ class _DecodedCache(Generic[_Decoded]):
 class RowReader:
     """Reads table fragments back as Arrow, verifying what it reads."""
 
-    def __init__(self, log: LogStore, blobs: BlobGetter) -> None:
-        self._log = log
+    def __init__(self, chunks: FileChunkStore, blobs: BlobGetter) -> None:
+        self._chunks = chunks
         self._blobs = blobs
         self._schemas: dict[BlobId, pa.Schema] = {}
         self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
@@ -313,7 +313,7 @@ class RowReader:
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
         this reader's caches of decoded schemas and inline rows."""
-        reader = RowReader(self._log, blobs)
+        reader = RowReader(self._chunks, blobs)
         reader._schemas = self._schemas
         reader._inline = self._inline
         reader._positions = self._positions
@@ -336,7 +336,7 @@ class RowReader:
                     self._inline.put(frag.chunk, data)
             else:
                 present = None if columns is None else [c for c in columns if c in self.schema(frag.schema).names]
-                path = self._log.chunks.verified_path(frag.chunk)
+                path = self._chunks.verified_path(frag.chunk)
                 # One row group (a keyed write's changed rows): `pq.read_table`'s thread pool costs ~3x its decode.
                 data = (pq.ParquetFile(path, memory_map=True).read(columns=present, use_threads=False)
                         if frag.rows <= ROW_GROUP_ROWS else pq.read_table(path, columns=present, memory_map=True))
@@ -361,7 +361,7 @@ class RowReader:
         def parquet() -> pq.ParquetFile:
             if not opened:
                 try:
-                    opened.append(pq.ParquetFile(self._log.chunks.verified_path(frag.chunk), memory_map=True))
+                    opened.append(pq.ParquetFile(self._chunks.verified_path(frag.chunk), memory_map=True))
                 except CorruptionError as exc:
                     raise CorruptionError(f"table {table!r}: {exc}") from exc
             return opened[0]
