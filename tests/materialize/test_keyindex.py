@@ -112,6 +112,31 @@ def test_a_growing_run_is_extended_and_a_rewritten_one_sorted_anew() -> None:
         assert set(zip(hits.column("__frag").to_pylist(), hits.column("__pos").to_pylist())) == scan, step
 
 
+@pytest.mark.parametrize("rows", [50, RUN_ROWS + 10])
+def test_keys_at_positions_read_from_the_column_or_unsorted_from_the_index(rows: int) -> None:
+    field = pa.field("k", pa.int64())
+    values = np.random.default_rng(2).permutation(rows)
+    reads: list[str] = []
+
+    def column(frag: FragmentState, _field: pa.Field) -> pa.ChunkedArray:
+        reads.append(frag.chunk)
+        return pa.chunked_array([pa.array(values if frag.chunk == "c" else [1, None, 3], pa.int64())])
+
+    frag = FragmentState(ChunkId("c"), rows, False, BlobId("s"))
+    positions = np.array([0, 7, rows - 1], np.int64)
+    for looked_up_first in (False, True):
+        index = KeyIndex()
+        if looked_up_first:
+            state = TableState(BlobId("s"), ("k",), (frag,))
+            index.hits(state, field, pa.array([5], pa.int64()), column=column, deleted=lambda _f: pa.array([], pa.uint32()))
+        reads.clear()
+        assert index.keys_at(frag, field, positions, column=column).tolist() == values[positions].tolist()  # type: ignore[union-attr]
+        assert index.keys_at(frag, field, positions[:1], column=column).tolist() == [values[0]]  # type: ignore[union-attr]
+        assert len(reads) == (0 if looked_up_first and rows > RUN_ROWS else 1)  # kept decoded after one read
+    nulls = FragmentState(ChunkId("n"), 3, True, BlobId("s"))
+    assert KeyIndex().keys_at(nulls, field, np.array([0], np.int64), column=column) is None
+
+
 def test_only_single_plain_keys_are_indexed() -> None:
     assert indexable(pa.field("k", pa.int64())) and indexable(pa.field("k", pa.large_string()))
     assert not indexable(pa.field("k", pa.float64())) and not indexable(pa.field("k", pa.decimal128(10, 2)))

@@ -91,11 +91,28 @@ class _Run:
         return self.keys.nbytes
 
 
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """A large chunk's key column in position order (the keys of the rows a change deleted are looked up in it)."""
+
+    keys: npt.NDArray[np.generic]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes) + (_STRING_BYTES * len(self.keys) if self.keys.dtype == object else 0)
+
+
 def indexable(field: pa.Field) -> bool:
     """Whether a key column of this type can be indexed (and compared by numpy as the scan would)."""
     kind = field.type
     return bool(pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_string(kind)
                 or pa.types.is_large_string(kind))
+
+
+def key_field(schema: pa.Schema, primary_key: tuple[str, ...] | None) -> pa.Field | None:
+    """The field of a table's primary key if it is one column the index can hold (None: callers scan)."""
+    field = schema.field(primary_key[0]) if primary_key is not None and len(primary_key) == 1 else None
+    return field if field is not None and indexable(field) else None
 
 
 def _as_numpy(values: pa.ChunkedArray | pa.Array, field: pa.Field) -> npt.NDArray[np.generic]:
@@ -127,7 +144,7 @@ class KeyIndex:
 
     def __init__(self, budget: int = KEY_INDEX_BYTES) -> None:
         self._budget = budget
-        self._sorted: OrderedDict[tuple[object, ...], SortedKeys | _Run] = OrderedDict()
+        self._sorted: OrderedDict[tuple[object, ...], SortedKeys | _Run | _Column] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -160,6 +177,32 @@ class KeyIndex:
             found.append((start + (codes >> 32).astype(np.int64), (codes & 0xFFFFFFFF).astype(np.int64)))
         return _live_hits(frags, found, deleted)
 
+    def keys_at(self, frag: FragmentState, field: pa.Field, positions: npt.NDArray[np.int64], *,
+                column: KeyColumn) -> npt.NDArray[np.generic] | None:
+        """The keys of the rows of `frag` at `positions` (deleted or not); None when a row's key is null (an erased
+        row: the caller reads the rows instead). The key column stays decoded (a rebase asks again for the
+        keys of the fragments each concurrent commit added); a large chunk's is unsorted from its sorted keys
+        when those are held."""
+        signature = (frag.chunk, frag.schema, str(field.type), parquet_field_id(field))
+        with self._lock:
+            found = self._sorted.get(("raw", *signature))
+            ordered = self._sorted.get(signature)
+            if isinstance(found, _Column):
+                self._sorted.move_to_end(("raw", *signature))
+        if not isinstance(found, _Column):
+            if isinstance(ordered, SortedKeys) and len(ordered.keys) == frag.rows:  # no null key: none left out
+                keys = np.empty_like(ordered.keys)
+                keys[ordered.order] = ordered.keys
+            else:
+                values = column(frag, field)
+                if values.null_count:
+                    return None
+                keys = _as_numpy(values, field)
+            found = _Column(keys)
+            self._keep(("raw", *signature), found)
+        at: npt.NDArray[np.generic] = found.keys[positions]
+        return at
+
     def _run(self, run: tuple[FragmentState, ...], signature: tuple[object, ...], field: pa.Field,
              column: KeyColumn) -> _Run:
         """The sorted keys of `run` (a table's trailing small fragments): cached, else a cached run of its first
@@ -191,7 +234,7 @@ class KeyIndex:
         self._keep(name, made)
         return made
 
-    def _keep(self, name: tuple[object, ...], made: SortedKeys | _Run) -> None:
+    def _keep(self, name: tuple[object, ...], made: SortedKeys | _Run | _Column) -> None:
         with self._lock:
             if name not in self._sorted and made.nbytes <= self._budget:
                 self._sorted[name] = made
