@@ -180,28 +180,45 @@ class KeyIndex:
     def keys_at(self, frag: FragmentState, field: pa.Field, positions: npt.NDArray[np.int64], *,
                 column: KeyColumn) -> npt.NDArray[np.generic] | None:
         """The keys of the rows of `frag` at `positions` (deleted or not); None when a row's key is null (an erased
-        row: the caller reads the rows instead). The key column stays decoded (a rebase asks again for the
-        keys of the fragments each concurrent commit added); a large chunk's is unsorted from its sorted keys
-        when those are held."""
+        row: the caller reads the rows instead)."""
+        decoded = self._decoded(frag, field, column)
+        at: npt.NDArray[np.generic] | None = None if decoded is None else decoded.keys[positions]
+        return at
+
+    def _decoded(self, frag: FragmentState, field: pa.Field, column: KeyColumn) -> _Column | None:
+        """`frag`'s key column in position order (None: a key is null), kept decoded: a rebase asks for the keys
+        of each fragment concurrent commits added, and the run's extension sorts them next. A large chunk's is
+        unsorted from its sorted keys when those are held."""
         signature = (frag.chunk, frag.schema, str(field.type), parquet_field_id(field))
         with self._lock:
             found = self._sorted.get(("raw", *signature))
             ordered = self._sorted.get(signature)
             if isinstance(found, _Column):
                 self._sorted.move_to_end(("raw", *signature))
-        if not isinstance(found, _Column):
-            if isinstance(ordered, SortedKeys) and len(ordered.keys) == frag.rows:  # no null key: none left out
-                keys = np.empty_like(ordered.keys)
-                keys[ordered.order] = ordered.keys
-            else:
-                values = column(frag, field)
-                if values.null_count:
-                    return None
-                keys = _as_numpy(values, field)
-            found = _Column(keys)
-            self._keep(("raw", *signature), found)
-        at: npt.NDArray[np.generic] = found.keys[positions]
-        return at
+                return found
+        if isinstance(ordered, SortedKeys) and len(ordered.keys) == frag.rows:  # no null key: none left out
+            keys = np.empty_like(ordered.keys)
+            keys[ordered.order] = ordered.keys
+        else:
+            values = column(frag, field)
+            if values.null_count:
+                return None
+            keys = _as_numpy(values, field)
+        made = _Column(keys)
+        self._keep(("raw", *signature), made)
+        return made
+
+    def _sort_run(self, run: tuple[FragmentState, ...], first: int, field: pa.Field,
+                  column: KeyColumn) -> SortedKeys:
+        """The keys of `run` sorted together; `order` holds (`first` + place in the run) << 32 | position."""
+        decoded = [self._decoded(frag, field, column) for frag in run]
+        if any(d is None for d in decoded):
+            return _sort_run(run, first, field, column)  # null keys: Arrow's sort leaves them out
+        keys = np.concatenate([d.keys for d in decoded if d is not None])
+        codes = np.concatenate([(np.uint64(n) << np.uint64(32)) + np.arange(len(d.keys), dtype=np.uint64)
+                                for n, d in enumerate(decoded, first) if d is not None])
+        order = np.argsort(keys, kind="stable")
+        return SortedKeys(keys[order], codes[order])
 
     def _run(self, run: tuple[FragmentState, ...], signature: tuple[object, ...], field: pa.Field,
              column: KeyColumn) -> _Run:
@@ -219,7 +236,7 @@ class KeyIndex:
         if entry is not None and len(entry.names) == len(names):
             return entry
         known = 0 if entry is None else len(entry.names)
-        grown = _sort_run(run[known:], known, field, column)
+        grown = self._sort_run(run[known:], known, field, column)
         made = _Run(names, grown if entry is None else entry.keys.merged(grown))
         self._keep(("run", len(names), names[-1], *signature), made)
         return made
