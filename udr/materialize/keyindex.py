@@ -42,6 +42,9 @@ RUN_ROWS = 65_536
 EXTEND = 64
 # What a string key costs in memory beyond its pointer (a Python str object), for the budget.
 _STRING_BYTES = 64
+# What a cached entry costs beyond its arrays (its name, the arrays' headers), so that the many small fragments'
+# decoded key columns a long-lived writer meets count against the budget too.
+_ENTRY_BYTES = 512
 
 # Reads one fragment's key column, every row (deleted ones included), conformed to the table's key field.
 KeyColumn = Callable[[FragmentState, pa.Field], pa.ChunkedArray]
@@ -99,7 +102,8 @@ class _Column:
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes) + (_STRING_BYTES * len(self.keys) if self.keys.dtype == object else 0)
+        return _ENTRY_BYTES + int(self.keys.nbytes) + (_STRING_BYTES * len(self.keys)
+                                                       if self.keys.dtype == object else 0)
 
 
 def indexable(field: pa.Field) -> bool:
