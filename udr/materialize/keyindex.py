@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -160,7 +161,7 @@ class KeyIndex:
         The same rows as a semi join of the table's live rows with `keys` (of `field`'s type).
         """
         per_row = 16 + (_STRING_BYTES if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) else 0)
-        if sum(f.rows for f in state.fragments) * per_row > self._budget:  # deleted rows are indexed too
+        if sum(map(itemgetter(1), state.fragments)) * per_row > self._budget:  # deleted rows are indexed too
             return None
         wanted = np.unique(_as_numpy(keys.drop_null(), field))
         # A chunk read under another schema (a renamed or widened key) is another entry.
@@ -228,7 +229,7 @@ class KeyIndex:
              column: KeyColumn) -> _Run:
         """The sorted keys of `run` (a table's trailing small fragments): cached, else a cached run of its first
         fragments extended by the others' keys, else sorted from every fragment's key column."""
-        names = tuple((f.chunk, f.schema) for f in run)
+        names = tuple(map(itemgetter(0, 3), run))  # (chunk, schema) of each
         with self._lock:
             for cut in range(len(names), max(0, len(names) - EXTEND), -1):
                 entry = self._sorted.get(("run", cut, names[cut - 1], *signature))
