@@ -13,7 +13,14 @@ import pytest
 
 import udr
 from udr.log.format import BlobId, ChunkId
-from udr.materialize.keyindex import RUN, KeyIndex, SortedKeys, indexable, sort_keys
+from udr.materialize.keyindex import (
+    EXTEND,
+    RUN_ROWS,
+    KeyIndex,
+    SortedKeys,
+    indexable,
+    sort_keys,
+)
 from udr.materialize.states import FragmentState, TableState
 
 
@@ -23,9 +30,11 @@ def test_sorted_keys_find_every_copy_of_a_key_and_nothing_else() -> None:
     assert keys.positions(np.array([3, 4, 9])).tolist() == [1, 2, 3]
     assert keys.positions(np.array([1, 8])).tolist() == []
     assert SortedKeys(np.empty(0, np.int64), np.empty(0, np.uint64)).positions(np.array([1])).tolist() == []
+    ordered = sort_keys(pa.chunked_array([pa.array([1, 2, 2, 5], pa.int64())]), pa.field("k", pa.int64()))
+    assert ordered.keys.tolist() == [1, 2, 2, 5] and ordered.positions(np.array([2, 5])).tolist() == [1, 2, 3]
 
 
-@pytest.mark.parametrize("count", [6, 2 * RUN + 5])  # runs of small fragments are sorted together
+@pytest.mark.parametrize("count", [6, EXTEND + 5])  # small fragments are sorted together
 @pytest.mark.parametrize("field", [pa.field("k", pa.int32()), pa.field("k", pa.string()),
                                    pa.field("k", pa.timestamp("us", "UTC")), pa.field("k", pa.date32())])
 def test_hits_equal_a_scan_of_the_live_rows(field: pa.Field, count: int) -> None:
@@ -58,6 +67,74 @@ def test_hits_equal_a_scan_of_the_live_rows(field: pa.Field, count: int) -> None
                 if value in wanted.to_pylist() and p not in deleted[frag.chunk].to_pylist()}
         assert set(zip(hits.column("__frag").to_pylist(), hits.column("__pos").to_pylist())) == scan
         assert hits.num_rows == len(scan)
+
+
+def test_a_growing_run_is_extended_and_a_rewritten_one_sorted_anew() -> None:
+    """States as a table's writes make them: a large chunk, then small fragments appended (several at once, as
+    other writers' commits), some fragments deleted from or replaced by a flush; each lookup equals a scan."""
+    rng = random.Random(11)
+    field = pa.field("k", pa.int64())
+    columns: dict[str, pa.ChunkedArray] = {"big": pa.chunked_array([pa.array(range(RUN_ROWS + 1), pa.int64())])}
+    deleted: dict[str, pa.Array] = {"big": pa.array([], pa.uint32())}
+    fragments = [FragmentState(ChunkId("big"), RUN_ROWS + 1, False, BlobId("s"))]
+    index = KeyIndex()
+
+    def add(name: str, values: list[int]) -> None:
+        columns[name] = pa.chunked_array([pa.array(values, pa.int64())])
+        deleted[name] = pa.array([], pa.uint32())
+        fragments.append(FragmentState(ChunkId(name), len(values), True, BlobId("s")))
+
+    for step in range(EXTEND * 2 + 20):
+        for n in range(rng.choice([1, 1, 3, EXTEND + 1] if step % 25 == 24 else [1, 1, 3])):
+            add(f"f{step}-{n}", [rng.randrange(RUN_ROWS + 50) for _ in range(rng.randrange(1, 6))])
+        if step % 7 == 6:  # a keyed write deletes old versions from some fragment
+            at = rng.randrange(len(fragments))
+            gone = sorted(set(deleted[fragments[at].chunk].to_pylist()) | {rng.randrange(fragments[at].rows)})
+            deleted[fragments[at].chunk] = pa.array(gone, pa.uint32())
+            fragments[at] = fragments[at]._replace(deletes=BlobId(f"d{step}"), deleted=len(gone))
+        if step % 30 == 29:  # a flush: the small fragments rewritten as one, live rows only
+            small = fragments[1:]
+            live = [v for f in small for p, v in enumerate(columns[f.chunk].to_pylist())
+                    if p not in deleted[f.chunk].to_pylist()]
+            del fragments[1:]
+            add(f"flush{step}", live)
+        state = TableState(BlobId("s"), ("k",), tuple(fragments))
+        wanted = pa.array(rng.sample(range(RUN_ROWS + 50), 30), pa.int64())
+        hits = index.hits(state, field, wanted, column=lambda frag, _f: columns[frag.chunk],
+                          deleted=lambda frag: deleted[frag.chunk])
+        assert hits is not None
+        want = set(wanted.to_pylist())
+        # The large chunk holds each key at its own position.
+        scan = {(0, k) for k in want if k <= RUN_ROWS and k not in set(deleted["big"].to_pylist())}
+        scan |= {(i, p) for i, frag in enumerate(fragments[1:], 1)
+                 for p, value in enumerate(columns[frag.chunk].to_pylist())
+                 if value in want and p not in set(deleted[frag.chunk].to_pylist())}
+        assert set(zip(hits.column("__frag").to_pylist(), hits.column("__pos").to_pylist())) == scan, step
+
+
+@pytest.mark.parametrize("rows", [50, RUN_ROWS + 10])
+def test_keys_at_positions_read_from_the_column_or_unsorted_from_the_index(rows: int) -> None:
+    field = pa.field("k", pa.int64())
+    values = np.random.default_rng(2).permutation(rows)
+    reads: list[str] = []
+
+    def column(frag: FragmentState, _field: pa.Field) -> pa.ChunkedArray:
+        reads.append(frag.chunk)
+        return pa.chunked_array([pa.array(values if frag.chunk == "c" else [1, None, 3], pa.int64())])
+
+    frag = FragmentState(ChunkId("c"), rows, False, BlobId("s"))
+    positions = np.array([0, 7, rows - 1], np.int64)
+    for looked_up_first in (False, True):
+        index = KeyIndex()
+        if looked_up_first:
+            state = TableState(BlobId("s"), ("k",), (frag,))
+            index.hits(state, field, pa.array([5], pa.int64()), column=column, deleted=lambda _f: pa.array([], pa.uint32()))
+        reads.clear()
+        assert index.keys_at(frag, field, positions, column=column).tolist() == values[positions].tolist()  # type: ignore[union-attr]
+        assert index.keys_at(frag, field, positions[:1], column=column).tolist() == [values[0]]  # type: ignore[union-attr]
+        assert len(reads) == (0 if looked_up_first else 1)  # kept decoded after one read (by the lookup too)
+    nulls = FragmentState(ChunkId("n"), 3, True, BlobId("s"))
+    assert KeyIndex().keys_at(nulls, field, np.array([0], np.int64), column=column) is None
 
 
 def test_only_single_plain_keys_are_indexed() -> None:

@@ -56,6 +56,7 @@ from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging
 from udr.materialize.states import FragmentState, TableState
+from udr.materialize.touched import shared_keys
 from udr.materialize.vectors import distinct_positions
 from udr.stream.subscription import PendingAck
 from udr.values import Commit
@@ -324,7 +325,8 @@ class _Keyed:
         self.schema = staging.rows.schema(head.schema)
         self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
         # Only a key both sides changed can conflict: when none is, the rows need no pairing and merging.
-        self.shared = bool(self._touched(base, head) & self._touched(base, staged))
+        shared = shared_keys(staging.rows, base, staged, head)
+        self.shared = bool(self._touched(base, head) & self._touched(base, staged)) if shared is None else shared
         self.result = self._merged() if self.shared else None
 
     def _touched(self, old: TableState, new: TableState) -> set[tuple[object, ...]]:

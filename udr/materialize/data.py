@@ -36,7 +36,7 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.hashing import content_id
-from udr.materialize.keyindex import KeyIndex, indexable
+from udr.materialize.keyindex import KeyIndex, key_field
 from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import read_vector
@@ -306,7 +306,7 @@ class RowReader:
         self._schemas: dict[BlobId, pa.Schema] = {}
         self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
         self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
-        self._keys = KeyIndex()
+        self.key_index = KeyIndex()
         self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES)
         self._starts: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)  # first row of each group
 
@@ -317,7 +317,7 @@ class RowReader:
         reader._schemas = self._schemas
         reader._inline = self._inline
         reader._positions = self._positions
-        reader._keys = self._keys
+        reader.key_index = self.key_index
         reader._groups = self._groups
         reader._starts = self._starts
         return reader
@@ -465,17 +465,17 @@ class RowReader:
         """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
         found through the reader's key index; None when the key cannot be indexed or its index would not fit
         the reader's budget (the caller scans)."""
-        key = state.primary_key or ()
-        field = self.schema(state.schema).field(key[0]) if len(key) == 1 else None
-        if field is None or not indexable(field):
+        field = key_field(self.schema(state.schema), state.primary_key)
+        if field is None:
             return None
         try:
-            wanted = keys.column(key[0]).cast(field.type)
+            wanted = keys.column(field.name).cast(field.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None  # keys of another type: the scan compares them as SQL would
-        return self._keys.hits(state, field, wanted, column=self._key_column, deleted=self.deleted_positions)
+        return self.key_index.hits(state, field, wanted, column=self.key_column, deleted=self.deleted_positions)
 
-    def _key_column(self, frag: FragmentState, field: pa.Field) -> pa.ChunkedArray:
+    def key_column(self, frag: FragmentState, field: pa.Field) -> pa.ChunkedArray:
+        """Every row's key (column `field`) of one fragment, deleted rows included: what `key_index` indexes."""
         return self.live_as(frag._replace(deletes=None), pa.schema([field])).column(0)
 
     def rows_at_hits(self, name: str, state: TableState, hits: pa.Table) -> pa.Table:

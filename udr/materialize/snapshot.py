@@ -55,13 +55,14 @@ def apply_op(state: TableState | None, op: TableOp) -> TableState | None:
     fragments += tuple(FragmentState(f.chunk, f.rows, f.inline, f.schema) for f in op.add)
     if op.deletes:
         changed = {d.chunk: d for d in op.deletes}
-        kept: list[FragmentState] = []
-        for frag in fragments:
-            d = changed.get(frag.chunk)
-            if d is None:
-                kept.append(frag)
-            elif d.vector is not None:
-                kept.append(frag._replace(deletes=d.vector, deleted=d.count))
+        # A keyed write deletes from a few of a table's hundreds of fragments: find those, copy the rest whole.
+        kept = list(fragments)
+        for at in reversed([i for i, chunk in enumerate(map(itemgetter(0), fragments)) if chunk in changed]):
+            d = changed[kept[at].chunk]
+            if d.vector is None:
+                del kept[at]
+            else:
+                kept[at] = kept[at]._replace(deletes=d.vector, deleted=d.count)
         fragments = tuple(kept)
     schema = op.schema if op.schema is not None else state.schema
     pk = op.primary_key if op.primary_key is not None else state.primary_key

@@ -109,6 +109,7 @@ class Staging:
         self._inline_rows: dict[ChunkId, pa.Table] = {}
         self.rows = rows.with_blobs(self.blob)
         self._pool: ThreadPoolExecutor | None = None
+        self._applied: dict[str, tuple[TableOp, TableState | None, TableState | None]] = {}
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -125,7 +126,14 @@ class Staging:
         """`table` with its staged op applied (None: no such table)."""
         op = self.ops.get(table)
         base = self.base_tables.get(table)
-        return apply_op(base, op) if op is not None else base
+        if op is None:
+            return base
+        # Asked several times per keyed write and rebase; applying walks every fragment. Ops and states are
+        # immutable, and every change stages a new op, so the same op over the same base gives the same state.
+        applied = self._applied.get(table)
+        if applied is None or applied[0] is not op or applied[1] is not base:
+            applied = self._applied[table] = (op, base, apply_op(base, op))
+        return applied[2]
 
     def require(self, table: str) -> TableState:
         """`state`, raising `TableNotFound` for a missing table."""

@@ -46,7 +46,9 @@ class TableState:
     @property
     def rows(self) -> int:
         """Live rows in the table."""
-        return sum(f.live_rows for f in self.fragments)
+        # Summed field by field in C: asked several times by every keyed write of a table of hundreds of fragments.
+        rows: int = sum(map(itemgetter(1), self.fragments)) - sum(map(itemgetter(5), self.fragments))
+        return rows
 
     def appended(self, chunks: AbstractSet[ChunkId]) -> tuple[FragmentState, ...]:
         """The fragments of `chunks`, which the commit that made this state added: adds go to the end of
