@@ -152,6 +152,9 @@ INLINE_PARQUET_BYTES = 16 * 1024
 PARQUET_INLINE_VERSION = 4
 # A table's trailing run of inline (small) writes is flushed into Parquet once it has this many fragments.
 INLINE_FLUSH_FRAGMENTS = 256
+# A keyed write's before-image is stored (a BEFORE blob) only when it holds at most this many rows: a bulk
+# refresh's image was a third of what a night stored, and the same old rows are in the parent's chunks.
+BEFORE_IMAGE_MAX_ROWS = 1024
 
 # A keyed table refreshed by keyed overwrites ends in a run of small fragments (udr.materialize.compaction):
 # a fragment is small when the table's largest one has `MERGE_RATIO` times its rows, and the run is merged

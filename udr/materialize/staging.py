@@ -26,6 +26,7 @@ from udr.errors import TableNotFound, close_matches
 from udr.log import format as lake_format
 from udr.log.commits import Deletes, Fragment, TableOp, content_id
 from udr.log.format import (
+    BEFORE_IMAGE_MAX_ROWS,
     INLINE_MAX_BYTES,
     ROW_GROUP_ROWS,
     ROW_GROUPS_PER_CHUNK,
@@ -397,14 +398,19 @@ class Staging:
             self._before.pop(table, None)
 
     def settle_before_images(self) -> None:
-        """Attach each before-image still valid to its op."""
+        """Attach each before-image still valid and small (`BEFORE_IMAGE_MAX_ROWS`) to its op."""
         for table, image in self._before.items():
             op = self.ops.get(table)
-            if op is not None and self._before_ops.get(table) is op:
+            if op is not None and self._before_ops.get(table) is op and image.num_rows <= BEFORE_IMAGE_MAX_ROWS:
                 payload = encode_before(image)
                 blob = BlobId(content_id(payload))
                 self.blobs[blob] = (BlobKind.BEFORE, payload)
                 self.ops[table] = replace(op, before=blob)
+
+    def unstored_before_images(self) -> dict[str, tuple[TableOp, pa.Table]]:
+        """The before-images still valid that `settle_before_images` left out of the log, with their ops."""
+        return {table: (op, image) for table, image in self._before.items()
+                if (op := self.ops.get(table)) is not None and self._before_ops.get(table) is op}
 
     # -- maintenance --------------------------------------------------------------------------------------
 
