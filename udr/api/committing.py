@@ -126,7 +126,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
                 tables=dict(sorted(staging.ops.items())),
             )
             try:
-                return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.blobs,
+                return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.named_blobs(),
                                   hook=hook, placeable=_placeable(staging, intent.maintenance),
                                   read=frozenset(read or ()), action=intent.action, mover=intent.mover)
             except HeadMoved:

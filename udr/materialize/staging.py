@@ -371,6 +371,17 @@ class Staging:
     def _vector_payload(self, vector: BlobId) -> bytes:
         return self.blob(vector, BlobKind.DELETES)
 
+    def named_blobs(self) -> dict[BlobId, tuple[BlobKind, bytes]]:
+        """The staged blobs a commit stores: all but the deletion vectors no op names any more (a later
+        deletion from the same fragment, such as a keyed write's removed rows after its updated ones,
+        replaced them), keeping the staged vectors that named ones chain onto."""
+        named = {d.vector for op in self.ops.values() for d in op.deletes if d.vector is not None}
+        for vector in list(named):
+            while vector in self.blobs and (base := chain_link(self.blobs[vector][1])[0]) is not None:
+                named.add(base)
+                vector = base
+        return {blob: staged for blob, staged in self.blobs.items() if staged[0] != BlobKind.DELETES or blob in named}
+
     def _committed(self, vector: BlobId | None) -> BlobId | None:
         """`vector`, or for one staged here the committed vector it chains onto (a staged vector is replaced
         by the next deletion from its fragment, so nothing may chain onto it)."""
