@@ -140,6 +140,9 @@ PARQUET_COMPRESSION = "snappy"
 # A chunk shorter than one row group (a keyed write's changed rows, a small append) is zstd: its decode time
 # is mostly per-file overhead either way, and it is ~15% smaller (a refreshed lake's nightly growth).
 SHORT_CHUNK_COMPRESSION = "zstd"
+# zstd's own default level: 1-2% smaller than pyarrow's level 1 on a nightly refresh's changed rows, for the same
+# CPU time (level 6 saved 2%, for 1.5x the encoding time).
+SHORT_CHUNK_LEVEL = 3
 # A decimal column with at most this many distinct values in a chunk's first row group keeps Parquet's
 # dictionary encoding; other integer-like columns are delta-encoded (udr.materialize.data._column_encodings).
 DICTIONARY_DECIMALS = 4096
