@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import udr
-from udr.log.format import INLINE_MAX_BYTES, BlobKind, CommitId
+from udr.log.format import DB_BLOBS, INLINE_MAX_BYTES, BlobKind, CommitId
 from udr.materialize.compaction import flush_due, flush_inline
 from udr.materialize.schemas import field_id
 from udr.materialize.staging import Staging
@@ -126,3 +126,25 @@ def test_a_staged_vector_is_known_to_the_reader_without_decoding_it(lake: udr.La
     assert known is not None and known.to_pylist() == [2]
     assert staging.vector(deletes.vector).to_pylist() == [2]
     staging.release()
+
+
+def _stored_vectors(db: udr.Lake) -> set[str]:
+    log = db._handle.ctx.log
+    with log.env.read() as txn:
+        return {bytes(k).decode() for k, v in txn.cursor(db=log.env.db(DB_BLOBS)) if bytes(v)[1] == BlobKind.DELETES}
+
+
+def test_a_commit_stores_only_the_deletion_vectors_its_ops_name(tmp_path: Path) -> None:
+    with udr.open(tmp_path) as db:
+        with db.transaction() as tx:
+            tx.create_table("k", pa.schema([("id", pa.int64()), ("v", pa.int64())]), primary_key=["id"])
+            tx.append("k", {"id": list(range(100)), "v": list(range(100))})
+        # One fragment loses updated rows, then removed rows, then more in a second upsert: three cumulative
+        # vectors are staged for it, the last one replaces the others.
+        with db.transaction() as tx:
+            tx.overwrite("k", {"id": list(range(1, 100)), "v": [-1, *range(2, 100)]})
+            tx.upsert("k", {"id": [50], "v": [-50]})
+        record = db._handle.ctx.log.get_commit(CommitId(db.resolve("main")))
+        named = {d.vector for d in record.tables["k"].deletes}
+        assert len(named) == 1 and _stored_vectors(db) == named
+        assert db.read("k").sort_by("id").column("v").to_pylist()[:2] == [-1, 2]

@@ -127,7 +127,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
                 tables=dict(sorted(staging.ops.items())),
             )
             try:
-                return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.blobs,
+                return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.named_blobs(),
                                   hook=hook, placeable=_placeable(staging, intent.maintenance),
                                   read=frozenset(read or ()), action=intent.action, mover=intent.mover)
             except HeadMoved:
@@ -177,6 +177,9 @@ def _committed(handle: Handle, staging: Staging, intent: Intent, cid: CommitId, 
             rows = staging.inline_rows(frag.chunk)
             if rows is not None:
                 ctx.rows.remember_inline(frag.chunk, rows)
+    for table, (op, image) in staging.unstored_before_images().items():
+        if final.tables.get(table) == op:
+            ctx.befores.keep(cid, table, op, image)
     snapshot = fold(ctx.materializer.snapshot(final.parents[0]), final)
     ctx.materializer.remember_commit(cid, final.parents[0], snapshot)
     made = commit_value(cid, final)

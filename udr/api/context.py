@@ -8,12 +8,13 @@ privates. Immutable; its objects are safe across threads as their own modules st
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from udr.log.format import CommitId
 from udr.log.retention import RetentionStore
 from udr.log.store import LogStore
+from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer
 from udr.query.engine import SnapshotServer
@@ -29,6 +30,7 @@ class LakeContext:
         materializer: snapshots per commit (`udr.materialize`).
         rows: reads rows of table states (`udr.materialize`).
         server: DuckDB views and queries over table states (`udr.query`).
+        befores: before-images of large keyed writes this process committed (`udr.materialize.befores`).
     """
 
     path: Path
@@ -36,6 +38,7 @@ class LakeContext:
     materializer: Materializer
     rows: RowReader
     server: SnapshotServer
+    befores: KeptBefores = field(default_factory=KeptBefores)
 
     def check_readable(self, commit: CommitId, tables: Iterable[str]) -> None:
         """Raise `udr.Expired` if the data of one of `tables` at `commit` has expired (`udr.log.retention`)."""

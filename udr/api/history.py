@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from udr.api.context import LakeContext
 from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
-from udr.log.commits import CommitRecord
+from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import BlobKind, ChunkId, CommitId
 from udr.materialize.changes import changes_from_before, state_delta
 from udr.materialize.data import RowReader, decode_before
@@ -42,8 +42,7 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
     op = record.tables[table]
     ctx.check_readable(cid, (table,))
     new = ctx.materializer.snapshot(cid).get(table)
-    if op.before is not None and new is not None and new.primary_key:
-        image = decode_before(ctx.log.get_blob(op.before, BlobKind.BEFORE))
+    if new is not None and new.primary_key and (image := _before_image(ctx, cid, table, op)) is not None:
         return changes_from_before(ctx.rows, table, new, {f.chunk for f in op.add}, image, list(new.primary_key))
     if record.parents:  # the changes are computed against the parent's rows
         ctx.check_readable(record.parents[0], (table,))
@@ -57,6 +56,14 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
         return paired(ctx, table, old, new)
     # Otherwise only the fragments the op adds or re-deletes can differ.
     return paired(ctx, table, old, new, added={f.chunk for f in op.add}, redeleted={d.chunk for d in op.deletes})
+
+
+def _before_image(ctx: LakeContext, cid: CommitId, table: str, op: TableOp) -> pa.Table | None:
+    """The before-image of `op` (`table`'s op in `cid`, as readers see it): its BEFORE blob, else the one
+    its writer kept if that was this process (None: the feed derives it from the parent's chunks)."""
+    if op.before is not None:
+        return decode_before(ctx.log.get_blob(op.before, BlobKind.BEFORE))
+    return ctx.befores.image(cid, table, op)
 
 
 def _first_inserts(ctx: LakeContext, table: str, new: TableState, added: Sequence[FragmentState],

@@ -31,6 +31,7 @@ from udr.log.format import (
     PARQUET_COMPRESSION,
     ROW_GROUP_ROWS,
     SHORT_CHUNK_COMPRESSION,
+    SHORT_CHUNK_LEVEL,
     BlobId,
     BlobKind,
     ChunkId,
@@ -153,7 +154,8 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa
     dictionary, delta = _column_encodings(target, first, split_floats=short)
     rows = 0
     with pq.ParquetWriter(path, target, compression=SHORT_CHUNK_COMPRESSION if short else PARQUET_COMPRESSION,
-                          use_dictionary=dictionary, column_encoding=delta or None, write_statistics=True,
+                          compression_level=SHORT_CHUNK_LEVEL if short else None, use_dictionary=dictionary,
+                          column_encoding=delta or None, write_statistics=True,
                           store_decimal_as_integer=True) as writer:
         for piece in chain([first] if first is not None else [], pieces):
             writer.write_table(piece.replace_schema_metadata(target.metadata), row_group_size=ROW_GROUP_ROWS)

@@ -38,6 +38,7 @@ from udr.log.hashing import content_id
 from udr.log.pins import hold_chunk, release_chunks
 from udr.log.store import LogStore
 from udr.materialize import schemas
+from udr.materialize.befores import stores_image
 from udr.materialize.data import (
     EncodedChunk,
     RowReader,
@@ -379,6 +380,17 @@ class Staging:
     def _vector_payload(self, vector: BlobId) -> bytes:
         return self.blob(vector, BlobKind.DELETES)
 
+    def named_blobs(self) -> dict[BlobId, tuple[BlobKind, bytes]]:
+        """The staged blobs a commit stores: all but the deletion vectors no op names any more (a later
+        deletion from the same fragment, such as a keyed write's removed rows after its updated ones,
+        replaced them), keeping the staged vectors that named ones chain onto."""
+        named = {d.vector for op in self.ops.values() for d in op.deletes if d.vector is not None}
+        for vector in list(named):
+            while vector in self.blobs and (base := chain_link(self.blobs[vector][1])[0]) is not None:
+                named.add(base)
+                vector = base
+        return {blob: staged for blob, staged in self.blobs.items() if staged[0] != BlobKind.DELETES or blob in named}
+
     def _committed(self, vector: BlobId | None) -> BlobId | None:
         """`vector`, or for one staged here the committed vector it chains onto (a staged vector is replaced
         by the next deletion from its fragment, so nothing may chain onto it)."""
@@ -406,14 +418,18 @@ class Staging:
             self._before.pop(table, None)
 
     def settle_before_images(self) -> None:
-        """Attach each before-image still valid to its op."""
-        for table, image in self._before.items():
-            op = self.ops.get(table)
-            if op is not None and self._before_ops.get(table) is op:
+        """Attach each before-image still valid that the log stores (`befores.stores_image`) to its op."""
+        for table, (op, image) in self.unstored_before_images().items():
+            if stores_image(image.num_rows, op, self.base_tables.get(table)):
                 payload = encode_before(image)
                 blob = BlobId(content_id(payload))
                 self.blobs[blob] = (BlobKind.BEFORE, payload)
                 self.ops[table] = replace(op, before=blob)
+
+    def unstored_before_images(self) -> dict[str, tuple[TableOp, pa.Table]]:
+        """The valid before-images no op carries yet (after `settle_before_images`: those left out of the log)."""
+        return {table: (op, image) for table, image in self._before.items()
+                if (op := self.ops.get(table)) is not None and self._before_ops.get(table) is op}
 
     # -- maintenance --------------------------------------------------------------------------------------
 
