@@ -58,8 +58,13 @@ def compare_aligned(new: pa.Table, stored: pa.Table, key: str, live: np.ndarray 
 
     flags = columns(head, values)
     changed_head = np.flatnonzero(_any(flags, n) & (np.ones(n, dtype=bool) if live is None else live[:n]))
+    # The moved rows with a live row, in the order of those rows: they are read by a filter of the stored
+    # rows past the head, chunk by chunk, not gathered from chunks concatenated first.
     matched = moved[where[moved] >= 0]
-    moved_new, moved_old = new.take(pa.array(matched)), gather(stored, where[matched])
+    matched = matched[np.argsort(where[matched], kind="stable")]
+    tail_mask = np.zeros(len(stored) - n, dtype=bool)
+    tail_mask[where[matched] - n] = True
+    moved_new, moved_old = new.take(pa.array(matched)), stored.slice(n).filter(pa.array(tail_mask))
     moved_flags = [distinct(moved_new.column(c), moved_old.column(c).cast(new.schema.field(c).type)) for c in values]
     changed_moved = _any(moved_flags, len(matched))
     updated = np.concatenate([changed_head, matched[changed_moved]])
@@ -95,7 +100,7 @@ def _align(new: pa.ChunkedArray, stored: pa.ChunkedArray,
     where[moved] = -1
     # Only a live row past the head can hold a moved row's key, and only those keys are new keys there.
     live_tail = np.flatnonzero(live[n:])
-    tail = np.asarray(stored.slice(n).take(pa.array(live_tail)).combine_chunks().to_numpy())
+    tail = np.asarray(stored.slice(n).filter(pa.array(live[n:])).combine_chunks().to_numpy())
     order = np.argsort(tail, kind="stable")
     if len(tail):
         at = np.minimum(np.searchsorted(tail[order], keys[moved]), len(tail) - 1)
