@@ -40,8 +40,10 @@ def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
 
 
 def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
-                added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = ()) -> RowDelta:
-    """The rows that differ between two states of table `name` (None: the table does not exist).
+                added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = (),
+                columns: list[str] | None = None) -> RowDelta:
+    """The rows that differ between two states of table `name` (None: the table does not exist), only
+    their `columns` if given (only those are decoded).
 
     When `new` is `old` after one commit that neither created nor truncated the table, the caller may
     name the commit's `added` chunks and the chunks whose deletion vectors it `redeleted`: only those
@@ -53,6 +55,8 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
         empty = pa.schema([])
         return RowDelta(empty, empty.empty_table(), empty.empty_table())
     schema = rows.schema(ref.schema)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
     if added is None:
         old_frags = {f.chunk: f for f in old.fragments} if old is not None else {}
         new_frags = {f.chunk: f for f in new.fragments} if new is not None else {}
