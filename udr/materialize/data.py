@@ -355,13 +355,12 @@ class RowReader:
             data = data.select([c for c in columns if c in data.column_names])
         return data
 
-    def rows_at(self, frag: FragmentState, positions: np.ndarray, *, table: str = "?",
-                columns: list[str] | None = None) -> pa.Table:
+    def rows_at(self, frag: FragmentState, positions: np.ndarray, *, table: str = "?") -> pa.Table:
         """The rows of a fragment at the given sorted positions (deleted or not), reading only the
         Parquet row groups that hold them (kept decoded: keyed writes of a few rows into a big table read
-        the same groups again and again), and only `columns` of them if given."""
+        the same groups again and again)."""
         if frag.inline:
-            return self.fragment(frag, columns, table=table).take(pa.array(positions))
+            return self.fragment(frag, table=table).take(pa.array(positions))
         opened: list[pq.ParquetFile] = []
 
         def parquet() -> pq.ParquetFile:
@@ -381,10 +380,10 @@ class RowReader:
         groups = np.searchsorted(starts, positions, side="right") - 1
         parts = []
         for g in np.unique(groups):  # positions are sorted, so taking group by group keeps their order
-            name = f"{frag.chunk}/{g}" if columns is None else f"{frag.chunk}/{g}/{','.join(columns)}"
+            name = f"{frag.chunk}/{g}"
             data = self._groups.get(name)
             if data is None:
-                data = parquet().read_row_group(int(g), columns=columns)
+                data = parquet().read_row_group(int(g))
                 self._groups.put(name, data)
             parts.append(data.take(pa.array(positions[groups == g] - starts[g])))
         return pa.concat_tables(parts)
@@ -436,12 +435,8 @@ class RowReader:
     def rows_at_as(self, frag: FragmentState, positions: np.ndarray, schema: pa.Schema, *,
                    table: str = "?") -> pa.Table:
         """`rows_at` under table schema `schema` (columns matched by id, as `live_as`)."""
-        stored = self.schema(frag.schema)
-        names = stored_names(stored, schema)
-        # Some of the columns (a key): only theirs are decoded.
-        columns = list(names.values()) if len(names) < len(stored) else None
-        data = self.rows_at(frag, positions, table=table, columns=columns)
-        return conform(as_target(data, stored, schema), schema)
+        data = self.rows_at(frag, positions, table=table)
+        return conform(as_target(data, self.schema(frag.schema), schema), schema)
 
     def keep_mask(self, frag: FragmentState) -> np.ndarray:
         """One bool per row of the fragment: True for the rows not deleted."""
