@@ -57,7 +57,7 @@ def compare_aligned(new: pa.Table, stored: pa.Table, key: str, live: np.ndarray 
         return distinct(new.column(c), stored.column(c).slice(0, n).cast(new.schema.field(c).type))
 
     flags = columns(head, values)
-    changed_head = np.flatnonzero(_any(flags, n) & (np.ones(n, dtype=bool) if live is None else live[:n]))
+    changed_head = np.flatnonzero(any_of(flags, n) & (np.ones(n, dtype=bool) if live is None else live[:n]))
     # The moved rows with a live row, in the order of those rows: they are read by a filter of the stored
     # rows past the head, chunk by chunk, not gathered from chunks concatenated first.
     matched = moved[where[moved] >= 0]
@@ -66,7 +66,7 @@ def compare_aligned(new: pa.Table, stored: pa.Table, key: str, live: np.ndarray 
     tail_mask[where[matched] - n] = True
     moved_new, moved_old = new.take(pa.array(matched)), stored.slice(n).filter(pa.array(tail_mask))
     moved_flags = [distinct(moved_new.column(c), moved_old.column(c).cast(new.schema.field(c).type)) for c in values]
-    changed_moved = _any(moved_flags, len(matched))
+    changed_moved = any_of(moved_flags, len(matched))
     updated = np.concatenate([changed_head, matched[changed_moved]])
     order = np.argsort(updated, kind="stable")
     head_rows, moved_rows = pa.array(changed_head), pa.array(changed_moved)
@@ -87,6 +87,9 @@ def _align(new: pa.ChunkedArray, stored: pa.ChunkedArray,
     head = stored.slice(0, n)
     if new.null_count or head.null_count:
         return None  # a null new key is an error, an erased row's key a case the general match handles
+    # The ends first: rows removed or added in the middle of a table (the general match's case) shift them.
+    if new[0] != head[0] or new[n - 1] != head[n - 1]:
+        return None
     keys = np.asarray(new.combine_chunks().to_numpy())
     if not np.array_equal(keys, np.asarray(head.combine_chunks().to_numpy())) or not np.all(keys[1:] > keys[:-1]):
         return None
@@ -130,7 +133,7 @@ def gather(rows: pa.Table, index: np.ndarray) -> pa.Table:
     return gathered.take(pa.array(back))
 
 
-def _any(flags: list[pa.ChunkedArray], rows: int) -> np.ndarray:
+def any_of(flags: list[pa.ChunkedArray], rows: int) -> np.ndarray:
     """Element-wise OR of `flags` as numpy bools (all false when there are none)."""
     if not flags:
         return np.zeros(rows, dtype=bool)

@@ -20,7 +20,7 @@ from udr.errors import KeyViolation, SqlError
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import RowReader
 from udr.materialize.states import TableState
-from udr.query.aligned import ColumnMap, Compared, compare_aligned, gather
+from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, gather
 from udr.query.engine import own_or_given, quote_ident, same_key
 
 
@@ -164,10 +164,7 @@ def _compare_matched(old: pa.Table, new: pa.Table, key: str, live: np.ndarray | 
         return _distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
 
     flags = columns(differs, values)
-    changed = np.zeros(new.num_rows, dtype=bool)
-    for flag in flags:
-        changed |= np.asarray(flag.to_numpy(zero_copy_only=False), dtype=bool)
-    updated = np.flatnonzero(changed & ~is_new)
+    updated = np.flatnonzero(any_of(flags, new.num_rows) & ~is_new)
     rows = pa.array(updated)
     hits = [np.asarray(flag.take(rows).to_numpy(zero_copy_only=False), dtype=bool) for flag in flags]
     return Compared(np.flatnonzero(is_new), updated, where[updated], hits, kept)
