@@ -47,7 +47,8 @@ def test_live_rows_and_places_match_the_positioned_read(log: LogStore, make_big:
     current = read_current(reader, "t", state)
     assert current.rows.num_rows == 40_000 + 5 + 4  # deleted rows stay, marked
     assert current.live is not None and int(current.live.sum()) == 40_000 - 3 + 5 + 2
-    assert all(current.rows.column(c).num_chunks == 1 for c in current.rows.column_names)
+    # Chunks as read, never concatenated: a comparison that lines rows up reads them in place.
+    assert all(current.rows.column(c).num_chunks >= len(state.fragments) for c in current.rows.column_names)
     expected = reader.table("t", state, with_position=True)
     assert current.positioned().sort_by([("__frag", "ascending"), ("__pos", "ascending")]).equals(
         expected.select(current.positioned().column_names).sort_by([("__frag", "ascending"), ("__pos", "ascending")]))

@@ -84,7 +84,7 @@ class Builds:
                 return None
             if old != new:
                 # Removed and added rows, unpaired: an updated row's key is in both, which is enough.
-                delta = state_delta(self._ctx.rows, name, old, new)
+                delta = state_delta(self._ctx.rows, name, old, new, columns=[plan.key])
                 parts += [rows.select([plan.key]).rename_columns([KEY_COLUMN]) for rows in (delta.removed, delta.added)]
         keys = pa.table({KEY_COLUMN: pc.unique(pa.concat_tables(parts).column(KEY_COLUMN))}) if parts else \
             pa.table({KEY_COLUMN: pa.array([], key_type)})

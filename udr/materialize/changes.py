@@ -40,8 +40,10 @@ def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
 
 
 def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
-                added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = ()) -> RowDelta:
-    """The rows that differ between two states of table `name` (None: the table does not exist).
+                added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = (),
+                columns: list[str] | None = None) -> RowDelta:
+    """The rows that differ between two states of table `name` (None: the table does not exist), only
+    their `columns` if given (only those are decoded).
 
     When `new` is `old` after one commit that neither created nor truncated the table, the caller may
     name the commit's `added` chunks and the chunks whose deletion vectors it `redeleted`: only those
@@ -53,6 +55,8 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
         empty = pa.schema([])
         return RowDelta(empty, empty.empty_table(), empty.empty_table())
     schema = rows.schema(ref.schema)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
     if added is None:
         old_frags = {f.chunk: f for f in old.fragments} if old is not None else {}
         new_frags = {f.chunk: f for f in new.fragments} if new is not None else {}
@@ -70,13 +74,23 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
             now, before = _deleted(rows, other), _deleted(rows, frag)
             gone, back = now[~in_sorted(now, before)], before[~in_sorted(before, now)]
             if len(gone):
-                removed.append(rows.rows_at_as(frag, gone, schema, table=name))
+                removed.append(_rows_at(rows, frag, gone, schema, name, whole_columns=columns is not None))
             if len(back):
-                added_rows.append(rows.rows_at_as(frag, back, schema, table=name))
+                added_rows.append(_rows_at(rows, frag, back, schema, name, whole_columns=columns is not None))
     for chunk, frag in new_frags.items():
         if chunk not in old_frags:
             added_rows.append(rows.live_as(frag, schema, table=name))
     return RowDelta(schema, _concat(removed, schema), _concat(added_rows, schema))
+
+
+def _rows_at(rows: RowReader, frag: FragmentState, positions: np.ndarray, schema: pa.Schema, name: str, *,
+             whole_columns: bool) -> pa.Table:
+    """The rows of `frag` at sorted `positions` under `schema`. With `whole_columns` (a few of the table's
+    columns, such as its key) each column is decoded whole: cheaper than every column of each row group
+    holding one of the rows, which is how they are read otherwise."""
+    if whole_columns:
+        return rows.live_as(frag._replace(deletes=None, deleted=0), schema, table=name).take(pa.array(positions))
+    return rows.rows_at_as(frag, positions, schema, table=name)
 
 
 def _picked(state: TableState | None, chunks: Collection[ChunkId]) -> dict[ChunkId, FragmentState]:

@@ -6,7 +6,9 @@ Pure functions over Arrow tables; safe from any thread (each call owns its DuckD
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import duckdb
@@ -18,6 +20,7 @@ from udr.errors import KeyViolation, SqlError
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import RowReader
 from udr.materialize.states import TableState
+from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, gather
 from udr.query.engine import own_or_given, quote_ident, same_key
 
 
@@ -102,16 +105,6 @@ def _distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.or_(pc.xor(a.is_null(), b.is_null()), pc.fill_null(differs, False))
 
 
-def _any(flags: list[pa.ChunkedArray], rows: int) -> pa.ChunkedArray:
-    """Element-wise OR of `flags` (all false when there are none)."""
-    if not flags:
-        return pa.chunked_array([pa.array(np.zeros(rows, dtype=bool))])
-    result = flags[0]
-    for flag in flags[1:]:
-        result = pc.or_(result, flag)
-    return result
-
-
 # Below this many written rows the columns are compared one after another: starting a thread pool costs
 # more (~1 ms) than comparing a few thousand rows.
 _PARALLEL_ROWS = 50_000
@@ -119,51 +112,62 @@ _PARALLEL_ROWS = 50_000
 
 def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: str, remove_missing: bool,
                      before: bool, pool: Executor | None) -> KeyedDiff:
-    # A contiguous old table: take on many-chunk columns is several times slower than the copy.
-    old = current.rows.combine_chunks()
     column = new.column(key)
     if column.null_count:
         raise KeyViolation(f"table {table!r}: null in primary key column {key!r} of the written data")
-    where, kept = _match(column, old.column(key), current.live, table=table, key=key)
-    is_new = pa.array(where < 0)
+    values = [c for c in new.column_names if c != key]
+    with ExitStack() as stack:
+        if pool is None and new.num_rows >= _PARALLEL_ROWS and len(values) >= 2:
+            pool = stack.enter_context(ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))))
+
+        def columns(differs: Callable[[str], pa.ChunkedArray], names: list[str]) -> list[pa.ChunkedArray]:
+            if pool is None or new.num_rows < _PARALLEL_ROWS or len(names) < 2:
+                return [differs(c) for c in names]
+            return list(pool.map(differs, names))  # Arrow's kernels release the GIL: columns compare side by side
+
+        found = compare_aligned(new, current.rows, key, current.live, values, _distinct, columns)
+        # A contiguous old table for the general match: take on many-chunk columns is several times slower
+        # than the copy.
+        old = current.rows if found is not None else current.rows.combine_chunks()
+        if found is None:
+            found = _compare_matched(old, new, key, current.live, values, columns, table=table)
+    inserted, updated = new.take(pa.array(found.inserted)), new.take(pa.array(found.updated))
+    replaced = current.positions(found.prior)
+    gone_index = np.empty(0, dtype=np.int64)
+    if remove_missing:
+        gone_index = np.flatnonzero(~found.kept if current.live is None else current.live & ~found.kept)
+    removed = current.positions(gone_index)
+    if not before or len(values) >= 64:
+        return KeyedDiff(inserted, updated, replaced, removed, None)
+    prior = gather(old, found.prior)
+    mask = np.zeros(updated.num_rows, dtype=np.uint64)
+    olds = []
+    for bit, (c, hit) in enumerate(zip(values, found.hits)):
+        mask |= hit.astype(np.uint64) << np.uint64(bit)
+        olds.append(pc.if_else(pa.array(hit), prior.column(c), pa.scalar(None, prior.column(c).type)))
+    image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
+    gone = gather(old, gone_index)
+    return KeyedDiff(inserted, updated, replaced, removed, before_image(image, gone, new.schema, [key], values))
+
+
+def _compare_matched(old: pa.Table, new: pa.Table, key: str, live: np.ndarray | None, values: list[str],
+                     columns: ColumnMap, *, table: str) -> Compared:
+    """`Compared` for `new` rows against the contiguous `old` rows by a general match of keys."""
+    where, kept = _match(new.column(key), old.column(key), live, table=table, key=key)
+    is_new = where < 0
     # The old row of each new row, aligned with `new` (which is then never copied whole). New keys point
     # at row 0, a stand-in whose comparison `is_new` masks out; nulls there would cost every comparison
     # its NULL bookkeeping.
     aligned = pa.array(np.maximum(where, 0)) if old.num_rows else pa.nulls(len(where), pa.int64())
-    values = [c for c in new.column_names if c != key]
 
     def differs(c: str) -> pa.ChunkedArray:
         return _distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
 
-    if new.num_rows < _PARALLEL_ROWS or len(values) < 2:
-        flags = [differs(c) for c in values]
-    elif pool is not None:  # Arrow's kernels release the GIL: the columns compare side by side.
-        flags = list(pool.map(differs, values))
-    else:
-        with ThreadPoolExecutor(max(1, min(len(values), pa.cpu_count()))) as own:
-            flags = list(own.map(differs, values))
-    changed = pc.and_not(_any(flags, new.num_rows), is_new)
-    inserted = new.filter(is_new)
-    updated = new.filter(changed)
-    prior_index = aligned.filter(changed)
-    replaced = current.positions(np.asarray(prior_index.to_numpy(zero_copy_only=False), dtype=np.int64))
-    gone_index = np.empty(0, dtype=np.int64)
-    if remove_missing:
-        gone_index = np.flatnonzero(~kept if current.live is None else current.live & ~kept)
-    removed = current.positions(gone_index)
-    if not before or len(values) >= 64:
-        return KeyedDiff(inserted, updated, replaced, removed, None)
-    prior = old.take(prior_index)
-    gone = old.take(pa.array(gone_index))
-    mask = np.zeros(updated.num_rows, dtype=np.uint64)
-    olds = []
-    for bit, (c, flag) in enumerate(zip(values, flags)):
-        hit = flag.filter(changed)
-        mask |= np.asarray(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit,
-                           dtype=bool).astype(np.uint64) << np.uint64(bit)
-        olds.append(pc.if_else(hit, prior.column(c), pa.scalar(None, prior.column(c).type)))
-    image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
-    return KeyedDiff(inserted, updated, replaced, removed, before_image(image, gone, new.schema, [key], values))
+    flags = columns(differs, values)
+    updated = np.flatnonzero(any_of(flags, new.num_rows) & ~is_new)
+    rows = pa.array(updated)
+    hits = [np.asarray(flag.take(rows).to_numpy(zero_copy_only=False), dtype=bool) for flag in flags]
+    return Compared(np.flatnonzero(is_new), updated, where[updated], hits, kept)
 
 
 def _match(new: pa.ChunkedArray, old: pa.ChunkedArray, live: np.ndarray | None, *, table: str,
