@@ -1,5 +1,5 @@
-"""The `udr` group itself: `--version` and `--help` load no command module, and every usage error is one
-line with exit code 2."""
+"""The `udr` group itself: `--version` and `--help` load no command module (nor pyarrow), and every usage
+error is one line with exit code 2."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ try:
     main()
 except SystemExit:
     pass
-loaded = sorted(m for m in sys.modules if m.startswith(("udr.cli.commands.", "duckdb", "rich.progress")))
+loaded = sorted(m for m in sys.modules
+                if m.startswith(("udr.cli.commands.", "duckdb", "rich.progress", "pyarrow", "lmdb")))
 print(json.dumps(loaded))
 """
 
@@ -50,6 +51,20 @@ def test_help_lists_every_command_without_starting_a_progress_bar() -> None:
     listed = {line.split()[0] for line in printed.split("Commands:")[1].splitlines() if line.strip()}
     assert {"import", "sql", "changes", "merge", "tail", "verify", "demo"} <= listed and len(listed) == 38
     assert "rich.progress" not in loaded
+    assert not [name for name in loaded if name.startswith(("udr.cli.commands.", "pyarrow", "duckdb"))]
+
+
+def test_help_lists_each_command_with_the_summary_click_makes_of_it() -> None:
+    """`--help` reads the summaries from the modules' source; the commands themselves must agree."""
+    import click
+
+    from udr.cli import cli
+
+    listed, _ = imported_by("--help")
+    with click.Context(cli, info_name="udr") as ctx:
+        formatter = ctx.make_formatter()
+        click.Group.format_commands(cli, ctx, formatter)  # click's own listing: imports every command
+    assert formatter.getvalue().strip() in listed
 
 
 @pytest.mark.parametrize("args", [("--bogus",), ("nosuch",), ("sql",), ("sql", ""), ("sql", "  "),

@@ -12,6 +12,7 @@ commands runs (or `--help` lists them): `udr --version` imports none of them.
 
 from __future__ import annotations
 
+import ast
 import importlib
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,14 @@ class _UdrGroup(click.Group):
         command: click.Command = getattr(module, "import_file" if cmd_name == "import" else cmd_name.replace("-", "_"))
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands with their one-line help, read from the modules' source: importing them all
+        (and pyarrow with them) would take most of `udr --help`'s time."""
+        limit, docstrings = formatter.width - 6 - max(map(len, _COMMANDS)), _docstrings()
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, click.Command(name, help=docstrings[name]).get_short_help_str(limit))
+                                for name in self.list_commands(ctx)])
+
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
         """Parse the group's own options, turning a usage error into one line and exit 2."""
@@ -88,6 +97,17 @@ class _LakeLocation(click.ParamType):  # type: ignore[type-arg]  # generic only 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
         text = str(value)
         return text if "://" in text else Path(text)
+
+
+def _docstrings() -> dict[str, str]:
+    """Each command's help text: the docstring of its function."""
+    functions: dict[str, str] = {}
+    for theme in set(_COMMANDS.values()):
+        source = (Path(__file__).parent / "commands" / f"{theme}.py").read_text(encoding="utf-8")
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.FunctionDef):
+                functions[node.name] = ast.get_docstring(node) or ""
+    return {name: functions["import_file" if name == "import" else name.replace("-", "_")] for name in _COMMANDS}
 
 
 def _usage(exc: click.UsageError) -> BadInput:
