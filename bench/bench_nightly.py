@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -83,9 +84,14 @@ def main(parcels: int = PARCELS, nights: int = 10) -> None:
     remove(path)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="N1/N2 nightly refresh benchmark")
+def run_nights(run: Callable[[int, int], None], description: str) -> None:
+    """`run(parcels, nights)` with both taken from the command line (`--parcels N --nights K`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--parcels", type=int, default=PARCELS)
     parser.add_argument("--nights", type=int, default=10)
     args = parser.parse_args()
-    main(args.parcels, args.nights)
+    run(args.parcels, args.nights)
+
+
+if __name__ == "__main__":
+    run_nights(main, "N1/N2 nightly refresh benchmark")

@@ -11,11 +11,11 @@ record bytes: overflow pages rounded up to 4 KiB, half-full leaves, pages freed 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
 
+from bench_nightly import run_nights
 from common import dir_bytes, remove, report, scratch
 
 import udr
@@ -90,8 +90,4 @@ def main(parcels: int = PARCELS, nights: int = 10) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="N2 breakdown: bytes each night adds, by kind")
-    parser.add_argument("--parcels", type=int, default=PARCELS)
-    parser.add_argument("--nights", type=int, default=10)
-    args = parser.parse_args()
-    main(args.parcels, args.nights)
+    run_nights(main, "N2 breakdown: bytes each night adds, by kind")
