@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from udr.materialize.schemas import parquet_field_id
 from udr.materialize.states import FragmentState, TableState
-from udr.materialize.vectors import in_sorted
+from udr.materialize.vectors import in_sorted, sorted_distinct
 
 # Sorted key columns a reader keeps; a 1M-row int64 key costs 16 MB (keys and positions).
 KEY_INDEX_BYTES = 256 << 20
@@ -163,7 +163,7 @@ class KeyIndex:
         per_row = 16 + (_STRING_BYTES if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) else 0)
         if sum(map(itemgetter(1), state.fragments)) * per_row > self._budget:  # deleted rows are indexed too
             return None
-        wanted = np.unique(_as_numpy(keys.drop_null(), field))
+        wanted = sorted_distinct(_as_numpy(keys.drop_null(), field))
         # A chunk read under another schema (a renamed or widened key) is another entry.
         signature = (str(field.type), parquet_field_id(field))
         found: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []

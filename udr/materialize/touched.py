@@ -17,7 +17,7 @@ import numpy.typing as npt
 from udr.materialize.data import RowReader
 from udr.materialize.keyindex import key_field
 from udr.materialize.states import FragmentState, TableState
-from udr.materialize.vectors import in_sorted
+from udr.materialize.vectors import in_sorted, sorted_distinct
 
 
 def touched_keys(rows: RowReader, old: TableState, new: TableState) -> npt.NDArray[np.generic] | None:
@@ -39,7 +39,7 @@ def touched_keys(rows: RowReader, old: TableState, new: TableState) -> npt.NDArr
     found = [p for p in parts if p is not None]
     if len(found) < len(parts):
         return None
-    return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+    return sorted_distinct(np.concatenate(found)) if found else np.empty(0, np.int64)
 
 
 def shared_keys(rows: RowReader, base: TableState, ours: TableState, theirs: TableState) -> bool | None:
