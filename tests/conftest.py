@@ -7,6 +7,9 @@ Real LMDB files in `tmp_path` and real DuckDB throughout; nothing of UDR is mock
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +31,32 @@ with warnings.catch_warnings():
         import hypothesis.extra._patching  # noqa: F401
     except ImportError:  # pragma: no cover - libcst missing: nothing to pre-import
         pass
+
+RAM_DISK = Path("/dev/shm")
+_RAM_BASETEMP = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Put the tests' directories in RAM where the machine has a tmpfs, unless `--basetemp` says otherwise.
+
+    Most tests make a lake, and a lake's commits fsync: on this project's VMs the suite spends about a third
+    of its time waiting for the disk. On a tmpfs every file operation is real (LMDB, Parquet, renames, locks,
+    other processes, SIGKILL) and only the wait is gone; what the disk's speed does is measured in `bench/`.
+    `UDR_TESTS_ON_DISK=1` keeps pytest's own temporary directory. Each run gets its own directory, so runs
+    side by side do not share one.
+    """
+    if config.option.basetemp is not None or os.environ.get("UDR_TESTS_ON_DISK") == "1":
+        return
+    if RAM_DISK.is_dir() and os.access(RAM_DISK, os.W_OK):
+        config.option.basetemp = tempfile.mkdtemp(prefix="udr-tests-", dir=RAM_DISK)
+        config.stash[_RAM_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    ram = config.stash.get(_RAM_BASETEMP, None)
+    if ram is not None:
+        shutil.rmtree(ram, ignore_errors=True)
 
 # 20k rows of 4 int64 columns: 640 kB of Arrow, well above the 256 KiB below which rows are inlined in
 # the log, so a write of this many rows produces a chunk file under <lake>/chunks/ (and stays fast).
