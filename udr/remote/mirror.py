@@ -47,6 +47,7 @@ from udr.log.replica import Position, Replica, ReplicaTxn, open_replica
 from udr.log.store import LogStore
 from udr.remote.leases import LEASE_SECONDS, RemoteLeases
 from udr.remote.log import Entry, RemoteLog
+from udr.remote.remotelake import chunk_key
 from udr.remote.replay import apply, collect
 from udr.remote.store import ObjectStore, open_store
 
@@ -65,11 +66,6 @@ def default_cache(url: str) -> Path:
     """~/.cache/udr/<hash of url> (or under $XDG_CACHE_HOME)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "udr" / hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def chunk_key(chunk: ChunkId) -> str:
-    """The object key of a chunk file."""
-    return f"{REMOTE_CHUNK_PREFIX}{chunk}"
 
 
 class Mirror:

@@ -18,7 +18,8 @@ from pathlib import Path
 from udr.errors import ConflictError, CorruptionError, UsageError
 from udr.log.chunks import FileChunkStore
 from udr.log.format import ICEBERG_CHUNK_COPY, ICEBERG_INLINE_COPY, ChunkId
-from udr.remote.mirror import Mirror, chunk_key
+from udr.remote.mirror import Mirror
+from udr.remote.remotelake import chunk_key
 from udr.remote.store import ObjectStore, open_store
 
 
