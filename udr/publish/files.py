@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from udr.log.format import ROW_GROUP_ROWS, ChunkId
 from udr.log.pins import PinStore
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize.data import RowReader, rebatch, write_parquet
 from udr.materialize.states import FragmentState
 
@@ -23,7 +23,7 @@ def inline_owner(dest: str) -> str:
     return f"iceberg:{dest}"
 
 
-def materialize_inline(log: LogStore, rows: RowReader, dest: str, frags: Sequence[FragmentState],
+def materialize_inline(log: LakeLog, rows: RowReader, dest: str, frags: Sequence[FragmentState],
                        table: str) -> dict[ChunkId, ChunkId]:
     """Give each inline fragment a Parquet chunk in the chunk store (once: pins remember it); return
     inline chunk -> Parquet chunk for `frags`."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from udr.errors import CorruptionError, SqlError
 from udr.log.format import ChunkId
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize.data import RowReader
 from udr.materialize.schemas import stored_names
 from udr.materialize.states import FragmentState, TableState
@@ -165,7 +165,7 @@ class LogViewSource(Protocol):
 class SnapshotServer:
     """Builds DuckDB connections whose views are the tables of a snapshot (and, on request, the log's)."""
 
-    def __init__(self, log: LogStore, rows: RowReader, log_views: LogViewSource) -> None:
+    def __init__(self, log: LakeLog, rows: RowReader, log_views: LogViewSource) -> None:
         self._log = log
         self._rows = rows
         self._lock = threading.Lock()
