@@ -24,7 +24,7 @@ MAX_FUNCTION_LINES = 60
 
 # Issue 10 burn-down: what is left of the facade's tangle. Only the import depth remains above its target.
 REMAINING_CYCLES: list[set[str]] = []
-REMAINING_DEPTH = 10
+REMAINING_DEPTH = 9
 REMAINING_BIG_MODULES: dict[str, int] = {}
 REMAINING_LONG_FUNCTIONS: dict[str, int] = {}
 REMAINING_REACH_INS: dict[str, int] = {}

@@ -15,7 +15,7 @@ from udr.api.maintenance import verify_commits
 from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize.states import LiveData
 from udr.values import AuditReport
 
@@ -26,7 +26,7 @@ def _text(bound: Bound) -> str | None:
     return bound.isoformat() if isinstance(bound, datetime) else bound.id
 
 
-def _in_window(log: LogStore, span: Window) -> list[tuple[int, CommitId]]:
+def _in_window(log: LakeLog, span: Window) -> list[tuple[int, CommitId]]:
     """(seq, id) of the window's commits, oldest first; a commit whose record is damaged cannot be placed
     in time, so it is kept whenever its position is within the window's positions (verification reports it)."""
     start = span.since_seq + 1 if span.since_seq is not None else 0
@@ -43,7 +43,7 @@ def _in_window(log: LogStore, span: Window) -> list[tuple[int, CommitId]]:
     return found
 
 
-def audit_report(log: LogStore, since: Bound = None, until: Bound = None, *, table: str | None = None,
+def audit_report(log: LakeLog, since: Bound = None, until: Bound = None, *, table: str | None = None,
           branch: str = "main", progress: Callable[[int, int], None] | None = None,
           live: LiveData | None = None) -> AuditReport:
     """The audit report of the commits and ref moves between `since` and `until` (see `udr.api.logsearch`

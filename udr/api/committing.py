@@ -48,7 +48,8 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.groups import ack_hook, write_acks
-from udr.log.placement import HeadMoved, check_reads, commute
+from udr.log.placement import check_reads, commute
+from udr.log.races import HeadMoved
 from udr.log.turns import commit_turn, flush_turn
 from udr.materialize import compaction
 from udr.materialize.changes import state_delta

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from udr.log.format import CommitId
+from udr.log.protocols import LakeLog
 from udr.log.retention import RetentionStore
-from udr.log.store import LogStore
 from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer
@@ -34,7 +34,7 @@ class LakeContext:
     """
 
     path: Path
-    log: LogStore
+    log: LakeLog
     materializer: Materializer
     rows: RowReader
     server: SnapshotServer

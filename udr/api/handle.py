@@ -26,7 +26,7 @@ from udr.log.format import CommitId
 from udr.log.refspec import Ref
 from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
-from udr.remote.mirror import Mirror
+from udr.remote.remotelake import RemoteLake
 from udr.stream.source import ChangeSource
 from udr.values import Commit
 
@@ -106,7 +106,8 @@ class Handle:
         remote: for a lake in object storage, its mirror (`ctx.path` is then the local cache); else None.
     """
 
-    def __init__(self, ctx: LakeContext, changes: Changes, committer: Committer, remote: Mirror | None = None) -> None:
+    def __init__(self, ctx: LakeContext, changes: Changes, committer: Committer,
+                 remote: RemoteLake | None = None) -> None:
         self.ctx = ctx
         self.changes = changes
         self.remote = remote

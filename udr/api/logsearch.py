@@ -17,8 +17,8 @@ from udr.errors import RefNotFound, UsageError, close_matches
 from udr.log import refspec
 from udr.log.commits import CommitRecord, commit_value
 from udr.log.format import CommitId
+from udr.log.protocols import LakeLog
 from udr.log.reflog import Move
-from udr.log.store import LogStore
 from udr.values import Commit, RefMove
 
 Bound = str | datetime | Commit | None
@@ -53,7 +53,7 @@ class Window:
         return (self.since_us is None or time_us >= self.since_us) and (self.until_us is None or time_us <= self.until_us)
 
 
-def log_window(log: LogStore, since: Bound, until: Bound, branch: str) -> Window:
+def log_window(log: LakeLog, since: Bound, until: Bound, branch: str) -> Window:
     """The window between two bounds (None: open); a time bound is looked up on nothing, a ref on `branch`.
 
     Raises:
@@ -74,7 +74,7 @@ def log_window(log: LogStore, since: Bound, until: Bound, branch: str) -> Window
     return Window(**bounds)
 
 
-def search_log(log: LogStore, head: CommitId, *, table: str | None = None, author: str | None = None,
+def search_log(log: LakeLog, head: CommitId, *, table: str | None = None, author: str | None = None,
            span: Window | None = None, grep: str | None = None, metadata: Mapping[str, str] | None = None,
            limit: int | None = None) -> list[Commit]:
     """Every commit reachable from `head` (through any parent) that passes every filter given, newest first.
@@ -122,7 +122,7 @@ def ref_move(move: Move) -> RefMove:
                    time=datetime.fromtimestamp(move.time_us / 1_000_000, tz=timezone.utc), position=move.position)
 
 
-def ref_log(log: LogStore, name: str | None = None) -> list[RefMove]:
+def ref_log(log: LakeLog, name: str | None = None) -> list[RefMove]:
     """Every recorded move of ref `name` (None: of every ref), newest first.
 
     Raises:

@@ -8,12 +8,12 @@ from dataclasses import replace
 from udr.errors import CorruptionError, RefNotFound
 from udr.log.commits import CommitRecord
 from udr.log.format import ERASURE_KEY, BlobId, BlobKind, ChunkId, CommitId
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize.states import LiveData
 from udr.values import LakeStats, VerifyReport
 
 
-def _records(log: LogStore, commits: Sequence[tuple[int, CommitId]],
+def _records(log: LakeLog, commits: Sequence[tuple[int, CommitId]],
              problems: list[str]) -> list[tuple[int, CommitId, CommitRecord]]:
     out = []
     for seq, cid in commits:
@@ -28,7 +28,7 @@ def _records(log: LogStore, commits: Sequence[tuple[int, CommitId]],
     return out
 
 
-def verify_commits(log: LogStore, commits: Sequence[tuple[int, CommitId]],
+def verify_commits(log: LakeLog, commits: Sequence[tuple[int, CommitId]],
                    progress: Callable[[int, int], None] | None = None, *, live: LiveData | None = None) -> VerifyReport:
     """Check the given (seq, id) commits: each record rehashed against its id and its log position, each parent
     link (a parent outside `commits` is rehashed too, so a range is anchored to the chain), and every chunk
@@ -71,7 +71,7 @@ def verify_commits(log: LogStore, commits: Sequence[tuple[int, CommitId]],
                         blobs_checked=len(check.blobs), expired=check.expired)
 
 
-def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
+def verify(log: LakeLog, progress: Callable[[int, int], None] | None = None, *,
            live: LiveData | None = None) -> VerifyReport:
     """Check every commit (hash, parent links), every chunk file and log blob it references, and refs."""
     commits = list(log.commits_from(0))
@@ -85,7 +85,7 @@ def verify(log: LogStore, progress: Callable[[int, int], None] | None = None, *,
     return replace(report, problems=problems)
 
 
-def _check_parent(log: LogStore, cid: CommitId, seq: int, parent: CommitId, seqs: dict[CommitId, int],
+def _check_parent(log: LakeLog, cid: CommitId, seq: int, parent: CommitId, seqs: dict[CommitId, int],
                   problems: list[str]) -> None:
     """Check one chain link; a parent outside the checked commits is read and rehashed itself."""
     if parent not in seqs:
@@ -104,7 +104,7 @@ def _check_parent(log: LogStore, cid: CommitId, seq: int, parent: CommitId, seqs
 class _Checker:
     """Rehashes each chunk and blob once, sorting failures into problems and expired (or replaced) data."""
 
-    def __init__(self, log: LogStore, live: LiveData | None) -> None:
+    def __init__(self, log: LakeLog, live: LiveData | None) -> None:
         self.log = log
         self.live = live
         self.problems: list[str] = []
@@ -140,14 +140,14 @@ class _Checker:
             self.problems.append(problem)
 
 
-def _expired(log: LogStore, live: LiveData | None, name: str, in_log: bool) -> bool:
+def _expired(log: LakeLog, live: LiveData | None, name: str, in_log: bool) -> bool:
     """Whether chunk or blob `name` is absent because only expired versions needed it (not damaged)."""
     if live is None or live.needs(name):
         return False
     return not (log.has_blob(BlobId(name)) if in_log else log.chunks.exists(ChunkId(name)))
 
 
-def stats(log: LogStore) -> LakeStats:
+def stats(log: LakeLog) -> LakeStats:
     """Count commits and chunks; logical bytes count every add of a chunk, stored bytes each chunk once."""
     sizes: dict[ChunkId, int] = {}
     logical = 0

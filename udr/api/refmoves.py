@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from udr.log import graph
 from udr.log.format import CommitId
+from udr.log.protocols import LakeLog
 from udr.log.reflog import Reason
 from udr.log.refs import branch_key
-from udr.log.store import LogStore
 
 
-def fast_forward(log: LogStore, branch: str, old: CommitId, new: CommitId, source: str, author: str) -> None:
+def fast_forward(log: LakeLog, branch: str, old: CommitId, new: CommitId, source: str, author: str) -> None:
     """Move `branch` from `old` to its descendant `new` (a merge of `source` with nothing to merge).
 
     Raises:
@@ -23,7 +23,7 @@ def fast_forward(log: LogStore, branch: str, old: CommitId, new: CommitId, sourc
     log.update_ref(branch_key(branch), new, old, Reason("merge", f"fast-forward {branch} to {source}", author))
 
 
-def reset_branch(log: LogStore, branch: str, old: CommitId, new: CommitId, author: str) -> None:
+def reset_branch(log: LakeLog, branch: str, old: CommitId, new: CommitId, author: str) -> None:
     """Move `branch` from `old` to any commit `new`, saying in the ref log whether that hides commits.
 
     Raises:

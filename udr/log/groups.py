@@ -38,8 +38,8 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
 from udr.log.envtypes import CommitHook, Environment, IndexTxn, LogEnvironments
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
-from udr.log.placement import LostRace
 from udr.log.processes import process_alive
+from udr.log.races import LostRace
 
 # A decoded JSON record, as `json.loads` returns it.
 JsonDoc = dict[str, Any]

@@ -12,20 +12,7 @@ from __future__ import annotations
 from udr.errors import ConflictError
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
-
-
-class HeadMoved(ConflictError):
-    """The branch moved since the writer's base and a commit in between changed one of the same tables in a way
-    the log cannot place the new commit over by itself; the writer may re-express its changes on `head`."""
-
-    def __init__(self, message: str, head: CommitId) -> None:
-        super().__init__(message)
-        self.head = head
-
-
-class LostRace(ConflictError):
-    """A write of a log replicated elsewhere (a cache of a lake in object storage) lost the race for the other
-    log's next entry: nothing was written, the replica pulled the winner's entry; the writer retries."""
+from udr.log.races import HeadMoved
 
 
 def check_reads(branch: str, read: frozenset[str] | set[str], cid: CommitId, other: CommitRecord) -> None:

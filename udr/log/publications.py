@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from udr.log.format import DB_PUBLICATIONS
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class Publication:
 class PublicationStore:
     """The publications of one lake's log."""
 
-    def __init__(self, log: LogStore) -> None:
+    def __init__(self, log: LakeLog) -> None:
         self._env = log.env
 
     def record(self, dest: str, kind: str, branch: str, tables: Sequence[str] | None) -> None:

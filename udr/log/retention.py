@@ -41,8 +41,8 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.groups import GroupStore
+from udr.log.protocols import LakeLog
 from udr.log.scrub import scrub
-from udr.log.store import LogStore
 from udr.values import Hold, RetentionPolicy
 
 ExpiredTables = Mapping[str, str]
@@ -79,7 +79,7 @@ def _policy_key(table: str | None) -> bytes:
 class RetentionStore:
     """Policies, holds and expired records of one lake's log."""
 
-    def __init__(self, log: LogStore) -> None:
+    def __init__(self, log: LakeLog) -> None:
         self._log = log
         self._env = log.env
 
@@ -225,7 +225,7 @@ def _hold(name: str, doc: Mapping[str, object]) -> Hold:
         raise CorruptionError(f"the retention record of hold {name!r} is damaged: {exc}") from exc
 
 
-def drop_blobs(log: LogStore, txn: IndexTxn, keep: AbstractSet[str]) -> int:
+def drop_blobs(log: LakeLog, txn: IndexTxn, keep: AbstractSet[str]) -> int:
     """Inside `txn`, delete the log's row, deletion-vector and before-image blobs not in `keep`; return the
     bytes they held. Schemas stay: they are tiny and describe even expired versions."""
     db = log.env.db(DB_BLOBS)
@@ -237,7 +237,7 @@ def drop_blobs(log: LogStore, txn: IndexTxn, keep: AbstractSet[str]) -> int:
     return sum(size for _, size in doomed)
 
 
-def collect_live(log: LogStore, progress: Callable[[int], None] | None,
+def collect_live(log: LakeLog, progress: Callable[[int], None] | None,
                  live: Callable[[], tuple[set[ChunkId], AbstractSet[str]]]) -> int:
     """`LogStore.collect_garbage` keeping only the chunks and log blobs `live()` names (it runs under the log's
     write lock, so no commit lands meanwhile); return bytes freed. Once an erasure exists, the log is then
@@ -256,7 +256,7 @@ def collect_live(log: LogStore, progress: Callable[[int], None] | None,
     return freed
 
 
-def protected(log: LogStore) -> dict[CommitId, str]:
+def protected(log: LakeLog) -> dict[CommitId, str]:
     """Every version that is never expired -> why: branch heads, tags, holds, and what consumer groups need.
 
     A group needs every commit on its branch's first-parent history from its position onward (the one at
@@ -286,7 +286,7 @@ def protected(log: LogStore) -> dict[CommitId, str]:
     return out
 
 
-def recent(log: LogStore, count: int) -> set[CommitId]:
+def recent(log: LakeLog, count: int) -> set[CommitId]:
     """The newest `count` commits of every branch's first-parent history."""
     out: set[CommitId] = set()
     for head in log.branches().values():

@@ -59,12 +59,9 @@ from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import check_placeable
 from udr.log.processes import process_alive
+from udr.log.protocols import GcKeep
 from udr.log.reflog import Move, Reason, move_ref, read_moves
 from udr.log.refs import branch_key
-
-# Decides, inside gc's write transaction, which chunk files commits still need, and may drop log blobs
-# there too; returns (chunks to keep, blob bytes freed).
-GcKeep = Callable[[IndexTxn], tuple[set[ChunkId], int]]
 
 
 def _seq_key(seq: int) -> bytes:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.log.format import ChunkId
-from udr.materialize.data import RowReader
+from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import conform
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import in_sorted
@@ -35,11 +35,11 @@ class RowDelta:
     added: pa.Table
 
 
-def _deleted(rows: RowReader, frag: FragmentState) -> np.ndarray:
+def _deleted(rows: RowSource, frag: FragmentState) -> np.ndarray:
     return np.asarray(rows.deleted_positions(frag), dtype=np.uint32)
 
 
-def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableState | None, *,
+def state_delta(rows: RowSource, name: str, old: TableState | None, new: TableState | None, *,
                 added: AbstractSet[ChunkId] | None = None, redeleted: Collection[ChunkId] = (),
                 columns: list[str] | None = None) -> RowDelta:
     """The rows that differ between two states of table `name` (None: the table does not exist), only
@@ -83,7 +83,7 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
     return RowDelta(schema, _concat(removed, schema), _concat(added_rows, schema))
 
 
-def _rows_at(rows: RowReader, frag: FragmentState, positions: np.ndarray, schema: pa.Schema, name: str, *,
+def _rows_at(rows: RowSource, frag: FragmentState, positions: np.ndarray, schema: pa.Schema, name: str, *,
              whole_columns: bool) -> pa.Table:
     """The rows of `frag` at sorted `positions` under `schema`. With `whole_columns` (a few of the table's
     columns, such as its key) each column is decoded whole: cheaper than every column of each row group
@@ -112,7 +112,7 @@ def _empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
 
-def changes_from_before(rows: RowReader, name: str, new: TableState, added: set[ChunkId], before: pa.Table,
+def changes_from_before(rows: RowSource, name: str, new: TableState, added: set[ChunkId], before: pa.Table,
                         key: list[str]) -> pa.Table:
     """The change rows of a keyed write, from its before-image and the rows it added (no old chunk read).
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from udr.materialize.data import RowReader
+from udr.materialize.protocols import RowSource
 from udr.materialize.states import TableState
 
 
@@ -66,7 +66,7 @@ class CurrentRows:
         return rows.append_column("__frag", place.column("__frag")).append_column("__pos", place.column("__pos"))
 
 
-def read_current(reader: RowReader, name: str, state: TableState, columns: list[str] | None = None) -> CurrentRows:
+def read_current(reader: RowSource, name: str, state: TableState, columns: list[str] | None = None) -> CurrentRows:
     """Every stored row of `name`'s fragments in order (deleted ones included, marked in `live`), conformed
     to the table's schema (only `columns` if given)."""
     schema = reader.schema(state.schema)

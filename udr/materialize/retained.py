@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from udr.log.format import BlobId, BlobKind, CommitId
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize.snapshot import Materializer
 from udr.materialize.states import LiveData, TableState
 from udr.materialize.vectors import vector_chain
 
 
-def live_data(log: LogStore, materializer: Materializer, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:
+def live_data(log: LakeLog, materializer: Materializer, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:
     """Everything the versions not in `expired` (commit -> expired tables) need, over the whole log."""
     out = LiveData()
 

@@ -24,8 +24,8 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.hashing import content_id
+from udr.log.protocols import LakeLog
 from udr.log.snapcache import CacheView, SnapshotCache
-from udr.log.store import LogStore
 from udr.materialize.states import FragmentState, TableState
 
 _MEMORY_CACHE = 512
@@ -165,7 +165,7 @@ class Materializer:
     work however big its tables' manifests grow, and opening any version folds at most that many commits.
     """
 
-    def __init__(self, log: LogStore) -> None:
+    def __init__(self, log: LakeLog) -> None:
         self._log = log
         self._memory: dict[CommitId, tuple[dict[str, TableState], int]] = {}
         self._pool = FragmentPool()

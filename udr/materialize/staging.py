@@ -36,7 +36,7 @@ from udr.log.format import (
 )
 from udr.log.hashing import content_id
 from udr.log.pins import hold_chunk, release_chunks
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize import schemas
 from udr.materialize.befores import stores_image
 from udr.materialize.data import (
@@ -90,7 +90,7 @@ class Staging:
         rows: reads rows of table states, this staging's blobs first.
     """
 
-    def __init__(self, log: LogStore, rows: RowReader, base: CommitId, base_tables: Mapping[str, TableState], *,
+    def __init__(self, log: LakeLog, rows: RowReader, base: CommitId, base_tables: Mapping[str, TableState], *,
                  branch: str) -> None:
         self._log = log
         self.branch = branch

@@ -7,7 +7,7 @@ is harmless while vectors only grow (the old positions are deleted still). When 
 or merge brought back rows), every live file covering that fragment is dropped and the fragments those
 files were current for are written again into the new file, so a reader applying every live delete file
 deletes exactly the rows UDR deletes. A delete file no live fragment calls current is dropped. Pure
-planning: the caller writes the file.
+planning, and the bytes of a position-delete file (`encode_position_deletes`): the caller writes the file.
 """
 
 from __future__ import annotations
@@ -16,11 +16,35 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from udr.materialize.states import FragmentState
 from udr.publish.avro import FileEntry
 
 Positions = Callable[[FragmentState], np.ndarray]
+
+# Iceberg's reserved field ids of a position-delete file's columns.
+_DELETE_SCHEMA = pa.schema([
+    pa.field("file_path", pa.string(), nullable=False, metadata={"PARQUET:field_id": "2147483546"}),
+    pa.field("pos", pa.int64(), nullable=False, metadata={"PARQUET:field_id": "2147483545"}),
+])
+
+
+def encode_position_deletes(rows: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """A position-delete Parquet file: for each (data file URI, sorted positions), its rows.
+
+    Rows are ordered by file path, then position, as the Iceberg spec requires.
+    """
+    ordered = sorted(rows, key=lambda r: r[0])
+    names = np.array([name for name, _ in ordered], dtype=object)
+    table = pa.table([
+        pa.array(np.repeat(names, [len(p) for _, p in ordered]), pa.string()),
+        pa.array(np.concatenate([p.astype(np.int64) for _, p in ordered]), pa.int64()),
+    ], schema=_DELETE_SCHEMA)
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out, compression="zstd")
+    return bytes(out.getvalue().to_pybytes())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Data files publishing writes: position-delete files, Parquet copies of inline rows.
+"""Data files publishing writes: Parquet copies of inline rows.
 
 Inline fragments (rows kept inside the log) get a Parquet chunk in the lake's chunk store, pinned for the
 publishing destination so that `gc` keeps it while a published table names it.
@@ -9,37 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from udr.log.format import ROW_GROUP_ROWS, ChunkId
 from udr.log.pins import PinStore
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.materialize.data import RowReader, rebatch, write_parquet
 from udr.materialize.states import FragmentState
-
-# Iceberg's reserved field ids of a position-delete file's columns.
-_DELETE_SCHEMA = pa.schema([
-    pa.field("file_path", pa.string(), nullable=False, metadata={"PARQUET:field_id": "2147483546"}),
-    pa.field("pos", pa.int64(), nullable=False, metadata={"PARQUET:field_id": "2147483545"}),
-])
-
-
-def encode_position_deletes(rows: Sequence[tuple[str, np.ndarray]]) -> bytes:
-    """A position-delete Parquet file: for each (data file URI, sorted positions), its rows.
-
-    Rows are ordered by file path, then position, as the Iceberg spec requires.
-    """
-    ordered = sorted(rows, key=lambda r: r[0])
-    names = np.array([name for name, _ in ordered], dtype=object)
-    table = pa.table([
-        pa.array(np.repeat(names, [len(p) for _, p in ordered]), pa.string()),
-        pa.array(np.concatenate([p.astype(np.int64) for _, p in ordered]), pa.int64()),
-    ], schema=_DELETE_SCHEMA)
-    out = pa.BufferOutputStream()
-    pq.write_table(table, out, compression="zstd")
-    return bytes(out.getvalue().to_pybytes())
 
 
 def inline_owner(dest: str) -> str:
@@ -47,7 +23,7 @@ def inline_owner(dest: str) -> str:
     return f"iceberg:{dest}"
 
 
-def materialize_inline(log: LogStore, rows: RowReader, dest: str, frags: Sequence[FragmentState],
+def materialize_inline(log: LakeLog, rows: RowReader, dest: str, frags: Sequence[FragmentState],
                        table: str) -> dict[ChunkId, ChunkId]:
     """Give each inline fragment a Parquet chunk in the chunk store (once: pins remember it); return
     inline chunk -> Parquet chunk for `frags`."""

@@ -43,8 +43,8 @@ from udr.log import graph
 from udr.log.erasure import ErasureStore
 from udr.log.format import ChunkId, CommitId
 from udr.log.pins import PinStore
+from udr.log.protocols import LakeLog
 from udr.log.publications import PublicationStore
-from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer
 from udr.materialize.states import FragmentState, TableState
@@ -85,7 +85,7 @@ def snapshot_id(cid: CommitId) -> int:
 
 @dataclass(slots=True)
 class _Context:
-    log: LogStore
+    log: LakeLog
     materializer: Materializer
     rows: RowReader
     target: Target
@@ -97,7 +97,7 @@ class _Context:
     written: set[str] = field(default_factory=set)  # files a rebuild wrote (the only ones it keeps)
 
 
-def publish_iceberg(log: LogStore, materializer: Materializer, rows: RowReader, target: Target,
+def publish_iceberg(log: LakeLog, materializer: Materializer, rows: RowReader, target: Target,
                     tables: Sequence[str] | None, branch: str) -> PublishReport:
     """Publish `tables` (None: every table at the head) of `branch` as Iceberg tables at `target`.
 
@@ -135,7 +135,7 @@ def _own_tables(target: Target) -> list[TableMetadata]:
     return [meta for meta in found if meta is not None and meta.properties.get("udr.lake") == target.lake]
 
 
-def unpublish_iceberg(log: LogStore, target: Target) -> list[str]:
+def unpublish_iceberg(log: LakeLog, target: Target) -> list[str]:
     """Delete the Iceberg tables this lake published at `target` and release their pins (so `gc` may
     free the Parquet copies of inline rows); return the tables removed."""
     removed = []
@@ -148,7 +148,7 @@ def unpublish_iceberg(log: LogStore, target: Target) -> list[str]:
     return removed
 
 
-def published_commits(log: LogStore, open_target: Callable[[str], Target]) -> dict[CommitId, str]:
+def published_commits(log: LakeLog, open_target: Callable[[str], Target]) -> dict[CommitId, str]:
     """Every commit that a snapshot of an Iceberg table this lake published (and did not unpublish) reads ->
     where: `expire` keeps their data, as the tables' readers need it. `open_target` opens a recorded
     destination."""
@@ -161,7 +161,7 @@ def published_commits(log: LogStore, open_target: Callable[[str], Target]) -> di
     return out
 
 
-def _new_commits(log: LogStore, head: CommitId, table: str, known: set[int]) -> tuple[CommitId | None, list[CommitId]]:
+def _new_commits(log: LakeLog, head: CommitId, table: str, known: set[int]) -> tuple[CommitId | None, list[CommitId]]:
     """(the newest published commit on head's first-parent chain, the commits after it that touched
     `table`, oldest first)."""
     new: list[CommitId] = []
@@ -217,7 +217,7 @@ def _delete_replaced(meta: TableMetadata, written: set[str]) -> None:
                 target.delete(name)
 
 
-def _tip(log: LogStore, cid: CommitId, table: str, known: set[int]) -> int | None:
+def _tip(log: LakeLog, cid: CommitId, table: str, known: set[int]) -> int | None:
     """The snapshot holding `table` as of commit `cid` (its newest ancestor that changed it), if published."""
     for cursor, record in graph.first_parents(log, cid):
         if table in record.tables:

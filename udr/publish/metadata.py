@@ -27,8 +27,7 @@ from udr.publish.avro import (
     encode_manifest,
     encode_manifest_list,
 )
-from udr.publish.deletes import DeletePlan
-from udr.publish.files import encode_position_deletes
+from udr.publish.deletes import DeletePlan, encode_position_deletes
 from udr.publish.schema import (
     IcebergSchema,
     name_mapping,

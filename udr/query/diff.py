@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
 from udr.materialize.current import CurrentRows, read_current
-from udr.materialize.data import RowReader
+from udr.materialize.protocols import RowSource
 from udr.materialize.states import TableState
 from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, gather
 from udr.query.engine import own_or_given, quote_ident, same_key
@@ -317,7 +317,7 @@ def before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list
     ])
 
 
-def rows_to_upsert(reader: RowReader, table: str, state: TableState, data: pa.Table, *,
+def rows_to_upsert(reader: RowSource, table: str, state: TableState, data: pa.Table, *,
                    con: duckdb.DuckDBPyConnection | None = None) -> CurrentRows:
     """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (read
     by position after a scan of the key columns), else the whole table.

@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from udr.errors import CorruptionError, SqlError
 from udr.log.format import ChunkId
-from udr.log.store import LogStore
-from udr.materialize.data import RowReader
+from udr.log.protocols import LakeLog
+from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import stored_names
 from udr.materialize.states import FragmentState, TableState
 
@@ -142,7 +142,7 @@ class _Places:
             frag = f"({indices})[file_index::BIGINT + 1]"
         return f"{frag}::UINTEGER AS __frag, file_row_number::UINTEGER AS __pos"
 
-    def deleted(self, reader: RowReader, frags: list[FragmentState]) -> pa.Table:
+    def deleted(self, reader: RowSource, frags: list[FragmentState]) -> pa.Table:
         """The places (`__dfrag`, `__dpos`) of the deleted rows of `frags`."""
         parts = [(self._index[f.chunk], reader.deleted_positions(f)) for f in frags if f.deletes is not None]
         frag = [np.full(len(p), i, dtype=np.uint32) for i, p in parts]
@@ -165,7 +165,7 @@ class LogViewSource(Protocol):
 class SnapshotServer:
     """Builds DuckDB connections whose views are the tables of a snapshot (and, on request, the log's)."""
 
-    def __init__(self, log: LogStore, rows: RowReader, log_views: LogViewSource) -> None:
+    def __init__(self, log: LakeLog, rows: RowSource, log_views: LogViewSource) -> None:
         self._log = log
         self._rows = rows
         self._lock = threading.Lock()
@@ -201,7 +201,7 @@ class SnapshotServer:
                 self._database.close()
                 self._database = None
 
-    def connect(self, tables: dict[str, TableState], rows: RowReader | None = None, *, log_views: bool = False,
+    def connect(self, tables: dict[str, TableState], rows: RowSource | None = None, *, log_views: bool = False,
                 named: set[str] | None = None,
                 without: str | None = None) -> tuple[duckdb.DuckDBPyConnection, dict[str, CorruptionError]]:
         """A new DuckDB cursor with one view per table (and, with `log_views`, the views of
@@ -244,7 +244,7 @@ class SnapshotServer:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS SELECT {cols} WHERE {fail} IS NULL")
 
     def register(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState | pa.Table,
-                 rows: RowReader | None = None) -> None:
+                 rows: RowSource | None = None) -> None:
         """Create view `view` on `con` showing `state` (a table snapshot, or a ready Arrow table), read
         through `rows` (default: the server's reader). No other name is added to `con`'s catalog."""
         relation = con.from_arrow(state) if isinstance(state, pa.Table) else self._relation(con, table, state,
@@ -252,7 +252,7 @@ class SnapshotServer:
         con.register(view, relation)
 
     def register_positioned(self, con: duckdb.DuckDBPyConnection, view: str, table: str, state: TableState,
-                            rows: RowReader | None = None, *, deleted: str | None = None,
+                            rows: RowSource | None = None, *, deleted: str | None = None,
                             where: tuple[str, str] | None = None) -> None:
         """Create view `view` on `con` showing the live rows of `state` with two more columns, `__frag` (the
         index of the row's fragment in `state.fragments`) and `__pos` (its row position in that fragment),
@@ -278,7 +278,7 @@ class SnapshotServer:
             con.register(deleted, con.from_arrow(places))
 
     def _relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
-                  reader: RowReader) -> duckdb.DuckDBPyRelation:
+                  reader: RowSource) -> duckdb.DuckDBPyRelation:
         schema = reader.schema(state.schema)
         cols = ", ".join(quote_ident(n) for n in schema.names) or "*"
         parts: list[str] = []
@@ -305,7 +305,7 @@ class SnapshotServer:
         return _view_relation(con, " UNION ALL ".join(parts), _masks(masks) if masks else None, rows)
 
     def _positioned_relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
-                             reader: RowReader, *, live: bool,
+                             reader: RowSource, *, live: bool,
                              where: tuple[str, str] | None) -> tuple[duckdb.DuckDBPyRelation, pa.Table]:
         """The positioned view of `state` (only its live rows if `live`, only those `where` keeps) and the
         places of its deleted rows."""
@@ -333,7 +333,7 @@ class SnapshotServer:
         return _view_relation(con, " UNION ALL ".join(parts), deleted, rows), deleted
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
-              schema: pa.Schema, reader: RowReader, where: _Places | None = None,
+              schema: pa.Schema, reader: RowSource, where: _Places | None = None,
               keep: tuple[str, str] | None = None) -> str:
         """A scan of `frags` under `schema` (with `where`, their places too; with `keep`, only the rows
         whose alias and condition it holds keeps, see `register_positioned`)."""
@@ -394,7 +394,7 @@ class SnapshotServer:
         except duckdb.Error as exc:
             raise SqlError(one_line(exc)) from exc
 
-    def positions_where(self, name: str, state: TableState, where: str, rows: RowReader | None = None) -> pa.Table:
+    def positions_where(self, name: str, state: TableState, where: str, rows: RowSource | None = None) -> pa.Table:
         """(__frag, __pos) of the live rows of a table matching SQL predicate `where`.
 
         `rows` reads the table (a transaction passes its own, which sees its staged blobs).

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 
 from udr.log.format import CommitId
 from udr.log.groups import GroupStore
+from udr.log.protocols import LakeLog
 from udr.log.retention import RetentionStore
-from udr.log.store import LogStore
 
 LOG_VIEWS = ("udr_log", "udr_log_tables", "udr_refs")
 
@@ -40,7 +40,7 @@ _TABLES_SCHEMA = pa.schema([("commit_id", pa.string()), ("table_name", pa.string
 _REFS_SCHEMA = pa.schema([("name", pa.string()), ("kind", pa.string()), ("commit_id", pa.string())])
 
 
-def _group_positions(log: LogStore) -> dict[str, CommitId]:
+def _group_positions(log: LakeLog) -> dict[str, CommitId]:
     out = {}
     for name, position in GroupStore.of(log).positions().items():
         cid = log.commit_at_seq(position.cursor.seq) if position.cursor.seq >= 0 else None
@@ -49,7 +49,7 @@ def _group_positions(log: LogStore) -> dict[str, CommitId]:
     return out
 
 
-def _holds(log: LogStore) -> dict[str, CommitId]:
+def _holds(log: LakeLog) -> dict[str, CommitId]:
     return {name: CommitId(hold.commit_id) for name, hold in RetentionStore(log).holds().items()}
 
 
@@ -64,14 +64,14 @@ class RefSource:
     """
 
     kind: str
-    read: Callable[[LogStore], dict[str, CommitId]]
+    read: Callable[[LakeLog], dict[str, CommitId]]
     roots: bool
 
 
 # Every kind of ref `udr_refs` lists; a new kind of ref adds its entry here.
 REF_SOURCES: tuple[RefSource, ...] = (
-    RefSource("branch", LogStore.branches, roots=True),
-    RefSource("tag", LogStore.tags, roots=True),
+    RefSource("branch", lambda log: log.branches(), roots=True),
+    RefSource("tag", lambda log: log.tags(), roots=True),
     RefSource("hold", _holds, roots=False),
     RefSource("group", _group_positions, roots=False),
 )
@@ -87,7 +87,7 @@ def names_log_view(query: str) -> bool:
 class LogViews:
     """The log views of one lake, cached by the state of its log."""
 
-    def __init__(self, log: LogStore) -> None:
+    def __init__(self, log: LakeLog) -> None:
         self._log = log
         self._lock = threading.Lock()
         self._cached: tuple[_Key, dict[str, pa.Table]] | None = None

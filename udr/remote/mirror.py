@@ -14,7 +14,7 @@ another writer aborts its LMDB transaction, pulls on its next write and re-appli
 (`HeadMoved`, the many-writers rule of `udr.log.placement` and `udr.api.committing.restage`).
 A write that changes consumer-group records (an ack, a join, a claim of partitions) publishes the records it
 changed in its entry, so every cache holds the same groups and an ack travels in its commit's entry; a
-group write that loses the race runs again (`udr.log.placement.LostRace`). The liveness of group leases
+group write that loses the race runs again (`udr.log.races.LostRace`). The liveness of group leases
 lives in `udr.remote.leases`.
 Safe across threads (LMDB serializes the cache's writers); the poller is one daemon thread per mirror.
 """
@@ -42,11 +42,12 @@ from udr.errors import (
 from udr.log.chunks import FileChunkStore
 from udr.log.format import REMOTE_CHUNK_PREFIX, ChunkId
 from udr.log.label import read_format, write_label
-from udr.log.placement import HeadMoved, LostRace
+from udr.log.races import HeadMoved, LostRace
 from udr.log.replica import Position, Replica, ReplicaTxn, open_replica
 from udr.log.store import LogStore
 from udr.remote.leases import LEASE_SECONDS, RemoteLeases
 from udr.remote.log import Entry, RemoteLog
+from udr.remote.remotelake import chunk_key
 from udr.remote.replay import apply, collect
 from udr.remote.store import ObjectStore, open_store
 
@@ -65,11 +66,6 @@ def default_cache(url: str) -> Path:
     """~/.cache/udr/<hash of url> (or under $XDG_CACHE_HOME)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "udr" / hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def chunk_key(chunk: ChunkId) -> str:
-    """The object key of a chunk file."""
-    return f"{REMOTE_CHUNK_PREFIX}{chunk}"
 
 
 class Mirror:

@@ -18,11 +18,11 @@ from pathlib import Path
 from udr.errors import ConflictError, CorruptionError, UsageError
 from udr.log.chunks import FileChunkStore
 from udr.log.format import ICEBERG_CHUNK_COPY, ICEBERG_INLINE_COPY, ChunkId
-from udr.remote.mirror import Mirror, chunk_key
+from udr.remote.remotelake import RemoteLake, chunk_key
 from udr.remote.store import ObjectStore, open_store
 
 
-def object_target(mirror: Mirror, chunks: FileChunkStore, url: str) -> ObjectTarget:
+def object_target(mirror: RemoteLake, chunks: FileChunkStore, url: str) -> ObjectTarget:
     """The destination `url` for publishing the remote lake of `mirror` (whose cache holds `chunks`), reached
     with the lake's storage options.
 

@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 from udr.errors import UsageError
 from udr.log.groups import Alive, Cursor, GroupStore, Position, lease_alive
 from udr.log.members import GroupState, MemberStore
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.stream.feed import lag
 from udr.values import GroupInfo, MemberInfo, PartitionInfo
 
 
-def group_infos(log: LogStore, alive: Alive = lease_alive) -> list[GroupInfo]:
+def group_infos(log: LakeLog, alive: Alive = lease_alive) -> list[GroupInfo]:
     """Every group that has a position (it acknowledged a batch or was reset) or members, by name; `alive`
     tells a live lease."""
     store = GroupStore.of(log)
@@ -41,7 +41,7 @@ def group_infos(log: LogStore, alive: Alive = lease_alive) -> list[GroupInfo]:
     return sorted(out, key=lambda info: info.name)
 
 
-def group_resume(log: LogStore, group: str, branch: str) -> Cursor | None:
+def group_resume(log: LakeLog, group: str, branch: str) -> Cursor | None:
     """Where `group` resumes (for a group with members: its oldest partition), None if it has no position.
 
     Raises:
@@ -56,7 +56,7 @@ def group_resume(log: LogStore, group: str, branch: str) -> Cursor | None:
     return position.cursor if position is not None else None
 
 
-def reset_group(log: LogStore, group: str, *, seq: int, branch: str, alive: Alive = lease_alive) -> None:
+def reset_group(log: LakeLog, group: str, *, seq: int, branch: str, alive: Alive = lease_alive) -> None:
     """Make `group` resume after the commit at `seq` on `branch` (keeping the tables it was made for, and
     following again any it stopped following because they were dropped: a reset is a fresh start). A group
     with members moves every partition there.
@@ -77,7 +77,7 @@ def reset_group(log: LogStore, group: str, *, seq: int, branch: str, alive: Aliv
     store.reset(group, Position(Cursor(seq), time.time_ns() // 1000, branch, tables))
 
 
-def delete_group(log: LogStore, group: str, alive: Alive = lease_alive) -> None:
+def delete_group(log: LakeLog, group: str, alive: Alive = lease_alive) -> None:
     """Forget `group`: its position(s), leases and members.
 
     Raises:
@@ -90,7 +90,7 @@ def delete_group(log: LogStore, group: str, alive: Alive = lease_alive) -> None:
         raise UsageError(f"there is no consumer group {group!r}; `udr groups` lists them")
 
 
-def _info(log: LogStore, name: str, position: Position, *, active: bool) -> GroupInfo:
+def _info(log: LakeLog, name: str, position: Position, *, active: bool) -> GroupInfo:
     followed = tuple(t for t in position.tables if t not in position.dropped) if position.tables is not None else None
     behind = lag(log, position.branch, followed, position.cursor) if log.head(position.branch) else (0, 0)
     return GroupInfo(
@@ -104,7 +104,7 @@ def _info(log: LogStore, name: str, position: Position, *, active: bool) -> Grou
     )
 
 
-def _partition_infos(log: LogStore, state: GroupState, owned: dict[int, str]) -> tuple[PartitionInfo, ...]:
+def _partition_infos(log: LakeLog, state: GroupState, owned: dict[int, str]) -> tuple[PartitionInfo, ...]:
     return tuple(
         PartitionInfo(p.number, (log.commit_at_seq(p.position.cursor.seq) or "") if p.position.cursor.seq >= 0 else "",
                       p.position.cursor.seq,

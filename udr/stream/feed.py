@@ -29,7 +29,7 @@ from udr.log import graph
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
 from udr.log.groups import Cursor
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit
 
@@ -45,7 +45,7 @@ MAX_ROWS = 65_536
 class Feed:
     """The change batches of `branch` after a cursor, for every table or only `tables`."""
 
-    def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, after: Cursor,
+    def __init__(self, log: LakeLog, *, branch: str, tables: frozenset[str] | None, after: Cursor,
                  source: ChangeSource, wants: Callable[[Commit, str], bool] | None = None,
                  max_rows: int = MAX_ROWS) -> None:
         self._log = log
@@ -235,7 +235,7 @@ def _light(op: TableOp) -> bool:
                           and all(f.inline for f in op.add))
 
 
-def lag(log: LogStore, branch: str, tables: tuple[str, ...] | None, after: Cursor) -> tuple[int, int]:
+def lag(log: LakeLog, branch: str, tables: tuple[str, ...] | None, after: Cursor) -> tuple[int, int]:
     """(commits, rows) of `branch`'s stream after `after` for `tables` (None: all), from the commits' counts.
 
     Raises:

@@ -30,7 +30,7 @@ from udr.errors import AckError, GroupBusy
 from udr.log.activity import last_write
 from udr.log.groups import Cursor, Lease, Position
 from udr.log.members import GroupState, MemberStore, PartitionAck
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.stream.feed import Feed
 from udr.stream.leases import LeaseKeeper, LocalLeases
 from udr.stream.partition import assign, split
@@ -47,7 +47,7 @@ LIVENESS_TTL = 0.25
 class MemberFeed:
     """The batches of the partitions member `member` of `group` owns, and the records acknowledging them."""
 
-    def __init__(self, log: LogStore, *, group: str, member: str, partitions: int | None, branch: str,
+    def __init__(self, log: LakeLog, *, group: str, member: str, partitions: int | None, branch: str,
                  tables: frozenset[str] | None, start: Cursor, source: ChangeSource, max_rows: int,
                  leases: LeaseKeeper | None = None) -> None:
         """Join the group as `member` (making its partitions, from `start`, if it has none); `leases` keeps

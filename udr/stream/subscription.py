@@ -48,7 +48,7 @@ from udr.errors import AckError, StorageError, UsageError
 from udr.log.activity import last_write, published, wait_published
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
 from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position, write_acks
-from udr.log.store import LogStore
+from udr.log.protocols import LakeLog
 from udr.stream.feed import MAX_ROWS, Feed
 from udr.stream.leases import LeaseKeeper, LocalLeases
 from udr.stream.member import Delivery, MemberFeed
@@ -84,7 +84,7 @@ class Subscription:
     group's lease back.
     """
 
-    def __init__(self, log: LogStore, *, branch: str, tables: frozenset[str] | None, group: str | None,
+    def __init__(self, log: LakeLog, *, branch: str, tables: frozenset[str] | None, group: str | None,
                  start: Cursor, source: ChangeSource, member: str | None = None,
                  partitions: int | None = None, max_rows: int = MAX_ROWS, leases: LeaseKeeper | None = None) -> None:
         """Deliver what follows `start` (a group resumes from its position) in batches of <= `max_rows` rows

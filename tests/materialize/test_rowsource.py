@@ -1,0 +1,32 @@
+"""`udr.materialize.protocols.RowSource`: `RowReader` offers each of its methods with the same signature, and
+reads a table's rows the same through it."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+import udr
+from udr.materialize.data import RowReader
+from udr.materialize.protocols import RowSource
+
+_METHODS = sorted(name for name, _ in inspect.getmembers(RowSource, inspect.isfunction) if not name.startswith("_"))
+
+
+@pytest.mark.parametrize("name", _METHODS)
+def test_the_reader_has_each_method_with_the_same_signature(name: str) -> None:
+    assert inspect.signature(getattr(RowReader, name)) == inspect.signature(getattr(RowSource, name))
+
+
+def test_a_table_reads_the_same_through_the_protocol(tmp_path: Path) -> None:
+    with udr.open(tmp_path / "lake") as db:
+        db.append("t", {"id": [1, 2, 3], "v": ["a", "b", "c"]})
+        db.delete("t", "id = 2")
+        source: RowSource = db._handle.ctx.rows
+        state = db._handle.table("t", "main", None)
+        assert source.table("t", state).to_pydict() == {"id": [1, 3], "v": ["a", "c"]}
+        frag = state.fragments[0]
+        assert source.keep_mask(frag).tolist() == [True, False, True]
+        assert source.deleted_positions(frag).to_pylist() == [1]
