@@ -20,7 +20,7 @@ from udr.materialize.data import (
 )
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import encode_positions
-from udr.query.engine import VERSIONED_NAME, SnapshotServer, named_tables, quote_ident
+from udr.query.engine import VERSIONED_NAME, SnapshotServer, named_tables
 from udr.query.logviews import LogViews
 
 
@@ -249,16 +249,6 @@ def test_positions_where_with_no_match_is_empty(server: SnapshotServer, mixed: T
 def test_a_bad_predicate_is_sql_error_naming_the_table(server: SnapshotServer, mixed: TableState, where: str) -> None:
     with pytest.raises(SqlError, match="'orders'"):
         server.positions_where("orders", mixed, where)
-
-
-def test_quote_ident_escapes_quotes() -> None:
-    con = duckdb.connect()
-    try:
-        name = 'we"ird'
-        con.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT 1 AS x")
-        assert con.sql(f"SELECT x FROM {quote_ident(name)}").fetchall() == [(1,)]
-    finally:
-        con.close()
 
 
 def test_chunk_ids_are_typed(log: LogStore, mixed: TableState) -> None:

@@ -34,9 +34,9 @@ from udr.query.engine import (
     Relation,
     SnapshotServer,
     named_tables,
-    quote_ident,
 )
 from udr.query.logviews import LogViews, names_log_view
+from udr.query.sqltext import quote_ident
 from udr.query.statements import check_not_writing, writing_kind
 from udr.remote.leases import LEASE_SECONDS
 from udr.remote.mirror import Mirror, open_mirror

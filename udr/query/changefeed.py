@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from udr.errors import SqlError
 from udr.materialize.schemas import conform
-from udr.query.engine import own_or_given, quote_ident, same_key
+from udr.query.sqltext import own_or_given, quote_ident, same_key
 
 CHANGE = "_change"
 # Keyed pairings of at most this many rows run in memory: starting a DuckDB query costs ~5-9 ms, which

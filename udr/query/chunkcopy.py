@@ -30,7 +30,7 @@ from udr.log.format import (
 )
 from udr.materialize.data import chunk_schema
 from udr.materialize.schemas import parquet_field_id
-from udr.query.engine import one_line, quote_str
+from udr.query.sqltext import one_line, quote_str
 
 # Files up to this size are read back and stored as the other writes store them: rows that fit an inline
 # chunk (`INLINE_MAX_BYTES` of Arrow data) never take more Parquet bytes than this.

@@ -21,7 +21,7 @@ from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.protocols import RowSource
 from udr.materialize.states import TableState
 from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, gather
-from udr.query.engine import own_or_given, quote_ident, same_key
+from udr.query.sqltext import own_or_given, quote_ident, same_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,6 @@ from sqlglot import exp
 from udr.errors import SqlError, UsageError
 from udr.query.chunkcopy import copy_rows, copyable
 from udr.query.diff import KeyedDiff
-from udr.query.engine import one_line, quote_ident
 from udr.query.incremental import KEYS, KeyLocal, key_filter, key_local, restricted
 from udr.query.parse import Statement, column_name, parse_script, reads_table
 from udr.query.sqldiff import (
@@ -43,6 +42,7 @@ from udr.query.sqldiff import (
     overwrite_diff,
     split,
 )
+from udr.query.sqltext import one_line, quote_ident
 
 
 class WriteTarget(Protocol):

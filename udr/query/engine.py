@@ -27,6 +27,7 @@ from udr.log.protocols import LakeLog
 from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import stored_names
 from udr.materialize.states import FragmentState, TableState
+from udr.query.sqltext import one_line, quote_ident, quote_str
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
 VERSIONED_NAME = re.compile(r'"([^"@]+)@([^"]+)"')
@@ -56,44 +57,6 @@ def named_tables(query: str) -> set[str]:
 
 
 Resolver = Callable[[str, str], "TableState | pa.Table"]
-
-
-def one_line(exc: Exception) -> str:
-    """DuckDB's message on one line (its hints, like "Did you mean ...", included)."""
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return text or type(exc).__name__
-
-
-@contextmanager
-def own_or_given(con: duckdb.DuckDBPyConnection | None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """`con` if given (the caller closes it), else a private in-memory connection closed on exit."""
-    if con is not None:
-        yield con
-        return
-    own = duckdb.connect()
-    try:
-        yield own
-    finally:
-        own.close()
-
-
-def quote_ident(name: str) -> str:
-    """A DuckDB identifier literal."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def same_key(a: str, b: str, key: list[str]) -> str:
-    """A join condition: rows of the relations named `a` and `b` have equal `key` columns.
-
-    `IS NOT DISTINCT FROM`, not `=`: DuckDB 1.5's hash join never matches a NaN key with `=` (2.x does), and
-    key columns hold no NULL, so nothing else changes. It is still a hash join.
-    """
-    return " AND ".join(f"{a}.{quote_ident(k)} IS NOT DISTINCT FROM {b}.{quote_ident(k)}" for k in key)
-
-
-def quote_str(text: str) -> str:
-    """A DuckDB string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _view_relation(con: duckdb.DuckDBPyConnection, query: str, keep: pa.Table | None,

@@ -20,7 +20,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from udr.query.engine import quote_ident
+from udr.query.sqltext import quote_ident
 
 # The relation of changed keys a restricted query reads, and its one column.
 KEYS, KEY_COLUMN = "__udr_keys", "__udr_k"

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
 from udr.query.diff import KeyedDiff, before_image
-from udr.query.engine import one_line, quote_ident, same_key
+from udr.query.sqltext import one_line, quote_ident, same_key
 
 # Names of the helper columns of a candidate relation (see `changes_sql`).
 IN, FRAG, POS = "__udr_in", "__udr_frag", "__udr_pos"
