@@ -71,7 +71,7 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
         if other is None:
             removed.append(rows.live_as(frag, schema, table=name))
         elif other.deletes != frag.deletes:
-            gone, back = _redeleted(rows, frag, other)
+            gone, back = deleted_between(rows, frag, other)
             if len(gone):
                 removed.append(_rows_at(rows, frag, gone, schema, name, whole_columns=columns is not None))
             if len(back):
@@ -82,7 +82,7 @@ def state_delta(rows: RowReader, name: str, old: TableState | None, new: TableSt
     return RowDelta(schema, _concat(removed, schema), _concat(added_rows, schema))
 
 
-def _redeleted(rows: RowReader, old: FragmentState, new: FragmentState) -> tuple[np.ndarray, np.ndarray]:
+def deleted_between(rows: RowReader, old: FragmentState, new: FragmentState) -> tuple[np.ndarray, np.ndarray]:
     """The positions of a fragment deleted in state `new` but not `old`, and the reverse (sorted uint32)."""
     if old.deletes is not None and new.deletes is not None:
         # A later vector chaining onto the earlier one: only the links between them are read, not the
