@@ -14,6 +14,7 @@ from udr.log.format import DB_BLOBS, INLINE_MAX_BYTES, BlobKind, CommitId
 from udr.materialize.compaction import flush_due, flush_inline
 from udr.materialize.schemas import field_id
 from udr.materialize.staging import Staging
+from udr.materialize.vectors import parse_vector
 
 
 @pytest.fixture
@@ -148,3 +149,34 @@ def test_a_commit_stores_only_the_deletion_vectors_its_ops_name(tmp_path: Path) 
         named = {d.vector for d in record.tables["k"].deletes}
         assert len(named) == 1 and _stored_vectors(db) == named
         assert db.read("k").sort_by("id").column("v").to_pylist()[:2] == [-1, 2]
+
+
+def test_deletions_from_several_fragments_chain_each_onto_its_committed_vector(tmp_path: Path) -> None:
+    with udr.open(tmp_path) as db:
+        with db.transaction() as tx:
+            tx.create_table("k", pa.schema([("id", pa.int64()), ("v", pa.int64())]), primary_key=["id"])
+            tx.append("k", {"id": list(range(400)), "v": [0] * 400})
+        values = [0] * 400
+        for night in range(1, 4):  # each night replaces rows of the load and some of the last night's fragment
+            for i in range(400):
+                if i % 20 == night or i % 40 == night - 1:
+                    values[i] = night * 1000 + i
+            db.overwrite("k", {"id": list(range(400)), "v": values})
+        staging = _staging(db)
+        state = staging.require("k")
+        assert len(state.fragments) == 4 and sum(f.deletes is not None for f in state.fragments) == 3
+        before = {f.chunk: staging.rows.deleted_positions(f).to_pylist() for f in state.fragments}
+        live = staging.rows.table("k", state, with_position=True)
+        hits = live.filter(pa.array([i % 7 == 0 for i in live.column("id").to_pylist()])).select(["__frag", "__pos"])
+        staging.delete_positions("k", state, hits, counted="deleted")
+        for d in staging.op("k").deletes:
+            frag = next(f for f in state.fragments if f.chunk == d.chunk)
+            mine = sorted(p for f, p in zip(hits.column("__frag").to_pylist(), hits.column("__pos").to_pylist())
+                          if state.fragments[f].chunk == d.chunk)
+            assert d.vector is not None and staging.vector(d.vector).to_pylist() == sorted(before[d.chunk] + mine)
+            assert d.count == len(before[d.chunk]) + len(mine)
+            if frag.deletes is not None:  # a chain link holding only this write's positions
+                link = parse_vector(staging.blob(d.vector, BlobKind.DELETES))
+                assert link.base == frag.deletes and link.positions.to_pylist() == mine
+        assert _ids(staging, "k") == [i for i in range(400) if i % 7]
+        staging.release()

@@ -16,6 +16,7 @@ from udr.errors import CorruptionError
 from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, BlobId, BlobKind, CommitId
 from udr.log.hashing import content_id
 from udr.materialize.vectors import (
+    added_between,
     encode_positions,
     encode_vector,
     in_sorted,
@@ -51,6 +52,18 @@ def test_a_chained_vector_reads_as_every_position_and_holds_only_the_new_ones() 
     assert vector_chain(third, blobs.__getitem__) == [third, second, first]
     known = {second: pa.array([3, 9, 12, 40], pa.uint32())}
     assert read_vector(third, {third: blobs[third]}.__getitem__, known.get).to_pylist() == [1, 3, 9, 12, 40, 41]
+
+
+def test_what_a_vector_adds_to_an_earlier_one_is_read_from_the_links_between_them() -> None:
+    blobs = Blobs()
+    first = blobs.add(encode_vector(_positions(3, 9, 40), None, blobs.__getitem__))
+    second = blobs.add(encode_vector(_positions(3, 9, 12, 40), first, blobs.__getitem__))
+    third = blobs.add(encode_vector(_positions(1, 3, 9, 12, 40, 41), second, blobs.__getitem__))
+    assert added_between(third, first, blobs.__getitem__).tolist() == [1, 12, 41]
+    assert added_between(third, second, blobs.__getitem__).tolist() == [1, 41]
+    whole = blobs.add(encode_vector(_positions(3, 10), None, blobs.__getitem__))
+    assert added_between(whole, first, blobs.__getitem__) is None  # not on its chain: the caller compares sets
+    assert added_between(first, third, blobs.__getitem__) is None  # the other way round
 
 
 def test_a_vector_is_whole_when_chaining_would_be_wrong_long_or_useless() -> None:

@@ -21,7 +21,7 @@ from udr.log.format import ChunkId
 from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import conform
 from udr.materialize.states import FragmentState, TableState
-from udr.materialize.vectors import in_sorted
+from udr.materialize.vectors import added_between, in_sorted
 
 CHANGE = "_change"
 
@@ -71,8 +71,7 @@ def state_delta(rows: RowSource, name: str, old: TableState | None, new: TableSt
         if other is None:
             removed.append(rows.live_as(frag, schema, table=name))
         elif other.deletes != frag.deletes:
-            now, before = _deleted(rows, other), _deleted(rows, frag)
-            gone, back = now[~in_sorted(now, before)], before[~in_sorted(before, now)]
+            gone, back = deleted_between(rows, frag, other)
             if len(gone):
                 removed.append(_rows_at(rows, frag, gone, schema, name, whole_columns=columns is not None))
             if len(back):
@@ -81,6 +80,18 @@ def state_delta(rows: RowSource, name: str, old: TableState | None, new: TableSt
         if chunk not in old_frags:
             added_rows.append(rows.live_as(frag, schema, table=name))
     return RowDelta(schema, _concat(removed, schema), _concat(added_rows, schema))
+
+
+def deleted_between(rows: RowSource, old: FragmentState, new: FragmentState) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of a fragment deleted in state `new` but not `old`, and the reverse (sorted uint32)."""
+    if old.deletes is not None and new.deletes is not None:
+        # A later vector chaining onto the earlier one: only the links between them are read, not the
+        # cumulative sets (a first load's vector names every row replaced since, and grows each night).
+        gone = added_between(new.deletes, old.deletes, rows.vector_payload)
+        if gone is not None:
+            return gone, np.empty(0, np.uint32)
+    now, before = _deleted(rows, new), _deleted(rows, old)
+    return now[~in_sorted(now, before)], before[~in_sorted(before, now)]
 
 
 def _rows_at(rows: RowSource, frag: FragmentState, positions: np.ndarray, schema: pa.Schema, name: str, *,

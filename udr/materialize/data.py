@@ -51,8 +51,6 @@ INLINE_CACHE_BYTES = 64 << 20
 POSITIONS_CACHE_BYTES = 64 << 20
 # Decoded Parquet row groups that keyed writes read rows from by position.
 ROW_GROUP_CACHE_BYTES = 64 << 20
-
-
 _PARQUET_FIELD_ID = b"PARQUET:field_id"
 
 
@@ -391,9 +389,13 @@ class RowReader:
             return pa.array([], pa.uint32())
         positions = self._positions.get(frag.deletes)
         if positions is None:
-            positions = read_vector(frag.deletes, lambda b: self._blobs(b, BlobKind.DELETES), self._positions.get)
+            positions = read_vector(frag.deletes, self.vector_payload, self._positions.get)
             self._positions.put(frag.deletes, positions)
         return positions
+
+    def vector_payload(self, vector: BlobId) -> bytes:
+        """The DELETES payload of deletion vector `vector` (raises `CorruptionError` when it is missing)."""
+        return self._blobs(vector, BlobKind.DELETES)
 
     def remember_vector(self, vector: BlobId, positions: pa.Array) -> None:
         """Keep the positions of deletion vector `vector` that this process just encoded, as its blob decodes."""

@@ -47,6 +47,10 @@ class RowSource(Protocol):
         """Row positions deleted from a fragment (empty if none)."""
         ...
 
+    def vector_payload(self, vector: BlobId) -> bytes:
+        """The DELETES payload of deletion vector `vector` (raises `CorruptionError` when it is missing)."""
+        ...
+
     def table(self, name: str, state: TableState, columns: list[str] | None = None,
               with_position: bool = False) -> pa.Table:
         """The live rows of table `name` in `state` (`with_position` adds `__frag` and `__pos`).

@@ -40,6 +40,10 @@ def has_ids(schema: pa.Schema) -> bool:
 
 def stored_names(stored: pa.Schema, target: pa.Schema) -> dict[str, str]:
     """For each column of `target` present in a fragment written under `stored`: target name -> stored name."""
+    if stored is target:
+        # A fragment written under the schema it is read with (readers share one object per schema blob): the
+        # common case, asked for every fragment of every table a keyed write reads; ids need not be compared.
+        return {name: name for name in target.names}
     by_id = {field_id(f): f.name for f in stored}
     return {f.name: by_id[field_id(f)] for f in target if field_id(f) in by_id}
 

@@ -54,9 +54,9 @@ from udr.materialize.snapshot import apply_op
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import (
     chain_link,
-    distinct_positions,
     encode_vector,
     read_vector,
+    united,
 )
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
@@ -345,12 +345,10 @@ class Staging:
             new = positions[frags == index]
             earlier = deletes.get(frag.chunk)
             if earlier is None:
-                old = self.rows.deleted_positions(frag)
-            elif earlier.vector is None:
-                continue  # every row of the fragment is deleted already
-            else:
-                old = self.vector(earlier.vector)
-            deletes[frag.chunk] = self.deletion(frag, distinct_positions(old, new))
+                vector, added = united(self.rows.deleted_positions(frag), new)
+                deletes[frag.chunk] = self.deletion(frag, vector, added=added)
+            elif earlier.vector is not None:  # None: every row of the fragment is deleted already
+                deletes[frag.chunk] = self.deletion(frag, united(self.vector(earlier.vector), new)[0])
         changes: _DeleteChanges = {"deletes": tuple(deletes.values())}
         if counted is not None:
             # Rows this staging added itself were never visible: deleting them un-inserts them.
@@ -360,13 +358,15 @@ class Staging:
             changes[counted] = getattr(op, counted) + hits.num_rows - mine
         self.ops[table] = replace(op, **changes)
 
-    def deletion(self, frag: FragmentState, positions: np.ndarray) -> Deletes:
-        """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged."""
+    def deletion(self, frag: FragmentState, positions: np.ndarray, *, added: np.ndarray | None = None) -> Deletes:
+        """The cumulative deletion vector of `frag` removing the sorted distinct `positions`, staged; `added`:
+        those of them `frag`'s own vector lacks, when the caller knows (its vector is then not read back)."""
         if len(positions) == frag.rows:
             return Deletes(frag.chunk, None, len(positions))
         base = self._committed(frag.deletes) if self._log.version >= lake_format.CHAINED_VECTORS_VERSION else None
         payload = encode_vector(positions, base, self._vector_payload, self.rows.known_vector,
-                                gaps=self._log.version >= lake_format.GAPS_VECTORS_VERSION)
+                                gaps=self._log.version >= lake_format.GAPS_VECTORS_VERSION,
+                                added=added if base is not None and base == frag.deletes else None)
         blob = BlobId(content_id(payload))
         self.blobs[blob] = (BlobKind.DELETES, payload)
         # The next keyed write to this fragment, and a rebase of this one, look the vector up again.

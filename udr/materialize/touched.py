@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from udr.materialize.changes import deleted_between
 from udr.materialize.data import RowReader
 from udr.materialize.keyindex import key_field
 from udr.materialize.states import FragmentState, TableState
-from udr.materialize.vectors import in_sorted, sorted_distinct
+from udr.materialize.vectors import sorted_distinct
 
 
 def touched_keys(rows: RowReader, old: TableState, new: TableState) -> npt.NDArray[np.generic] | None:
@@ -32,9 +33,7 @@ def touched_keys(rows: RowReader, old: TableState, new: TableState) -> npt.NDArr
         if other is None:
             parts.append(_live_keys(rows, new, frag))
         elif other.deletes != frag.deletes:
-            now, was = _deleted(rows, other), _deleted(rows, frag)
-            changed = np.concatenate([now[~in_sorted(now, was)], was[~in_sorted(was, now)]])
-            parts.append(_keys_at(rows, new, frag, changed))
+            parts.append(_keys_at(rows, new, frag, np.concatenate(deleted_between(rows, frag, other)).astype(np.int64)))
     parts.extend(_live_keys(rows, new, frag) for chunk, frag in after.items() if chunk not in before)
     found = [p for p in parts if p is not None]
     if len(found) < len(parts):
@@ -60,7 +59,3 @@ def _keys_at(rows: RowReader, state: TableState, frag: FragmentState,
 
 def _live_keys(rows: RowReader, state: TableState, frag: FragmentState) -> npt.NDArray[np.generic] | None:
     return _keys_at(rows, state, frag, np.flatnonzero(rows.keep_mask(frag)))
-
-
-def _deleted(rows: RowReader, frag: FragmentState) -> npt.NDArray[np.int64]:
-    return np.asarray(rows.deleted_positions(frag), np.int64)

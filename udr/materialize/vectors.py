@@ -167,18 +167,54 @@ def vector_chain(vector: BlobId, get: VectorGetter) -> list[BlobId]:
     return chain
 
 
+def added_between(vector: BlobId, base: BlobId, get: VectorGetter) -> np.ndarray | None:
+    """The positions vector `vector` adds to vector `base` when its chain passes through `base`, read from the
+    payloads between them alone (a night's few, where the whole vectors hold every night's); None when it
+    does not chain onto `base`."""
+    payloads: list[bytes] = []
+    link_id: BlobId | None = vector
+    while link_id != base:
+        if link_id is None or len(payloads) > MAX_VECTOR_CHAIN:
+            return None
+        payloads.append(get(link_id))
+        link_id = chain_link(payloads[-1])[0]
+    return distinct_positions(*(parse_vector(p).positions for p in payloads), np.empty(0, np.uint32))
+
+
 def encode_vector(positions: np.ndarray, base: BlobId | None, get: VectorGetter,
-                  known: Callable[[BlobId], pa.Array | None] = lambda _: None, *, gaps: bool = False) -> bytes:
+                  known: Callable[[BlobId], pa.Array | None] = lambda _: None, *, gaps: bool = False,
+                  added: np.ndarray | None = None) -> bytes:
     """Payload of the vector of sorted distinct `positions` of a fragment whose committed vector is `base`:
     chained onto `base` when every position of `base` is among `positions`, the chain stays within
-    `MAX_VECTOR_CHAIN` and it saves at least half the positions, else whole. `gaps`: as `encode_positions`."""
+    `MAX_VECTOR_CHAIN` and it saves at least half the positions, else whole. `gaps`: as `encode_positions`.
+    `added`: the positions of `positions` that `base` lacks, when the caller united them itself (then
+    `positions` holds every position of `base`, which is not read back)."""
     if base is not None:
         depth = chain_link(get(base))[1] + 1
-        old = np.asarray(read_vector(base, get, known), dtype=np.int64)
-        ours = np.asarray(positions, dtype=np.int64)
-        at = np.minimum(np.searchsorted(ours, old), max(len(ours) - 1, 0))
-        kept = len(ours) > 0 and bool(np.all(ours[at] == old))
-        if depth < MAX_VECTOR_CHAIN and kept and 2 * len(old) >= len(ours):
-            # `at` is where each old position sits in `ours`: dropping those leaves the added ones, sorted.
-            return encode_positions(np.delete(ours, at), base=base, depth=depth, gaps=gaps)
+        if added is None:
+            added = _added_to(base, positions, get, known)
+        if depth < MAX_VECTOR_CHAIN and added is not None and 2 * (len(positions) - len(added)) >= len(positions):
+            return encode_positions(added, base=base, depth=depth, gaps=gaps)
     return encode_positions(positions, gaps=gaps)
+
+
+def _added_to(base: BlobId, positions: np.ndarray, get: VectorGetter,
+              known: Callable[[BlobId], pa.Array | None]) -> np.ndarray | None:
+    """The `positions` vector `base` lacks, sorted; None when `base` names a position `positions` lacks."""
+    old = np.asarray(read_vector(base, get, known), dtype=np.int64)
+    ours = np.asarray(positions, dtype=np.int64)
+    at = np.minimum(np.searchsorted(ours, old), max(len(ours) - 1, 0))
+    if not len(ours) or not np.all(ours[at] == old):
+        return None
+    # `at` is where each old position sits in `ours`: dropping those leaves the added ones, sorted.
+    return np.delete(ours, at)
+
+
+def united(old: np.ndarray | pa.Array, new: np.ndarray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct union of vector `old` (sorted distinct positions) with any positions `new`, and the
+    positions of it `old` lacks, both uint32: a binary search each of `new` in `old` and one insertion, where
+    `distinct_positions(old, new)` sorts both again (a fragment's vector grows by a few positions a night)."""
+    held = np.asarray(old, dtype=np.uint32)
+    fresh = distinct_positions(new)
+    added = fresh[~in_sorted(fresh, held)]
+    return np.insert(held, np.searchsorted(held, added), added), added
