@@ -287,7 +287,10 @@ def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.Duck
     if plan is not None and changed is not None:
         con.register(KEYS, changed)
         direct.add_positioned(con, table, _CHANGED, where=key_filter(_CHANGED, plan.key))
-        diff = overwrite_diff(con, restricted(query, plan.key), _CHANGED, schema.names, key, schema, live_rows=None,
+        views = {name.lower(): f"__udr_input_{i}" for i, name in enumerate(plan.inputs)}
+        for name in plan.inputs:
+            direct.add_positioned(con, name, views[name.lower()], where=key_filter(views[name.lower()], plan.key))
+        diff = overwrite_diff(con, restricted(query, views), _CHANGED, schema.names, key, schema, live_rows=None,
                               table=table)
     else:
         direct.add_positioned(con, table, _TARGET)
