@@ -95,7 +95,7 @@ def _flat(t: pa.DataType) -> bool:
     return not (pa.types.is_nested(t) or pa.types.is_dictionary(t) or isinstance(t, pa.ExtensionType))
 
 
-def _distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+def distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
     """Element-wise `a IS DISTINCT FROM b`, with NaN equal to NaN."""
     differs = pc.not_equal(a, b)
     if pa.types.is_floating(a.type):
@@ -125,7 +125,7 @@ def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: st
                 return [differs(c) for c in names]
             return list(pool.map(differs, names))  # Arrow's kernels release the GIL: columns compare side by side
 
-        found = compare_aligned(new, current.rows, key, current.live, values, _distinct, columns)
+        found = compare_aligned(new, current.rows, key, current.live, values, distinct, columns)
         # A contiguous old table for the general match: take on many-chunk columns is several times slower
         # than the copy.
         old = current.rows if found is not None else current.rows.combine_chunks()
@@ -161,7 +161,7 @@ def _compare_matched(old: pa.Table, new: pa.Table, key: str, live: np.ndarray | 
     aligned = pa.array(np.maximum(where, 0)) if old.num_rows else pa.nulls(len(where), pa.int64())
 
     def differs(c: str) -> pa.ChunkedArray:
-        return _distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
+        return distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
 
     flags = columns(differs, values)
     updated = np.flatnonzero(any_of(flags, new.num_rows) & ~is_new)

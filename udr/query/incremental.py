@@ -21,6 +21,7 @@ import sqlglot
 from sqlglot import exp
 
 from udr.query.engine import quote_ident
+from udr.query.keydelta import Reads, read_columns
 
 # The relation of changed keys a restricted query reads, and its one column.
 KEYS, KEY_COLUMN = "__udr_keys", "__udr_k"
@@ -44,11 +45,13 @@ _KEY_TYPES = (pa.types.is_integer, pa.types.is_string, pa.types.is_large_string,
 
 @dataclass(frozen=True, slots=True)
 class KeyLocal:
-    """A key-local query: the key column, the lake tables it reads (sorted) and a digest of its text."""
+    """A key-local query: the key column, the lake tables it reads (sorted), a digest of its text and the
+    columns it reads of each table (`udr.query.keydelta.read_columns`)."""
 
     key: str
     inputs: tuple[str, ...]
     digest: str
+    reads: Reads
 
 
 def key_local(query: exp.Expr, key: list[str], keys: Mapping[str, list[str] | None],
@@ -80,7 +83,8 @@ def key_local(query: exp.Expr, key: list[str], keys: Mapping[str, list[str] | No
     if not _passes_key(query.expressions, k, aliases[0], using) or not _deterministic(query, len(tables)):
         return None
     digest = hashlib.sha256(query.sql(dialect="duckdb").encode()).hexdigest()
-    return KeyLocal(k, tuple(sorted({n for n in names if n is not None})), digest)
+    lake = [n for n in names if n is not None]
+    return KeyLocal(k, tuple(sorted(set(lake))), digest, read_columns(query, tables, lake))
 
 
 def _lake_table(table: exp.Table, keys: Mapping[str, list[str] | None], k: str) -> str | None:
