@@ -163,11 +163,11 @@ def restricted(query: exp.Expr, views: Mapping[str, str]) -> str:
     (`udr.query.engine.SnapshotServer.register_positioned`) holding only the rows whose key is in relation
     `KEYS`, filtered inside its Parquet scan (see `key_filter`), its places left out."""
     tree = query.copy()
+    without_places = sqlglot.parse_one("SELECT * EXCLUDE (__frag, __pos)", dialect="duckdb")
     for table in list(tree.find_all(exp.Table)):
         # Filtered in the scan, on every thread: a semi join above the table's view scanned every row, on
         # one thread where the view drops deleted rows by a positional join (~2x the time at 856k rows).
-        filtered = sqlglot.parse_one(f"SELECT * EXCLUDE (__frag, __pos) FROM {views[table.name.lower()]}",
-                                     dialect="duckdb")
+        filtered = without_places.from_(exp.to_table(views[table.name.lower()]), copy=True)
         alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name, quoted=True))
         table.replace(exp.Subquery(this=filtered, alias=alias))
     return tree.sql(dialect="duckdb")
