@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import pyarrow as pa
 import sqlglot
@@ -163,7 +164,7 @@ def restricted(query: exp.Expr, views: Mapping[str, str]) -> str:
     (`udr.query.engine.SnapshotServer.register_positioned`) holding only the rows whose key is in relation
     `KEYS`, filtered inside its Parquet scan (see `key_filter`), its places left out."""
     tree = query.copy()
-    without_places = sqlglot.parse_one("SELECT * EXCLUDE (__frag, __pos)", dialect="duckdb")
+    without_places = cast(exp.Select, sqlglot.parse_one("SELECT * EXCLUDE (__frag, __pos)", dialect="duckdb"))
     for table in list(tree.find_all(exp.Table)):
         # Filtered in the scan, on every thread: a semi join above the table's view scanned every row, on
         # one thread where the view drops deleted rows by a positional join (~2x the time at 856k rows).
