@@ -100,6 +100,8 @@ class DirectWrites(Protocol):
 
     def record_build(self, table: str, plan: KeyLocal) -> None: ...
 
+    def filtered_inputs(self, con: duckdb.DuckDBPyConnection, plan: KeyLocal) -> dict[str, str]: ...
+
 
 # The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`), and
 # of the places of its deleted rows.
@@ -287,10 +289,7 @@ def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.Duck
     if plan is not None and changed is not None:
         con.register(KEYS, changed)
         direct.add_positioned(con, table, _CHANGED, where=key_filter(_CHANGED, plan.key))
-        views = {name.lower(): f"__udr_input_{i}" for i, name in enumerate(plan.inputs)}
-        for name in plan.inputs:
-            direct.add_positioned(con, name, views[name.lower()], where=key_filter(views[name.lower()], plan.key))
-        diff = overwrite_diff(con, restricted(query, views), _CHANGED, schema.names, key, schema, live_rows=None,
+        diff = overwrite_diff(con, restricted(query, plan.key, direct.filtered_inputs(con, plan)), _CHANGED, schema.names, key, schema, live_rows=None,
                               table=table)
     else:
         direct.add_positioned(con, table, _TARGET)

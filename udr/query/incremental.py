@@ -159,16 +159,19 @@ def _deterministic(query: exp.Select, table_count: int) -> bool:
     return True
 
 
-def restricted(query: exp.Expr, views: Mapping[str, str]) -> str:
-    """`query` reading each table from the view `views` names for it (by lower-case name): a positioned view
-    (`udr.query.engine.SnapshotServer.register_positioned`) holding only the rows whose key is in relation
-    `KEYS`, filtered inside its Parquet scan (see `key_filter`), its places left out."""
+def restricted(query: exp.Expr, key: str, views: Mapping[str, str]) -> str:
+    """`query` reading only the rows of each table whose `key` is in relation `KEYS`: a table named in `views`
+    (by lower-case name) from the view given there, which holds only those rows (a positioned view filtered
+    inside its Parquet scan, see `key_filter`; its places are left out), any other by a semi join."""
     tree = query.copy()
     without_places = cast(exp.Select, sqlglot.parse_one("SELECT * EXCLUDE (__frag, __pos)", dialect="duckdb"))
+    # A semi join, not `IN (SELECT ...)`: DuckDB runs it about twice as fast (S1, 2% of 1M keys).
+    semi = cast(exp.Select, sqlglot.parse_one(f"SELECT * FROM t SEMI JOIN {KEYS} ON {quote_ident(key)} = {KEY_COLUMN}",
+                                              dialect="duckdb"))
     for table in list(tree.find_all(exp.Table)):
-        # Filtered in the scan, on every thread: a semi join above the table's view scanned every row, on
-        # one thread where the view drops deleted rows by a positional join (~2x the time at 856k rows).
-        filtered = without_places.from_(exp.to_table(views[table.name.lower()]), copy=True)
+        view = views.get(table.name.lower())
+        filtered = (without_places.from_(exp.to_table(view), copy=True) if view is not None
+                    else semi.from_(exp.Table(this=table.this.copy()), copy=True))
         alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name, quoted=True))
         table.replace(exp.Subquery(this=filtered, alias=alias))
     return tree.sql(dialect="duckdb")
