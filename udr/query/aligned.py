@@ -117,6 +117,16 @@ def _align(new: pa.ChunkedArray, stored: pa.ChunkedArray,
     return where, kept, moved
 
 
+def distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Element-wise `a IS DISTINCT FROM b`, with NaN equal to NaN."""
+    differs = pc.not_equal(a, b)
+    if pa.types.is_floating(a.type):
+        differs = pc.and_not(differs, pc.and_(pc.is_nan(a), pc.is_nan(b)))
+    if a.null_count == 0 and b.null_count == 0:
+        return differs  # the common case: no NULL bookkeeping needed
+    return pc.or_(pc.xor(a.is_null(), b.is_null()), pc.fill_null(differs, False))
+
+
 def gather(rows: pa.Table, index: np.ndarray) -> pa.Table:
     """`rows.take(index)` without first concatenating the chunks of every column, as Arrow's take does: for a
     few rows of a large table that copy costs many times the gathering."""

@@ -20,7 +20,14 @@ from udr.errors import KeyViolation, SqlError
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.data import RowReader
 from udr.materialize.states import TableState
-from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, gather
+from udr.query.aligned import (
+    ColumnMap,
+    Compared,
+    any_of,
+    compare_aligned,
+    distinct,
+    gather,
+)
 from udr.query.engine import own_or_given, quote_ident, same_key
 
 
@@ -93,16 +100,6 @@ def keyed_diff(old: CurrentRows, new: pa.Table, key: list[str], *, table: str, r
 
 def _flat(t: pa.DataType) -> bool:
     return not (pa.types.is_nested(t) or pa.types.is_dictionary(t) or isinstance(t, pa.ExtensionType))
-
-
-def distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Element-wise `a IS DISTINCT FROM b`, with NaN equal to NaN."""
-    differs = pc.not_equal(a, b)
-    if pa.types.is_floating(a.type):
-        differs = pc.and_not(differs, pc.and_(pc.is_nan(a), pc.is_nan(b)))
-    if a.null_count == 0 and b.null_count == 0:
-        return differs  # the common case: no NULL bookkeeping needed
-    return pc.or_(pc.xor(a.is_null(), b.is_null()), pc.fill_null(differs, False))
 
 
 # Below this many written rows the columns are compared one after another: starting a thread pool costs

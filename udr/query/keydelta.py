@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from udr.query.diff import distinct
+from udr.query.aligned import distinct
 
 # Per input table: the lower-case names of the columns the query reads of it; None: it may read any.
 Reads = dict[str, frozenset[str] | None]
