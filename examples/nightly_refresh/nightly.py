@@ -141,10 +141,10 @@ def _write(db: udr.Lake, sources: dict[str, pa.Table], label: str) -> dict[str, 
     """
     existing = set(db.tables(STAGING))
     with db.transaction(STAGING, message=f"{label}: refresh {len(sources)} compounds", author="nightly") as tx:
+        # One call for the refreshed compounds: their comparisons with the stored rows run side by side.
+        tx.overwrite_many({name: table for name, table in sources.items() if name in existing})
         for name, table in sources.items():
-            if name in existing:
-                tx.overwrite(name, table)
-            else:
+            if name not in existing:
                 tx.create_table(name, table.schema, primary_key=["parcel_id"])
                 tx.append(name, table)
     assert tx.committed is not None

@@ -30,6 +30,7 @@ from udr.materialize.changes import state_delta
 from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
 from udr.query.incremental import KEY_COLUMN, MAX_CHANGED_SHARE, KeyLocal
+from udr.query.keydelta import changed_read_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +84,7 @@ class Builds:
             if name in self._staging.ops or not self._comparable(old, new, plan.key, key_type):
                 return None
             if old != new:
-                # Removed and added rows, unpaired: an updated row's key is in both, which is enough.
-                delta = state_delta(self._ctx.rows, name, old, new, columns=[plan.key])
-                parts += [rows.select([plan.key]).rename_columns([KEY_COLUMN]) for rows in (delta.removed, delta.added)]
+                parts += self._changed(name, old, new, plan)
         keys = pa.table({KEY_COLUMN: pc.unique(pa.concat_tables(parts).column(KEY_COLUMN))}) if parts else \
             pa.table({KEY_COLUMN: pa.array([], key_type)})
         # A changed row of an unkeyed input with a null key: the filter by key cannot select it, while the
@@ -93,6 +92,18 @@ class Builds:
         if keys.column(KEY_COLUMN).null_count or keys.num_rows > MAX_CHANGED_SHARE * state.rows:
             return None
         return keys
+
+    def _changed(self, name: str, old: TableState, new: TableState, plan: KeyLocal) -> list[pa.Table]:
+        """The keys (`KEY_COLUMN`) of input `name`'s rows changed from `old` to `new` as `plan`'s query sees
+        them: if `name` is keyed on the query's key, those that changed in a column it reads."""
+        reads = plan.reads.get(name)
+        if reads is None or list(new.primary_key or ()) != [plan.key]:
+            # Removed and added rows, unpaired: an updated row's key is in both, which is enough.
+            delta = state_delta(self._ctx.rows, name, old, new, columns=[plan.key])
+            return [rows.select([plan.key]).rename_columns([KEY_COLUMN]) for rows in (delta.removed, delta.added)]
+        columns = [c for c in self._staging.rows.schema(new.schema).names if c == plan.key or c.lower() in reads]
+        delta = state_delta(self._ctx.rows, name, old, new, columns=columns)
+        return [pa.table({KEY_COLUMN: changed_read_keys(delta.removed, delta.added, plan.key)})]
 
     def record(self, table: str, plan: KeyLocal) -> None:
         """Record that `table` as staged now holds the rows of `plan`'s query over the inputs as they are

@@ -19,7 +19,7 @@ from udr.log.format import TMP_DIR
 from udr.materialize.staging import Staging
 from udr.query.diff import KeyedDiff
 from udr.query.engine import Connection
-from udr.query.incremental import KeyLocal
+from udr.query.incremental import KeyLocal, key_filter
 
 
 class DirectWrites:
@@ -69,6 +69,18 @@ class DirectWrites:
         """The keys whose input rows changed since keyed `table` was built by `plan` (None: build it all);
         see `udr.api.sqlbuilds.Builds.changed_keys`."""
         return self._builds.changed_keys(table, plan)
+
+    def filtered_inputs(self, con: Connection, plan: KeyLocal) -> dict[str, str]:
+        """Add to `con` a view of each input of `plan` whose chunk files have deleted rows, holding only its
+        rows whose key is in relation `KEYS` (filtered inside the Parquet scan, on every thread, where a
+        filter above its plain view reads every row through a one-thread positional join: ~2x at 856k rows).
+        Return the views by lower-case table name (`udr.query.incremental.restricted`)."""
+        views = {}
+        for i, name in enumerate(plan.inputs):
+            if any(not f.inline and f.deletes is not None for f in self._staging.require(name).fragments):
+                views[name.lower()] = f"__udr_input_{i}"
+                self.add_positioned(con, name, views[name.lower()], where=key_filter(views[name.lower()], plan.key))
+        return views
 
     def record_build(self, table: str, plan: KeyLocal) -> None:
         """Note that `table`, as now staged, holds the rows of `plan`'s query (`udr.api.sqlbuilds`)."""

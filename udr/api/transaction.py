@@ -14,7 +14,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from udr.api import committing, writes
+from udr.api import committing, overwrites, writes
 from udr.api.handle import Handle, Intent
 from udr.api.inputs import TableData, conform_input, to_batches
 from udr.errors import KeyViolation, SchemaError, UsageError
@@ -218,11 +218,34 @@ class Transaction:
             KeyViolation: duplicate or null keys in `data` (keyed tables).
         """
         state, target, batches = self._incoming(table, data, evolve, drop_missing)
-        streaming = isinstance(data, pa.RecordBatchReader)
         if state.primary_key is not None:
             writes.keyed_write(self._ctx, self._staging, table, pa.Table.from_batches(list(batches), schema=target),
                                remove_missing=True)
-        elif state.rows and not streaming and self._staging.require(table).schema == state.schema:
+        else:
+            self._replace_rows(table, state, target, batches, streaming=isinstance(data, pa.RecordBatchReader))
+
+    def overwrite_many(self, tables: Mapping[str, TableData], *, evolve: bool = False,
+                       drop_missing: bool = False) -> None:
+        """`overwrite` each of `tables` (name -> its new rows), as one call after another would; the keyed
+        tables are compared with their current rows side by side, on worker threads (a refresh of many).
+
+        Raises:
+            SchemaError: columns or types do not match.
+            KeyViolation: duplicate or null keys in the data of a keyed table.
+        """
+        keyed = []
+        for table, data in tables.items():
+            state, target, batches = self._incoming(table, data, evolve, drop_missing)
+            if state.primary_key is None:
+                self._replace_rows(table, state, target, batches, streaming=isinstance(data, pa.RecordBatchReader))
+            else:
+                keyed.append((table, pa.Table.from_batches(list(batches), schema=target)))
+        overwrites.overwrite_keyed(self._ctx, self._staging, keyed)
+
+    def _replace_rows(self, table: str, state: TableState, target: pa.Schema, batches: Iterator[pa.RecordBatch], *,
+                      streaming: bool) -> None:
+        """The rows of `table` (no key, staged as `state`) become `batches`, of schema `target` (see `overwrite`)."""
+        if state.rows and not streaming and self._staging.require(table).schema == state.schema:
             writes.replace_multiset(self._ctx, self._staging, table, pa.Table.from_batches(list(batches), schema=target))
             self._staging.overwritten.add(table)
         else:

@@ -25,16 +25,28 @@ from udr.query.engine import Connection
 def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, *, remove_missing: bool) -> None:
     """Stage `data` into keyed `table`: new keys inserted, changed rows updated, identical rows left alone,
     and with `remove_missing` (an overwrite) keys `data` lacks deleted."""
-    state = staging.require(table)
     first = table not in staging.ops
-    with ctx.server.session() as con:
-        old = read_current(staging.rows, table, state) if remove_missing else _upserted(
-            ctx, staging, table, state, data, con)
-        diff = keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
-                          con=con, pool=staging.pool())
+    diff = keyed_changes(ctx, staging, table, staging.require(table), data, remove_missing=remove_missing)
     stage_keyed_diff(staging, table, diff, data.schema, first=first)
     if remove_missing:
         staging.refreshed.add(table)
+
+
+def keyed_changes(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table, *,
+                  remove_missing: bool) -> KeyedDiff:
+    """What writing `data` into keyed `table` (staged as `state`) changes, as `keyed_write` stages it.
+
+    Stages nothing: safe on a worker thread while the caller stages other tables (`udr.api.overwrites`),
+    once `staging.pool()` exists.
+
+    Raises:
+        KeyViolation: `data` has a null or duplicate key.
+    """
+    with ctx.server.session() as con:
+        old = read_current(staging.rows, table, state) if remove_missing else _upserted(
+            ctx, staging, table, state, data, con)
+        return keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
+                          con=con, pool=staging.pool())
 
 
 def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.Schema, *, first: bool) -> None:

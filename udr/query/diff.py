@@ -20,7 +20,7 @@ from udr.errors import KeyViolation, SqlError
 from udr.materialize.current import CurrentRows, read_current
 from udr.materialize.protocols import RowSource
 from udr.materialize.states import TableState
-from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, gather
+from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, distinct, gather
 from udr.query.sqltext import own_or_given, quote_ident, same_key
 
 
@@ -95,16 +95,6 @@ def _flat(t: pa.DataType) -> bool:
     return not (pa.types.is_nested(t) or pa.types.is_dictionary(t) or isinstance(t, pa.ExtensionType))
 
 
-def _distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Element-wise `a IS DISTINCT FROM b`, with NaN equal to NaN."""
-    differs = pc.not_equal(a, b)
-    if pa.types.is_floating(a.type):
-        differs = pc.and_not(differs, pc.and_(pc.is_nan(a), pc.is_nan(b)))
-    if a.null_count == 0 and b.null_count == 0:
-        return differs  # the common case: no NULL bookkeeping needed
-    return pc.or_(pc.xor(a.is_null(), b.is_null()), pc.fill_null(differs, False))
-
-
 # Below this many written rows the columns are compared one after another: starting a thread pool costs
 # more (~1 ms) than comparing a few thousand rows.
 _PARALLEL_ROWS = 50_000
@@ -125,7 +115,7 @@ def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: st
                 return [differs(c) for c in names]
             return list(pool.map(differs, names))  # Arrow's kernels release the GIL: columns compare side by side
 
-        found = compare_aligned(new, current.rows, key, current.live, values, _distinct, columns)
+        found = compare_aligned(new, current.rows, key, current.live, values, distinct, columns)
         # A contiguous old table for the general match: take on many-chunk columns is several times slower
         # than the copy.
         old = current.rows if found is not None else current.rows.combine_chunks()
@@ -161,7 +151,7 @@ def _compare_matched(old: pa.Table, new: pa.Table, key: str, live: np.ndarray | 
     aligned = pa.array(np.maximum(where, 0)) if old.num_rows else pa.nulls(len(where), pa.int64())
 
     def differs(c: str) -> pa.ChunkedArray:
-        return _distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
+        return distinct(new.column(c), old.column(c).take(aligned).cast(new.schema.field(c).type))
 
     flags = columns(differs, values)
     updated = np.flatnonzero(any_of(flags, new.num_rows) & ~is_new)

@@ -100,6 +100,8 @@ class DirectWrites(Protocol):
 
     def record_build(self, table: str, plan: KeyLocal) -> None: ...
 
+    def filtered_inputs(self, con: duckdb.DuckDBPyConnection, plan: KeyLocal) -> dict[str, str]: ...
+
 
 # The name of the positioned view of the table a statement writes (`DirectWrites.connect_positioned`), and
 # of the places of its deleted rows.
@@ -287,7 +289,7 @@ def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.Duck
     if plan is not None and changed is not None:
         con.register(KEYS, changed)
         direct.add_positioned(con, table, _CHANGED, where=key_filter(_CHANGED, plan.key))
-        diff = overwrite_diff(con, restricted(query, plan.key), _CHANGED, schema.names, key, schema, live_rows=None,
+        diff = overwrite_diff(con, restricted(query, plan.key, direct.filtered_inputs(con, plan)), _CHANGED, schema.names, key, schema, live_rows=None,
                               table=table)
     else:
         direct.add_positioned(con, table, _TARGET)
