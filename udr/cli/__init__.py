@@ -56,7 +56,7 @@ class _UdrGroup(click.Group):
         if theme is None:
             return None
         module = importlib.import_module(f"udr.cli.commands.{theme}")
-        command: click.Command = getattr(module, "import_file" if cmd_name == "import" else cmd_name.replace("-", "_"))
+        command: click.Command = getattr(module, _function_name(cmd_name))
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -107,7 +107,12 @@ def _docstrings() -> dict[str, str]:
         for node in ast.parse(source).body:
             if isinstance(node, ast.FunctionDef):
                 functions[node.name] = ast.get_docstring(node) or ""
-    return {name: functions["import_file" if name == "import" else name.replace("-", "_")] for name in _COMMANDS}
+    return {name: functions[_function_name(name)] for name in _COMMANDS}
+
+
+def _function_name(command: str) -> str:
+    """The name of the function defining CLI command `command` in its module."""
+    return "import_file" if command == "import" else command.replace("-", "_")
 
 
 def _usage(exc: click.UsageError) -> BadInput:

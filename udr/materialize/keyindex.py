@@ -220,8 +220,7 @@ class KeyIndex:
         if any(d is None for d in decoded):
             return _sort_run(run, first, field, column)  # null keys: Arrow's sort leaves them out
         keys = np.concatenate([d.keys for d in decoded if d is not None])
-        codes = np.concatenate([(np.uint64(n) << np.uint64(32)) + np.arange(len(d.keys), dtype=np.uint64)
-                                for n, d in enumerate(decoded, first) if d is not None])
+        codes = _run_codes([len(d.keys) for d in decoded if d is not None], first)
         order = np.argsort(keys, kind="stable")
         return SortedKeys(keys[order], codes[order])
 
@@ -270,11 +269,16 @@ def _sort_one(frag: FragmentState, field: pa.Field, column: KeyColumn) -> Sorted
     return sort_keys(column(frag, field), field)
 
 
+def _run_codes(lengths: list[int], first: int) -> npt.NDArray[np.uint64]:
+    """(`first` + place in the run) << 32 | position, for every row of fragments of `lengths` rows, in order."""
+    return np.concatenate([(np.uint64(n) << np.uint64(32)) + np.arange(rows, dtype=np.uint64)
+                           for n, rows in enumerate(lengths, first)])
+
+
 def _sort_run(run: tuple[FragmentState, ...], first: int, field: pa.Field, column: KeyColumn) -> SortedKeys:
     """The keys of `run` sorted together; `order` holds (`first` + place in the run) << 32 | position."""
     columns = [column(frag, field) for frag in run]
-    codes = np.concatenate([(np.uint64(n) << np.uint64(32)) + np.arange(len(c), dtype=np.uint64)
-                            for n, c in enumerate(columns, first)])
+    codes = _run_codes([len(c) for c in columns], first)
     together = sort_keys(pa.chunked_array([chunk for c in columns for chunk in c.chunks], field.type), field)
     return SortedKeys(together.keys, codes[together.order])
 

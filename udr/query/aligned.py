@@ -109,8 +109,9 @@ def _align(new: pa.ChunkedArray, stored: pa.ChunkedArray,
     tail = np.asarray(stored.slice(n).filter(pa.array(live[n:])).combine_chunks().to_numpy())
     order = np.argsort(tail, kind="stable")
     if len(tail):
-        at = np.minimum(np.searchsorted(tail[order], keys[moved]), len(tail) - 1)
-        hit = tail[order][at] == keys[moved]
+        ordered, wanted = tail[order], keys[moved]
+        at = np.minimum(np.searchsorted(ordered, wanted), len(tail) - 1)
+        hit = ordered[at] == wanted
         rows = n + live_tail[order[at[hit]]]
         where[moved[hit]] = rows
         kept[rows] = True

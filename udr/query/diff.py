@@ -115,11 +115,12 @@ def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: st
                 return [differs(c) for c in names]
             return list(pool.map(differs, names))  # Arrow's kernels release the GIL: columns compare side by side
 
-        found = compare_aligned(new, current.rows, key, current.live, values, distinct, columns)
-        # A contiguous old table for the general match: take on many-chunk columns is several times slower
-        # than the copy.
-        old = current.rows if found is not None else current.rows.combine_chunks()
+        old = current.rows
+        found = compare_aligned(new, old, key, current.live, values, distinct, columns)
         if found is None:
+            # A contiguous old table for the general match: take on many-chunk columns is several times
+            # slower than the copy.
+            old = old.combine_chunks()
             found = _compare_matched(old, new, key, current.live, values, columns, table=table)
     inserted, updated = new.take(pa.array(found.inserted)), new.take(pa.array(found.updated))
     replaced = current.positions(found.prior)

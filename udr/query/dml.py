@@ -289,8 +289,8 @@ def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.Duck
     if plan is not None and changed is not None:
         con.register(KEYS, changed)
         direct.add_positioned(con, table, _CHANGED, where=key_filter(_CHANGED, plan.key))
-        diff = overwrite_diff(con, restricted(query, plan.key, direct.filtered_inputs(con, plan)), _CHANGED, schema.names, key, schema, live_rows=None,
-                              table=table)
+        query_text = restricted(query, plan.key, direct.filtered_inputs(con, plan))
+        diff = overwrite_diff(con, query_text, _CHANGED, schema.names, key, schema, live_rows=None, table=table)
     else:
         direct.add_positioned(con, table, _TARGET)
         diff = overwrite_diff(con, query.sql(dialect="duckdb"), _TARGET, schema.names, key, schema,
