@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pyarrow as pa
-
-import udr
 from bench_refresh import initial, refreshed
 from common import median_time, remove, report, scratch
+
+import udr
 
 COMMITS = 1_000
 KEYS = 500

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+from bench_refresh import initial
+from common import median_time, remove, report, scratch
 
 import udr
-from common import median_time, remove, report, scratch
-from bench_refresh import initial
 
 
 def branch_creation(big_rows: int = 6_000_000, history: int = 10_000) -> None:
@@ -20,9 +21,10 @@ def branch_creation(big_rows: int = 6_000_000, history: int = 10_000) -> None:
     db.append("big", initial(big_rows, rng), message="6M rows")
     for i in range(10):
         db.append("small", {"i": [i]})
-    def create(n: list[int] = [0]) -> None:
-        n[0] += 1
-        db.create_branch(f"b{n[0]}")
+    numbers = itertools.count(1)
+
+    def create() -> None:
+        db.create_branch(f"b{next(numbers)}")
     short = median_time(create, 9)
     for i in range(history - 12):
         db.append("small", {"i": [i]})
@@ -69,14 +71,18 @@ def merge(rows: int = 1_000_000) -> None:
         con.register("o", main_rows)
         con.register("t", feat_rows)
         cols = [c for c in base.column_names if c != "id"]
-        differs = lambda x: " OR ".join(f"{x}.{c} IS DISTINCT FROM b.{c}" for c in cols)
+
+        def differs(x: str) -> str:
+            return " OR ".join(f"{x}.{c} IS DISTINCT FROM b.{c}" for c in cols)
+
         con.sql(f"SELECT b.id FROM b JOIN o USING (id) WHERE {differs('o')}").fetchall()
         con.sql(f"SELECT b.id FROM b JOIN t USING (id) WHERE {differs('t')}").fetchall()
         con.close()
     duck_time = median_time(duck, 3)
     ok_rows = db.read("parcels").num_rows == rows and commit.tables["parcels"].updated == len(theirs_ids)
     report("MG", f"merge 1%+1% of 1M keyed rows (correct={ok_rows})", merge_time, "s", baseline=duck_time,
-           baseline_name="DuckDB diff alone", target="< 2 s and <= 2x", ok=merge_time < 2 and merge_time <= 2 * duck_time)
+           baseline_name="DuckDB diff alone", target="< 2 s and <= 2x",
+           ok=merge_time < 2 and merge_time <= 2 * duck_time)
     db.close()
     remove(path)
 

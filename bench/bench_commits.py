@@ -9,9 +9,9 @@ import time
 
 import lmdb
 import pyarrow as pa
+from common import median_time, remove, report, scratch
 
 import udr
-from common import median_time, remove, report, scratch
 
 
 def small_batch(n: int, start: int) -> pa.Table:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
-
 from common import remove, report, scratch
 
 

@@ -38,7 +38,7 @@ async def _member(lake: Path, name: str) -> None:
             print("ready", flush=True)
             sys.stdin.readline()  # "go"
             async for batch in sub:
-                time.sleep(WORK_SECONDS)  # noqa: ASYNC251 - blocking work on purpose: a handler doing I/O
+                time.sleep(WORK_SECONDS)  # blocking work on purpose: a handler doing I/O
                 await sub.ack(batch)
                 print("a", flush=True)
 

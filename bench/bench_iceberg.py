@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-from pyiceberg.table import StaticTable
-
-import udr
 from bench_ingest import ensure_lineitem
 from bench_refresh import ROWS as W5_ROWS
 from bench_refresh import initial, refreshed
 from common import remove, report, scratch
+from pyiceberg.table import StaticTable
+
+import udr
 
 # Without the optional polars_iceberg planner polars plans with pyiceberg anyway, and warns.
 os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
@@ -80,7 +80,8 @@ def _q1(frame: pl.LazyFrame) -> pl.DataFrame:
             .agg(pl.col("l_quantity").sum().alias("sum_qty"),
                  pl.col("l_extendedprice").sum().alias("sum_base_price"),
                  (pl.col("l_extendedprice") * (1 - pl.col("l_discount"))).sum().alias("sum_disc_price"),
-                 (pl.col("l_extendedprice") * (1 - pl.col("l_discount")) * (1 + pl.col("l_tax"))).sum().alias("sum_charge"),
+                 (pl.col("l_extendedprice") * (1 - pl.col("l_discount")) * (1 + pl.col("l_tax")))
+                 .sum().alias("sum_charge"),
                  pl.col("l_quantity").mean().alias("avg_qty"), pl.len().alias("count_order"))
             .sort("l_returnflag", "l_linestatus").collect())
 
@@ -108,8 +109,8 @@ def i3(source: Path, published: Path, repeat: int = 5) -> None:
             assert a.equals(b), f"{name} differs"
             times: dict[str, list[float]] = {"ours": [], "plain": []}
             for _ in range(repeat):  # interleaved, warm
-                times["ours"].append(_timed(lambda: query(pl.scan_iceberg(ours)))[1])
-                times["plain"].append(_timed(lambda: query(pl.scan_iceberg(plain)))[1])
+                times["ours"].append(_timed(lambda q=query: q(pl.scan_iceberg(ours)))[1])
+                times["plain"].append(_timed(lambda q=query: q(pl.scan_iceberg(plain)))[1])
             ours_t, plain_t = statistics.median(times["ours"]), statistics.median(times["plain"])
             report("I3", f"TPC-H {name} polars on the published table", ours_t, "s", baseline=plain_t,
                    baseline_name="pyiceberg-written copy", target="<= 1.1x", ok=ours_t <= 1.1 * plain_t)

@@ -24,9 +24,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import DATA, remove, report, scratch
 
 import udr
-from common import DATA, remove, report, scratch
 
 TPCH = DATA / "tpch"
 LINEITEM = TPCH / "lineitem.parquet"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import dir_bytes, median_time, remove, report, scratch
 
 import udr
-from common import dir_bytes, median_time, remove, report, scratch
 
 ROWS = 1_000_000
 
@@ -87,7 +87,8 @@ def main(refreshes: int = 10) -> None:
     counts = last.tables["parcels"]
     feed = db.changes("parcels", since="main~1")
     elapsed = median_time(lambda: db.changes("parcels", since="main~1"), 5)
-    kinds = {k: v for k, v in zip(*np.unique(feed.column("_change").to_numpy(zero_copy_only=False), return_counts=True))}
+    changes = feed.column("_change").to_numpy(zero_copy_only=False)
+    kinds = {k: v for k, v in zip(*np.unique(changes, return_counts=True))}
     exact = (kinds.get("insert", 0), kinds.get("update_after", 0), kinds.get("delete", 0)) == (
         counts.inserted, counts.updated, counts.deleted)
     report("W6", f"changes(last two versions) {counts.inserted}i/{counts.updated}u/{counts.deleted}d exact={exact}",

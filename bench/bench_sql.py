@@ -60,7 +60,7 @@ def ratio(db: udr.Lake, out: Path, copy_query: str, steps: list[Callable[[], obj
         if prepare is not None:
             prepare(n)
         with db.connect() as con:
-            copies.append(timed_cpu(lambda: con.execute(
+            copies.append(timed_cpu(lambda n=n: con.execute(
                 f"COPY ({copy_query}) TO '{out}.{n}.parquet' (FORMAT parquet)")))
         ours.append(timed_cpu(step))
     cpu = statistics.median(c for _, c in ours) / statistics.median(c for _, c in copies)
@@ -80,11 +80,13 @@ def main(n: int) -> None:
             db.execute(f"CREATE OR REPLACE TABLE master0 AS {JOIN}")
             chunks = db.stats().chunks
 
-            copy, rerun, cpu = ratio(db, root / "s1n", JOIN, [lambda: db.execute(f"CREATE OR REPLACE TABLE master0 AS {JOIN}")] * RUNS,
-                                prepare=lambda i: db.execute(f"UPDATE a SET x = x + 1 WHERE id % 50 = {i}"))
+            copy, rerun, cpu = ratio(db, root / "s1n", JOIN,
+                                     [lambda: db.execute(f"CREATE OR REPLACE TABLE master0 AS {JOIN}")] * RUNS,
+                                     prepare=lambda i: db.execute(f"UPDATE a SET x = x + 1 WHERE id % 50 = {i}"))
             change = db.commit_info("main").tables["master0"]
             print(f"S1 nightly rerun : {rerun:.2f}s vs COPY {copy:.2f}s = {rerun / copy:.2f}x (CPU {cpu:.2f}x); "
-                  f"last run {change.updated:,} rows updated, {(db.stats().chunks - chunks) / RUNS:.0f} chunk(s) per run, the UPDATE of a included")
+                  f"last run {change.updated:,} rows updated, "
+                  f"{(db.stats().chunks - chunks) / RUNS:.0f} chunk(s) per run, the UPDATE of a included")
             copy, update, cpu = ratio(db, root / "s2", "SELECT * FROM master0", [
                 lambda i=i: db.execute(f"UPDATE master0 SET y = y + 1 WHERE id % 100 = {i}") for i in range(RUNS)])  # type: ignore[misc]
             print(f"S2 update 1%     : {update:.2f}s vs COPY of the table {copy:.2f}s = {update / copy:.2f}x "

@@ -14,11 +14,11 @@ from typing import cast
 
 import numpy as np
 import pyarrow as pa
-
-import udr
 from bench_commits import small_batch, w2_transactions
 from bench_floor import floor
 from common import remove, report, scratch
+
+import udr
 
 WRITERS = 4
 KEYED_ROWS = 1_000_000

@@ -19,10 +19,10 @@ import sys
 
 import numpy as np
 import pyarrow as pa
+from common import remove, scratch
 from pyiceberg.table import StaticTable
 
 import udr
-from common import remove, scratch
 
 _READER = """
 import duckdb, glob, json, sys
@@ -59,7 +59,8 @@ def main(duck_python: str) -> None:
         for sid, want in expected.items():
             verdict = "same" if list(got[sid]) == want else "DIFFERENT"
             print(f"snapshot {sid}: udr {want} duckdb-iceberg {list(got[sid])} {verdict}")
-        print("DuckDB iceberg extension reads every snapshot like UDR:", all(list(got[s]) == w for s, w in expected.items()))
+        print("DuckDB iceberg extension reads every snapshot like UDR:",
+              all(list(got[s]) == w for s, w in expected.items()))
     finally:
         remove(root)
 

@@ -110,7 +110,8 @@ def main(lake: Path) -> int:
     with udr.open(lake) as db:
         derived = sorted((r["customer"], r["orders"], r["amount"]) for r in db.read("customer_totals").to_pylist()
                          if r["orders"] != 0)
-        batch = sorted(db.sql("SELECT customer, count(*), sum(amount)::BIGINT FROM orders GROUP BY customer").fetchall())
+        batch = sorted(db.sql("SELECT customer, count(*), sum(amount)::BIGINT FROM orders GROUP BY customer")
+                       .fetchall())
         [group] = db.groups()
         print(f"group {group.name}: at {group.position[:10]}, {group.lag_commits} commits behind")
     print(f"customer_totals: {derived}")

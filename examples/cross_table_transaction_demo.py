@@ -82,7 +82,8 @@ def main(path: Path) -> None:
         total, wrong = check(db)
         print(f"3. head: total {total:,} (opened with {ACCOUNTS * OPENING:,}); accounts off their ledger: {wrong}")
         total, wrong = check(db, at=f"main~{TRANSFERS // 2}")
-        print(f"   main~{TRANSFERS // 2} (mid-run, by time travel): total {total:,}; accounts off their ledger: {wrong}")
+        print(f"   main~{TRANSFERS // 2} (mid-run, by time travel): total {total:,}; "
+              f"accounts off their ledger: {wrong}")
 
         last = db.commit_info("main")
         counts = ", ".join(f"{t} +{c.inserted} ~{c.updated} -{c.deleted}" for t, c in sorted(last.tables.items()))

@@ -6,6 +6,7 @@ Real LMDB files in `tmp_path` and real DuckDB throughout; nothing of UDR is mock
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import shutil
@@ -27,10 +28,8 @@ with warnings.catch_warnings():
     # On a failure hypothesis imports libcst (to print a patch), whose import warns; with the suite's
     # `filterwarnings = error` that turns every failing example into an INTERNALERROR. Import it quietly now.
     warnings.simplefilter("ignore", DeprecationWarning)
-    try:
+    with contextlib.suppress(ImportError):  # libcst missing: nothing to pre-import
         import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # pragma: no cover - libcst missing: nothing to pre-import
-        pass
 
 RAM_DISK = Path("/dev/shm")
 _RAM_BASETEMP = pytest.StashKey[Path]()
@@ -112,8 +111,8 @@ def lake_path(tmp_path: Path) -> Path:
 # Facade test modules whose `db` tests run twice: on a lake directory and on `udr.open(":memory:")` (the
 # in-memory log, `udr.log.memory`), so the facade is checked on both logs; not the tests that look at the lake
 # directory themselves (they take one of `ON_DISK`).
-MEMORY_TOO = {"test_api", "test_keyed", "test_branches", "test_reflog", "test_erasure", "test_retention", "test_log_sql",
-              "test_audit_report", "test_subscription"}
+MEMORY_TOO = {"test_api", "test_keyed", "test_branches", "test_reflog", "test_erasure", "test_retention",
+              "test_log_sql", "test_audit_report", "test_subscription"}
 
 
 ON_DISK = {"lake_path", "chunk_files", "disk_state", "tmp_path"}

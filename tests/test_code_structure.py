@@ -61,7 +61,8 @@ def import_edges(mods: dict[str, tuple[Path, ast.Module, bool]]) -> dict[str, se
                     base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
                 # `from pkg import a, b` imports each submodule it names; other names come from `pkg` itself.
                 targets = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in mods] or [base]
-            for target in targets:
+            for named in targets:
+                target = named
                 while target and target not in mods:
                     target = target.rpartition(".")[0]
                 if target and target != m and not target.startswith(m + "."):
@@ -75,10 +76,10 @@ def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
     low: dict[str, int] = {}
     stack: list[str] = []
     found: list[set[str]] = []
-    for root in edges:
+    for root, imported in edges.items():
         if root in index:
             continue
-        work = [(root, iter(sorted(edges[root])))]
+        work = [(root, iter(sorted(imported)))]
         index[root] = low[root] = len(index)
         stack.append(root)
         while work:
@@ -165,7 +166,8 @@ def reach_ins(m: str, tree: ast.Module, mods: dict[str, tuple[Path, ast.Module, 
                 hits.append(f"{m}:{node.lineno} .{node.attr}")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("udr"):
             hits += [f"{m}:{node.lineno} {a.name}" for a in node.names
-                     if a.name.startswith("_") and not a.name.startswith("__") and f"{node.module}.{a.name}" not in mods]
+                     if a.name.startswith("_") and not a.name.startswith("__")
+                     and f"{node.module}.{a.name}" not in mods]
     return hits
 
 

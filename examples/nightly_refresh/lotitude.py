@@ -32,7 +32,8 @@ SCORED: list[tuple[str, list[tuple[str, str]]]] = [
     ("flood_zones", [("flood_zone", "flood"), ("base_flood_elevation_ft", "float"), ("in_floodway", "bool")]),
     ("sales", [("last_sale_price", "money"), ("last_sale_date", "date"), ("arms_length", "bool")]),
     ("building_permits", [("open_permits", "count"), ("last_permit_date", "date"), ("permit_type", "word")]),
-    ("hpd_violations", [("open_violations", "count"), ("class_c_violations", "count"), ("last_violation_date", "date")]),
+    ("hpd_violations", [("open_violations", "count"), ("class_c_violations", "count"),
+                        ("last_violation_date", "date")]),
     ("dob_violations", [("open_dob_violations", "count"), ("ecb_penalty_due", "money")]),
     ("complaints_311", [("complaints_12m", "count"), ("top_complaint", "word")]),
     ("tax_liens", [("lien_amount", "money"), ("lien_sale_list", "bool")]),
@@ -88,7 +89,8 @@ def compounds(seed: int = 7) -> list[Compound]:
     rng = np.random.default_rng(seed)
     out = []
     specs = SCORED + [(name, [(f"{name}_{s}", k) for s, k in
-                              (GENERIC[i] for i in sorted(rng.choice(len(GENERIC), rng.integers(2, 5), replace=False)))])
+                              (GENERIC[i] for i in sorted(rng.choice(len(GENERIC), rng.integers(2, 5),
+                                                                     replace=False)))])
                       for name in OTHER]
     for name, columns in specs:
         # Most sources change a little each night, a few change a lot: log-uniform over 0.5-3%.

@@ -198,7 +198,8 @@ def demo(path: Path, parcels: int, nights: int) -> None:
             done = refresh(db, sources, label=f"night {night}")
             print("\n".join(done.lines()))
         # The report's counts come from the night's two commits; diff_summary recomputes them from the data.
-        print(f"diff_summary(last night, main) agrees with the report: {db.diff_summary(before, 'main') == done.changes}")
+        agrees = db.diff_summary(before, "main") == done.changes
+        print(f"diff_summary(last night, main) agrees with the report: {agrees}")
         after = lake_bytes(path)
         print(f"after {nights} nights: {after / 1e6:.1f} MB, {after / loaded:.2f}x the first load "
               f"(a full copy per night would be {nights + 1}x)")

@@ -44,7 +44,8 @@ def test_different_cells_of_one_key_merge(db: udr.Lake) -> None:
     late.upsert("kv", {"k": [1], "a": [11], "b": ["x"]})
     db.upsert("kv", {"k": [1], "a": [10], "b": ["changed"]})
     late.commit()
-    assert db.read("kv").filter(pa.compute.equal(db.read("kv")["k"], 1)).to_pylist() == [{"k": 1, "a": 11, "b": "changed"}]
+    kv = db.read("kv")
+    assert kv.filter(pa.compute.equal(kv["k"], 1)).to_pylist() == [{"k": 1, "a": 11, "b": "changed"}]
     assert db.row_count("kv") == 3
 
 
@@ -73,7 +74,7 @@ def test_a_row_deleted_on_one_side_and_changed_on_the_other_conflicts(db: udr.La
     late = db.transaction()
     late.delete("kv", keys={"k": [3]})
     db.upsert("kv", {"k": [3], "a": [31], "b": ["z"]})
-    with pytest.raises(udr.ConflictError, match="'kv'.*3"):
+    with pytest.raises(udr.ConflictError, match=r"'kv'.*3"):
         late.commit()
     assert db.row_count("kv") == 3
 

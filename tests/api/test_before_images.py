@@ -34,7 +34,8 @@ def _op(db: udr.Lake, commit: udr.Commit) -> TableOp:
 
 
 def _sorted_feed(feed: pa.Table) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = feed.drop_columns(["_commit_time"]).sort_by([("_change", "ascending"), ("id", "ascending")]).to_pylist()
+    order = [("_change", "ascending"), ("id", "ascending")]
+    rows: list[dict[str, object]] = feed.drop_columns(["_commit_time"]).sort_by(order).to_pylist()
     return rows
 
 

@@ -1,7 +1,7 @@
 """Blame and history through merges (issue 12) against a pure-Python model of cell values and who set them.
 
-Random upserts, keyed overwrites, deletes and compactions on `main` and `dev`, and merges both ways (no strategy, "ours", "theirs"). The model
-keeps, per commit, key -> {column: (value, setter)}:
+Random upserts, keyed overwrites, deletes and compactions on `main` and `dev`, and merges both ways (no
+strategy, "ours", "theirs"). The model keeps, per commit, key -> {column: (value, setter)}:
 - an ordinary commit sets the cells whose value it changed (all cells of a row it inserts);
 - a merge merges each row three ways, cell by cell, as `merge` does; each resulting cell keeps the setter of the
   first parent if it equals the first parent's cell, else the setter of the second parent's (a merge's cells all
@@ -71,7 +71,7 @@ def written(parent: Rows, batch: dict[int, dict[str, object]], cid: str) -> Rows
 def merged_row(b: dict[str, object] | None, o: dict[str, object] | None, t: dict[str, object] | None,
                strategy: str | None) -> tuple[dict[str, object] | None, bool]:
     """(the merged row, whether the merge decided a conflict on it); raises KeyError on an unresolved conflict."""
-    if o == t or t == b:
+    if t in (o, b):
         return o, False
     if o == b:
         return t, False

@@ -7,7 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 
 import udr
-from udr.api.changes import LakeChanges, commit_value
+from udr.api.changes import LakeChanges
+from udr.log.commits import commit_value
 from udr.log.format import CommitId
 from udr.stream.source import ChangeSource
 

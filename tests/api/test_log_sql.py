@@ -86,7 +86,8 @@ def test_udr_log_equals_db_log_for_every_branch(history: udr.Lake) -> None:
             assert {r["table_name"]: udr.TableChange(r["inserted"], r["updated"], r["deleted"])
                     for r in tables if r["commit_id"] == commit.id} == commit.tables
     assert set(rows) == union
-    assert [r["seq"] for r in db.query("SELECT seq FROM udr_log").to_pylist()] == sorted(r["seq"] for r in rows.values())
+    logged = [r["seq"] for r in db.query("SELECT seq FROM udr_log").to_pylist()]
+    assert logged == sorted(r["seq"] for r in rows.values())
 
 
 def test_a_reset_hides_commits_from_udr_log_and_the_views_follow_every_move(history: udr.Lake) -> None:
@@ -103,6 +104,7 @@ def test_a_reset_hides_commits_from_udr_log_and_the_views_follow_every_move(hist
 
 def test_the_views_are_cached_until_the_log_or_a_ref_moves(history: udr.Lake) -> None:
     views = history._handle.ctx.server._log_views
+    assert isinstance(views, LogViews)
     first = views.tables()
     assert views.tables() is first
     history.create_branch("other")
@@ -142,6 +144,7 @@ def test_time_column_is_utc_and_matches_the_commit(db: udr.Lake) -> None:
 def test_an_incremental_rebuild_equals_a_fresh_one(history: udr.Lake) -> None:
     db = history
     views = db._handle.ctx.server._log_views
+    assert isinstance(views, LogViews)
 
     def check() -> None:
         fresh = LogViews(db._handle.ctx.log).tables()

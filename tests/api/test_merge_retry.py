@@ -19,7 +19,7 @@ def test_a_merge_into_a_moved_branch_is_a_retryable_conflict(tmp_path: Path) -> 
         stale = CommitId(db.append("t", {"x": [3]}).id)
         db.append("t", {"x": [4]})
         base = CommitId(db.branches()["dev"])
-        with pytest.raises(udr.ConflictError, match="moved from .* during the merge; merge again") as caught:
+        with pytest.raises(udr.ConflictError, match=r"moved from .* during the merge; merge again") as caught:
             merging.three_way(db._handle, branch="main", base=base, ours=stale, theirs=base, parents=(stale, base),
                                message="m", author="a", strategy=None)
         assert caught.value.retryable

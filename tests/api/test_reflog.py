@@ -103,7 +103,7 @@ def test_reflog_of_an_unknown_name_is_an_error_but_a_deleted_ref_keeps_its_histo
     db.create_branch("gone")
     db.delete_branch("gone")
     assert [m.action for m in db.reflog("gone")] == ["delete", "create"]
-    with pytest.raises(udr.RefNotFound, match="no branch or tag named .never. ever moved"):
+    with pytest.raises(udr.RefNotFound, match=r"no branch or tag named .never. ever moved"):
         db.reflog("never")
 
 
@@ -143,7 +143,8 @@ class RefLogModel(RuleBasedStateMachine):
     def open_lake(self) -> None:
         self.dir = tempfile.TemporaryDirectory()
         self.db = udr.open(Path(self.dir.name) / "lake")
-        self.expected: list[tuple[str, str, str | None, str | None]] = [("main", "create", None, self.db.resolve("main"))]
+        self.expected: list[tuple[str, str, str | None, str | None]] = [
+            ("main", "create", None, self.db.resolve("main"))]
 
     def teardown(self) -> None:
         self.db.close()
@@ -220,7 +221,7 @@ def test_replay_and_cherry_pick_credit_whoever_ran_them_while_commits_keep_their
         db.append("t", {"x": [3]}, author="cy")
         db.replay(onto="inv", start=a.id, skip=(b.id,), author="erin")
         moves = db.reflog("inv")
-        assert [(m.action, m.author) for m in moves][0] == ("replay", "erin")
+        assert (moves[0].action, moves[0].author) == ("replay", "erin")
         assert db.log(branch="inv", limit=1)[0].author == "cy"
         db.cherry_pick(b.id, onto="inv", author="dora")
         assert (db.reflog("inv")[0].action, db.reflog("inv")[0].author) == ("cherry-pick", "dora")

@@ -140,7 +140,8 @@ def random_edit(db: udr.Lake, rng: random.Random, serial: int) -> udr.Commit:
     if rng.random() < 0.2:
         return db.delete(table, f"id = {rng.randrange(10)}")
     keys = rng.sample(range(10), rng.randint(1, 3))
-    return db.upsert(table, batch(*((k, serial * 10 + n, rng.choice(["p", "q", f"s{serial}"])) for n, k in enumerate(keys))))
+    return db.upsert(table, batch(*((k, serial * 10 + n, rng.choice(["p", "q", f"s{serial}"]))
+                                    for n, k in enumerate(keys))))
 
 
 def test_replay_skipping_a_commit_equals_reverting_it(tmp_path: Path) -> None:

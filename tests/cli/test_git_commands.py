@@ -64,7 +64,8 @@ def test_history_prints_every_version_of_a_row_oldest_first(udr_cli: Udr, lake: 
     ]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", r[2]) for r in rows)
     gone = cells(udr_cli.ok("history", "people", "--key", "id=3"))
-    assert [(r[0], r[1], r[4]) for r in gone] == [("insert", seed.short_id, "seed"), ("delete", drop.short_id, "drop cy")]
+    assert [(r[0], r[1], r[4]) for r in gone] == [("insert", seed.short_id, "seed"),
+                                                  ("delete", drop.short_id, "drop cy")]
     assert "no version of the row id=99 in people on main" in udr_cli.ok("history", "people", "--key", "id=99")
 
 
@@ -200,7 +201,8 @@ def test_tags_list_create_refuse_to_move_and_delete(
     seed = head(lake, "main~2")
     assert udr_cli.ok("tag", "v1", "main~2") == f"tagged {seed.short_id} (seed) as v1\n"
     udr_cli.ok("tag", "latest")
-    assert udr_cli.ok("tag").splitlines() == [f"latest  {head(lake).short_id}  drop cy", f"v1      {seed.short_id}  seed"]
+    assert udr_cli.ok("tag").splitlines() == [f"latest  {head(lake).short_id}  drop cy",
+                                              f"v1      {seed.short_id}  seed"]
     before = disk_state(lake)
     assert "tags never move" in udr_cli.fails("tag", "v1", "main")
     assert "nowhere" in udr_cli.fails("tag", "v2", "nowhere")

@@ -71,5 +71,5 @@ def test_history_and_diff_take_the_same_options(udr_cli: Udr, tmp_path: Path) ->
     assert len(shown) == 1 and shown[0][0] == "insert"
     target = tmp_path / "diff.csv"
     udr_cli.ok("diff", "main~2", "main", "-o", str(target), "--format", "csv")
-    assert list(csv.DictReader(io.StringIO(target.read_text()))) == [{"table": "t", "inserted": str(PAGE + 4), "updated": "1",
-                                                   "deleted": "0"}]
+    assert list(csv.DictReader(io.StringIO(target.read_text()))) == [
+        {"table": "t", "inserted": str(PAGE + 4), "updated": "1", "deleted": "0"}]

@@ -182,7 +182,7 @@ def mixed(lake: str, seed: str, count: str, go: str) -> None:
                     commit = tx.commit()
                     break
                 except udr.ConflictError:
-                    since = set()
+                    since: set[int] = set()
                     for c in db.log():
                         if c.id == base:
                             break

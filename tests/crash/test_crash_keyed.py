@@ -84,7 +84,8 @@ def stage(tx: udr.Transaction, op: dict[str, str], rng: np.random.Generator) -> 
             assert tx.delete("acct", f"id = {src}") == 1
         else:
             assert tx.delete("acct", keys={"id": [src]}) == 1
-        tx.upsert("acct", pa.table({"id": [dst], "balance": [balance[dst] + balance[src]], "note": [note]}, schema=ACCT))
+        tx.upsert("acct", pa.table({"id": [dst], "balance": [balance[dst] + balance[src]], "note": [note]},
+                                   schema=ACCT))
     elif op["op"] == "open":
         amount = int(op["amount"])
         tx.upsert("acct", pa.table({"id": [src, int(op["new"])], "balance": [balance[src] - amount, amount],
@@ -163,7 +164,8 @@ class Writer:
                 if self.proc.poll() is not None and self._queue.empty():
                     self.reap()
                     if self._queue.empty():
-                        raise AssertionError(f"writer exited ({self.proc.returncode}): {''.join(self._errors)}") from None
+                        raise AssertionError(f"writer exited ({self.proc.returncode}): "
+                                             f"{''.join(self._errors)}") from None
                 if time.monotonic() > deadline:
                     raise AssertionError(f"writer printed no {prefix!r} in {timeout}s") from None
                 continue
@@ -224,7 +226,8 @@ def balances(db: udr.Lake, at: str) -> dict[int, tuple[int, str | None]]:
     return {i: (b, n) for i, b, n in zip(data["id"], data["balance"], data["note"])}
 
 
-def apply(state: dict[int, tuple[int, str | None]], op: dict[str, str]) -> tuple[dict[int, tuple[int, str | None]], set]:
+def apply(state: dict[int, tuple[int, str | None]],
+          op: dict[str, str]) -> tuple[dict[int, tuple[int, str | None]], set[tuple[int, str]]]:
     """The accounts after `op`, and the (id, change) pairs its change feed must show."""
     new = dict(state)
     note = op["note"] or None

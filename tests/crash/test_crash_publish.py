@@ -27,8 +27,8 @@ _PUBLISHER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_killed_publish_leaves_a_complete_version_and_publishing_again_finishes(tmp_path: Path, seed: int,
-                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_publish_leaves_a_complete_version_and_publishing_again_finishes(
+        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLARS_ICEBERG_PLANNER", "pyiceberg")
     rng = random.Random(seed)
     lake, dest = tmp_path / "lake", tmp_path / "ice"

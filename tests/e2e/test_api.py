@@ -9,6 +9,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 import pytest
 
 import udr
+from udr.log.refspec import Ref
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 ORDERS = {"id": [1, 2, 3, 4], "status": ["ok", "void", "ok", "void"], "amount": [10.0, 20.0, 30.0, 40.0]}
@@ -57,7 +59,7 @@ def test_open_creates_missing_parents_and_reopening_keeps_everything(tmp_path: P
     with udr.open(path) as db:
         commit = db.append("orders", ORDERS)
     with udr.open(str(path)) as db:
-        assert [c.id for c in db.log()][0] == commit.id
+        assert db.log()[0].id == commit.id
         assert len(db.log()) == 2
         assert rows(db.read("orders"), "id") == rows(pa.table(ORDERS), "id")
 
@@ -169,12 +171,11 @@ def test_an_exception_in_the_block_aborts_and_nothing_becomes_visible(
 ) -> None:
     db.append("orders", ORDERS)
     before = (db.log(), db.tables(), db.stats())
-    with pytest.raises(RuntimeError, match="boom"):
-        with db.transaction() as tx:
-            tx.append("orders", {"id": [9], "status": ["x"], "amount": [0.0]})
-            tx.append("big", make_big())
-            tx.drop_table("orders")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), db.transaction() as tx:
+        tx.append("orders", {"id": [9], "status": ["x"], "amount": [0.0]})
+        tx.append("big", make_big())
+        tx.drop_table("orders")
+        raise RuntimeError("boom")
     assert tx.committed is None
     assert (db.log(), db.tables(), db.stats()) == before
     assert db.read("orders").num_rows == 4
@@ -374,7 +375,8 @@ def test_sql_returns_a_relation_and_connect_a_connection_with_views(db: udr.Lake
     try:
         assert isinstance(con, duckdb.DuckDBPyConnection)
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        assert {v for v in views if not v.startswith("__udr_")} == {"orders", "users", "udr_log", "udr_log_tables", "udr_refs"}
+        assert {v for v in views if not v.startswith("__udr_")} == {"orders", "users", "udr_log", "udr_log_tables",
+                                                                    "udr_refs"}
         assert con.execute("SELECT count(*) FROM orders JOIN users USING (id)").fetchall() == [(1,)]
     finally:
         con.close()
@@ -432,20 +434,20 @@ def history(db: udr.Lake) -> list[udr.Commit]:
 
 def test_at_accepts_every_kind_of_ref(db: udr.Lake, history: list[udr.Commit]) -> None:
     target = history[2]
-    refs: list[object] = [
+    refs: list[Ref] = [
         target.id, target.id[:7], target.id[:20], target, target.time, "main~2", "main~1~1", "main~~",
         history[3].id[:9] + "~1",
     ]
     for ref in refs:
-        assert db.read("orders", at=ref).num_rows == 5, ref  # type: ignore[arg-type]
-        assert db.tables(at=ref) == ["orders"], ref  # type: ignore[arg-type]
-        assert sql_rows(db, "SELECT count(*) FROM orders", at=ref) == [(5,)], ref  # type: ignore[arg-type]
+        assert db.read("orders", at=ref).num_rows == 5, ref
+        assert db.tables(at=ref) == ["orders"], ref
+        assert sql_rows(db, "SELECT count(*) FROM orders", at=ref) == [(5,)], ref
         assert db.resolve(ref) == target.id, ref
     assert db.resolve("main") == db.resolve("main~0") == history[-1].id
 
 
 def test_at_a_time_picks_the_newest_commit_at_or_before_it(db: udr.Lake, history: list[udr.Commit]) -> None:
-    for older, newer in zip(history, history[1:], strict=False):
+    for older, newer in pairwise(history):
         assert db.resolve(newer.time - timedelta(microseconds=1)) == older.id
         assert db.resolve(newer.time) == newer.id
     assert db.resolve(history[-1].time + timedelta(days=1)) == history[-1].id
@@ -564,10 +566,9 @@ def test_two_transactions_creating_one_table_conflict(db: udr.Lake) -> None:
 
 def test_a_conflict_at_the_end_of_a_with_block_raises_and_commits_nothing(db: udr.Lake) -> None:
     db.append("tmp", {"x": [1]})
-    with pytest.raises(udr.ConflictError, match="tmp"):
-        with db.transaction() as tx:
-            tx.append("tmp", {"x": [2]})
-            db.drop_table("tmp")
+    with pytest.raises(udr.ConflictError, match="tmp"), db.transaction() as tx:
+        tx.append("tmp", {"x": [2]})
+        db.drop_table("tmp")
     assert tx.committed is None
     assert db.tables() == []
 

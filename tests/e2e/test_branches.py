@@ -246,7 +246,7 @@ def test_the_same_cell_changed_differently_is_a_conflict_and_nothing_changes(
     head, before = lake.resolve("main"), disk_state(lake_path)
     with pytest.raises(udr.MergeConflict) as info:
         lake.merge("dev")
-    assert sorted(info.value.conflicts, key=lambda c: c.key["id"]) == [  # type: ignore[index]
+    assert sorted(info.value.conflicts, key=lambda c: str(c.key)) == [
         udr.Conflict("items", {"id": 1}, "qty", 10, 11, 12),
         udr.Conflict("items", {"id": 3}, "qty", 30, 31, 32),
     ]
@@ -485,7 +485,8 @@ def test_the_change_feed_of_main_shows_a_merge_as_one_commit_of_what_it_brought(
     lake.delete("items", keys={"id": [3]}, branch="dev")
     merged = lake.merge("dev")
     feed = lake.changes("items", since=ours.id)
-    assert [(r["id"], r["_change"]) for r in feed.to_pylist()] == [(3, "delete"), (2, "update_before"), (2, "update_after")]
+    assert [(r["id"], r["_change"]) for r in feed.to_pylist()] == [(3, "delete"), (2, "update_before"),
+                                                                   (2, "update_after")]
     assert set(feed.column("_commit_id").to_pylist()) == {merged.id}
     versions = lake.history("items", key={"id": 2})
     assert versions.column("_change").to_pylist() == ["insert", "update_before", "update_after"]
@@ -565,7 +566,7 @@ def test_revert_restores_the_table_exactly(lake: udr.Lake, kind: str) -> None:
     assert write.id[:10] in reverted.message
     change = write.tables["items"]
     assert reverted.tables == {"items": udr.TableChange(change.deleted, change.updated, change.inserted)}
-    expected = as_rows(before) + [(99, "other", 0, 0.0)]
+    expected = [*as_rows(before), (99, "other", 0, 0.0)]
     assert table_rows(lake) == sorted(expected)
 
 

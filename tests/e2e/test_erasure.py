@@ -133,7 +133,8 @@ def test_a_transaction_staged_before_an_erasure_cannot_resurrect_rows(db: udr.La
     assert 42 not in ids and 1 not in ids
 
 
-def test_the_erased_lake_is_format_3_or_newer_and_reopens(lake_path: Path, history: dict[str, str], db: udr.Lake) -> None:
+def test_the_erased_lake_is_format_3_or_newer_and_reopens(lake_path: Path, history: dict[str, str],
+                                                          db: udr.Lake) -> None:
     db.erase("people", {"id": [42]}, reason="r")
     assert json.loads((lake_path / FORMAT_FILE).read_text())["version"] >= 3
     with udr.open(lake_path) as again:

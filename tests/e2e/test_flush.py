@@ -15,6 +15,7 @@ import udr.api.lake
 import udr.log.format
 from udr.api import committing
 from udr.errors import CorruptionError
+from udr.log.format import CommitId
 from udr.log.turns import flush_turn
 from udr.materialize import compaction
 
@@ -36,7 +37,8 @@ def flushes(db: udr.Lake) -> list[udr.Commit]:
 
 def fragments(db: udr.Lake, table: str) -> list[bool]:
     """Whether each fragment of `table` at the head of main is inline."""
-    return [f.inline for f in db._handle.ctx.materializer.snapshot(db.commit_info("main").id)[table].fragments]
+    snapshot = db._handle.ctx.materializer.snapshot(CommitId(db.commit_info("main").id))
+    return [f.inline for f in snapshot[table].fragments]
 
 
 def test_small_writes_are_flushed_in_order_and_report_no_change(tmp_path: Path) -> None:
@@ -164,7 +166,7 @@ def test_a_stale_writer_does_not_flush_a_run_another_writer_flushed(tmp_path: Pa
         for i in range(FLUSH_AT):
             db.append("t", one(i))  # the last one flushes
         [done] = flushes(db)
-        due = done.parents[0]
+        due = CommitId(done.parents[0])
         calls: list[str] = []
         monkeypatch.setattr(compaction, "flush_inline", lambda staging, table: calls.append(table))
         # A writer whose own commit left the run due (it folded `due`) finds it flushed at the branch's head.
@@ -194,7 +196,7 @@ def test_a_keyed_table_refreshed_often_gets_its_delta_fragments_merged_without_a
         assert merge.parents[0] == refreshes[3].id and db.commit_info("main~1").id == merge.id
         # Rows, SQL, every old version, the change feed and diffs read as if no merge had happened.
         assert db.read("t", at=merge.parents[0]).sort_by("id").equals(db.read("t", at=merge.id).sort_by("id"))
-        state = db._handle.ctx.materializer.snapshot(db.resolve("main"))["t"]
+        state = db._handle.ctx.materializer.snapshot(CommitId(db.resolve("main")))["t"]
         assert [f.rows >= rows for f in state.fragments] == [True, False, False]  # bulk, merged run, last night
         expected = [i for i in range(rows + 5) if i % 97 != 5]
         assert sorted(db.read("t").column("id").to_pylist()) == expected
@@ -218,4 +220,5 @@ def test_only_keyed_overwrites_lead_to_merges(tmp_path: Path, monkeypatch: pytes
         db.append("t", {"id": list(range(1_000)), "v": [0] * 1_000})
         for night in range(1, 5):  # 5 inline fragments: one short of a flush
             db.upsert("t", {"id": [night], "v": [night]})
-        assert merges(db) == [] and len(db._handle.ctx.materializer.snapshot(db.resolve("main"))["t"].fragments) == 5
+        snapshot = db._handle.ctx.materializer.snapshot(CommitId(db.resolve("main")))
+        assert merges(db) == [] and len(snapshot["t"].fragments) == 5

@@ -184,7 +184,8 @@ def test_an_upsert_mixing_identical_and_changed_rows_counts_only_the_changes(key
 
 
 def test_upsert_by_composite_and_string_keys(db: udr.Lake) -> None:
-    db.create_table("lines", pa.schema([("o", pa.int64()), ("l", pa.string()), ("q", pa.int64())]), primary_key=["o", "l"])
+    db.create_table("lines", pa.schema([("o", pa.int64()), ("l", pa.string()), ("q", pa.int64())]),
+                    primary_key=["o", "l"])
     db.append("lines", {"o": [1, 1, 2], "l": ["a", "b", "a"], "q": [1, 2, 3]})
     commit = db.upsert("lines", {"o": [1, 2, 2], "l": ["b", "a", "b"], "q": [20, 3, 4]})
     assert commit.tables["lines"] == udr.TableChange(inserted=1, updated=1, deleted=0)
@@ -359,7 +360,7 @@ def fragmented(db: udr.Lake, make_big: Callable[..., pa.Table]) -> pa.Table:
     db.append("t", big)
     for i in range(5):
         db.upsert("t", pa.table({"a": [i, 10 + i], "b": [i, i], "c": [0, 1], "d": [None, 5]}, schema=big.schema))
-    db.delete("t", keys={"a": big.column("a").to_pylist()[:100] + [3]})
+    db.delete("t", keys={"a": [*big.column("a").to_pylist()[:100], 3]})
     db.delete("t", "c = 1 AND a < 12")
     db.upsert("t", pa.table({"a": [0], "b": [99], "c": [0], "d": [0]}, schema=big.schema))
     return db.read("t")
@@ -372,7 +373,8 @@ QUERIES = [
 ]
 
 
-def test_compaction_changes_no_row_no_answer_and_no_change_feed(db: udr.Lake, make_big: Callable[..., pa.Table]) -> None:
+def test_compaction_changes_no_row_no_answer_and_no_change_feed(db: udr.Lake,
+                                                               make_big: Callable[..., pa.Table]) -> None:
     before_rows = fragmented(db, make_big)
     before = db.resolve(None)
     answers = [db.sql(q).fetchall() for q in QUERIES]
@@ -509,7 +511,8 @@ def test_history_lists_every_version_of_one_row_oldest_first_with_who_and_why(ke
     gone = keyed.delete("orders", "id = 2", author="bob", message="cancel")
     back = keyed.upsert("orders", orders((2, "again", 22.0)), author="cy", message="reopen")
     history = keyed.history("orders", key={"id": 2})
-    assert history.column_names == ORDERS.names + ["_change", "_commit_id", "_commit_time", "_author", "_message", "_metadata"]
+    assert history.column_names == [*ORDERS.names, "_change", "_commit_id", "_commit_time", "_author", "_message",
+                                    "_metadata"]
     assert [(r["status"], r["_change"], r["_commit_id"], r["_author"], r["_message"]) for r in history.to_pylist()] == [
         ("new", "insert", load.id, load.author, "load"),
         ("new", "update_before", pay.id, "ann", "pay"),
@@ -543,7 +546,8 @@ def test_diff_gives_net_changes_between_two_refs(keyed: udr.Lake) -> None:
     keyed.append("orders", orders((3, "paid", 30.0)))  # 3 deleted and re-added identically
     keyed.delete("orders", keys={"id": [2]})
     net = keyed.diff("orders", start)
-    assert [(r["id"], r["status"], r["_change"]) for r in net.to_pylist()] == [(2, "new", "delete"), (4, "paid", "insert")]
+    assert [(r["id"], r["status"], r["_change"]) for r in net.to_pylist()] == [(2, "new", "delete"),
+                                                                              (4, "paid", "insert")]
     assert set(net.column("_commit_id").to_pylist()) == {keyed.resolve(None)}
     back = keyed.diff("orders", "main", start)
     assert [(r["id"], r["_change"]) for r in back.to_pylist()] == [(4, "delete"), (2, "insert")]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -22,6 +23,10 @@ from hypothesis import strategies as st
 from row_model import NAN, SCHEMA, VALUES, Model, Row, denorm, norm
 
 import udr
+
+# One drawn operation: its kind, then arguments whose types depend on the kind (rows, a predicate's name, keys,
+# the operations of a transaction); `expect`, `run` and `stage` dispatch on the kind.
+Op = tuple[Any, ...]
 
 
 def as_model(table: pa.Table) -> Model:
@@ -93,7 +98,7 @@ def put(model: Model, rows: list[tuple[int, Row]], counts: Counts) -> None:
         model[key] = row
 
 
-def expect(op: tuple, model: Model) -> tuple[Model, Counts] | None:
+def expect(op: Op, model: Model) -> tuple[Model, Counts] | None:
     """The model after `op` and its counts; None if `op` must raise KeyViolation."""
     kind = op[0]
     new = dict(model)
@@ -129,7 +134,7 @@ def expect(op: tuple, model: Model) -> tuple[Model, Counts] | None:
     return new, counts
 
 
-def run(db: udr.Lake, op: tuple) -> udr.Commit:
+def run(db: udr.Lake, op: Op) -> udr.Commit:
     kind = op[0]
     if kind == "tx":
         with db.transaction(message="several writes") as tx:
@@ -138,7 +143,8 @@ def run(db: udr.Lake, op: tuple) -> udr.Commit:
         assert tx.committed is not None
         return tx.committed
     if kind in ("append", "upsert", "overwrite"):
-        return getattr(db, kind)("t", batch(op[1]))
+        write: Callable[[str, pa.Table], udr.Commit] = getattr(db, kind)
+        return write("t", batch(op[1]))
     if kind == "delete_where":
         return db.delete("t", op[1])
     if kind == "delete_keys":
@@ -147,7 +153,7 @@ def run(db: udr.Lake, op: tuple) -> udr.Commit:
     return db.compact("t")
 
 
-def stage(tx: udr.Transaction, op: tuple) -> None:
+def stage(tx: udr.Transaction, op: Op) -> None:
     kind = op[0]
     if kind in ("append", "upsert", "overwrite"):
         getattr(tx, kind)("t", batch(op[1]))
@@ -229,7 +235,7 @@ ops = st.one_of(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=st.lists(ops, min_size=1, max_size=7), probe=st.integers(0, 11))
 def test_keyed_writes_match_a_dict_model_at_every_commit(tmp_path_factory: pytest.TempPathFactory,
-                                                         script: list[tuple], probe: int) -> None:
+                                                         script: list[Op], probe: int) -> None:
     path: Path = tmp_path_factory.mktemp("keyed") / "lake"
     with udr.open(path) as db:
         created = db.create_table("t", SCHEMA, primary_key=["id"])

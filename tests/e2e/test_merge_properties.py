@@ -16,7 +16,9 @@ no base value for either side to have kept), and keys may be missing from the ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -26,6 +28,8 @@ from row_model import NAN, SCHEMA, VALUES, Model, Row, denorm, norm
 
 import udr
 
+# One drawn edit: ("set", key, column, value), ("upsert", {key: row}) or ("delete", [key, ...]).
+Edit = tuple[Any, ...]
 BASE_KEYS = range(4)
 NEW_KEYS = range(4, 6)
 
@@ -88,7 +92,7 @@ def counts(old: Model, new: Model) -> udr.TableChange:
     )
 
 
-def apply_edit(db: udr.Lake, branch: str, model: Model, edit: tuple) -> Model:
+def apply_edit(db: udr.Lake, branch: str, model: Model, edit: Edit) -> Model:
     """Commit one edit on `branch` (or nothing, if it changes nothing); return the branch's new model."""
     kind = edit[0]
     new = dict(model)
@@ -124,15 +128,17 @@ edit = st.one_of(
 )
 
 
-def fix_types(edit_: tuple) -> tuple:
+def fix_types(edit_: Edit) -> Edit:
     """`set` draws a value for any column; make it one the column can hold."""
     if edit_[0] != "set":
         return edit_
     _, key, column, value = edit_
     kind = VALUES[column]
-    ok = {"s": lambda v: v is None or isinstance(v, str),
-          "f": lambda v: v is None or v == NAN or isinstance(v, float),
-          "n": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))}[kind]
+    ok: Callable[[object], bool] = {
+        "s": lambda v: v is None or isinstance(v, str),
+        "f": lambda v: v is None or v == NAN or isinstance(v, float),
+        "n": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    }[kind]
     return edit_ if ok(value) else ("set", key, column, None)
 
 
@@ -150,7 +156,7 @@ def check_merge_commit(commit: udr.Commit, ours_head: str, theirs_head: str, our
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(base=base_rows, mine=edits, other=edits)
 def test_a_keyed_merge_gives_the_models_rows_or_exactly_its_conflicts(
-    tmp_path_factory: pytest.TempPathFactory, base: Model, mine: list[tuple], other: list[tuple]
+    tmp_path_factory: pytest.TempPathFactory, base: Model, mine: list[Edit], other: list[Edit]
 ) -> None:
     path: Path = tmp_path_factory.mktemp("merge") / "lake"
     with udr.open(path) as db:
@@ -185,7 +191,9 @@ def test_a_keyed_merge_gives_the_models_rows_or_exactly_its_conflicts(
             assert {(c.key["id"], c.column) for c in found if c.key is not None} == conflicts
             assert len(found) == len(conflicts), "a conflict was reported twice, or without a key"
             for c in found:
+                assert c.key is not None
                 k = c.key["id"]
+                assert isinstance(k, int)
                 if c.column is not None:
                     i = VALUES.index(c.column)
                     assert (norm(c.ours), norm(c.theirs)) == (ours[k][i], theirs[k][i])
@@ -242,7 +250,7 @@ def commit_edit(db: udr.Lake, model: Model, edit: dict[int, Row | None]) -> Mode
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(script=revert_scripts())
 def test_revert_restores_exactly_the_cells_of_its_commit_when_later_commits_touched_other_rows(
-    tmp_path_factory: pytest.TempPathFactory, script: tuple[Model, dict[int, Row | None], list[dict]]
+    tmp_path_factory: pytest.TempPathFactory, script: tuple[Model, dict[int, Row | None], list[dict[int, Row | None]]]
 ) -> None:
     base, change, later = script
     path: Path = tmp_path_factory.mktemp("revert") / "lake"

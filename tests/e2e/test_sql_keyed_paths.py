@@ -190,7 +190,8 @@ def test_an_update_filtered_in_the_scan_keeps_the_rows_duckdb_keeps(tmp_path: Pa
 def test_an_update_with_a_bad_where_is_an_sql_error_and_writes_nothing(tmp_path: Path, sql: str,
                                                                          message: str) -> None:
     with udr.open(tmp_path / "lake") as db:
-        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO t SELECT i, i FROM range(30000) r(i)")
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER); "
+                   "INSERT INTO t SELECT i, i FROM range(30000) r(i)")
         head = db.commit_info("main").id
         with pytest.raises(udr.SqlError, match=message):
             db.execute(sql)

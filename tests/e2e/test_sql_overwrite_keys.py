@@ -45,7 +45,7 @@ CASES = [
 @pytest.mark.parametrize("table, rows, query, counts", CASES)
 def test_a_keyed_overwrite_leaves_what_duckdb_leaves_and_counts_distinct_rows(
         tmp_path: Path, table: str, rows: str, query: str, counts: tuple[int, int, int]) -> None:
-    name = table.split()[0]
+    name = table.split(maxsplit=1)[0]
     setup = f"CREATE TABLE {table}; INSERT INTO {name} VALUES {rows}"
     plain = duckdb.connect()
     plain.execute(setup)
@@ -60,7 +60,8 @@ def test_a_keyed_overwrite_leaves_what_duckdb_leaves_and_counts_distinct_rows(
     plain.register("ours", ours)
     # EXCEPT compares rows as IS NOT DISTINCT FROM does (NULL equals NULL, NaN equals NaN, -0.0 equals 0.0).
     for a, b in (("ours", name), (name, "ours")):
-        assert plain.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})").fetchone() == (0,)
+        missing = plain.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})")
+        assert missing.fetchone() == (0,)
     assert ours.num_rows == plain.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
 
 

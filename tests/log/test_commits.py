@@ -207,7 +207,7 @@ def test_the_canonical_encoding_of_every_operation_kind_is_pinned() -> None:
 def test_a_newer_record_version_is_refused_naming_both_versions() -> None:
     assert GOLDEN_RECORD.endswith(b'"v":1}')
     newer = GOLDEN_RECORD[:-2] + b"2}"
-    with pytest.raises(FormatError, match="version-2 record.*up to version 1.*upgrade udr"):
+    with pytest.raises(FormatError, match=r"version-2 record.*up to version 1.*upgrade udr"):
         decode_commit(newer, commit_id(newer))
 
 

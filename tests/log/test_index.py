@@ -97,9 +97,8 @@ def test_one_environment_per_path_is_shared_and_outlives_one_user(tmp_path: Path
         first.close()  # idempotent
         with second.read() as txn:
             assert txn.get(b"k", db=second.db(b"meta")) == b"v"
-        with pytest.raises(UdrError, match="closed"):
-            with first.read():
-                pass
+        with pytest.raises(UdrError, match="closed"), first.read():
+            pass
     finally:
         second.close()
 
@@ -107,10 +106,9 @@ def test_one_environment_per_path_is_shared_and_outlives_one_user(tmp_path: Path
 def test_a_failed_write_transaction_leaves_nothing(tmp_path: Path) -> None:
     env = open_log_env(tmp_path / "log")
     try:
-        with pytest.raises(RuntimeError):
-            with env.write() as txn:
-                txn.put(b"k", b"v", db=env.db(b"meta"))
-                raise RuntimeError("abort")
+        with pytest.raises(RuntimeError), env.write() as txn:
+            txn.put(b"k", b"v", db=env.db(b"meta"))
+            raise RuntimeError("abort")
         with env.read() as txn:
             assert txn.get(b"k", db=env.db(b"meta")) is None
     finally:

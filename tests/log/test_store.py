@@ -420,7 +420,7 @@ def test_a_log_of_a_newer_format_is_refused_before_anything_is_written(tmp_path:
     with log.env.write() as txn:
         txn.put(b"format_version", b"99", db=log.env.db(DB_META))
     log.close()
-    with pytest.raises(FormatError, match="format version 99.*upgrade udr"):
+    with pytest.raises(FormatError, match=r"format version 99.*upgrade udr"):
         LogStore(tmp_path)
 
 

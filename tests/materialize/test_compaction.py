@@ -8,10 +8,10 @@ import pytest
 
 import udr
 import udr.log.format
-from udr.log.format import BlobId, ChunkId
+from udr.log.format import BlobId, ChunkId, CommitId
 from udr.materialize.compaction import delta_run, merge_due, merge_fragments
-from udr.materialize.states import FragmentState, TableState
 from udr.materialize.staging import Staging
+from udr.materialize.states import FragmentState, TableState
 
 
 def _state(*rows: int, deleted: tuple[int, ...] = (), key: tuple[str, ...] | None = ("id",)) -> TableState:
@@ -33,7 +33,7 @@ def test_a_merge_is_due_for_many_delta_fragments_or_a_mostly_deleted_run_of_a_ke
     snapshot = {"three": _state(8_000, 10, 10, 10), "four": _state(8_000, 10, 10, 10, 10),
                 "unkeyed": _state(8_000, 10, 10, 10, 10, key=None), "dead": _state(8_000, 10, 10, deleted=(0, 6, 5)),
                 "one": _state(8_000, 10, deleted=(0, 10))}
-    assert merge_due(snapshot, sorted(snapshot) + ["missing"]) == ["dead", "four"]
+    assert merge_due(snapshot, [*sorted(snapshot), "missing"]) == ["dead", "four"]
 
 
 def test_a_merge_stages_the_live_rows_of_the_run_as_one_fragment_and_changes_no_row(tmp_path: str) -> None:
@@ -44,7 +44,7 @@ def test_a_merge_stages_the_live_rows_of_the_run_as_one_fragment_and_changes_no_
             db.upsert("t", {"id": [night, night + 1, 500], "v": [f"n{night}"] * 3})
         before = db.read("t").sort_by("id")
         ctx = db._handle.ctx
-        head = db.resolve("main")
+        head = CommitId(db.resolve("main"))
         staging = Staging(ctx.log, ctx.rows, head, ctx.materializer.snapshot(head), branch="main")
         merge_fragments(staging, "t")
         op = staging.op("t")

@@ -16,7 +16,6 @@ from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.data import (
     RowReader,
-    conform,
     decode_inline,
     decode_ipc,
     decode_schema,
@@ -26,6 +25,7 @@ from udr.materialize.data import (
     encode_schema,
     rebatch,
 )
+from udr.materialize.schemas import conform
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import (
     decode_positions,

@@ -128,7 +128,8 @@ def test_keys_at_positions_read_from_the_column_or_unsorted_from_the_index(rows:
         index = KeyIndex()
         if looked_up_first:
             state = TableState(BlobId("s"), ("k",), (frag,))
-            index.hits(state, field, pa.array([5], pa.int64()), column=column, deleted=lambda _f: pa.array([], pa.uint32()))
+            index.hits(state, field, pa.array([5], pa.int64()), column=column,
+                       deleted=lambda _f: pa.array([], pa.uint32()))
         reads.clear()
         assert index.keys_at(frag, field, positions, column=column).tolist() == values[positions].tolist()  # type: ignore[union-attr]
         assert index.keys_at(frag, field, positions[:1], column=column).tolist() == [values[0]]  # type: ignore[union-attr]
@@ -164,7 +165,7 @@ def test_keyed_writes_through_the_index_match_a_model(tmp_path: Path) -> None:
                         primary_key=["k"])
         db.append("t", {"k": list(model), "v": [0] * len(model)})
         for step in range(30):
-            keys = rng.sample(sorted(model), 5) + [f"new{step}"]
+            keys = [*rng.sample(sorted(model), 5), f"new{step}"]
             if step == 15:
                 with db.transaction() as tx:
                     tx.rename_column("t", "k", "key")

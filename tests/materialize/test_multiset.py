@@ -38,7 +38,8 @@ def _apply(table: pa.Table, remove: pa.Array, add: pa.Table) -> pa.Table:
 
 @given(_rows, _rows)
 @settings(max_examples=200, deadline=None)
-def test_delta_is_minimal_and_turns_old_into_new(old_rows: list[tuple[object, ...]], new_rows: list[tuple[object, ...]]) -> None:
+def test_delta_is_minimal_and_turns_old_into_new(old_rows: list[tuple[object, ...]],
+                                                 new_rows: list[tuple[object, ...]]) -> None:
     old, new = _table(old_rows), _table(new_rows)
     delta = multiset_delta(old, new)
     assert _bag(_apply(old, delta.removed_positions_in_old, delta.added)) == _bag(new)
@@ -48,7 +49,8 @@ def test_delta_is_minimal_and_turns_old_into_new(old_rows: list[tuple[object, ..
 
 @given(_rows, _rows, _rows)
 @settings(max_examples=200, deadline=None)
-def test_merge_matches_the_model(base_rows: list[tuple[object, ...]], our_rows: list[tuple[object, ...]], their_rows: list[tuple[object, ...]]) -> None:
+def test_merge_matches_the_model(base_rows: list[tuple[object, ...]], our_rows: list[tuple[object, ...]],
+                                 their_rows: list[tuple[object, ...]]) -> None:
     base, ours, theirs = _table(base_rows), _table(our_rows), _table(their_rows)
     b, o, t = _bag(base), _bag(ours), _bag(theirs)
     expected = {row: o[row] + t[row] - b[row] for row in b | o | t}
@@ -74,7 +76,8 @@ def test_the_later_copies_of_a_duplicate_are_removed() -> None:
 def test_both_sides_removing_the_only_copy_conflict_names_table_and_row() -> None:
     base = _table([(1, 0.5, "x"), (2, 0.5, "x")])
     merged = merge_multiset(base, _table([(2, 0.5, "x")]), _table([(2, 0.5, "x")]), table="ev")
-    assert [(c.table, c.key, c.base, c.ours, c.theirs) for c in merged.conflicts] == [("ev", {"a": 1, "b": 0.5, "c": "x"}, 1, 0, 0)]
+    assert [(c.table, c.key, c.base, c.ours, c.theirs) for c in merged.conflicts] == [
+        ("ev", {"a": 1, "b": 0.5, "c": "x"}, 1, 0, 0)]
 
 
 def test_appends_on_both_sides_are_all_kept() -> None:
@@ -82,7 +85,8 @@ def test_appends_on_both_sides_are_all_kept() -> None:
     ours = _table([(1, 0.5, "x"), (2, 0.5, "x")])
     theirs = _table([(1, 0.5, "x"), (2, 0.5, "x"), (3, 0.5, None)])
     merged = merge_multiset(base, ours, theirs)
-    assert _bag(_apply(ours, merged.remove_positions_in_ours, merged.add)) == Counter({(1, 0.5, "x"): 1, (2, 0.5, "x"): 2, (3, 0.5, None): 1})
+    assert _bag(_apply(ours, merged.remove_positions_in_ours, merged.add)) == Counter(
+        {(1, 0.5, "x"): 1, (2, 0.5, "x"): 2, (3, 0.5, None): 1})
 
 
 def test_different_columns_are_rejected() -> None:

@@ -4,6 +4,7 @@ that raises; nothing is visible in the log until the facade commits the ops."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ from udr.materialize.vectors import parse_vector
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> udr.Lake:
+def lake(tmp_path: Path) -> Iterator[udr.Lake]:
     db = udr.open(tmp_path / "lake")
     db.append("t", {"id": [1, 2, 3], "v": ["a", "b", "c"]})
     yield db
@@ -78,6 +79,7 @@ def test_deletions_accumulate_per_fragment_and_uncount_own_rows(lake: udr.Lake) 
                                                                   "__pos": pa.array([0], pa.int64())}),
                              counted="deleted")
     assert (staging.op("t").inserted, staging.op("t").deleted) == (0, 2)  # a row it added itself is un-inserted
+    assert deletes.vector is not None
     assert staging.blob(deletes.vector, BlobKind.DELETES)  # the vector is staged, not in the log
     staging.release()
 

@@ -28,7 +28,8 @@ def test_a_delta_of_some_columns_is_the_full_delta_projected(tmp_path: Path) -> 
         with db.transaction() as tx:
             tx.overwrite("t", changed)
         ctx = db._handle.ctx
-        old, new = ctx.materializer.snapshot(CommitId(before))["t"], ctx.materializer.snapshot(CommitId(db.resolve("main")))["t"]
+        old = ctx.materializer.snapshot(CommitId(before))["t"]
+        new = ctx.materializer.snapshot(CommitId(db.resolve("main")))["t"]
         full = state_delta(ctx.rows, "t", old, new)
         keys = state_delta(ctx.rows, "t", old, new, columns=["id"])
     assert keys.removed.column_names == keys.added.column_names == ["id"]

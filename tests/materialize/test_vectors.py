@@ -59,8 +59,10 @@ def test_what_a_vector_adds_to_an_earlier_one_is_read_from_the_links_between_the
     first = blobs.add(encode_vector(_positions(3, 9, 40), None, blobs.__getitem__))
     second = blobs.add(encode_vector(_positions(3, 9, 12, 40), first, blobs.__getitem__))
     third = blobs.add(encode_vector(_positions(1, 3, 9, 12, 40, 41), second, blobs.__getitem__))
-    assert added_between(third, first, blobs.__getitem__).tolist() == [1, 12, 41]
-    assert added_between(third, second, blobs.__getitem__).tolist() == [1, 41]
+    from_first = added_between(third, first, blobs.__getitem__)
+    from_second = added_between(third, second, blobs.__getitem__)
+    assert from_first is not None and from_first.tolist() == [1, 12, 41]
+    assert from_second is not None and from_second.tolist() == [1, 41]
     whole = blobs.add(encode_vector(_positions(3, 10), None, blobs.__getitem__))
     assert added_between(whole, first, blobs.__getitem__) is None  # not on its chain: the caller compares sets
     assert added_between(first, third, blobs.__getitem__) is None  # the other way round

@@ -115,7 +115,7 @@ def test_a_reader_process_never_sees_a_half_published_version(tmp_path: Path) ->
 
 def _udr(lake: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "udr.cli", "--lake", str(lake), *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
 
 
 def test_cli_publish_follow_and_unpublish(tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ def test_every_published_version_reads_like_udr(tmp_path: Path, seed: int) -> No
         for name, commit in db.tags().items():
             ref = table.metadata.refs[name]
             assert ref.snapshot_ref_type == "tag"
-            assert table.snapshot_by_id(ref.snapshot_id).summary["udr.commit"] == db.log(table="k", branch="main")[
+            snapshot = table.snapshot_by_id(ref.snapshot_id)
+            assert snapshot is not None and snapshot.summary is not None
+            assert snapshot.summary["udr.commit"] == db.log(table="k", branch="main")[
                 [c.id for c in db.log(table="k")].index(_last_change(db, commit))].id
 
 
@@ -97,6 +99,7 @@ def test_time_travel_by_timestamp_and_summary(tmp_path: Path) -> None:
         db.publish_iceberg(dest)
         table = StaticTable.from_metadata(str(dest / "t"))
         first, second = table.metadata.snapshots
+        assert first.summary is not None
         assert first.summary["udr.message"] == "first" and first.summary["udr.author"] == "ann"
         assert second.parent_snapshot_id == first.snapshot_id
         at = table.snapshot_as_of_timestamp(first.timestamp_ms)

@@ -30,7 +30,7 @@ def stored(base: list[int], base_values: list[float | None], deleted: set[int],
 
 def lines_up(new: pa.Table, current: CurrentRows) -> bool:
     """Whether `new` lines up with the stored rows (the aligned comparison applies)."""
-    found = compare_aligned(new, current.rows, "id", current.live, ["v"], lambda a, b: pc.not_equal(a, b),
+    found = compare_aligned(new, current.rows, "id", current.live, ["v"], pc.not_equal,
                             lambda differs, names: [differs(c) for c in names])
     return found is not None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 from hypothesis import given, settings
@@ -16,12 +17,13 @@ SCHEMA = pa.schema([("id", pa.int64()), ("s", pa.string()), ("f", pa.float64())]
 NAN = ("NaN",)
 
 
-def rows(*items: tuple[int, str | None, float | None], schema: pa.Schema = SCHEMA) -> pa.Table:
+def rows(*items: tuple[object, ...], schema: pa.Schema = SCHEMA) -> pa.Table:
     return pa.Table.from_pylist([dict(zip(schema.names, item)) for item in items], schema=schema)
 
 
 def listed(changes: pa.Table) -> list[tuple[object, ...]]:
-    return [tuple(NAN if isinstance(v, float) and math.isnan(v) else v for v in r.values()) for r in changes.to_pylist()]
+    return [tuple(NAN if isinstance(v, float) and math.isnan(v) else v for v in r.values())
+            for r in changes.to_pylist()]
 
 
 def test_no_rows_give_an_empty_table_with_the_change_column() -> None:
@@ -101,11 +103,12 @@ def test_columns_keep_their_types_and_awkward_names_work() -> None:
 
 # -- against a model ---------------------------------------------------------------------------------------
 
+Value = tuple[str | None, object]  # (s, f): f is a float, None or NAN
 values = st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from([None, NAN, 0.0, 1.5]))
 states = st.dictionaries(st.integers(0, 8), values, max_size=8)
 
 
-def to_table(state: dict[int, tuple[object, object]]) -> pa.Table:
+def to_table(state: Mapping[int, tuple[object, object]]) -> pa.Table:
     return rows(*[(k, s, math.nan if f == NAN else f) for k, (s, f) in state.items()])
 
 
@@ -115,12 +118,12 @@ def differs(a: tuple[object, object], b: tuple[object, object]) -> bool:
 
 @settings(max_examples=40, deadline=None)
 @given(old=states, new=states)
-def test_keyed_changes_take_the_old_rows_to_the_new_ones(old: dict, new: dict) -> None:
+def test_keyed_changes_take_the_old_rows_to_the_new_ones(old: dict[int, Value], new: dict[int, Value]) -> None:
     # What a state delta hands over: rows present on one side only (a changed row is on both lists).
     removed = {k: v for k, v in old.items() if k not in new or differs(new[k], v)}
     added = {k: v for k, v in new.items() if k not in old or differs(old[k], v)}
     out = listed(pair_changes(SCHEMA, to_table(removed), to_table(added), ["id"]))
-    state = dict(old)
+    state: dict[object, tuple[object, object]] = dict(old.items())
     for n, (key, s, f, change) in enumerate(out):
         if change == "insert":
             assert key not in state
@@ -138,7 +141,8 @@ def test_keyed_changes_take_the_old_rows_to_the_new_ones(old: dict, new: dict) -
 @settings(max_examples=40, deadline=None)
 @given(old=st.lists(st.tuples(st.integers(0, 3), values), max_size=8),
        new=st.lists(st.tuples(st.integers(0, 3), values), max_size=8))
-def test_unkeyed_changes_are_the_multiset_difference(old: list, new: list) -> None:
+def test_unkeyed_changes_are_the_multiset_difference(old: list[tuple[int, Value]],
+                                                     new: list[tuple[int, Value]]) -> None:
     flat_old = Counter((k, s, f) for k, (s, f) in old)
     flat_new = Counter((k, s, f) for k, (s, f) in new)
     out = listed(pair_changes(SCHEMA, to_table_list(old), to_table_list(new), None))
@@ -147,7 +151,7 @@ def test_unkeyed_changes_are_the_multiset_difference(old: list, new: list) -> No
     assert {r[3] for r in out} <= {"insert", "delete"}
 
 
-def to_table_list(items: list[tuple[int, tuple[object, object]]]) -> pa.Table:
+def to_table_list(items: Sequence[tuple[int, tuple[object, object]]]) -> pa.Table:
     return rows(*[(k, s, math.nan if f == NAN else f) for k, (s, f) in items])
 
 

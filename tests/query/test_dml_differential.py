@@ -20,8 +20,8 @@ SETUP = [
 
 small = st.integers(0, 9)
 word = st.sampled_from(["'a'", "'b'", "NULL", "v || 'x'", "upper(v)"])
-cond = st.builds(lambda c, n: f"{c} {n}", st.sampled_from(["id <", "id >=", "g =", "g <>", "id % 3 ="]), small) | st.just(
-    "v IS NULL")
+cond = st.builds(lambda c, n: f"{c} {n}", st.sampled_from(["id <", "id >=", "g =", "g <>", "id % 3 ="]),
+                 small) | st.just("v IS NULL")
 ucond = st.builds(lambda n: f"g < {n}", small) | st.just("v IS NULL") | st.just("v = 'a'")
 
 
@@ -31,9 +31,11 @@ def statements(draw: st.DrawFn) -> str:
     n = draw(small)
     choice = draw(st.integers(0, 14))
     if choice == 0:
-        return f"INSERT INTO k SELECT i, i % 4, 'v' || i FROM range({n}, {n + draw(small)}) r(i) WHERE i NOT IN (SELECT id FROM k)"
+        return (f"INSERT INTO k SELECT i, i % 4, 'v' || i FROM range({n}, {n + draw(small)}) r(i) "
+                "WHERE i NOT IN (SELECT id FROM k)")
     if choice == 1:
-        return f"INSERT OR REPLACE INTO k VALUES ({n}, {draw(small)}, {draw(word).replace('v ||', chr(39) + 'p' + chr(39) + ' ||').replace('upper(v)', chr(39) + 'q' + chr(39))})"
+        value = draw(word).replace("v ||", "'p' ||").replace("upper(v)", "'q'")
+        return f"INSERT OR REPLACE INTO k VALUES ({n}, {draw(small)}, {value})"
     if choice == 2:
         return f"UPDATE k SET v = {draw(word)}, g = g + 1 WHERE {draw(cond)}"
     if choice == 3:
@@ -72,7 +74,8 @@ def rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[object, ...]]
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=st.lists(statements(), min_size=1, max_size=6))
-def test_random_statements_leave_what_duckdb_leaves(tmp_path_factory: pytest.TempPathFactory, script: list[str]) -> None:
+def test_random_statements_leave_what_duckdb_leaves(tmp_path_factory: pytest.TempPathFactory,
+                                                    script: list[str]) -> None:
     path: Path = tmp_path_factory.mktemp("lake")
     plain = duckdb.connect()
     with udr.open(path) as db:

@@ -112,7 +112,8 @@ def test_the_catalog_lists_the_tables_and_nothing_of_how_they_are_read(
         names = {"t", "older", "t@main~1"}
         assert {row[0] for row in con.sql("SELECT table_name FROM information_schema.tables").fetchall()} == names
         assert {row[0] for row in con.sql("SHOW TABLES").fetchall()} == names
-        assert {row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()} == names
+        views = con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        assert {row[0] for row in views} == names
         assert con.sql("SELECT count(*) FROM t").fetchall() == [(2 * BIG,)]
         assert con.sql("SELECT count(*), count(note) FROM older").fetchall() == [(BIG - 1, 0)]
         assert con.sql('SELECT * FROM "t@main~1"').fetchall() == [(1,)]
@@ -169,8 +170,8 @@ def test_view_over_chunks_of_an_older_schema_fills_new_columns_with_nulls(
         con.close()
 
 
-def test_a_damaged_chunk_is_reported_and_its_view_fails_naming_table_and_chunk(server: SnapshotServer, mixed: TableState,
-                                                             log: LogStore) -> None:
+def test_a_damaged_chunk_is_reported_and_its_view_fails_naming_table_and_chunk(
+        server: SnapshotServer, mixed: TableState, log: LogStore) -> None:
     chunk = mixed.fragments[1].chunk
     path = log.chunks.path(chunk)
     data = bytearray(path.read_bytes())

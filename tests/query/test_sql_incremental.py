@@ -56,7 +56,8 @@ change = st.one_of(
     st.builds(lambda k: f"UPDATE a SET s = s || 'x' WHERE id % 7 = {k % 7}", n),
     st.builds(lambda k: f"DELETE FROM a WHERE id = {k}", n),
     st.builds(lambda k: f"DELETE FROM c WHERE id % 89 = {k % 89}", n),
-    st.builds(lambda k, v: f"INSERT OR REPLACE INTO a VALUES ({k}, {v}, 'new')", n, st.sampled_from(["NULL", "4", "9"])),
+    st.builds(lambda k, v: f"INSERT OR REPLACE INTO a VALUES ({k}, {v}, 'new')", n,
+              st.sampled_from(["NULL", "4", "9"])),
     st.builds(lambda k: f"INSERT OR REPLACE INTO b VALUES ({k}, {k % 7})", n),
     st.builds(lambda k: f"INSERT OR REPLACE INTO c VALUES ({k}, NULL)", n),
     st.builds(lambda k: f"INSERT INTO u VALUES ({k}, {k % 5})", n),  # may repeat an id
@@ -227,7 +228,7 @@ def test_a_build_that_never_committed_is_not_trusted_after_reopening(lake_path: 
 KEYS = {"a": ["id"], "b": ["id"], "c": ["id"], "d": ["id", "x"], "e": None, "u": None}
 
 
-@pytest.mark.parametrize("query", LOCAL + [
+@pytest.mark.parametrize("query", [*LOCAL,
     "SELECT * FROM a LEFT JOIN b USING (id)",
     "SELECT a.*, b.y FROM a AS a LEFT JOIN b ON b.id = a.id",
     "SELECT id, hash(s) AS h FROM a",
@@ -237,7 +238,7 @@ def test_key_local_queries(query: str) -> None:
     assert key_local(sqlglot.parse_one(query, dialect="duckdb"), ["id"], KEYS, pa.int32()) is not None
 
 
-@pytest.mark.parametrize("query", NOT_LOCAL + [
+@pytest.mark.parametrize("query", [*NOT_LOCAL,
     "SELECT a.id, a.x FROM a UNION ALL SELECT b.id, b.y FROM b",  # set operation
     "WITH w AS (SELECT * FROM a) SELECT w.id FROM w",  # CTE
     "SELECT a.id, max(a.x) AS x FROM a GROUP BY a.id",  # GROUP BY, aggregate
@@ -291,7 +292,8 @@ def test_changed_keys_are_those_of_the_inputs_rows_changed_since_the_build(db: u
     db.execute("UPDATE u SET y = y WHERE id = 8")  # rewrites no row
     with db.transaction() as tx:
         builds = Builds(db._handle.ctx, tx._staging)
-        assert sorted(builds.changed_keys("m", plan).column(KEY_COLUMN).to_pylist()) == [1, 3, 7, 9]
+        changed = builds.changed_keys("m", plan)
+        assert changed is not None and sorted(changed.column(KEY_COLUMN).to_pylist()) == [1, 3, 7, 9]
         tx.execute("INSERT INTO u VALUES (NULL, 2)")  # an input changed in this transaction: build it all
         assert builds.changed_keys("m", plan) is None
         tx.abort()
@@ -319,7 +321,8 @@ def test_changed_keys_leave_out_rows_changed_only_in_columns_the_query_does_not_
     plan = key_local(sqlglot.parse_one(LOCAL[0], dialect="duckdb"), ["id"], KEYS, pa.int32())
     assert plan is not None and plan.reads["a"] == frozenset({"id", "x"})
     db.execute("UPDATE a SET s = 'other' WHERE id < 50; UPDATE a SET x = 99, s = 'both' WHERE id = 60; "
-               "UPDATE a SET x = x, s = s WHERE id = 61; DELETE FROM a WHERE id = 70; INSERT INTO a VALUES (400, 1, 'n')")
+               "UPDATE a SET x = x, s = s WHERE id = 61; DELETE FROM a WHERE id = 70; "
+               "INSERT INTO a VALUES (400, 1, 'n')")
     with db.transaction() as tx:
         keys = Builds(db._handle.ctx, tx._staging).changed_keys("m", plan)
         tx.abort()

@@ -26,7 +26,8 @@ def test_writing_kind(sql: str, kind: str | None) -> None:
 
 def test_parse_script_names_targets_and_kinds() -> None:
     parsed = parse_script("CREATE OR REPLACE TABLE m AS SELECT 1 AS a; INSERT INTO m VALUES (2);"
-                          "UPDATE m AS x SET a = 3 WHERE x.a = 2; DROP TABLE IF EXISTS m; ALTER TABLE m ADD COLUMN b INT")
+                          "UPDATE m AS x SET a = 3 WHERE x.a = 2; DROP TABLE IF EXISTS m; "
+                          "ALTER TABLE m ADD COLUMN b INT")
     assert [(p.kind, p.table) for p in parsed] == [
         ("CREATE TABLE", "m"), ("INSERT", "m"), ("UPDATE", "m"), ("DROP TABLE", "m"), ("ALTER TABLE", "m")]
 

@@ -16,6 +16,7 @@ Commands:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from itertools import count
 
 import anyio
@@ -68,4 +69,5 @@ def read(url: str, cache: str, n: str) -> None:
 
 
 if __name__ == "__main__":
-    {"write": write, "churn": churn, "read": read}[sys.argv[1]](*sys.argv[2:])
+    commands: dict[str, Callable[..., None]] = {"write": write, "churn": churn, "read": read}
+    commands[sys.argv[1]](*sys.argv[2:])

@@ -41,7 +41,8 @@ def _objects_holding(store: ObjectStore, needle: str) -> list[str]:
 
 
 def _files_holding(root: Path, needle: str) -> list[str]:
-    return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file() and needle.encode() in f.read_bytes())
+    return sorted(str(f.relative_to(root)) for f in root.rglob("*")
+                  if f.is_file() and needle.encode() in f.read_bytes())
 
 
 def test_erase_and_gc_purge_the_bucket_and_every_cache(url: str, caches: Path) -> None:

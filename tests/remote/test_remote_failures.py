@@ -95,7 +95,8 @@ def test_refused_or_missing_credentials_raise_a_final_storage_error(auth_server:
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     refused = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "wrong"}
     with pytest.raises(udr.StorageError, match="refused the credentials") as failed:
-        udr.open("s3://auth-bucket/refused", cache=caches / "a", storage_options=_options(auth_server.endpoint, refused))
+        udr.open("s3://auth-bucket/refused", cache=caches / "a",
+                 storage_options=_options(auth_server.endpoint, refused))
     assert failed.value.retryable is False
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -149,6 +149,7 @@ def test_a_member_whose_lease_lapsed_cannot_ack_what_the_new_owner_got_again(url
             a.upsert("t", {"k": [1, 2, 3]})
             async with a.subscribe("t", group="g", member="a", partitions=1) as sa:
                 mine = await sa.__anext__()
+                assert a._handle.remote is not None
                 a._handle.remote.leases.close()  # machine a hangs: it stops renewing
                 await anyio.sleep(1.5)
                 b.refresh()

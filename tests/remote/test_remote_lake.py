@@ -16,6 +16,7 @@ import pytest
 from remote_helpers import S3, bucket_keys
 
 import udr
+from udr.remote.mirror import Mirror
 from udr.remote.store import open_store
 
 BIG = 20_000  # rows of two int64 columns: above the inline limit, so the write makes a chunk file
@@ -150,7 +151,7 @@ def test_gc_removes_only_unreferenced_chunks_past_the_grace_period(url: str, cac
         a.append("t", _rows(0, BIG))
         a.overwrite("t", _rows(10 * BIG, BIG + 1))  # the first chunk stays referenced by the older commit
         mirror = a._handle.remote
-        assert mirror is not None
+        assert isinstance(mirror, Mirror)
         mirror.store.put("chunks/" + "ab" * 32, b"left by a writer killed before its commit point")
         assert a.gc() >= 0
         assert "chunks/" + "ab" * 32 in bucket_keys(s3_server, url)  # younger than the grace period
@@ -170,7 +171,7 @@ def test_open_without_create_on_an_empty_prefix_raises_lake_not_found(url: str, 
 
 
 def test_a_missing_bucket_raises_lake_not_found(s3_server: S3, caches: Path) -> None:
-    with pytest.raises(udr.LakeNotFound, match="bucket .* does not exist"):
+    with pytest.raises(udr.LakeNotFound, match=r"bucket .* does not exist"):
         udr.open("s3://no-such-bucket-udr/lake", cache=caches / "a")
     assert not (caches / "a").exists()
 
@@ -195,7 +196,7 @@ def test_a_network_failure_at_the_commit_point_leaves_nothing_visible(url: str, 
     with udr.open(url, cache=caches / "a") as a:
         a.create_table("t", pa.schema([("k", pa.int64()), ("v", pa.int64())]))
         mirror = a._handle.remote
-        assert mirror is not None
+        assert isinstance(mirror, Mirror)
         working = mirror.log.store
         mirror.log.store = open_store(url, {"endpoint": "http://127.0.0.1:9"})
         with pytest.raises(udr.StorageError) as caught:

@@ -59,7 +59,7 @@ def derived(db: udr.Lake) -> tuple[dict[int, tuple[int | None, int]], int]:
 def produce(path: Path | str, n: int, seed: int, cache: Path | None = None) -> None:
     rng = random.Random(seed)
     with udr.open(path, cache=cache) as db:
-        for i in range(n):
+        for _ in range(n):
             choice = rng.random()
             if choice < 0.6:
                 keys = rng.sample(range(KEYS), rng.randint(1, 6))

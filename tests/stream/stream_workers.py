@@ -51,7 +51,8 @@ def produce(path: Path, n: int) -> None:
             elif i % 7 == 6:  # a delete of an earlier order
                 commit = db.delete("orders", keys={"id": [i // 3]})
             else:
-                commit = db.upsert("orders", {"id": [i, i + 10_000], "customer": [CUSTOMERS[i % 5], CUSTOMERS[(i + 2) % 5]],
+                commit = db.upsert("orders", {"id": [i, i + 10_000],
+                                              "customer": [CUSTOMERS[i % 5], CUSTOMERS[(i + 2) % 5]],
                                               "amount": [i + 1, 2 * i + 1]})
             print(f"committed {commit.seq}", flush=True)
         db.append("control", {"done": [True]})

@@ -4,6 +4,7 @@ cancelled wait for a batch, an ack or a close loses nothing and leaves nothing h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 import udr
-from udr.log.store import process_alive
+from udr.log.processes import process_alive
 
 COMMITS = 90
 
@@ -70,10 +71,8 @@ def test_a_cancelled_ack_leaves_the_next_ack_possible(db: udr.Lake) -> None:
                 task = asyncio.ensure_future(sub.ack(batch))
                 await asyncio.sleep(delay)
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
                 try:
                     await sub.ack(batch)  # if the cancelled ack was not durable yet
                 except udr.AckError as exc:

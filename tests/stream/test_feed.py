@@ -134,8 +134,8 @@ def test_batches_the_reader_does_not_want_are_skipped_but_drops_still_end_the_ta
         asked.append((commit.seq, table))
         return table == "a"
 
-    feed = Feed(db._handle.ctx.log, branch="main", tables=frozenset({"a", "b"}), after=Cursor(-1), source=LakeChanges(db._handle.ctx),
-                wants=wants)
+    feed = Feed(db._handle.ctx.log, branch="main", tables=frozenset({"a", "b"}), after=Cursor(-1),
+                source=LakeChanges(db._handle.ctx), wants=wants)
     assert _drain(feed) == [("a", "insert", 1), ("a", "insert", 3)]
     assert [t for _, t in asked] == ["a", "b", "a", "b"]
     assert set(feed.dropped) == {"b"}

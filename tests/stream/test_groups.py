@@ -124,11 +124,13 @@ def test_reset_is_refused_while_a_live_subscriber_holds_the_group(log: LogStore)
 def test_the_ack_hook_moves_the_position_inside_the_commit_or_not_at_all(log: LogStore) -> None:
     groups = GroupStore(log.env)
     groups.acquire("billing", "t1")
-    good = ack_hook([Ack("billing", "t1", None, _position(1, "a")), Ack("billing", "t1", Cursor(1, "a"), _position(1, "b"))])
+    good = ack_hook([Ack("billing", "t1", None, _position(1, "a")),
+                     Ack("billing", "t1", Cursor(1, "a"), _position(1, "b"))])
     with log.env.write() as txn:
         good(txn, log.env)
     assert groups.position("billing") == _position(1, "b")
-    bad = ack_hook([Ack("billing", "t1", Cursor(1, "b"), _position(2, "a")), Ack("billing", "t1", Cursor(7), _position(8))])
+    bad = ack_hook([Ack("billing", "t1", Cursor(1, "b"), _position(2, "a")),
+                    Ack("billing", "t1", Cursor(7), _position(8))])
     with pytest.raises(udr.ConflictError), log.env.write() as txn:
         bad(txn, log.env)
     # The first ack of the failed hook rolled back with its transaction.

@@ -91,10 +91,10 @@ async def test_parts_are_acknowledged_in_order_each_once(tmp_path: Path) -> None
     with _lake(tmp_path / "lake") as db:
         async with db.subscribe("t", group="g", max_rows=4000) as sub:
             a, b = await _take(sub, 2, ack=False)
-            with pytest.raises(udr.AckError, match="part 2 of 3.*out of order"):
+            with pytest.raises(udr.AckError, match=r"part 2 of 3.*out of order"):
                 await sub.ack(b)
             await sub.ack(a)
-            with pytest.raises(udr.AckError, match="part 1 of 3.*already acknowledged"):
+            with pytest.raises(udr.AckError, match=r"part 1 of 3.*already acknowledged"):
                 await sub.ack(a)
             with db.transaction(message="out") as tx:
                 tx.ack(sub, b)

@@ -204,9 +204,10 @@ class _Upkeep:
 
 # Looked up at each call, so a test can replace the staging step.
 _FLUSH = _Upkeep(MAINTENANCE_FLUSH_INLINE, "flush small writes of", compaction.flush_due,
-               lambda staging, table: compaction.flush_inline(staging, table), "the data is intact and stays inlined")
+               lambda staging, table: compaction.flush_inline(staging, table),  # noqa: PLW0108 - late binding
+               "the data is intact and stays inlined")
 _MERGE = _Upkeep(MAINTENANCE_MERGE, "merge the delta fragments of", compaction.merge_due,
-               lambda staging, table: compaction.merge_fragments(staging, table),
+               lambda staging, table: compaction.merge_fragments(staging, table),  # noqa: PLW0108 - late binding
                "the data is intact and keeps its fragments")
 
 
@@ -336,7 +337,8 @@ class _Keyed:
     def _touched(self, old: TableState, new: TableState) -> set[tuple[object, ...]]:
         """The keys of the rows that differ between two states of the table (removed or added)."""
         delta = state_delta(self.staging.rows, self.table, old, new)
-        return {k for rows in (delta.removed, delta.added) for k in zip(*(rows.column(c).to_pylist() for c in self.key))}
+        return {k for rows in (delta.removed, delta.added)
+                for k in zip(*(rows.column(c).to_pylist() for c in self.key))}
 
     def _merged(self) -> RowMerge:
         (base, head, staged), table = self.states, self.table

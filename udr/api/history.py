@@ -24,7 +24,8 @@ _TIME = pa.timestamp("us", tz="UTC")
 _STAMPS = ("_commit_id", "_commit_seq", "_commit_time")
 
 
-def first_parent_range(ctx: LakeContext, since: CommitId | None, until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
+def first_parent_range(ctx: LakeContext, since: CommitId | None,
+                       until: CommitId) -> list[tuple[CommitId, CommitRecord]]:
     """Commits after `since` up to and including `until` along first parents, oldest first (see
     `udr.log.graph.first_parent_range`)."""
     return graph.first_parent_range(ctx.log, since, until)
@@ -50,8 +51,8 @@ def commit_changes(ctx: LakeContext, table: str, cid: CommitId, record: CommitRe
     if first is not None and new is not None and not (op.drop or op.truncate or op.deletes) and (
             old is None or not op.create):
         # Only inserts: the live rows of the fragments the commit added (all of a new table's), in order.
-        return _first_inserts(ctx, table, new, new.fragments if old is None else new.appended({f.chunk for f in op.add}),
-                              first)
+        added = new.fragments if old is None else new.appended({f.chunk for f in op.add})
+        return _first_inserts(ctx, table, new, added, first)
     if op.create or op.drop or op.truncate:
         return paired(ctx, table, old, new)
     # Otherwise only the fragments the op adds or re-deletes can differ.
@@ -139,7 +140,8 @@ def _commits_touching(ctx: LakeContext, table: str, chain: list[tuple[CommitId, 
         yield cid, record, rows
 
 
-def _check_table_known(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]], until: CommitId) -> None:
+def _check_table_known(ctx: LakeContext, table: str, chain: list[tuple[CommitId, CommitRecord]],
+                       until: CommitId) -> None:
     if table in ctx.materializer.snapshot(until) or any(table in r.tables for _, r in chain):
         return
     raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, ctx.materializer.snapshot(until)))
@@ -159,9 +161,9 @@ def changes(ctx: LakeContext, table: str, since: CommitId | None, until: CommitI
     _check_table_known(ctx, table, chain, until)
     parts: list[pa.Table] = []
     wanted = limit
-    for cid, record, rows in _commits_touching(ctx, table, chain, until, limit) if limit != 0 else ():
+    for cid, record, touched in _commits_touching(ctx, table, chain, until, limit) if limit != 0 else ():
+        rows = touched if wanted is None else touched.slice(0, wanted)
         if wanted is not None:
-            rows = rows.slice(0, wanted)
             wanted -= rows.num_rows
         parts.append(_stamp(rows, cid, record))
         if wanted == 0:
@@ -222,7 +224,8 @@ def net_changes(ctx: LakeContext, a: CommitId, b: CommitId, tables: AbstractSet[
     return out
 
 
-def _differing(ctx: LakeContext, a: CommitId, b: CommitId) -> Iterator[tuple[str, TableState | None, TableState | None]]:
+def _differing(ctx: LakeContext, a: CommitId,
+               b: CommitId) -> Iterator[tuple[str, TableState | None, TableState | None]]:
     snap_a = ctx.materializer.snapshot(a)
     snap_b = ctx.materializer.snapshot(b)
     for table in sorted(set(snap_a) | set(snap_b)):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol, Union, cast
+from typing import Protocol, TypeAlias, cast
 
 import pyarrow as pa
 
 from udr.api.sources import read_source
 from udr.errors import SchemaError, UsageError
 
-TableData = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, Mapping[str, object], object]
+TableData: TypeAlias = pa.Table | pa.RecordBatch | pa.RecordBatchReader | Mapping[str, object] | object
 """Anything UDR accepts as rows: pyarrow Table, RecordBatch or RecordBatchReader, a pandas or polars
 DataFrame, a dict of columns, any object exporting the Arrow C stream interface, or the path of a Delta
 table, an Iceberg table, a directory of Parquet files or a glob of them (see `udr.read_source`)."""

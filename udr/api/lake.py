@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import final
 
 import pyarrow as pa
 
@@ -78,6 +79,7 @@ def open(path: str | os.PathLike[str] = "lake", *, create: bool = True, cache: s
     return Lake(Path(path), create=create)
 
 
+@final
 class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
     """A handle on one lake directory (or a lake in memory). Use as a context manager or call `close()`."""
 
@@ -289,8 +291,8 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         """`connect`, raising `CorruptionError` now if `query` names a damaged table (rather than a
         DuckDB error when its rows are fetched)."""
         named = named_tables(query)
-        con, damaged = self._handle.ctx.server.connect(self._handle.snapshot(branch, at), log_views=names_log_view(query),
-                                                       named=named)
+        con, damaged = self._handle.ctx.server.connect(self._handle.snapshot(branch, at),
+                                                       log_views=names_log_view(query), named=named)
         if damaged:
             hit = sorted(name for name in damaged if name.lower() in named)
             if hit:

@@ -73,7 +73,8 @@ class MaintenanceMethods:
         Raises:
             InvalidName, RefNotFound, UsageError, Expired: a bad name; no such ref; the hold exists; too late.
         """
-        return retention.hold(self._handle.ctx, name, self._handle.resolve(ref, "main"), reason, self._handle.author(author))
+        return retention.hold(self._handle.ctx, name, self._handle.resolve(ref, "main"), reason,
+                              self._handle.author(author))
 
     def release(self, name: str) -> None:
         """Remove hold `name` (its version may expire at the next `expire`).

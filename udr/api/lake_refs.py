@@ -134,7 +134,8 @@ class RefMethods:
         Raises:
             RefNotFound, UsageError, MergeConflict: no such ref; the root; `onto` changed its cells (nothing written).
         """
-        return replay.cherry_pick(self._handle.ctx, merging.reapplier(self._handle, "cherry-pick", self._handle.author(author)), self._handle.resolve(commit, onto), onto, author)
+        reapply = merging.reapplier(self._handle, "cherry-pick", self._handle.author(author))
+        return replay.cherry_pick(self._handle.ctx, reapply, self._handle.resolve(commit, onto), onto, author)
 
     def replay(self, onto: str, start: Ref, until: Ref = None, *, source: str = "main", skip: tuple[Ref, ...] = (),
                tables: list[str] | None = None, on_conflict: str = "raise", author: str | None = None) -> Commit:
@@ -145,5 +146,6 @@ class RefMethods:
         Raises:
             RefNotFound, UsageError, MergeConflict: bad ref or arguments; conflicts name their commit; `onto` not made.
         """
-        return replay.replay(self._handle.ctx, merging.reapplier(self._handle, "replay", self._handle.author(author)), self, onto=onto, start=start, until=until,
+        reapply = merging.reapplier(self._handle, "replay", self._handle.author(author))
+        return replay.replay(self._handle.ctx, reapply, self, onto=onto, start=start, until=until,
                              source=source, skip=skip, tables=tables, on_conflict=on_conflict)

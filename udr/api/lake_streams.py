@@ -63,8 +63,8 @@ class StreamMethods:
             self._check_streamed_tables(names, head, resume or after)
             wanted = frozenset(names)
         sub = Subscription(
-            self._handle.ctx.log, branch=branch, tables=wanted, group=group, start=after, source=self._handle.changes, member=member,
-            partitions=partitions, max_rows=max_rows, leases=self._leases)
+            self._handle.ctx.log, branch=branch, tables=wanted, group=group, start=after, source=self._handle.changes,
+            member=member, partitions=partitions, max_rows=max_rows, leases=self._leases)
         self._handle.subscriptions.add(sub)
         return sub
 
@@ -83,8 +83,8 @@ class StreamMethods:
         check_name(name, "group")
         self._handle.head(branch)
         self._refresh_groups()
-        reset_group(self._handle.ctx.log, name, seq=self._handle.ctx.log.get_commit(self._handle.resolve(to, branch)).seq,
-                    branch=branch, alive=self._leases.alive)
+        seq = self._handle.ctx.log.get_commit(self._handle.resolve(to, branch)).seq
+        reset_group(self._handle.ctx.log, name, seq=seq, branch=branch, alive=self._leases.alive)
 
     def delete_group(self, name: str) -> None:
         """Forget consumer group `name`: its positions, leases and members.

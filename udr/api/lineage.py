@@ -48,7 +48,8 @@ def row_history(ctx: LakeContext, table: str, key: Mapping[str, object], until: 
     # As readers see them: chunks an erasure replaced are read through its map, so erased values never show.
     records = {c: ctx.materializer.replaced(ctx.log.get_commit(c)) for c in graph.ancestors(ctx.log, until)}
     if state is None and not any(table in r.tables for r in records.values()):
-        raise TableNotFound(f"table {table!r} has no history here" + close_matches(table, ctx.materializer.snapshot(until)))
+        raise TableNotFound(f"table {table!r} has no history here"
+                            + close_matches(table, ctx.materializer.snapshot(until)))
     pk = list(state.primary_key) if state is not None and state.primary_key else None
     if pk is not None and set(key) != set(pk):
         raise UsageError(f"table {table!r} is keyed by {', '.join(pk)}; history needs exactly those columns")
@@ -68,7 +69,8 @@ def row_history(ctx: LakeContext, table: str, key: Mapping[str, object], until: 
                 picked = rows.filter(_matching(rows, key, table)) if rows is not None else pa.table({})
             if picked.num_rows:
                 parts.append((picked, cid, record))
-    schema = (ctx.rows.schema(state.schema) if state is not None else pa.schema([])).append(pa.field(CHANGE, pa.string()))
+    schema = (ctx.rows.schema(state.schema) if state is not None else pa.schema([]))
+    schema = schema.append(pa.field(CHANGE, pa.string()))
     for name, kind in _STAMPS:
         schema = schema.append(pa.field(name, kind))
     return _stamped(parts) if parts else schema.empty_table()
@@ -90,7 +92,8 @@ class _RowTracker:
     it was: only the few commits that delete rows need a deletion vector read.
     """
 
-    def __init__(self, ctx: LakeContext, table: str, key: Mapping[str, object], pk: list[str], schema: pa.Schema) -> None:
+    def __init__(self, ctx: LakeContext, table: str, key: Mapping[str, object], pk: list[str],
+                 schema: pa.Schema) -> None:
         self._ctx = ctx
         self.table = table
         self.key = key

@@ -50,7 +50,8 @@ class Window:
 
     def has_time(self, time_us: int) -> bool:
         """Whether an event at `time_us` (a ref move) lies in the window."""
-        return (self.since_us is None or time_us >= self.since_us) and (self.until_us is None or time_us <= self.until_us)
+        return ((self.since_us is None or time_us >= self.since_us)
+                and (self.until_us is None or time_us <= self.until_us))
 
 
 def log_window(log: LakeLog, since: Bound, until: Bound, branch: str) -> Window:

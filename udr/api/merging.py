@@ -51,7 +51,7 @@ def plan_table_merge(ctx: LakeContext, staging: Staging, table: str, base: Table
                  theirs: TableState | None, strategy: str | None, conflicts: list[Conflict]) -> Apply | None:
     """Plan the merge of one table into `staging` (whose state of it is `ours`): record conflicts, return the
     staging step (run only if none). Rows are read through `staging`, so `ours` may be a staged state."""
-    if ours == theirs or theirs == base:
+    if theirs in (ours, base):
         return None
     if ours == base:
         return lambda: staging.replace_table(table, theirs)
@@ -72,7 +72,7 @@ def plan_table_merge(ctx: LakeContext, staging: Staging, table: str, base: Table
     mine = history.paired(ctx, table, base, ours, staging.rows)
     if mine.num_rows == 0 and ours.schema == base.schema:
         return lambda: staging.replace_table(table, theirs)
-    if ours.schema != base.schema and theirs.schema != base.schema and ours.schema != theirs.schema:
+    if ours.schema != theirs.schema and base.schema not in (ours.schema, theirs.schema):
         return whole("schema changed on both sides")
     key = ours.primary_key
     if key is None and theirs.primary_key is None and base.primary_key is None:
@@ -337,6 +337,7 @@ def _stage_difference(ctx: LakeContext, staging: Staging, replayed: Staging, tab
             writes.delete_keys(ctx, staging, table, gone, counted=None)
         if new.num_rows:
             staging.add_rows(table, staging.rows.schema(head.schema), iter(new.to_batches()))
-        counted = {kind: int(pc.sum(pc.equal(kinds, kind)).as_py() or 0) for kind in ("insert", "update_after", "delete")}
+        counted = {kind: int(pc.sum(pc.equal(kinds, kind)).as_py() or 0)
+                   for kind in ("insert", "update_after", "delete")}
         if table in staging.ops:
             staging.recount(table, counted["insert"], counted["update_after"], counted["delete"])

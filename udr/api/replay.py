@@ -112,7 +112,8 @@ def replay(ctx: LakeContext, reapply: Reapply, lake: BranchMaker, *, onto: str, 
     outside = left_out - {cid for cid, _ in chain}
     if outside:
         raise UsageError(f"commit(s) {', '.join(sorted(c[:10] for c in outside))} to skip are not between "
-                         f"{first[:10]} and {last[:10]} on the first-parent history of {source!r}; nothing was replayed")
+                         f"{first[:10]} and {last[:10]} on the first-parent history of {source!r}; "
+                         "nothing was replayed")
     only = frozenset(tables) if tables is not None else None
     lake.create_branch(onto, at=first)
     skipped: list[dict[str, object]] = []

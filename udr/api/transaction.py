@@ -10,7 +10,7 @@ time; several may be open on one handle.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Literal
+from typing import Literal, final
 
 import pyarrow as pa
 
@@ -32,6 +32,7 @@ from udr.values import ChangeBatch, Commit
 Isolation = Literal["snapshot", "serializable"]
 
 
+@final
 class Transaction:
     """A set of table changes that commits atomically or not at all.
 
@@ -246,7 +247,8 @@ class Transaction:
                       streaming: bool) -> None:
         """The rows of `table` (no key, staged as `state`) become `batches`, of schema `target` (see `overwrite`)."""
         if state.rows and not streaming and self._staging.require(table).schema == state.schema:
-            writes.replace_multiset(self._ctx, self._staging, table, pa.Table.from_batches(list(batches), schema=target))
+            rows = pa.Table.from_batches(list(batches), schema=target)
+            writes.replace_multiset(self._ctx, self._staging, table, rows)
             self._staging.overwritten.add(table)
         else:
             self._staging.truncate(table, state)
@@ -262,7 +264,8 @@ class Transaction:
         self._check_open()
         state = self._staging.require(table)
         if state.primary_key is None:
-            raise KeyViolation(f"table {table!r} has no primary key; upsert needs one (create_table(..., primary_key=[...]))")
+            raise KeyViolation(f"table {table!r} has no primary key; upsert needs one "
+                               "(create_table(..., primary_key=[...]))")
         schema, batches = to_batches(data, table)
         self._staging.writes[table] += 1
         target, batches = self._conformed(table, state, schema, batches, False)

@@ -65,7 +65,8 @@ def run_demo(path: Path | str | None, console: Console) -> None:
     console.print(f"The demo took {time.perf_counter() - started:.1f} s. The lake stays at {path}; explore it:")
     lake = shlex.quote(str(path))
     # Unwrapped, so the commands stay copyable on a narrow terminal.
-    console.print(Text(f'  udr --lake {lake} sql "SELECT status, count(*) FROM orders GROUP BY status"'), soft_wrap=True)
+    console.print(Text(f'  udr --lake {lake} sql "SELECT status, count(*) FROM orders GROUP BY status"'),
+                  soft_wrap=True)
     console.print(Text(f"  udr --lake {lake} log --graph"), soft_wrap=True)
 
 

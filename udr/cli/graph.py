@@ -1,9 +1,9 @@
-"""`udr log --graph`: ASCII lanes of the branch and merge structure, like `git log --graph`.
+r"""`udr log --graph`: ASCII lanes of the branch and merge structure, like `git log --graph`.
 
 `graph_rows` is pure, from commit ids and parents to rows of text: it knows nothing of lakes or terminals,
 so it can be tested with made-up ids; `log_graph` gathers a lake's commits, branches and tags for it. Lanes sit on even
-character columns; `/` and `\\` between them move an edge one lane per row, so edges never need more than
-the four characters `*`, `|`, `/`, `\\`. A lane may pass a stationary lane (drawn beside it, as git does),
+character columns; `/` and `\` between them move an edge one lane per row, so edges never need more than
+the four characters `*`, `|`, `/`, `\`. A lane may pass a stationary lane (drawn beside it, as git does),
 which keeps every layout drawable at the cost of an occasional crossing.
 """
 
@@ -18,7 +18,7 @@ Node = tuple[str, Sequence[str]]
 
 
 def graph_rows(nodes: Sequence[Node]) -> list[tuple[str, str | None]]:
-    """Draw the lanes of a commit graph, one text row per commit plus connector rows between them.
+    r"""Draw the lanes of a commit graph, one text row per commit plus connector rows between them.
 
     Args:
         nodes: `(id, parent ids)` pairs, every child before its parents (e.g. newest first by log
@@ -26,7 +26,7 @@ def graph_rows(nodes: Sequence[Node]) -> list[tuple[str, str | None]]:
 
     Returns:
         `(graph, id)` rows, top to bottom: `id` is the commit drawn as `*` on that row, or None for a
-        connector row of `|`, `/` and `\\`. Trailing spaces are stripped.
+        connector row of `|`, `/` and `\`. Trailing spaces are stripped.
     """
     known = {node_id for node_id, _ in nodes}
     lanes: list[str] = []
@@ -48,9 +48,9 @@ def graph_rows(nodes: Sequence[Node]) -> list[tuple[str, str | None]]:
 
 
 def _transitions(edges: list[tuple[int, int]]) -> list[str]:
-    """Connector rows moving each edge from its source to its target column, one column per row.
+    r"""Connector rows moving each edge from its source to its target column, one column per row.
 
-    Edges moving right go first, then those moving left, so a `\\` and a `/` never compete for one cell.
+    Edges moving right go first, then those moving left, so a `\` and a `/` never compete for one cell.
     """
     rows: list[str] = []
     at = [source for source, _ in edges]

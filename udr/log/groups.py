@@ -366,7 +366,8 @@ def dump(doc: Mapping[str, object]) -> bytes:
 
 def _busy(group: str, held: Lease) -> str:
     who = "this process" if held.pid == os.getpid() else f"process {held.pid}"
-    return f"group {group!r} is consumed by a live subscriber in {who}; one subscriber per group at a time, unless each names a member (member=...)"
+    return (f"group {group!r} is consumed by a live subscriber in {who}; one subscriber per group at a time, "
+            "unless each names a member (member=...)")
 
 
 def position_from(doc: JsonDoc) -> Position:

@@ -218,12 +218,13 @@ class MemberStore:
         part = self._partition(ack.group, ack.partition, raw_part) if raw_part is not None else None
         if part is None or part.owner != ack.token:
             raise GroupBusy(f"member {ack.member!r} no longer owns partition {ack.partition} of group {ack.group!r} "
-                            "(it was rebalanced to another member, which gets the batch again); go on with the next batch")
+                            "(it was rebalanced to another member, which gets the batch again); "
+                            "go on with the next batch")
         current = part.position.cursor
         if current != ack.expected:
             if current.sort_key() >= ack.new.cursor.sort_key():
-                raise AckError(f"partition {ack.partition} of group {ack.group!r} already acknowledged {ack.new.cursor} "
-                               f"(it is at {current})")
+                raise AckError(f"partition {ack.partition} of group {ack.group!r} already acknowledged "
+                               f"{ack.new.cursor} (it is at {current})")
             raise ConflictError(f"partition {ack.partition} of group {ack.group!r} moved from {ack.expected} to "
                                 f"{current} after this member read it; subscribe again")
         self._put_partition(txn, ack.group, replace(part, position=ack.new))

@@ -1,10 +1,10 @@
-"""Pins: durable records that keep chunk files alive for an owner outside the log (`pins` sub-database).
+r"""Pins: durable records that keep chunk files alive for an owner outside the log (`pins` sub-database).
 
 Some chunks are referenced by no commit but by something the lake serves to the outside, such as the
 Parquet copies of inline fragments that a published Iceberg table names. An owner (an opaque string, e.g.
 `iceberg:/abs/dest`) pins each such chunk under a name of its choosing; `LogStore.collect_garbage` keeps
 every pinned chunk, and `release` drops all of an owner's pins at once. The log does not interpret owners
-or names. Keys: `OWNER \\0 NAME` (UTF-8) -> chunk id (ASCII hex). Each method is one LMDB transaction;
+or names. Keys: `OWNER \0 NAME` (UTF-8) -> chunk id (ASCII hex). Each method is one LMDB transaction;
 safe across threads and processes.
 """
 

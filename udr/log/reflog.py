@@ -3,7 +3,8 @@ to and why, in the log's `reflog` sub-database.
 
 Invariants:
 - A move is recorded by `record_move` inside the LMDB write transaction that moves the ref
-  (`LogStore.set_ref` calls it, with the `reflog` sub-database's handle), so a ref and the record of its move become durable together or not at all.
+  (`LogStore.set_ref` calls it, with the `reflog` sub-database's handle), so a ref and the record of its move
+  become durable together or not at all.
 - Entries are never changed or deleted, and keys are consecutive from 0: key order is the order of moves.
   The ref log is part of the log, not derived state: nothing rebuilds it.
 - Lakes made before the ref log existed (or written by such a udr) have no entries for those moves.

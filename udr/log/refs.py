@@ -15,10 +15,10 @@ MAX_NAME = 255
 
 
 def check_name(name: object, what: str) -> str:
-    """Return `name` if it is a valid table, branch, tag or group name.
+    r"""Return `name` if it is a valid table, branch, tag or group name.
 
     Raises:
-        InvalidName: empty, over 255 characters, or containing '/', '\\', '..' or a control character;
+        InvalidName: empty, over 255 characters, or containing '/', '\', '..' or a control character;
             a branch, tag or group name also by git's check-ref-format rules: no space or any of
             '~^:?*[@', not starting with '-' or '.', not ending with '.' or '.lock'.
     """

@@ -5,10 +5,11 @@ LMDB never overwrites a page in place: a deleted value's bytes stay in freed pag
 live page it was deleted from, and in the page buffers LMDB recycles within a process without clearing them
 (which then carry them into the unused space of pages it writes later). `scrub` reopens the environment
 (dropping those buffers), rewrites every sub-database into fresh zero-filled pages, commits once more so every
-page freed so far becomes reusable, then fills the free pages with zeros through a filler it deletes again. Pages still pinned by
-another process's open read transaction are not reusable yet; `scrub` reports whether the data file shrank
-to what is live. Each step is one durable write transaction, so a crash leaves a consistent log (filler
-keys left by a crash are deleted by the next scrub). Callers: the facade's `gc`; safe across processes.
+page freed so far becomes reusable, then fills the free pages with zeros through a filler it deletes again.
+Pages still pinned by another process's open read transaction are not reusable yet; `scrub` reports
+whether the data file shrank to what is live. Each step is one durable write transaction, so a crash leaves
+a consistent log (filler keys left by a crash are deleted by the next scrub). Callers: the facade's `gc`;
+safe across processes.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ Safe across threads and processes (LMDB serializes writers; readers see a consis
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -93,7 +94,8 @@ class LogStore:
 
     def __init__(self, root: Path, *, create: bool = True, durable: bool = True,
                  envs: tuple[Environment, Environment] | None = None) -> None:
-        """Open the lake at `root`, creating an empty one if missing or empty (and `create`); fsync unless not `durable`.
+        """Open the lake at `root`, creating an empty one if missing or empty (and `create`); fsync unless not
+        `durable`.
 
         `envs` (log, cache) replace the LMDB environments under `root` (`udr.log.memory.MemoryLogStore`).
 
@@ -199,10 +201,9 @@ class LogStore:
     def _remember(self, cid: CommitId, record: CommitRecord) -> None:
         records = self._records
         if len(records) >= _RECORDS_KEPT:
-            try:
+            # Another thread may evict or insert at the same moment: the bound holds loosely.
+            with contextlib.suppress(KeyError, StopIteration, RuntimeError):
                 del records[next(iter(records))]
-            except (KeyError, StopIteration, RuntimeError):
-                pass  # another thread evicted or inserted at the same moment: the bound holds loosely
         records[cid] = record
 
     def head(self, branch: str, txn: IndexTxn | None = None) -> CommitId | None:
@@ -355,7 +356,8 @@ class LogStore:
         with self.env.write() as txn:
             head = self.head(record.branch, txn)
             if head is None:
-                raise RefNotFound(f"branch {record.branch!r} does not exist" + close_matches(record.branch, self.branches()))
+                raise RefNotFound(f"branch {record.branch!r} does not exist"
+                                  + close_matches(record.branch, self.branches()))
             if head != base:
                 if not rebase:
                     raise ConflictError(
@@ -380,7 +382,8 @@ class LogStore:
                 parents=(head, *record.parents[1:]),
                 time_us=max(time.time_ns() // 1000, parent_time + 1),
             )
-            cid, final = self._store_commit(txn, final, record.branch, head, Reason(action, final.message, mover or final.author))
+            reason = Reason(action, final.message, mover or final.author)
+            cid, final = self._store_commit(txn, final, record.branch, head, reason)
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 

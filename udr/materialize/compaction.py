@@ -22,8 +22,8 @@ from dataclasses import replace
 from udr.log import format as lake_format
 from udr.log.commits import Deletes, TableOp
 from udr.materialize import schemas
-from udr.materialize.states import FragmentState, TableState
 from udr.materialize.staging import Staging
+from udr.materialize.states import FragmentState, TableState
 
 
 def flush_due(snapshot: Mapping[str, TableState], tables: list[str]) -> list[str]:

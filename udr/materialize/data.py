@@ -195,11 +195,12 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterat
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
-        while batch.num_rows:
-            take = min(rows - count, batch.num_rows)
-            pending.append(batch.slice(0, take))
+        rest = batch
+        while rest.num_rows:
+            take = min(rows - count, rest.num_rows)
+            pending.append(rest.slice(0, take))
             count += take
-            batch = batch.slice(take)
+            rest = rest.slice(take)
             if count == rows:
                 yield pa.Table.from_batches(pending)
                 pending, count = [], 0

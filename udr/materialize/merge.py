@@ -36,8 +36,9 @@ class RowMerge:
     conflicts: list[Conflict]
 
 
-def _sides(changes: pa.Table, key: Sequence[str]) -> dict[tuple[object, ...], tuple[dict[str, object] | None, dict[str, object] | None]]:
-    """key -> (row before, row after); None for "did not exist"."""
+def _sides(changes: pa.Table,
+           key: Sequence[str]) -> dict[tuple[object, ...], tuple[dict[str, object] | None, dict[str, object] | None]]:
+    """Key -> (row before, row after); None for "did not exist"."""
     out: dict[tuple[object, ...], tuple[dict[str, object] | None, dict[str, object] | None]] = {}
     columns = [c for c in changes.column_names if not c.startswith("_")]
     kinds = changes.column(CHANGE).to_pylist()

@@ -115,7 +115,8 @@ def merge_multiset(base: pa.Table, ours: pa.Table, theirs: pa.Table, *, table: s
     result = o + t - b
     negative = np.flatnonzero(result < 0)
     if negative.size:
-        return MultisetMerge(pa.array([], pa.int64()), base.schema.empty_table(), _conflicts(table, base, base_codes, negative, b, o, t))
+        return MultisetMerge(pa.array([], pa.int64()), base.schema.empty_table(),
+                             _conflicts(table, base, base_codes, negative, b, o, t))
     remove = _surplus(our_codes, result)
     add = _surplus(their_codes, b)
     return MultisetMerge(pa.array(remove, pa.int64()), _take(theirs, add), [])
@@ -133,7 +134,8 @@ def _row_codes(reference: pa.Table, tables: list[pa.Table]) -> tuple[list[_Codes
         encoded = pc.dictionary_encode(column, null_encoding="encode")
         if not encoded.num_chunks:
             continue
-        column_codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks]).astype(np.int64)
+        column_codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False)
+                                       for c in encoded.chunks]).astype(np.int64)
         # Folding codes as a mixed-radix number stays below 2**63 while `distinct` is dense: n_rows**2 fits.
         codes = codes * max(len(c.dictionary) for c in encoded.chunks) + column_codes
         codes, distinct = _densify(codes)
@@ -145,7 +147,8 @@ def _check_columns(reference: pa.Table, tables: list[pa.Table]) -> None:
     names = reference.column_names
     for other in tables:
         if sorted(other.column_names) != sorted(names):
-            raise SchemaError(f"cannot compare rows with columns {other.column_names} to rows with columns {names}; select the same columns on both sides")
+            raise SchemaError(f"cannot compare rows with columns {other.column_names} to rows with columns {names}; "
+                              "select the same columns on both sides")
 
 
 def _densify(codes: _Codes) -> tuple[_Codes, int]:
@@ -180,4 +183,5 @@ def _conflicts(
     order = np.argsort(base_codes, kind="stable")
     first = order[np.searchsorted(base_codes[order], codes)]
     rows = base.take(pa.array(first, pa.int64())).to_pylist()
-    return [Conflict(table, row, None, int(b[c]), int(o[c]), int(t[c])) for row, c in zip(rows, codes.tolist(), strict=True)]
+    return [Conflict(table, row, None, int(b[c]), int(o[c]), int(t[c]))
+            for row, c in zip(rows, codes.tolist(), strict=True)]

@@ -3,8 +3,9 @@ erasure replaced chunks.
 
 `live_data` folds every commit in the log (through every erasure's replacement map) and collects, for each
 table of each version that is not expired, the chunk files, inline row blobs and deletion vectors of its
-fragments, plus the before-images of the commits whose changes are still readable. `gc` deletes everything else; `verify` counts what is absent but
-unneeded as expired rather than damaged. Pure over the log and the materializer; safe from any thread.
+fragments, plus the before-images of the commits whose changes are still readable. `gc` deletes everything
+else; `verify` counts what is absent but unneeded as expired rather than damaged. Pure over the log and the
+materializer; safe from any thread.
 """
 
 from __future__ import annotations

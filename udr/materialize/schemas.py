@@ -95,9 +95,10 @@ def with_fresh_ids(schema: pa.Schema, current: pa.Schema, taken: Iterable[str]) 
             while f"{fid}#{n}" in used:
                 n += 1
             fid = f"{fid}#{n}"
-            f = f.with_metadata({**(f.metadata or {}), ID_KEY: fid.encode()})
+            fields.append(f.with_metadata({**(f.metadata or {}), ID_KEY: fid.encode()}))
+        else:
+            fields.append(f)
         used.add(fid)
-        fields.append(f)
     return pa.schema(fields)
 
 

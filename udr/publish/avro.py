@@ -138,7 +138,8 @@ def decode_manifest(data: bytes, path: str) -> tuple[int, tuple[FileEntry, ...]]
         if meta.get("content") == "deletes":
             content = POSITION_DELETES
     except (ValueError, KeyError, TypeError, EOFError) as exc:
-        raise CorruptionError(f"Iceberg manifest {path} is unreadable: {exc}; publish again to a new destination") from exc
+        raise CorruptionError(f"Iceberg manifest {path} is unreadable: {exc}; "
+                              "publish again to a new destination") from exc
     return content, tuple(entries)
 
 
@@ -150,7 +151,8 @@ def encode_manifest_list(manifests: Sequence[Manifest], snapshot_id: int, parent
         added = [e for e in m.entries if e.snapshot_id == m.added_snapshot_id]
         records.append({
             "manifest_path": m.path, "manifest_length": m.length, "partition_spec_id": 0, "content": m.content,
-            "sequence_number": m.sequence, "min_sequence_number": min((e.sequence for e in m.entries), default=m.sequence),
+            "sequence_number": m.sequence,
+            "min_sequence_number": min((e.sequence for e in m.entries), default=m.sequence),
             "added_snapshot_id": m.added_snapshot_id,
             "added_files_count": len(added), "existing_files_count": len(m.entries) - len(added),
             "deleted_files_count": 0, "added_rows_count": sum(e.rows for e in added),
@@ -175,4 +177,5 @@ def decode_manifest_list(data: bytes, path: str) -> list[tuple[str, int, int, in
                  int(r["added_snapshot_id"]))
                 for r in cast(list[dict[str, int]], list(fastavro.reader(io.BytesIO(data))))]
     except (ValueError, KeyError, TypeError, EOFError) as exc:
-        raise CorruptionError(f"Iceberg manifest list {path} is unreadable: {exc}; publish again to a new destination") from exc
+        raise CorruptionError(f"Iceberg manifest list {path} is unreadable: {exc}; "
+                              "publish again to a new destination") from exc

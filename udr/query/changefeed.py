@@ -101,8 +101,8 @@ def _paired_in_memory(schema: pa.Schema, out_schema: pa.Schema, removed: pa.Tabl
     parts = [(deleted, ["delete"] * deleted.num_rows),
              (interleaved, ["update_before", "update_after"] * len(pairs)),
              (_sorted(_take(added, inserts), key), ["insert"] * len(inserts))]
-    return conform(pa.concat_tables([rows.append_column(CHANGE, pa.array(kinds, pa.string())) for rows, kinds in parts]),
-                   out_schema)
+    stamped = [rows.append_column(CHANGE, pa.array(kinds, pa.string())) for rows, kinds in parts]
+    return conform(pa.concat_tables(stamped), out_schema)
 
 
 def _take(rows: pa.Table, indices: list[int]) -> pa.Table:

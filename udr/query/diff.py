@@ -136,7 +136,8 @@ def _single_key_diff(current: CurrentRows, new: pa.Table, key: str, *, table: st
     for bit, (c, hit) in enumerate(zip(values, found.hits)):
         mask |= hit.astype(np.uint64) << np.uint64(bit)
         olds.append(pc.if_else(pa.array(hit), prior.column(c), pa.scalar(None, prior.column(c).type)))
-    image = pa.table([updated.column(key), pa.array(mask), *olds], names=[key, "__mask", *["__old_" + c for c in values]])
+    image = pa.table([updated.column(key), pa.array(mask), *olds],
+                     names=[key, "__mask", *["__old_" + c for c in values]])
     gone = gather(old, gone_index)
     return KeyedDiff(inserted, updated, replaced, removed, before_image(image, gone, new.schema, [key], values))
 

@@ -137,11 +137,9 @@ def _run(target: WriteTarget, direct: DirectWrites, st: Statement) -> None:
         target.drop_table(table)
     elif st.kind == "ALTER TABLE":
         _alter(target, st, table)
-    elif st.kind == "INSERT" and _insert(target, st, table):
-        return
-    elif st.kind == "UPDATE" and _keyed_update(target, direct, st, table):
-        return
-    elif st.kind == "DELETE" and _keyed_delete(target, st, table):
+    elif ((st.kind == "INSERT" and _insert(target, st, table))
+          or (st.kind == "UPDATE" and _keyed_update(target, direct, st, table))
+          or (st.kind == "DELETE" and _keyed_delete(target, st, table))):
         return
     elif st.kind in {"INSERT", "UPDATE", "DELETE", "MERGE"}:
         with _scratch(target, st, table) as (con, scratch):

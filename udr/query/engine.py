@@ -110,7 +110,8 @@ class _Places:
         parts = [(self._index[f.chunk], reader.deleted_positions(f)) for f in frags if f.deletes is not None]
         frag = [np.full(len(p), i, dtype=np.uint32) for i, p in parts]
         return pa.table({"__dfrag": pa.array(np.concatenate(frag) if frag else [], pa.uint32()),
-                         "__dpos": pa.concat_arrays([p.cast(pa.uint32()) for _, p in parts] or [pa.array([], pa.uint32())])})
+                         "__dpos": pa.concat_arrays([p.cast(pa.uint32()) for _, p in parts]
+                                                    or [pa.array([], pa.uint32())])})
 
     def inline(self, rows: pa.Table, frag: FragmentState) -> pa.Table:
         """Live rows of inline fragment `frag` (with their `__pos`) given their `__frag`."""

@@ -9,7 +9,8 @@
 
 They join with change tables (`"t@A..B"`) on `_commit_id`. The Arrow tables behind them are built once per
 state of the log (its last sequence number and every ref) and cached, so a connection costs only their
-registration, and a rebuild decodes only the commits the previous one did not hold; `names_log_view` tells whether a query needs them at all. A user table of the same name wins.
+registration, and a rebuild decodes only the commits the previous one did not hold; `names_log_view` tells
+whether a query needs them at all. A user table of the same name wins.
 Safe across threads.
 """
 

@@ -69,7 +69,8 @@ def _checked(kind: str, text: str, tree: exp.Expr) -> Statement:
             actions = tree.args.get("actions") or []
             bad = [a for a in actions if not isinstance(a, _ALTER_ACTIONS)
                    or (isinstance(a, exp.Drop) and str(a.args.get("kind") or "").upper() != "COLUMN")
-                   or (isinstance(a, exp.AddConstraint) and not all(isinstance(c, exp.PrimaryKey) for c in a.expressions))]
+                   or (isinstance(a, exp.AddConstraint)
+                       and not all(isinstance(c, exp.PrimaryKey) for c in a.expressions))]
             if bad or len(actions) != 1:
                 raise UsageError("this ALTER TABLE cannot run in a UDR lake: it runs ADD COLUMN, DROP COLUMN, "
                                  "RENAME COLUMN, ALTER COLUMN ... TYPE and ADD PRIMARY KEY, one per statement")

@@ -71,6 +71,7 @@ def _typed(piece: str) -> Statement | None:
 
 
 def kind_name(statement: Statement) -> str:
+    """The statement's kind as DuckDB names it, with spaces for underscores (e.g. "SELECT", "VARIABLE SET")."""
     return str(statement.type).rpartition(".")[2].replace("_", " ")
 
 

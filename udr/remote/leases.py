@@ -17,6 +17,7 @@ refuses its acks, so no batch is acknowledged twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -99,10 +100,8 @@ class RemoteLeases:
         self._delete(token)
 
     def _delete(self, token: str) -> None:
-        try:
+        with contextlib.suppress(StorageError):  # the deadline ends it anyway
             self._store.delete(lease_key(token))
-        except StorageError:
-            pass  # the deadline ends it anyway
 
     def close(self) -> None:
         """Stop renewing (leases still held lapse at their deadline)."""

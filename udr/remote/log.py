@@ -2,10 +2,11 @@
 
 An entry is created only if absent (one conditional put), so exactly one writer wins each sequence number and
 a commit is visible exactly when its entry exists. An entry's commits and ref moves never change; only an
-erasure's purge rewrites it (`drop_blobs`, compare-and-swap on its ETag) without blobs the erasure replaced. Entries are found by
-reading forward (GET seq+1 until there is none), never by listing. An entry carries the stored bytes of the
-commits it adds, of the blobs they reference, and the ref-log records of the refs it moves (docs/FORMAT.md,
-"Remote log entry"). Chunks an entry references were uploaded before it was created. Safe across threads.
+erasure's purge rewrites it (`drop_blobs`, compare-and-swap on its ETag) without blobs the erasure replaced.
+Entries are found by reading forward (GET seq+1 until there is none), never by listing. An entry carries
+the stored bytes of the commits it adds, of the blobs they reference, and the ref-log records of the refs it
+moves (docs/FORMAT.md, "Remote log entry"). Chunks an entry references were uploaded before it was created.
+Safe across threads.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def decode_entry(seq: int, raw: bytes) -> Entry:
                     for key, value in doc.get("groups", ())},
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptionError(f"remote log entry {seq} is not a valid entry ({exc}); the remote lake is damaged") from exc
+        raise CorruptionError(f"remote log entry {seq} is not a valid entry ({exc}); "
+                              "the remote lake is damaged") from exc
     if entry.seq != seq:
         raise CorruptionError(f"remote log entry {seq} says it is entry {entry.seq}; the remote lake is damaged")
     return entry

@@ -2,8 +2,8 @@
 
 `ObjectStore` is the seam the remote log and the chunk mirror use: whole-object get, unconditional put (for
 content-addressed chunks, where a repeated put writes the same bytes), create-if-absent put (the commit point
-of the remote log), compare-and-swap on an ETag (an erasure purging a log entry), list and delete (gc only). `open_store` builds the real one from a URL (`s3://`, `gs://`,
-`az://`); obstore's stores are safe across threads.
+of the remote log), compare-and-swap on an ETag (an erasure purging a log entry), list and delete (gc only).
+`open_store` builds the real one from a URL (`s3://`, `gs://`, `az://`); obstore's stores are safe across threads.
 
 Every obstore failure is translated here into `udr.StorageError` (with `retryable` set for timeouts, dropped
 connections and server errors), or `LakeNotFound` for a missing bucket, so no layer above sees obstore.

@@ -18,6 +18,7 @@ written become visible (`udr.log.activity.wait_published`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -57,11 +58,9 @@ class _LocalWake:
         self._send.setblocking(False)
 
     def wake(self) -> None:
-        try:
+        # A full buffer already holds a pending wake-up; a closed socket belongs to a closed waiter.
+        with contextlib.suppress(OSError):
             self._send.send(b"\0")
-        except OSError:
-            # A full buffer already holds a pending wake-up; a closed socket belongs to a closed waiter.
-            pass
 
     def drain(self) -> None:
         try:

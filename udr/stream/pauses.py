@@ -24,7 +24,7 @@ _frozen = False
 
 def freeze_long_lived_objects() -> None:
     """Collect, then exempt every surviving object from later collections; once per process."""
-    global _frozen
+    global _frozen  # noqa: PLW0603 - gc.freeze() is per process, and so is the flag that it ran
     with _lock:
         if _frozen:
             return

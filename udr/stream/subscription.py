@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import final
 
 import anyio
 import anyio.lowlevel
@@ -77,6 +78,7 @@ class PendingAck:
         self.subscription._acknowledged(self.delivery)
 
 
+@final
 class Subscription:
     """The change batches of one branch, as an async iterator: `async for batch in sub: ...`.
 
@@ -108,8 +110,8 @@ class Subscription:
         if partitions is not None and member is None:
             raise UsageError("partitions= splits a group between members: give this subscriber a member=... name")
         if member is not None and group is not None:
-            self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch, tables=tables,
-                                      start=start, source=source, max_rows=max_rows, leases=self._leases)
+            self._member = MemberFeed(log, group=group, member=member, partitions=partitions, branch=branch,
+                                      tables=tables, start=start, source=source, max_rows=max_rows, leases=self._leases)
         after = start
         stored = self._acquire(group) if group is not None and member is None else None
         # Tables the group stopped following when they were dropped: not followed again on resume.

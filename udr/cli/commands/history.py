@@ -35,7 +35,8 @@ from udr.cli.rows import RowOutput, emit_rows, row_options
 @click.option("--since", metavar="REF|TIME", help="Only commits after this one, or at or after this time.")
 @click.option("--until", metavar="REF|TIME", help="Only commits up to this one, or at or before this time.")
 @click.option("--grep", help="Only commits whose message contains this text.")
-@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Only commits with this metadata (repeatable).")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE",
+              help="Only commits with this metadata (repeatable).")
 @click.option("--graph", is_flag=True,
               help="Draw the commits of every branch (or only --branch) as lanes with merges, like git log --graph.")
 @click.pass_context

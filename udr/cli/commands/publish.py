@@ -23,7 +23,8 @@ def publish() -> None:
 @publish.command("iceberg")
 @click.argument("dest")
 @click.option("--table", "tables", multiple=True, help="A table to publish (repeatable; default: every table).")
-@click.option("--branch", default="main", show_default=True, help="Branch to publish (as the Iceberg branch of that name).")
+@click.option("--branch", default="main", show_default=True,
+              help="Branch to publish (as the Iceberg branch of that name).")
 @click.option("--follow", is_flag=True, help="Keep publishing each new commit until Ctrl-C.")
 @click.pass_obj
 def publish_iceberg(lake: Path, dest: str, tables: tuple[str, ...], branch: str, follow: bool) -> None:
