@@ -48,11 +48,12 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.groups import ack_hook, write_acks
-from udr.log.placement import check_reads, commute
+from udr.log.placement import check_reads, commutes
 from udr.log.races import HeadMoved
 from udr.log.turns import commit_turn, flush_turn
 from udr.materialize import compaction
 from udr.materialize.changes import state_delta
+from udr.materialize.keyhashes import with_added
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging
@@ -97,7 +98,9 @@ def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[Pen
 
 
 def _settle(handle: Handle, staging: Staging) -> None:
-    """Attach before-images still valid, and recount tables written more than once as net changes."""
+    """Attach the keys of keyed writes and before-images still valid, and recount tables written more than once
+    as net changes."""
+    staging.keyed.attach(staging.ops)
     staging.settle_before_images()
     for table, count in staging.writes.items():
         op = staging.ops.get(table)
@@ -125,7 +128,8 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
             record = CommitRecord(
                 parents=intent.parents or (staging.base,), seq=0, branch=intent.branch, time_us=0,
                 author=intent.author, message=intent.message, metadata=dict(intent.metadata),
-                tables=dict(sorted(staging.ops.items())),
+                tables={t: with_added(op, staging.base_tables.get(t), staging.blobs)
+                        for t, op in sorted(staging.ops.items())},
             )
             try:
                 return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.named_blobs(),
@@ -151,8 +155,7 @@ def _behind(handle: Handle, staging: Staging, intent: Intent) -> bool:
     for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, head)):
         if cid == staging.base or steps == _LOOK_BACK:
             return False  # not found near the head (a reset branch): the append tells
-        if any(t not in placeable or not commute(op, other.tables[t]) for t, op in staging.ops.items()
-               if t in other.tables):
+        if any(not commutes(t, op, other.tables[t], placeable) for t, op in staging.ops.items() if t in other.tables):
             return True
     return False
 

@@ -35,6 +35,7 @@ from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commi
 from udr.log.envtypes import CommitHook, Environment, IndexTxn
 from udr.log.format import (
     CACHE_DIR,
+    CHAINED_VECTORS_VERSION,
     COLUMN_IDS_VERSION,
     DB_BLOBS,
     DB_COMMITS,
@@ -56,6 +57,7 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
+from udr.log.keyplace import repoint
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import check_placeable
 from udr.log.processes import process_alive
@@ -281,7 +283,10 @@ class LogStore:
             CorruptionError: missing, or does not hash to its id.
         """
         with self.env.read() as txn:
-            stored = txn.get(blob.encode(), db=self.env.db(DB_BLOBS))
+            return self._stored_blob(txn, blob, kind)
+
+    def _stored_blob(self, txn: IndexTxn, blob: BlobId, kind: BlobKind) -> bytes:
+        stored = txn.get(blob.encode(), db=self.env.db(DB_BLOBS))
         if stored is None:
             raise CorruptionError(f"blob {blob} ({kind.name.lower()}) is missing from the log")
         return unframe_blob(blob, stored, expect=kind)
@@ -362,7 +367,9 @@ class LogStore:
                         f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} after this operation "
                         "began; reload and retry"
                     )
-                self._check_rebase(txn, record, base, head, placeable, read)
+                between = self._check_rebase(txn, record, base, head, placeable, read)
+                record, blobs = repoint(record, between, blobs, lambda v: self._stored_blob(txn, v, BlobKind.DELETES),
+                                        chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
             self._put_blobs(txn, blobs, framed)
             self._check_not_replaced(txn, record)
             for op in record.tables.values():
@@ -392,10 +399,13 @@ class LogStore:
                     raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
 
     def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId,
-                      placeable: frozenset[str], read: frozenset[str]) -> None:
+                      placeable: frozenset[str], read: frozenset[str]) -> list[CommitRecord]:
+        """The commits from `head` back to `base` (newest first), once each is found to commute with `record`."""
+        between: list[CommitRecord] = []
         cursor: CommitId = head
         while cursor != base:
             other = self.get_commit(cursor, txn)
+            between.append(other)
             check_placeable(record, cursor, other, head=head, base=base, placeable=placeable, read=read)
             if not other.parents:
                 raise ConflictError(
@@ -403,6 +413,7 @@ class LogStore:
                     "descend from it; reload and retry"
                 )
             cursor = other.parents[0]
+        return between
 
     def _store_commit(
         self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason

@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
-from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, BlobId
+from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, VECTOR_CHAIN_MAGIC, BlobId
 
 VectorGetter = Callable[[BlobId], bytes]
 """The DELETES payload of a vector blob (raises `CorruptionError` when it is missing)."""
 
 # A chained payload: this magic, the base's blob id (32 raw bytes), the depth (1 byte), then the Parquet file.
-_CHAINED = b"UDRC"
+_CHAINED = VECTOR_CHAIN_MAGIC
 _HEADER = len(_CHAINED) + 32 + 1
 # A gaps body: this magic, a width w (1, 2 or 4), then each gap to the previous position (the first: the
 # position itself) as a w-byte little-endian unsigned integer; the log's zstd framing packs the high bytes.

@@ -1,0 +1,151 @@
+"""udr.log.keyplace: the log places keyed writes of disjoint keys over each other, re-pointing the deletion
+vectors they both set, and refuses (`HeadMoved`) colliding keys and links it cannot re-point; checked against
+an in-memory model of the deleted positions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp
+from udr.log.format import MAX_VECTOR_CHAIN, BlobId, BlobKind, ChunkId, CommitId
+from udr.log.hashing import content_id, key_hashes
+from udr.log.keyplace import keyed_commute
+from udr.log.memory import MemoryLogStore
+from udr.log.races import HeadMoved
+from udr.log.store import LogStore
+from udr.materialize.vectors import chain_link, encode_positions, read_vector
+
+ROWS = 64
+FRAGMENT = ChunkId(content_id(b"the bulk-loaded fragment"))
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """The log's head as the model sees it: the fragment's vector, its count and depth, the keys each commit
+    since the table was made touched (newest last)."""
+
+    head: CommitId
+    vector: BlobId | None
+    count: int
+    depth: int
+
+
+def _hashes(keys: set[int]) -> tuple[int, ...]:
+    return key_hashes(k.to_bytes(8, "big") for k in keys)
+
+
+def _setup(log: LogStore) -> _State:
+    head = log.head("main")
+    assert head is not None
+    schema = BlobId(content_id(b"schema"))
+    record = CommitRecord(parents=(head,), seq=0, branch="main", time_us=0, author="t", message="load",
+                          tables={"kv": TableOp(create=True, schema=schema, primary_key=("k",),
+                                                add=(Fragment(FRAGMENT, ROWS, True, schema),))})
+    cid, _ = log.append(record, base=head, rebase=False, blobs={schema: (BlobKind.SCHEMA, b"schema")})
+    return _State(cid, None, 0, 0)
+
+
+def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False) -> tuple[CommitId, CommitRecord]:
+    """A keyed write made on `base` deleting the rows (position = key) of `keys`, as a writer stages it: its
+    vector chained onto the base's (whole when the base has none, the chain is full, or `whole`)."""
+    positions = np.array(sorted(keys), np.uint32)
+    chained = base.vector is not None and base.depth + 1 < MAX_VECTOR_CHAIN and not whole
+    if chained:
+        payload = encode_positions(positions, base=base.vector, depth=base.depth + 1, gaps=True)
+    else:
+        old = [] if base.vector is None else list(read_vector(base.vector, lambda v: log.get_blob(v, BlobKind.DELETES)).to_pylist())
+        payload = encode_positions(np.array(sorted({*old, *keys}), np.uint32), gaps=True)
+    vector = BlobId(content_id(payload))
+    op = TableOp(deletes=(Deletes(FRAGMENT, vector, base.count + len(keys)),), updated=len(keys),
+                 keys=_hashes(keys), added=(len(keys) if chained or base.vector is None else None,))
+    record = CommitRecord(parents=(base.head,), seq=0, branch="main", time_us=0, author="t", message="",
+                          tables={"kv": op})
+    return log.append(record, base=base.head, rebase=True, blobs={vector: (BlobKind.DELETES, payload)})
+
+
+def _state(log: LogStore, cid: CommitId, record: CommitRecord) -> _State:
+    [d] = record.tables["kv"].deletes
+    assert d.vector is not None
+    return _State(cid, d.vector, d.count, chain_link(log.get_blob(d.vector, BlobKind.DELETES))[1])
+
+
+def _deleted(log: LogStore, state: _State) -> list[int]:
+    assert state.vector is not None
+    return list(read_vector(state.vector, lambda v: log.get_blob(v, BlobKind.DELETES)).to_pylist())
+
+
+def test_disjoint_keyed_writes_on_one_base_are_all_placed(log: LogStore) -> None:
+    first = _state(log, *_upsert(log, _setup(log), {1, 2}))
+    _upsert(log, first, {3})
+    second_cid, second = _upsert(log, first, {4, 5})
+    third_cid, third = _upsert(log, first, {6, 7})  # begun on `first`: {3} and {4, 5} committed since
+    state = _state(log, third_cid, third)
+    assert state.vector is not None
+    assert third.parents == (second_cid,)  # placed on the head
+    assert chain_link(log.get_blob(state.vector, BlobKind.DELETES))[0] == second.tables["kv"].deletes[0].vector
+    assert _deleted(log, state) == [1, 2, 3, 4, 5, 6, 7]
+    assert state.count == 7
+
+
+def test_colliding_keys_are_refused(log: LogStore) -> None:
+    loaded = _setup(log)
+    _upsert(log, loaded, {1, 2})
+    with pytest.raises(HeadMoved):
+        _upsert(log, loaded, {2, 3})
+
+
+def test_a_whole_vector_over_a_concurrent_change_of_its_fragment_is_refused(log: LogStore) -> None:
+    first = _state(log, *_upsert(log, _setup(log), {1}))
+    _upsert(log, first, {2})
+    with pytest.raises(HeadMoved):
+        _upsert(log, first, {3}, whole=True)
+
+
+def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
+    keyed = TableOp(keys=(1, 2))
+    assert keyed_commute(keyed, TableOp(keys=(3,)))
+    assert not keyed_commute(keyed, TableOp(keys=(2,)))
+    assert not keyed_commute(keyed, TableOp())  # a delete by predicate names no keys
+    assert not keyed_commute(keyed, TableOp(keys=(3,), rewrite=True))  # a flush rewrites fragments
+    assert not keyed_commute(keyed, TableOp(keys=(3,), truncate=True))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 4), st.sets(st.integers(0, ROWS - 1), min_size=1, max_size=4)),
+                min_size=1, max_size=40))
+def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, set[int]]]) -> None:
+    """Each write begins `lag` commits behind the head. The log places it exactly when its keys are disjoint
+    from those of every commit since its base (and its chain fits); the fragment's vector is then the union."""
+    log = MemoryLogStore()
+    try:
+        states = [_setup(log)]
+        touched: list[set[int]] = [set()]
+        deleted: set[int] = set()
+        for lag, keys in writes:
+            at = max(0, len(states) - 1 - lag)
+            since = set().union(*touched[at + 1:])
+            # Keys deleted before the base are rows gone already: a writer would not find them.
+            keys = keys - {k for s in touched[:at + 1] for k in s}
+            if not keys:
+                continue
+            head, base = states[-1], states[at]
+            chained = base.vector is None or base.depth + 1 < MAX_VECTOR_CHAIN
+            expect = at == len(states) - 1 or (not since & keys and chained and head.depth + 1 < MAX_VECTOR_CHAIN)
+            try:
+                cid, record = _upsert(log, base, keys)
+            except HeadMoved:
+                assert not expect, (lag, keys, since)
+                continue
+            assert expect
+            states.append(_state(log, cid, record))
+            touched.append(keys)
+            deleted |= keys
+            assert _deleted(log, states[-1]) == sorted(deleted)
+            assert states[-1].count == len(deleted)
+    finally:
+        log.close()
