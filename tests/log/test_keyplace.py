@@ -33,6 +33,7 @@ class _State:
     vector: BlobId | None
     count: int
     depth: int
+    own: bool = False
 
 
 def _hashes(keys: set[int]) -> tuple[int, ...]:
@@ -62,7 +63,7 @@ def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False)
         payload = encode_positions(np.array(sorted({*old, *keys}), np.uint32), gaps=True)
     vector = BlobId(content_id(payload))
     op = TableOp(deletes=(Deletes(FRAGMENT, vector, base.count + len(keys)),), updated=len(keys),
-                 keys=_hashes(keys), added=(len(keys) if chained or base.vector is None else None,))
+                 keys=_hashes(keys), added=(len(keys),))
     record = CommitRecord(parents=(base.head,), seq=0, branch="main", time_us=0, author="t", message="",
                           tables={"kv": op})
     return log.append(record, base=base.head, rebase=True, blobs={vector: (BlobKind.DELETES, payload)})
@@ -71,7 +72,10 @@ def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False)
 def _state(log: LogStore, cid: CommitId, record: CommitRecord) -> _State:
     [d] = record.tables["kv"].deletes
     assert d.vector is not None
-    return _State(cid, d.vector, d.count, chain_link(log.get_blob(d.vector, BlobKind.DELETES))[1])
+    base, depth = chain_link(log.get_blob(d.vector, BlobKind.DELETES))
+    # A payload of its own positions over the parent's vector: what the log may stack onto a whole one.
+    own = base is not None and record.tables["kv"].added != (None,)
+    return _State(cid, d.vector, d.count, depth, own)
 
 
 def _deleted(log: LogStore, state: _State) -> list[int]:
@@ -99,11 +103,20 @@ def test_colliding_keys_are_refused(log: LogStore) -> None:
         _upsert(log, loaded, {2, 3})
 
 
-def test_a_whole_vector_over_a_concurrent_change_of_its_fragment_is_refused(log: LogStore) -> None:
+def test_a_whole_vector_gets_the_concurrent_commits_positions_chained_onto_it(log: LogStore) -> None:
     first = _state(log, *_upsert(log, _setup(log), {1}))
     _upsert(log, first, {2})
-    with pytest.raises(HeadMoved):
-        _upsert(log, first, {3}, whole=True)
+    _upsert(log, first, {3, 4})
+    cid, record = _upsert(log, first, {5}, whole=True)  # its chain was full: it names {1, 5}
+    state = _state(log, cid, record)
+    assert state.depth == 2  # {2}, then {3, 4}, each copied onto the whole vector
+    assert _deleted(log, state) == [1, 2, 3, 4, 5]
+    assert state.count == 5
+    assert record.tables["kv"].added == (None,)  # its payload is not its own positions over its parent's
+    with pytest.raises(HeadMoved):  # so a later whole vector cannot be stacked over it
+        _upsert(log, first, {6}, whole=True)
+    later = _state(log, *_upsert(log, first, {7}))  # while a payload of its own positions is re-pointed
+    assert _deleted(log, later) == [1, 2, 3, 4, 5, 7]
 
 
 def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
@@ -134,8 +147,11 @@ def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, s
             if not keys:
                 continue
             head, base = states[-1], states[at]
-            chained = base.vector is None or base.depth + 1 < MAX_VECTOR_CHAIN
-            expect = at == len(states) - 1 or (not since & keys and chained and head.depth + 1 < MAX_VECTOR_CHAIN)
+            if base.vector is None or base.depth + 1 < MAX_VECTOR_CHAIN:  # re-pointed onto the head's vector
+                linkable = head.depth + 1 < MAX_VECTOR_CHAIN
+            else:  # whole: the others' payloads are stacked onto it
+                linkable = all(s.own for s in states[at + 1:]) and len(states) - 1 - at < MAX_VECTOR_CHAIN
+            expect = at == len(states) - 1 or (not since & keys and linkable)
             try:
                 cid, record = _upsert(log, base, keys)
             except HeadMoved:

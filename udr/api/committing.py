@@ -100,7 +100,7 @@ def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[Pen
 def _settle(handle: Handle, staging: Staging) -> None:
     """Attach the keys of keyed writes and before-images still valid, and recount tables written more than once
     as net changes."""
-    staging.keyed.attach(staging.ops)
+    hashed = staging.keyed.hashed(staging.ops)
     staging.settle_before_images()
     for table, count in staging.writes.items():
         op = staging.ops.get(table)
@@ -113,6 +113,8 @@ def _settle(handle: Handle, staging: Staging) -> None:
             net = history.count_changes(handle.ctx, table, staging.base_tables.get(table), staging.state(table),
                                         staging.rows)
             staging.recount(table, net.inserted, net.updated, net.deleted)
+    for table, keys in hashed.items():
+        staging.ops[table] = replace(staging.ops[table], keys=keys)
 
 
 def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook | None,

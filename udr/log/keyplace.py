@@ -3,11 +3,12 @@
 Two upserts or deletes by key of one keyed table, made against the same base, commute when they touch disjoint
 keys: each op carries the hashes of the keys it touches (`TableOp.keys`), so the log decides that from the
 ops alone, reading no data. Both may still set the deletion vector of the same fragment (a big bulk-loaded
-one); the later op's vector then holds only its own positions, chained onto the fragment's vector at its base
-(`TableOp.added` counts them). The log re-points that chain link onto the vector the fragment has at the new
-head, which is valid because the positions are disjoint (they are rows of disjoint keys) and every position of
-the head's vector stays deleted. A link the log cannot re-point (a whole payload, a chain at its depth limit,
-a lake without chained vectors) leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any
+one). The later op's vector usually holds only its own positions, chained onto the fragment's vector at its
+base (`TableOp.added` counts them), and the log re-points it onto the vector at the head; when it is whole
+(its chain was full), the log chains a copy of each concurrent payload's own positions onto it instead. Both
+are valid because the positions are disjoint (rows of disjoint keys) and every position of the vectors below
+stays deleted. What the log cannot link (a chain reaching its depth limit, a lake without chained vectors)
+leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any
 thread; the caller stores the new vectors in the same transaction as the record.
 """
 
@@ -48,48 +49,88 @@ def keyed_commute(mine: TableOp, theirs: TableOp) -> bool:
 def repoint(record: CommitRecord, between: Sequence[CommitRecord], blobs: Blobs, stored: Callable[[BlobId], bytes],
             *, chained: bool, head: CommitId) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:
     """`record` (placed over the commits `between`, newest first) with each deletion vector of a keyed op that
-    a commit in between also set re-pointed onto that commit's vector, and the blobs to store with it (the
-    replaced vectors left out); `stored` reads a committed DELETES payload, `chained`: the lake has chained
-    vectors.
+    a commit in between also set linked with theirs (`_Links`), and the blobs to store with it (replaced
+    vectors left out); `stored` reads a committed DELETES payload, `chained`: the lake has chained vectors.
 
     Raises:
-        HeadMoved: such a vector cannot be re-pointed; the writer re-applies its changes on `head`.
+        HeadMoved: such a vector cannot be linked; the writer re-applies its changes on `head`.
     """
-    out = dict(blobs)
+    links = _Links(dict(blobs), stored, HeadMoved(
+        f"branch {record.branch!r} moved to {head[:7]} and a keyed write since also changed the deletion vector "
+        f"of a fragment this commit changes, which the log cannot link; reload and retry", head))
     tables = dict(record.tables)
     for name, op in record.tables.items():
-        latest: dict[ChunkId, Deletes] = {}
-        for other in between:
-            for d in other.tables[name].deletes if name in other.tables else ():
-                latest.setdefault(d.chunk, d)
-        if op.keys is None or not latest.keys() & {d.chunk for d in op.deletes}:
+        theirs: dict[ChunkId, list[tuple[Deletes, int | None]]] = {}
+        for other in reversed(between):  # oldest first
+            if name in other.tables:
+                for d, added in _with_added(other.tables[name]):
+                    theirs.setdefault(d.chunk, []).append((d, added))
+        if op.keys is None or not theirs.keys() & {d.chunk for d in op.deletes}:
             continue
         if not chained or len(op.added) != len(op.deletes):
-            raise _moved(record, name, head)
-        deletes = [d if d.chunk not in latest else _repointed(d, added, latest[d.chunk], out, stored, record, name, head)
-                   for d, added in zip(op.deletes, op.added)]
-        tables[name] = replace(op, deletes=tuple(deletes))
-    return replace(record, tables=tables), out
+            raise links.refused
+        linked = [(d, added) if d.chunk not in theirs else links.link(d, added, theirs[d.chunk])
+                  for d, added in zip(op.deletes, op.added)]
+        tables[name] = replace(op, deletes=tuple(d for d, _ in linked), added=tuple(n for _, n in linked))
+    return replace(record, tables=tables), links.blobs
 
 
-def _repointed(mine: Deletes, added: int | None, theirs: Deletes, blobs: dict[BlobId, tuple[BlobKind, bytes]],
-               stored: Callable[[BlobId], bytes], record: CommitRecord, table: str, head: CommitId) -> Deletes:
-    """`mine` chained onto `theirs` (the fragment's vector at the head): a new payload in `blobs`, `mine`'s gone."""
-    if added is None or mine.vector is None or theirs.vector is None or mine.vector not in blobs:
-        raise _moved(record, table, head)
-    payload = blobs[mine.vector][1]
-    body = payload[_HEADER:] if payload[:len(VECTOR_CHAIN_MAGIC)] == VECTOR_CHAIN_MAGIC else payload
-    base = stored(theirs.vector)
-    depth = base[_HEADER - 1] + 1 if base[:len(VECTOR_CHAIN_MAGIC)] == VECTOR_CHAIN_MAGIC else 1
-    if depth >= MAX_VECTOR_CHAIN:
-        raise _moved(record, table, head)
-    linked = VECTOR_CHAIN_MAGIC + bytes.fromhex(theirs.vector) + bytes([depth]) + body
-    vector = BlobId(content_id(linked))
-    del blobs[mine.vector]
-    blobs[vector] = (BlobKind.DELETES, linked)
-    return Deletes(mine.chunk, vector, theirs.count + added)
+def _with_added(op: TableOp) -> list[tuple[Deletes, int | None]]:
+    added = op.added if op.keys is not None and len(op.added) == len(op.deletes) else (None,) * len(op.deletes)
+    return list(zip(op.deletes, added))
 
 
-def _moved(record: CommitRecord, table: str, head: CommitId) -> HeadMoved:
-    return HeadMoved(f"branch {record.branch!r} moved to {head[:7]} and a keyed write since also changed the deletion "
-                     f"vector of a fragment of {table!r} this commit changes; reload and retry", head)
+class _Links:
+    """Links one commit's deletion vectors with those of the commits placed since its base, storing the new
+    payloads in `blobs`."""
+
+    def __init__(self, blobs: dict[BlobId, tuple[BlobKind, bytes]], stored: Callable[[BlobId], bytes],
+                 refused: HeadMoved) -> None:
+        self.blobs, self.stored, self.refused = blobs, stored, refused
+
+    def link(self, mine: Deletes, added: int | None, theirs: list[tuple[Deletes, int | None]]
+             ) -> tuple[Deletes, int | None]:
+        """`mine` (a vector adding `added` positions to its fragment's at its base) on top of `theirs` (the same
+        fragment's vectors set since, oldest first), and what it adds to the last of them (None: unknown).
+
+        A payload holding only its own positions (chained onto the base's vector, or whole where there was
+        none) is re-pointed onto the newest of theirs. A whole payload (the base's positions and its own)
+        becomes the base of a copy of each of their payloads' own positions, oldest first."""
+        newest = theirs[-1][0]
+        if added is None or mine.vector is None or newest.vector is None or mine.vector not in self.blobs:
+            raise self.refused
+        payload = self.blobs[mine.vector][1]
+        if _chained(payload) or mine.count == added:
+            del self.blobs[mine.vector]
+            body = payload[_HEADER:] if _chained(payload) else payload
+            vector = self._store(newest.vector, _depth(self.stored(newest.vector)) + 1, body)
+            return Deletes(mine.chunk, vector, newest.count + added), added
+        vector, depth, below, previous = mine.vector, 0, mine.count - added, None
+        for d, theirs_added in theirs:
+            own = self.stored(d.vector) if d.vector is not None else b""
+            if (theirs_added is None or not _chained(own) or d.count - theirs_added != below
+                    or (previous is not None and _base(own) != previous)):
+                raise self.refused  # not a payload of its own positions over the vector before it
+            vector, depth, below, previous = self._store(vector, depth + 1, own[_HEADER:]), depth + 1, d.count, d.vector
+        return Deletes(mine.chunk, vector, newest.count + added), None
+
+    def _store(self, base: BlobId, depth: int, body: bytes) -> BlobId:
+        if depth >= MAX_VECTOR_CHAIN:
+            raise self.refused
+        linked = VECTOR_CHAIN_MAGIC + bytes.fromhex(base) + bytes([depth]) + body
+        vector = BlobId(content_id(linked))
+        self.blobs[vector] = (BlobKind.DELETES, linked)
+        return vector
+
+
+def _chained(payload: bytes) -> bool:
+    return payload[:len(VECTOR_CHAIN_MAGIC)] == VECTOR_CHAIN_MAGIC and len(payload) >= _HEADER
+
+
+def _base(payload: bytes) -> BlobId:
+    return BlobId(payload[len(VECTOR_CHAIN_MAGIC):_HEADER - 1].hex())
+
+
+def _depth(payload: bytes) -> int:
+    """How many payloads lie below this one (0: a whole vector)."""
+    return payload[_HEADER - 1] if _chained(payload) else 0

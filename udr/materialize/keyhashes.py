@@ -61,20 +61,18 @@ class KeyedWrites:
         earlier = held[1] if held is not None and before is not None else frozenset()
         self._tables[table] = (after, earlier | frozenset(keys))
 
-    def attach(self, ops: dict[str, TableOp]) -> None:
-        """Put the hashes of each table's keys on its op in `ops` when only keyed writes made it. Call before
-        anything else replaces the ops (they are matched by identity)."""
+    def hashed(self, ops: Mapping[str, TableOp]) -> dict[str, tuple[int, ...]]:
+        """The hashes of the keys of each table whose staged op in `ops` only keyed writes made (of at most
+        `KEY_HASHES_MAX` keys); forgets them. Call before anything replaces the ops (matched by identity)."""
         valid = {t: keys for t, (op, keys) in self._tables.items() if op is not None and ops.get(t) is op}
         self._tables.clear()
-        for table, keys in valid.items():
-            if len(keys) <= KEY_HASHES_MAX:
-                ops[table] = replace(ops[table], keys=key_hashes(keys))
+        return {table: key_hashes(keys) for table, keys in valid.items() if len(keys) <= KEY_HASHES_MAX}
 
 
 def with_added(op: TableOp, base: TableState | None, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> TableOp:
-    """`op` with `added` counted for each of its deletion vectors whose staged payload holds exactly the positions
-    it adds to the fragment's vector in `base` (chained onto that vector, or whole where there was none); None
-    for the others. Ops without key hashes are returned as they are."""
+    """`op` with `added` counted for each of its deletion vectors staged as a payload chained onto the fragment's
+    vector in `base` (so holding exactly the positions it adds) or whole; None for the others. Ops without key
+    hashes are returned as they are."""
     if op.keys is None:
         return op
     frags = {f.chunk: f for f in base.fragments} if base is not None else {}
@@ -83,6 +81,6 @@ def with_added(op: TableOp, base: TableState | None, blobs: Mapping[BlobId, tupl
 
 def _added(d: Deletes, frag: FragmentState | None, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> int | None:
     staged = blobs.get(d.vector) if d.vector is not None else None
-    if frag is None or staged is None or chain_link(staged[1])[0] != frag.deletes or frag.live_rows == 0:
+    if frag is None or staged is None or chain_link(staged[1])[0] not in (frag.deletes, None) or frag.live_rows == 0:
         return None
     return d.count - frag.deleted
