@@ -51,9 +51,11 @@ def _setup(log: LogStore) -> _State:
     return _State(cid, None, 0, 0)
 
 
-def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False) -> tuple[CommitId, CommitRecord]:
+def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False, own: bool = True
+            ) -> tuple[CommitId, CommitRecord]:
     """A keyed write made on `base` deleting the rows (position = key) of `keys`, as a writer stages it: its
-    vector chained onto the base's (whole when the base has none, the chain is full, or `whole`)."""
+    vector chained onto the base's (whole when the base has none, the chain is full, or `whole`; then with
+    the body of its own positions given to the log when `own`)."""
     positions = np.array(sorted(keys), np.uint32)
     chained = base.vector is not None and base.depth + 1 < MAX_VECTOR_CHAIN and not whole
     if chained:
@@ -66,7 +68,8 @@ def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False)
                  keys=_hashes(keys), added=(len(keys),))
     record = CommitRecord(parents=(base.head,), seq=0, branch="main", time_us=0, author="t", message="",
                           tables={"kv": op})
-    return log.append(record, base=base.head, rebase=True, blobs={vector: (BlobKind.DELETES, payload)})
+    bodies = {vector: encode_positions(positions, gaps=True)} if own and not chained else {}
+    return log.append(record, base=base.head, rebase=True, blobs={vector: (BlobKind.DELETES, payload)}, own=bodies)
 
 
 def _state(log: LogStore, cid: CommitId, record: CommitRecord) -> _State:
@@ -113,10 +116,13 @@ def test_a_whole_vector_gets_the_concurrent_commits_positions_chained_onto_it(lo
     assert _deleted(log, state) == [1, 2, 3, 4, 5]
     assert state.count == 5
     assert record.tables["kv"].added == (None,)  # its payload is not its own positions over its parent's
-    with pytest.raises(HeadMoved):  # so a later whole vector cannot be stacked over it
-        _upsert(log, first, {6}, whole=True)
-    later = _state(log, *_upsert(log, first, {7}))  # while a payload of its own positions is re-pointed
-    assert _deleted(log, later) == [1, 2, 3, 4, 5, 7]
+    with pytest.raises(HeadMoved):  # so a later whole vector cannot be stacked over it...
+        _upsert(log, first, {6}, whole=True, own=False)
+    later = _state(log, *_upsert(log, first, {6}, whole=True))  # ...but the body of its own positions is re-pointed
+    assert _deleted(log, later) == [1, 2, 3, 4, 5, 6]
+    assert later.depth == state.depth + 1
+    last = _state(log, *_upsert(log, first, {7}))  # and so is a payload of its own positions
+    assert _deleted(log, last) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
@@ -149,8 +155,9 @@ def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, s
             head, base = states[-1], states[at]
             if base.vector is None or base.depth + 1 < MAX_VECTOR_CHAIN:  # re-pointed onto the head's vector
                 linkable = head.depth + 1 < MAX_VECTOR_CHAIN
-            else:  # whole: the others' payloads are stacked onto it
-                linkable = all(s.own for s in states[at + 1:]) and len(states) - 1 - at < MAX_VECTOR_CHAIN
+            else:  # whole: the others' payloads are stacked onto it, else its own positions re-pointed
+                linkable = (all(s.own for s in states[at + 1:]) and len(states) - 1 - at < MAX_VECTOR_CHAIN
+                            or head.depth + 1 < MAX_VECTOR_CHAIN)
             expect = at == len(states) - 1 or (not since & keys and linkable)
             try:
                 cid, record = _upsert(log, base, keys)

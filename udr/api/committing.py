@@ -40,6 +40,7 @@ from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
 from udr.log.envtypes import CommitHook
 from udr.log.format import (
+    GAPS_VECTORS_VERSION,
     MAINTENANCE_FLUSH_INLINE,
     MAINTENANCE_KEY,
     MAINTENANCE_MERGE,
@@ -51,9 +52,8 @@ from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import check_reads, commutes
 from udr.log.races import HeadMoved
 from udr.log.turns import commit_turn, flush_turn
-from udr.materialize import compaction
+from udr.materialize import compaction, keyvectors
 from udr.materialize.changes import state_delta
-from udr.materialize.keyhashes import with_added
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging
@@ -127,16 +127,16 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
         with commit_turn(log, log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
             if attempt:
                 restage(handle.ctx, staging, handle.head(intent.branch), read)
+            own = keyvectors.prepare(staging, gaps=log.version >= GAPS_VECTORS_VERSION)
             record = CommitRecord(
                 parents=intent.parents or (staging.base,), seq=0, branch=intent.branch, time_us=0,
                 author=intent.author, message=intent.message, metadata=dict(intent.metadata),
-                tables={t: with_added(op, staging.base_tables.get(t), staging.blobs)
-                        for t, op in sorted(staging.ops.items())},
+                tables=dict(sorted(staging.ops.items())),
             )
             try:
                 return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.named_blobs(),
                                   hook=hook, placeable=_placeable(staging, intent.maintenance),
-                                  read=frozenset(read or ()), action=intent.action, mover=intent.mover)
+                                  read=frozenset(read or ()), action=intent.action, mover=intent.mover, own=own)
             except HeadMoved:
                 continue
     raise ConflictError(f"branch {intent.branch!r} moved {_MAX_REBASES} times while this transaction was being "

@@ -47,15 +47,17 @@ def keyed_commute(mine: TableOp, theirs: TableOp) -> bool:
 
 
 def repoint(record: CommitRecord, between: Sequence[CommitRecord], blobs: Blobs, stored: Callable[[BlobId], bytes],
-            *, chained: bool, head: CommitId) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:
+            *, own: Mapping[BlobId, bytes], chained: bool, head: CommitId
+            ) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:
     """`record` (placed over the commits `between`, newest first) with each deletion vector of a keyed op that
     a commit in between also set linked with theirs (`_Links`), and the blobs to store with it (replaced
-    vectors left out); `stored` reads a committed DELETES payload, `chained`: the lake has chained vectors.
+    vectors left out); `stored` reads a committed DELETES payload, `own` holds the body of the positions a
+    whole staged vector adds (the writer's, not stored), `chained`: the lake has chained vectors.
 
     Raises:
         HeadMoved: such a vector cannot be linked; the writer re-applies its changes on `head`.
     """
-    links = _Links(dict(blobs), stored, HeadMoved(
+    links = _Links(dict(blobs), stored, own, HeadMoved(
         f"branch {record.branch!r} moved to {head[:7]} and a keyed write since also changed the deletion vector "
         f"of a fragment this commit changes, which the log cannot link; reload and retry", head))
     tables = dict(record.tables)
@@ -85,34 +87,48 @@ class _Links:
     payloads in `blobs`."""
 
     def __init__(self, blobs: dict[BlobId, tuple[BlobKind, bytes]], stored: Callable[[BlobId], bytes],
-                 refused: HeadMoved) -> None:
-        self.blobs, self.stored, self.refused = blobs, stored, refused
+                 own: Mapping[BlobId, bytes], refused: HeadMoved) -> None:
+        self.blobs, self.stored, self.own, self.refused = blobs, stored, own, refused
 
     def link(self, mine: Deletes, added: int | None, theirs: list[tuple[Deletes, int | None]]
              ) -> tuple[Deletes, int | None]:
         """`mine` (a vector adding `added` positions to its fragment's at its base) on top of `theirs` (the same
         fragment's vectors set since, oldest first), and what it adds to the last of them (None: unknown).
 
-        A payload holding only its own positions (chained onto the base's vector, or whole where there was
-        none) is re-pointed onto the newest of theirs. A whole payload (the base's positions and its own)
-        becomes the base of a copy of each of their payloads' own positions, oldest first."""
+        A whole payload (the base's positions and its own: the writer resets a long chain) becomes the base of
+        a copy of each of their payloads' own positions, oldest first, when each is one. Otherwise the payload
+        of its own positions (chained onto the base's vector, whole where there was none, or given in `own`)
+        is re-pointed onto the newest of theirs."""
         newest = theirs[-1][0]
         if added is None or mine.vector is None or newest.vector is None or mine.vector not in self.blobs:
             raise self.refused
         payload = self.blobs[mine.vector][1]
-        if _chained(payload) or mine.count == added:
-            del self.blobs[mine.vector]
-            body = payload[_HEADER:] if _chained(payload) else payload
-            vector = self._store(newest.vector, _depth(self.stored(newest.vector)) + 1, body)
-            return Deletes(mine.chunk, vector, newest.count + added), added
-        vector, depth, below, previous = mine.vector, 0, mine.count - added, None
-        for d, theirs_added in theirs:
-            own = self.stored(d.vector) if d.vector is not None else b""
-            if (theirs_added is None or not _chained(own) or d.count - theirs_added != below
-                    or (previous is not None and _base(own) != previous)):
-                raise self.refused  # not a payload of its own positions over the vector before it
-            vector, depth, below, previous = self._store(vector, depth + 1, own[_HEADER:]), depth + 1, d.count, d.vector
-        return Deletes(mine.chunk, vector, newest.count + added), None
+        whole = not _chained(payload) and mine.count != added
+        if whole and (stacks := self._stackable(mine.count - added, theirs)):
+            vector = mine.vector
+            for depth, copied in enumerate(stacks, 1):
+                vector = self._store(vector, depth, copied)
+            return Deletes(mine.chunk, vector, newest.count + added), None
+        body = self.own.get(mine.vector) if whole else payload[_HEADER:] if _chained(payload) else payload
+        if body is None:
+            raise self.refused
+        del self.blobs[mine.vector]
+        vector = self._store(newest.vector, _depth(self.stored(newest.vector)) + 1, body)
+        return Deletes(mine.chunk, vector, newest.count + added), added
+
+    def _stackable(self, below: int, theirs: list[tuple[Deletes, int | None]]) -> list[bytes]:
+        """The bodies of `theirs`' payloads, oldest first, when each holds exactly its own positions over the
+        one before (the first over a vector of `below` positions) and they fit in a chain; else []."""
+        bodies: list[bytes] = []
+        previous: BlobId | None = None
+        for d, added in theirs:
+            payload = self.stored(d.vector) if d.vector is not None else b""
+            if (added is None or not _chained(payload) or d.count - added != below
+                    or (previous is not None and _base(payload) != previous)):
+                return []
+            bodies.append(payload[_HEADER:])
+            below, previous = d.count, d.vector
+        return bodies if len(bodies) < MAX_VECTOR_CHAIN else []
 
     def _store(self, base: BlobId, depth: int, body: bytes) -> BlobId:
         if depth >= MAX_VECTOR_CHAIN:

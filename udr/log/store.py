@@ -340,15 +340,16 @@ class LogStore:
     def append(self, record: CommitRecord, *, base: CommitId, rebase: bool,
                blobs: Mapping[BlobId, tuple[BlobKind, bytes]], hook: CommitHook | None = None,
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
-               action: str = "commit", mover: str | None = None) -> tuple[CommitId, CommitRecord]:
+               action: str = "commit", mover: str | None = None,
+               own: Mapping[BlobId, bytes] | None = None) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
         commit is placed on the new head (a linear history) when the commits in between commute with it
         (`udr.log.placement`; `placeable`: the tables whose op stays valid over concurrent changes of other
-        fragments). The record's first parent, seq and time are assigned here. The head's move is recorded
-        in the ref log under `action` ("commit", "merge", "revert", ...) with the record's message, by `mover` (who
-        moved the branch; default: the record's author).
+        fragments; `own`: see `keyplace.repoint`). The record's first parent, seq and time are assigned here.
+        The head's move is recorded in the ref log under `action` ("commit", "merge", ...) with the record's
+        message, by `mover` (who moved the branch; default: the record's author).
 
         Raises:
             HeadMoved: a commit in between changed one of its tables otherwise; the writer may rebase and retry.
@@ -369,7 +370,7 @@ class LogStore:
                     )
                 between = self._check_rebase(txn, record, base, head, placeable, read)
                 record, blobs = repoint(record, between, blobs, lambda v: self._stored_blob(txn, v, BlobKind.DELETES),
-                                        chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
+                                        own=own or {}, chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
             self._put_blobs(txn, blobs, framed)
             self._check_not_replaced(txn, record)
             for op in record.tables.values():
@@ -400,8 +401,7 @@ class LogStore:
 
     def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId,
                       placeable: frozenset[str], read: frozenset[str]) -> list[CommitRecord]:
-        """The commits from `head` back to `base` (newest first), once each is found to commute with `record`."""
-        between: list[CommitRecord] = []
+        between: list[CommitRecord] = []  # from `head` back to `base`, each found to commute with `record`
         cursor: CommitId = head
         while cursor != base:
             other = self.get_commit(cursor, txn)

@@ -11,17 +11,14 @@ bytes two writers of one table hash alike. A `KeyedWrites` belongs to one `Stagi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
 
-from udr.log.commits import Deletes, TableOp
-from udr.log.format import KEY_HASHES_MAX, BlobId, BlobKind
+from udr.log.commits import TableOp
+from udr.log.format import KEY_HASHES_MAX
 from udr.log.hashing import key_hashes
 from udr.materialize.keyindex import key_field
-from udr.materialize.states import FragmentState, TableState
-from udr.materialize.vectors import chain_link
 
 
 def canonical_keys(keys: pa.Table, schema: pa.Schema, primary_key: tuple[str, ...] | None) -> list[bytes] | None:
@@ -67,20 +64,3 @@ class KeyedWrites:
         valid = {t: keys for t, (op, keys) in self._tables.items() if op is not None and ops.get(t) is op}
         self._tables.clear()
         return {table: key_hashes(keys) for table, keys in valid.items() if len(keys) <= KEY_HASHES_MAX}
-
-
-def with_added(op: TableOp, base: TableState | None, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> TableOp:
-    """`op` with `added` counted for each of its deletion vectors staged as a payload chained onto the fragment's
-    vector in `base` (so holding exactly the positions it adds) or whole; None for the others. Ops without key
-    hashes are returned as they are."""
-    if op.keys is None:
-        return op
-    frags = {f.chunk: f for f in base.fragments} if base is not None else {}
-    return replace(op, added=tuple(_added(d, frags.get(d.chunk), blobs) for d in op.deletes))
-
-
-def _added(d: Deletes, frag: FragmentState | None, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> int | None:
-    staged = blobs.get(d.vector) if d.vector is not None else None
-    if frag is None or staged is None or chain_link(staged[1])[0] not in (frag.deletes, None) or frag.live_rows == 0:
-        return None
-    return d.count - frag.deleted
