@@ -33,7 +33,6 @@ class _State:
     vector: BlobId | None
     count: int
     depth: int
-    own: bool = False
 
 
 def _hashes(keys: set[int]) -> tuple[int, ...]:
@@ -75,10 +74,7 @@ def _upsert(log: LogStore, base: _State, keys: set[int], *, whole: bool = False,
 def _state(log: LogStore, cid: CommitId, record: CommitRecord) -> _State:
     [d] = record.tables["kv"].deletes
     assert d.vector is not None
-    base, depth = chain_link(log.get_blob(d.vector, BlobKind.DELETES))
-    # A payload of its own positions over the parent's vector: what the log may stack onto a whole one.
-    own = base is not None and record.tables["kv"].added != (None,)
-    return _State(cid, d.vector, d.count, depth, own)
+    return _State(cid, d.vector, d.count, chain_link(log.get_blob(d.vector, BlobKind.DELETES))[1])
 
 
 def _deleted(log: LogStore, state: _State) -> list[int]:
@@ -106,23 +102,17 @@ def test_colliding_keys_are_refused(log: LogStore) -> None:
         _upsert(log, loaded, {2, 3})
 
 
-def test_a_whole_vector_gets_the_concurrent_commits_positions_chained_onto_it(log: LogStore) -> None:
+def test_a_whole_vector_resets_the_chain_or_has_its_own_positions_re_pointed(log: LogStore) -> None:
     first = _state(log, *_upsert(log, _setup(log), {1}))
-    _upsert(log, first, {2})
-    _upsert(log, first, {3, 4})
-    cid, record = _upsert(log, first, {5}, whole=True)  # its chain was full: it names {1, 5}
-    state = _state(log, cid, record)
-    assert state.depth == 2  # {2}, then {3, 4}, each copied onto the whole vector
-    assert _deleted(log, state) == [1, 2, 3, 4, 5]
-    assert state.count == 5
-    assert record.tables["kv"].added == (None,)  # its payload is not its own positions over its parent's
-    with pytest.raises(HeadMoved):  # so a later whole vector cannot be stacked over it...
-        _upsert(log, first, {6}, whole=True, own=False)
-    later = _state(log, *_upsert(log, first, {6}, whole=True))  # ...but the body of its own positions is re-pointed
-    assert _deleted(log, later) == [1, 2, 3, 4, 5, 6]
-    assert later.depth == state.depth + 1
-    last = _state(log, *_upsert(log, first, {7}))  # and so is a payload of its own positions
-    assert _deleted(log, last) == [1, 2, 3, 4, 5, 6, 7]
+    second = _state(log, *_upsert(log, first, {2}))
+    with pytest.raises(HeadMoved):  # a whole vector {1, 3} cannot be linked without its own positions
+        _upsert(log, first, {3}, whole=True, own=False)
+    placed = _state(log, *_upsert(log, first, {3}, whole=True))  # with them, they are re-pointed: {3} over {1, 2}
+    assert placed.depth == second.depth + 1
+    assert _deleted(log, placed) == [1, 2, 3] and placed.count == 3
+    reset = _state(log, *_upsert(log, placed, {4}, whole=True))  # over no concurrent change: taken whole
+    assert reset.depth == 0
+    assert _deleted(log, reset) == [1, 2, 3, 4] and reset.count == 4
 
 
 def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
@@ -153,11 +143,8 @@ def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, s
             if not keys:
                 continue
             head, base = states[-1], states[at]
-            if base.vector is None or base.depth + 1 < MAX_VECTOR_CHAIN:  # re-pointed onto the head's vector
-                linkable = head.depth + 1 < MAX_VECTOR_CHAIN
-            else:  # whole: the others' payloads are stacked onto it, else its own positions re-pointed
-                linkable = (all(s.own for s in states[at + 1:]) and len(states) - 1 - at < MAX_VECTOR_CHAIN
-                            or head.depth + 1 < MAX_VECTOR_CHAIN)
+            # Chained or whole, the payload of its own positions is re-pointed onto the head's vector.
+            linkable = head.depth + 1 < MAX_VECTOR_CHAIN
             expect = at == len(states) - 1 or (not since & keys and linkable)
             try:
                 cid, record = _upsert(log, base, keys)

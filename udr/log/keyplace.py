@@ -3,13 +3,14 @@
 Two upserts or deletes by key of one keyed table, made against the same base, commute when they touch disjoint
 keys: each op carries the hashes of the keys it touches (`TableOp.keys`), so the log decides that from the
 ops alone, reading no data. Both may still set the deletion vector of the same fragment (a big bulk-loaded
-one). The later op's vector usually holds only its own positions, chained onto the fragment's vector at its
-base (`TableOp.added` counts them), and the log re-points it onto the vector at the head; when it is whole
-(its chain was full), the log chains a copy of each concurrent payload's own positions onto it instead. Both
-are valid because the positions are disjoint (rows of disjoint keys) and every position of the vectors below
-stays deleted. What the log cannot link (a chain reaching its depth limit, a lake without chained vectors)
-leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any
-thread; the caller stores the new vectors in the same transaction as the record.
+one). The later op's vector then holds only its own positions (chained onto the fragment's vector at its
+base, `TableOp.added` counts them; or, for a whole vector that resets a long chain, handed to the log beside
+it), and the log re-points them onto the fragment's vector at the head: valid because the positions are
+disjoint (rows of disjoint keys) and every position of the head's vector stays deleted. The new link is the
+only new blob, and its base is committed, so each stored vector is named by its commit (as a remote log's
+entries need). What the log cannot link (a chain reaching its depth limit, a lake without chained vectors)
+leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any thread; the caller stores the
+new vectors in the same transaction as the record.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def repoint(record: CommitRecord, between: Sequence[CommitRecord], blobs: Blobs,
             *, own: Mapping[BlobId, bytes], chained: bool, head: CommitId
             ) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:
     """`record` (placed over the commits `between`, newest first) with each deletion vector of a keyed op that
-    a commit in between also set linked with theirs (`_Links`), and the blobs to store with it (replaced
+    a commit in between also set re-pointed onto the head's (`_Links`), and the blobs to store with it (replaced
     vectors left out); `stored` reads a committed DELETES payload, `own` holds the body of the positions a
     whole staged vector adds (the writer's, not stored), `chained`: the lake has chained vectors.
 
@@ -62,73 +63,42 @@ def repoint(record: CommitRecord, between: Sequence[CommitRecord], blobs: Blobs,
         f"of a fragment this commit changes, which the log cannot link; reload and retry", head))
     tables = dict(record.tables)
     for name, op in record.tables.items():
-        theirs: dict[ChunkId, list[tuple[Deletes, int | None]]] = {}
-        for other in reversed(between):  # oldest first
-            if name in other.tables:
-                for d, added in _with_added(other.tables[name]):
-                    theirs.setdefault(d.chunk, []).append((d, added))
-        if op.keys is None or not theirs.keys() & {d.chunk for d in op.deletes}:
+        latest: dict[ChunkId, Deletes] = {}
+        for other in between:  # newest first: the first vector found is the head's
+            for d in other.tables[name].deletes if name in other.tables else ():
+                latest.setdefault(d.chunk, d)
+        if op.keys is None or not latest.keys() & {d.chunk for d in op.deletes}:
             continue
         if not chained or len(op.added) != len(op.deletes):
             raise links.refused
-        linked = [(d, added) if d.chunk not in theirs else links.link(d, added, theirs[d.chunk])
-                  for d, added in zip(op.deletes, op.added)]
-        tables[name] = replace(op, deletes=tuple(d for d, _ in linked), added=tuple(n for _, n in linked))
+        tables[name] = replace(op, deletes=tuple(d if d.chunk not in latest else links.link(d, added, latest[d.chunk])
+                                                 for d, added in zip(op.deletes, op.added)))
     return replace(record, tables=tables), links.blobs
 
 
-def _with_added(op: TableOp) -> list[tuple[Deletes, int | None]]:
-    added = op.added if op.keys is not None and len(op.added) == len(op.deletes) else (None,) * len(op.deletes)
-    return list(zip(op.deletes, added))
-
-
 class _Links:
-    """Links one commit's deletion vectors with those of the commits placed since its base, storing the new
-    payloads in `blobs`."""
+    """Re-points one commit's deletion vectors onto those of the commits placed since its base, storing the new
+    payloads in `blobs` (the replaced ones taken out)."""
 
     def __init__(self, blobs: dict[BlobId, tuple[BlobKind, bytes]], stored: Callable[[BlobId], bytes],
                  own: Mapping[BlobId, bytes], refused: HeadMoved) -> None:
         self.blobs, self.stored, self.own, self.refused = blobs, stored, own, refused
 
-    def link(self, mine: Deletes, added: int | None, theirs: list[tuple[Deletes, int | None]]
-             ) -> tuple[Deletes, int | None]:
-        """`mine` (a vector adding `added` positions to its fragment's at its base) on top of `theirs` (the same
-        fragment's vectors set since, oldest first), and what it adds to the last of them (None: unknown).
+    def link(self, mine: Deletes, added: int | None, newest: Deletes) -> Deletes:
+        """`mine` (a vector adding `added` positions to its fragment's at its base) re-pointed onto `newest` (the
+        fragment's vector at the head).
 
-        A whole payload (the base's positions and its own: the writer resets a long chain) becomes the base of
-        a copy of each of their payloads' own positions, oldest first, when each is one. Otherwise the payload
-        of its own positions (chained onto the base's vector, whole where there was none, or given in `own`)
-        is re-pointed onto the newest of theirs."""
-        newest = theirs[-1][0]
+        The re-pointed payload holds its own positions: a chained payload's body, a whole payload's when the
+        fragment had no vector at the base (`added` is its count), else the body the writer gave in `own` (a
+        whole payload resets a long chain when the log takes it as it is, over no concurrent change)."""
         if added is None or mine.vector is None or newest.vector is None or mine.vector not in self.blobs:
             raise self.refused
-        payload = self.blobs[mine.vector][1]
-        whole = not _chained(payload) and mine.count != added
-        if whole and (stacks := self._stackable(mine.count - added, theirs)):
-            vector = mine.vector
-            for depth, copied in enumerate(stacks, 1):
-                vector = self._store(vector, depth, copied)
-            return Deletes(mine.chunk, vector, newest.count + added), None
-        body = self.own.get(mine.vector) if whole else payload[_HEADER:] if _chained(payload) else payload
+        payload = self.blobs.pop(mine.vector)[1]
+        body = payload[_HEADER:] if _chained(payload) else payload if mine.count == added else self.own.get(mine.vector)
         if body is None:
             raise self.refused
-        del self.blobs[mine.vector]
         vector = self._store(newest.vector, _depth(self.stored(newest.vector)) + 1, body)
-        return Deletes(mine.chunk, vector, newest.count + added), added
-
-    def _stackable(self, below: int, theirs: list[tuple[Deletes, int | None]]) -> list[bytes]:
-        """The bodies of `theirs`' payloads, oldest first, when each holds exactly its own positions over the
-        one before (the first over a vector of `below` positions) and they fit in a chain; else []."""
-        bodies: list[bytes] = []
-        previous: BlobId | None = None
-        for d, added in theirs:
-            payload = self.stored(d.vector) if d.vector is not None else b""
-            if (added is None or not _chained(payload) or d.count - added != below
-                    or (previous is not None and _base(payload) != previous)):
-                return []
-            bodies.append(payload[_HEADER:])
-            below, previous = d.count, d.vector
-        return bodies if len(bodies) < MAX_VECTOR_CHAIN else []
+        return Deletes(mine.chunk, vector, newest.count + added)
 
     def _store(self, base: BlobId, depth: int, body: bytes) -> BlobId:
         if depth >= MAX_VECTOR_CHAIN:
@@ -141,10 +111,6 @@ class _Links:
 
 def _chained(payload: bytes) -> bool:
     return payload[:len(VECTOR_CHAIN_MAGIC)] == VECTOR_CHAIN_MAGIC and len(payload) >= _HEADER
-
-
-def _base(payload: bytes) -> BlobId:
-    return BlobId(payload[len(VECTOR_CHAIN_MAGIC):_HEADER - 1].hex())
 
 
 def _depth(payload: bytes) -> int:

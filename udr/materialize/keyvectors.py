@@ -2,10 +2,10 @@
 concurrent keyed writes of other keys (`udr.log.keyplace`), prepared before each append.
 
 Each vector of an op that carries key hashes gets its `added` count (the positions it adds to the fragment's
-vector at the base). A chain at least `RESET_DEPTH` deep is staged whole instead, so that one of the writers
-racing on a hot fragment resets the chain before the log can no longer link onto it; the log gets the body
-of the vector's own positions besides (`own`), to re-point when it cannot stack the others' onto the whole one.
-Runs on the committing thread, on the transaction's `Staging`.
+vector at the base). A chain at least `RESET_DEPTH` deep is staged whole instead, so that the chain is reset
+whenever such a commit lands over no concurrent change of the fragment, before the log could no longer link
+onto it; beside it the log gets the body of the vector's own positions (`own`), which it re-points onto the
+head's vector when writers raced. Runs on the committing thread, on the transaction's `Staging`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def prepare(staging: Staging, *, gaps: bool) -> dict[BlobId, bytes]:
         base = staging.base_tables.get(table)
         if op.keys is None or base is None:
             continue
-        frags = {f.chunk: f for f in base.fragments}
+        wanted = {d.chunk for d in op.deletes}
+        frags = {f.chunk: f for f in base.fragments if f.chunk in wanted}  # of hundreds, a few
         linked = [_prepared(staging, d, frags.get(d.chunk), own, gaps) for d in op.deletes]
         staging.ops[table] = replace(op, deletes=tuple(d for d, _ in linked), added=tuple(n for _, n in linked))
     return own
