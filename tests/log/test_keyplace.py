@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from udr.log.commits import CommitRecord, Deletes, Fragment, TableOp
 from udr.log.format import MAX_VECTOR_CHAIN, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.hashing import content_id, key_hashes
-from udr.log.keyplace import keyed_commute
+from udr.log.keyplace import FOLD_DEPTH, keyed_commute
 from udr.log.memory import MemoryLogStore
 from udr.log.races import HeadMoved
 from udr.log.store import LogStore
@@ -102,7 +102,7 @@ def test_colliding_keys_are_refused(log: LogStore) -> None:
         _upsert(log, loaded, {2, 3})
 
 
-def test_a_whole_vector_resets_the_chain_or_has_its_own_positions_re_pointed(log: LogStore) -> None:
+def test_a_whole_vector_is_taken_as_it_is_or_has_its_own_positions_re_pointed(log: LogStore) -> None:
     first = _state(log, *_upsert(log, _setup(log), {1}))
     second = _state(log, *_upsert(log, first, {2}))
     with pytest.raises(HeadMoved):  # a whole vector {1, 3} cannot be linked without its own positions
@@ -113,6 +113,18 @@ def test_a_whole_vector_resets_the_chain_or_has_its_own_positions_re_pointed(log
     reset = _state(log, *_upsert(log, placed, {4}, whole=True))  # over no concurrent change: taken whole
     assert reset.depth == 0
     assert _deleted(log, reset) == [1, 2, 3, 4] and reset.count == 4
+
+
+def test_a_deep_link_folds_the_links_above_the_whole_vector(log: LogStore) -> None:
+    state = _state(log, *_upsert(log, _setup(log), {0}))
+    for key in range(1, FOLD_DEPTH):  # one writer: a chain FOLD_DEPTH - 1 deep
+        state = _state(log, *_upsert(log, state, {key}))
+    assert state.depth == FOLD_DEPTH - 1
+    _upsert(log, state, {40})
+    folded = _state(log, *_upsert(log, state, {41, 42}))  # placed over {40}: a link FOLD_DEPTH deep, folded
+    assert folded.depth == 1
+    assert _deleted(log, folded) == [*range(FOLD_DEPTH), 40, 41, 42]
+    assert folded.count == FOLD_DEPTH + 3
 
 
 def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
@@ -143,9 +155,9 @@ def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, s
             if not keys:
                 continue
             head, base = states[-1], states[at]
-            # Chained or whole, the payload of its own positions is re-pointed onto the head's vector.
-            linkable = head.depth + 1 < MAX_VECTOR_CHAIN
-            expect = at == len(states) - 1 or (not since & keys and linkable)
+            # Chained or whole, the payload of its own positions is re-pointed onto the head's vector, or folded
+            # with the links above the chain's whole vector (every body here is small gaps): always linkable.
+            expect = at == len(states) - 1 or not since & keys
             try:
                 cid, record = _upsert(log, base, keys)
             except HeadMoved:
@@ -153,6 +165,8 @@ def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, s
                 continue
             assert expect
             states.append(_state(log, cid, record))
+            if at < len(states) - 2:  # placed by the log
+                assert states[-1].depth == (head.depth + 1 if head.depth + 1 < FOLD_DEPTH else 1)
             touched.append(keys)
             deleted |= keys
             assert _deleted(log, states[-1]) == sorted(deleted)

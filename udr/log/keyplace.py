@@ -4,13 +4,14 @@ Two upserts or deletes by key of one keyed table, made against the same base, co
 keys: each op carries the hashes of the keys it touches (`TableOp.keys`), so the log decides that from the
 ops alone, reading no data. Both may still set the deletion vector of the same fragment (a big bulk-loaded
 one). The later op's vector then holds only its own positions (chained onto the fragment's vector at its
-base, `TableOp.added` counts them; or, for a whole vector that resets a long chain, handed to the log beside
-it), and the log re-points them onto the fragment's vector at the head: valid because the positions are
-disjoint (rows of disjoint keys) and every position of the head's vector stays deleted. The new link is the
-only new blob, and its base is committed, so each stored vector is named by its commit (as a remote log's
-entries need). What the log cannot link (a chain reaching its depth limit, a lake without chained vectors)
-leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any thread; the caller stores the
-new vectors in the same transaction as the record.
+base, `TableOp.added` counts them; or, for a whole vector, handed to the log beside it), and the log
+re-points them onto the fragment's vector at the head: valid because the positions are disjoint (rows of
+disjoint keys) and every position of the head's vector stays deleted. A link that would lie `FOLD_DEPTH`
+deep instead holds the positions of every link above the chain's whole vector too, chained onto that one.
+Either way the new link is the only new blob and its base is committed, so each stored vector is named by its
+commit (as a remote log's entries need). What the log cannot link (a full chain it cannot fold, a lake
+without chained vectors) leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any thread;
+the caller stores the new vectors in the same transaction as the record.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.gapbodies import merged_gaps
 from udr.log.hashing import content_id
 from udr.log.races import HeadMoved
 
 # A chained vector's header: the magic, the base's blob id (32 raw bytes), the depth (1 byte).
 _HEADER = len(VECTOR_CHAIN_MAGIC) + 32 + 1
+# A re-pointed link this deep folds the links above the chain's whole vector into one instead (small gaps bodies
+# only): writers racing on one fragment add a link each, and a full chain (`MAX_VECTOR_CHAIN`) refuses them.
+FOLD_DEPTH = 8
 
 Blobs = Mapping[BlobId, tuple[BlobKind, bytes]]
 
@@ -97,8 +102,23 @@ class _Links:
         body = payload[_HEADER:] if _chained(payload) else payload if mine.count == added else self.own.get(mine.vector)
         if body is None:
             raise self.refused
-        vector = self._store(newest.vector, _depth(self.stored(newest.vector)) + 1, body)
+        depth = _depth(self.stored(newest.vector)) + 1
+        folded = self._folded(newest.vector, body) if depth >= FOLD_DEPTH else None
+        vector = self._store(folded[0], 1, folded[1]) if folded is not None else self._store(newest.vector, depth, body)
         return Deletes(mine.chunk, vector, newest.count + added)
+
+    def _folded(self, head: BlobId, body: bytes) -> tuple[BlobId, bytes] | None:
+        """The whole vector at the bottom of `head`'s chain, and one body holding the positions of every link
+        above it and those of `body`; None when one of those is not a small gaps body."""
+        bodies = [body]
+        for _ in range(MAX_VECTOR_CHAIN):
+            payload = self.stored(head)
+            if not _chained(payload):
+                merged = merged_gaps(bodies)
+                return None if merged is None else (head, merged)
+            bodies.append(payload[_HEADER:])
+            head = BlobId(payload[len(VECTOR_CHAIN_MAGIC):_HEADER - 1].hex())
+        return None
 
     def _store(self, base: BlobId, depth: int, body: bytes) -> BlobId:
         if depth >= MAX_VECTOR_CHAIN:

@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
-from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, VECTOR_CHAIN_MAGIC, BlobId
+from udr.log.format import (
+    GAPS_VECTOR_MAX,
+    MAX_VECTOR_CHAIN,
+    VECTOR_CHAIN_MAGIC,
+    VECTOR_GAPS_MAGIC,
+    BlobId,
+)
 
 VectorGetter = Callable[[BlobId], bytes]
 """The DELETES payload of a vector blob (raises `CorruptionError` when it is missing)."""
@@ -33,7 +39,7 @@ _CHAINED = VECTOR_CHAIN_MAGIC
 _HEADER = len(_CHAINED) + 32 + 1
 # A gaps body: this magic, a width w (1, 2 or 4), then each gap to the previous position (the first: the
 # position itself) as a w-byte little-endian unsigned integer; the log's zstd framing packs the high bytes.
-_GAPS = b"UDRG"
+_GAPS = VECTOR_GAPS_MAGIC
 _GAPS_HEADER = len(_GAPS) + 1
 _GAP_TYPES: dict[int, str] = {1: "<u1", 2: "<u2", 4: "<u4"}
 
