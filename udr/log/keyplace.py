@@ -7,7 +7,7 @@ one). The later op's vector then holds only its own positions (chained onto the 
 base, `TableOp.added` counts them; or, for a whole vector, handed to the log beside it), and the log
 re-points them onto the fragment's vector at the head: valid because the positions are disjoint (rows of
 disjoint keys) and every position of the head's vector stays deleted. A link that would lie `FOLD_DEPTH`
-deep instead holds the positions of every link above the chain's whole vector too, chained onto that one.
+deep instead holds the positions of the chain's small top links too, chained onto the link below them.
 Either way the new link is the only new blob and its base is committed, so each stored vector is named by its
 commit (as a remote log's entries need). What the log cannot link (a full chain it cannot fold, a lake
 without chained vectors) leaves the writer to re-apply its changes (`HeadMoved`). Pure: safe from any thread;
@@ -34,9 +34,11 @@ from udr.log.races import HeadMoved
 
 # A chained vector's header: the magic, the base's blob id (32 raw bytes), the depth (1 byte).
 _HEADER = len(VECTOR_CHAIN_MAGIC) + 32 + 1
-# A re-pointed link this deep folds the links above the chain's whole vector into one instead (small gaps bodies
-# only): writers racing on one fragment add a link each, and a full chain (`MAX_VECTOR_CHAIN`) refuses them.
+# A re-pointed link this deep folds the chain's top links into one instead, while their bodies are small gaps
+# bodies of at most `FOLD_BYTES` together (merged in plain Python inside the write transaction): writers racing on
+# one fragment add a link each, and a full chain (`MAX_VECTOR_CHAIN`) refuses them.
 FOLD_DEPTH = 8
+FOLD_BYTES = 2048
 
 Blobs = Mapping[BlobId, tuple[BlobKind, bytes]]
 
@@ -103,22 +105,23 @@ class _Links:
         if body is None:
             raise self.refused
         depth = _depth(self.stored(newest.vector)) + 1
-        folded = self._folded(newest.vector, body) if depth >= FOLD_DEPTH else None
-        vector = self._store(folded[0], 1, folded[1]) if folded is not None else self._store(newest.vector, depth, body)
+        folded = self._folded(newest.vector, depth - 1, body) if depth >= FOLD_DEPTH else None
+        vector = self._store(*folded) if folded is not None else self._store(newest.vector, depth, body)
         return Deletes(mine.chunk, vector, newest.count + added)
 
-    def _folded(self, head: BlobId, body: bytes) -> tuple[BlobId, bytes] | None:
-        """The whole vector at the bottom of `head`'s chain, and one body holding the positions of every link
-        above it and those of `body`; None when one of those is not a small gaps body."""
+    def _folded(self, head: BlobId, depth: int, body: bytes) -> tuple[BlobId, int, bytes] | None:
+        """The base, depth and body of one link holding `body`'s positions and those of the top links of `head`'s
+        chain (`depth` deep) while their bodies are small gaps bodies of `FOLD_BYTES` together; None: none is."""
         bodies = [body]
-        for _ in range(MAX_VECTOR_CHAIN):
-            payload = self.stored(head)
-            if not _chained(payload):
-                merged = merged_gaps(bodies)
-                return None if merged is None else (head, merged)
+        size = len(body)
+        payload = self.stored(head)
+        while _chained(payload) and size + len(payload) - _HEADER <= FOLD_BYTES:
             bodies.append(payload[_HEADER:])
-            head = BlobId(payload[len(VECTOR_CHAIN_MAGIC):_HEADER - 1].hex())
-        return None
+            size += len(payload) - _HEADER
+            head, depth = BlobId(payload[len(VECTOR_CHAIN_MAGIC):_HEADER - 1].hex()), depth - 1
+            payload = self.stored(head)
+        merged = merged_gaps(bodies) if len(bodies) > 1 else None
+        return None if merged is None else (head, depth + 1, merged)
 
     def _store(self, base: BlobId, depth: int, body: bytes) -> BlobId:
         if depth >= MAX_VECTOR_CHAIN:
