@@ -76,14 +76,18 @@ def test_sigkilled_concurrent_writers_keep_every_acknowledged_commit(tmp_path: P
         assert db.verify().ok
 
 
+@pytest.mark.parametrize("loaded", [0, 3000])
 def test_four_writers_appending_and_upserting_lose_nothing_and_conflict_only_on_shared_keys(
-    tmp_path: Path, workers: Workers
+    tmp_path: Path, workers: Workers, loaded: int
 ) -> None:
+    """With `loaded` rows bulk-loaded first, every upsert deletes rows of that one fragment: the log places
+    upserts of disjoint keys over each other by re-pointing its deletion vector (`udr.log.keyplace`)."""
     lake = tmp_path / "lake"
     with udr.open(lake) as db, db.transaction() as tx:
         tx.create_table("ev", pa.schema([("w", pa.int64()), ("i", pa.int64())]))
         tx.create_table("kv", pa.schema([pa.field("k", pa.int64(), nullable=False), ("v", pa.int64())]),
                         primary_key=["k"])
+        tx.append("kv", {"k": list(range(loaded)), "v": [-1] * loaded})
     go = tmp_path / "go"
     writers = [workers.start("mixed", lake, seed, 30, go) for seed in range(1, 5)]
     for worker in writers:
@@ -100,9 +104,13 @@ def test_four_writers_appending_and_upserting_lose_nothing_and_conflict_only_on_
         log = [c for c in reversed(db.log()) if "keys" in c.metadata]
         assert {c.id for c in log} == set(acknowledged)
         assert db.row_count("ev") == 120 * 3
-        model: dict[int, int] = {}
+        model = dict.fromkeys(range(loaded), -1)
         for commit in log:  # the log's order is the serial order: the last writer of a key wins
             for key in commit.metadata["keys"].split(","):
                 model[int(key)] = int(commit.metadata["value"])
         assert dict(zip(*db.read("kv").to_pydict().values())) == model
+        state = db._handle.ctx.materializer.snapshot(db._handle.head("main"))["kv"]
+        for frag in state.fragments:  # each vector names each deleted row once, as many as its count says
+            positions = db._handle.ctx.rows.deleted_positions(frag).to_pylist()
+            assert len(positions) == len(set(positions)) == frag.deleted
         assert db.verify().ok

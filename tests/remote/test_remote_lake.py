@@ -16,6 +16,8 @@ import pytest
 from remote_helpers import S3, bucket_keys
 
 import udr
+from udr.log.format import BlobKind, CommitId
+from udr.materialize.vectors import chain_link
 from udr.remote.mirror import Mirror
 from udr.remote.store import open_store
 
@@ -217,3 +219,27 @@ def test_a_cache_directory_holding_a_local_lake_is_refused(url: str, tmp_path: P
     with udr.open(tmp_path / "local") as local:
         assert "main" in local.branches()
 
+
+
+def test_upserts_of_disjoint_keys_from_two_caches_replicate_their_re_pointed_vectors(url: str, caches: Path) -> None:
+    with udr.open(url, cache=caches / "a") as a, udr.open(url, cache=caches / "b") as b:
+        a.create_table("t", pa.schema([pa.field("k", pa.int64(), nullable=False), ("v", pa.int64())]),
+                       primary_key=["k"])
+        a.append("t", _rows(0, BIG))
+        b.refresh()
+        for n in range(3):  # each upsert deletes a row of the same big fragment; `b` always starts behind
+            a.upsert("t", pa.table({"k": pa.array([10 + n], pa.int64()), "v": pa.array([-1], pa.int64())}))
+            b.upsert("t", pa.table({"k": pa.array([20 + n], pa.int64()), "v": pa.array([-2], pa.int64())}))
+        a.refresh()
+        mine = _signature(a)
+        assert _signature(b) == mine
+    with udr.open(url, cache=caches / "c", create=False) as c:  # only the bucket: every vector link came along
+        assert _signature(c) == mine
+        assert c.query("select k, v from t where v < 0 order by k").to_pylist() == [
+            *({"k": 10 + n, "v": -1} for n in range(3)), *({"k": 20 + n, "v": -2} for n in range(3))]
+        assert c.verify().problems == []
+        log = c._handle.ctx.log
+        upserts = [log.get_commit(CommitId(commit.id)) for commit in reversed(c.log(limit=6))]
+        vectors = [r.tables["t"].deletes[0].vector for r in upserts]
+        for vector, below in zip(vectors[1:], vectors):  # each chained onto the one before, b's re-pointed so
+            assert vector is not None and chain_link(log.get_blob(vector, BlobKind.DELETES))[0] == below

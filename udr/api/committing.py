@@ -40,6 +40,7 @@ from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
 from udr.log.envtypes import CommitHook
 from udr.log.format import (
+    GAPS_VECTORS_VERSION,
     MAINTENANCE_FLUSH_INLINE,
     MAINTENANCE_KEY,
     MAINTENANCE_MERGE,
@@ -48,10 +49,10 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.groups import ack_hook, write_acks
-from udr.log.placement import check_reads, commute
+from udr.log.placement import check_reads, commutes
 from udr.log.races import HeadMoved
 from udr.log.turns import commit_turn, flush_turn
-from udr.materialize import compaction
+from udr.materialize import compaction, keyvectors
 from udr.materialize.changes import state_delta
 from udr.materialize.merge import RowMerge, merge_rows
 from udr.materialize.snapshot import fold
@@ -97,7 +98,9 @@ def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[Pen
 
 
 def _settle(handle: Handle, staging: Staging) -> None:
-    """Attach before-images still valid, and recount tables written more than once as net changes."""
+    """Attach the keys of keyed writes and before-images still valid, and recount tables written more than once
+    as net changes."""
+    hashed = staging.keyed.hashed(staging.ops)
     staging.settle_before_images()
     for table, count in staging.writes.items():
         op = staging.ops.get(table)
@@ -110,6 +113,8 @@ def _settle(handle: Handle, staging: Staging) -> None:
             net = history.count_changes(handle.ctx, table, staging.base_tables.get(table), staging.state(table),
                                         staging.rows)
             staging.recount(table, net.inserted, net.updated, net.deleted)
+    for table, keys in hashed.items():
+        staging.ops[table] = replace(staging.ops[table], keys=keys)
 
 
 def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook | None,
@@ -122,6 +127,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
         with commit_turn(log, log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
             if attempt:
                 restage(handle.ctx, staging, handle.head(intent.branch), read)
+            own = keyvectors.prepare(staging, gaps=log.version >= GAPS_VECTORS_VERSION)
             record = CommitRecord(
                 parents=intent.parents or (staging.base,), seq=0, branch=intent.branch, time_us=0,
                 author=intent.author, message=intent.message, metadata=dict(intent.metadata),
@@ -130,7 +136,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
             try:
                 return log.append(record, base=staging.base, rebase=not intent.parents, blobs=staging.named_blobs(),
                                   hook=hook, placeable=_placeable(staging, intent.maintenance),
-                                  read=frozenset(read or ()), action=intent.action, mover=intent.mover)
+                                  read=frozenset(read or ()), action=intent.action, mover=intent.mover, own=own)
             except HeadMoved:
                 continue
     raise ConflictError(f"branch {intent.branch!r} moved {_MAX_REBASES} times while this transaction was being "
@@ -151,8 +157,7 @@ def _behind(handle: Handle, staging: Staging, intent: Intent) -> bool:
     for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, head)):
         if cid == staging.base or steps == _LOOK_BACK:
             return False  # not found near the head (a reset branch): the append tells
-        if any(t not in placeable or not commute(op, other.tables[t]) for t, op in staging.ops.items()
-               if t in other.tables):
+        if any(not commutes(t, op, other.tables[t], placeable) for t, op in staging.ops.items() if t in other.tables):
             return True
     return False
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 from udr.api.context import LakeContext
 from udr.errors import KeyViolation
 from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.keyhashes import canonical_keys
 from udr.materialize.staging import CountField, Staging
 from udr.materialize.states import TableState
 from udr.query.diff import (
@@ -25,11 +26,14 @@ from udr.query.engine import Connection
 def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, *, remove_missing: bool) -> None:
     """Stage `data` into keyed `table`: new keys inserted, changed rows updated, identical rows left alone,
     and with `remove_missing` (an overwrite) keys `data` lacks deleted."""
-    first = table not in staging.ops
-    diff = keyed_changes(ctx, staging, table, staging.require(table), data, remove_missing=remove_missing)
-    stage_keyed_diff(staging, table, diff, data.schema, first=first)
+    before = staging.ops.get(table)
+    state = staging.require(table)
+    diff = keyed_changes(ctx, staging, table, state, data, remove_missing=remove_missing)
+    stage_keyed_diff(staging, table, diff, data.schema, first=before is None)
     if remove_missing:
         staging.refreshed.add(table)
+    keys = None if remove_missing else canonical_keys(data, data.schema, state.primary_key)
+    staging.keyed.record(table, before, staging.ops.get(table), keys)
 
 
 def keyed_changes(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table, *,
@@ -109,8 +113,11 @@ def delete_keys(ctx: LakeContext, staging: Staging, table: str, keys: pa.Table, 
                 counted: CountField | None) -> int:
     """Stage the deletion of the rows of `table` whose key is in `keys`; return how many."""
     state = staging.require(table)
+    before = staging.ops.get(table)
     hits = _hits(ctx, staging, table, state, keys)
     staging.delete_positions(table, state, hits, counted=counted)
+    staging.keyed.record(table, before, staging.ops.get(table),
+                         canonical_keys(keys, staging.rows.schema(state.schema), state.primary_key))
     return int(hits.num_rows)
 
 

@@ -47,7 +47,9 @@ class TableOp:
     every existing row before `add`. `deletes` replaces fragments' deletion vectors. `rewrite` marks a
     compaction or a merge's re-encoding: the table's rows do not change, so no row-level change is reported.
     `before` optionally names a ROWS blob holding the before-image of a keyed write (old values of changed
-    cells and of removed rows), so the change feed need not read the old chunks.
+    cells and of removed rows), so the change feed need not read the old chunks. `keys` (a keyed write's
+    hashed keys, `udr.log.keyplace`) and `added` (per `deletes` entry, the positions its vector adds to the
+    fragment's vector at the parent, None: unknown) let the log place it over concurrent keyed writes.
     """
 
     create: bool = False
@@ -62,6 +64,8 @@ class TableOp:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    keys: tuple[int, ...] | None = None
+    added: tuple[int | None, ...] = ()
 
     def key_after(self, key: tuple[str, ...] | None) -> tuple[str, ...] | None:
         """The table's primary key once this op applies to a table whose key is `key`."""
@@ -109,6 +113,9 @@ def _op_to_json(op: TableOp) -> dict[str, object]:
     if op.before is not None:
         out["before"] = op.before
     out["counts"] = [op.inserted, op.updated, op.deleted]
+    if op.keys is not None:
+        out["keys"] = list(op.keys)
+        out["added"] = list(op.added)
     return out
 
 
@@ -117,6 +124,7 @@ def _op_from_json(raw: Mapping[str, object]) -> TableOp:
     deletes = cast(list[list[object]], raw.get("deletes", []))
     counts = cast(list[int], raw["counts"])
     pk = raw.get("primary_key")
+    keys = cast("list[int] | None", raw.get("keys"))
     return TableOp(
         create=bool(raw.get("create", False)),
         drop=bool(raw.get("drop", False)),
@@ -135,6 +143,8 @@ def _op_from_json(raw: Mapping[str, object]) -> TableOp:
         inserted=counts[0],
         updated=counts[1],
         deleted=counts[2],
+        keys=tuple(int(k) for k in keys) if keys is not None else None,
+        added=tuple(None if n is None else int(n) for n in cast("list[int | None]", raw.get("added", []))),
     )
 
 

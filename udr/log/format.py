@@ -26,6 +26,13 @@ GAPS_VECTORS_VERSION = 5
 GAPS_VECTOR_MAX = 4096
 # The most payloads one deletion vector's chain holds: a cold read decodes at most this many.
 MAX_VECTOR_CHAIN = 16
+# A chained vector's payload starts with this magic, its base's blob id (32 raw bytes) and its depth (1 byte).
+VECTOR_CHAIN_MAGIC = b"UDRC"
+# A gaps body (format 5) starts with this magic and its width (1 byte).
+VECTOR_GAPS_MAGIC = b"UDRG"
+# The most keys a keyed write hashes into its op (`TableOp.keys`) for the log to place it over concurrent keyed
+# writes of other keys (`udr.log.keyplace`); a larger one is re-applied on a moved head instead.
+KEY_HASHES_MAX = 1024
 # The "v" field of a commit record (its canonical JSON encoding); a reader refuses a newer one.
 COMMIT_RECORD_VERSION = 1
 

@@ -6,9 +6,18 @@ without importing the commit records. Safe from any thread.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import blake3
 
 
 def content_id(data: bytes) -> str:
     """Return the BLAKE3 hex digest used to name chunks and blobs."""
     return str(blake3.blake3(data, max_threads=blake3.blake3.AUTO if len(data) > 1 << 20 else 1).hexdigest())
+
+
+def key_hashes(keys: Iterable[bytes]) -> tuple[int, ...]:
+    """The sorted distinct 64-bit hashes (the first 8 bytes of BLAKE3, big-endian) of a keyed write's keys, each
+    given as its canonical bytes (`udr.materialize.keyhashes`): two writes whose hashes are disjoint touch
+    disjoint keys (equal hashes of different keys only cost a needless re-application)."""
+    return tuple(sorted({int.from_bytes(blake3.blake3(key).digest(8), "big") for key in keys}))

@@ -1,10 +1,11 @@
-"""Whether a commit begun on an older head can be placed, unchanged, on top of the commits made since.
+"""Whether a commit begun on an older head can be placed on top of the commits made since.
 
 The log decides this inside its write transaction, from the ops alone (no data is read): a commit commutes
 with a concurrent one when they change different tables, or when both change a multiset table (one the writer
 names as `placeable`) without reshaping it, without adding the same chunk, and setting the deletion vectors
-of different fragments. Anything else raises `HeadMoved`, and the writer re-expresses its changes on the new
-head (`udr.api.committing.restage`). Pure: safe from any thread.
+of different fragments, or when both are keyed writes of disjoint keys of one table (`udr.log.keyplace`,
+which then re-points their shared deletion vectors). Anything else raises `HeadMoved`, and the writer
+re-expresses its changes on the new head (`udr.api.committing.restage`). Pure: safe from any thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from udr.errors import ConflictError
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
+from udr.log.keyplace import keyed_commute
 from udr.log.races import HeadMoved
 
 
@@ -36,11 +38,17 @@ def check_placeable(record: CommitRecord, cid: CommitId, other: CommitRecord, *,
     """
     check_reads(record.branch, read, cid, other)
     for table in set(record.tables) & set(other.tables):
-        if table not in placeable or not commute(record.tables[table], other.tables[table]):
+        if not commutes(table, record.tables[table], other.tables[table], placeable):
             raise HeadMoved(
                 f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} and commit {cid[:10]} also "
                 f"changed {table!r}; reload and retry", head,
             )
+
+
+def commutes(table: str, mine: TableOp, theirs: TableOp, placeable: frozenset[str]) -> bool:
+    """Whether the log can place `mine` over `theirs` (ops of `table` made against the same base): as multiset
+    ops (`table` in `placeable`, see `commute`), or as keyed writes of disjoint keys (`keyplace.keyed_commute`)."""
+    return (table in placeable and commute(mine, theirs)) or keyed_commute(mine, theirs)
 
 
 def commute(mine: TableOp, theirs: TableOp) -> bool:

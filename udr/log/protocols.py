@@ -119,7 +119,8 @@ class LakeLog(LogEnvironments, Protocol):
     def append(self, record: CommitRecord, *, base: CommitId, rebase: bool,
                blobs: Mapping[BlobId, tuple[BlobKind, bytes]], hook: CommitHook | None = None,
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
-               action: str = "commit", mover: str | None = None) -> tuple[CommitId, CommitRecord]:
+               action: str = "commit", mover: str | None = None,
+               own: Mapping[BlobId, bytes] | None = None) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable write transaction; return its
         id and the record as stored (placed on a moved head when `rebase` and the commits in between commute).
 

@@ -36,6 +36,7 @@ from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commi
 from udr.log.envtypes import CommitHook, Environment, IndexTxn
 from udr.log.format import (
     CACHE_DIR,
+    CHAINED_VECTORS_VERSION,
     COLUMN_IDS_VERSION,
     DB_BLOBS,
     DB_COMMITS,
@@ -57,6 +58,7 @@ from udr.log.format import (
     CommitId,
 )
 from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
+from udr.log.keyplace import repoint
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import check_placeable
 from udr.log.processes import process_alive
@@ -282,7 +284,10 @@ class LogStore:
             CorruptionError: missing, or does not hash to its id.
         """
         with self.env.read() as txn:
-            stored = txn.get(blob.encode(), db=self.env.db(DB_BLOBS))
+            return self._stored_blob(txn, blob, kind)
+
+    def _stored_blob(self, txn: IndexTxn, blob: BlobId, kind: BlobKind) -> bytes:
+        stored = txn.get(blob.encode(), db=self.env.db(DB_BLOBS))
         if stored is None:
             raise CorruptionError(f"blob {blob} ({kind.name.lower()}) is missing from the log")
         return unframe_blob(blob, stored, expect=kind)
@@ -336,15 +341,16 @@ class LogStore:
     def append(self, record: CommitRecord, *, base: CommitId, rebase: bool,
                blobs: Mapping[BlobId, tuple[BlobKind, bytes]], hook: CommitHook | None = None,
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
-               action: str = "commit", mover: str | None = None) -> tuple[CommitId, CommitRecord]:
+               action: str = "commit", mover: str | None = None,
+               own: Mapping[BlobId, bytes] | None = None) -> tuple[CommitId, CommitRecord]:
         """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
         commit is placed on the new head (a linear history) when the commits in between commute with it
         (`udr.log.placement`; `placeable`: the tables whose op stays valid over concurrent changes of other
-        fragments). The record's first parent, seq and time are assigned here. The head's move is recorded
-        in the ref log under `action` ("commit", "merge", "revert", ...) with the record's message, by `mover` (who
-        moved the branch; default: the record's author).
+        fragments; `own`: see `keyplace.repoint`). The record's first parent, seq and time are assigned here.
+        The head's move is recorded in the ref log under `action` ("commit", "merge", ...) with the record's
+        message, by `mover` (who moved the branch; default: the record's author).
 
         Raises:
             HeadMoved: a commit in between changed one of its tables otherwise; the writer may rebase and retry.
@@ -364,7 +370,9 @@ class LogStore:
                         f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} after this operation "
                         "began; reload and retry"
                     )
-                self._check_rebase(txn, record, base, head, placeable, read)
+                between = self._check_rebase(txn, record, base, head, placeable, read)
+                record, blobs = repoint(record, between, blobs, lambda v: self._stored_blob(txn, v, BlobKind.DELETES),
+                                        own=own or {}, chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
             self._put_blobs(txn, blobs, framed)
             self._check_not_replaced(txn, record)
             for op in record.tables.values():
@@ -395,10 +403,12 @@ class LogStore:
                     raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
 
     def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId,
-                      placeable: frozenset[str], read: frozenset[str]) -> None:
+                      placeable: frozenset[str], read: frozenset[str]) -> list[CommitRecord]:
+        between: list[CommitRecord] = []  # from `head` back to `base`, each found to commute with `record`
         cursor: CommitId = head
         while cursor != base:
             other = self.get_commit(cursor, txn)
+            between.append(other)
             check_placeable(record, cursor, other, head=head, base=base, placeable=placeable, read=read)
             if not other.parents:
                 raise ConflictError(
@@ -406,6 +416,7 @@ class LogStore:
                     "descend from it; reload and retry"
                 )
             cursor = other.parents[0]
+        return between
 
     def _store_commit(
         self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason

@@ -50,14 +50,10 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
+from udr.materialize.keyhashes import KeyedWrites
 from udr.materialize.snapshot import apply_op
 from udr.materialize.states import FragmentState, TableState
-from udr.materialize.vectors import (
-    chain_link,
-    encode_vector,
-    read_vector,
-    united,
-)
+from udr.materialize.vectors import chain_link, encode_vector, read_vector, united
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
 
@@ -87,6 +83,7 @@ class Staging:
             so any concurrent change of them conflicts).
         refreshed: keyed tables overwritten here (their runs of delta fragments may be due for a merge).
         ids_used: a staged schema carries stable column ids (an older lake must be relabelled first).
+        keyed: the keys the keyed writes staged here touched, per table (`keyhashes`).
         rows: reads rows of table states, this staging's blobs first.
     """
 
@@ -105,6 +102,7 @@ class Staging:
         self.overwritten: set[str] = set()
         self.refreshed: set[str] = set()
         self.ids_used = False
+        self.keyed = KeyedWrites()
         self._chunks: set[ChunkId] = set()
         # Rows of the inline chunks staged here, handed to the lake's reader once committed.
         self._inline_rows: dict[ChunkId, pa.Table] = {}

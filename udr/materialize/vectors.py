@@ -23,17 +23,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
-from udr.log.format import GAPS_VECTOR_MAX, MAX_VECTOR_CHAIN, BlobId
+from udr.log.format import (
+    GAPS_VECTOR_MAX,
+    MAX_VECTOR_CHAIN,
+    VECTOR_CHAIN_MAGIC,
+    VECTOR_GAPS_MAGIC,
+    BlobId,
+)
 
 VectorGetter = Callable[[BlobId], bytes]
 """The DELETES payload of a vector blob (raises `CorruptionError` when it is missing)."""
 
 # A chained payload: this magic, the base's blob id (32 raw bytes), the depth (1 byte), then the Parquet file.
-_CHAINED = b"UDRC"
+_CHAINED = VECTOR_CHAIN_MAGIC
 _HEADER = len(_CHAINED) + 32 + 1
 # A gaps body: this magic, a width w (1, 2 or 4), then each gap to the previous position (the first: the
 # position itself) as a w-byte little-endian unsigned integer; the log's zstd framing packs the high bytes.
-_GAPS = b"UDRG"
+_GAPS = VECTOR_GAPS_MAGIC
 _GAPS_HEADER = len(_GAPS) + 1
 _GAP_TYPES: dict[int, str] = {1: "<u1", 2: "<u2", 4: "<u4"}
 
@@ -127,6 +133,11 @@ def chain_link(payload: bytes) -> tuple[BlobId | None, int]:
     if len(payload) < _HEADER:
         raise CorruptionError(f"a chained deletion vector payload of {len(payload)} bytes is cut short")
     return BlobId(payload[len(_CHAINED):_HEADER - 1].hex()), payload[_HEADER - 1]
+
+
+def link_body(payload: bytes) -> bytes:
+    """The positions part of a DELETES payload: after a chained one's header, else all of it."""
+    return payload[_HEADER:] if chain_link(payload)[0] is not None else payload
 
 
 def decode_positions(payload: bytes) -> pa.Array:
