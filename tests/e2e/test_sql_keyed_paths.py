@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import udr
@@ -72,6 +72,8 @@ def _api_twin(db: udr.Lake, sql: str) -> None:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=st.lists(st.sampled_from([*(f"CREATE OR REPLACE TABLE k AS {q}" for q in QUERIES), *UPDATES,
                                         *RESHAPES]), min_size=1, max_size=6))
+# Four keyed overwrites: the API's fourth is followed by a merge of the table's delta fragments, and SQL's must be.
+@example(script=[f"CREATE OR REPLACE TABLE k AS {q}" for q in (QUERIES[3], QUERIES[3], QUERIES[0], QUERIES[3])])
 def test_sql_keyed_writes_store_what_the_api_stores(tmp_path_factory: pytest.TempPathFactory,
                                                      script: list[str]) -> None:
     root = tmp_path_factory.mktemp("lakes")

@@ -90,9 +90,13 @@ class DirectWrites:
         """How many rows `table` has as the transaction sees it."""
         return self._staging.require(table).rows
 
-    def stage_diff(self, table: str, diff: KeyedDiff) -> None:
-        """Stage `diff`, found against keyed `table` as this transaction sees it, as a write of `table`."""
+    def stage_diff(self, table: str, diff: KeyedDiff, *, replaced: bool) -> None:
+        """Stage `diff`, found against keyed `table` as this transaction sees it, as a write of `table`;
+        `replaced`: it replaces the table's rows (a keyed overwrite, whose run of delta fragments may then be
+        due for a merge, as after `Transaction.overwrite`)."""
         state = self._staging.require(table)
         first = table not in self._staging.ops
         self._staging.writes[table] += 1
         writes.stage_keyed_diff(self._staging, table, diff, self._staging.rows.schema(state.schema), first=first)
+        if replaced:
+            self._staging.refreshed.add(table)

@@ -89,7 +89,7 @@ class DirectWrites(Protocol):
     def connect_positioned(self, sql: str, table: str, view: str, *, deleted: str | None = None,
                            plain: bool = True, where: tuple[str, str] | None = None) -> duckdb.DuckDBPyConnection: ...
 
-    def stage_diff(self, table: str, diff: KeyedDiff) -> None: ...
+    def stage_diff(self, table: str, diff: KeyedDiff, *, replaced: bool) -> None: ...
 
     def live_rows(self, table: str) -> int: ...
 
@@ -293,7 +293,7 @@ def _keyed_overwrite(target: WriteTarget, direct: DirectWrites, con: duckdb.Duck
         direct.add_positioned(con, table, _TARGET)
         diff = overwrite_diff(con, query.sql(dialect="duckdb"), _TARGET, schema.names, key, schema,
                               live_rows=direct.live_rows(table), table=table)
-    direct.stage_diff(table, diff)
+    direct.stage_diff(table, diff, replaced=True)
     if plan is not None:
         direct.record_build(table, plan)
 
@@ -382,7 +382,7 @@ def _keyed_update(target: WriteTarget, direct: DirectWrites, st: Statement, tabl
     if rows is None:
         with direct.connect_positioned(st.text, table, _TARGET, plain=plain) as con:
             rows = _fetch(con, _update_query(con, tree, key, filtered_first=False))
-    direct.stage_diff(table, split(rows, schema, key, table=table))
+    direct.stage_diff(table, split(rows, schema, key, table=table), replaced=False)
     return True
 
 
