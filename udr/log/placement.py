@@ -10,6 +10,8 @@ re-expresses its changes on the new head (`udr.api.committing.restage`). Pure: s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from udr.errors import ConflictError
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
@@ -26,6 +28,31 @@ def check_reads(branch: str, read: frozenset[str] | set[str], cid: CommitId, oth
             f"commit {cid[:10]} changed {', '.join(sorted(seen))}, which this serializable transaction read, "
             f"after it began on {branch!r}; reload and retry"
         )
+
+
+def placed_over(record: CommitRecord, base: CommitId, head: CommitId, get: Callable[[CommitId], CommitRecord], *,
+                placeable: frozenset[str], read: frozenset[str]) -> list[CommitRecord]:
+    """The commits from `head` back to `base` (read with `get`), each checked to commute with `record`, begun on
+    `base` (`check_placeable`).
+
+    Raises:
+        ConflictError: the branch was reset to a `head` that does not descend from `base`, or a commit in
+            between changed a table in `read`.
+        HeadMoved: a commit in between does not commute with `record`.
+    """
+    between: list[CommitRecord] = []
+    cursor = head
+    while cursor != base:
+        other = get(cursor)
+        between.append(other)
+        check_placeable(record, cursor, other, head=head, base=base, placeable=placeable, read=read)
+        if not other.parents:
+            raise ConflictError(
+                f"branch {record.branch!r} was reset from {base[:7]} to {head[:7]}, which does not "
+                "descend from it; reload and retry"
+            )
+        cursor = other.parents[0]
+    return between
 
 
 def check_placeable(record: CommitRecord, cid: CommitId, other: CommitRecord, *, head: CommitId, base: CommitId,

@@ -60,7 +60,7 @@ from udr.log.format import (
 from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
 from udr.log.keyplace import repoint
 from udr.log.label import read_format, remove_stale_labels, write_label
-from udr.log.placement import check_placeable
+from udr.log.placement import placed_over
 from udr.log.processes import process_alive
 from udr.log.protocols import GcKeep
 from udr.log.reflog import Move, Reason, move_ref, read_moves
@@ -370,7 +370,8 @@ class LogStore:
                         f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} after this operation "
                         "began; reload and retry"
                     )
-                between = self._check_rebase(txn, record, base, head, placeable, read)
+                between = placed_over(record, base, head, lambda c: self.get_commit(c, txn), placeable=placeable,
+                                      read=read)
                 record, blobs = repoint(record, between, blobs, lambda v: self._stored_blob(txn, v, BlobKind.DELETES),
                                         own=own or {}, chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
             self._put_blobs(txn, blobs, framed)
@@ -401,22 +402,6 @@ class LogStore:
             for d in (d for op in record.tables.values() for d in op.deletes):
                 if txn.get(d.chunk.encode(), db=replaced) is not None:  # staged before an erasure replaced it
                     raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
-
-    def _check_rebase(self, txn: IndexTxn, record: CommitRecord, base: CommitId, head: CommitId,
-                      placeable: frozenset[str], read: frozenset[str]) -> list[CommitRecord]:
-        between: list[CommitRecord] = []  # from `head` back to `base`, each found to commute with `record`
-        cursor: CommitId = head
-        while cursor != base:
-            other = self.get_commit(cursor, txn)
-            between.append(other)
-            check_placeable(record, cursor, other, head=head, base=base, placeable=placeable, read=read)
-            if not other.parents:
-                raise ConflictError(
-                    f"branch {record.branch!r} was reset from {base[:7]} to {head[:7]}, which does not "
-                    "descend from it; reload and retry"
-                )
-            cursor = other.parents[0]
-        return between
 
     def _store_commit(
         self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason
