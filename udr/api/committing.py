@@ -53,8 +53,8 @@ from udr.log.races import HeadMoved
 from udr.log.turns import commit_turn, flush_turn
 from udr.materialize import compaction
 from udr.materialize.changes import state_delta
+from udr.materialize.fold import fold
 from udr.materialize.merge import RowMerge, merge_rows
-from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.touched import shared_keys

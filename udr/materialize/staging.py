@@ -50,7 +50,7 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
-from udr.materialize.snapshot import apply_op
+from udr.materialize.fold import apply_op
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import (
     chain_link,
