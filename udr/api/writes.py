@@ -9,7 +9,8 @@ import pyarrow as pa
 
 from udr.api.context import LakeContext
 from udr.errors import KeyViolation
-from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.current import read_current
+from udr.materialize.currentrows import CurrentRows
 from udr.materialize.staging import CountField, Staging
 from udr.materialize.states import TableState
 from udr.query.diff import (

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
-from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.current import read_current
+from udr.materialize.currentrows import CurrentRows
 from udr.materialize.protocols import RowSource
 from udr.materialize.states import TableState
 from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, distinct, gather
