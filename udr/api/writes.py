@@ -1,6 +1,7 @@
 """Writes that compare incoming rows with a table's current rows (in DuckDB, `udr.query.diff`) and stage only
 the difference through `udr.materialize.staging`: keyed overwrites and upserts, multiset replacement,
-deletes by key, and the duplicate-key check of keyed appends.
+deletes by key, and the duplicate-key check of keyed appends. The current rows a write can touch are read
+here (`udr.materialize.current`), so the diff only compares.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from udr.api.context import LakeContext
 from udr.errors import KeyViolation
 from udr.materialize.current import read_current
 from udr.materialize.currentrows import CurrentRows
+from udr.materialize.protocols import RowSource
 from udr.materialize.staging import CountField, Staging
 from udr.materialize.states import TableState
 from udr.query.diff import (
@@ -18,7 +20,7 @@ from udr.query.diff import (
     keyed_diff,
     matching_keys,
     multiset_diff,
-    rows_to_upsert,
+    upsert_hits,
 )
 from udr.query.engine import Connection
 
@@ -68,12 +70,27 @@ def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.S
 def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,
               con: Connection) -> CurrentRows:
     """The current rows an upsert of `data` can touch: for a few rows, those the table's key index finds,
-    else `udr.query.diff.rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
+    else `rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
     if data.num_rows * 20 <= state.rows:
         hits = staging.rows.key_hits(table, state, data)
         if hits is not None:
             return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
     return rows_to_upsert(staging.rows, table, state, data, con=con)
+
+
+def rows_to_upsert(reader: RowSource, table: str, state: TableState, data: pa.Table, *,
+                   con: Connection | None = None) -> CurrentRows:
+    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (read
+    by position after a scan of the key columns), else the whole table.
+
+    Raises:
+        KeyViolation: a key repeats in `data`.
+    """
+    if data.num_rows * 20 > state.rows:
+        return read_current(reader, table, state)
+    key = list(state.primary_key or ())
+    hits = upsert_hits(read_current(reader, table, state, key), data, key, table=table, con=con)
+    return CurrentRows.from_positioned(reader.rows_at_hits(table, state, hits))
 
 
 def _hits(ctx: LakeContext, staging: Staging, table: str, state: TableState, keys: pa.Table) -> pa.Table:
