@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from udr.api import history, writes
 from udr.api.context import LakeContext
-from udr.api.handle import Handle, Intent
+from udr.api.handle import Handle, Intent, StagedAck
 from udr.errors import ConflictError, RefNotFound, UdrError
 from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
@@ -59,7 +59,6 @@ from udr.materialize.staging import Staging
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.touched import shared_keys
 from udr.materialize.vectors import distinct_positions
-from udr.stream.subscription import PendingAck
 from udr.values import Commit
 
 # Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
@@ -68,7 +67,7 @@ _MAX_REBASES = 64
 _LOOK_BACK = 64
 
 
-def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck] = (),
+def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[StagedAck] = (),
            read: set[str] | None = None) -> Commit:
     """Commit `staging`'s changes (and the group acks `hooks`) as `intent` says; return the new commit.
 

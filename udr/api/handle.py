@@ -23,6 +23,7 @@ from udr.errors import TableNotFound, close_matches
 from udr.log import refspec
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
+from udr.log.groups import GroupAck
 from udr.log.refspec import Ref
 from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
@@ -46,6 +47,17 @@ class Detachable(Protocol):
 
     def detach(self) -> None:
         """End the subscription and give its group's lease back."""
+
+
+class StagedAck(Protocol):
+    """A group ack a transaction staged (`udr.stream.subscription.PendingAck`), as the commit point applies it."""
+
+    @property
+    def ack(self) -> GroupAck:
+        """The move of the group's position, applied inside the commit's log write transaction."""
+
+    def done(self) -> None:
+        """Tell the subscription its batch is durably acknowledged (called once the commit succeeded)."""
 
 
 class Committer(Protocol):
