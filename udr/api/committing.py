@@ -328,7 +328,7 @@ class _Keyed:
         self.schema = staging.rows.schema(head.schema)
         self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
         # Only a key both sides changed can conflict: when none is, the rows need no pairing and merging.
-        shared = shared_keys(staging.rows, base, staged, head)
+        shared = shared_keys(staging.rows, ctx.keys, base, staged, head)
         self.shared = bool(self._touched(base, head) & self._touched(base, staged)) if shared is None else shared
         self.result = self._merged() if self.shared else None
 

@@ -16,6 +16,7 @@ from udr.log.protocols import LakeLog
 from udr.log.retention import RetentionStore
 from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
+from udr.materialize.keyindex import KeyIndex
 from udr.materialize.snapshot import Materializer
 from udr.query.engine import SnapshotServer
 
@@ -31,6 +32,8 @@ class LakeContext:
         rows: reads rows of table states (`udr.materialize`).
         server: DuckDB views and queries over table states (`udr.query`).
         befores: before-images of large keyed writes this process committed (`udr.materialize.befores`).
+        keys: the key index: sorted key columns of chunks, which keyed writes find their rows through
+            (`udr.materialize.keyindex`).
     """
 
     path: Path
@@ -39,6 +42,7 @@ class LakeContext:
     rows: RowReader
     server: SnapshotServer
     befores: KeptBefores = field(default_factory=KeptBefores)
+    keys: KeyIndex = field(default_factory=KeyIndex)
 
     def check_readable(self, commit: CommitId, tables: Iterable[str]) -> None:
         """Raise `udr.Expired` if the data of one of `tables` at `commit` has expired (`udr.log.retention`)."""

@@ -12,6 +12,8 @@ from udr.api.context import LakeContext
 from udr.errors import KeyViolation
 from udr.materialize.current import read_current
 from udr.materialize.currentrows import CurrentRows
+from udr.materialize.data import RowReader
+from udr.materialize.keyindex import KeyIndex, key_field
 from udr.materialize.protocols import RowSource
 from udr.materialize.staging import CountField, Staging
 from udr.materialize.states import TableState
@@ -72,7 +74,7 @@ def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState,
     """The current rows an upsert of `data` can touch: for a few rows, those the table's key index finds,
     else `rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
     if data.num_rows * 20 <= state.rows:
-        hits = staging.rows.key_hits(table, state, data)
+        hits = key_hits(ctx.keys, staging.rows, state, data)
         if hits is not None:
             return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
     return rows_to_upsert(staging.rows, table, state, data, con=con)
@@ -93,10 +95,24 @@ def rows_to_upsert(reader: RowSource, table: str, state: TableState, data: pa.Ta
     return CurrentRows.from_positioned(reader.rows_at_hits(table, state, hits))
 
 
+def key_hits(index: KeyIndex, rows: RowReader, state: TableState, keys: pa.Table) -> pa.Table | None:
+    """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
+    found through the lake's key index `index` (read through `rows`); None when the key cannot be indexed
+    or its index would not fit the index's budget (the caller scans)."""
+    field = key_field(rows.schema(state.schema), state.primary_key)
+    if field is None:
+        return None
+    try:
+        wanted = keys.column(field.name).cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # keys of another type: the scan compares them as SQL would
+    return index.hits(state, field, wanted, column=rows.key_column, deleted=rows.deleted_positions)
+
+
 def _hits(ctx: LakeContext, staging: Staging, table: str, state: TableState, keys: pa.Table) -> pa.Table:
     """Where the rows of keyed `table` whose key is in `keys` are (`__frag`, `__pos`): through the table's key
     index (`udr.materialize.keyindex`), else by a scan of its key columns in DuckDB."""
-    hits = staging.rows.key_hits(table, state, keys)
+    hits = key_hits(ctx.keys, staging.rows, state, keys)
     if hits is None:
         key = list(state.primary_key or ())
         with ctx.server.session() as con:
