@@ -17,7 +17,7 @@ from udr.log.retention import RetentionStore
 from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
 from udr.materialize.keyindex import KeyIndex
-from udr.materialize.snapshot import Materializer
+from udr.materialize.protocols import Snapshots
 from udr.query.engine import SnapshotServer
 
 
@@ -38,7 +38,7 @@ class LakeContext:
 
     path: Path
     log: LakeLog
-    materializer: Materializer
+    materializer: Snapshots
     rows: RowReader
     server: SnapshotServer
     befores: KeptBefores = field(default_factory=KeptBefores)
