@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from udr.log.format import CommitId
-from udr.log.protocols import LakeLog
-from udr.log.retention import RetentionStore
+from udr.log.protocols import LakeLog, ReadableCheck
 from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
 from udr.materialize.keyindex import KeyIndex
@@ -31,6 +30,7 @@ class LakeContext:
         materializer: snapshots per commit (`udr.materialize`).
         rows: reads rows of table states (`udr.materialize`).
         server: DuckDB views and queries over table states (`udr.query`).
+        retention: which versions' data retention expired (`udr.log.retention`).
         befores: before-images of large keyed writes this process committed (`udr.materialize.befores`).
         keys: the key index: sorted key columns of chunks, which keyed writes find their rows through
             (`udr.materialize.keyindex`).
@@ -41,10 +41,11 @@ class LakeContext:
     materializer: Snapshots
     rows: RowReader
     server: SnapshotServer
+    retention: ReadableCheck
     befores: KeptBefores = field(default_factory=KeptBefores)
     keys: KeyIndex = field(default_factory=KeyIndex)
 
     def check_readable(self, commit: CommitId, tables: Iterable[str]) -> None:
         """Raise `udr.Expired` if the data of one of `tables` at `commit` has expired (`udr.log.retention`)."""
         if self.materializer.any_expired():  # no read pays for the lookup before the first `expire`
-            RetentionStore(self.log).check_readable(commit, tables)
+            self.retention.check_readable(commit, tables)

@@ -26,6 +26,7 @@ from udr.api.transaction import Isolation, Transaction
 from udr.errors import UsageError
 from udr.log.memory import MemoryLogStore
 from udr.log.refspec import Ref
+from udr.log.retention import RetentionStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer
@@ -88,7 +89,8 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         if remote is not None:  # a lake in object storage (udr.remote): `path` is its cache
             remote.attach(log)
         rows = RowReader(log.chunks, log.get_blob)
-        ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows, LogViews(log)))
+        ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows, LogViews(log)),
+                          RetentionStore(log))
         self._handle = Handle(ctx, LakeChanges(ctx), committing.commit, remote)
 
     def __enter__(self) -> Lake:
