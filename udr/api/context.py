@@ -17,7 +17,7 @@ from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
 from udr.materialize.keyindex import KeyIndex
 from udr.materialize.protocols import Snapshots
-from udr.query.engine import SnapshotServer
+from udr.query.database import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class LakeContext:
         log: commits, refs, blobs and chunks (`udr.log`).
         materializer: snapshots per commit (`udr.materialize`).
         rows: reads rows of table states (`udr.materialize`).
-        server: DuckDB views and queries over table states (`udr.query`).
+        database: the lake's DuckDB database, for comparisons that run in SQL (`udr.query.database`).
         retention: which versions' data retention expired (`udr.log.retention`).
         befores: before-images of large keyed writes this process committed (`udr.materialize.befores`).
         keys: the key index: sorted key columns of chunks, which keyed writes find their rows through
@@ -40,7 +40,7 @@ class LakeContext:
     log: LakeLog
     materializer: Snapshots
     rows: RowReader
-    server: SnapshotServer
+    database: Database
     retention: ReadableCheck
     befores: KeptBefores = field(default_factory=KeptBefores)
     keys: KeyIndex = field(default_factory=KeyIndex)

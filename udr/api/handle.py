@@ -27,6 +27,7 @@ from udr.log.groups import GroupAck
 from udr.log.refspec import Ref
 from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
+from udr.query.engine import SnapshotServer
 from udr.remote.remotelake import RemoteLake
 from udr.stream.source import ChangeSource
 from udr.values import Commit
@@ -112,15 +113,17 @@ class Handle:
 
     Attributes:
         ctx: the lake's layers.
+        server: DuckDB views of the lake's table states, for SQL over its versions (`udr.query.engine`).
         changes: change rows, commit values and this handle's commit listeners.
         transactions: the transactions open on this handle.
         subscriptions: the live subscriptions of this handle.
         remote: for a lake in object storage, its mirror (`ctx.path` is then the local cache); else None.
     """
 
-    def __init__(self, ctx: LakeContext, changes: Changes, committer: Committer,
+    def __init__(self, ctx: LakeContext, server: SnapshotServer, changes: Changes, committer: Committer,
                  remote: RemoteLake | None = None) -> None:
         self.ctx = ctx
+        self.server = server
         self.changes = changes
         self.remote = remote
         self._committer = committer

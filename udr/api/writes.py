@@ -47,7 +47,7 @@ def keyed_changes(ctx: LakeContext, staging: Staging, table: str, state: TableSt
     Raises:
         KeyViolation: `data` has a null or duplicate key.
     """
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         old = read_current(staging.rows, table, state) if remove_missing else _upserted(
             ctx, staging, table, state, data, con)
         return keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
@@ -115,7 +115,7 @@ def _hits(ctx: LakeContext, staging: Staging, table: str, state: TableState, key
     hits = key_hits(ctx.keys, staging.rows, state, keys)
     if hits is None:
         key = list(state.primary_key or ())
-        with ctx.server.session() as con:
+        with ctx.database.session() as con:
             hits = matching_keys(staging.rows.table(table, state, key, with_position=True), keys, key, table=table,
                                  con=con)
     return hits
@@ -125,7 +125,7 @@ def check_new_keys(ctx: LakeContext, staging: Staging, table: str, data: pa.Tabl
     """Raise `KeyViolation` unless every key of `data` is new to keyed `table` (an append)."""
     state = staging.require(table)
     key = list(state.primary_key or ())
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         diff = keyed_diff(read_current(staging.rows, table, state), data, key, table=table, remove_missing=False,
                           con=con, before=False)
     if diff.updated.num_rows or diff.replaced.num_rows:
@@ -152,7 +152,7 @@ def replace_multiset(ctx: LakeContext, staging: Staging, table: str, data: pa.Ta
     """Stage the rows of `table` (no primary key) becoming `data` as a multiset: unchanged rows, duplicates
     included, stay; the surplus is deleted and the rest inserted."""
     state = staging.require(table)
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         diff = multiset_diff(staging.rows.table(table, state, with_position=True), data, table=table, con=con)
     staging.delete_positions(table, state, diff.removed, counted="deleted")
     if diff.added.num_rows:
