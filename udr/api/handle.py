@@ -1,5 +1,5 @@
 """One open lake as the facade's modules share it: its layers, its change listeners, its open transactions
-and subscriptions, how refs and versions are read, and its commit point.
+and subscriptions, how refs and versions are read (and served to SQL), and its commit point.
 
 `Lake` builds one `Handle` when it opens, handing it the change source (`udr.api.changes`) and the commit
 point (`udr.api.committing.commit`). Transactions, merges and the `Lake` method groups work through it (and
