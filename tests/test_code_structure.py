@@ -22,9 +22,9 @@ MAX_DEPTH = 8
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
-# Issue 10 burn-down: what is left of the facade's tangle. Only the import depth remains above its target.
+# Issue 10 burn-down: what is left of the facade's tangle. Every list is empty and the depth is at its target.
 REMAINING_CYCLES: list[set[str]] = []
-REMAINING_DEPTH = 9
+REMAINING_DEPTH = 8
 REMAINING_BIG_MODULES: dict[str, int] = {}
 REMAINING_LONG_FUNCTIONS: dict[str, int] = {}
 REMAINING_REACH_INS: dict[str, int] = {}

@@ -103,7 +103,7 @@ def test_a_reset_hides_commits_from_udr_log_and_the_views_follow_every_move(hist
 
 
 def test_the_views_are_cached_until_the_log_or_a_ref_moves(history: udr.Lake) -> None:
-    views = history._handle.ctx.server._log_views
+    views = history._handle.server._log_views
     assert isinstance(views, LogViews)
     first = views.tables()
     assert views.tables() is first
@@ -143,7 +143,7 @@ def test_time_column_is_utc_and_matches_the_commit(db: udr.Lake) -> None:
 
 def test_an_incremental_rebuild_equals_a_fresh_one(history: udr.Lake) -> None:
     db = history
-    views = db._handle.ctx.server._log_views
+    views = db._handle.server._log_views
     assert isinstance(views, LogViews)
 
     def check() -> None:

@@ -10,7 +10,8 @@ import pyarrow as pa
 from udr.log.format import BlobId, BlobKind
 from udr.log.hashing import content_id
 from udr.log.store import LogStore
-from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.current import read_current
+from udr.materialize.currentrows import CurrentRows
 from udr.materialize.data import (
     RowReader,
     encode_chunk,

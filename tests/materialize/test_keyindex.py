@@ -18,9 +18,9 @@ from udr.materialize.keyindex import (
     RUN_ROWS,
     KeyIndex,
     SortedKeys,
-    indexable,
     sort_keys,
 )
+from udr.materialize.schemas import indexable
 from udr.materialize.states import FragmentState, TableState
 
 

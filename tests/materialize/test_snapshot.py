@@ -1,5 +1,6 @@
-"""udr.materialize.snapshot: `fold`/`apply_op` are pure and deterministic; materializing the same log twice,
-or after `rebuild`, or after throwing the cache directory away, gives byte-identical snapshot encodings."""
+"""udr.materialize.snapshot and udr.materialize.fold: `fold`/`apply_op` are pure and deterministic;
+materializing the same log twice, or after `rebuild`, or after throwing the cache directory away, gives
+byte-identical snapshot encodings."""
 
 from __future__ import annotations
 
@@ -23,13 +24,12 @@ from udr.log.format import (
 )
 from udr.log.hashing import content_id
 from udr.log.store import LogStore
+from udr.materialize.fold import apply_op, fold
 from udr.materialize.snapshot import (
     CHECKPOINT_EVERY,
     Materializer,
-    apply_op,
     decode_state,
     encode_state,
-    fold,
 )
 from udr.materialize.states import FragmentState, TableState
 

@@ -38,13 +38,13 @@ def test_touched_keys_equal_the_keys_of_the_row_delta(tmp_path: Path) -> None:
         for old, new in ((states[a], states[b]) for a, b in pairs):
             delta = state_delta(ctx.rows, "t", old, new)
             expected = sorted(set(delta.removed.column("k").to_pylist()) | set(delta.added.column("k").to_pylist()))
-            found = touched_keys(ctx.rows, old, new)
+            found = touched_keys(ctx.rows, ctx.keys, old, new)
             assert found is not None and found.tolist() == expected
         base, ours, theirs = states[0], states[1], states[2]
-        mine = set(touched_keys(ctx.rows, base, ours).tolist())  # type: ignore[union-attr]
-        other = set(touched_keys(ctx.rows, base, theirs).tolist())  # type: ignore[union-attr]
-        assert shared_keys(ctx.rows, base, ours, theirs) is bool(mine & other)
-        assert shared_keys(ctx.rows, base, ours, ours) is True
+        mine = set(touched_keys(ctx.rows, ctx.keys, base, ours).tolist())  # type: ignore[union-attr]
+        other = set(touched_keys(ctx.rows, ctx.keys, base, theirs).tolist())  # type: ignore[union-attr]
+        assert shared_keys(ctx.rows, ctx.keys, base, ours, theirs) is bool(mine & other)
+        assert shared_keys(ctx.rows, ctx.keys, base, ours, ours) is True
 
 
 def test_a_key_the_index_cannot_hold_is_left_to_the_rows(tmp_path: Path) -> None:
@@ -56,5 +56,5 @@ def test_a_key_the_index_cannot_hold_is_left_to_the_rows(tmp_path: Path) -> None
         db.upsert("t", {"k": [2.0], "v": [1]})
         ctx = db._handle.ctx
         old, new = (ctx.materializer.snapshot(h)["t"] for h in (before, db._handle.head("main")))
-        assert touched_keys(ctx.rows, old, new) is None
-        assert shared_keys(ctx.rows, old, new, new) is None
+        assert touched_keys(ctx.rows, ctx.keys, old, new) is None
+        assert shared_keys(ctx.rows, ctx.keys, old, new, new) is None

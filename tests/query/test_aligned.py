@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udr.materialize.current import CurrentRows
+from udr.materialize.currentrows import CurrentRows
 from udr.query.aligned import compare_aligned
 from udr.query.diff import KeyedDiff, keyed_diff
 

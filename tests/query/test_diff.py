@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from udr.errors import KeyViolation
-from udr.materialize.current import CurrentRows
+from udr.materialize.currentrows import CurrentRows
 from udr.query.diff import keyed_diff, matching_keys, upsert_hits
 
 NAN = math.nan

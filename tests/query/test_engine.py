@@ -4,6 +4,7 @@ through the caller; positions_where finds live rows by SQL predicate."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -20,13 +21,21 @@ from udr.materialize.data import (
 )
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import encode_positions
+from udr.query.database import Database
 from udr.query.engine import VERSIONED_NAME, SnapshotServer, named_tables
 from udr.query.logviews import LogViews
 
 
 @pytest.fixture
-def server(log: LogStore) -> SnapshotServer:
-    return SnapshotServer(log, RowReader(log.chunks, log.get_blob), LogViews(log))
+def database() -> Iterator[Database]:
+    opened = Database()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def server(log: LogStore, database: Database) -> SnapshotServer:
+    return SnapshotServer(database, log, RowReader(log.chunks, log.get_blob), LogViews(log))
 
 
 def _schema(log: LogStore, schema: pa.Schema) -> BlobId:
@@ -280,8 +289,8 @@ def test_views_only_for_the_tables_a_query_names_when_it_names_only_tables(
         con.close()
 
 
-def _positioned(server: SnapshotServer, state: TableState) -> list[tuple[object, ...]]:
-    con = server.cursor()
+def _positioned(server: SnapshotServer, database: Database, state: TableState) -> list[tuple[object, ...]]:
+    con = database.cursor()
     try:
         server.register_positioned(con, "p", "t", state)
         return sorted(con.sql("SELECT * FROM p").fetchall(), key=repr)
@@ -290,7 +299,7 @@ def _positioned(server: SnapshotServer, state: TableState) -> list[tuple[object,
 
 
 def test_a_positioned_view_gives_each_live_row_its_fragment_and_position(
-    server: SnapshotServer, mixed: TableState, log: LogStore
+    server: SnapshotServer, database: Database, mixed: TableState, log: LogStore
 ) -> None:
     # Pruned, plain and inline fragments, in an order where the plain files are not contiguous, and
     # fragments of an older schema (deleted rows included).
@@ -309,4 +318,4 @@ def test_a_positioned_view_gives_each_live_row_its_fragment_and_position(
         expected = reader.table("t", state, with_position=True)
         order = [*(n for n in expected.column_names if not n.startswith("__")), "__frag", "__pos"]
         rows = [tuple(row.values()) for row in expected.select(order).to_pylist()]
-        assert _positioned(server, state) == sorted(rows, key=repr)
+        assert _positioned(server, database, state) == sorted(rows, key=repr)

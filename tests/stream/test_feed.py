@@ -10,7 +10,7 @@ import pytest
 
 import udr
 from udr.api.changes import LakeChanges
-from udr.log.groups import Cursor
+from udr.log.positions import Cursor
 from udr.stream import feed as feed_module
 from udr.stream.feed import Feed, lag
 

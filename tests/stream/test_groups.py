@@ -9,15 +9,8 @@ import sys
 import pytest
 
 import udr
-from udr.log.groups import (
-    Ack,
-    Cursor,
-    GroupStore,
-    Position,
-    ack_hook,
-    lease_alive,
-    process_start,
-)
+from udr.log.groups import Ack, GroupStore, ack_hook, lease_alive, process_start
+from udr.log.positions import Cursor, Position
 from udr.log.store import LogStore
 
 

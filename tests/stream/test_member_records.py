@@ -8,8 +8,9 @@ import sys
 import pytest
 
 import udr
-from udr.log.groups import Ack, Cursor, GroupStore, Position, lease_alive
+from udr.log.groups import Ack, GroupStore, lease_alive
 from udr.log.members import MemberStore, PartitionAck
+from udr.log.positions import Cursor, Position
 from udr.log.store import LogStore
 
 

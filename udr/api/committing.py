@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from udr.api import history, writes
 from udr.api.context import LakeContext
-from udr.api.handle import Handle, Intent
+from udr.api.handle import Handle, Intent, StagedAck
 from udr.errors import ConflictError, RefNotFound, UdrError
 from udr.log import graph
 from udr.log.commits import CommitRecord, Deletes, TableOp, commit_value
@@ -54,13 +54,12 @@ from udr.log.races import HeadMoved
 from udr.log.turns import commit_turn, flush_turn
 from udr.materialize import compaction, keyvectors
 from udr.materialize.changes import state_delta
+from udr.materialize.fold import fold
 from udr.materialize.merge import RowMerge, merge_rows
-from udr.materialize.snapshot import fold
 from udr.materialize.staging import Staging
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.touched import shared_keys
 from udr.materialize.vectors import distinct_positions
-from udr.stream.subscription import PendingAck
 from udr.values import Commit
 
 # Re-applications on a moving head before giving up: each one means another writer committed meanwhile.
@@ -69,7 +68,7 @@ _MAX_REBASES = 64
 _LOOK_BACK = 64
 
 
-def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[PendingAck] = (),
+def commit(handle: Handle, staging: Staging, intent: Intent, hooks: Sequence[StagedAck] = (),
            read: set[str] | None = None) -> Commit:
     """Commit `staging`'s changes (and the group acks `hooks`) as `intent` says; return the new commit.
 
@@ -335,7 +334,7 @@ class _Keyed:
         self.schema = staging.rows.schema(head.schema)
         self.base_vectors = {f.chunk: f.deletes for f in base.fragments}
         # Only a key both sides changed can conflict: when none is, the rows need no pairing and merging.
-        shared = shared_keys(staging.rows, base, staged, head)
+        shared = shared_keys(staging.rows, ctx.keys, base, staged, head)
         self.shared = bool(self._touched(base, head) & self._touched(base, staged)) if shared is None else shared
         self.result = self._merged() if self.shared else None
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from udr.log.format import CommitId
-from udr.log.protocols import LakeLog
-from udr.log.retention import RetentionStore
+from udr.log.protocols import LakeLog, ReadableCheck
 from udr.materialize.befores import KeptBefores
 from udr.materialize.data import RowReader
-from udr.materialize.snapshot import Materializer
-from udr.query.engine import SnapshotServer
+from udr.materialize.keyindex import KeyIndex
+from udr.materialize.protocols import Snapshots
+from udr.query.database import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +29,23 @@ class LakeContext:
         log: commits, refs, blobs and chunks (`udr.log`).
         materializer: snapshots per commit (`udr.materialize`).
         rows: reads rows of table states (`udr.materialize`).
-        server: DuckDB views and queries over table states (`udr.query`).
+        database: the lake's DuckDB database, for comparisons that run in SQL (`udr.query.database`).
+        retention: which versions' data retention expired (`udr.log.retention`).
         befores: before-images of large keyed writes this process committed (`udr.materialize.befores`).
+        keys: the key index: sorted key columns of chunks, which keyed writes find their rows through
+            (`udr.materialize.keyindex`).
     """
 
     path: Path
     log: LakeLog
-    materializer: Materializer
+    materializer: Snapshots
     rows: RowReader
-    server: SnapshotServer
+    database: Database
+    retention: ReadableCheck
     befores: KeptBefores = field(default_factory=KeptBefores)
+    keys: KeyIndex = field(default_factory=KeyIndex)
 
     def check_readable(self, commit: CommitId, tables: Iterable[str]) -> None:
         """Raise `udr.Expired` if the data of one of `tables` at `commit` has expired (`udr.log.retention`)."""
         if self.materializer.any_expired():  # no read pays for the lookup before the first `expire`
-            RetentionStore(self.log).check_readable(commit, tables)
+            self.retention.check_readable(commit, tables)

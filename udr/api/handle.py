@@ -1,5 +1,5 @@
 """One open lake as the facade's modules share it: its layers, its change listeners, its open transactions
-and subscriptions, how refs and versions are read, and its commit point.
+and subscriptions, how refs and versions are read (and served to SQL), and its commit point.
 
 `Lake` builds one `Handle` when it opens, handing it the change source (`udr.api.changes`) and the commit
 point (`udr.api.committing.commit`). Transactions, merges and the `Lake` method groups work through it (and
@@ -23,9 +23,11 @@ from udr.errors import TableNotFound, close_matches
 from udr.log import refspec
 from udr.log.commits import commit_value
 from udr.log.format import CommitId
+from udr.log.groups import GroupAck
 from udr.log.refspec import Ref
 from udr.materialize.staging import Staging
 from udr.materialize.states import TableState
+from udr.query.engine import SnapshotServer
 from udr.remote.remotelake import RemoteLake
 from udr.stream.source import ChangeSource
 from udr.values import Commit
@@ -46,6 +48,17 @@ class Detachable(Protocol):
 
     def detach(self) -> None:
         """End the subscription and give its group's lease back."""
+
+
+class StagedAck(Protocol):
+    """A group ack a transaction staged (`udr.stream.subscription.PendingAck`), as the commit point applies it."""
+
+    @property
+    def ack(self) -> GroupAck:
+        """The move of the group's position, applied inside the commit's log write transaction."""
+
+    def done(self) -> None:
+        """Tell the subscription its batch is durably acknowledged (called once the commit succeeded)."""
 
 
 class Committer(Protocol):
@@ -100,15 +113,17 @@ class Handle:
 
     Attributes:
         ctx: the lake's layers.
+        server: DuckDB views of the lake's table states, for SQL over its versions (`udr.query.engine`).
         changes: change rows, commit values and this handle's commit listeners.
         transactions: the transactions open on this handle.
         subscriptions: the live subscriptions of this handle.
         remote: for a lake in object storage, its mirror (`ctx.path` is then the local cache); else None.
     """
 
-    def __init__(self, ctx: LakeContext, changes: Changes, committer: Committer,
+    def __init__(self, ctx: LakeContext, server: SnapshotServer, changes: Changes, committer: Committer,
                  remote: RemoteLake | None = None) -> None:
         self.ctx = ctx
+        self.server = server
         self.changes = changes
         self.remote = remote
         self._committer = committer

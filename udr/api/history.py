@@ -92,7 +92,7 @@ def paired(ctx: LakeContext, table: str, old: TableState | None, new: TableState
     if not (delta.removed.num_rows and delta.added.num_rows):
         # Only inserts or only deletes: nothing to pair, so no DuckDB cursor is needed.
         return pair_changes(delta.schema, delta.removed, delta.added, key)
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         return pair_changes(delta.schema, delta.removed, delta.added, key, con, ordered=ordered)
 
 

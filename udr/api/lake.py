@@ -27,9 +27,11 @@ from udr.api.transaction import Isolation, Transaction
 from udr.errors import UsageError
 from udr.log.memory import MemoryLogStore
 from udr.log.refspec import Ref
+from udr.log.retention import RetentionStore
 from udr.log.store import LogStore
 from udr.materialize.data import RowReader
 from udr.materialize.snapshot import Materializer
+from udr.query.database import Database
 from udr.query.engine import (
     Connection,
     Relation,
@@ -90,8 +92,10 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         if remote is not None:  # a lake in object storage (udr.remote): `path` is its cache
             remote.attach(log)
         rows = RowReader(log.chunks, log.get_blob)
-        ctx = LakeContext(log.root, log, Materializer(log), rows, SnapshotServer(log, rows, LogViews(log)))
-        self._handle = Handle(ctx, LakeChanges(ctx), committing.commit, remote)
+        database = Database()
+        ctx = LakeContext(log.root, log, Materializer(log), rows, database, RetentionStore(log))
+        server = SnapshotServer(database, log, rows, LogViews(log))
+        self._handle = Handle(ctx, server, LakeChanges(ctx), committing.commit, remote)
 
     def __enter__(self) -> Lake:
         return self
@@ -103,7 +107,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         """Release the lake's files. Open transactions are aborted; subscriptions end (their iteration
         stops) and give their groups' leases back."""
         self._handle.close()
-        self._handle.ctx.server.close()
+        self._handle.ctx.database.close()
         if self._handle.remote is not None:
             self._handle.remote.close()
         self._handle.ctx.log.close()
@@ -235,12 +239,12 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
             unknown = [c for c in columns if c not in schema.names]
             if unknown:
                 raise UsageError(f"table {table!r} has no column(s) {', '.join(unknown)}")
-        con = self._handle.ctx.server.cursor()
+        con = self._handle.ctx.database.cursor()
         try:
-            self._handle.ctx.server.register(con, table, table, state)
+            self._handle.server.register(con, table, table, state)
             cols = ", ".join(quote_ident(c) for c in columns) if columns is not None else "*"
             query = f"SELECT {cols} FROM {quote_ident(table)}" + (f" WHERE ({where})" if where else "")
-            return self._handle.ctx.server.fetch(con, query, self._handle.resolver(branch))
+            return self._handle.server.fetch(con, query, self._handle.resolver(branch))
         finally:
             con.close()
 
@@ -250,7 +254,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         A table whose stored data is damaged still has its view, but reading it raises a DuckDB error
         naming the damage (`verify()` lists it); the other tables stay readable.
         """
-        con, _ = self._handle.ctx.server.connect(dict(self._handle.snapshot(branch, at)), log_views=True)
+        con, _ = self._handle.server.connect(dict(self._handle.snapshot(branch, at)), log_views=True)
         return con
 
     def sql(self, query: str, branch: str = "main", at: Ref = None) -> Relation:
@@ -267,7 +271,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
             CorruptionError: the query names a table whose stored data is damaged.
         """
         check_not_writing(query)
-        return self._handle.ctx.server.sql(self._connect_for(query, branch, at), query, self._handle.resolver(branch))
+        return self._handle.server.sql(self._connect_for(query, branch, at), query, self._handle.resolver(branch))
 
     def query(self, query: str, branch: str = "main", at: Ref = None) -> pa.Table:
         """Run SQL like `sql` and return the whole result as a pyarrow Table.
@@ -283,7 +287,7 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         check_not_writing(query)
         con = self._connect_for(query, branch, at)
         try:
-            return self._handle.ctx.server.fetch(con, query, self._handle.resolver(branch))
+            return self._handle.server.fetch(con, query, self._handle.resolver(branch))
         finally:
             con.close()
 
@@ -291,8 +295,8 @@ class Lake(RefMethods, HistoryMethods, StreamMethods, MaintenanceMethods):
         """`connect`, raising `CorruptionError` now if `query` names a damaged table (rather than a
         DuckDB error when its rows are fetched)."""
         named = named_tables(query)
-        con, damaged = self._handle.ctx.server.connect(self._handle.snapshot(branch, at),
-                                                       log_views=names_log_view(query), named=named)
+        con, damaged = self._handle.server.connect(self._handle.snapshot(branch, at),
+                                                   log_views=names_log_view(query), named=named)
         if damaged:
             hit = sorted(name for name in damaged if name.lower() in named)
             if hit:

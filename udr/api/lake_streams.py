@@ -6,7 +6,7 @@ from udr.api.handle import Handle
 from udr.errors import TableNotFound, UsageError, close_matches
 from udr.log import graph
 from udr.log.format import CommitId
-from udr.log.groups import Cursor
+from udr.log.positions import Cursor
 from udr.log.refs import check_name
 from udr.log.refspec import Ref
 from udr.stream.admin import delete_group, group_infos, group_resume, reset_group

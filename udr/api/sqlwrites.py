@@ -18,16 +18,18 @@ from udr.api.sqlbuilds import Builds
 from udr.log.format import TMP_DIR
 from udr.materialize.staging import Staging
 from udr.query.diff import KeyedDiff
-from udr.query.engine import Connection
+from udr.query.engine import Connection, SnapshotServer
 from udr.query.incremental import KeyLocal, key_filter
 
 
 class DirectWrites:
-    """The `udr.query.dml.DirectWrites` of one transaction: its staging, and `connect(sql, without)` its
-    connections (`without`: a table given no view)."""
+    """The `udr.query.dml.DirectWrites` of one transaction: its staging, the lake's snapshot server (which
+    builds positioned views), and `connect(sql, without)` its connections (`without`: a table given no view)."""
 
-    def __init__(self, ctx: LakeContext, staging: Staging, connect: Callable[[str, str | None], Connection]) -> None:
+    def __init__(self, ctx: LakeContext, server: SnapshotServer, staging: Staging,
+                 connect: Callable[[str, str | None], Connection]) -> None:
         self._ctx = ctx
+        self._server = server
         self._staging = staging
         self._connect = connect
         self._builds = Builds(ctx, staging)
@@ -62,7 +64,7 @@ class DirectWrites:
                        where: tuple[str, str] | None = None) -> None:
         """Add to `con` view `view`: `table`'s live rows (those `where` keeps), positioned (see
         `connect_positioned`)."""
-        self._ctx.server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
+        self._server.register_positioned(con, view, table, self._staging.require(table), self._staging.rows,
                                              deleted=deleted, where=where)
 
     def changed_keys(self, table: str, plan: KeyLocal) -> pa.Table | None:

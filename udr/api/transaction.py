@@ -123,7 +123,7 @@ class Transaction:
         names = self.tables()
         found = named_tables(sql) if sql else set()
         self._note_read([n for n in names if n.lower() in found] if found else names)
-        server = self._ctx.server
+        server = self._handle.server
         con, _ = server.connect({n: self._staging.require(n) for n in names}, self._staging.rows, named=found,
                                 without=without)
         server.register_versions(con, sql, self._handle.resolver(self.branch))
@@ -137,7 +137,7 @@ class Transaction:
             SqlError: DuckDB rejected the query.
         """
         check_not_writing(query)
-        return self._ctx.server.sql(self.connect(query), query, self._handle.resolver(self.branch))
+        return self._handle.server.sql(self.connect(query), query, self._handle.resolver(self.branch))
 
     def execute(self, sql: str) -> None:
         """Run writing SQL (DuckDB dialect) in this transaction; later statements and reads see its effect.
@@ -158,7 +158,7 @@ class Transaction:
             from udr.api.sqlwrites import DirectWrites
             from udr.query.dml import execute_script
 
-            execute_script(self, sql, DirectWrites(self._ctx, self._staging, self._connect))
+            execute_script(self, sql, DirectWrites(self._ctx, self._handle.server, self._staging, self._connect))
 
     def _note_read(self, tables: Iterable[str]) -> None:
         if self._read is not None:
@@ -286,7 +286,7 @@ class Transaction:
             raise UsageError("delete() needs exactly one of where=... or keys=...")
         self._staging.writes[table] += 1
         if where is not None:
-            hits = self._ctx.server.positions_where(table, state, where, self._staging.rows)
+            hits = self._handle.server.positions_where(table, state, where, self._staging.rows)
             self._staging.delete_positions(table, state, hits, counted="deleted")
             return int(hits.num_rows)
         if state.primary_key is None:
@@ -380,7 +380,7 @@ class Transaction:
         key = _check_key(table, self._staging.rows.schema(state.schema), columns)
         assert key is not None
         rows = self._staging.rows.table(table, state, list(key))
-        with self._ctx.server.session() as con:
+        with self._ctx.database.session() as con:
             con.register("__udr_keys", rows)
             check_keys(con, "__udr_keys", list(key), table, rows)
         self._staging.writes[table] += 1

@@ -1,6 +1,7 @@
 """Writes that compare incoming rows with a table's current rows (in DuckDB, `udr.query.diff`) and stage only
 the difference through `udr.materialize.staging`: keyed overwrites and upserts, multiset replacement,
-deletes by key, and the duplicate-key check of keyed appends.
+deletes by key, and the duplicate-key check of keyed appends. The current rows a write can touch are read
+here (`udr.materialize.current`), so the diff only compares.
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ import pyarrow as pa
 
 from udr.api.context import LakeContext
 from udr.errors import KeyViolation
-from udr.materialize.current import CurrentRows, read_current
+from udr.materialize.current import read_current
+from udr.materialize.currentrows import CurrentRows
+from udr.materialize.data import RowReader
 from udr.materialize.keyhashes import canonical_keys
+from udr.materialize.keyindex import KeyIndex
+from udr.materialize.protocols import RowSource
+from udr.materialize.schemas import key_field
 from udr.materialize.staging import CountField, Staging
 from udr.materialize.states import TableState
 from udr.query.diff import (
@@ -18,7 +24,7 @@ from udr.query.diff import (
     keyed_diff,
     matching_keys,
     multiset_diff,
-    rows_to_upsert,
+    upsert_hits,
 )
 from udr.query.engine import Connection
 
@@ -46,7 +52,7 @@ def keyed_changes(ctx: LakeContext, staging: Staging, table: str, state: TableSt
     Raises:
         KeyViolation: `data` has a null or duplicate key.
     """
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         old = read_current(staging.rows, table, state) if remove_missing else _upserted(
             ctx, staging, table, state, data, con)
         return keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
@@ -71,21 +77,50 @@ def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.S
 def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,
               con: Connection) -> CurrentRows:
     """The current rows an upsert of `data` can touch: for a few rows, those the table's key index finds,
-    else `udr.query.diff.rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
+    else `rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
     if data.num_rows * 20 <= state.rows:
-        hits = staging.rows.key_hits(table, state, data)
+        hits = key_hits(ctx.keys, staging.rows, state, data)
         if hits is not None:
             return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
     return rows_to_upsert(staging.rows, table, state, data, con=con)
 
 
+def rows_to_upsert(reader: RowSource, table: str, state: TableState, data: pa.Table, *,
+                   con: Connection | None = None) -> CurrentRows:
+    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (read
+    by position after a scan of the key columns), else the whole table.
+
+    Raises:
+        KeyViolation: a key repeats in `data`.
+    """
+    if data.num_rows * 20 > state.rows:
+        return read_current(reader, table, state)
+    key = list(state.primary_key or ())
+    hits = upsert_hits(read_current(reader, table, state, key), data, key, table=table, con=con)
+    return CurrentRows.from_positioned(reader.rows_at_hits(table, state, hits))
+
+
+def key_hits(index: KeyIndex, rows: RowReader, state: TableState, keys: pa.Table) -> pa.Table | None:
+    """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
+    found through the lake's key index `index` (read through `rows`); None when the key cannot be indexed
+    or its index would not fit the index's budget (the caller scans)."""
+    field = key_field(rows.schema(state.schema), state.primary_key)
+    if field is None:
+        return None
+    try:
+        wanted = keys.column(field.name).cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # keys of another type: the scan compares them as SQL would
+    return index.hits(state, field, wanted, column=rows.key_column, deleted=rows.deleted_positions)
+
+
 def _hits(ctx: LakeContext, staging: Staging, table: str, state: TableState, keys: pa.Table) -> pa.Table:
     """Where the rows of keyed `table` whose key is in `keys` are (`__frag`, `__pos`): through the table's key
     index (`udr.materialize.keyindex`), else by a scan of its key columns in DuckDB."""
-    hits = staging.rows.key_hits(table, state, keys)
+    hits = key_hits(ctx.keys, staging.rows, state, keys)
     if hits is None:
         key = list(state.primary_key or ())
-        with ctx.server.session() as con:
+        with ctx.database.session() as con:
             hits = matching_keys(staging.rows.table(table, state, key, with_position=True), keys, key, table=table,
                                  con=con)
     return hits
@@ -95,7 +130,7 @@ def check_new_keys(ctx: LakeContext, staging: Staging, table: str, data: pa.Tabl
     """Raise `KeyViolation` unless every key of `data` is new to keyed `table` (an append)."""
     state = staging.require(table)
     key = list(state.primary_key or ())
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         diff = keyed_diff(read_current(staging.rows, table, state), data, key, table=table, remove_missing=False,
                           con=con, before=False)
     if diff.updated.num_rows or diff.replaced.num_rows:
@@ -125,7 +160,7 @@ def replace_multiset(ctx: LakeContext, staging: Staging, table: str, data: pa.Ta
     """Stage the rows of `table` (no primary key) becoming `data` as a multiset: unchanged rows, duplicates
     included, stay; the surplus is deleted and the rest inserted."""
     state = staging.require(table)
-    with ctx.server.session() as con:
+    with ctx.database.session() as con:
         diff = multiset_diff(staging.rows.table(table, state, with_position=True), data, table=table, con=con)
     staging.delete_positions(table, state, diff.removed, counted="deleted")
     if diff.added.num_rows:

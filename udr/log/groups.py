@@ -38,6 +38,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
 from udr.log.envtypes import CommitHook, Environment, IndexTxn, LogEnvironments
 from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
+from udr.log.positions import Cursor, Lease, Position
 from udr.log.processes import process_alive
 from udr.log.races import LostRace
 
@@ -64,48 +65,6 @@ def retry_lost(write: Callable[_P, _T]) -> Callable[_P, _T]:
         return write(*args, **kwargs)
 
     return retried
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """A point in a branch's change stream: after commit `seq`'s batch for `table` (None: the whole commit),
-    or, with `offset`, after the first `offset` rows of that batch (its parts delivered so far)."""
-
-    seq: int
-    table: str | None = None
-    offset: int | None = None
-
-    def __str__(self) -> str:
-        return (f"seq {self.seq}" + (f" table {self.table!r}" if self.table is not None else "")
-                + (f" row {self.offset}" if self.offset is not None else ""))
-
-    def sort_key(self) -> tuple[int, int, str, int, int]:
-        """Orders cursors along a stream: by commit, then table, then rows; None (all of it) comes last."""
-        return (self.seq, 1 if self.table is None else 0, self.table or "",
-                1 if self.offset is None else 0, self.offset or 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A group's durable position, when it was written, and what the group consumes."""
-
-    cursor: Cursor
-    time_us: int
-    branch: str
-    tables: tuple[str, ...] | None
-    # Tables of `tables` dropped at or before `cursor`: the group no longer follows them, even if a table
-    # of that name is created again (as a subscriber that never stopped would not).
-    dropped: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """Who consumes a group now."""
-
-    pid: int
-    started: int | None
-    token: str
-    time_us: int
 
 
 # Whether a lease's holder is live: `lease_alive` on one machine; a lake in object storage checks the

@@ -38,11 +38,8 @@ from udr.log.format import (
 )
 from udr.log.groups import (
     Alive,
-    Cursor,
     GroupStore,
     JsonDoc,
-    Lease,
-    Position,
     dump,
     lease_alive,
     lease_doc,
@@ -52,6 +49,7 @@ from udr.log.groups import (
     position_from,
     retry_lost,
 )
+from udr.log.positions import Cursor, Lease, Position
 
 MAX_PARTITIONS = 4096
 

@@ -1,4 +1,5 @@
-"""The lake log as the layers above `udr/log` use it: the `LakeLog` Protocol, with no implementation.
+"""The lake log as the layers above `udr/log` use it: the `LakeLog` Protocol, with no implementation; and
+the retention check readers make (`ReadableCheck`, implemented by `udr.log.retention.RetentionStore`).
 
 `udr.log.store.LogStore` keeps the log in LMDB files and `udr.log.memory.MemoryLogStore` in memory; both
 satisfy `LakeLog`, and mypy checks it wherever one is handed on. Only the code that opens a lake (`udr.open`,
@@ -154,4 +155,16 @@ class LakeLog(LogEnvironments, Protocol):
     def collect_garbage(self, progress: Callable[[int], None] | None = None, *, keep: GcKeep | None = None) -> int:
         """Delete chunk files no commit references (or, with `keep`, that it does not keep), no pin keeps and
         no live writer intends to commit; return bytes freed."""
+        ...
+
+
+class ReadableCheck(Protocol):
+    """Whether a version's data is still there to read (`udr.log.retention.RetentionStore`).
+
+    The facade's context holds the lake's retention store as one: a reader checks a version before it
+    reads it, without depending on how policies, holds and expired records are stored.
+    """
+
+    def check_readable(self, commit: CommitId, tables: Iterable[str]) -> None:
+        """Raise `Expired` if the data of one of `tables` at `commit` is expired."""
         ...

@@ -37,7 +37,6 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.hashing import content_id
-from udr.materialize.keyindex import KeyIndex, key_field
 from udr.materialize.parquetread import read_chunk
 from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
 from udr.materialize.states import FragmentState, TableState
@@ -308,7 +307,6 @@ class RowReader:
         self._schemas: dict[BlobId, pa.Schema] = {}
         self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
         self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
-        self.key_index = KeyIndex()
         self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES)
         self._starts: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)  # first row of each group
 
@@ -319,7 +317,6 @@ class RowReader:
         reader._schemas = self._schemas
         reader._inline = self._inline
         reader._positions = self._positions
-        reader.key_index = self.key_index
         reader._groups = self._groups
         reader._starts = self._starts
         return reader
@@ -466,21 +463,8 @@ class RowReader:
             return empty.empty_table()
         return pa.concat_tables(parts)
 
-    def key_hits(self, name: str, state: TableState, keys: pa.Table) -> pa.Table | None:
-        """(`__frag`, `__pos`) of the live rows whose primary key is in `keys` (a table of the key columns),
-        found through the reader's key index; None when the key cannot be indexed or its index would not fit
-        the reader's budget (the caller scans)."""
-        field = key_field(self.schema(state.schema), state.primary_key)
-        if field is None:
-            return None
-        try:
-            wanted = keys.column(field.name).cast(field.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None  # keys of another type: the scan compares them as SQL would
-        return self.key_index.hits(state, field, wanted, column=self.key_column, deleted=self.deleted_positions)
-
     def key_column(self, frag: FragmentState, field: pa.Field) -> pa.ChunkedArray:
-        """Every row's key (column `field`) of one fragment, deleted rows included: what `key_index` indexes."""
+        """Every row's key (column `field`) of one fragment, deleted rows included: what the key index indexes."""
         return self.live_as(frag._replace(deletes=None), pa.schema([field])).column(0)
 
     def rows_at_hits(self, name: str, state: TableState, hits: pa.Table) -> pa.Table:

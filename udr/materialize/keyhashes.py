@@ -18,7 +18,7 @@ import pyarrow as pa
 from udr.log.commits import TableOp
 from udr.log.format import KEY_HASHES_MAX
 from udr.log.hashing import key_hashes
-from udr.materialize.keyindex import key_field
+from udr.materialize.schemas import key_field
 
 
 def canonical_keys(keys: pa.Table, schema: pa.Schema, primary_key: tuple[str, ...] | None) -> list[bytes] | None:

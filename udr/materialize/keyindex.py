@@ -107,19 +107,6 @@ class _Column:
                                                        if self.keys.dtype == object else 0)
 
 
-def indexable(field: pa.Field) -> bool:
-    """Whether a key column of this type can be indexed (and compared by numpy as the scan would)."""
-    kind = field.type
-    return bool(pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_string(kind)
-                or pa.types.is_large_string(kind))
-
-
-def key_field(schema: pa.Schema, primary_key: tuple[str, ...] | None) -> pa.Field | None:
-    """The field of a table's primary key if it is one column the index can hold (None: callers scan)."""
-    field = schema.field(primary_key[0]) if primary_key is not None and len(primary_key) == 1 else None
-    return field if field is not None and indexable(field) else None
-
-
 def _as_numpy(values: pa.ChunkedArray | pa.Array, field: pa.Field) -> npt.NDArray[np.generic]:
     """Keys as a numpy array that orders and compares like the values: temporal types by their integer."""
     if isinstance(values, pa.ChunkedArray):

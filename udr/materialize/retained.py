@@ -4,8 +4,8 @@ erasure replaced chunks.
 `live_data` folds every commit in the log (through every erasure's replacement map) and collects, for each
 table of each version that is not expired, the chunk files, inline row blobs and deletion vectors of its
 fragments, plus the before-images of the commits whose changes are still readable. `gc` deletes everything
-else; `verify` counts what is absent but unneeded as expired rather than damaged. Pure over the log and the
-materializer; safe from any thread.
+else; `verify` counts what is absent but unneeded as expired rather than damaged. Pure over the log and its
+snapshots (`Snapshots`); safe from any thread.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Mapping
 
 from udr.log.format import BlobId, BlobKind, CommitId
 from udr.log.protocols import LakeLog
-from udr.materialize.snapshot import Materializer
+from udr.materialize.protocols import Snapshots
 from udr.materialize.states import LiveData, TableState
 from udr.materialize.vectors import vector_chain
 
 
-def live_data(log: LakeLog, materializer: Materializer, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:
+def live_data(log: LakeLog, materializer: Snapshots, expired: Mapping[CommitId, Mapping[str, str]]) -> LiveData:
     """Everything the versions not in `expired` (commit -> expired tables) need, over the whole log."""
     out = LiveData()
 

@@ -186,3 +186,16 @@ def with_type(table: str, schema: pa.Schema, name: str, kind: pa.DataType) -> pa
                           "changes are allowed (integers and floats to wider ones, decimals to more digits, "
                           "strings to large strings); add a new column and fill it with an UPDATE instead")
     return schema.set(index, schema.field(index).with_type(kind))
+
+
+def indexable(field: pa.Field) -> bool:
+    """Whether a key column of this type can be indexed (and compared by numpy as the scan would)."""
+    kind = field.type
+    return bool(pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_string(kind)
+                or pa.types.is_large_string(kind))
+
+
+def key_field(schema: pa.Schema, primary_key: tuple[str, ...] | None) -> pa.Field | None:
+    """The field of a table's primary key if it is one column the index can hold (None: callers scan)."""
+    field = schema.field(primary_key[0]) if primary_key is not None and len(primary_key) == 1 else None
+    return field if field is not None and indexable(field) else None

@@ -1,7 +1,7 @@
 """Table snapshots: what every table holds at a commit, folded from the log and cached.
 
-`fold` is the one pure, deterministic function that applies a commit to its first parent's snapshot,
-used live and by `rebuild` alike. `Materializer` caches folded snapshots in the cache environment,
+`udr.materialize.fold.fold` applies a commit to its first parent's snapshot, live and in `rebuild`
+alike. `Materializer` caches folded snapshots in the cache environment,
 keyed by commit id (immutable), so a cache entry is never stale and opening any version costs one
 lookup whatever the history length. Safe across threads and processes.
 """
@@ -15,9 +15,8 @@ from functools import partial
 from operator import itemgetter
 from typing import TypeAlias
 
-from udr.errors import CorruptionError
 from udr.log.activity import last_write, pruning
-from udr.log.commits import CommitRecord, TableOp
+from udr.log.commits import CommitRecord
 from udr.log.erasure import Erasure, ErasureStore, replace_record
 from udr.log.format import (
     CACHE_STATE_TAG,
@@ -26,6 +25,7 @@ from udr.log.format import (
 from udr.log.hashing import content_id
 from udr.log.protocols import LakeLog
 from udr.log.snapcache import CacheView, SnapshotCache
+from udr.materialize.fold import fold
 from udr.materialize.states import FragmentState, TableState
 
 _MEMORY_CACHE = 512
@@ -35,50 +35,6 @@ _SEGMENT_MARK = 64
 _SEGMENT_ENDS = frozenset(f"{v:02x}" for v in range(0, 256, _SEGMENT_MARK))
 # A snapshot is stored in the cache environment every this many first-parent steps.
 CHECKPOINT_EVERY = 16
-
-
-Snapshot = Mapping[str, TableState]
-
-
-def apply_op(state: TableState | None, op: TableOp) -> TableState | None:
-    """Apply one table operation to a table's state (None: the table does not exist)."""
-    if op.drop:
-        return None
-    if op.create:
-        if op.schema is None:
-            raise CorruptionError("a create operation without a schema")
-        state = TableState(op.schema, op.primary_key)
-    if state is None:
-        raise CorruptionError("an operation on a table that does not exist")
-    fragments = () if op.truncate else state.fragments
-    # Adds first: a commit may delete rows of fragments it adds itself.
-    fragments += tuple(FragmentState(f.chunk, f.rows, f.inline, f.schema) for f in op.add)
-    if op.deletes:
-        changed = {d.chunk: d for d in op.deletes}
-        # A keyed write deletes from a few of a table's hundreds of fragments: find those, copy the rest whole.
-        kept = list(fragments)
-        for at in reversed([i for i, chunk in enumerate(map(itemgetter(0), fragments)) if chunk in changed]):
-            d = changed[kept[at].chunk]
-            if d.vector is None:
-                del kept[at]
-            else:
-                kept[at] = kept[at]._replace(deletes=d.vector, deleted=d.count)
-        fragments = tuple(kept)
-    schema = op.schema if op.schema is not None else state.schema
-    pk = op.primary_key if op.primary_key is not None else state.primary_key
-    return TableState(schema, pk, fragments)
-
-
-def fold(snapshot: Snapshot, record: CommitRecord) -> dict[str, TableState]:
-    """Return the snapshot after `record`, given the snapshot of its first parent."""
-    out = dict(snapshot)
-    for name in sorted(record.tables):
-        new = apply_op(out.get(name), record.tables[name])
-        if new is None:
-            out.pop(name, None)
-        else:
-            out[name] = new
-    return out
 
 
 # Cached states are marshal bytes (decoding a 10,000-fragment manifest takes ~3 ms, JSON ~15 ms), tagged

@@ -50,8 +50,8 @@ from udr.materialize.data import (
     rebatch,
     store_parquet,
 )
+from udr.materialize.fold import apply_op
 from udr.materialize.keyhashes import KeyedWrites
-from udr.materialize.snapshot import apply_op
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import chain_link, encode_vector, read_vector, united
 

@@ -46,7 +46,7 @@ from udr.log.pins import PinStore
 from udr.log.protocols import LakeLog
 from udr.log.publications import PublicationStore
 from udr.materialize.data import RowReader
-from udr.materialize.snapshot import Materializer
+from udr.materialize.protocols import Snapshots
 from udr.materialize.states import FragmentState, TableState
 from udr.publish.avro import (
     DATA,
@@ -86,7 +86,7 @@ def snapshot_id(cid: CommitId) -> int:
 @dataclass(slots=True)
 class _Context:
     log: LakeLog
-    materializer: Materializer
+    materializer: Snapshots
     rows: RowReader
     target: Target
     branch: str
@@ -97,7 +97,7 @@ class _Context:
     written: set[str] = field(default_factory=set)  # files a rebuild wrote (the only ones it keeps)
 
 
-def publish_iceberg(log: LakeLog, materializer: Materializer, rows: RowReader, target: Target,
+def publish_iceberg(log: LakeLog, materializer: Snapshots, rows: RowReader, target: Target,
                     tables: Sequence[str] | None, branch: str) -> PublishReport:
     """Publish `tables` (None: every table at the head) of `branch` as Iceberg tables at `target`.
 

@@ -17,9 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from udr.errors import KeyViolation, SqlError
-from udr.materialize.current import CurrentRows, read_current
-from udr.materialize.protocols import RowSource
-from udr.materialize.states import TableState
+from udr.materialize.currentrows import CurrentRows
 from udr.query.aligned import ColumnMap, Compared, any_of, compare_aligned, distinct, gather
 from udr.query.sqltext import own_or_given, quote_ident, same_key
 
@@ -307,21 +305,6 @@ def before_image(updates: pa.Table, gone: pa.Table, schema: pa.Schema, key: list
         pa.Table.from_arrays([a.cast(f.type) for a, f in zip(changed, image_schema)], schema=image_schema),
         pa.Table.from_arrays([a.cast(f.type) for a, f in zip(removed, image_schema)], schema=image_schema),
     ])
-
-
-def rows_to_upsert(reader: RowSource, table: str, state: TableState, data: pa.Table, *,
-                   con: duckdb.DuckDBPyConnection | None = None) -> CurrentRows:
-    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (read
-    by position after a scan of the key columns), else the whole table.
-
-    Raises:
-        KeyViolation: a key repeats in `data`.
-    """
-    if data.num_rows * 20 > state.rows:
-        return read_current(reader, table, state)
-    key = list(state.primary_key or ())
-    hits = upsert_hits(read_current(reader, table, state, key), data, key, table=table, con=con)
-    return CurrentRows.from_positioned(reader.rows_at_hits(table, state, hits))
 
 
 def upsert_hits(current: CurrentRows, data: pa.Table, key: list[str], *, table: str,

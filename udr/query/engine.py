@@ -5,16 +5,15 @@ a positional join with a keep-mask; inline rows are scanned as Arrow tables. Eac
 DuckDB relation that holds the Arrow data it reads (inline rows, masks), so a connection's catalog
 (`SHOW TABLES`, `information_schema.tables`) lists the tables and nothing of how they are read. Each chunk
 file is hashed once per `SnapshotServer` before DuckDB reads it, so a damaged or missing chunk raises
-`CorruptionError` instead of a wrong answer. Connections are not shared between threads; the server itself
-is safe across threads.
+`CorruptionError` instead of a wrong answer. The views are built on cursors of the lake's DuckDB database
+(`udr.query.database`). Connections are not shared between threads; the server itself is safe across
+threads.
 """
 
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Protocol, TypeAlias
 
 import duckdb
@@ -27,6 +26,7 @@ from udr.log.protocols import LakeLog
 from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import stored_names
 from udr.materialize.states import FragmentState, TableState
+from udr.query.database import Database
 from udr.query.sqltext import one_line, quote_ident, quote_str
 
 # "name@REF" or "name@A..B" inside double quotes names a table at another version.
@@ -129,41 +129,11 @@ class LogViewSource(Protocol):
 class SnapshotServer:
     """Builds DuckDB connections whose views are the tables of a snapshot (and, on request, the log's)."""
 
-    def __init__(self, log: LakeLog, rows: RowSource, log_views: LogViewSource) -> None:
+    def __init__(self, database: Database, log: LakeLog, rows: RowSource, log_views: LogViewSource) -> None:
+        self._database = database
         self._log = log
         self._rows = rows
-        self._lock = threading.Lock()
-        self._database: duckdb.DuckDBPyConnection | None = None
         self._log_views = log_views
-
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A new connection (cursor) to this server's in-memory DuckDB database.
-
-        Opening a DuckDB database costs tens of milliseconds; a cursor costs microseconds. Views and
-        registered Arrow tables are created TEMP, so each cursor sees only its own.
-        """
-        with self._lock:
-            if self._database is None:
-                self._database = duckdb.connect()
-                # Chunk files never change, so caching their Parquet footers is always safe.
-                self._database.execute("SET parquet_metadata_cache = true")
-            return self._database.cursor()
-
-    @contextmanager
-    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor closed on exit (for work whose results are fetched inside the block)."""
-        con = self.cursor()
-        try:
-            yield con
-        finally:
-            con.close()
-
-    def close(self) -> None:
-        """Close the DuckDB database (cursors handed out stop working)."""
-        with self._lock:
-            if self._database is not None:
-                self._database.close()
-                self._database = None
 
     def connect(self, tables: dict[str, TableState], rows: RowSource | None = None, *, log_views: bool = False,
                 named: set[str] | None = None,
@@ -180,7 +150,7 @@ class SnapshotServer:
         name) every table gets one, so DuckDB's answer or hint lists them all. `without`: a table that gets
         no view even so (the caller shows it another way, e.g. a positioned view of a write's target).
         """
-        con = self.cursor()
+        con = self._database.cursor()
         damaged: dict[str, CorruptionError] = {}
         found = {n for n in named or () if "@" not in n}
         if found and found <= {n.lower() for n in tables}:
@@ -367,7 +337,7 @@ class SnapshotServer:
             SqlError: the predicate is not valid SQL over the table's columns.
         """
         data = (rows or self._rows).table(name, state, with_position=True)
-        with self.session() as con:
+        with self._database.session() as con:
             try:
                 con.register("__udr_rows", data)
                 return con.sql(f"SELECT __frag, __pos FROM __udr_rows WHERE ({where})").to_arrow_table()

@@ -26,7 +26,7 @@ import time
 
 from udr.errors import StorageError, UsageError
 from udr.log.format import REMOTE_LEASE_PREFIX
-from udr.log.groups import Lease
+from udr.log.positions import Lease
 from udr.remote.store import ObjectStore
 
 LEASE_SECONDS = 10.0

@@ -11,8 +11,9 @@ import time
 from datetime import datetime, timezone
 
 from udr.errors import UsageError
-from udr.log.groups import Alive, Cursor, GroupStore, Position, lease_alive
+from udr.log.groups import Alive, GroupStore, lease_alive
 from udr.log.members import GroupState, MemberStore
+from udr.log.positions import Cursor, Position
 from udr.log.protocols import LakeLog
 from udr.stream.feed import lag
 from udr.values import GroupInfo, MemberInfo, PartitionInfo

@@ -5,7 +5,7 @@ the merged commits into it, and a merge commit contributes its net effect relati
 Each commit yields one batch per table it changed (in the sorted table order of the commit record) whose
 row changes are not empty; changes of more than `max_rows` rows come as consecutive parts of `max_rows`
 rows (part `i` holds rows `i*max_rows` up to `(i+1)*max_rows`, in the order the source computes them, which
-is deterministic). A cursor (`udr.log.groups.Cursor`) says what is already delivered: commits up to its seq,
+is deterministic). A cursor (`udr.log.positions.Cursor`) says what is already delivered: commits up to its seq,
 within commit `seq` the tables up to and including its `table`, and with an `offset` only that table's first
 `offset` rows (its parts before that row): a resumed feed computes the table's changes again and goes on
 with the part after them.
@@ -28,7 +28,7 @@ from udr.errors import RefNotFound
 from udr.log import graph
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import CommitId
-from udr.log.groups import Cursor
+from udr.log.positions import Cursor
 from udr.log.protocols import LakeLog
 from udr.stream.source import ChangeSource
 from udr.values import ChangeBatch, Commit

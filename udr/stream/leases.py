@@ -1,6 +1,6 @@
 """`LeaseKeeper`: how a consumer group's subscribers keep their leases live, and tell whether another's is.
 
-A lease record (`udr.log.groups.Lease`) names its holder's process. On one machine a lease is live while
+A lease record (`udr.log.positions.Lease`) names its holder's process. On one machine a lease is live while
 that process runs (`LocalLeases`: nothing to renew). In a lake in object storage the holders run on many
 machines, so a lease is live while its holder keeps pushing a renewal deadline forward
 (`udr.remote.leases.RemoteLeases`). A subscriber calls `hold` before it records its lease (so no other
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from udr.log.groups import Lease, lease_alive
+from udr.log.groups import lease_alive
+from udr.log.positions import Lease
 
 
 class LeaseKeeper(Protocol):

@@ -28,8 +28,8 @@ from dataclasses import replace
 
 from udr.errors import AckError, GroupBusy
 from udr.log.activity import last_write
-from udr.log.groups import Cursor, Lease, Position
 from udr.log.members import GroupState, MemberStore, PartitionAck
+from udr.log.positions import Cursor, Lease, Position
 from udr.log.protocols import LakeLog
 from udr.stream.feed import Feed
 from udr.stream.leases import LeaseKeeper, LocalLeases

@@ -48,7 +48,8 @@ import anyio.to_thread
 from udr.errors import AckError, StorageError, UsageError
 from udr.log.activity import last_write, published, wait_published
 from udr.log.format import LOG_DATA_FILE, LOG_DIR
-from udr.log.groups import Ack, Cursor, GroupAck, GroupStore, Position, write_acks
+from udr.log.groups import Ack, GroupAck, GroupStore, write_acks
+from udr.log.positions import Cursor, Position
 from udr.log.protocols import LakeLog
 from udr.stream.feed import MAX_ROWS, Feed
 from udr.stream.leases import LeaseKeeper, LocalLeases
