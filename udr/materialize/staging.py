@@ -315,7 +315,8 @@ class Staging:
         if encoded.payload is not None:
             return decode_inline(encoded.payload)
         # Under the table's schema exactly: a file DuckDB wrote reads back with some columns not nullable.
-        return self.rows.live_as(FragmentState(frag.chunk, frag.rows, False, frag.schema), self.rows.schema(frag.schema))  # noqa: E501 - the module is at the 500-line limit
+        state = FragmentState(frag.chunk, frag.rows, False, frag.schema)
+        return self.rows.live_as(state, self.rows.schema(frag.schema))
 
     def _store_file(self, write: Callable[[Path], None]) -> ChunkId:
         def announce(chunk: ChunkId) -> None:
