@@ -62,8 +62,8 @@ def compare_aligned(new: pa.Table, stored: pa.Table, key: str, live: np.ndarray 
     # stored rows past the head, chunk by chunk, not gathered from chunks concatenated first.
     tail_mask = np.zeros(len(stored) - n, dtype=bool)
     tail_mask[where[matched] - n] = True
-    moved_new = new.take(pa.array(matched))
-    moved_old = stored.slice(n).filter(pa.array(tail_mask))
+    moved_new = new.select(values).take(pa.array(matched))
+    moved_old = stored.slice(n).select(values).filter(pa.array(tail_mask))
     moved_flags = [distinct(moved_new.column(c), moved_old.column(c).cast(new.schema.field(c).type)) for c in values]
     changed_moved = any_of(moved_flags, len(matched))
     updated = np.concatenate([changed_head, matched[changed_moved]])
