@@ -43,9 +43,12 @@ def normal(diff: KeyedDiff) -> list[list[tuple[str, ...]]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=st.data(), size=st.integers(2, 30))
-def test_lined_up_rows_give_the_general_match_s_diff(data: st.DataObject, size: int) -> None:
-    base = sorted(data.draw(st.sets(st.integers(-50, 50), min_size=size, max_size=size)))
+@given(data=st.data(), size=st.integers(2, 30), consecutive=st.booleans())
+def test_lined_up_rows_give_the_general_match_s_diff(data: st.DataObject, size: int, consecutive: bool) -> None:
+    # Consecutive keys (ids) are found past the head by their distance from the first, others by a search.
+    start = data.draw(st.integers(-50, 20))
+    base = list(range(start, start + size)) if consecutive else sorted(
+        data.draw(st.sets(st.integers(-50, 50), min_size=size, max_size=size)))
     base_values = data.draw(st.lists(VALUES, min_size=size, max_size=size))
     deleted = data.draw(st.sets(st.integers(0, size - 1)))
     # Deleted base rows have a live version in the tail or none; the tail also holds keys the new rows
@@ -53,7 +56,7 @@ def test_lined_up_rows_give_the_general_match_s_diff(data: st.DataObject, size: 
     tail: list[tuple[int | None, float | None, bool]] = [
         (base[i], data.draw(VALUES), True) for i in sorted(deleted) if data.draw(st.booleans())]
     tail += [(k, data.draw(VALUES), data.draw(st.booleans()))
-             for k in data.draw(st.sets(st.integers(60, 80), max_size=4))]
+             for k in data.draw(st.sets(st.integers(60, 80) | st.integers(-80, -60), max_size=4))]
     tail += [(None, 1.0, False)] * data.draw(st.integers(0, 2))
     current = stored(base, base_values, deleted, tail)
     new = pa.table({"id": pa.array(base, pa.int64()),

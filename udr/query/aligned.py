@@ -51,20 +51,19 @@ def compare_aligned(new: pa.Table, stored: pa.Table, key: str, live: np.ndarray 
     lined_up = _align(new.column(key), stored.column(key), live)
     if lined_up is None:
         return None
-    where, kept, moved = lined_up
+    where, kept, moved, matched = lined_up
 
     def head(c: str) -> pa.ChunkedArray:
         return distinct(new.column(c), stored.column(c).slice(0, n).cast(new.schema.field(c).type))
 
     flags = columns(head, values)
     changed_head = np.flatnonzero(any_of(flags, n) & (np.ones(n, dtype=bool) if live is None else live[:n]))
-    # The moved rows with a live row, in the order of those rows: they are read by a filter of the stored
-    # rows past the head, chunk by chunk, not gathered from chunks concatenated first.
-    matched = moved[where[moved] >= 0]
-    matched = matched[np.argsort(where[matched], kind="stable")]
+    # The moved rows with a live row come in the order of those rows: they are read by a filter of the
+    # stored rows past the head, chunk by chunk, not gathered from chunks concatenated first.
     tail_mask = np.zeros(len(stored) - n, dtype=bool)
     tail_mask[where[matched] - n] = True
-    moved_new, moved_old = new.take(pa.array(matched)), stored.slice(n).filter(pa.array(tail_mask))
+    moved_new = new.select(values).take(pa.array(matched))
+    moved_old = stored.slice(n).select(values).filter(pa.array(tail_mask))
     moved_flags = [distinct(moved_new.column(c), moved_old.column(c).cast(new.schema.field(c).type)) for c in values]
     changed_moved = any_of(moved_flags, len(matched))
     updated = np.concatenate([changed_head, matched[changed_moved]])
@@ -77,10 +76,11 @@ def compare_aligned(new: pa.Table, stored: pa.Table, key: str, live: np.ndarray 
 
 
 def _align(new: pa.ChunkedArray, stored: pa.ChunkedArray,
-           live: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+           live: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """For new keys `new` lined up with the first stored keys `stored`: per new row its live stored row
-    (-1: none), per stored row whether its key is among the new keys (deleted rows: any), and the new rows
-    whose stored row is deleted ("moved"). None when they do not line up."""
+    (-1: none), per stored row whether its key is among the new keys (deleted rows: any), the new rows
+    whose stored row is deleted ("moved"), and those of them that have a live row, in the order of those
+    rows. None when they do not line up."""
     n = len(new)
     if n < 2 or len(stored) < n or not pa.types.is_integer(new.type) or not new.type.equals(stored.type):
         return None
@@ -99,23 +99,37 @@ def _align(new: pa.ChunkedArray, stored: pa.ChunkedArray,
     where = np.arange(n, dtype=np.int64)
     kept = np.zeros(len(stored), dtype=bool)
     kept[:n] = True
-    moved = np.empty(0, dtype=np.int64) if live is None else np.flatnonzero(~live[:n])
+    none = np.empty(0, dtype=np.int64)
+    moved = none if live is None else np.flatnonzero(~live[:n])
     if not len(moved) or live is None:
         # Every head row live: a live row past the head has a key no new row has (a key has one live row).
-        return where, kept, moved
+        return where, kept, moved, none
     where[moved] = -1
-    # Only a live row past the head can hold a moved row's key, and only those keys are new keys there.
+    # Only a live row past the head can hold a moved row's key. Each of those rows is looked up among the
+    # new keys (sorted already), in the order of the rows: no sort of the rows past the head, which grow
+    # with every refresh that replaces rows.
     live_tail = np.flatnonzero(live[n:])
     tail = np.asarray(stored.slice(n).filter(pa.array(live[n:])).combine_chunks().to_numpy())
-    order = np.argsort(tail, kind="stable")
-    if len(tail):
-        ordered, wanted = tail[order], keys[moved]
-        at = np.minimum(np.searchsorted(ordered, wanted), len(tail) - 1)
-        hit = ordered[at] == wanted
-        rows = n + live_tail[order[at[hit]]]
-        where[moved[hit]] = rows
-        kept[rows] = True
-    return where, kept, moved
+    at = _positions_in(keys, tail)
+    found = at >= 0
+    found[found] = ~live[at[found]]  # a key has one live row: a live head row's key is no moved row's
+    matched, rows = at[found], n + live_tail[found]
+    where[matched] = rows
+    kept[rows] = True
+    return where, kept, moved, matched
+
+
+def _positions_in(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Per value of `wanted` its index in the strictly increasing `keys` (-1: not there)."""
+    if not len(wanted):
+        return np.empty(0, dtype=np.int64)
+    first, last = int(keys[0]), int(keys[-1])
+    inside = (wanted >= keys[0]) & (wanted <= keys[-1])
+    if last - first == len(keys) - 1 and keys.dtype.kind == "i":
+        # Consecutive keys (ids, the common case): a key's index is its distance from the first.
+        return np.where(inside, wanted.astype(np.int64) - first, -1)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(inside & (keys[at] == wanted), at, -1).astype(np.int64)
 
 
 def distinct(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.ChunkedArray:
