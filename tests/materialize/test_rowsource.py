@@ -3,21 +3,21 @@ reads a table's rows the same through it."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
+from protocols import assert_offers, public_methods
 
 import udr
 from udr.materialize.data import RowReader
 from udr.materialize.protocols import RowSource
 
-_METHODS = sorted(name for name, _ in inspect.getmembers(RowSource, inspect.isfunction) if not name.startswith("_"))
+_METHODS = public_methods(RowSource)
 
 
 @pytest.mark.parametrize("name", _METHODS)
 def test_the_reader_has_each_method_with_the_same_signature(name: str) -> None:
-    assert inspect.signature(getattr(RowReader, name)) == inspect.signature(getattr(RowSource, name))
+    assert_offers(RowReader, RowSource, name)
 
 
 def test_a_table_reads_the_same_through_the_protocol(tmp_path: Path) -> None:

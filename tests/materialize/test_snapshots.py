@@ -3,22 +3,22 @@ and a lake's snapshots read the same through it."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
+from protocols import assert_offers, public_methods
 
 import udr
 from udr.log.format import CommitId
 from udr.materialize.protocols import Snapshots
 from udr.materialize.snapshot import Materializer
 
-_METHODS = sorted(name for name, _ in inspect.getmembers(Snapshots, inspect.isfunction) if not name.startswith("_"))
+_METHODS = public_methods(Snapshots)
 
 
 @pytest.mark.parametrize("name", _METHODS)
 def test_the_materializer_has_each_method_with_the_same_signature(name: str) -> None:
-    assert inspect.signature(getattr(Materializer, name)) == inspect.signature(getattr(Snapshots, name))
+    assert_offers(Materializer, Snapshots, name)
 
 
 def test_a_lake_s_snapshots_read_the_same_through_the_protocol(tmp_path: Path) -> None:

@@ -3,24 +3,21 @@ each method with the protocol's parameters, and works through it."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
+from protocols import assert_offers, public_methods
 
 import udr
 from udr.remote.mirror import Mirror
 from udr.remote.remotelake import RemoteLake, chunk_key
 
-_METHODS = sorted(name for name, _ in inspect.getmembers(RemoteLake, inspect.isfunction) if not name.startswith("_"))
+_METHODS = public_methods(RemoteLake)
 
 
 @pytest.mark.parametrize("name", _METHODS)
 def test_the_mirror_takes_each_method_with_the_protocol_s_parameters(name: str) -> None:
-    wanted = list(inspect.signature(getattr(RemoteLake, name)).parameters.values())
-    given = list(inspect.signature(getattr(Mirror, name)).parameters.values())
-    assert given[:len(wanted)] == wanted
-    assert all(p.default is not inspect.Parameter.empty for p in given[len(wanted):])
+    assert_offers(Mirror, RemoteLake, name, extra_optional=True)
 
 
 def test_an_open_remote_lake_is_reached_through_the_protocol(url: str, caches: Path) -> None:
