@@ -43,8 +43,7 @@ def overwrite_keyed(ctx: LakeContext, staging: Staging, tables: list[tuple[str, 
                    for name, data, state, _ in jobs]
         try:
             for (name, data, _, first), future in zip(jobs, futures):
-                writes.stage_keyed_diff(staging, name, future.result(), data.schema, first=first)
-                staging.refreshed.add(name)
+                writes.stage_keyed_diff(staging, name, future.result(), data.schema, first=first, replaced=True)
         finally:
             # After an error, comparisons not yet started never start; running ones end with the pool.
             for future in futures:

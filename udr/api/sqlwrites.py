@@ -94,11 +94,9 @@ class DirectWrites:
 
     def stage_diff(self, table: str, diff: KeyedDiff, *, replaced: bool) -> None:
         """Stage `diff`, found against keyed `table` as this transaction sees it, as a write of `table`;
-        `replaced`: it replaces the table's rows (a keyed overwrite, whose run of delta fragments may then be
-        due for a merge, as after `Transaction.overwrite`)."""
+        `replaced`: it replaces the table's rows (a keyed overwrite, as `writes.stage_keyed_diff` says)."""
         state = self._staging.require(table)
         first = table not in self._staging.ops
         self._staging.writes[table] += 1
-        writes.stage_keyed_diff(self._staging, table, diff, self._staging.rows.schema(state.schema), first=first)
-        if replaced:
-            self._staging.refreshed.add(table)
+        writes.stage_keyed_diff(self._staging, table, diff, self._staging.rows.schema(state.schema), first=first,
+                                replaced=replaced)

@@ -15,7 +15,6 @@ from udr.materialize.currentrows import CurrentRows
 from udr.materialize.data import RowReader
 from udr.materialize.keyhashes import canonical_keys
 from udr.materialize.keyindex import KeyIndex
-from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import key_field
 from udr.materialize.staging import CountField, Staging
 from udr.materialize.states import TableState
@@ -35,9 +34,7 @@ def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, 
     before = staging.ops.get(table)
     state = staging.require(table)
     diff = keyed_changes(ctx, staging, table, state, data, remove_missing=remove_missing)
-    stage_keyed_diff(staging, table, diff, data.schema, first=before is None)
-    if remove_missing:
-        staging.refreshed.add(table)
+    stage_keyed_diff(staging, table, diff, data.schema, first=before is None, replaced=remove_missing)
     keys = None if remove_missing else canonical_keys(data, data.schema, state.primary_key)
     staging.keyed.record(table, before, staging.ops.get(table), keys)
 
@@ -59,9 +56,12 @@ def keyed_changes(ctx: LakeContext, staging: Staging, table: str, state: TableSt
                           con=con, pool=staging.pool())
 
 
-def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.Schema, *, first: bool) -> None:
+def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.Schema, *, first: bool,
+                     replaced: bool) -> None:
     """Stage the change `diff` (found against `table`'s staged state) of keyed `table`, new rows written with
-    `schema`; `first`: nothing else of the table was staged before, so `diff.before` is its before-image."""
+    `schema`; `first`: nothing else of the table was staged before, so `diff.before` is its before-image;
+    `replaced`: `diff` replaces the table's rows (a keyed overwrite), whose run of delta fragments may then be
+    due for a merge (`Staging.refreshed`)."""
     state = staging.require(table)
     staging.delete_positions(table, state, diff.replaced, counted=None)
     staging.delete_positions(table, state, diff.removed, counted="deleted")
@@ -72,32 +72,26 @@ def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.S
         op = staging.op(table)
         staging.recount(table, op.inserted - diff.updated.num_rows, op.updated + diff.updated.num_rows, op.deleted)
     staging.keep_before(table, diff.before if first else None)
+    if replaced:
+        staging.refreshed.add(table)
 
 
 def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,
               con: Connection) -> CurrentRows:
-    """The current rows an upsert of `data` can touch: for a few rows, those the table's key index finds,
-    else `rows_to_upsert` (a match in memory or in DuckDB, or the whole table)."""
-    if data.num_rows * 20 <= state.rows:
-        hits = key_hits(ctx.keys, staging.rows, state, data)
-        if hits is not None:
-            return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
-    return rows_to_upsert(staging.rows, table, state, data, con=con)
-
-
-def rows_to_upsert(reader: RowSource, table: str, state: TableState, data: pa.Table, *,
-                   con: Connection | None = None) -> CurrentRows:
-    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (read
-    by position after a scan of the key columns), else the whole table.
+    """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (found
+    through the table's key index, else by a scan of the key columns, then read by position), else the whole
+    table.
 
     Raises:
-        KeyViolation: a key repeats in `data`.
+        KeyViolation: a key repeats in `data` (found by the scan).
     """
     if data.num_rows * 20 > state.rows:
-        return read_current(reader, table, state)
-    key = list(state.primary_key or ())
-    hits = upsert_hits(read_current(reader, table, state, key), data, key, table=table, con=con)
-    return CurrentRows.from_positioned(reader.rows_at_hits(table, state, hits))
+        return read_current(staging.rows, table, state)
+    hits = key_hits(ctx.keys, staging.rows, state, data)
+    if hits is None:
+        key = list(state.primary_key or ())
+        hits = upsert_hits(read_current(staging.rows, table, state, key), data, key, table=table, con=con)
+    return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
 
 
 def key_hits(index: KeyIndex, rows: RowReader, state: TableState, keys: pa.Table) -> pa.Table | None:

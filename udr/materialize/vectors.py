@@ -135,11 +135,6 @@ def chain_link(payload: bytes) -> tuple[BlobId | None, int]:
     return BlobId(payload[len(_CHAINED):_HEADER - 1].hex()), payload[_HEADER - 1]
 
 
-def link_body(payload: bytes) -> bytes:
-    """The positions part of a DELETES payload: after a chained one's header, else all of it."""
-    return payload[_HEADER:] if chain_link(payload)[0] is not None else payload
-
-
 def decode_positions(payload: bytes) -> pa.Array:
     """The positions one DELETES payload holds itself (a whole vector's, unless it is chained)."""
     return parse_vector(payload).positions
