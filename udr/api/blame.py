@@ -68,16 +68,28 @@ def blame(ctx: LakeContext, table: str, key: Mapping[str, object] | None, head: 
 def _scatter_max(base: pa.Table, key: str, small: pa.Table, columns: list[str],
                  base_column: str | None = None) -> tuple[list[pa.Array], pa.Table]:
     """Per column of `columns`, `base`'s values (of `base_column` if given; never null), in `base`'s order, raised
-    to `small`'s value on the rows whose `key` `small` holds; and the keys both hold. `small` is the few rows."""
+    to `small`'s value on the rows whose `key` `small` holds; and the keys both hold. `small` is the few rows.
+
+    A column `small` holds no value of comes back as `base`'s own array, one object for every such column: most
+    columns of a table are set by inserts only, and `_Tracer.labelled` labels each distinct array once.
+    """
     # Whole arrays: some kernels crash on a chunked array with no chunks (an empty table).
     keys = base.column(key).combine_chunks()
     positions = pc.indices_nonzero(pc.is_in(keys, value_set=small.column(key).combine_chunks()))
     sub = pa.table({key: keys.take(positions), "__pos": positions}).join(small, keys=key, join_type="inner")
     at = sub.column("__pos").to_numpy()
+    shared: dict[str, pa.Array] = {}
     out = []
     for c in columns:
-        values = base.column(base_column or c).combine_chunks().to_numpy(zero_copy_only=False).copy()
-        values[at] = np.maximum(values[at], pc.fill_null(sub.column(c), -1).to_numpy())
+        source = base_column or c
+        raised = sub.column(c)
+        if raised.null_count == len(raised):
+            if source not in shared:
+                shared[source] = base.column(source).combine_chunks()
+            out.append(shared[source])
+            continue
+        values = base.column(source).combine_chunks().to_numpy(zero_copy_only=False).copy()
+        values[at] = np.maximum(values[at], pc.fill_null(raised, -1).to_numpy())
         out.append(pa.array(values, _SEQ))
     return out, sub.select([key])
 
@@ -250,13 +262,24 @@ class _Tracer:
         lookup[np.array(seqs, dtype=np.int64)] = np.arange(len(seqs), dtype=np.int32)
         arrays: list[pa.Array | pa.ChunkedArray] = [origins.column(k) for k in self._key]
         names = list(self._key)
+        # Columns set by the same commits (most often: by inserts only) share one labelling.
+        done: list[tuple[np.ndarray, list[pa.Array]]] = []
         for c in self._values:
-            found = pc.fill_null(origins.column(c).combine_chunks(), -1).to_numpy(zero_copy_only=False)
-            at = lookup[found]
-            valid = pa.array(at >= 0)
-            indices = pc.if_else(valid, pa.array(at), pa.scalar(None, pa.int32()))
-            arrays += [pa.DictionaryArray.from_arrays(indices, ids), pa.DictionaryArray.from_arrays(indices, authors),
-                       pc.if_else(valid, pa.array(times[np.maximum(at, 0)], pa.int64()).cast(_TIME),
-                                  pa.scalar(None, _TIME))]
+            column = origins.column(c).combine_chunks()
+            found = (pc.fill_null(column, -1) if column.null_count else column).to_numpy(zero_copy_only=False)
+            labels = next((labels for seen, labels in done if np.array_equal(seen, found)), None)
+            if labels is None:
+                labels = self._labels(lookup[found], ids, authors, times)
+                done.append((found, labels))
+            arrays += labels
             names += [f"{c}__commit", f"{c}__author", f"{c}__time"]
         return pa.table(arrays, names=names)
+
+    @staticmethod
+    def _labels(at: np.ndarray, ids: pa.Array, authors: pa.Array, times: np.ndarray) -> list[pa.Array]:
+        """Commit id, author and time for each index `at` into `ids`, `authors` and `times` (-1: null)."""
+        unset = at < 0
+        mask = unset if unset.any() else None
+        indices = pa.array(at, mask=mask)
+        stamps = pa.array(times[np.maximum(at, 0)] if mask is not None else times[at], mask=mask).view(_TIME)
+        return [pa.DictionaryArray.from_arrays(indices, ids), pa.DictionaryArray.from_arrays(indices, authors), stamps]
