@@ -65,6 +65,7 @@ from udr.log.processes import process_alive
 from udr.log.protocols import GcKeep
 from udr.log.reflog import Move, Reason, move_ref, read_moves
 from udr.log.refs import branch_key
+from udr.log.turns import Turns
 
 
 def _seq_key(seq: int) -> bytes:
@@ -118,6 +119,7 @@ class LogStore:
                 self.version = self._checked_meta_version(version)
             self.cache: Environment = envs[1] if envs else _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
+            self.turns = Turns(root / LOG_DIR, self.env)
             # Decoded records by id: a record is immutable and verified against its id when first read.
             self._records: dict[CommitId, CommitRecord] = {}
             if version is None:
@@ -168,9 +170,10 @@ class LogStore:
         self.version = version
 
     def close(self) -> None:
-        """Release the LMDB environments."""
+        """Release the LMDB environments and the writer turns' descriptors."""
         self.env.close()
         self.cache.close()
+        self.turns.close()
 
     # -- reading -------------------------------------------------------------------------------------
 
