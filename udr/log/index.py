@@ -370,12 +370,16 @@ _codecs = _Codecs()
 
 def frame_blob(kind: BlobKind, payload: bytes) -> tuple[str, bytes]:
     """Return (id, stored bytes) of a blob: id hashes the payload; stored bytes carry kind and codec."""
-    blob_id = content_id(payload)
+    return content_id(payload), framed(kind, payload)
+
+
+def framed(kind: BlobKind, payload: bytes) -> bytes:
+    """The stored bytes of a blob whose id the caller has (`frame_blob` without the hashing)."""
     if len(payload) >= ZSTD_MIN_BYTES:
         packed = _codecs.compressor.compress(payload)
         if len(packed) < len(payload):
-            return blob_id, BLOB_MAGIC + bytes([kind, Codec.ZSTD]) + packed
-    return blob_id, BLOB_MAGIC + bytes([kind, Codec.RAW]) + payload
+            return BLOB_MAGIC + bytes([kind, Codec.ZSTD]) + packed
+    return BLOB_MAGIC + bytes([kind, Codec.RAW]) + payload
 
 
 def unframe_blob(blob_id: str, stored: bytes, *, expect: BlobKind, verify: bool = True) -> bytes:

@@ -57,7 +57,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
-from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
+from udr.log.index import frame_blob, framed, open_cache_env, open_log_env, unframe_blob
 from udr.log.keyplace import repoint
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import placed_over
@@ -414,8 +414,7 @@ class LogStore:
         final = replace(record, seq=seq)
         canonical = encode_commit(final)
         cid = commit_id(canonical)
-        _, stored = frame_blob(BlobKind.COMMIT, canonical)
-        txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
+        txn.put(cid.encode(), framed(BlobKind.COMMIT, canonical), db=self.env.db(DB_COMMITS))  # cid hashes it
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
         self.set_ref(txn, branch_key(branch), cid, expected, why, time_us=final.time_us)
         return cid, final
