@@ -62,5 +62,5 @@ def inline_candidate(pieces: Iterator[pa.Table], slots: list[int] | None) -> tup
 
 def _bound(piece: pa.Table, slots: list[int]) -> int:
     """At least `piece.nbytes`: as many buffers as its arrays reference, each at most all its buffers' size."""
-    references = sum(column.num_chunks * s for column, s in zip(piece.columns, slots, strict=True))
+    references: int = sum(int(column.num_chunks) * s for column, s in zip(piece.columns, slots, strict=True))
     return int(piece.get_total_buffer_size()) * references
