@@ -51,7 +51,6 @@ from udr.materialize.data import (
     store_parquet,
 )
 from udr.materialize.fold import apply_op
-from udr.materialize.inlining import buffer_slots, inline_candidate
 from udr.materialize.keyhashes import KeyedWrites
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import chain_link, encode_vector, read_vector, united
@@ -219,11 +218,10 @@ class Staging:
         pieces: Iterator[pa.Table] = (p if p.schema.equals(schema) else p.cast(schema)
                                       for p in rebatch(batches, ROW_GROUP_ROWS))
         schema_id = self.require(table).schema
-        slots = buffer_slots(schema)
         pending: list[Future[EncodedChunk]] = []
         try:
             while True:
-                head, size = inline_candidate(pieces, slots)
+                head, size = _inline_candidate(pieces)
                 if not head:
                     break
                 if inline and size <= INLINE_MAX_BYTES:
@@ -487,3 +485,15 @@ def _moved_from(source: Path) -> Callable[[Path], None]:
 
     return move
 
+
+def _inline_candidate(pieces: Iterator[pa.Table]) -> tuple[list[pa.Table], int]:
+    """Pull row-group pieces until they outgrow an inline chunk, fill a chunk, or run out; return them and
+    their size in bytes (Arrow computes `nbytes` anew on each call)."""
+    head: list[pa.Table] = []
+    size = 0
+    for piece in pieces:
+        head.append(piece)
+        size += piece.nbytes
+        if size > INLINE_MAX_BYTES or len(head) == ROW_GROUPS_PER_CHUNK:
+            break
+    return head, size
