@@ -39,6 +39,7 @@ class _LockFile:
         self._free: list[int] = []
         self._guard = threading.Lock()
         self._pid = os.getpid()
+        self._closed = False
 
     def lock(self, operation: int) -> int:
         """A descriptor holding the `flock` `operation` (`BlockingIOError` when it would block, with LOCK_NB).
@@ -64,7 +65,10 @@ class _LockFile:
             os.close(fd)  # closing the only descriptor of the open file releases the lock too
             return
         with self._guard:
-            self._free.append(fd)
+            if not self._closed:
+                self._free.append(fd)
+                return
+        os.close(fd)  # a turn that outlived `close`
 
     def _descriptor(self) -> int:
         with self._guard:
@@ -79,9 +83,9 @@ class _LockFile:
             raise UdrError(f"cannot open {self.path}: {exc}; check the lake's permissions") from exc
 
     def close(self) -> None:
-        """Close the descriptors kept (no turn of this file may be held)."""
+        """Close the descriptors kept, and those of turns still held as they end."""
         with self._guard:
-            free, self._free = self._free, []
+            free, self._free, self._closed = self._free, [], True
         if self._pid == os.getpid():
             for fd in free:
                 os.close(fd)
