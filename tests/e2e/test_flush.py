@@ -15,8 +15,9 @@ import udr.api.lake
 import udr.log.format
 from udr.api import committing
 from udr.errors import CorruptionError
-from udr.log.format import CommitId
-from udr.log.turns import flush_turn
+from udr.log.format import LOG_DIR, CommitId
+from udr.log.memory import MemoryEnvironment
+from udr.log.turns import Turns
 from udr.materialize import compaction
 
 FLUSH_AT = 6
@@ -150,7 +151,8 @@ def test_a_writer_leaves_the_flush_to_one_already_flushing_and_a_later_commit_fl
     with udr.open(tmp_path / "lake") as db:
         for i in range(FLUSH_AT - 1):
             db.append("t", one(i))
-        with flush_turn(tmp_path / "lake") as held:
+        other = Turns(tmp_path / "lake" / LOG_DIR, MemoryEnvironment(()))  # another writer's
+        with other.flush() as held:
             assert held
             db.append("t", one(FLUSH_AT - 1))  # due now, but another writer (this test) holds the flush turn
             assert not flushes(db)
@@ -158,6 +160,7 @@ def test_a_writer_leaves_the_flush_to_one_already_flushing_and_a_later_commit_fl
         assert len(flushes(db)) == 1
         assert fragments(db, "t") == [False]
         assert db.read("t").column("id").to_pylist() == list(range(FLUSH_AT + 1))
+        other.close()
 
 
 def test_a_stale_writer_does_not_flush_a_run_another_writer_flushed(tmp_path: Path,

@@ -4,6 +4,8 @@ that raises; nothing is visible in the log until the facade commits the ops."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +184,24 @@ def test_deletions_from_several_fragments_chain_each_onto_its_committed_vector(t
                 assert link.base == frag.deletes and link.positions.to_pylist() == mine
         assert _ids(staging, "k") == [i for i in range(400) if i % 7]
         staging.release()
+
+
+def test_a_committed_transaction_is_freed_without_the_cyclic_garbage_collector(lake: udr.Lake) -> None:
+    gc.collect()
+    gc.disable()
+    try:
+        with lake.transaction() as tx:
+            tx.append("t", {"id": [4], "v": ["d"]})
+            staging = weakref.ref(tx._staging)
+        del tx
+        # Only reference counting ran: a cycle through the staging would keep it (and its blobs) until a collection.
+        assert staging() is None
+    finally:
+        gc.enable()
+    assert _ids(_staging(lake), "t") == [1, 2, 3, 4]
+
+
+def test_a_staging_reader_shares_the_lake_reader_caches(lake: udr.Lake) -> None:
+    staging = _staging(lake)
+    rows = lake._handle.ctx.rows
+    assert staging.rows._inline is rows._inline and staging.rows._schemas is rows._schemas

@@ -51,7 +51,6 @@ from udr.log.format import (
 from udr.log.groups import ack_hook, write_acks
 from udr.log.placement import check_reads, commutes
 from udr.log.races import HeadMoved
-from udr.log.turns import commit_turn, flush_turn
 from udr.materialize import compaction, keyvectors
 from udr.materialize.changes import state_delta
 from udr.materialize.fold import fold
@@ -123,7 +122,7 @@ def _append(handle: Handle, staging: Staging, intent: Intent, hook: CommitHook |
     if staging.ids_used:
         log.upgrade_format()
     for attempt in range(1 if _behind(handle, staging, intent) else 0, _MAX_REBASES):
-        with commit_turn(log, log.root, exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
+        with log.turns.commit(exclusive=attempt > 0):  # after a lost race: so it is not overtaken again
             if attempt:
                 restage(handle.ctx, staging, handle.head(intent.branch), read)
             own = keyvectors.prepare(staging, gaps=log.version >= GAPS_VECTORS_VERSION)
@@ -237,13 +236,13 @@ def _upkeep_after(handle: Handle, branch: str, head: CommitId, snapshot: Mapping
 
     Best effort: the caller's commit is already durable, so a failure here only warns (a commit that
     raised would be retried and applied twice), and a concurrent writer's move means the next commit
-    does it instead. One writer of the lake does upkeep at a time (`udr.log.turns.flush_turn`); others skip.
+    does it instead. One writer of the lake does upkeep at a time (`udr.log.turns.Turns.flush`); others skip.
     """
     due = upkeep.due(snapshot, tables)
     if not due:
         return
     try:
-        with flush_turn(handle.ctx.log.root) as mine:
+        with handle.ctx.log.turns.flush() as mine:
             if not mine:
                 return  # another writer is at it; should it fail, a later commit finds the tables still due
             current = handle.head(branch)

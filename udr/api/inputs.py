@@ -31,18 +31,19 @@ def to_batches(data: TableData, table: str) -> tuple[pa.Schema, Iterator[pa.Reco
         SchemaError: `data` has two columns of one name.
     """
     schema, batches = _to_batches(data)
-    repeated = sorted(name for name, count in Counter(schema.names).items() if count > 1)
+    names = schema.names
+    repeated = [] if len(set(names)) == len(names) else sorted(n for n, count in Counter(names).items() if count > 1)
     if repeated:
         raise SchemaError(f"table {table!r}: the data has duplicate column name(s) {', '.join(repeated)}")
     return schema, batches
 
 
 def _to_batches(data: TableData) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    if isinstance(data, pa.Table):  # first: the common case, and checking for a path (an ABC) costs more
+        return data.schema, iter(data.to_batches())
     if isinstance(data, (str, os.PathLike)):
         reader = read_source(data)
         return reader.schema, iter(reader)
-    if isinstance(data, pa.Table):
-        return data.schema, iter(data.to_batches())
     if isinstance(data, pa.RecordBatch):
         return data.schema, iter([data])
     if isinstance(data, pa.RecordBatchReader):

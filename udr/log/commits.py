@@ -92,6 +92,10 @@ class CommitRecord:
     tables: Mapping[str, TableOp] = field(default_factory=dict)
 
 
+# The canonical JSON encoder (an encoder holds only its options; `json.dumps` with options builds one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _op_to_json(op: TableOp) -> dict[str, object]:
     out: dict[str, object] = {}
     if op.create:
@@ -161,7 +165,7 @@ def encode_commit(record: CommitRecord) -> bytes:
         "metadata": dict(record.metadata),
         "tables": {name: _op_to_json(op) for name, op in record.tables.items()},
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(doc).encode()
 
 
 def decode_commit(data: bytes, commit_id: str) -> CommitRecord:

@@ -23,8 +23,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -152,6 +151,34 @@ class _Txn:
         return UdrError(f"index {'write' if self._write else 'read'} failed: {exc}")
 
 
+class _DeferredSync:
+    """`LmdbEnvironment.deferred_sync` (a class: every commit enters one, and a generator-based context manager
+    cost a single writer's commit more than the bookkeeping itself)."""
+
+    __slots__ = ("_deferring", "_syncer", "_txnids")
+
+    def __init__(self, syncer: SyncMark | None, deferring: threading.local) -> None:
+        self._syncer = syncer
+        self._deferring = deferring
+        self._txnids: list[int] | None = None
+
+    def __enter__(self) -> None:
+        if self._syncer is not None and getattr(self._deferring, "txnids", None) is None:  # else: nested, or no sync
+            self._txnids = self._deferring.txnids = []
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        txnids = self._txnids
+        if txnids is None or self._syncer is None:
+            return
+        self._deferring.txnids = None
+        if txnids:
+            try:
+                self._syncer.sync(max(txnids))
+            except lmdb.Error as failed:
+                raise UdrError(f"index write failed: {failed}") from failed
+
+
 # What LMDB reports for a file that is not a valid environment: damage. Anything else (permissions, a full
 # disk or map, lock or reader-table trouble) is about the machine, and the files are fine.
 _DAMAGE = (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.PageNotFoundError,
@@ -204,31 +231,16 @@ class LmdbEnvironment:
         return _Txn(live.env, write=True, syncer=live.syncer, watcher=live.watcher if watched else None,
                     pending=getattr(self._deferring, "txnids", None))
 
-    @contextmanager
-    def deferred_sync(self) -> Iterator[None]:
-        """Write transactions of this thread inside the block return once committed, before they are durable;
-        the block's end returns once every one of them is durable (one shared fsync at most, `SyncMark`), also
-        when the block raises. A writer so leaves its writer turn (`udr.log.turns`) before it waits for the
-        disk, and the next writer's work overlaps the fsync. Nested blocks defer to the outermost one.
+    def deferred_sync(self) -> _DeferredSync:
+        """A context manager: write transactions of this thread inside the block return once committed, before
+        they are durable; the block's end returns once every one of them is durable (one shared fsync at most,
+        `SyncMark`), also when the block raises. A writer so leaves its writer turn (`udr.log.turns`) before it
+        waits for the disk, and the next writer's work overlaps the fsync. Nested blocks defer to the outermost.
 
         Raises:
             UdrError: the sync mark cannot be locked, or LMDB fails to sync.
         """
-        syncer = self._live.syncer
-        if syncer is None or getattr(self._deferring, "txnids", None) is not None:
-            yield
-            return
-        txnids: list[int] = []
-        self._deferring.txnids = txnids
-        try:
-            yield
-        finally:
-            self._deferring.txnids = None
-            if txnids:
-                try:
-                    syncer.sync(max(txnids))
-                except lmdb.Error as exc:
-                    raise UdrError(f"index write failed: {exc}") from exc
+        return _DeferredSync(self._live.syncer, self._deferring)
 
     def watch(self, watcher: WriteWatcher | None) -> None:
         """Have `watcher` see every watched write transaction of this environment, through any handle of this
@@ -358,12 +370,16 @@ _codecs = _Codecs()
 
 def frame_blob(kind: BlobKind, payload: bytes) -> tuple[str, bytes]:
     """Return (id, stored bytes) of a blob: id hashes the payload; stored bytes carry kind and codec."""
-    blob_id = content_id(payload)
+    return content_id(payload), framed(kind, payload)
+
+
+def framed(kind: BlobKind, payload: bytes) -> bytes:
+    """The stored bytes of a blob whose id the caller has (`frame_blob` without the hashing)."""
     if len(payload) >= ZSTD_MIN_BYTES:
         packed = _codecs.compressor.compress(payload)
         if len(packed) < len(payload):
-            return blob_id, BLOB_MAGIC + bytes([kind, Codec.ZSTD]) + packed
-    return blob_id, BLOB_MAGIC + bytes([kind, Codec.RAW]) + payload
+            return BLOB_MAGIC + bytes([kind, Codec.ZSTD]) + packed
+    return BLOB_MAGIC + bytes([kind, Codec.RAW]) + payload
 
 
 def unframe_blob(blob_id: str, stored: bytes, *, expect: BlobKind, verify: bool = True) -> bytes:

@@ -21,6 +21,7 @@ from udr.log.commits import CommitRecord
 from udr.log.envtypes import CommitHook, IndexTxn, LogEnvironments
 from udr.log.format import COLUMN_IDS_VERSION, BlobId, BlobKind, ChunkId, CommitId
 from udr.log.reflog import Move, Reason
+from udr.log.turns import Turns
 
 # Decides, inside gc's write transaction, which chunk files commits still need, and may drop log blobs
 # there too; returns (chunks to keep, blob bytes freed).
@@ -34,11 +35,13 @@ class LakeLog(LogEnvironments, Protocol):
         root: the lake directory.
         version: the lake's format version.
         chunks: the lake's chunk files.
+        turns: the writers' turns (`udr.log.turns`).
     """
 
     root: Path
     version: int
     chunks: FileChunkStore
+    turns: Turns
 
     def upgrade_format(self, version: int = COLUMN_IDS_VERSION) -> None:
         """Label an older lake with format `version`, before writing data only that version describes."""

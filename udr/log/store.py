@@ -57,7 +57,7 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
-from udr.log.index import frame_blob, open_cache_env, open_log_env, unframe_blob
+from udr.log.index import frame_blob, framed, open_cache_env, open_log_env, unframe_blob
 from udr.log.keyplace import repoint
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import placed_over
@@ -65,6 +65,7 @@ from udr.log.processes import process_alive
 from udr.log.protocols import GcKeep
 from udr.log.reflog import Move, Reason, move_ref, read_moves
 from udr.log.refs import branch_key
+from udr.log.turns import Turns
 
 
 def _seq_key(seq: int) -> bytes:
@@ -118,6 +119,7 @@ class LogStore:
                 self.version = self._checked_meta_version(version)
             self.cache: Environment = envs[1] if envs else _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
+            self.turns = Turns(root / LOG_DIR, self.env)
             # Decoded records by id: a record is immutable and verified against its id when first read.
             self._records: dict[CommitId, CommitRecord] = {}
             if version is None:
@@ -168,9 +170,10 @@ class LogStore:
         self.version = version
 
     def close(self) -> None:
-        """Release the LMDB environments."""
+        """Release the LMDB environments and the writer turns' descriptors."""
         self.env.close()
         self.cache.close()
+        self.turns.close()
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -386,13 +389,10 @@ class LogStore:
                 hook(txn, self.env)
             # Stamped last, so the time is as close as possible to the moment the commit becomes durable.
             parent_time = self.get_commit(head, txn).time_us
-            final = replace(
-                record,
-                parents=(head, *record.parents[1:]),
-                time_us=max(time.time_ns() // 1000, parent_time + 1),
-            )
-            reason = Reason(action, final.message, mover or final.author)
-            cid, final = self._store_commit(txn, final, record.branch, head, reason)
+            reason = Reason(action, record.message, mover or record.author)
+            cid, final = self._store_commit(txn, record, record.branch, head, reason,
+                                            parents=(head, *record.parents[1:]),
+                                            time_us=max(time.time_ns() // 1000, parent_time + 1))
         self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
         return cid, final
 
@@ -403,16 +403,17 @@ class LogStore:
                 if txn.get(d.chunk.encode(), db=replaced) is not None:  # staged before an erasure replaced it
                     raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
 
-    def _store_commit(
-        self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason
-    ) -> tuple[CommitId, CommitRecord]:
+    def _store_commit(self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason,
+                      *, parents: tuple[CommitId, ...] | None = None, time_us: int | None = None,
+                      ) -> tuple[CommitId, CommitRecord]:
+        """Store `record`, given its seq (and `parents` and `time_us` when given), as the new head of `branch`."""
         cursor = txn.cursor(db=self.env.db(DB_SEQS))
         seq = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
-        final = replace(record, seq=seq)
+        final = replace(record, seq=seq, parents=record.parents if parents is None else parents,
+                        time_us=record.time_us if time_us is None else time_us)
         canonical = encode_commit(final)
         cid = commit_id(canonical)
-        _, stored = frame_blob(BlobKind.COMMIT, canonical)
-        txn.put(cid.encode(), stored, db=self.env.db(DB_COMMITS))
+        txn.put(cid.encode(), framed(BlobKind.COMMIT, canonical), db=self.env.db(DB_COMMITS))  # cid hashes it
         txn.put(_seq_key(seq), cid.encode(), db=self.env.db(DB_SEQS))
         self.set_ref(txn, branch_key(branch), cid, expected, why, time_us=final.time_us)
         return cid, final

@@ -73,10 +73,10 @@ class SyncMark:
             except OSError as exc:
                 raise UdrError(f"cannot lock {self._path}: {exc}; check the lake's permissions") from exc
             try:
-                if self.covered() >= txnid or self._last_txnid() > txnid:
-                    return
                 # Read before the fsync: every transaction up to `last` wrote its meta page already.
                 last = self._last_txnid()
+                if last > txnid or self.covered() >= txnid:
+                    return
                 self._env.sync(True)
                 if self._stamp is not None:
                     os.pwrite(self._fd, _U64.pack(last) + self._stamp, 0)

@@ -197,12 +197,16 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int = CHUNK_ROWS) -> Iterat
         rest = batch
         while rest.num_rows:
             take = min(rows - count, rest.num_rows)
-            pending.append(rest.slice(0, take))
+            whole = take == rest.num_rows
+            # A batch that fits whole is taken as it is (slicing it cost a small write ~4 us).
+            pending.append(rest if whole else rest.slice(0, take))
             count += take
-            rest = rest.slice(take)
             if count == rows:
                 yield pa.Table.from_batches(pending)
                 pending, count = [], 0
+            if whole:
+                break
+            rest = rest.slice(take)
     if count:
         yield pa.Table.from_batches(pending)
 
@@ -301,25 +305,23 @@ class _DecodedCache(Generic[_Decoded]):
 class RowReader:
     """Reads table fragments back as Arrow, verifying what it reads."""
 
-    def __init__(self, chunks: FileChunkStore, blobs: BlobGetter) -> None:
+    def __init__(self, chunks: FileChunkStore, blobs: BlobGetter, *, caches_of: RowReader | None = None) -> None:
+        """A reader of `chunks` and the blobs `blobs` gives, with caches of its own or those of `caches_of`."""
         self._chunks = chunks
         self._blobs = blobs
-        self._schemas: dict[BlobId, pa.Schema] = {}
-        self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES)
-        self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)
-        self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES)
-        self._starts: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES)  # first row of each group
+        # Every transaction makes a reader: building caches (and their locks) only to share others' cost it ~10 us.
+        s = caches_of
+        self._schemas: dict[BlobId, pa.Schema] = {} if s is None else s._schemas
+        self._inline: _DecodedCache[pa.Table] = _DecodedCache(INLINE_CACHE_BYTES) if s is None else s._inline
+        self._positions: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES) if s is None else s._positions
+        self._groups: _DecodedCache[pa.Table] = _DecodedCache(ROW_GROUP_CACHE_BYTES) if s is None else s._groups
+        # The first row of each row group.
+        self._starts: _DecodedCache[pa.Array] = _DecodedCache(POSITIONS_CACHE_BYTES) if s is None else s._starts
 
     def with_blobs(self, blobs: BlobGetter) -> RowReader:
         """A reader that finds blobs through `blobs` (e.g. a transaction's staged ones first), sharing
         this reader's caches of decoded schemas and inline rows."""
-        reader = RowReader(self._chunks, blobs)
-        reader._schemas = self._schemas
-        reader._inline = self._inline
-        reader._positions = self._positions
-        reader._groups = self._groups
-        reader._starts = self._starts
-        return reader
+        return RowReader(self._chunks, blobs, caches_of=self)
 
     def remember_inline(self, chunk: ChunkId, rows: pa.Table) -> None:
         """Keep the rows of an inline chunk this process just committed, as its blob decodes."""
