@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import blake3
+import hypothesis
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -29,7 +30,11 @@ with warnings.catch_warnings():
     # `filterwarnings = error` that turns every failing example into an INTERNALERROR. Import it quietly now.
     warnings.simplefilter("ignore", DeprecationWarning)
     with contextlib.suppress(ImportError):  # libcst missing: nothing to pre-import
-        import hypothesis.extra._patching  # noqa: F401
+        import hypothesis.extra._patching
+
+# No per-example deadline: it asserts a wall time, and a shared 2-core machine misses 200 ms now and then.
+hypothesis.settings.register_profile("udr", deadline=None)
+hypothesis.settings.load_profile("udr")
 
 RAM_DISK = Path("/dev/shm")
 _RAM_BASETEMP = pytest.StashKey[Path]()

@@ -210,7 +210,7 @@ class RefLogModel(RuleBasedStateMachine):
 
 
 TestRefLogModel = RefLogModel.TestCase
-TestRefLogModel.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
+TestRefLogModel.settings = settings(max_examples=25, stateful_step_count=12,
                                     suppress_health_check=[HealthCheck.too_slow])
 
 

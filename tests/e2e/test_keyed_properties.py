@@ -232,7 +232,7 @@ ops = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(script=st.lists(ops, min_size=1, max_size=7), probe=st.integers(0, 11))
 def test_keyed_writes_match_a_dict_model_at_every_commit(tmp_path_factory: pytest.TempPathFactory,
                                                          script: list[Op], probe: int) -> None:

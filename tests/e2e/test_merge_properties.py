@@ -152,7 +152,7 @@ def check_merge_commit(commit: udr.Commit, ours_head: str, theirs_head: str, our
     assert commit.tables.get("t", udr.TableChange()) == counts(ours, merged)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(base=base_rows, mine=edits, other=edits)
 def test_a_keyed_merge_gives_the_models_rows_or_exactly_its_conflicts(
@@ -246,7 +246,7 @@ def commit_edit(db: udr.Lake, model: Model, edit: dict[int, Row | None]) -> Mode
     return new
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(script=revert_scripts())
 def test_revert_restores_exactly_the_cells_of_its_commit_when_later_commits_touched_other_rows(

@@ -69,7 +69,7 @@ def _api_twin(db: udr.Lake, sql: str) -> None:
         db.upsert("k", plain.sql("SELECT * FROM k").to_arrow_table())
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=st.lists(st.sampled_from([*(f"CREATE OR REPLACE TABLE k AS {q}" for q in QUERIES), *UPDATES,
                                         *RESHAPES]), min_size=1, max_size=6))
 # Four keyed overwrites: the API's fourth is followed by a merge of the table's delta fragments, and SQL's must be.

@@ -170,7 +170,7 @@ _records = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(_records)
 def test_any_record_round_trips_and_re_encodes_to_the_same_bytes(record: CommitRecord) -> None:
     canonical = encode_commit(record)

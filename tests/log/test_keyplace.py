@@ -138,7 +138,7 @@ def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
     assert not keyed_commute(keyed, TableOp(keys=(3,), truncate=True))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 4), st.sets(st.integers(0, ROWS - 1), min_size=1, max_size=4)),
                 min_size=1, max_size=40))
 def test_placement_matches_a_model_of_the_deleted_rows(writes: list[tuple[int, set[int]]]) -> None:

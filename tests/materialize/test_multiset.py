@@ -37,7 +37,7 @@ def _apply(table: pa.Table, remove: pa.Array, add: pa.Table) -> pa.Table:
 
 
 @given(_rows, _rows)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_delta_is_minimal_and_turns_old_into_new(old_rows: list[tuple[object, ...]],
                                                  new_rows: list[tuple[object, ...]]) -> None:
     old, new = _table(old_rows), _table(new_rows)
@@ -48,7 +48,7 @@ def test_delta_is_minimal_and_turns_old_into_new(old_rows: list[tuple[object, ..
 
 
 @given(_rows, _rows, _rows)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 def test_merge_matches_the_model(base_rows: list[tuple[object, ...]], our_rows: list[tuple[object, ...]],
                                  their_rows: list[tuple[object, ...]]) -> None:
     base, ours, theirs = _table(base_rows), _table(our_rows), _table(their_rows)

@@ -154,7 +154,7 @@ def test_fold_depends_only_on_its_arguments() -> None:
 _op_kinds = st.sampled_from(["create", "drop", "add", "truncate", "delete", "evolve"])
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80)
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), _op_kinds, st.integers(0, 5)), max_size=25))
 def test_folding_any_history_twice_gives_identical_encodings(steps: list[tuple[str, str, int]]) -> None:
     records: list[CommitRecord] = []

@@ -42,7 +42,7 @@ def normal(diff: KeyedDiff) -> list[list[tuple[str, ...]]]:
     return [sorted(tuple(repr(v) for v in row.values()) for row in t.to_pylist()) for t in tables]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(data=st.data(), size=st.integers(2, 30), consecutive=st.booleans())
 def test_lined_up_rows_give_the_general_match_s_diff(data: st.DataObject, size: int, consecutive: bool) -> None:
     # Consecutive keys (ids) are found past the head by their distance from the first, others by a search.

@@ -116,7 +116,7 @@ def differs(a: tuple[object, object], b: tuple[object, object]) -> bool:
     return a != b
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(old=states, new=states)
 def test_keyed_changes_take_the_old_rows_to_the_new_ones(old: dict[int, Value], new: dict[int, Value]) -> None:
     # What a state delta hands over: rows present on one side only (a changed row is on both lists).
@@ -138,7 +138,7 @@ def test_keyed_changes_take_the_old_rows_to_the_new_ones(old: dict[int, Value], 
     assert sum(1 for r in out if r[3] == "update_after") == len(set(removed) & set(added))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(old=st.lists(st.tuples(st.integers(0, 3), values), max_size=8),
        new=st.lists(st.tuples(st.integers(0, 3), values), max_size=8))
 def test_unkeyed_changes_are_the_multiset_difference(old: list[tuple[int, Value]],
@@ -171,7 +171,7 @@ def _keyed_sides(draw: st.DrawFn) -> tuple[pa.Table, pa.Table]:
     return sides[0], sides[1]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(_keyed_sides())
 def test_small_keyed_pairings_in_memory_equal_duckdbs(sides: tuple[pa.Table, pa.Table]) -> None:
     """Differential: the in-memory pairing of small keyed changes gives DuckDB's rows in DuckDB's order."""

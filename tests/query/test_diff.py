@@ -195,7 +195,7 @@ def _tables(kind: str, rows: list[tuple[object, object, object]], composite: boo
     return pa.table(columns)
 
 
-@settings(max_examples=25, deadline=None)  # each composite case opens a DuckDB connection (~50 ms)
+@settings(max_examples=25)  # each composite case opens a DuckDB connection (~50 ms)
 @given(_cases(), st.booleans())
 def test_single_and_composite_keys_follow_the_same_rules(
     case: tuple[str, list[tuple[object, object, object]], list[tuple[object, object, object]]], remove_missing: bool,
@@ -239,7 +239,7 @@ def _stored(draw: st.DrawFn) -> tuple[str, list[tuple[object, object, object, bo
     return kind, [stored[i] for i in order], new
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(_stored(), st.booleans(), st.integers(0, 6))
 def test_deleted_rows_never_match_and_places_span_fragments(
     case: tuple[str, list[tuple[object, object, object, bool]], list[tuple[object, object, object]]],

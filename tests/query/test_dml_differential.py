@@ -72,7 +72,7 @@ def rows(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[object, ...]]
     return sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=st.lists(statements(), min_size=1, max_size=6))
 def test_random_statements_leave_what_duckdb_leaves(tmp_path_factory: pytest.TempPathFactory,
                                                     script: list[str]) -> None:

@@ -100,14 +100,14 @@ def sqlglot_digest(query: str) -> str:
     return plan.digest if plan is not None else "not key-local"
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=2, max_size=6))
 def test_incremental_rebuilds_match_full_rebuilds(steps: list[tuple[list[str], str, bool]]) -> None:
     check_against_full_rebuilds(steps)
 
 
 @pytest.mark.slow
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=2, max_size=8))
 def test_many_incremental_rebuilds_match_full_rebuilds(steps: list[tuple[list[str], str, bool]]) -> None:
     check_against_full_rebuilds(steps)
