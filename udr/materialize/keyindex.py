@@ -246,10 +246,16 @@ class KeyIndex:
                 entry = None
         if entry is not None and len(entry.names) == len(names):
             return entry
-        known = 0 if entry is None else len(entry.names)
-        grown = self._sort_run(run[known:], known, field, column)
-        made = _Run(names, (grown,)) if entry is None else entry.extended(names, grown)
-        self._keep(("run", len(names), names[-1], *signature), made)
+        if entry is None:
+            made = _Run(names, (self._sort_run(run, 0, field, column),))
+            self._keep(("run", len(names), names[-1], *signature), made)
+            return made
+        known = len(entry.names)
+        made = entry.extended(names, self._sort_run(run[known:], known, field, column))
+        # The extended run replaces the one it grew from: they share levels, so keeping both would count
+        # those bytes twice (a run a commit: the budget filled with copies and evicted the large chunks').
+        self._keep(("run", len(names), names[-1], *signature), made,
+                   superseded=("run", known, names[known - 1], *signature))
         return made
 
     def _sorted_keys(self, name: tuple[object, ...], make: Callable[[], SortedKeys]) -> SortedKeys:
@@ -262,8 +268,11 @@ class KeyIndex:
         self._keep(name, made)
         return made
 
-    def _keep(self, name: tuple[object, ...], made: SortedKeys | _Run | _Column) -> None:
+    def _keep(self, name: tuple[object, ...], made: SortedKeys | _Run | _Column, *,
+              superseded: tuple[object, ...] | None = None) -> None:
         with self._lock:
+            if superseded is not None and (old := self._sorted.pop(superseded, None)) is not None:
+                self._bytes -= old.nbytes
             if name not in self._sorted and made.nbytes <= self._budget:
                 self._sorted[name] = made
                 self._bytes += made.nbytes

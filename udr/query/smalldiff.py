@@ -96,13 +96,19 @@ def small_keyed_diff(current: CurrentRows, new: pa.Table, key: list[str], *, tab
             masks.append(mask)
     matched = set(keys)
     gone = [i for i in live if stored[i] not in matched] if remove_missing else []
-    diff = KeyedDiff(new.take(pa.array(inserted, pa.int64())), new.take(pa.array(updated, pa.int64())),
-                     current.positions(np.array(prior, np.int64)), current.positions(np.array(gone, np.int64)),
-                     None)
+    diff = KeyedDiff(_rows(new, inserted), _rows(new, updated), current.positions(np.array(prior, np.int64)),
+                     current.positions(np.array(gone, np.int64)), None)
     if len(values) >= _MASK_BITS:
         return diff
     return KeyedDiff(diff.inserted, diff.updated, diff.replaced, diff.removed,
                      _before_image(old, new.schema, name, values, prior, masks, gone))
+
+
+def _rows(table: pa.Table, rows: list[int]) -> pa.Table:
+    """`table.take(rows)` (`rows` increasing), without a take when they are all or none of its rows."""
+    if len(rows) == table.num_rows:
+        return table
+    return table.slice(0, 0) if not rows else table.take(pa.array(rows, pa.int64()))
 
 
 def _before_image(old: pa.Table, schema: pa.Schema, key: str, values: list[str], prior: list[int],
@@ -120,4 +126,5 @@ def _before_image(old: pa.Table, schema: pa.Schema, key: str, values: list[str],
     for bit, c in enumerate(values):
         cells = pa.array([i if m >> bit & 1 else None for i, m in zip(prior, masks)] + gone, pa.int64())
         columns.append(old.column(c).take(cells))
-    return pa.Table.from_arrays([c.cast(f.type) for c, f in zip(columns, image_schema)], schema=image_schema)
+    return pa.Table.from_arrays([c if c.type.equals(f.type) else c.cast(f.type) for c, f in zip(columns, image_schema)],
+                                schema=image_schema)
