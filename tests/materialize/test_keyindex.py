@@ -156,6 +156,34 @@ def test_a_table_whose_index_would_not_fit_is_left_to_a_scan() -> None:
     assert found is not None and found.column("__pos").to_pylist() == [1]
 
 
+def test_a_run_extended_a_commit_at_a_time_never_evicts_the_large_chunk() -> None:
+    """Each commit's run shares its levels with the run it grew from, which it replaces: a budget that holds the
+    large chunk, one run and the small fragments' key columns holds them over hundreds of commits, so each
+    fragment's keys are read once (a rebase asks for the keys of old fragments again)."""
+    big = RUN_ROWS + 1
+    reads: dict[str, int] = {}
+    columns: dict[str, pa.ChunkedArray] = {"big": pa.chunked_array([pa.array(range(big), pa.int64())])}
+
+    def column(frag: FragmentState, _field: pa.Field) -> pa.ChunkedArray:
+        reads[frag.chunk] = reads.get(frag.chunk, 0) + 1
+        return columns[frag.chunk]
+
+    fragments = [FragmentState(ChunkId("big"), big, False, BlobId("s"))]
+    index = KeyIndex(budget=big * 16 + 600 * (16 + 512) + 4096)
+    for n in range(300):
+        columns[f"f{n}"] = pa.chunked_array([pa.array([n * 2, n * 2 + 1], pa.int64())])
+        fragments.append(FragmentState(ChunkId(f"f{n}"), 2, True, BlobId("s")))
+        state = TableState(BlobId("s"), ("k",), tuple(fragments))
+        hits = index.hits(state, pa.field("k", pa.int64()), pa.array([n * 2 + 1], pa.int64()), column=column,
+                          deleted=lambda _frag: pa.array([], pa.uint32()))
+        assert hits is not None and hits.to_pylist() == [{"__frag": 0, "__pos": n * 2 + 1},
+                                                         {"__frag": n + 1, "__pos": 1}]
+    for frag in fragments[1:]:
+        keys = index.keys_at(frag, pa.field("k", pa.int64()), np.array([0, 1]), column=column)
+        assert keys is not None and keys.tolist() == columns[frag.chunk].to_pylist()
+    assert reads == {name: 1 for name in columns}
+
+
 def test_keyed_writes_through_the_index_match_a_model(tmp_path: Path) -> None:
     """Upserts and deletes by key on a table with a Parquet chunk, inline fragments and a renamed string key."""
     rng = random.Random(3)

@@ -25,7 +25,7 @@ from udr.query.diff import (
     multiset_diff,
     upsert_hits,
 )
-from udr.query.engine import Connection
+from udr.query.smalldiff import small_keyed_diff
 
 
 def keyed_write(ctx: LakeContext, staging: Staging, table: str, data: pa.Table, *, remove_missing: bool) -> None:
@@ -49,11 +49,13 @@ def keyed_changes(ctx: LakeContext, staging: Staging, table: str, state: TableSt
     Raises:
         KeyViolation: `data` has a null or duplicate key.
     """
+    key = list(state.primary_key or ())
+    old = read_current(staging.rows, table, state) if remove_missing else _upserted(ctx, staging, table, state, data)
+    small = small_keyed_diff(old, data, key, table=table, remove_missing=remove_missing)
+    if small is not None:
+        return small
     with ctx.database.session() as con:
-        old = read_current(staging.rows, table, state) if remove_missing else _upserted(
-            ctx, staging, table, state, data, con)
-        return keyed_diff(old, data, list(state.primary_key or ()), table=table, remove_missing=remove_missing,
-                          con=con, pool=staging.pool())
+        return keyed_diff(old, data, key, table=table, remove_missing=remove_missing, con=con, pool=staging.pool())
 
 
 def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.Schema, *, first: bool,
@@ -76,8 +78,7 @@ def stage_keyed_diff(staging: Staging, table: str, diff: KeyedDiff, schema: pa.S
         staging.refreshed.add(table)
 
 
-def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table,
-              con: Connection) -> CurrentRows:
+def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState, data: pa.Table) -> CurrentRows:
     """The current rows an upsert of `data` can touch: for a few rows, only those whose key matches (found
     through the table's key index, else by a scan of the key columns, then read by position), else the whole
     table.
@@ -90,7 +91,8 @@ def _upserted(ctx: LakeContext, staging: Staging, table: str, state: TableState,
     hits = key_hits(ctx.keys, staging.rows, state, data)
     if hits is None:
         key = list(state.primary_key or ())
-        hits = upsert_hits(read_current(staging.rows, table, state, key), data, key, table=table, con=con)
+        with ctx.database.session() as con:
+            hits = upsert_hits(read_current(staging.rows, table, state, key), data, key, table=table, con=con)
     return CurrentRows.from_positioned(staging.rows.rows_at_hits(table, state, hits))
 
 

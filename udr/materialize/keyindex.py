@@ -3,17 +3,17 @@
 A keyed write (upsert, delete by key) of a few rows needs the positions of the current rows with those keys.
 Scanning every key of a 1M-row table for that costs ~15 ms a transaction; instead each large chunk's key
 column is sorted once, and the table's trailing run of small fragments (the writes since its bulk load) is
-kept sorted together as one array that grows with each new fragment: a lookup is a binary search per large
-chunk plus one for the run, filtered by the fragments' deletion vectors. A table whose index would not fit
-the budget is left to the scan.
+kept sorted together in a few levels that grow with each new fragment (`_Run`): a lookup is a binary search
+per large chunk plus one per level of the run, filtered by the fragments' deletion vectors. A table whose
+index would not fit the budget is left to the scan.
 
 The index is derived state held in memory by one reader: chunks are immutable and named by their bytes, so a
 chunk's sorted keys stay right for as long as the process lives, and deletion vectors (which change per table
 state) are applied at each lookup. A run's sorted keys are named by the exact fragments they cover; the next
-state's run (the same fragments and a few new ones, written here or by other processes) extends a copy by the
-new fragments' keys only, so a keyed write never re-reads or re-sorts the fragments it indexed before. Losing
-the index costs the next lookup one sort per chunk. Only single-column keys of integer, temporal or string
-type are indexed; callers fall back to a scan for other keys.
+state's run (the same fragments and a few new ones, written here or by other processes) adds the new
+fragments' keys as a level of its own, so a keyed write never re-reads or re-sorts the fragments it indexed
+before. Losing the index costs the next lookup one sort per chunk. Only single-column keys of integer,
+temporal or string type are indexed; callers fall back to a scan for other keys.
 Safe across threads: the cache is guarded by a lock, and its entries are immutable.
 """
 
@@ -41,6 +41,8 @@ KEY_INDEX_BYTES = 256 << 20
 RUN_ROWS = 65_536
 # How many fragments newer than the last run looked up a lookup extends it by (more: the run is sorted anew).
 EXTEND = 64
+# A run's level is merged into the one above it once that one is less than this many times larger (`_Run`).
+LEVEL_RATIO = 4
 # What a string key costs in memory beyond its pointer (a Python str object), for the budget.
 _STRING_BYTES = 64
 # What a cached entry costs beyond its arrays (its name, the arrays' headers), so that the many small fragments'
@@ -85,14 +87,32 @@ class SortedKeys:
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """The sorted keys of a run of small fragments, named by the (chunk, schema) of each, in order."""
+    """The sorted keys of a run of small fragments, named by the (chunk, schema) of each, in order.
+
+    Held as levels, each sorted on its own and at least `LEVEL_RATIO` times the size of the next: a new
+    fragment's keys are a new level, merged with the levels above it only while they are not that much
+    larger. A commit that adds ten keys to a run of ~20,000 then moves ~10 keys, not 20,000 (each key is
+    merged a logarithmic number of times), and a lookup searches a logarithmic number of levels.
+    Levels are shared between a run and the runs extended from it: never modified.
+    """
 
     names: tuple[tuple[object, ...], ...]
-    keys: SortedKeys
+    levels: tuple[SortedKeys, ...]
 
     @property
     def nbytes(self) -> int:
-        return self.keys.nbytes
+        return sum(level.nbytes for level in self.levels)
+
+    def positions(self, wanted: npt.NDArray[np.generic]) -> npt.NDArray[np.uint64]:
+        """The `order` entries (fragment << 32 | position) of the rows whose key is in `wanted`, increasing."""
+        return np.sort(np.concatenate([level.positions(wanted) for level in self.levels]))
+
+    def extended(self, names: tuple[tuple[object, ...], ...], keys: SortedKeys) -> _Run:
+        """This run with the fragments `names` (which start with this run's) whose new keys are `keys`."""
+        levels = list(self.levels)
+        while levels and len(levels[-1].keys) < LEVEL_RATIO * len(keys.keys):
+            keys = levels.pop().merged(keys)
+        return _Run(names, (*levels, keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +185,7 @@ class KeyIndex:
             at = self._sorted_keys((frag.chunk, frag.schema, *signature), one).positions(wanted).astype(np.int64)
             found.append((np.full(len(at), index, np.int64), at))
         if start < len(frags):
-            codes = self._run(frags[start:], signature, field, column).keys.positions(wanted)
+            codes = self._run(frags[start:], signature, field, column).positions(wanted)
             found.append((start + (codes >> 32).astype(np.int64), (codes & 0xFFFFFFFF).astype(np.int64)))
         return _live_hits(frags, found, deleted)
 
@@ -226,10 +246,16 @@ class KeyIndex:
                 entry = None
         if entry is not None and len(entry.names) == len(names):
             return entry
-        known = 0 if entry is None else len(entry.names)
-        grown = self._sort_run(run[known:], known, field, column)
-        made = _Run(names, grown if entry is None else entry.keys.merged(grown))
-        self._keep(("run", len(names), names[-1], *signature), made)
+        if entry is None:
+            made = _Run(names, (self._sort_run(run, 0, field, column),))
+            self._keep(("run", len(names), names[-1], *signature), made)
+            return made
+        known = len(entry.names)
+        made = entry.extended(names, self._sort_run(run[known:], known, field, column))
+        # The extended run replaces the one it grew from: they share levels, so keeping both would count
+        # those bytes twice (a run a commit: the budget filled with copies and evicted the large chunks').
+        self._keep(("run", len(names), names[-1], *signature), made,
+                   superseded=("run", known, names[known - 1], *signature))
         return made
 
     def _sorted_keys(self, name: tuple[object, ...], make: Callable[[], SortedKeys]) -> SortedKeys:
@@ -242,8 +268,11 @@ class KeyIndex:
         self._keep(name, made)
         return made
 
-    def _keep(self, name: tuple[object, ...], made: SortedKeys | _Run | _Column) -> None:
+    def _keep(self, name: tuple[object, ...], made: SortedKeys | _Run | _Column, *,
+              superseded: tuple[object, ...] | None = None) -> None:
         with self._lock:
+            if superseded is not None and (old := self._sorted.pop(superseded, None)) is not None:
+                self._bytes -= old.nbytes
             if name not in self._sorted and made.nbytes <= self._budget:
                 self._sorted[name] = made
                 self._bytes += made.nbytes
@@ -283,4 +312,5 @@ def _live_hits(frags: tuple[FragmentState, ...], found: list[tuple[npt.NDArray[n
             keep[mine] &= ~in_sorted(positions[mine], np.asarray(deleted(frag)))
         elif frag.live_rows == 0:
             keep[indexes == index] = False
-    return pa.table({"__frag": pa.array(indexes[keep], pa.uint32()), "__pos": pa.array(positions[keep], pa.uint32())})
+    return pa.table({"__frag": pa.array(indexes[keep].astype(np.uint32)),
+                     "__pos": pa.array(positions[keep].astype(np.uint32))})
