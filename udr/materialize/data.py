@@ -173,13 +173,10 @@ def encode_before(image: pa.Table) -> bytes:
     time (~0.07 ms where zstd and the encodings cost ~0.15, once per such commit).
     """
     sink = pa.BufferOutputStream()
-    if image.num_rows <= SMALL_BEFORE_ROWS:
-        pq.write_table(image, sink, compression="snappy", use_dictionary=False, write_statistics=False,
-                       store_decimal_as_integer=True)
-    else:
-        dictionary, delta = _column_encodings(image.schema)
-        pq.write_table(image, sink, compression="zstd", use_dictionary=dictionary, column_encoding=delta or None,
-                       store_decimal_as_integer=True)
+    small = image.num_rows <= SMALL_BEFORE_ROWS
+    dictionary, delta = (False, None) if small else _column_encodings(image.schema)
+    pq.write_table(image, sink, compression="snappy" if small else "zstd", use_dictionary=dictionary,
+                   column_encoding=delta or None, write_statistics=not small, store_decimal_as_integer=True)
     return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
 
 
