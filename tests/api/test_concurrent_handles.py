@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 import udr
+from udr.log.format import CommitId
 from udr.materialize.snapshot import Materializer, encode_state
 
 WRITERS = 4
@@ -40,9 +41,10 @@ def test_interleaved_appends_from_several_handles_form_one_line_every_handle_fol
         for db in handles:
             assert db.row_count("orders") == db.row_count("payments") == 2 + 2 * WRITERS * ROUNDS
             for commit in made[::5] + made[-1:]:
-                ours = db._handle.ctx.materializer.snapshot(commit.id)
+                cid = CommitId(commit.id)
+                ours = db._handle.ctx.materializer.snapshot(cid)
                 assert {t: encode_state(s) for t, s in ours.items()} == {
-                    t: encode_state(s) for t, s in fresh.snapshot(commit.id).items()}
+                    t: encode_state(s) for t, s in fresh.snapshot(cid).items()}
     finally:
         for db in handles:
             db.close()
