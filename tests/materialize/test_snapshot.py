@@ -335,3 +335,20 @@ def test_a_long_log_materializes_identically_fresh_from_checkpoints_and_after_re
         assert _encodings(Materializer(log), ids) == live
     finally:
         log.close()
+
+
+
+def test_a_snapshot_near_one_in_memory_folds_from_it_without_looking_in_the_cache(tmp_path: Path) -> None:
+    log = LogStore(tmp_path / "lake")
+    try:
+        ids = _long_history(log)
+        expected = _encodings(Materializer(log), [ids[6]])
+        m = Materializer(log)
+        m.snapshot(ids[0])
+        # A stored record for ids[5] that does not match the log: folding ids[6] from ids[0], in memory and six
+        # steps back, never reads it (as several writers catching up on each other's commits never need to).
+        m._store(ids[5], {})
+        assert _encodings(m, [ids[6]]) == expected
+        assert m.snapshot(ids[6])["a"].rows > 0
+    finally:
+        log.close()

@@ -145,17 +145,24 @@ def _behind(handle: Handle, staging: Staging, intent: Intent) -> bool:
     """Whether a commit since the staging's base changed one of its tables in a way the log cannot place it
     over (`udr.log.placement`), so that its first append, in a shared turn, would only fail. Read from a
     snapshot: learning it by appending waits for a turn and for LMDB's writer lock, behind the very writers
-    whose commits make it fail."""
-    placeable = _placeable(staging, intent.maintenance)
-    if intent.parents or placeable.issuperset(staging.ops):
-        return False  # ops the log places over most concurrent ones (appends): rarely behind, not worth a look
+    whose commits make it fail.
+
+    The walk also decodes the commits made since the base (the log keeps them decoded), so placing the commit
+    over them looks them up instead of decoding them inside LMDB's writer lock, which every writer waits for.
+    """
+    if intent.parents:
+        return False
     head = handle.head(intent.branch)
     if head == staging.base:
         return False
+    placeable = _placeable(staging, intent.maintenance)
+    # Ops the log places over most concurrent ones (appends) are rarely behind: only decoded, not checked.
+    check = not placeable.issuperset(staging.ops)
     for steps, (cid, other) in enumerate(graph.first_parents(handle.ctx.log, head)):
         if cid == staging.base or steps == _LOOK_BACK:
             return False  # not found near the head (a reset branch): the append tells
-        if any(not commutes(t, op, other.tables[t], placeable) for t, op in staging.ops.items() if t in other.tables):
+        if check and any(not commutes(t, op, other.tables[t], placeable)
+                         for t, op in staging.ops.items() if t in other.tables):
             return True
     return False
 

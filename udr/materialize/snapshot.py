@@ -44,6 +44,8 @@ CHECKPOINT_EVERY = 16
 _MARSHAL_VERSION = 2
 # What a cached state record holds: nested tuples of ids, names, counts and flags, all types marshal encodes.
 _CacheRecord: TypeAlias = str | int | bool | tuple["_CacheRecord", ...] | None
+# Where a fold starts: the commits to fold (newest first), the snapshot under the oldest and its checkpoint depth.
+_Start: TypeAlias = tuple[list[tuple[CommitId, CommitRecord]], dict[str, TableState], int]
 
 
 def _pack(value: _CacheRecord) -> bytes:
@@ -175,6 +177,33 @@ class Materializer:
         found = self._memory.get(cid)
         if found is not None:
             return found[0]
+        chain, base, depth = self._from_memory(cid) or self._from_checkpoint(cid)
+        for commit, record in reversed(chain):
+            base = fold(base, replace_record(record, maps))
+            if generation == self._generation:
+                depth = self._keep(commit, base, depth + 1)
+        return base
+
+    def _from_memory(self, cid: CommitId) -> _Start | None:
+        """The commits from `cid` back to the nearest ancestor whose snapshot is in memory, newest first, and that
+        snapshot with its depth; None if none is within `CHECKPOINT_EVERY` first-parent steps.
+
+        With several writers, each new head is the previous one plus the few commits the others made: walking
+        back first finds the snapshot this process folded last, without a look in the cache per commit.
+        """
+        chain: list[tuple[CommitId, CommitRecord]] = []
+        cursor: CommitId | None = cid
+        while cursor is not None and len(chain) < CHECKPOINT_EVERY:
+            hit = self._memory.get(cursor)
+            if hit is not None:
+                return chain, hit[0], hit[1]
+            record = self._log.get_commit(cursor)
+            chain.append((cursor, record))
+            cursor = record.parents[0] if record.parents else None
+        return None
+
+    def _from_checkpoint(self, cid: CommitId) -> _Start:
+        """As `_from_memory`, back to the nearest ancestor in memory or stored in the cache (or the root)."""
         chain: list[tuple[CommitId, CommitRecord]] = []
         cursor: CommitId | None = cid
         base: dict[str, TableState] = {}
@@ -196,11 +225,7 @@ class Materializer:
                     break
             chain.append((cursor, record))
             cursor = parent
-        for commit, record in reversed(chain):
-            base = fold(base, replace_record(record, maps))
-            if generation == self._generation:
-                depth = self._keep(commit, base, depth + 1)
-        return base
+        return chain, base, depth
 
     def table(self, cid: CommitId, name: str) -> TableState | None:
         """The state of table `name` at commit `cid`, None if it does not exist there."""

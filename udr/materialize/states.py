@@ -66,9 +66,10 @@ class TableState:
 
     def inline_run_reaches(self, length: int) -> bool:
         """Whether `inline_tail` holds at least `length` fragments; asked after every small write, so the
-        fragment `length` from the end is looked at first and a shorter run is not walked."""
+        fragment `length` from the end is looked at first and a shorter run is not walked (a run that is due is
+        walked in C: with several writers, every commit asks again until one of them has flushed it)."""
         frags = self.fragments
-        return len(frags) >= length and frags[-length].inline and all(f.inline for f in frags[-length:])
+        return len(frags) >= length and frags[-length].inline and all(map(itemgetter(2), frags[-length:]))
 
     def chunk_ids(self) -> frozenset[ChunkId]:
         """The chunk ids of the table's fragments (a table never holds one chunk twice)."""
