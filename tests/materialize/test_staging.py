@@ -108,6 +108,20 @@ def test_a_column_dropped_and_added_again_gets_a_fresh_id(lake: udr.Lake) -> Non
     staging.release()
 
 
+def test_a_few_rows_sliced_from_a_large_table_stay_inline(lake: udr.Lake) -> None:
+    # The slice references the large table's whole buffers, whose size alone would pass the inline limit.
+    schema = lake.schema("t")
+    n = INLINE_MAX_BYTES // 8 * 4
+    large = pa.table({"id": list(range(n)), "v": ["x"] * n}, schema=schema)
+    few = large.slice(n // 2, 10)
+    assert few.get_total_buffer_size() > INLINE_MAX_BYTES >= few.nbytes
+    staging = _staging(lake)
+    staging.add_rows("t", schema, iter(few.to_batches()))
+    (fragment,) = staging.op("t").add
+    assert fragment.inline and fragment.rows == 10
+    staging.release()
+
+
 def test_flush_takes_the_trailing_run_of_inline_writes_into_parquet(lake: udr.Lake) -> None:
     for i in range(4):
         lake.append("t", {"id": [10 + i], "v": ["s"]})

@@ -57,6 +57,8 @@ from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import chain_link, encode_vector, read_vector, united
 
 _ENCODE_THREADS = max(2, min(4, os.cpu_count() or 2))
+# What `op` gives for a table nothing was staged for (ops are immutable; building one per call cost ~1%).
+_NO_OP = TableOp()
 
 # The row counters of a `TableOp` that a staged write adds to.
 CountField = Literal["inserted", "updated", "deleted"]
@@ -146,7 +148,7 @@ class Staging:
 
     def op(self, table: str) -> TableOp:
         """The op staged for `table` (an empty one if none)."""
-        return self.ops.get(table) or TableOp()
+        return self.ops.get(table) or _NO_OP
 
     def own_fragments(self, table: str, state: TableState) -> list[FragmentState]:
         """The fragments of `state` that this staging added."""
