@@ -34,6 +34,7 @@ from udr.log.format import (
     BlobId,
     BlobKind,
     ChunkId,
+    record_json,
 )
 
 BlobGetter = Callable[[BlobId, BlobKind], bytes]
@@ -58,7 +59,7 @@ class Erasure:
             "vectors": [[c, v, *new] for (c, v), new in self.vectors.items()],
             "blobs": dict(self.blobs),
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return record_json(doc)
 
     @staticmethod
     def decode(blob: BlobId, payload: bytes) -> Erasure:

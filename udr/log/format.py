@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import NewType
 
@@ -210,3 +212,14 @@ META_REMOTE_PURGED = b"remote_purged"
 CommitId = NewType("CommitId", str)
 ChunkId = NewType("ChunkId", str)
 BlobId = NewType("BlobId", str)
+
+
+# One encoder for every JSON record below (it holds only its options; `json.dumps` with options builds one a call).
+_RECORD_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def record_json(doc: Mapping[str, object]) -> bytes:
+    """The stored bytes of a JSON record of the log (ref log entries, group positions and leases, retention
+    and erasure records): keys sorted, no spaces, ASCII. Commit records have their own canonical form
+    (`udr.log.commits.encode_commit`)."""
+    return _RECORD_JSON.encode(doc).encode()

@@ -37,7 +37,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from udr.errors import AckError, ConflictError, CorruptionError, GroupBusy, UsageError
 from udr.log.envtypes import CommitHook, Environment, IndexTxn, LogEnvironments
-from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION
+from udr.log.format import DB_GROUPS, GROUP_LEASE, GROUP_PARTITION, GROUP_POSITION, record_json
 from udr.log.positions import Cursor, Lease, Position
 from udr.log.processes import process_alive
 from udr.log.races import LostRace
@@ -320,7 +320,7 @@ def lease_doc(lease: Lease) -> dict[str, object]:
 
 def dump(doc: Mapping[str, object]) -> bytes:
     """A record's canonical JSON bytes (sorted keys, no spaces)."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return record_json(doc)
 
 
 def _busy(group: str, held: Lease) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import lmdb
 
 from udr.errors import ConflictError, CorruptionError, UsageError
-from udr.log.format import CommitId
+from udr.log.format import CommitId, record_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +71,6 @@ class Move:
         return self.ref.partition(":")[2]
 
 
-# An entry's JSON encoder (it holds only its options; `json.dumps` with options builds one per call).
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
 def _position_key(position: int) -> bytes:
     return struct.pack(">Q", position)
 
@@ -93,7 +89,7 @@ def record_move(txn: lmdb.Transaction[bytes], db: lmdb._Database, key: bytes, ol
     position = int(struct.unpack(">Q", cursor.key())[0]) + 1 if cursor.last() else 0
     doc = {"ref": key.decode(), "old": old, "new": new, "action": why.action, "message": why.message,
            "author": why.author, "time_us": time_us if time_us is not None else time.time_ns() // 1000}
-    txn.put(_position_key(position), _ENCODER.encode(doc).encode(), db=db, overwrite=False)
+    txn.put(_position_key(position), record_json(doc), db=db, overwrite=False)
     return position
 
 

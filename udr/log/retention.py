@@ -39,6 +39,7 @@ from udr.log.format import (
     BlobKind,
     ChunkId,
     CommitId,
+    record_json,
 )
 from udr.log.groups import GroupStore
 from udr.log.protocols import LakeLog
@@ -59,7 +60,7 @@ class MarkResult:
 
 
 def _dump(doc: Mapping[str, object]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return record_json(doc)
 
 
 def _load(what: str, raw: bytes) -> dict[str, object]:

@@ -236,26 +236,30 @@ class KeyIndex:
         """The sorted keys of `run` (a table's trailing small fragments): cached, else a cached run of its first
         fragments extended by the others' keys, else sorted from every fragment's key column."""
         names = tuple(map(itemgetter(0, 3), run))  # (chunk, schema) of each
+
+        def key(cut: int) -> tuple[object, ...]:  # the cache's name of the run of the first `cut` fragments
+            return ("run", cut, names[cut - 1], *signature)
+
         with self._lock:
             for cut in range(len(names), max(0, len(names) - EXTEND), -1):
-                entry = self._sorted.get(("run", cut, names[cut - 1], *signature))
+                entry = self._sorted.get(key(cut))
                 if isinstance(entry, _Run) and entry.names == names[:cut]:
-                    self._sorted.move_to_end(("run", cut, names[cut - 1], *signature))
+                    self._sorted.move_to_end(key(cut))
                     break
             else:
                 entry = None
         if entry is not None and len(entry.names) == len(names):
             return entry
+        superseded = None
         if entry is None:
             made = _Run(names, (self._sort_run(run, 0, field, column),))
-            self._keep(("run", len(names), names[-1], *signature), made)
-            return made
-        known = len(entry.names)
-        made = entry.extended(names, self._sort_run(run[known:], known, field, column))
-        # The extended run replaces the one it grew from: they share levels, so keeping both would count
-        # those bytes twice (a run a commit: the budget filled with copies and evicted the large chunks').
-        self._keep(("run", len(names), names[-1], *signature), made,
-                   superseded=("run", known, names[known - 1], *signature))
+        else:
+            known = len(entry.names)
+            made = entry.extended(names, self._sort_run(run[known:], known, field, column))
+            # The extended run replaces the one it grew from: they share levels, so keeping both would count
+            # those bytes twice (a run a commit: the budget filled with copies and evicted the large chunks').
+            superseded = key(known)
+        self._keep(key(len(names)), made, superseded=superseded)
         return made
 
     def _sorted_keys(self, name: tuple[object, ...], make: Callable[[], SortedKeys]) -> SortedKeys:
