@@ -120,45 +120,60 @@ def _warm_up() -> None:
 
 
 def bank(lake: str, seed: str, count: str = "0", go: str = "", blob_share: str = "0.3",
-         isolation: str = "snapshot") -> None:
+         isolation: str = "snapshot", threads: str = "1") -> None:
     """Run transfers forever (or `count` of them), printing `ready` and then each acknowledged commit id.
 
     With `go`, first warm up, print `warm` and wait until the file `go` exists before opening the lake.
     A `blob_share` of the transfers also append a big batch (a chunk file) to `blobs`. A transfer that
     conflicts with a concurrent writer's is planned again from the new state and retried, as an
-    application would; `conflicts N` is printed at the end.
+    application would; `conflicts N` is printed at the end. With `threads` above 1, that many threads of
+    this process run transfers on the one open lake (their commits share write transactions), each `count`.
     """
-    rng = np.random.default_rng(int(seed))
-    limit = int(count) or None
-    share = float(blob_share)
     if go:
         _warm_up()
         print("warm", flush=True)
         _wait_for(Path(go))
-    conflicts = 0
+    printing = threading.Lock()
+
+    def say(line: str) -> None:
+        with printing:
+            print(line, flush=True)
+
     with udr.open(lake) as db:
-        print("ready", flush=True)
-        done = 0
-        while limit is None or done < limit:
-            # Each worker moves its own range of amounts: under snapshot isolation two concurrent transfers that
-            # leave one balance at the same value do not conflict (docs/concurrency.md), which this check would
-            # count as a lost transfer.
-            move = plan_transfer(rng, ledger=rng.random() < 0.5, blobs=rng.random() < share,
-                                 lowest=1 + 100 * (int(seed) % 10))
-            batch = big_batch(rng) if move.blobs else None
-            while True:
-                tx = db.transaction(message="transfer", metadata=move.metadata,
-                                    isolation=isolation)  # type: ignore[arg-type]
-                try:
-                    with tx:
-                        stage(tx, move, batch)
-                    break
-                except udr.ConflictError:
-                    conflicts += 1
-            assert tx.committed is not None
-            print(tx.committed.id, flush=True)
-            done += 1
-    print(f"conflicts {conflicts}", flush=True)
+        say("ready")
+        runs = [threading.Thread(target=_transfers, args=(db, int(seed) + 1000 * n, int(count) or None,
+                                                          float(blob_share), isolation, say))
+                for n in range(int(threads))]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+
+
+def _transfers(db: udr.Lake, seed: int, limit: int | None, share: float, isolation: str,
+               say: Callable[[str], None]) -> None:
+    rng = np.random.default_rng(seed)
+    conflicts = done = 0
+    while limit is None or done < limit:
+        # Each worker moves its own range of amounts: under snapshot isolation two concurrent transfers that
+        # leave one balance at the same value do not conflict (docs/concurrency.md), which this check would
+        # count as a lost transfer.
+        move = plan_transfer(rng, ledger=rng.random() < 0.5, blobs=rng.random() < share,
+                             lowest=1 + 100 * (seed % 10) + 1000 * (seed // 1000))
+        batch = big_batch(rng) if move.blobs else None
+        while True:
+            tx = db.transaction(message="transfer", metadata=move.metadata,
+                                isolation=isolation)  # type: ignore[arg-type]
+            try:
+                with tx:
+                    stage(tx, move, batch)
+                break
+            except udr.ConflictError:
+                conflicts += 1
+        assert tx.committed is not None
+        say(tx.committed.id)
+        done += 1
+    say(f"conflicts {conflicts}")
 
 
 def mixed(lake: str, seed: str, count: str, go: str) -> None:
@@ -325,7 +340,7 @@ def crash_all(seed: str, *specs: str) -> None:
 
 def paused_gc(lake: str, sync_dir: str) -> None:
     """Run `gc`, pausing (`paused`, then wait for `sync_dir/resume`) once it has listed referenced chunks."""
-    _arm(CrashPoint("return", "LogStore.referenced_chunks", _STORE), _pause(sync_dir))
+    _arm(CrashPoint("return", "referenced_chunks", os.path.join("udr", "log", "garbage.py")), _pause(sync_dir))
     with udr.open(lake) as db:
         freed = db.gc()
     _disarm()

@@ -63,6 +63,11 @@ class Environment(Protocol):
         once every one of them is durable."""
         ...
 
+    def durable(self, txnid: int) -> None:
+        """Return once write transaction `txnid` (committed by any thread of this process) is durable; inside a
+        `deferred_sync` block of this thread, once the block ends."""
+        ...
+
     def watch(self, watcher: WriteWatcher | None) -> None:
         """Have `watcher` see every watched write transaction (None: stop)."""
         ...

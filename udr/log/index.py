@@ -242,6 +242,22 @@ class LmdbEnvironment:
         """
         return _DeferredSync(self._live.syncer, self._deferring)
 
+    def durable(self, txnid: int) -> None:
+        """Return once write transaction `txnid` (committed by any thread of this process) is durable (one shared
+        fsync at most, `SyncMark`); inside a `deferred_sync` block of this thread, once the block ends.
+
+        Raises:
+            UdrError: the sync mark cannot be locked, or LMDB fails to sync.
+        """
+        pending = getattr(self._deferring, "txnids", None)
+        if pending is not None:
+            pending.append(txnid)
+        elif self._live.syncer is not None:
+            try:
+                self._live.syncer.sync(txnid)
+            except lmdb.Error as failed:
+                raise UdrError(f"index write failed: {failed}") from failed
+
     def watch(self, watcher: WriteWatcher | None) -> None:
         """Have `watcher` see every watched write transaction of this environment, through any handle of this
         process (None: stop)."""

@@ -230,6 +230,9 @@ class MemoryEnvironment:
         finally:
             self._writer.release()
 
+    def durable(self, txnid: int) -> None:
+        """Nothing to wait for: nothing is durable."""
+
     def watch(self, watcher: WriteWatcher | None) -> None:
         """Have `watcher` see every watched write transaction (None: stop)."""
         self._watcher = watcher

@@ -20,7 +20,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from udr.errors import (
@@ -31,6 +31,7 @@ from udr.errors import (
     RefNotFound,
     close_matches,
 )
+from udr.log import garbage
 from udr.log.chunks import FileChunkStore
 from udr.log.commits import CommitRecord, commit_id, decode_commit, encode_commit
 from udr.log.envtypes import CommitHook, Environment, IndexTxn
@@ -42,7 +43,6 @@ from udr.log.format import (
     DB_COMMITS,
     DB_INTENTS,
     DB_META,
-    DB_PINS,
     DB_REFLOG,
     DB_REFS,
     DB_REPLACED,
@@ -57,11 +57,11 @@ from udr.log.format import (
     ChunkId,
     CommitId,
 )
+from udr.log.groupcommit import Append, GroupCommit, Stored
 from udr.log.index import frame_blob, framed, open_cache_env, open_log_env, unframe_blob
 from udr.log.keyplace import repoint
 from udr.log.label import read_format, remove_stale_labels, write_label
 from udr.log.placement import placed_over
-from udr.log.processes import process_alive
 from udr.log.protocols import GcKeep
 from udr.log.reflog import Move, Reason, move_ref, read_moves
 from udr.log.refs import branch_key
@@ -80,6 +80,15 @@ def _framed_blob(blob: BlobId, kind: BlobKind, payload: bytes) -> bytes:
     if framed_id != blob:
         raise CorruptionError(f"blob {blob} was staged with bytes that hash to {framed_id}")
     return stored
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """An append placed on its branch's head and checked: its record, that head and its blobs to put."""
+
+    record: CommitRecord
+    head: CommitId
+    puts: list[tuple[bytes, bytes]]
 
 
 def _open_cache(path: Path) -> Environment:
@@ -120,6 +129,7 @@ class LogStore:
             self.cache: Environment = envs[1] if envs else _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
             self.turns = Turns(root / LOG_DIR, self.env)
+            self._group = GroupCommit()
             # Decoded records by id: a record is immutable and verified against its id when first read.
             self._records: dict[CommitId, CommitRecord] = {}
             if version is None:
@@ -312,7 +322,7 @@ class LogStore:
         """Store blobs in their own durable write (for blobs needed before a commit, e.g. schemas)."""
         framed = self._framed(blobs)
         with self.env.write() as txn:
-            self._put_blobs(txn, blobs, framed)
+            self._put_blobs(txn, self._to_store(txn, blobs, framed))
 
     def _framed(self, blobs: Mapping[BlobId, tuple[BlobKind, bytes]]) -> dict[BlobId, bytes]:
         """The stored form of the blobs not yet in the log: compressed and hashed before the write lock
@@ -322,17 +332,22 @@ class LogStore:
             missing = [blob for blob in blobs if txn.get(blob.encode(), db=db) is None]
         return {blob: _framed_blob(blob, *blobs[blob]) for blob in missing}
 
-    def _put_blobs(self, txn: IndexTxn, blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
-                   framed: Mapping[BlobId, bytes]) -> None:
+    def _to_store(self, txn: IndexTxn, blobs: Mapping[BlobId, tuple[BlobKind, bytes]],
+                  framed: Mapping[BlobId, bytes]) -> list[tuple[bytes, bytes]]:
+        """(key, stored bytes) of the blobs to put: those framed before the lock, and those present when framing
+        began but gone now (a gc of unreferenced blobs ran in between) framed here.
+
+        Raises:
+            CorruptionError: a blob's bytes do not hash to its id.
+        """
         db = self.env.db(DB_BLOBS)
-        for blob, (kind, payload) in blobs.items():
-            key = blob.encode()
-            stored = framed.get(blob)
-            if stored is not None:
-                txn.put(key, stored, db=db, overwrite=False)  # one stored meanwhile holds the same bytes
-            elif txn.get(key, db=db) is None:
-                # Present when framing began but gone now (a gc of unreferenced blobs ran in between).
-                txn.put(key, _framed_blob(blob, kind, payload), db=db)
+        return [(blob.encode(), framed[blob] if blob in framed else _framed_blob(blob, kind, payload))
+                for blob, (kind, payload) in blobs.items() if blob in framed or txn.get(blob.encode(), db=db) is None]
+
+    def _put_blobs(self, txn: IndexTxn, puts: list[tuple[bytes, bytes]]) -> None:
+        db = self.env.db(DB_BLOBS)
+        for key, stored in puts:
+            txn.put(key, stored, db=db, overwrite=False)  # one stored meanwhile holds the same bytes
 
     def register_intents(self, chunks: Iterable[ChunkId]) -> None:
         """Record that this process is about to write `chunks`, so a concurrent gc leaves them alone."""
@@ -346,7 +361,9 @@ class LogStore:
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
                action: str = "commit", mover: str | None = None,
                own: Mapping[BlobId, bytes] | None = None) -> tuple[CommitId, CommitRecord]:
-        """The commit point: store `record` on `record.branch` in one durable LMDB transaction.
+        """The commit point: store `record` on `record.branch` in one durable LMDB transaction, shared with the
+        appends of this handle's other threads that overlap (`udr.log.groupcommit`; one with a `hook` has
+        its own).
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
         commit is placed on the new head (a linear history) when the commits in between commute with it
@@ -361,47 +378,80 @@ class LogStore:
                 not descend from `base`, or a commit in between changed a table in `read` (serializable).
             RefNotFound: the branch does not exist.
         """
-        framed = self._framed(blobs)
+        item = Append(record, base, rebase, blobs, self._framed(blobs), placeable, read, action, mover, own or {})
+        if hook is None:
+            stored = self._group.append(item, self._write_batch)
+            self.env.durable(stored.txnid)
+            return stored.cid, stored.record
         with self.env.write() as txn:
-            head = self.head(record.branch, txn)
-            if head is None:
-                raise RefNotFound(f"branch {record.branch!r} does not exist"
-                                  + close_matches(record.branch, self.branches()))
-            if head != base:
-                if not rebase:
-                    raise ConflictError(
-                        f"branch {record.branch!r} moved from {base[:7]} to {head[:7]} after this operation "
-                        "began; reload and retry"
-                    )
-                between = placed_over(record, base, head, lambda c: self.get_commit(c, txn), placeable=placeable,
-                                      read=read)
-                record, blobs = repoint(record, between, blobs, lambda v: self._stored_blob(txn, v, BlobKind.DELETES),
-                                        own=own or {}, chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
-            self._put_blobs(txn, blobs, framed)
-            self._check_not_replaced(txn, record)
-            for op in record.tables.values():
-                for frag in op.add:
-                    if not frag.inline:
-                        if not self.chunks.exists(frag.chunk):
-                            raise ConflictError(f"chunk {frag.chunk} vanished before commit (concurrent gc?); retry")
-                        txn.delete(frag.chunk.encode(), db=self.env.db(DB_INTENTS))
-            if hook is not None:
-                hook(txn, self.env)
-            # Stamped last, so the time is as close as possible to the moment the commit becomes durable.
-            parent_time = self.get_commit(head, txn).time_us
-            reason = Reason(action, record.message, mover or record.author)
-            cid, final = self._store_commit(txn, record, record.branch, head, reason,
-                                            parents=(head, *record.parents[1:]),
-                                            time_us=max(time.time_ns() // 1000, parent_time + 1))
-        self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
+            cid, final = self._write(txn, item, self._checked(txn, item, {}), {}, hook)
+        self._remember(cid, final)
         return cid, final
 
-    def _check_not_replaced(self, txn: IndexTxn, record: CommitRecord) -> None:
+    def _write_batch(self, batch: list[Append]) -> list[Stored | Exception]:
+        """Store the appends of `batch` that pass their checks in one write transaction, each placed on the
+        head the one before left; each one's outcome."""
+        placed: dict[CommitId, CommitRecord] = {}
+        outcomes: list[Stored | Exception] = []
+        with self.env.write() as txn:
+            txnid = int(txn.id())
+            for item in batch:
+                try:
+                    checked = self._checked(txn, item, placed)
+                except Exception as exc:  # noqa: BLE001 - its owner raises it; the others still commit
+                    outcomes.append(exc)
+                    continue
+                cid, final = self._write(txn, item, checked, placed)
+                placed[cid] = final
+                outcomes.append(Stored(cid, final, txnid))
+        for cid, final in placed.items():
+            self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
+        return outcomes
+
+    def _checked(self, txn: IndexTxn, item: Append, placed: Mapping[CommitId, CommitRecord]) -> _Checked:
+        """`item` placed on its branch's head in `txn` (`placed`: records this transaction stored already),
+        checked before anything is written: its record, the head and the blobs to put."""
+        record = item.record
+        head = self.head(record.branch, txn)
+        if head is None:
+            raise RefNotFound(f"branch {record.branch!r} does not exist"
+                              + close_matches(record.branch, self.branches()))
+        blobs = item.blobs
+        if head != item.base:
+            if not item.rebase:
+                raise ConflictError(f"branch {record.branch!r} moved from {item.base[:7]} to {head[:7]} after this "
+                                    "operation began; reload and retry")
+            between = placed_over(record, item.base, head, lambda c: placed.get(c) or self.get_commit(c, txn),
+                                  placeable=item.placeable, read=item.read)
+            record, blobs = repoint(record, between, blobs, lambda v: self._stored_blob(txn, v, BlobKind.DELETES),
+                                    own=item.own, chained=self.version >= CHAINED_VECTORS_VERSION, head=head)
         replaced = self.env.db(DB_REPLACED)
-        if txn.stat(replaced)["entries"]:
-            for d in (d for op in record.tables.values() for d in op.deletes):
+        erased = txn.stat(replaced)["entries"]
+        for op in record.tables.values():
+            for d in op.deletes if erased else ():
                 if txn.get(d.chunk.encode(), db=replaced) is not None:  # staged before an erasure replaced it
                     raise ConflictError(f"an erasure replaced chunk {d.chunk[:10]} after this operation began; retry")
+            for frag in op.add:
+                if not frag.inline and not self.chunks.exists(frag.chunk):
+                    raise ConflictError(f"chunk {frag.chunk} vanished before commit (concurrent gc?); retry")
+        return _Checked(record, head, self._to_store(txn, blobs, item.framed))
+
+    def _write(self, txn: IndexTxn, item: Append, checked: _Checked, placed: Mapping[CommitId, CommitRecord],
+               hook: CommitHook | None = None) -> tuple[CommitId, CommitRecord]:
+        """Write `checked` (`item` placed) in `txn`: its blobs, its chunks' intents cleared, the commit."""
+        record, head = checked.record, checked.head
+        self._put_blobs(txn, checked.puts)
+        for op in record.tables.values():
+            for frag in op.add:
+                if not frag.inline:
+                    txn.delete(frag.chunk.encode(), db=self.env.db(DB_INTENTS))
+        if hook is not None:
+            hook(txn, self.env)
+        # Stamped last, so the time is as close as possible to the moment the commit becomes durable.
+        parent_time = (placed.get(head) or self.get_commit(head, txn)).time_us
+        reason = Reason(item.action, record.message, item.mover or record.author)
+        return self._store_commit(txn, record, record.branch, head, reason, parents=(head, *record.parents[1:]),
+                                  time_us=max(time.time_ns() // 1000, parent_time + 1))
 
     def _store_commit(self, txn: IndexTxn, record: CommitRecord, branch: str, expected: CommitId | None, why: Reason,
                       *, parents: tuple[CommitId, ...] | None = None, time_us: int | None = None,
@@ -441,48 +491,9 @@ class LogStore:
 
     def referenced_chunks(self, txn: IndexTxn | None = None) -> set[ChunkId]:
         """Every file chunk that some commit in the log adds (reachable from a ref or not)."""
-        if txn is None:
-            with self.env.read() as own:
-                return self.referenced_chunks(own)
-        out: set[ChunkId] = set()
-        for _, raw in txn.cursor(db=self.env.db(DB_SEQS)):
-            for op in self.get_commit(CommitId(raw.decode()), txn).tables.values():
-                out.update(f.chunk for f in op.add if not f.inline)
-        return out
+        return garbage.referenced_chunks(self, txn)
 
     def collect_garbage(self, progress: Callable[[int], None] | None = None, *, keep: GcKeep | None = None) -> int:
         """Delete chunk files no commit references (or, with `keep`, that it does not keep), no pin keeps
-        (udr.log.pins) and no live writer intends to commit; return bytes freed.
-
-        Everything happens inside one log write transaction, so no commit can land between deciding a
-        chunk is garbage and unlinking it. Chunks held by open transactions of this process (any handle)
-        and intents of other live processes are kept.
-        """
-        freed = 0
-        with self.env.write() as txn:
-            held = self.env.held()
-            pinned = {ChunkId(value.decode()) for _, value in txn.cursor(db=self.env.db(DB_PINS))}
-            if keep is None:
-                referenced: set[str] = self.referenced_chunks(txn) | held | pinned
-            else:
-                kept, freed = keep(txn)
-                referenced = kept | held | pinned
-            intents = self.env.db(DB_INTENTS)
-            live_intents: set[ChunkId] = set()
-            for key, value in list(txn.cursor(db=intents)):
-                chunk = ChunkId(key.decode())
-                owner = int(json.loads(value)["pid"])
-                if (owner == os.getpid() and chunk in held) or (owner != os.getpid() and process_alive(owner)):
-                    live_intents.add(chunk)
-                else:
-                    txn.delete(key, db=intents)
-            own_busy = bool(held)
-            freed += self.chunks.clear_tmp(
-                lambda pid: (pid == os.getpid() and own_busy) or (pid != os.getpid() and process_alive(pid))
-            )
-            for n, chunk in enumerate(self.chunks.all_ids()):
-                if chunk not in referenced and chunk not in live_intents:
-                    freed += self.chunks.delete(chunk)
-                if progress is not None:
-                    progress(n)
-        return freed
+        (udr.log.pins) and no live writer intends to commit; return bytes freed (`udr.log.garbage`)."""
+        return garbage.collect_garbage(self, progress, keep)

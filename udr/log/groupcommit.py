@@ -1,0 +1,114 @@
+"""Group commit of the threads of one process: appends that overlap share one LMDB write transaction.
+
+Every commit used to be its own LMDB write transaction, and so its own fsync of the data file inside LMDB's
+writer lock: threads committing at the same moment queued for the lock and for the disk one by one. Here the
+first thread to append leads: it takes every append queued meanwhile and stores them all in one write
+transaction, in arrival order, each placed on the head the previous one left (`LogStore.append`'s rules), then
+commits once. The threads that queued wait for the leader, then return the outcome it recorded for them: their
+commit, or the error their own append raised. A commit still returns only once it is durable: each thread makes
+the shared transaction durable itself (`Environment.durable`), which the log's sync mark turns into one fsync
+for all of them (`udr.log.syncmark`).
+
+Failures stay with their owner. An append that fails its checks (a conflict, a vanished chunk) is left out of
+the transaction and gets its error. A failure of the transaction itself (a full disk, a lost race of a
+replicated log) is raised by the leader, and the other appends of its group are queued again, in front, for
+the next leader: each thread meets such a failure in its own transaction, never in another's.
+
+Threads of one `LogStore` share it; separate processes still queue on LMDB's writer lock. Safe across threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from udr.log.commits import CommitRecord
+from udr.log.format import BlobId, BlobKind, CommitId
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One commit to store (the arguments of `LogStore.append`), with its blobs framed before the lock."""
+
+    record: CommitRecord
+    base: CommitId
+    rebase: bool
+    blobs: Mapping[BlobId, tuple[BlobKind, bytes]]
+    framed: Mapping[BlobId, bytes]
+    placeable: frozenset[str]
+    read: frozenset[str]
+    action: str
+    mover: str | None
+    own: Mapping[BlobId, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An append's commit: its id, its final record and the write transaction that stored it."""
+
+    cid: CommitId
+    record: CommitRecord
+    txnid: int
+
+
+class Queued:
+    """An append waiting in a group; `outcome` is set by the leader that stored it (or found it failing), once
+    its transaction committed."""
+
+    __slots__ = ("append", "outcome")
+
+    def __init__(self, append: Append) -> None:
+        self.append = append
+        self.outcome: Stored | Exception | None = None
+
+
+# Stores a batch in one write transaction and gives each append's outcome, in order, once it committed; raises
+# for the transaction as a whole.
+BatchWriter = Callable[[list[Append]], list[Stored | Exception]]
+
+
+class GroupCommit:
+    """The queue of appends of one log handle's threads and whether one of them is leading."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._queue: list[Queued] = []
+        self._leading = False
+
+    def append(self, append: Append, write: BatchWriter) -> Stored:
+        """Store `append`, alone or in the batch of whichever thread leads, and return its commit.
+
+        Raises:
+            Exception: what storing `append` raised (its checks, or the leader's transaction when this thread
+                led it).
+        """
+        mine = Queued(append)
+        with self._changed:
+            self._queue.append(mine)
+            while self._leading and mine.outcome is None:
+                self._changed.wait()
+            if mine.outcome is None:  # not stored by the last leader: lead the queue, this append among it
+                self._leading = True
+                batch, self._queue = self._queue, []
+        if mine.outcome is None:
+            self._lead(batch, mine, write)
+        outcome = mine.outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert outcome is not None  # a leader sets every outcome of its batch, or raises
+        return outcome
+
+    def _lead(self, batch: list[Queued], mine: Queued, write: BatchWriter) -> None:
+        outcomes: list[Stored | Exception] | None = None
+        try:
+            outcomes = write([queued.append for queued in batch])
+        finally:
+            with self._changed:
+                if outcomes is None:  # the transaction failed: the others go first to the next leader
+                    self._queue[:0] = [queued for queued in batch if queued is not mine]
+                else:  # published only now: an outcome seen before the commit would name a commit not yet there
+                    for queued, outcome in zip(batch, outcomes, strict=True):
+                        queued.outcome = outcome
+                self._leading = False
+                self._changed.notify_all()
