@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from udr.errors import CorruptionError, SqlError
-from udr.log.format import BlobId, BlobKind, ChunkId
+from udr.log.format import ROW_GROUP_ROWS, BlobId, BlobKind, ChunkId
 from udr.log.hashing import content_id
 from udr.log.store import LogStore
 from udr.materialize.data import (
@@ -158,6 +158,27 @@ def test_deletes_in_several_file_fragments_and_schemas_hide_exactly_those_rows(
         ids = [row[0] for row in con.sql("SELECT id FROM t ORDER BY id").fetchall()]
         assert ids == [i for i in range(3 * BIG) if i not in gone]
         assert con.sql("SELECT count(*) FROM t WHERE note = 'y'").fetchall() == [(BIG - 1,)]
+    finally:
+        con.close()
+
+
+def test_deletes_in_a_fragment_read_in_row_ranges_one_per_thread_hide_exactly_those_rows(
+    server: SnapshotServer, log: LogStore, database: Database
+) -> None:
+    # With 4 threads a share is one row group: the large fragment is read in three row ranges, each with its
+    # slice of the keep-mask, the small one whole; deleted rows at both edges of each range.
+    rows = 2 * ROW_GROUP_ROWS + 1_000
+    schema_id = _schema(log, _ids(1).schema)
+    edges = [0, ROW_GROUP_ROWS - 1, ROW_GROUP_ROWS, 2 * ROW_GROUP_ROWS - 1, 2 * ROW_GROUP_ROWS, rows - 1]
+    large = _deleted(log, _fragment(log, _ids(rows), schema_id), edges)
+    small = _deleted(log, _fragment(log, _ids(BIG, start=rows), schema_id), [0])
+    with database.session() as setting:
+        setting.execute("SET threads = 4")
+    con, _ = server.connect({"t": TableState(schema_id, None, (large, small))})
+    try:
+        assert con.sql("EXPLAIN SELECT id FROM t").fetchall()[0][1].count("Positional Scan") == 4
+        ids = [row[0] for row in con.sql("SELECT id FROM t ORDER BY id").fetchall()]
+        assert ids == [i for i in range(rows + BIG) if i not in {*edges, rows}]
     finally:
         con.close()
 

@@ -1,27 +1,27 @@
 """Serving snapshots to DuckDB: every table becomes a view over its Parquet chunks and inline rows.
 
 Parquet chunks are scanned in place (projection and filter pushdown apply); deleted rows are removed by
-a positional join with a keep-mask; inline rows are scanned as Arrow tables. Each view is made from a
-DuckDB relation that holds the Arrow data it reads (inline rows, masks), so a connection's catalog
-(`SHOW TABLES`, `information_schema.tables`) lists the tables and nothing of how they are read. Each chunk
-file is hashed once per `SnapshotServer` before DuckDB reads it, so a damaged or missing chunk raises
-`CorruptionError` instead of a wrong answer. The views are built on cursors of the lake's DuckDB database
-(`udr.query.database`). Connections are not shared between threads; the server itself is safe across
-threads.
+positional joins with keep-masks, one per thread's share of the rows; inline rows are scanned as Arrow
+tables. Each view is made from a DuckDB relation that holds the Arrow data it reads (inline rows, masks),
+so a connection's catalog (`SHOW TABLES`, `information_schema.tables`) lists the tables and nothing of how
+they are read. Each chunk file is hashed once per `SnapshotServer` before DuckDB reads it, so a damaged or
+missing chunk raises `CorruptionError` instead of a wrong answer. The views are built on cursors of the
+lake's DuckDB database (`udr.query.database`). Connections are not shared between threads; the server
+itself is safe across threads.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, cast
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from udr.errors import CorruptionError, SqlError
-from udr.log.format import ChunkId
+from udr.log.format import ROW_GROUP_ROWS, ChunkId
 from udr.log.protocols import LakeLog
 from udr.materialize.protocols import RowSource
 from udr.materialize.schemas import stored_names
@@ -59,17 +59,16 @@ def named_tables(query: str) -> set[str]:
 Resolver = Callable[[str, str], "TableState | pa.Table"]
 
 
-def _view_relation(con: duckdb.DuckDBPyConnection, query: str, keep: pa.Table | None,
-                   inline: pa.Table | None) -> duckdb.DuckDBPyRelation:
-    """`query` as a relation; it may read the keep-masks `keep` as `__udr_keep` and the inline rows
-    `inline` as `__udr_inline`.
+def _view_relation(con: duckdb.DuckDBPyConnection, query: str,
+                   sources: dict[str, pa.Table | None]) -> duckdb.DuckDBPyRelation:
+    """`query` as a relation; it may read each Arrow table of `sources` by its name (keep-masks, inline rows).
 
-    DuckDB finds those two by its replacement scan, which reads a local variable of the calling frame by
-    name: unlike `register`, that adds no name to the connection's catalog, and the relation (and a view
-    made from it) keeps the Arrow data alive. A module-level function, so the names are not mangled.
+    DuckDB finds those by its replacement scan, which reads a variable of the calling frame by name: unlike
+    `register`, that adds no name to the connection's catalog, and the relation (and a view made from it)
+    keeps the Arrow data alive. The names vary with the table (a mask per share of its rows: DuckDB reads one
+    source named more than once through a buffered fan-out), so `query` runs in a namespace holding exactly them.
     """
-    __udr_keep, __udr_inline = keep, inline  # read by name in `query`
-    return con.sql(query)
+    return cast(duckdb.DuckDBPyRelation, eval("con.sql(query)", {**sources, "con": con, "query": query}))  # noqa: S307 - a constant expression
 
 
 def _no_rows(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
@@ -79,11 +78,27 @@ def _no_rows(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
     return f"(SELECT {cols or '1 AS __udr_none'} WHERE false) AS e"
 
 
-def _masks(masks: dict[str, np.ndarray]) -> pa.Table:
-    """The keep-masks as the columns of one table, each padded with False to the longest: a positional
-    join yields a row per row of its longer side, and the padding keeps none of them."""
-    length = max(len(m) for m in masks.values())
-    return pa.table({name: np.concatenate([m, np.zeros(length - len(m), dtype=bool)]) for name, m in masks.items()})
+def _threads(con: duckdb.DuckDBPyConnection) -> int:
+    """The threads DuckDB runs a query on (its `threads` setting)."""
+    return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
+def _shares(frags: list[FragmentState], threads: int) -> list[tuple[list[FragmentState], range | None]]:
+    """`frags` cut into about `threads` shares of similar rows, in order: runs of whole fragments (None), and
+    row ranges of a fragment larger than a share, cut at row groups (each share of at least one row group)."""
+    share = -(-sum(f.rows for f in frags) // max(threads, 1))
+    share = max(1, -(-share // ROW_GROUP_ROWS)) * ROW_GROUP_ROWS
+    shares: list[tuple[list[FragmentState], range | None]] = []
+    run: list[FragmentState] = []
+    for frag in frags:
+        if frag.rows > share:
+            shares.extend(([frag], range(start, min(start + share, frag.rows))) for start in range(0, frag.rows, share))
+            continue
+        if run and sum(f.rows for f in run) + frag.rows > share:
+            shares.append((run, None))
+            run = []
+        run.append(frag)
+    return shares + ([(run, None)] if run else [])
 
 
 _PLACE = (pa.field("__frag", pa.uint32()), pa.field("__pos", pa.uint32()))
@@ -219,24 +234,31 @@ class SnapshotServer:
         plain = [f for f in state.fragments if not f.inline and f.deletes is None]
         pruned = [f for f in state.fragments if not f.inline and f.deletes is not None]
         inline = [f for f in state.fragments if f.inline]
+        # A positional join with a keep-mask drops deleted rows without hashing (an anti-join on
+        # file_row_number cost more). DuckDB runs each positional join on one thread: the fragments of the
+        # current schema are cut into one share per thread, each one scan and one mask of its own.
+        current = [f for f in pruned if f.schema == state.schema]
+        shares = _shares(current, _threads(con)) if current else []
+        keep = {f: reader.keep_mask(f) for f in pruned}
+        sources: dict[str, pa.Table | None] = {}
+        for group, cut in shares + [([f], None) for f in pruned if f.schema != state.schema]:
+            mask = f"__udr_keep_{len(sources)}"
+            bits = np.concatenate([keep[f] for f in group]) if cut is None else keep[group[0]][cut.start:cut.stop]
+            sources[mask] = pa.table({mask: bits})  # not a plain name such as "k": the table may have that column
+            scan = self._scan(con, table, group, state, schema, reader)
+            if cut is not None:  # a filter on the virtual column DuckDB evaluates inside the scan, row groups pruned
+                scan = (f"(SELECT * FROM {scan} WHERE file_row_number >= {cut.start} "
+                        f"AND file_row_number < {cut.stop}) AS s")
+            parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN {mask} WHERE {mask}.{mask}")
+        # After the joins: DuckDB starts a union's parts in order, and a plain scan runs on every thread.
         if plain:
             parts.append(f"SELECT {cols} FROM {self._scan(con, table, plain, state, schema, reader)}")
-        # A positional join with a keep-mask drops deleted rows without hashing (an anti-join on
-        # file_row_number cost more). DuckDB runs each positional join on one thread, so the fragments of
-        # the current schema share one scan and one mask instead of a join each (~15% faster at 11).
-        current = [f for f in pruned if f.schema == state.schema]
-        masks: dict[str, np.ndarray] = {}
-        for group in ([current] if current else []) + [[f] for f in pruned if f.schema != state.schema]:
-            mask = f"__udr_keep_{len(masks)}"
-            masks[mask] = np.concatenate([reader.keep_mask(f) for f in group])
-            scan = self._scan(con, table, group, state, schema, reader)
-            parts.append(f"SELECT {cols} FROM {scan} POSITIONAL JOIN __udr_keep WHERE __udr_keep.{mask}")
-        rows = pa.concat_tables([reader.live_as(f, schema, table=table) for f in inline]) if inline else None
-        if rows is not None:
+        if inline:
+            sources["__udr_inline"] = pa.concat_tables([reader.live_as(f, schema, table=table) for f in inline])
             parts.append(f"SELECT {cols} FROM __udr_inline")
         if not parts:
             parts.append(f"SELECT {cols} FROM {_no_rows(con, schema)}")
-        return _view_relation(con, " UNION ALL ".join(parts), _masks(masks) if masks else None, rows)
+        return _view_relation(con, " UNION ALL ".join(parts), sources)
 
     def _positioned_relation(self, con: duckdb.DuckDBPyConnection, table: str, state: TableState,
                              reader: RowSource, *, live: bool,
@@ -264,7 +286,7 @@ class SnapshotServer:
             parts.append(f"SELECT {cols} FROM __udr_inline" + (f" AS {where[0]} WHERE {where[1]}" if where else ""))
         if not parts:
             parts.append(f"SELECT {cols} FROM {_no_rows(con, schema.append(_PLACE[0]).append(_PLACE[1]))}")
-        return _view_relation(con, " UNION ALL ".join(parts), deleted, rows), deleted
+        return _view_relation(con, " UNION ALL ".join(parts), {"__udr_keep": deleted, "__udr_inline": rows}), deleted
 
     def _scan(self, con: duckdb.DuckDBPyConnection, table: str, frags: list[FragmentState], state: TableState,
               schema: pa.Schema, reader: RowSource, where: _Places | None = None,
