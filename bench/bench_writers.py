@@ -1,4 +1,5 @@
-"""Many writers (issue 11): C0 the disk's floor, C1 one writer, C2 four appending processes, C3 four upserting
+"""Many writers (issue 11): C0 the disk's floor, C1 one writer, C2 four appending processes, C2t four appending
+threads of one process (their commits share write transactions, `udr.log.groupcommit`), C3 four upserting
 processes with their conflicts checked against the collisions that really happened.
 
 Every figure is a ratio to a reference measured in this run: C1 to C0's append + fdatasync rate, C2 and C3 to C1.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import random
 import sys
+import threading
 import time
 from typing import cast
 
@@ -86,6 +88,34 @@ def c1_c2(c0: float, transactions: int = 1000) -> float:
     return single
 
 
+def c2_threads(c1_rate: float, transactions: int = 1000) -> None:
+    """C2t: C2's transactions from four threads of one process sharing one open lake (no target: printed to
+    show what the group commit of threads gives, against C1 in the same run)."""
+    path = scratch("c2t")
+    with udr.open(path / "lake") as db:
+        db.append("orders", small_batch(1, -1))
+        db.append("payments", small_batch(1, -1))
+        each = transactions // WRITERS
+        spans: list[tuple[float, float]] = []
+
+        def run(first: int) -> None:
+            batches = [small_batch(100, i * 100) for i in range(first, first + each)]
+            began = time.time()
+            w2_transactions(db, batches, f"t{first} tx")
+            spans.append((began, time.time()))
+
+        threads = [threading.Thread(target=run, args=(i * each,)) for i in range(WRITERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rate = each * WRITERS / (max(s[1] for s in spans) - min(s[0] for s in spans))
+        assert db.row_count("orders") == 1 + 100 * each * WRITERS
+    report("C2t", f"{WRITERS} writer threads of one process, same 2 tables", rate, "tx/s", baseline=c1_rate,
+           baseline_name="C1", target="(no target)")
+    remove(path)
+
+
 def _upserter(lake: str, worker: int, transactions: int, start: float) -> tuple[int, int, int, float, float]:
     """Upsert UPSERT_KEYS random keys per transaction, retrying on conflict; return (commits, conflicts, false
     conflicts, when the first transaction began, when the last one ended). A conflict is false unless a commit
@@ -155,4 +185,5 @@ if __name__ == "__main__":
     report("C0", "append 4 KiB + fdatasync", disk.fdatasync_ops, "ops/s")
     report("C0", "LMDB alone, one tiny put per durable tx", disk.lmdb_tx, "tx/s")
     rate = c1_c2(disk.fdatasync_ops, int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    c2_threads(rate)
     c3(rate)
