@@ -1,8 +1,8 @@
 """Group commit of the threads of one process: appends that overlap share one LMDB write transaction.
 
-Every commit used to be its own LMDB write transaction, and so its own fsync of the data file inside LMDB's
-writer lock: threads committing at the same moment queued for the lock and for the disk one by one. Here the
-first thread to append leads: it takes every append queued meanwhile and stores them all in one write
+Alone, every commit is its own LMDB write transaction, and so its own fsync of the data file inside LMDB's
+writer lock: threads committing at the same moment would queue for the lock and for the disk one by one. Here
+the first thread to append leads: it takes every append queued meanwhile and stores them all in one write
 transaction, in arrival order, each placed on the head the previous one left (`LogStore.append`'s rules), then
 commits once. The threads that queued wait for the leader, then return the outcome it recorded for them: their
 commit, or the error their own append raised. A commit still returns only once it is durable: each thread makes

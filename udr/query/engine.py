@@ -68,7 +68,8 @@ def _view_relation(con: duckdb.DuckDBPyConnection, query: str,
     keeps the Arrow data alive. The names vary with the table (a mask per share of its rows: DuckDB reads one
     source named more than once through a buffered fan-out), so `query` runs in a namespace holding exactly them.
     """
-    return cast(duckdb.DuckDBPyRelation, eval("con.sql(query)", {**sources, "con": con, "query": query}))  # noqa: S307 - a constant expression
+    namespace = {**sources, "con": con, "query": query}
+    return cast(duckdb.DuckDBPyRelation, eval("con.sql(query)", namespace))  # noqa: S307 - a constant expression
 
 
 def _no_rows(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
