@@ -3,10 +3,13 @@ owner. First the queue alone (a batch writer of the test's own), then through a 
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from udr.errors import ConflictError
 from udr.log.commits import CommitRecord, Fragment, TableOp
@@ -99,6 +102,24 @@ def test_a_failed_transaction_is_raised_by_its_leader_and_the_others_go_to_the_n
     [leader] = [m for m in "bcd" if isinstance(results[m], OSError)]  # whichever of them woke first
     assert calls[2:] == [[m for m in "bcd" if m != leader]]  # queued again in front, in their order
     assert all(isinstance(results[m], Stored) for m in "abcd" if m != leader)
+
+
+def test_an_append_interrupted_while_it_waits_leaves_the_queue_and_never_commits() -> None:
+    group, write = GroupCommit(), _Writer()
+    results: dict[str, object] = {}
+    leader = _run(group, write, ["a"], results)  # leads, and waits inside its write until released
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    interrupter = threading.Timer(0.2, signal.pthread_kill, args=(main, signal.SIGINT))
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        group.append(_append("interrupted"), write)  # queues behind "a" and waits: Ctrl-C lands here
+    threads = _run(group, write, ["b"], results)
+    write.release.set()
+    for thread in leader + threads:
+        thread.join(10)
+    assert write.batches == [["a"], ["b"]]  # "interrupted" was in no batch
+    assert all(isinstance(results[m], Stored) for m in "ab")
 
 
 def _ev_append(log: LogStore, base: CommitId, n: int) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:

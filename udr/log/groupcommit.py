@@ -12,7 +12,9 @@ for all of them (`udr.log.syncmark`).
 Failures stay with their owner. An append that fails its checks (a conflict, a vanished chunk) is left out of
 the transaction and gets its error. A failure of the transaction itself (a full disk, a lost race of a
 replicated log) is raised by the leader, and the other appends of its group are queued again, in front, for
-the next leader: each thread meets such a failure in its own transaction, never in another's.
+the next leader: each thread meets such a failure in its own transaction, never in another's. An append interrupted
+(Ctrl-C) while it waits leaves the queue and never commits, unless a leader took it already (then it commits, as
+a commit interrupted after its commit point does).
 
 Threads of one `LogStore` share it; separate processes still queue on LMDB's writer lock. Safe across threads.
 """
@@ -86,8 +88,13 @@ class GroupCommit:
         mine = Queued(append)
         with self._changed:
             self._queue.append(mine)
-            while self._leading and mine.outcome is None:
-                self._changed.wait()
+            try:
+                while self._leading and mine.outcome is None:
+                    self._changed.wait()
+            except BaseException:  # interrupted (Ctrl-C) before a leader took it: it never commits
+                if mine in self._queue:
+                    self._queue.remove(mine)
+                raise
             if mine.outcome is None:  # not stored by the last leader: lead the queue, this append among it
                 self._leading = True
                 batch, self._queue = self._queue, []
