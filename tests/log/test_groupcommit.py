@@ -33,15 +33,15 @@ class _Writer:
         self.batches: list[list[str]] = []
         self._fail = fail
 
-    def __call__(self, batch: list[Append]) -> list[Stored | Exception]:
+    def __call__(self, batch: list[Append], outcomes: list[Stored | Exception]) -> None:
         if not self.batches:
             self.release.wait(10)
         self.batches.append([a.record.message for a in batch])
-        return [ConflictError(f"{a.record.message} conflicts") if self._fail(a.record.message)
-                else Stored(CommitId(a.record.message), a.record, len(self.batches)) for a in batch]
+        outcomes.extend(ConflictError(f"{a.record.message} conflicts") if self._fail(a.record.message)
+                        else Stored(CommitId(a.record.message), a.record, len(self.batches)) for a in batch)
 
 
-def _run(group: GroupCommit, write: Callable[[list[Append]], list[Stored | Exception]], messages: list[str],
+def _run(group: GroupCommit, write: Callable[[list[Append], list[Stored | Exception]], None], messages: list[str],
          results: dict[str, object]) -> list[threading.Thread]:
     def one(message: str) -> None:
         try:
@@ -57,7 +57,7 @@ def _run(group: GroupCommit, write: Callable[[list[Append]], list[Stored | Excep
 
 
 def test_appends_made_while_one_leads_are_stored_together_in_arrival_order() -> None:
-    group, write = GroupCommit(), _Writer()
+    group, write = GroupCommit(lambda cid: False), _Writer()
     results: dict[str, object] = {}
     threads = _run(group, write, ["a", "b", "c", "d"], results)
     write.release.set()
@@ -69,7 +69,7 @@ def test_appends_made_while_one_leads_are_stored_together_in_arrival_order() -> 
 
 
 def test_an_append_failing_its_checks_raises_in_its_own_thread_only() -> None:
-    group, write = GroupCommit(), _Writer(fail=lambda message: message == "c")
+    group, write = GroupCommit(lambda cid: False), _Writer(fail=lambda message: message == "c")
     results: dict[str, object] = {}
     threads = _run(group, write, ["a", "b", "c", "d"], results)
     write.release.set()
@@ -83,16 +83,16 @@ def test_a_failed_transaction_is_raised_by_its_leader_and_the_others_go_to_the_n
     calls: list[list[str]] = []
     release = threading.Event()
 
-    def write(batch: list[Append]) -> list[Stored | Exception]:
+    def write(batch: list[Append], outcomes: list[Stored | Exception]) -> None:
         messages = [a.record.message for a in batch]
         calls.append(messages)
         if len(calls) == 1:
             release.wait(10)
         if len(calls) == 2:
-            raise OSError("disk full")  # the transaction of the second batch, led by "b", fails as a whole
-        return [Stored(CommitId(m), a.record, len(calls)) for m, a in zip(messages, batch, strict=True)]
+            raise OSError("disk full")  # the transaction of the second batch fails as a whole
+        outcomes.extend(Stored(CommitId(m), a.record, len(calls)) for m, a in zip(messages, batch, strict=True))
 
-    group: GroupCommit = GroupCommit()
+    group: GroupCommit = GroupCommit(lambda cid: False)
     results: dict[str, object] = {}
     threads = _run(group, write, ["a", "b", "c", "d"], results)
     release.set()
@@ -104,8 +104,32 @@ def test_a_failed_transaction_is_raised_by_its_leader_and_the_others_go_to_the_n
     assert all(isinstance(results[m], Stored) for m in "abcd" if m != leader)
 
 
+def test_a_transaction_failing_after_its_commit_still_gives_the_others_their_commits() -> None:
+    # Ctrl-C or a failed fsync after the commit: queued again, the others would commit twice.
+    calls: list[list[str]] = []
+    release = threading.Event()
+
+    def write(batch: list[Append], outcomes: list[Stored | Exception]) -> None:
+        calls.append([a.record.message for a in batch])
+        if len(calls) == 1:
+            release.wait(10)
+        outcomes.extend(Stored(CommitId(a.record.message), a.record, len(calls)) for a in batch)
+        if len(calls) == 2:
+            raise OSError("fsync failed")  # after the commit: the log holds the batch's commits
+
+    group = GroupCommit(lambda cid: cid in {m for batch in calls for m in batch})
+    results: dict[str, object] = {}
+    threads = _run(group, write, ["a", "b", "c", "d"], results)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert calls == [["a"], ["b", "c", "d"]]  # no third batch: nothing committed twice
+    [leader] = [m for m in "bcd" if isinstance(results[m], OSError)]
+    assert all(isinstance(results[m], Stored) for m in "abcd" if m != leader)
+
+
 def test_an_append_interrupted_while_it_waits_leaves_the_queue_and_never_commits() -> None:
-    group, write = GroupCommit(), _Writer()
+    group, write = GroupCommit(lambda cid: False), _Writer()
     results: dict[str, object] = {}
     leader = _run(group, write, ["a"], results)  # leads, and waits inside its write until released
     main = threading.main_thread().ident

@@ -65,18 +65,20 @@ class Queued:
         self.outcome: Stored | Exception | None = None
 
 
-# Stores a batch in one write transaction and gives each append's outcome, in order, once it committed; raises
-# for the transaction as a whole.
-BatchWriter = Callable[[list[Append]], list[Stored | Exception]]
+# Stores a batch in one write transaction, adding each append's outcome, in order, to the list it is given as it
+# goes; raises for the transaction as a whole.
+BatchWriter = Callable[[list[Append], list[Stored | Exception]], None]
 
 
 class GroupCommit:
     """The queue of appends of one log handle's threads and whether one of them is leading."""
 
-    def __init__(self) -> None:
+    def __init__(self, committed: Callable[[CommitId], bool]) -> None:
+        """`committed(cid)`: whether commit `cid` is in the log (after a leader's failure: did it commit first?)."""
         self._changed = threading.Condition()
         self._queue: list[Queued] = []
         self._leading = False
+        self._committed = committed
 
     def append(self, append: Append, write: BatchWriter) -> Stored:
         """Store `append`, alone or in the batch of whichever thread leads, and return its commit.
@@ -107,15 +109,21 @@ class GroupCommit:
         return outcome
 
     def _lead(self, batch: list[Queued], mine: Queued, write: BatchWriter) -> None:
-        outcomes: list[Stored | Exception] | None = None
+        outcomes: list[Stored | Exception] = []
+        done = False
         try:
-            outcomes = write([queued.append for queued in batch])
+            write([queued.append for queued in batch], outcomes)
+            done = True
         finally:
+            # Raised after its commit (Ctrl-C, a failed fsync), the transaction still holds the others' commits:
+            # queued again, they would commit twice.
+            stored = next((o.cid for o in outcomes if isinstance(o, Stored)), None)
+            done = done or (len(outcomes) == len(batch) and stored is not None and self._committed(stored))
             with self._changed:
-                if outcomes is None:  # the transaction failed: the others go first to the next leader
-                    self._queue[:0] = [queued for queued in batch if queued is not mine]
-                else:  # published only now: an outcome seen before the commit would name a commit not yet there
+                if done:  # published only now: an outcome seen before the commit would name a commit not yet there
                     for queued, outcome in zip(batch, outcomes, strict=True):
                         queued.outcome = outcome
+                else:  # the transaction failed: the others go first to the next leader
+                    self._queue[:0] = [queued for queued in batch if queued is not mine]
                 self._leading = False
                 self._changed.notify_all()

@@ -129,7 +129,7 @@ class LogStore:
             self.cache: Environment = envs[1] if envs else _open_cache(root / CACHE_DIR)
             self.chunks = FileChunkStore(root)
             self.turns = Turns(root / LOG_DIR, self.env)
-            self._group = GroupCommit()
+            self._group = GroupCommit(self._committed)
             # Decoded records by id: a record is immutable and verified against its id when first read.
             self._records: dict[CommitId, CommitRecord] = {}
             if version is None:
@@ -361,9 +361,8 @@ class LogStore:
                placeable: frozenset[str] = frozenset(), read: frozenset[str] = frozenset(),
                action: str = "commit", mover: str | None = None,
                own: Mapping[BlobId, bytes] | None = None) -> tuple[CommitId, CommitRecord]:
-        """The commit point: store `record` on `record.branch` in one durable LMDB transaction, shared with the
-        appends of this handle's other threads that overlap (`udr.log.groupcommit`; one with a `hook` has
-        its own).
+        """The commit point: store `record` on `record.branch` in one durable LMDB transaction, shared with
+        overlapping appends of this handle's other threads (`udr.log.groupcommit`) unless it has a `hook`.
 
         `base` is the head the writer started from. If the branch moved since and `rebase` is true, the
         commit is placed on the new head (a linear history) when the commits in between commute with it
@@ -388,11 +387,14 @@ class LogStore:
         self._remember(cid, final)
         return cid, final
 
-    def _write_batch(self, batch: list[Append]) -> list[Stored | Exception]:
+    def _committed(self, cid: CommitId) -> bool:
+        with self.env.read() as txn:
+            return txn.get(cid.encode(), db=self.env.db(DB_COMMITS)) is not None
+
+    def _write_batch(self, batch: list[Append], outcomes: list[Stored | Exception]) -> None:
         """Store the appends of `batch` that pass their checks in one write transaction, each placed on the
-        head the one before left; each one's outcome."""
+        head the one before left; add each one's outcome to `outcomes`."""
         placed: dict[CommitId, CommitRecord] = {}
-        outcomes: list[Stored | Exception] = []
         with self.env.write() as txn:
             txnid = int(txn.id())
             for item in batch:
@@ -406,7 +408,6 @@ class LogStore:
                 outcomes.append(Stored(cid, final, txnid))
         for cid, final in placed.items():
             self._remember(cid, final)  # only once committed: the next commit's parent, read without decoding
-        return outcomes
 
     def _checked(self, txn: IndexTxn, item: Append, placed: Mapping[CommitId, CommitRecord]) -> _Checked:
         """`item` placed on its branch's head in `txn` (`placed`: records this transaction stored already),
