@@ -12,9 +12,10 @@ for all of them (`udr.log.syncmark`).
 Failures stay with their owner. An append that fails its checks (a conflict, a vanished chunk) is left out of
 the transaction and gets its error. A failure of the transaction itself (a full disk, a lost race of a
 replicated log) is raised by the leader, and the other appends of its group are queued again, in front, for
-the next leader: each thread meets such a failure in its own transaction, never in another's. An append interrupted
-(Ctrl-C) while it waits leaves the queue and never commits, unless a leader took it already (then it commits, as
-a commit interrupted after its commit point does).
+the next leader: each thread meets such a failure in its own transaction, never in another's. A transaction that
+raises after its commit (Ctrl-C, a failed fsync) still gives the others their commits: the leader asks the log.
+An append interrupted (Ctrl-C) while it waits leaves the queue and never commits, unless a leader took it
+already (then it commits, as a commit interrupted after its commit point does).
 
 Threads of one `LogStore` share it; separate processes still queue on LMDB's writer lock. Safe across threads.
 """
