@@ -72,13 +72,14 @@ BatchWriter = Callable[[list[Append], list[Stored | Exception]], None]
 
 
 class GroupCommit:
-    """The queue of appends of one log handle's threads and whether one of them is leading."""
+    """The queue of appends of one log handle's threads, and the leadership: a lock its leader holds while it
+    stores a batch, which the other threads wait on (a lock, so an interrupted leader never leaves it taken)."""
 
     def __init__(self, committed: Callable[[CommitId], bool]) -> None:
         """`committed(cid)`: whether commit `cid` is in the log (after a leader's failure: did it commit first?)."""
-        self._changed = threading.Condition()
+        self._guard = threading.Lock()
         self._queue: list[Queued] = []
-        self._leading = False
+        self._leadership = threading.Lock()
         self._committed = committed
 
     def append(self, append: Append, write: BatchWriter) -> Stored:
@@ -89,20 +90,19 @@ class GroupCommit:
                 led it).
         """
         mine = Queued(append)
-        with self._changed:
+        with self._guard:
             self._queue.append(mine)
-            try:
-                while self._leading and mine.outcome is None:
-                    self._changed.wait()
-            except BaseException:  # interrupted (Ctrl-C) before a leader took it: it never commits
+        try:
+            with self._leadership:  # waits for the leader: its batch may hold this append
+                if mine.outcome is None:  # not stored by the last leader: lead the queue, this append among it
+                    with self._guard:
+                        batch, self._queue = self._queue, []
+                    self._lead(batch, mine, write)
+        except BaseException:  # interrupted (Ctrl-C) before a leader took it, or led and failed: not queued
+            with self._guard:
                 if mine in self._queue:
                     self._queue.remove(mine)
-                raise
-            if mine.outcome is None:  # not stored by the last leader: lead the queue, this append among it
-                self._leading = True
-                batch, self._queue = self._queue, []
-        if mine.outcome is None:
-            self._lead(batch, mine, write)
+            raise
         outcome = mine.outcome
         if isinstance(outcome, Exception):
             raise outcome
@@ -120,11 +120,9 @@ class GroupCommit:
             # queued again, they would commit twice.
             stored = next((o.cid for o in outcomes if isinstance(o, Stored)), None)
             done = done or (len(outcomes) == len(batch) and stored is not None and self._committed(stored))
-            with self._changed:
+            with self._guard:
                 if done:  # published only now: an outcome seen before the commit would name a commit not yet there
                     for queued, outcome in zip(batch, outcomes, strict=True):
                         queued.outcome = outcome
                 else:  # the transaction failed: the others go first to the next leader
                     self._queue[:0] = [queued for queued in batch if queued is not mine]
-                self._leading = False
-                self._changed.notify_all()
