@@ -93,6 +93,15 @@ _registry: dict[str, _Shared] = {}
 _registry_lock = threading.Lock()
 
 
+def _make_durable(txnid: int, syncer: SyncMark | None, pending: list[int] | None) -> None:
+    """Make committed write transaction `txnid` durable (one shared fsync at most), or, while this thread defers
+    its syncs (`pending`, `LmdbEnvironment.deferred_sync`), note it for the end of the block."""
+    if pending is not None:
+        pending.append(txnid)
+    elif syncer is not None:
+        syncer.sync(txnid)
+
+
 class _Txn:
     """One LMDB transaction as a context manager that reports LMDB failures as `UdrError`.
 
@@ -136,10 +145,7 @@ class _Txn:
             try:
                 txnid = int(self._txn.id())
                 self._txn.commit()
-                if self._pending is not None:
-                    self._pending.append(txnid)
-                elif self._syncer is not None:
-                    self._syncer.sync(txnid)
+                _make_durable(txnid, self._syncer, self._pending)
             except lmdb.Error as failed:
                 raise self._failed(failed) from failed
             return
@@ -249,14 +255,10 @@ class LmdbEnvironment:
         Raises:
             UdrError: the sync mark cannot be locked, or LMDB fails to sync.
         """
-        pending = getattr(self._deferring, "txnids", None)
-        if pending is not None:
-            pending.append(txnid)
-        elif self._live.syncer is not None:
-            try:
-                self._live.syncer.sync(txnid)
-            except lmdb.Error as failed:
-                raise UdrError(f"index write failed: {failed}") from failed
+        try:
+            _make_durable(txnid, self._live.syncer, getattr(self._deferring, "txnids", None))
+        except lmdb.Error as failed:
+            raise UdrError(f"index write failed: {failed}") from failed
 
     def watch(self, watcher: WriteWatcher | None) -> None:
         """Have `watcher` see every watched write transaction of this environment, through any handle of this

@@ -91,14 +91,16 @@ def _shares(frags: list[FragmentState], threads: int) -> list[tuple[list[Fragmen
     share = max(1, -(-share // ROW_GROUP_ROWS)) * ROW_GROUP_ROWS
     shares: list[tuple[list[FragmentState], range | None]] = []
     run: list[FragmentState] = []
+    run_rows = 0
     for frag in frags:
         if frag.rows > share:
             shares.extend(([frag], range(start, min(start + share, frag.rows))) for start in range(0, frag.rows, share))
             continue
-        if run and sum(f.rows for f in run) + frag.rows > share:
+        if run and run_rows + frag.rows > share:
             shares.append((run, None))
-            run = []
+            run, run_rows = [], 0
         run.append(frag)
+        run_rows += frag.rows
     return shares + ([(run, None)] if run else [])
 
 
