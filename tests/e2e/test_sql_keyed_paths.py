@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import udr
 from udr.log.format import BlobKind, CommitId
-from udr.materialize.data import decode_before
+from udr.materialize.encodings import decode_before
 
 SETUP = ("CREATE TABLE k (id INTEGER PRIMARY KEY, g INTEGER, v VARCHAR, f DOUBLE);"
          "INSERT INTO k SELECT i, i % 4, 'v' || i, i / 2 FROM range(0, 40) r(i);"

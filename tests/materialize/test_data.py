@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from udr.errors import CorruptionError
@@ -269,3 +270,22 @@ def test_inline_rows_past_the_parquet_threshold_are_parquet_in_format_4_and_read
     assert len(packed.payload) < len(ipc.payload)
     tiny = encode_inline(SMALL, encode_schema(SMALL.schema)[0], parquet=True)
     assert tiny.payload is not None and decode_ipc(tiny.payload).equals(SMALL)  # under the threshold: IPC
+
+
+def _encodings(payload: bytes, column: str) -> set[str]:
+    meta = pq.ParquetFile(pa.BufferReader(payload)).metadata
+    index = meta.schema.names.index(column)
+    return {str(e) for g in range(meta.num_row_groups) for e in meta.row_group(g).column(index).encodings}
+
+
+def test_a_short_chunk_keeps_a_dictionary_only_for_text_that_repeats() -> None:
+    """Mostly distinct text gets no dictionary (its indices do not compress); repeating text keeps one."""
+    n = 3_000
+    table = pa.table({"note": [f"row {i}" for i in range(n)], "kind": ["a", "b", "c"] * (n // 3),
+                      "half": [f"v{i // 2}" for i in range(n)]})
+    packed = encode_inline(table, encode_schema(table.schema)[0], parquet=True)
+    assert packed.payload is not None and packed.payload[:4] == b"PAR1"
+    assert not any("DICT" in e for e in _encodings(packed.payload, "note"))
+    assert any("DICT" in e for e in _encodings(packed.payload, "half"))  # half distinct: not mostly
+    assert any("DICT" in e for e in _encodings(packed.payload, "kind"))
+    assert decode_inline(packed.payload).select(["note", "kind", "half"]).equals(table)

@@ -43,13 +43,8 @@ from udr.log.format import (
 )
 from udr.log.hashing import content_id
 from udr.log.pins import hold_chunk, release_chunks
-from udr.materialize.data import (
-    decode_before,
-    encode_before,
-    encode_inline,
-    rebatch,
-    store_parquet,
-)
+from udr.materialize.data import encode_inline, rebatch, store_parquet
+from udr.materialize.encodings import decode_before, encode_before
 from udr.materialize.states import FragmentState, TableState
 from udr.materialize.vectors import distinct_positions, encode_positions, read_vector
 from udr.values import Commit

@@ -14,7 +14,8 @@ from udr.log import graph
 from udr.log.commits import CommitRecord, TableOp
 from udr.log.format import BlobKind, ChunkId, CommitId
 from udr.materialize.changes import changes_from_before, state_delta
-from udr.materialize.data import RowReader, decode_before
+from udr.materialize.data import RowReader
+from udr.materialize.encodings import decode_before
 from udr.materialize.schemas import rename_by_id
 from udr.materialize.states import FragmentState, TableState
 from udr.query.changefeed import CHANGE, pair_changes

@@ -153,7 +153,7 @@ SHORT_CHUNK_COMPRESSION = "zstd"
 # CPU time (level 6 saved 2%, for 1.5x the encoding time).
 SHORT_CHUNK_LEVEL = 3
 # A decimal column with at most this many distinct values in a chunk's first row group keeps Parquet's
-# dictionary encoding; other integer-like columns are delta-encoded (udr.materialize.data._column_encodings).
+# dictionary encoding; other integer-like columns are delta-encoded (udr.materialize.encodings.column_encodings).
 DICTIONARY_DECIMALS = 4096
 
 # Row batches whose Arrow IPC encoding is below this many bytes are inlined in the log.

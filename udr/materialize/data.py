@@ -17,7 +17,6 @@ from typing import Generic, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from udr.errors import CorruptionError
@@ -25,7 +24,6 @@ from udr.log.chunks import FileChunkStore
 from udr.log.commits import Fragment
 from udr.log.format import (
     CHUNK_ROWS,
-    DICTIONARY_DECIMALS,
     INLINE_MAX_BYTES,
     INLINE_PARQUET_BYTES,
     PARQUET_COMPRESSION,
@@ -37,6 +35,7 @@ from udr.log.format import (
     ChunkId,
 )
 from udr.log.hashing import content_id
+from udr.materialize.encodings import column_encodings
 from udr.materialize.parquetread import read_chunk
 from udr.materialize.schemas import as_target, conform, parquet_field_id, stored_names
 from udr.materialize.states import FragmentState, TableState
@@ -47,9 +46,8 @@ _PARQUET_MAGIC = b"PAR1"
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions()
 # Decoded inline chunks and deletion vectors a reader keeps (see `_DecodedCache`).
 INLINE_CACHE_BYTES = 64 << 20
-# `RowReader.rows_at` reads at most this many rows as one-row slices; before-images of at most this many rows
-# skip zstd, dictionaries and statistics (`encode_before`).
-_SLICED_ROWS, SMALL_BEFORE_ROWS = 16, 64
+# `RowReader.rows_at` reads at most this many rows as one-row slices.
+_SLICED_ROWS = 16
 # Vectors: a pass over a nightly refresh's 77 tables after ten nights reads ~30 MB (less: the LRU always misses).
 POSITIONS_CACHE_BYTES = 64 << 20
 # Decoded Parquet row groups that keyed writes read rows from by position.
@@ -102,45 +100,6 @@ def chunk_schema(schema: pa.Schema) -> pa.Schema:
     return _salted(schema, 0)
 
 
-def _delta_encoded(t: pa.DataType) -> bool:
-    # Types stored as Parquet INT32/INT64 (decimals up to 18 digits are, with store_decimal_as_integer).
-    # pyarrow is untyped: its calls return Any.
-    return cast(bool, pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_timestamp(t)
-                or pa.types.is_time(t) or (pa.types.is_decimal(t) and t.precision <= 18))
-
-
-def _column_encodings(schema: pa.Schema, sample: pa.Table | None = None, *,
-                      split_floats: bool = False) -> tuple[list[str], dict[str, str]]:
-    """Per-column encodings, from the schema and the chunk's first row group `sample` alone (so chunk bytes
-    stay a function of their rows).
-
-    Integer-like columns use DELTA_BINARY_PACKED instead of a dictionary: DuckDB decodes them faster
-    (TPC-H Q1/Q6 0.6-0.8x the source files' time instead of ~1.05x) and the files are smaller. A decimal
-    column with few distinct values in `sample` (prices' discounts and taxes, quantities) keeps its dictionary:
-    DuckDB and polars both decode that faster than delta (polars much faster: bench/RESULTS.md, I3).
-    With `split_floats` (a short, zstd chunk), a float column whose sample is mostly distinct values is
-    BYTE_STREAM_SPLIT: zstd then finds the repeats in exponents and low mantissa bytes (a nightly refresh's
-    changed rows take ~8% fewer bytes).
-    """
-    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema
-             if _delta_encoded(f.type) and not (sample is not None and pa.types.is_decimal(f.type)
-                                                and _few_values(sample.column(f.name)))}
-    if split_floats and sample is not None:
-        delta.update((f.name, "BYTE_STREAM_SPLIT") for f in schema
-                     if pa.types.is_floating(f.type) and _mostly_distinct(sample.column(f.name)))
-    return [f.name for f in schema if f.name not in delta], delta
-
-
-def _mostly_distinct(column: pa.ChunkedArray) -> bool:
-    """Whether more than half of `column`'s values are distinct (a dictionary would save little)."""
-    return 2 * cast(int, pc.count_distinct(column).as_py()) > len(column)
-
-
-def _few_values(column: pa.ChunkedArray) -> bool:
-    """Whether a dictionary of `column`'s values stays small (at most `DICTIONARY_DECIMALS` distinct)."""
-    return cast(int, pc.count_distinct(column).as_py()) <= DICTIONARY_DECIMALS
-
-
 def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa.NativeFile, *, copy: int = 0) -> int:
     """Write row-group-sized `pieces` as one Parquet chunk at `path` (or into a stream); return the rows written.
 
@@ -152,37 +111,16 @@ def write_parquet(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path | pa
     first = next(pieces, None)
     # Pieces are whole row groups but the last, so the first tells a short chunk, streamed or not.
     short = first is None or first.num_rows < ROW_GROUP_ROWS
-    dictionary, delta = _column_encodings(target, first, split_floats=short)
+    dictionary, encodings = column_encodings(target, first, short=short)
     rows = 0
     with pq.ParquetWriter(path, target, compression=SHORT_CHUNK_COMPRESSION if short else PARQUET_COMPRESSION,
                           compression_level=SHORT_CHUNK_LEVEL if short else None, use_dictionary=dictionary,
-                          column_encoding=delta or None, write_statistics=True,
+                          column_encoding=encodings or None, write_statistics=True,
                           store_decimal_as_integer=True) as writer:
         for piece in chain([first] if first is not None else [], pieces):
             writer.write_table(piece.replace_schema_metadata(target.metadata), row_group_size=ROW_GROUP_ROWS)
             rows += piece.num_rows
     return rows
-
-
-def encode_before(image: pa.Table) -> bytes:
-    """Payload of a before-image blob: Parquet (zstd, integer columns delta-encoded), sorted by key.
-
-    Parquet stores the mostly-null old-value columns in a few bytes, where Arrow IPC keeps full-width
-    buffers: a refresh's before-image is ~4x smaller this way. An image of at most `SMALL_BEFORE_ROWS` rows
-    (an upsert of a few keys) is written snappy, without dictionaries or statistics: as small, and half the
-    time (~0.07 ms where zstd and the encodings cost ~0.15, once per such commit).
-    """
-    sink = pa.BufferOutputStream()
-    small = image.num_rows <= SMALL_BEFORE_ROWS
-    dictionary, delta = (False, None) if small else _column_encodings(image.schema)
-    pq.write_table(image, sink, compression="snappy" if small else "zstd", use_dictionary=dictionary,
-                   column_encoding=delta or None, write_statistics=not small, store_decimal_as_integer=True)
-    return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow is untyped: its calls return Any
-
-
-def decode_before(payload: bytes) -> pa.Table:
-    """Parse a before-image blob payload."""
-    return pq.read_table(pa.BufferReader(payload))
 
 
 @dataclass(frozen=True, slots=True)

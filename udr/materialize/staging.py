@@ -43,13 +43,13 @@ from udr.materialize.data import (
     EncodedChunk,
     RowReader,
     decode_inline,
-    encode_before,
     encode_chunk,
     encode_inline,
     encode_schema,
     rebatch,
     store_parquet,
 )
+from udr.materialize.encodings import encode_before
 from udr.materialize.fold import apply_op
 from udr.materialize.keyhashes import KeyedWrites
 from udr.materialize.pieces import inline_candidate
