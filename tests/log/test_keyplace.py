@@ -129,6 +129,34 @@ def test_a_deep_link_folds_the_links_above_the_whole_vector(log: LogStore) -> No
     assert folded.count == FOLD_DEPTH + 3
 
 
+def test_a_vector_two_fragments_share_is_kept_when_one_of_them_is_re_pointed(log: LogStore) -> None:
+    """Vectors are content-addressed: two fragments whose rows at the same positions go share one payload. Placed
+    over a change of the first fragment only, the commit re-points that fragment's vector and must still store the
+    payload the second one names (the bank test with threads once read such a commit back as a missing blob)."""
+    head = log.head("main")
+    assert head is not None
+    schema = BlobId(content_id(b"schema"))
+    other = ChunkId(content_id(b"a second fragment"))
+    loaded, _ = log.append(
+        CommitRecord(parents=(head,), seq=0, branch="main", time_us=0, author="t", message="load",
+                     tables={"kv": TableOp(create=True, schema=schema, primary_key=("k",),
+                                           add=(Fragment(FRAGMENT, ROWS, True, schema),
+                                                Fragment(other, ROWS, True, schema)))}),
+        base=head, rebase=False, blobs={schema: (BlobKind.SCHEMA, b"schema")})
+    _upsert(log, _State(loaded, None, 0, 0), {1})  # the first fragment's vector changes meanwhile
+    shared = encode_positions(np.array([5], np.uint32), gaps=True)
+    vector = BlobId(content_id(shared))
+    op = TableOp(deletes=(Deletes(FRAGMENT, vector, 1), Deletes(other, vector, 1)), updated=2,
+                 keys=_hashes({5, ROWS + 5}), added=(1, 1))
+    record = CommitRecord(parents=(loaded,), seq=0, branch="main", time_us=0, author="t", message="", tables={"kv": op})
+    cid, placed = log.append(record, base=loaded, rebase=True, blobs={vector: (BlobKind.DELETES, shared)},
+                             own={vector: shared})
+    first, second = placed.tables["kv"].deletes
+    assert first.vector != vector and second.vector == vector  # only the changed fragment's was re-pointed
+    assert log.get_blob(vector, BlobKind.DELETES) == shared
+    assert _deleted(log, _State(cid, first.vector, first.count, 0)) == [1, 5]
+
+
 def test_ops_without_key_hashes_or_reshaping_do_not_commute() -> None:
     keyed = TableOp(keys=(1, 2))
     assert keyed_commute(keyed, TableOp(keys=(3,)))

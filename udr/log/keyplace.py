@@ -59,8 +59,9 @@ def repoint(record: CommitRecord, between: Sequence[CommitRecord], blobs: Blobs,
             ) -> tuple[CommitRecord, dict[BlobId, tuple[BlobKind, bytes]]]:
     """`record` (placed over the commits `between`, newest first) with each deletion vector of a keyed op that
     a commit in between also set re-pointed onto the head's (`_Links`), and the blobs to store with it (replaced
-    vectors left out); `stored` reads a committed DELETES payload, `own` holds the body of the positions a
-    whole staged vector adds (the writer's, not stored), `chained`: the lake has chained vectors.
+    vectors that no fragment names any more left out); `stored` reads a committed DELETES payload, `own` holds
+    the body of the positions a whole staged vector adds (the writer's, not stored), `chained`: the lake has
+    chained vectors.
 
     Raises:
         HeadMoved: such a vector cannot be linked; the writer re-applies its changes on `head`.
@@ -70,26 +71,32 @@ def repoint(record: CommitRecord, between: Sequence[CommitRecord], blobs: Blobs,
         f"of a fragment this commit changes, which the log cannot link; reload and retry", head))
     tables = dict(record.tables)
     for name, op in record.tables.items():
+        if op.keys is None or not op.deletes:  # no vector of a keyed write to re-point (an append's, a flush's)
+            continue
         latest: dict[ChunkId, Deletes] = {}
         for other in between:  # newest first: the first vector found is the head's
             for d in other.tables[name].deletes if name in other.tables else ():
                 latest.setdefault(d.chunk, d)
-        if op.keys is None or not latest.keys() & {d.chunk for d in op.deletes}:
+        if not latest.keys() & {d.chunk for d in op.deletes}:
             continue
         if not chained or len(op.added) != len(op.deletes):
             raise links.refused
         tables[name] = replace(op, deletes=tuple(d if d.chunk not in latest else links.link(d, added, latest[d.chunk])
                                                  for d, added in zip(op.deletes, op.added)))
-    return replace(record, tables=tables), links.blobs
+    # A replaced payload may still be another fragment's vector: payloads are content-addressed, and fragments
+    # whose rows at the same positions went share one.
+    dropped = links.replaced - {d.vector for op in tables.values() for d in op.deletes}
+    return replace(record, tables=tables), {v: b for v, b in links.blobs.items() if v not in dropped}
 
 
 class _Links:
     """Re-points one commit's deletion vectors onto those of the commits placed since its base, storing the new
-    payloads in `blobs` (the replaced ones taken out)."""
+    payloads in `blobs` and noting the vectors they replace in `replaced`."""
 
     def __init__(self, blobs: dict[BlobId, tuple[BlobKind, bytes]], stored: Callable[[BlobId], bytes],
                  own: Mapping[BlobId, bytes], refused: HeadMoved) -> None:
         self.blobs, self.stored, self.own, self.refused = blobs, stored, own, refused
+        self.replaced: set[BlobId] = set()
 
     def link(self, mine: Deletes, added: int | None, newest: Deletes) -> Deletes:
         """`mine` (a vector adding `added` positions to its fragment's at its base) re-pointed onto `newest` (the
@@ -100,7 +107,8 @@ class _Links:
         whole payload resets a long chain when the log takes it as it is, over no concurrent change)."""
         if added is None or mine.vector is None or newest.vector is None or mine.vector not in self.blobs:
             raise self.refused
-        payload = self.blobs.pop(mine.vector)[1]
+        payload = self.blobs[mine.vector][1]
+        self.replaced.add(mine.vector)
         body = payload[_HEADER:] if _chained(payload) else payload if mine.count == added else self.own.get(mine.vector)
         if body is None:
             raise self.refused
