@@ -139,15 +139,24 @@ def bank(lake: str, seed: str, count: str = "0", go: str = "", blob_share: str =
         with printing:
             print(line, flush=True)
 
+    failures: list[BaseException] = []
+
+    def transfers(n: int) -> None:
+        try:
+            _transfers(db, int(seed) + 1000 * n, int(count) or None, float(blob_share), isolation, say)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
     with udr.open(lake) as db:
         say("ready")
-        runs = [threading.Thread(target=_transfers, args=(db, int(seed) + 1000 * n, int(count) or None,
-                                                          float(blob_share), isolation, say))
-                for n in range(int(threads))]
+        runs = [threading.Thread(target=transfers, args=(n,)) for n in range(int(threads))]
         for run in runs:
             run.start()
         for run in runs:
             run.join()
+    if failures:  # a thread's exception ends only that thread: the process must still fail
+        raise failures[0]
 
 
 def _transfers(db: udr.Lake, seed: int, limit: int | None, share: float, isolation: str,

@@ -50,10 +50,19 @@ def _run(group: GroupCommit, write: Callable[[list[Append], list[Stored | Except
             results[message] = exc
 
     threads = [threading.Thread(target=one, args=(m,)) for m in messages]
-    for thread in threads:
+    for n, (message, thread) in enumerate(zip(messages, threads)):
         thread.start()
-        time.sleep(0.05)  # in this order: the first leads and waits, the others queue behind it
+        # In this order: the first leads and waits, the others queue behind it. A loaded machine may start a
+        # thread late, so each is seen leading or queued before the next one starts.
+        deadline = time.monotonic() + 10
+        while not (group._leadership.locked() if n == 0 else _queued(group, message)):
+            assert time.monotonic() < deadline, f"{message} neither led nor queued"
+            time.sleep(0.001)
     return threads
+
+
+def _queued(group: GroupCommit, message: str) -> bool:
+    return any(q.append.record.message == message for q in list(group._queue))
 
 
 def test_appends_made_while_one_leads_are_stored_together_in_arrival_order() -> None:
