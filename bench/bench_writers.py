@@ -1,6 +1,7 @@
 """Many writers (issue 11): C0 the disk's floor, C1 one writer, C2 four appending processes, C2t four appending
 threads of one process (their commits share write transactions, `udr.log.groupcommit`), C3 four upserting
-processes with their conflicts checked against the collisions that really happened.
+processes with their conflicts checked against the collisions that really happened; C1m and C2s, what this
+machine allows C1 and C2 whatever the log's design (`ceilings`).
 
 Every figure is a ratio to a reference measured in this run: C1 to C0's append + fdatasync rate, C2 and C3 to C1.
 """
@@ -10,8 +11,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import random
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -86,6 +89,39 @@ def c1_c2(c0: float, transactions: int = 1000) -> float:
            baseline_name="C1", target=">= 2.5x, 0 conflicts", ok=aggregate >= 2.5 * single)
     remove(path)
     return single
+
+
+def ceilings(c0: float, c1_rate: float, transactions: int = 1000) -> None:
+    """What this machine allows C1 and C2 whatever the log's design, printed beside them (no targets).
+
+    C1m: C1's writer with its lake in /dev/shm, where an fsync costs nothing: the commit's CPU alone, against C0.
+    C2s: C2's four writer processes, each on a lake of its own on this disk: nothing shared (no other writer's
+    commits to place over or fold, no lock), against C1.
+    """
+    memory = Path("/dev/shm")
+    if memory.is_dir():
+        path = Path(tempfile.mkdtemp(prefix="udr-c1m-", dir=memory))
+        try:
+            solo, _ = _pool_run(_w2_writer, [(str(path / "lake"), "solo", 0, transactions, time.time() + 1)])
+        finally:
+            remove(path)
+        [(rate, _, _)] = cast("list[_Span]", solo)
+        report("C1m", "one writer, lake in /dev/shm (fsync free): the commit's CPU", rate, "tx/s", baseline=c0,
+               baseline_name="C0 append+fdatasync", target="(no target: C1's ceiling on this CPU)")
+    path = scratch("c2s")
+    each = transactions // WRITERS
+    lakes = [path / f"lake{i}" for i in range(WRITERS)]
+    for lake in lakes:
+        with udr.open(lake) as db:
+            db.append("orders", small_batch(1, -1))
+            db.append("payments", small_batch(1, -1))
+    results, _ = _pool_run(_w2_writer, [(str(lakes[i]), f"w{i}", i * each, each, time.time() + 2)
+                                        for i in range(WRITERS)])
+    spans = cast("list[_Span]", results)
+    rate = each * WRITERS / (max(s[2] for s in spans) - min(s[1] for s in spans))
+    report("C2s", f"{WRITERS} writer processes, a lake each (nothing shared)", rate, "tx/s", baseline=c1_rate,
+           baseline_name="C1", target="(no target: C2's ceiling on this machine)")
+    remove(path)
 
 
 def c2_threads(c1_rate: float, transactions: int = 1000) -> None:
@@ -185,5 +221,6 @@ if __name__ == "__main__":
     report("C0", "append 4 KiB + fdatasync", disk.fdatasync_ops, "ops/s")
     report("C0", "LMDB alone, one tiny put per durable tx", disk.lmdb_tx, "tx/s")
     rate = c1_c2(disk.fdatasync_ops, int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    ceilings(disk.fdatasync_ops, rate)
     c2_threads(rate)
     c3(rate)
