@@ -46,7 +46,11 @@ def _prepared(staging: Staging, d: Deletes, frag: FragmentState | None, own: dic
     if base is None and frag.deletes is not None:
         positions = np.asarray(staging.vector(d.vector), np.uint32)
         old = np.asarray(staging.rows.deleted_positions(frag), np.uint32)
-        own[d.vector] = encode_positions(positions[~in_sorted(positions, old)], gaps=gaps)
+        body = encode_positions(positions[~in_sorted(positions, old)], gaps=gaps)
+        if own.setdefault(d.vector, body) != body:
+            # Payloads are content-addressed: another fragment's vector has these bytes over another vector, and
+            # the log looks own positions up by payload, so this fragment's are not known to it.
+            return None
     elif base != frag.deletes:
         return None
     return d.count - frag.deleted
