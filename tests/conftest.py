@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import os
 import shutil
+import signal
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -31,6 +32,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     with contextlib.suppress(ImportError):  # libcst missing: nothing to pre-import
         import hypothesis.extra._patching
+
+# A suite started in the background by a shell without job control (`(pytest &)`, some CI runners) inherits SIGINT
+# ignored, and so would every process it starts: the tests of Ctrl-C (the CLI's exit 130, an append interrupted
+# while it waits) would see nothing arrive. Python's own handler again, in this process and the workers it spawns.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # No per-example deadline: it asserts a wall time, and a shared 2-core machine misses 200 ms now and then.
 hypothesis.settings.register_profile("udr", deadline=None)
