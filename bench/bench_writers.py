@@ -48,6 +48,21 @@ def _w2_writer(lake: str, name: str, first: int, transactions: int, start: float
     return rate, began, ended
 
 
+def _seeded(lake: Path) -> Path:
+    """`lake` with C1's two tables made, so no writer's first commit creates them."""
+    with udr.open(lake) as db:
+        db.append("orders", small_batch(1, -1))
+        db.append("payments", small_batch(1, -1))
+    return lake
+
+
+def _wall(spans: list[_Span]) -> float:
+    """Seconds from the first writer's first transaction to the last one's end, as C1 times its own
+    transactions: the pool's wall time also holds starting the processes (2 s may not cover importing udr on a
+    busy machine), making the batches, opening and closing the lake."""
+    return max(s[2] for s in spans) - min(s[1] for s in spans)
+
+
 def _pool_run(target: object, args: list[tuple[object, ...]]) -> tuple[list[object], float]:
     """Run `target(*a)` for each `a` in its own spawned process, all starting together; results and seconds."""
     ctx = mp.get_context("spawn")
@@ -64,20 +79,13 @@ def c1_c2(c0: float, transactions: int = 1000) -> float:
     [(single, _, _)] = cast("list[_Span]", solo)
     remove(path)
     path = scratch("c2")
-    lake = path / "lake"
-    with udr.open(lake) as db:  # the tables exist first, so no writer's first commit creates them
-        db.append("orders", small_batch(1, -1))
-        db.append("payments", small_batch(1, -1))
+    lake = _seeded(path / "lake")
     start = time.time() + 2
     each = transactions // WRITERS
     # C1's transactions shared out: identical batches in several writers would each be re-encoded as a copy
     # (`Staging`), work C1 does not do.
     results, _ = _pool_run(_w2_writer, [(str(lake), f"w{i}", i * each, each, start) for i in range(WRITERS)])
-    spans = cast("list[_Span]", results)
-    # From the first writer's first transaction to the last one's end, as C1 times its own transactions: the
-    # pool's wall time also held starting the processes (2 s may not cover importing udr on a busy machine),
-    # making the batches, opening and closing the lake.
-    seconds = max(s[2] for s in spans) - min(s[1] for s in spans)
+    seconds = _wall(cast("list[_Span]", results))
     with udr.open(lake) as db:
         rows = db.row_count("orders") + db.row_count("payments")
         commits = sum(1 for c in db.log(limit=None) if c.message.startswith("w"))
@@ -110,15 +118,10 @@ def ceilings(c0: float, c1_rate: float, transactions: int = 1000) -> None:
                baseline_name="C0 append+fdatasync", target="(no target: C1's ceiling on this CPU)")
     path = scratch("c2s")
     each = transactions // WRITERS
-    lakes = [path / f"lake{i}" for i in range(WRITERS)]
-    for lake in lakes:
-        with udr.open(lake) as db:
-            db.append("orders", small_batch(1, -1))
-            db.append("payments", small_batch(1, -1))
+    lakes = [_seeded(path / f"lake{i}") for i in range(WRITERS)]
     results, _ = _pool_run(_w2_writer, [(str(lakes[i]), f"w{i}", i * each, each, time.time() + 2)
                                         for i in range(WRITERS)])
-    spans = cast("list[_Span]", results)
-    rate = each * WRITERS / (max(s[2] for s in spans) - min(s[1] for s in spans))
+    rate = each * WRITERS / _wall(cast("list[_Span]", results))
     report("C2s", f"{WRITERS} writer processes, a lake each (nothing shared)", rate, "tx/s", baseline=c1_rate,
            baseline_name="C1", target="(no target: C2's ceiling on this machine)")
     remove(path)
@@ -128,9 +131,7 @@ def c2_threads(c1_rate: float, transactions: int = 1000) -> None:
     """C2t: C2's transactions from four threads of one process sharing one open lake (no target: printed to
     show what the group commit of threads gives, against C1 in the same run)."""
     path = scratch("c2t")
-    with udr.open(path / "lake") as db:
-        db.append("orders", small_batch(1, -1))
-        db.append("payments", small_batch(1, -1))
+    with udr.open(_seeded(path / "lake")) as db:
         each = transactions // WRITERS
         spans: list[tuple[float, float]] = []
 
